@@ -1,0 +1,375 @@
+//! The mapping file: which tables make up a capability on each side, their
+//! keys, and how columns are named on each side.
+//!
+//! ```toml
+//! [[capabilities.catalog.tables]]
+//! legacy = "products"          # table in the monolith's database
+//! service = "products"         # table in the service's database
+//! key = ["id"]                 # legacy column names; unique on both sides
+//! columns = { id = "id", name = "title", price_cents = "unit_price_cents" }
+//! legacy_filter = "origin = 'monolith'"   # optional SQL predicate
+//! ```
+//!
+//! `columns` maps each legacy column to copy to its service column; key
+//! columns must be among them. Tables are copied in the order listed, so list
+//! parents before children. The file is the user's own, trusted like a
+//! migration: `legacy_filter` is SQL and is used as written.
+//!
+//! Everything is checked at load, with the file's line in every error.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// A mapping file that cannot be used, with where and why.
+#[derive(Debug, thiserror::Error)]
+pub enum MappingError {
+    /// The file could not be read.
+    #[error("cannot read the mapping file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or breaks a rule.
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending value.
+        line: usize,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The file has no such capability.
+    #[error("the mapping file {path} has no capability `{name}`; it has: {known}")]
+    UnknownCapability {
+        /// The file.
+        path: PathBuf,
+        /// The name asked for.
+        name: String,
+        /// The names it has.
+        known: String,
+    },
+}
+
+/// A table or column name; always quoted when put into SQL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Identifier(String);
+
+impl Identifier {
+    /// Accepts any non-empty name without NUL characters, at most 63 bytes
+    /// (PostgreSQL's limit).
+    pub fn parse(name: &str) -> Result<Self, String> {
+        if name.is_empty() {
+            return Err("a table or column name cannot be empty".to_owned());
+        }
+        if name.contains('\0') {
+            return Err(format!("the name {name:?} contains a NUL character"));
+        }
+        if name.len() > 63 {
+            return Err(format!("the name `{name}` is longer than 63 bytes"));
+        }
+        Ok(Self(name.to_owned()))
+    }
+
+    /// The name quoted for SQL (`"name"`, inner quotes doubled), so that
+    /// names with spaces, capitals or SQL in them are only ever names.
+    pub fn quoted(&self) -> String {
+        format!("\"{}\"", self.0.replace('"', "\"\""))
+    }
+
+    /// The name as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Identifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A column and its name on each side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ColumnPair {
+    /// Name in the monolith's table.
+    pub legacy: Identifier,
+    /// Name in the service's table.
+    pub service: Identifier,
+}
+
+/// One table of a capability.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableMapping {
+    /// Table in the monolith's database.
+    pub legacy_table: Identifier,
+    /// Table in the service's database.
+    pub service_table: Identifier,
+    /// Key columns, in key order.
+    pub key: Vec<ColumnPair>,
+    /// Every copied column, key columns first.
+    pub columns: Vec<ColumnPair>,
+    /// Optional SQL predicate on the monolith's rows.
+    pub legacy_filter: Option<String>,
+}
+
+/// The tables of one capability.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapabilityMapping {
+    /// The capability's name (`catalog`, `orders`, …).
+    pub name: String,
+    /// Its tables, parents first.
+    pub tables: Vec<TableMapping>,
+}
+
+/// A whole mapping file.
+#[derive(Debug, Clone)]
+pub struct Mapping {
+    path: PathBuf,
+    capabilities: BTreeMap<String, CapabilityMapping>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    capabilities: BTreeMap<String, RawCapability>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapability {
+    tables: Spanned<Vec<RawTable>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTable {
+    legacy: Spanned<String>,
+    service: Spanned<String>,
+    key: Spanned<Vec<String>>,
+    columns: Spanned<BTreeMap<String, String>>,
+    #[serde(default)]
+    legacy_filter: Option<Spanned<String>>,
+}
+
+impl Mapping {
+    /// Reads and checks a mapping file.
+    pub fn load(path: &Path) -> Result<Self, MappingError> {
+        let text = std::fs::read_to_string(path).map_err(|source| MappingError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and checks mapping text; `path` is only used in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, MappingError> {
+        let invalid = |offset: usize, message: String| MappingError::Invalid {
+            path: path.to_owned(),
+            line: line_of(text, offset),
+            message,
+        };
+        let raw: RawFile = toml::from_str(text).map_err(|error| {
+            let offset = error.span().map_or(0, |span| span.start);
+            invalid(offset, error.message().to_owned())
+        })?;
+        let mut capabilities = BTreeMap::new();
+        for (name, capability) in raw.capabilities {
+            let span = capability.tables.span();
+            let raw_tables = capability.tables.into_inner();
+            if raw_tables.is_empty() {
+                return Err(invalid(
+                    span.start,
+                    format!("capability `{name}` lists no tables"),
+                ));
+            }
+            let mut seen_service = HashSet::new();
+            let mut tables = Vec::with_capacity(raw_tables.len());
+            for table in raw_tables {
+                let table = check_table(table, &invalid)?;
+                if !seen_service.insert(table.service_table.clone()) {
+                    return Err(invalid(
+                        span.start,
+                        format!(
+                            "capability `{name}` maps service table `{}` twice",
+                            table.service_table
+                        ),
+                    ));
+                }
+                tables.push(table);
+            }
+            capabilities.insert(name.clone(), CapabilityMapping { name, tables });
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            capabilities,
+        })
+    }
+
+    /// The named capability, or an error listing the known ones.
+    pub fn capability(&self, name: &str) -> Result<&CapabilityMapping, MappingError> {
+        self.capabilities
+            .get(name)
+            .ok_or_else(|| MappingError::UnknownCapability {
+                path: self.path.clone(),
+                name: name.to_owned(),
+                known: self.capabilities.keys().cloned().collect::<Vec<_>>().join(", "),
+            })
+    }
+
+    /// Every capability, by name.
+    pub fn capabilities(&self) -> impl Iterator<Item = &CapabilityMapping> {
+        self.capabilities.values()
+    }
+}
+
+fn check_table(
+    raw: RawTable,
+    invalid: &impl Fn(usize, String) -> MappingError,
+) -> Result<TableMapping, MappingError> {
+    let ident = |spanned: &Spanned<String>| {
+        Identifier::parse(spanned.get_ref()).map_err(|message| invalid(spanned.span().start, message))
+    };
+    let legacy_table = ident(&raw.legacy)?;
+    let service_table = ident(&raw.service)?;
+    let columns_start = raw.columns.span().start;
+    let mut columns = Vec::new();
+    for (legacy, service) in raw.columns.get_ref() {
+        columns.push(ColumnPair {
+            legacy: Identifier::parse(legacy).map_err(|m| invalid(columns_start, m))?,
+            service: Identifier::parse(service).map_err(|m| invalid(columns_start, m))?,
+        });
+    }
+    if columns.is_empty() {
+        return Err(invalid(
+            columns_start,
+            format!("table `{legacy_table}` maps no columns"),
+        ));
+    }
+    let mut service_names = HashSet::new();
+    if let Some(twice) = columns.iter().find(|c| !service_names.insert(c.service.clone())) {
+        return Err(invalid(
+            columns_start,
+            format!(
+                "service column `{}` is the target of two legacy columns",
+                twice.service
+            ),
+        ));
+    }
+    let key_start = raw.key.span().start;
+    if raw.key.get_ref().is_empty() {
+        return Err(invalid(
+            key_start,
+            format!("table `{legacy_table}` needs at least one key column"),
+        ));
+    }
+    let mut key = Vec::new();
+    for name in raw.key.get_ref() {
+        let Some(pair) = columns.iter().find(|c| c.legacy.as_str() == name) else {
+            return Err(invalid(
+                key_start,
+                format!(
+                    "key column `{name}` of table `{legacy_table}` is not in its `columns`; add it there"
+                ),
+            ));
+        };
+        if key.contains(pair) {
+            return Err(invalid(key_start, format!("key column `{name}` is listed twice")));
+        }
+        key.push(pair.clone());
+    }
+    // Key columns first: the copy reads keys off the front of each row.
+    columns.sort_by_key(|c| key.iter().position(|k| k == c).unwrap_or(usize::MAX));
+    let legacy_filter = match raw.legacy_filter {
+        Some(filter) if filter.get_ref().trim().is_empty() => {
+            return Err(invalid(
+                filter.span().start,
+                "legacy_filter is empty; remove it or write a predicate".to_owned(),
+            ))
+        }
+        Some(filter) => Some(filter.into_inner()),
+        None => None,
+    };
+    Ok(TableMapping {
+        legacy_table,
+        service_table,
+        key,
+        columns,
+        legacy_filter,
+    })
+}
+
+/// The 1-based line that byte `offset` of `text` is on.
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[[capabilities.catalog.tables]]
+legacy = "products"
+service = "products"
+key = ["id"]
+columns = { name = "title", id = "id", price_cents = "unit_price_cents" }
+"#;
+
+    #[test]
+    fn parses_and_puts_key_columns_first() {
+        let mapping = Mapping::parse(Path::new("m.toml"), GOOD).unwrap();
+        let table = &mapping.capability("catalog").unwrap().tables[0];
+        assert_eq!(table.columns[0].legacy.as_str(), "id");
+        assert_eq!(table.columns.len(), 3);
+        assert_eq!(table.key.len(), 1);
+    }
+
+    #[test]
+    fn a_key_outside_columns_is_refused_with_its_line() {
+        let text = GOOD.replace(r#"key = ["id"]"#, r#"key = ["sku"]"#);
+        let error = Mapping::parse(Path::new("m.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(error.starts_with("m.toml:5: key column `sku`"), "{error}");
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_toml_are_refused_with_their_line() {
+        let text = GOOD.replace("key = [\"id\"]", "key = [\"id\"]\nkeys = 1");
+        let error = Mapping::parse(Path::new("m.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.starts_with("m.toml:6:") && error.contains("keys"),
+            "{error}"
+        );
+        let error = Mapping::parse(Path::new("m.toml"), "[[capabilities.x.tables]\n").unwrap_err();
+        assert!(error.to_string().starts_with("m.toml:1:"), "{error}");
+    }
+
+    #[test]
+    fn unknown_capability_lists_the_known_ones() {
+        let mapping = Mapping::parse(Path::new("m.toml"), GOOD).unwrap();
+        let error = mapping.capability("billing").unwrap_err().to_string();
+        assert!(error.contains("billing") && error.contains("catalog"), "{error}");
+    }
+
+    #[test]
+    fn names_are_quoted_never_spliced() {
+        let id = Identifier::parse(r#"x"; DROP TABLE products; --"#).unwrap();
+        assert_eq!(id.quoted(), r#""x""; DROP TABLE products; --""#);
+    }
+}

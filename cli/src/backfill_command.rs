@@ -1,0 +1,97 @@
+//! `strangler backfill <capability>`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use backfill::{backfill, BackfillOptions, Mapping, TableReport};
+use clap::{Args, ValueEnum};
+use service_runtime::{Database, DatabaseUrl};
+
+/// Output style of commands that report.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+pub enum Output {
+    /// Readable lines.
+    Human,
+    /// One JSON document, for scripts.
+    Json,
+}
+
+#[derive(Args)]
+pub struct BackfillArgs {
+    /// The capability to copy, as named in the mapping file.
+    capability: String,
+    /// The mapping file: tables, keys and column names per capability.
+    #[arg(long, env = "STRANGLER_MAPPING", default_value = "demo/mapping.toml")]
+    mapping: PathBuf,
+    /// The monolith's database (read only).
+    #[arg(long, env = "STRANGLER_LEGACY_DATABASE_URL")]
+    legacy_database_url: DatabaseUrl,
+    /// The service's database (written; its schema must already exist).
+    #[arg(long, env = "STRANGLER_SERVICE_DATABASE_URL")]
+    service_database_url: DatabaseUrl,
+    /// Rows per batch and per transaction.
+    #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    batch_size: u32,
+    /// Output style.
+    #[arg(long, value_enum, default_value = "human")]
+    output: Output,
+}
+
+pub async fn run(args: BackfillArgs) -> anyhow::Result<()> {
+    let mapping = Mapping::load(&args.mapping)?;
+    let capability = mapping.capability(&args.capability)?;
+    let legacy = open_existing(&args.legacy_database_url, "monolith").await?;
+    let service = open_existing(&args.service_database_url, "service").await?;
+    let reports = backfill(
+        capability,
+        &legacy,
+        &service,
+        BackfillOptions {
+            batch_size: args.batch_size as usize,
+            max_batches: None,
+        },
+    )
+    .await
+    .with_context(|| format!("backfilling capability `{}`", args.capability))?;
+    match args.output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+        Output::Human => print_reports(&args.capability, &reports),
+    }
+    Ok(())
+}
+
+/// Opens a database that must already exist: a typo in a SQLite path must
+/// not silently create an empty file and copy nothing.
+pub async fn open_existing(url: &DatabaseUrl, role: &str) -> anyhow::Result<Database> {
+    if let Some(path) = url.sqlite_path() {
+        if !path.exists() {
+            bail!(
+                "the {role} database {} does not exist; check the path",
+                path.display()
+            );
+        }
+    }
+    Database::open(url)
+        .await
+        .with_context(|| format!("opening the {role} database"))
+}
+
+pub fn print_reports(capability: &str, reports: &[TableReport]) {
+    println!("backfill of `{capability}`, monolith → service:");
+    for report in reports {
+        println!(
+            "  {:<14} → {:<14} {:>7} rows in {} batch{}{}{}",
+            report.legacy_table,
+            report.service_table,
+            report.rows_copied,
+            report.batches,
+            if report.batches == 1 { "" } else { "es" },
+            if report.resumed { ", resumed" } else { "" },
+            if report.complete {
+                ", complete"
+            } else {
+                ", INCOMPLETE"
+            },
+        );
+    }
+}

@@ -1,0 +1,229 @@
+//! `strangler demo`: the sample shop on a laptop, in one process.
+//!
+//! The monolith and both extracted services run as separate servers on their
+//! documented addresses, each with its own SQLite file under one data folder,
+//! in this one process so that Ctrl-C stops every one of them and nothing is
+//! left behind. (In production each is its own binary and deployment.)
+//! On first start the monolith is seeded and both services are backfilled
+//! from it.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use backfill::{backfill, BackfillOptions, Mapping};
+use clap::Args;
+use legacy_monolith::seed::{seed_if_empty, SeedReport, SeedSize};
+use orders_service::dual_write::DualWriteConfig;
+use service_runtime::{server, DatabaseUrl};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::backfill_command::print_reports;
+
+/// The demo's mapping file, built in so the demo runs from any folder.
+const DEMO_MAPPING: &str = include_str!("../../demo/mapping.toml");
+/// Marks a folder as the demo's, so `--reset` never deletes anything else.
+const MARKER: &str = ".strangler-demo";
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Folder holding every database of the demo.
+    #[arg(long, env = "STRANGLER_DEMO_DATA_DIR", default_value = ".strangler-demo")]
+    data_dir: PathBuf,
+    /// Delete the data folder first and start from fresh sample data.
+    #[arg(long)]
+    reset: bool,
+    /// Address of the monolith.
+    #[arg(long, default_value = legacy_monolith::DEFAULT_LISTEN)]
+    monolith_listen: SocketAddr,
+    /// Address of the catalog service.
+    #[arg(long, default_value = catalog_service::DEFAULT_LISTEN)]
+    catalog_listen: SocketAddr,
+    /// Address of the orders service.
+    #[arg(long, default_value = orders_service::DEFAULT_LISTEN)]
+    orders_listen: SocketAddr,
+    /// Do not write the orders service's orders into the monolith too.
+    #[arg(long)]
+    no_dual_write: bool,
+    /// Share of dual writes dropped on purpose (0.0 to 1.0).
+    #[arg(long, default_value_t = 0.0)]
+    dual_write_fault_rate: f64,
+}
+
+pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+    let data = prepare_data_dir(&args.data_dir, args.reset)?;
+    let grace = Duration::from_secs(5);
+    let monolith_url = DatabaseUrl::sqlite_file(&data.join("monolith.db"));
+    let monolith = legacy_monolith::Application::build(legacy_monolith::Config {
+        listen: args.monolith_listen,
+        database_url: monolith_url,
+        seed: false,
+        grace_period: grace,
+    })
+    .await
+    .context("starting the monolith")?;
+    let monolith_base: reqwest::Url = format!("http://{}/", monolith.local_addr())
+        .parse()
+        .context("building the monolith's URL")?;
+    let catalog = catalog_service::Application::build(catalog_service::Config {
+        listen: args.catalog_listen,
+        database_url: DatabaseUrl::sqlite_file(&data.join("catalog.db")),
+        monolith_url: monolith_base.clone(),
+        upstream_timeout: Duration::from_secs(2),
+        grace_period: grace,
+    })
+    .await
+    .context("starting the catalog service")?;
+    let orders = orders_service::Application::build(orders_service::Config {
+        listen: args.orders_listen,
+        database_url: DatabaseUrl::sqlite_file(&data.join("orders.db")),
+        monolith_url: monolith_base,
+        monolith_timeout: Duration::from_secs(2),
+        dual_write: DualWriteConfig {
+            enabled: !args.no_dual_write,
+            fault_rate: args.dual_write_fault_rate,
+        },
+        grace_period: grace,
+    })
+    .await
+    .context("starting the orders service")?;
+
+    let seeded = seed_if_empty(monolith.database(), SeedSize::default())
+        .await
+        .context("loading the sample data into the monolith")?;
+    if let SeedReport::Loaded {
+        products,
+        customers,
+        orders: order_count,
+    } = seeded
+    {
+        println!("loaded sample data: {products} products, {customers} customers, {order_count} orders");
+        let mapping = Mapping::parse(Path::new("demo/mapping.toml"), DEMO_MAPPING)?;
+        for (name, service) in [("catalog", catalog.database()), ("orders", orders.database())] {
+            let reports = backfill(
+                mapping.capability(name)?,
+                monolith.database(),
+                service,
+                BackfillOptions::default(),
+            )
+            .await
+            .with_context(|| format!("backfilling the {name} service"))?;
+            print_reports(name, &reports);
+        }
+    }
+
+    let addresses = [monolith.local_addr(), catalog.local_addr(), orders.local_addr()];
+    print_banner(&data, addresses, &args);
+
+    let stop = CancellationToken::new();
+    let mut servers = JoinSet::new();
+    servers.spawn(named(
+        "monolith",
+        monolith.run_until_stopped(stop.clone().cancelled_owned()),
+    ));
+    servers.spawn(named(
+        "catalog service",
+        catalog.run_until_stopped(stop.clone().cancelled_owned()),
+    ));
+    servers.spawn(named(
+        "orders service",
+        orders.run_until_stopped(stop.clone().cancelled_owned()),
+    ));
+    let signal = stop.clone();
+    tokio::spawn(async move {
+        server::shutdown_signal().await;
+        signal.cancel();
+    });
+
+    let mut failure = None;
+    while let Some(joined) = servers.join_next().await {
+        // When one server stops for any reason, stop the others too.
+        stop.cancel();
+        match joined {
+            Ok((_, Ok(()))) => {}
+            Ok((name, Err(error))) => {
+                failure
+                    .get_or_insert_with(|| anyhow::Error::new(error).context(format!("the {name} failed")));
+            }
+            Err(error) => {
+                failure.get_or_insert_with(|| anyhow::Error::new(error).context("a demo server panicked"));
+            }
+        }
+    }
+    match failure {
+        Some(error) => Err(error),
+        None => {
+            // Standard output may be a closed pipe by now; that is no error.
+            let _ = writeln!(
+                std::io::stdout(),
+                "demo stopped; its data stays in {}",
+                data.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+async fn named<F>(name: &'static str, server: F) -> (&'static str, std::io::Result<()>)
+where
+    F: std::future::Future<Output = std::io::Result<()>>,
+{
+    (name, server.await)
+}
+
+/// Creates (or with `reset`, recreates) the data folder.
+fn prepare_data_dir(dir: &Path, reset: bool) -> anyhow::Result<PathBuf> {
+    if reset && dir.exists() {
+        if !dir.join(MARKER).exists() {
+            bail!(
+                "refusing to delete {}: it is not a strangler demo folder (no {MARKER} file in it); choose another --data-dir",
+                dir.display()
+            );
+        }
+        std::fs::remove_dir_all(dir).with_context(|| format!("deleting {}", dir.display()))?;
+    }
+    if dir.exists()
+        && !dir.join(MARKER).exists()
+        && dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true)
+    {
+        bail!(
+            "{} exists and is not a strangler demo folder; choose another --data-dir",
+            dir.display()
+        );
+    }
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(
+        dir.join(MARKER),
+        "this folder holds the databases of `strangler demo`\n",
+    )
+    .with_context(|| format!("writing {}", dir.join(MARKER).display()))?;
+    Ok(dir.to_path_buf())
+}
+
+fn print_banner(data: &Path, [monolith, catalog, orders]: [SocketAddr; 3], args: &DemoArgs) {
+    let dual = if args.no_dual_write {
+        "off".to_owned()
+    } else {
+        format!("on, {}% dropped on purpose", args.dual_write_fault_rate * 100.0)
+    };
+    println!(
+        r#"
+strangler demo is up. Data: {data}/  —  Ctrl-C stops everything.
+
+  monolith          http://{monolith}
+  catalog service   http://{catalog}
+  orders service    http://{orders}   (dual writes to the monolith: {dual})
+
+Try:
+  curl -s 'http://{monolith}/products?limit=2'
+  curl -s http://{catalog}/products/1
+  curl -s -X POST http://{orders}/orders -H 'content-type: application/json' \
+       -d '{{"customer_id": 1, "lines": [{{"product_id": 1, "quantity": 2}}]}}'
+  curl -s http://{monolith}/customers/1/orders?limit=1
+"#,
+        data = data.display(),
+    );
+}

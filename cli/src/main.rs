@@ -1,0 +1,66 @@
+//! `strangler`: the toolkit's one user-facing command.
+//!
+//! Parses arguments, sets up logging, and hands over to one module per
+//! subcommand. Errors are printed with their whole cause chain and exit 1;
+//! usage errors exit 2 (clap's convention).
+
+mod backfill_command;
+mod demo;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use service_runtime::telemetry::{self, LogFormat};
+
+/// Migrate a live monolith to services, one capability at a time.
+#[derive(Parser)]
+#[command(name = "strangler", version, propagate_version = true)]
+struct Cli {
+    /// `human` or `json` log lines (on standard error).
+    #[arg(long, global = true, env = "STRANGLER_LOG_FORMAT", default_value = "human")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the sample shop — monolith, catalog and orders services — on
+    /// SQLite with sample data, for trying the toolkit on a laptop.
+    Demo(demo::DemoArgs),
+    /// Copy a capability's rows from the monolith's database into its
+    /// service's database (batched, idempotent, resumable).
+    Backfill(backfill_command::BackfillArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_filter = match cli.command {
+        Command::Demo(_) => "info,sqlx=warn",
+        Command::Backfill(_) => "warn",
+    };
+    telemetry::init(cli.log_format, default_filter);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Demo(args) => demo::run(args).await,
+            Command::Backfill(args) => backfill_command::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The `strangler` command as a user runs it: a real process, its exit
+//! code, its output.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use assert_cmd::cargo::CommandCargoExt;
+use legacy_monolith::seed::{seed_if_empty, SeedSize};
+use service_runtime::{Database, DatabaseUrl};
+use test_harness::workspace_path;
+
+fn strangler() -> Command {
+    let mut command = Command::cargo_bin("strangler").unwrap();
+    command.env_remove("RUST_LOG").env_remove("STRANGLER_MAPPING");
+    command
+}
+
+fn run(command: &mut Command) -> (i32, String, String) {
+    let output = command.output().unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// A seeded monolith file and an empty catalog service file.
+async fn databases(dir: &std::path::Path) -> (DatabaseUrl, DatabaseUrl) {
+    let monolith = DatabaseUrl::sqlite_file(&dir.join("monolith.db"));
+    let db = Database::connect(&monolith, &legacy_monolith::MIGRATIONS)
+        .await
+        .unwrap();
+    seed_if_empty(
+        &db,
+        SeedSize {
+            products: 12,
+            customers: 2,
+            orders: 3,
+        },
+    )
+    .await
+    .unwrap();
+    db.close().await;
+    let catalog = DatabaseUrl::sqlite_file(&dir.join("catalog.db"));
+    Database::connect(&catalog, &catalog_service::MIGRATIONS)
+        .await
+        .unwrap()
+        .close()
+        .await;
+    (monolith, catalog)
+}
+
+#[tokio::test]
+async fn backfill_copies_and_reports_in_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let (monolith, catalog) = databases(dir.path()).await;
+    let (code, stdout, stderr) = run(strangler()
+        .args([
+            "backfill",
+            "catalog",
+            "--output",
+            "json",
+            "--batch-size",
+            "5",
+            "--mapping",
+        ])
+        .arg(workspace_path("demo/mapping.toml"))
+        .args([
+            "--legacy-database-url",
+            monolith.expose(),
+            "--service-database-url",
+            catalog.expose(),
+        ]));
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report[0]["rows_copied"], 12);
+    assert_eq!(report[0]["batches"], 3);
+    assert_eq!(report[0]["complete"], true);
+}
+
+#[tokio::test]
+async fn backfill_refuses_bad_input_with_a_clear_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let (monolith, catalog) = databases(dir.path()).await;
+    let mapping = dir.path().join("mapping.toml");
+    std::fs::write(
+        &mapping,
+        "[[capabilities.catalog.tables]]\nlegacy = \"products\"\nservice = \"products\"\nkey = [\"sku\"]\ncolumns = { id = \"id\" }\n",
+    )
+    .unwrap();
+    let base = |mapping: &std::path::Path, capability: &str, legacy: &str| {
+        let mut command = strangler();
+        command
+            .args(["backfill", capability, "--mapping"])
+            .arg(mapping)
+            .args([
+                "--legacy-database-url",
+                legacy,
+                "--service-database-url",
+                catalog.expose(),
+            ]);
+        command
+    };
+    // A key outside the mapped columns: file, line and what to do.
+    let (code, _, stderr) = run(&mut base(&mapping, "catalog", monolith.expose()));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("mapping.toml:4:") && stderr.contains("add it there"),
+        "{stderr}"
+    );
+    // An unknown capability lists the known ones.
+    let shipped = workspace_path("demo/mapping.toml");
+    let (code, _, stderr) = run(&mut base(&shipped, "billing", monolith.expose()));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("billing") && stderr.contains("catalog, orders"),
+        "{stderr}"
+    );
+    // A mistyped database path is not silently created.
+    let missing = dir.path().join("monolth.db");
+    let (code, _, stderr) = run(&mut base(&shipped, "catalog", missing.to_str().unwrap()));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("does not exist"), "{stderr}");
+    assert!(!missing.exists());
+    // A password in a URL never reaches the output.
+    let (code, _, stderr) = run(&mut base(
+        &shipped,
+        "catalog",
+        "postgres://app:hunter2@127.0.0.1:1/shop",
+    ));
+    assert_eq!(code, 1);
+    assert!(!stderr.contains("hunter2") && stderr.contains("***"), "{stderr}");
+    // Nothing was copied by any of these.
+    let db = Database::connect(&catalog, &catalog_service::MIGRATIONS)
+        .await
+        .unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 0);
+}
+
+#[test]
+fn demo_starts_every_server_and_stops_them_on_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("demo");
+    let mut child = strangler()
+        .args(["demo", "--data-dir"])
+        .arg(&data)
+        .args([
+            "--monolith-listen",
+            "127.0.0.1:0",
+            "--catalog-listen",
+            "127.0.0.1:0",
+            "--orders-listen",
+            "127.0.0.1:0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut urls = Vec::new();
+    let mut banner = String::new();
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+            if line.trim_start().starts_with(['m', 'c', 'o']) {
+                urls.push(url.to_owned());
+            }
+        }
+        if urls.len() == 3 {
+            break;
+        }
+    }
+    assert_eq!(urls.len(), 3, "banner: {banner}");
+    assert!(banner.contains("3000 orders"), "{banner}");
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        for url in &urls {
+            test_harness::wait_until_healthy(url).await;
+        }
+        // The catalog service was backfilled from the seeded monolith.
+        let product: serde_json::Value = reqwest::get(format!("{}/products/1", urls[1]))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(product["sku"], "SKU-00001");
+    });
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not stop within 20 s of Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    // Every server is gone with the process: their ports refuse connections.
+    for url in &urls {
+        let addr = url.trim_start_matches("http://");
+        assert!(
+            std::net::TcpStream::connect(addr).is_err(),
+            "{addr} still accepts connections"
+        );
+    }
+    assert!(data.join("monolith.db").exists());
+}
+
+#[test]
+fn demo_reset_refuses_a_folder_that_is_not_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("precious.txt"), "keep me").unwrap();
+    let (code, _, stderr) = run(strangler()
+        .args(["demo", "--reset", "--data-dir"])
+        .arg(dir.path()));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("not a strangler demo folder"), "{stderr}");
+    assert!(dir.path().join("precious.txt").exists());
+}

@@ -1,0 +1,67 @@
+//! `orders-service`: runs the extracted orders service on its own.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use orders_service::dual_write::DualWriteConfig;
+use orders_service::{Application, Config, DEFAULT_LISTEN};
+use reqwest::Url;
+use service_runtime::telemetry::{self, LogFormat};
+use service_runtime::{server, DatabaseUrl};
+
+/// The extracted orders service: orders in their own database, placed
+/// through a saga against the monolith and dual-written back to it.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "ORDERS_LISTEN", default_value = DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Database: a SQLite path or `sqlite://` URL, or a `postgres://` URL.
+    #[arg(long, env = "ORDERS_DATABASE_URL", default_value = "data/orders.db")]
+    database_url: DatabaseUrl,
+    /// The monolith's base URL.
+    #[arg(long, env = "MONOLITH_URL", default_value = "http://127.0.0.1:8081/")]
+    monolith_url: Url,
+    /// Time limit of each call to the monolith, in milliseconds.
+    #[arg(long, default_value_t = 2000)]
+    monolith_timeout_ms: u64,
+    /// Also write every order into the monolith's database (dual-write phase).
+    #[arg(long, env = "ORDERS_DUAL_WRITE")]
+    dual_write: bool,
+    /// Share of dual writes to drop on purpose (0.0 to 1.0), to make the
+    /// databases diverge in demos and tests.
+    #[arg(long, env = "ORDERS_DUAL_WRITE_FAULT_RATE", default_value_t = 0.0)]
+    dual_write_fault_rate: f64,
+    /// Seconds in-flight requests may take to finish on shutdown.
+    #[arg(long, default_value_t = 10)]
+    grace_seconds: u64,
+    /// `human` or `json` log lines.
+    #[arg(long, env = "STRANGLER_LOG_FORMAT", default_value = "human")]
+    log_format: LogFormat,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    telemetry::init(args.log_format, "info");
+    let app = Application::build(Config {
+        listen: args.listen,
+        database_url: args.database_url.clone(),
+        monolith_url: args.monolith_url,
+        monolith_timeout: Duration::from_millis(args.monolith_timeout_ms),
+        dual_write: DualWriteConfig {
+            enabled: args.dual_write,
+            fault_rate: args.dual_write_fault_rate,
+        },
+        grace_period: Duration::from_secs(args.grace_seconds),
+    })
+    .await
+    .with_context(|| format!("starting the orders service on {}", args.database_url))?;
+    tracing::info!(addr = %app.local_addr(), "orders service listening");
+    app.run_until_stopped(server::shutdown_signal())
+        .await
+        .context("serving the orders service")
+}

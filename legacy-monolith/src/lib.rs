@@ -1,0 +1,138 @@
+//! The legacy monolith: the sample application a team migrates away from.
+//!
+//! A small but realistic shop — catalog, customers, inventory, orders with
+//! lines, payments — in one process with ONE database, where placing an order
+//! is one local transaction across all of them. That transaction is exactly
+//! what becomes a saga once orders move to their own service, which is why
+//! the monolith also exposes the inventory and payment endpoints the
+//! extracted orders service calls, and an internal endpoint that receives the
+//! service's dual writes.
+
+pub mod catalog;
+pub mod customers;
+pub mod inventory;
+pub mod orders;
+pub mod payments;
+pub mod seed;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Router;
+use service_runtime::api_error::{method_not_allowed_fallback, not_found_fallback};
+use service_runtime::request_id::with_request_tracing;
+use service_runtime::{server, Database, DatabaseError, DatabaseUrl, Migrations};
+use sqlx::migrate::Migrator;
+use tokio::net::TcpListener;
+
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/monolith/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/monolith/postgres");
+
+/// The monolith's schema, per engine.
+pub static MIGRATIONS: Migrations = Migrations {
+    sqlite: &SQLITE_MIGRATIONS,
+    postgres: &POSTGRES_MIGRATIONS,
+};
+
+/// The default listen address, documented in the README.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
+
+/// What the monolith needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where to listen; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// The one database of every capability.
+    pub database_url: DatabaseUrl,
+    /// Load the sample data set when the database is empty.
+    pub seed: bool,
+    /// How long in-flight requests may finish after shutdown begins.
+    pub grace_period: Duration,
+}
+
+/// Errors that stop the monolith from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The database could not be opened or migrated.
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
+    /// The listen address could not be bound.
+    #[error(transparent)]
+    Bind(#[from] std::io::Error),
+    /// Loading the sample data failed; nothing of it was kept.
+    #[error("cannot load the sample data")]
+    Seed(#[source] sqlx::Error),
+}
+
+/// Shared state of every handler.
+#[derive(Clone, Debug, axum::extract::FromRef)]
+pub struct AppState {
+    /// The shop's database.
+    pub db: Database,
+}
+
+/// A bound, migrated, ready-to-serve monolith.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+    grace_period: Duration,
+}
+
+impl Application {
+    /// Opens and migrates the database, seeds it if asked, and binds the
+    /// listener (so that [`Application::local_addr`] is known before serving).
+    pub async fn build(config: Config) -> Result<Self, StartError> {
+        let db = Database::connect(&config.database_url, &MIGRATIONS).await?;
+        if config.seed {
+            let report = seed::seed_if_empty(&db, seed::SeedSize::default())
+                .await
+                .map_err(StartError::Seed)?;
+            tracing::info!(?report, "sample data");
+        }
+        let listener = server::bind(config.listen).await?;
+        Ok(Self {
+            listener,
+            state: AppState { db },
+            grace_period: config.grace_period,
+        })
+    }
+
+    /// The address actually bound.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The database the monolith serves from.
+    pub fn database(&self) -> &Database {
+        &self.state.db
+    }
+
+    /// Serves until `shutdown` resolves, then drains.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let db = self.state.db.clone();
+        let result = server::serve(self.listener, router(self.state), shutdown, self.grace_period).await;
+        db.close().await;
+        result
+    }
+}
+
+/// Every route of the monolith.
+pub fn router(state: AppState) -> Router {
+    let routes = Router::new()
+        .merge(service_runtime::health::routes())
+        .merge(catalog::routes())
+        .merge(customers::routes())
+        .merge(inventory::routes())
+        .merge(orders::routes())
+        .merge(payments::routes())
+        .fallback(not_found_fallback)
+        .method_not_allowed_fallback(method_not_allowed_fallback)
+        .with_state(state);
+    with_request_tracing(routes)
+}

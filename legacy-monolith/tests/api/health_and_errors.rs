@@ -1,0 +1,196 @@
+//! What every client can rely on whatever the endpoint: `/health`, JSON
+//! errors for unknown routes and methods, and the `X-Request-Id` header.
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use test_harness::Engine;
+
+use crate::helpers::{error_body, json_body, order_body, spawn_app, POOR, RICH};
+
+async fn health_reports_the_database(engine: Engine) {
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
+    let body = json_body(app.get("/health").await, StatusCode::OK).await;
+    assert_eq!(body, json!({ "status": "ok", "database": "ok" }));
+}
+
+async fn unknown_routes_are_404_json(engine: Engine) {
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
+    app.load_fixture().await;
+    for (method, path) in [
+        (Method::GET, "/"),
+        (Method::GET, "/no-such-endpoint"),
+        (Method::GET, "/products/1/reviews"),
+        (Method::POST, "/inventory/reservations/saga-1"),
+        (Method::GET, "/internal/orders"),
+        (Method::DELETE, "/nothing/here"),
+    ] {
+        let response = app.send_raw(method.clone(), path, None, "").await;
+        let body = error_body(response, StatusCode::NOT_FOUND).await;
+        assert_eq!(
+            body,
+            json!({ "error": "no such endpoint", "detail": null }),
+            "{method} {path}"
+        );
+    }
+}
+
+async fn wrong_methods_are_405_json(engine: Engine) {
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
+    app.load_fixture().await;
+    for (method, path) in [
+        (Method::DELETE, "/products/1"),
+        (Method::POST, "/products"),
+        (Method::GET, "/orders"),
+        (Method::PUT, "/orders/1"),
+        (Method::GET, "/orders/1/cancel"),
+        (Method::POST, "/customers/1"),
+        (Method::GET, "/payments"),
+        (Method::GET, "/inventory/reservations"),
+        (Method::GET, "/internal/orders/1"),
+        (Method::POST, "/health"),
+    ] {
+        let response = app.send_raw(method.clone(), path, None, "").await;
+        let body = error_body(response, StatusCode::METHOD_NOT_ALLOWED).await;
+        assert_eq!(
+            body,
+            json!({ "error": "this endpoint does not support that method", "detail": null }),
+            "{method} {path}"
+        );
+    }
+}
+
+/// One request per kind of failure: each answers a JSON body with a string
+/// `error` (checked by `error_body`).
+async fn every_error_is_json_with_an_error_string(engine: Engine) {
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
+    app.load_fixture().await;
+    app.set_stock(3, 0).await;
+
+    error_body(app.get("/orders/abc").await, StatusCode::BAD_REQUEST).await;
+    error_body(app.get("/products?limit=0").await, StatusCode::BAD_REQUEST).await;
+    error_body(
+        app.send_raw(Method::POST, "/orders", Some("application/json"), "{")
+            .await,
+        StatusCode::BAD_REQUEST,
+    )
+    .await;
+    error_body(
+        app.send_raw(Method::POST, "/orders", None, "{}").await,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+    )
+    .await;
+    error_body(
+        app.post_json("/orders", &json!({})).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    error_body(
+        app.post_json("/orders", &order_body(RICH, &[])).await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+    )
+    .await;
+    error_body(
+        app.post_json("/orders", &order_body(RICH, &[(3, 1)])).await,
+        StatusCode::CONFLICT,
+    )
+    .await;
+    error_body(
+        app.post_json("/orders", &order_body(POOR, &[(4, 1)])).await,
+        StatusCode::PAYMENT_REQUIRED,
+    )
+    .await;
+    error_body(app.get("/customers/999").await, StatusCode::NOT_FOUND).await;
+    error_body(
+        app.post_empty("/payments/nope/refund").await,
+        StatusCode::NOT_FOUND,
+    )
+    .await;
+    error_body(
+        app.send_raw(Method::PATCH, "/products/1", None, "").await,
+        StatusCode::METHOD_NOT_ALLOWED,
+    )
+    .await;
+}
+
+async fn a_request_id_is_echoed(engine: Engine) {
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
+    app.load_fixture().await;
+    for path in ["/products/1", "/products/999", "/no-such-endpoint"] {
+        let response = app
+            .client
+            .get(app.url(path))
+            .header("X-Request-Id", "test-correlation-42")
+            .send()
+            .await
+            .expect("a request");
+        assert_eq!(
+            response
+                .headers()
+                .get("x-request-id")
+                .and_then(|v| v.to_str().ok()),
+            Some("test-correlation-42"),
+            "{path}"
+        );
+    }
+    let response = app
+        .client
+        .post(app.url("/orders"))
+        .header("X-Request-Id", "order-attempt-7")
+        .json(&order_body(RICH, &[(1, 1)]))
+        .send()
+        .await
+        .expect("a request");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    assert_eq!(
+        response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("order-attempt-7")
+    );
+}
+
+fn is_uuid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.iter().map(|g| g.len()).eq([8, 4, 4, 4, 12])
+        && groups.iter().all(|g| g.chars().all(|c| c.is_ascii_hexdigit()))
+}
+
+async fn a_request_id_is_generated_when_absent(engine: Engine) {
+    let Some(app) = spawn_app(engine).await else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for path in ["/health", "/health", "/no-such-endpoint"] {
+        let response = app.get(path).await;
+        let id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_else(|| panic!("{path} answered without an X-Request-Id"))
+            .to_owned();
+        assert!(is_uuid(&id), "{path}: `{id}` is not a UUID");
+        ids.push(id);
+    }
+    assert_ne!(ids[0], ids[1], "each request gets its own id");
+    assert_ne!(ids[1], ids[2]);
+}
+
+test_harness::on_each_engine!(
+    health_reports_the_database,
+    unknown_routes_are_404_json,
+    wrong_methods_are_405_json,
+    every_error_is_json_with_an_error_string,
+    a_request_id_is_echoed,
+    a_request_id_is_generated_when_absent,
+);

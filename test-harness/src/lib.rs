@@ -1,0 +1,210 @@
+//! Test support shared by every crate's integration tests.
+//!
+//! - [`TestDatabase`]: a fresh database per test — a new SQLite file, or a
+//!   uniquely named PostgreSQL database on the server at
+//!   `STRANGLER_TEST_POSTGRES_URL` (default
+//!   `postgres://postgres@127.0.0.1:5432/postgres`).
+//! - When that server is unreachable a PostgreSQL test prints why and skips,
+//!   unless `CI` is set: then it fails, so CI can never pass by skipping.
+//! - [`wait_until_healthy`]: readiness by polling `/health`, never sleeping a
+//!   fixed time.
+//! - [`snapshot`]: every row of some tables, to assert that a rejected request
+//!   changed nothing.
+//!
+//! Panicking is how this crate reports a broken test environment.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use service_runtime::sql_value::{decode_row, SqlValue};
+pub use service_runtime::{Database, DatabaseUrl, Engine};
+use sqlx::{Connection, PgConnection};
+use tempfile::TempDir;
+
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("STRANGLER_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Whether missing servers must fail tests instead of skipping them.
+pub fn servers_required() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// A database that exists for one test: the SQLite folder is deleted and the
+/// PostgreSQL database dropped when it goes out of scope.
+pub struct TestDatabase {
+    url: DatabaseUrl,
+    // Kept so the SQLite file's folder lives as long as the test.
+    _dir: Option<TempDir>,
+    postgres_name: Option<String>,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let Some(name) = self.postgres_name.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime, which cannot block on async
+        // work; a short-lived thread with its own runtime can. FORCE ends the
+        // connections the test's servers still hold.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+                return;
+            };
+            runtime.block_on(async move {
+                let connect = PgConnection::connect(&postgres_admin_url());
+                if let Ok(Ok(mut conn)) = tokio::time::timeout(Duration::from_secs(5), connect).await {
+                    let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(10), sqlx::query(&drop).execute(&mut conn))
+                            .await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+impl TestDatabase {
+    /// A fresh database of `engine`, or `None` (with a printed reason) when
+    /// its server is unreachable outside CI.
+    pub async fn fresh(engine: Engine) -> Option<Self> {
+        match engine {
+            Engine::Sqlite => Some(Self::sqlite()),
+            Engine::Postgres => Self::postgres().await,
+        }
+    }
+
+    /// A new SQLite file in a temporary folder.
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("creating a temporary folder");
+        let url = DatabaseUrl::sqlite_file(&dir.path().join("test.db"));
+        Self {
+            url,
+            _dir: Some(dir),
+            postgres_name: None,
+        }
+    }
+
+    /// A uniquely named database on the test PostgreSQL server.
+    pub async fn postgres() -> Option<Self> {
+        let admin = postgres_admin_url();
+        let connect = tokio::time::timeout(Duration::from_secs(5), PgConnection::connect(&admin)).await;
+        let mut conn = match connect {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(error)) => return unavailable("PostgreSQL", &admin, &error.to_string()),
+            Err(_) => return unavailable("PostgreSQL", &admin, "no answer within 5 s"),
+        };
+        let name = format!("strangler_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("creating a test database (does the test role have CREATEDB?)");
+        let _ = conn.close().await;
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
+        let url = DatabaseUrl::parse(&format!("{base}/{name}")).expect("a valid PostgreSQL URL");
+        Some(Self {
+            url,
+            _dir: None,
+            postgres_name: Some(name),
+        })
+    }
+
+    /// The database's URL.
+    pub fn url(&self) -> &DatabaseUrl {
+        &self.url
+    }
+
+    /// Which engine it runs on.
+    pub fn engine(&self) -> Engine {
+        self.url.engine()
+    }
+}
+
+fn unavailable<T>(what: &str, url: &str, reason: &str) -> Option<T> {
+    let url = service_runtime::database::mask_password(url);
+    if servers_required() {
+        panic!("{what} at {url} is required (CI is set) but unreachable: {reason}");
+    }
+    // Written straight to the standard error stream rather than with
+    // `eprintln!`, which the test runner captures and hides for passing tests:
+    // a skip must be visible.
+    let _ = writeln!(
+        std::io::stderr().lock(),
+        "skipping: {what} at {url} is unreachable ({reason}); set CI=true to make this a failure"
+    );
+    None
+}
+
+/// Polls `GET {base_url}/health` until it answers 200; panics after 20 s.
+pub async fn wait_until_healthy(base_url: &str) {
+    let client = http_client();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let url = format!("{base_url}/health");
+    loop {
+        let last = match client.get(&url).send().await {
+            Ok(response) if response.status().is_success() => return,
+            Ok(response) => format!("status {}", response.status()),
+            Err(error) => error.to_string(),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "{url} did not become healthy within 20 s: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An HTTP client whose every request times out.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("building an HTTP client")
+}
+
+/// Every row of each table, in a deterministic order, for before/after checks.
+pub async fn snapshot(db: &Database, tables: &[&str]) -> Vec<(String, Vec<Vec<SqlValue>>)> {
+    let mut result = Vec::with_capacity(tables.len());
+    for table in tables {
+        let rows = sqlx::query(&format!("SELECT * FROM {table}"))
+            .fetch_all(db.pool())
+            .await
+            .unwrap_or_else(|e| panic!("reading table {table}: {e}"));
+        let mut decoded: Vec<Vec<SqlValue>> = rows.iter().map(|row| decode_row(row).unwrap()).collect();
+        decoded.sort_by_cached_key(|row| format!("{row:?}"));
+        result.push(((*table).to_owned(), decoded));
+    }
+    result
+}
+
+/// A path under the workspace root, for tests that read shipped files.
+pub fn workspace_path(relative: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join(relative)
+}
+
+/// Generates, for each named `async fn case(engine: Engine)`, a module with
+/// one `sqlite` and one `postgres` test, so every API case runs on both.
+#[macro_export]
+macro_rules! on_each_engine {
+    ($($case:ident),* $(,)?) => {
+        $(
+            mod $case {
+                #[tokio::test]
+                async fn sqlite() {
+                    super::$case($crate::Engine::Sqlite).await
+                }
+                #[tokio::test]
+                async fn postgres() {
+                    super::$case($crate::Engine::Postgres).await
+                }
+            }
+        )*
+    };
+}
