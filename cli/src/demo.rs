@@ -15,6 +15,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use backfill::{backfill, BackfillOptions, Mapping};
 use clap::Args;
+use facade::config::FacadeConfig;
+use facade::Facade;
 use legacy_monolith::seed::{seed_if_empty, SeedReport, SeedSize};
 use orders_service::dual_write::DualWriteConfig;
 use service_runtime::{server, DatabaseUrl};
@@ -25,6 +27,8 @@ use crate::backfill_command::print_reports;
 
 /// The demo's mapping file, built in so the demo runs from any folder.
 const DEMO_MAPPING: &str = include_str!("../../demo/mapping.toml");
+/// The demo's facade configuration, likewise.
+const DEMO_FACADE: &str = include_str!("../../demo/strangler.toml");
 /// Marks a folder as the demo's, so `--reset` never deletes anything else.
 const MARKER: &str = ".strangler-demo";
 
@@ -36,6 +40,12 @@ pub struct DemoArgs {
     /// Delete the data folder first and start from fresh sample data.
     #[arg(long)]
     reset: bool,
+    /// Address of the facade.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    facade_listen: SocketAddr,
+    /// Address of the facade's admin API.
+    #[arg(long, default_value = "127.0.0.1:9080")]
+    admin_listen: SocketAddr,
     /// Address of the monolith.
     #[arg(long, default_value = legacy_monolith::DEFAULT_LISTEN)]
     monolith_listen: SocketAddr,
@@ -115,11 +125,28 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     }
 
-    let addresses = [monolith.local_addr(), catalog.local_addr(), orders.local_addr()];
-    print_banner(&data, addresses, &args);
+    let facade = build_facade(
+        &data,
+        &args,
+        [monolith.local_addr(), catalog.local_addr(), orders.local_addr()],
+    )
+    .await
+    .context("starting the facade")?;
+    let addresses = Addresses {
+        facade: facade.proxy_addr(),
+        admin: facade.admin_addr(),
+        monolith: monolith.local_addr(),
+        catalog: catalog.local_addr(),
+        orders: orders.local_addr(),
+    };
+    print_banner(&data, &addresses, &args);
 
     let stop = CancellationToken::new();
     let mut servers = JoinSet::new();
+    servers.spawn(named(
+        "facade",
+        facade.run_until_stopped(stop.clone().cancelled_owned()),
+    ));
     servers.spawn(named(
         "monolith",
         monolith.run_until_stopped(stop.clone().cancelled_owned()),
@@ -203,27 +230,100 @@ fn prepare_data_dir(dir: &Path, reset: bool) -> anyhow::Result<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
-fn print_banner(data: &Path, [monolith, catalog, orders]: [SocketAddr; 3], args: &DemoArgs) {
+/// The facade of the demo: `demo/strangler.toml` with the addresses the
+/// apps really got, the store and a generated admin token in the data folder.
+async fn build_facade(
+    data: &Path,
+    args: &DemoArgs,
+    [monolith, catalog, orders]: [SocketAddr; 3],
+) -> anyhow::Result<Facade> {
+    let mut config = FacadeConfig::parse(Path::new("demo/strangler.toml"), DEMO_FACADE)?;
+    config.listen = args.facade_listen;
+    config.admin_listen = args.admin_listen;
+    config.store_url = DatabaseUrl::sqlite_file(&data.join("toolkit.db"));
+    for backend in &mut config.backends {
+        let addr = match backend.name.as_str() {
+            "legacy" => monolith,
+            "catalog" => catalog,
+            "orders" => orders,
+            other => bail!("demo/strangler.toml has an unexpected backend `{other}`"),
+        };
+        backend.urls = vec![format!("http://{addr}")
+            .parse()
+            .context("building a backend URL")?];
+    }
+    let token_file = data.join("admin-token");
+    if !token_file.exists() {
+        let token: String = (0..32).map(|_| format!("{:02x}", rand::random::<u8>())).collect();
+        write_private(&token_file, &token)?;
+    }
+    config.admin_token_file = Some(token_file);
+    Ok(Facade::build(config).await?)
+}
+
+/// Writes a file only its owner can read.
+fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))
+}
+
+struct Addresses {
+    facade: SocketAddr,
+    admin: SocketAddr,
+    monolith: SocketAddr,
+    catalog: SocketAddr,
+    orders: SocketAddr,
+}
+
+fn print_banner(data: &Path, a: &Addresses, args: &DemoArgs) {
     let dual = if args.no_dual_write {
         "off".to_owned()
     } else {
         format!("on, {}% dropped on purpose", args.dual_write_fault_rate * 100.0)
     };
+    let admin_flag = if a.admin.to_string() == "127.0.0.1:9080" {
+        String::new()
+    } else {
+        format!(" --admin-url http://{}", a.admin)
+    };
+    let token_hint = if data == Path::new(".strangler-demo") {
+        String::new()
+    } else {
+        format!(
+            "\n  (admin token: export STRANGLER_ADMIN_TOKEN=$(cat {}/admin-token))",
+            data.display()
+        )
+    };
     println!(
         r#"
 strangler demo is up. Data: {data}/  —  Ctrl-C stops everything.
 
+  facade            http://{facade}   (admin API http://{admin})
   monolith          http://{monolith}
   catalog service   http://{catalog}
   orders service    http://{orders}   (dual writes to the monolith: {dual})
 
-Try:
-  curl -s 'http://{monolith}/products?limit=2'
-  curl -s http://{catalog}/products/1
-  curl -s -X POST http://{orders}/orders -H 'content-type: application/json' \
+Try, through the facade (every capability starts on legacy):
+  curl -s http://{facade}/products/1
+  curl -s -X POST http://{facade}/orders -H 'content-type: application/json' \
        -d '{{"customer_id": 1, "lines": [{{"product_id": 1, "quantity": 2}}]}}'
-  curl -s http://{monolith}/customers/1/orders?limit=1
+  cargo run -- routes list{admin_flag}
+  cargo run -- routes explain GET /products/1{admin_flag}
+  cargo run -- routes flip catalog --to service --reason "catalog extracted"{admin_flag}
+  cargo run -- routes history{admin_flag}{token_hint}
 "#,
         data = data.display(),
+        facade = a.facade,
+        admin = a.admin,
+        monolith = a.monolith,
+        catalog = a.catalog,
+        orders = a.orders,
     );
 }

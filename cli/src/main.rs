@@ -6,6 +6,8 @@
 
 mod backfill_command;
 mod demo;
+mod facade_command;
+mod routes_command;
 
 use std::process::ExitCode;
 
@@ -31,13 +33,17 @@ enum Command {
     /// Copy a capability's rows from the monolith's database into its
     /// service's database (batched, idempotent, resumable).
     Backfill(backfill_command::BackfillArgs),
+    /// Run the facade: the reverse proxy in front of the monolith.
+    Facade(facade_command::FacadeArgs),
+    /// Look at and change where each capability's traffic goes.
+    Routes(routes_command::RoutesArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
-        Command::Demo(_) => "info,sqlx=warn",
-        Command::Backfill(_) => "warn",
+        Command::Demo(_) | Command::Facade(_) => "info,sqlx=warn",
+        Command::Backfill(_) | Command::Routes(_) => "warn",
     };
     telemetry::init(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Runtime::new() {
@@ -51,6 +57,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Demo(args) => demo::run(args).await,
             Command::Backfill(args) => backfill_command::run(args).await,
+            Command::Facade(args) => facade_command::run(args).await,
+            Command::Routes(args) => routes_command::run(args).await,
         }
     });
     match result {

@@ -1,0 +1,207 @@
+//! Backends: named sets of instances, how one is picked, and the pooled
+//! keep-alive client that talks to them.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::combinators::UnsyncBoxBody;
+use hyper::http::uri::Authority;
+use hyper::Uri;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+use crate::config::{BackendConfig, Balance, HostHeader};
+
+/// Body type of requests the facade sends upstream.
+pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// One instance of a backend.
+#[derive(Debug)]
+pub struct Instance {
+    /// `host:port`, for the URI and a rewritten `Host`.
+    pub authority: Authority,
+    healthy: AtomicBool,
+    outstanding: AtomicUsize,
+}
+
+impl Instance {
+    /// Whether the last health checks passed (true when checks are off).
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+    }
+
+    /// Marks the instance in or out of rotation.
+    pub fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::Relaxed);
+    }
+
+    /// Requests in flight to it now.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+}
+
+/// An instance chosen for one request; counts it as outstanding until dropped.
+#[derive(Debug)]
+pub struct Picked {
+    instance: Arc<Instance>,
+}
+
+impl Picked {
+    /// The chosen instance.
+    pub fn instance(&self) -> &Instance {
+        &self.instance
+    }
+}
+
+impl Drop for Picked {
+    fn drop(&mut self) {
+        self.instance.outstanding.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A backend with its instances and its connection pool.
+#[derive(Debug)]
+pub struct Backend {
+    /// Its name.
+    pub name: String,
+    instances: Vec<Arc<Instance>>,
+    balance: Balance,
+    next: AtomicUsize,
+    /// Pooled keep-alive HTTP/1.1 client, with this backend's connect timeout.
+    pub client: Client<HttpConnector, UpstreamBody>,
+    /// Time limit for the response head.
+    pub request_timeout: Duration,
+    /// `Host` handling.
+    pub host_header: HostHeader,
+    /// Active health check path and interval.
+    pub health: Option<(String, Duration)>,
+}
+
+impl Backend {
+    /// Builds a backend and its client from its config.
+    pub fn new(config: &BackendConfig) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(config.connect_timeout));
+        connector.set_nodelay(true);
+        connector.enforce_http(true);
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(1024)
+            .build(connector);
+        Self {
+            name: config.name.clone(),
+            instances: config
+                .urls
+                .iter()
+                .filter_map(|url| url.authority().cloned())
+                .map(|authority| {
+                    Arc::new(Instance {
+                        authority,
+                        healthy: AtomicBool::new(true),
+                        outstanding: AtomicUsize::new(0),
+                    })
+                })
+                .collect(),
+            balance: config.balance,
+            next: AtomicUsize::new(0),
+            client,
+            request_timeout: config.request_timeout,
+            host_header: config.host_header,
+            health: config
+                .health_path
+                .clone()
+                .map(|path| (path, config.health_interval)),
+        }
+    }
+
+    /// The instances, in config order.
+    pub fn instances(&self) -> &[Arc<Instance>] {
+        &self.instances
+    }
+
+    /// Picks an instance for one request. When every instance is marked
+    /// unhealthy the facade fails open and picks among all of them: a health
+    /// check that is wrong must not take a whole backend down.
+    pub fn pick(&self) -> Option<Picked> {
+        let n = self.instances.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let any_healthy = self.instances.iter().any(|i| i.is_healthy());
+        let mut eligible = (0..n)
+            .map(|k| &self.instances[(start + k) % n])
+            .filter(|i| !any_healthy || i.is_healthy());
+        let chosen = match self.balance {
+            Balance::RoundRobin => eligible.next(),
+            // The scan starts at a rotating offset so that ties spread out.
+            Balance::LeastOutstanding => eligible.min_by_key(|i| i.outstanding()),
+        }?;
+        chosen.outstanding.fetch_add(1, Ordering::Relaxed);
+        Some(Picked {
+            instance: Arc::clone(chosen),
+        })
+    }
+
+    /// The URI of `path_and_query` on `instance`.
+    pub fn uri(instance: &Instance, path_and_query: &str) -> Result<Uri, hyper::http::Error> {
+        Uri::builder()
+            .scheme("http")
+            .authority(instance.authority.clone())
+            .path_and_query(path_and_query)
+            .build()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(balance: Balance) -> Backend {
+        Backend::new(&BackendConfig {
+            name: "b".into(),
+            urls: vec![
+                "http://127.0.0.1:1".parse().unwrap(),
+                "http://127.0.0.1:2".parse().unwrap(),
+            ],
+            balance,
+            connect_timeout: Duration::from_secs(1),
+            request_timeout: Duration::from_secs(1),
+            host_header: HostHeader::Preserve,
+            health_path: None,
+            health_interval: Duration::from_secs(1),
+        })
+    }
+
+    fn port(picked: &Picked) -> u16 {
+        picked.instance().authority.port_u16().unwrap()
+    }
+
+    #[tokio::test]
+    async fn round_robin_alternates_and_skips_unhealthy_instances() {
+        let b = backend(Balance::RoundRobin);
+        let ports: Vec<u16> = (0..4).map(|_| port(&b.pick().unwrap())).collect();
+        assert_eq!(ports, vec![1, 2, 1, 2]);
+        b.instances()[0].set_healthy(false);
+        assert!((0..4).all(|_| port(&b.pick().unwrap()) == 2));
+        b.instances()[1].set_healthy(false);
+        // All down: fail open rather than refuse everything.
+        assert!(b.pick().is_some());
+    }
+
+    #[tokio::test]
+    async fn least_outstanding_prefers_the_idle_instance() {
+        let b = backend(Balance::LeastOutstanding);
+        let busy = b.pick().unwrap();
+        let busy_port = port(&busy);
+        for _ in 0..5 {
+            assert_ne!(port(&b.pick().unwrap()), busy_port);
+        }
+        drop(busy);
+        assert_eq!(b.instances().iter().map(|i| i.outstanding()).sum::<usize>(), 0);
+    }
+}

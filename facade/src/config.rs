@@ -1,0 +1,600 @@
+//! `strangler.toml`: listen addresses, backends, capabilities and routes.
+//!
+//! Deserialized with serde into raw structs that keep each value's position,
+//! then validated once, so that every mistake is reported as
+//! `file:line: what is wrong` before anything starts.
+//!
+//! ```toml
+//! [facade]
+//! listen = "127.0.0.1:8080"
+//! admin_listen = "127.0.0.1:9080"
+//! default_backend = "legacy"        # where unmatched requests go
+//!
+//! [store]
+//! url = "sqlite://.strangler/state.db"
+//!
+//! [backends.legacy]
+//! urls = ["http://127.0.0.1:8081"]
+//!
+//! [capabilities.catalog]
+//! legacy = "legacy"                 # backend while on legacy
+//! service = "catalog"               # backend once on service
+//!
+//! [[routes]]
+//! capability = "catalog"
+//! path = "/products/{id}"
+//! methods = ["GET", "PUT"]
+//! ```
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use hyper::header::HeaderName;
+use hyper::http::HeaderValue;
+use hyper::{Method, Uri};
+use serde::Deserialize;
+use service_runtime::DatabaseUrl;
+use toml::Spanned;
+
+use crate::routing::{CapabilityDef, PathPattern, Route, Target};
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the configuration file {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or breaks a rule.
+    #[error("{path}:{line}: {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line of the offending value.
+        line: usize,
+        /// What is wrong and what to do.
+        message: String,
+    },
+    /// The admin token could not be found.
+    #[error(
+        "no admin token: set STRANGLER_ADMIN_TOKEN or `admin_token_file` in [facade] (a token on the command line would show in `ps`)"
+    )]
+    NoAdminToken,
+    /// The admin token file could not be read.
+    #[error("cannot read the admin token file {path}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// The admin API's bearer token; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminToken(String);
+
+impl AdminToken {
+    /// Wraps a token; surrounding whitespace (a file's newline) is dropped.
+    pub fn new(token: &str) -> Option<Self> {
+        let token = token.trim();
+        (!token.is_empty()).then(|| Self(token.to_owned()))
+    }
+
+    /// The token's bytes, for the constant-time comparison.
+    pub fn as_bytes(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(***)")
+    }
+}
+
+/// How a backend spreads requests over its instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balance {
+    /// Each healthy instance in turn.
+    RoundRobin,
+    /// The healthy instance with the fewest requests in flight.
+    LeastOutstanding,
+}
+
+/// What `Host` header the upstream sees.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostHeader {
+    /// The client's `Host`, unchanged.
+    Preserve,
+    /// The instance's own `host:port`.
+    Rewrite,
+}
+
+/// One backend: a named set of instances.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    /// Its name, used by capabilities.
+    pub name: String,
+    /// Base URLs of its instances (`http://host:port`).
+    pub urls: Vec<Uri>,
+    /// How requests are spread.
+    pub balance: Balance,
+    /// Time limit for opening a connection.
+    pub connect_timeout: Duration,
+    /// Time limit for the response head.
+    pub request_timeout: Duration,
+    /// `Host` handling.
+    pub host_header: HostHeader,
+    /// Path probed by active health checks; `None` turns them off.
+    pub health_path: Option<String>,
+    /// Time between probes.
+    pub health_interval: Duration,
+}
+
+/// Size limits on requests.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Largest request body; beyond it, 413.
+    pub max_body_bytes: u64,
+    /// Largest request head; beyond it, 431.
+    pub max_header_bytes: usize,
+}
+
+/// A capability and where it starts.
+#[derive(Debug, Clone)]
+pub struct CapabilityConfig {
+    /// Name and backends.
+    pub def: CapabilityDef,
+    /// Target when the store has none yet.
+    pub initial: Target,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct FacadeConfig {
+    /// Proxy listener.
+    pub listen: SocketAddr,
+    /// Admin API listener.
+    pub admin_listen: SocketAddr,
+    /// The route store.
+    pub store_url: DatabaseUrl,
+    /// Where to read the admin token from, if not the environment.
+    pub admin_token_file: Option<PathBuf>,
+    /// Request size limits.
+    pub limits: Limits,
+    /// Drain time on shutdown.
+    pub grace_period: Duration,
+    /// Log one line per request.
+    pub access_log: bool,
+    /// Backends, by name.
+    pub backends: Vec<BackendConfig>,
+    /// Capabilities, in file order.
+    pub capabilities: Vec<CapabilityConfig>,
+    /// Routes, in priority order.
+    pub routes: Vec<Route>,
+    /// Backend for unmatched requests.
+    pub default_backend: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    facade: RawFacade,
+    store: Option<RawStore>,
+    #[serde(default)]
+    backends: BTreeMap<String, Spanned<RawBackend>>,
+    #[serde(default)]
+    capabilities: BTreeMap<String, Spanned<RawCapability>>,
+    #[serde(default)]
+    routes: Vec<Spanned<RawRoute>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawFacade {
+    listen: Option<Spanned<String>>,
+    admin_listen: Option<Spanned<String>>,
+    default_backend: Option<Spanned<String>>,
+    admin_token_file: Option<String>,
+    max_body_bytes: Option<u64>,
+    max_header_bytes: Option<Spanned<u64>>,
+    grace_seconds: Option<u64>,
+    access_log: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStore {
+    url: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackend {
+    urls: Spanned<Vec<String>>,
+    balance: Option<Balance>,
+    connect_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
+    host_header: Option<HostHeader>,
+    health_path: Option<String>,
+    health_interval_ms: Option<u64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCapability {
+    legacy: Spanned<String>,
+    service: Spanned<String>,
+    initial: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRoute {
+    capability: Spanned<String>,
+    path: Spanned<String>,
+    #[serde(default)]
+    methods: Vec<Spanned<String>>,
+    host: Option<String>,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+}
+
+impl FacadeConfig {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// Parses and validates configuration text; `path` is used in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let invalid = |offset: usize, message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            line: line_of(text, offset),
+            message,
+        };
+        let raw: RawFile = toml::from_str(text)
+            .map_err(|error| invalid(error.span().map_or(0, |s| s.start), error.message().to_owned()))?;
+        let address =
+            |value: &Option<Spanned<String>>, default: &str, what: &str| -> Result<SocketAddr, ConfigError> {
+                match value {
+                    None => Ok(default
+                        .parse()
+                        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))),
+                    Some(v) => v.get_ref().parse().map_err(|_| {
+                        invalid(
+                            v.span().start,
+                            format!("{what} `{}` is not an address like 127.0.0.1:8080", v.get_ref()),
+                        )
+                    }),
+                }
+            };
+        let listen = address(&raw.facade.listen, "127.0.0.1:8080", "listen")?;
+        let admin_listen = address(&raw.facade.admin_listen, "127.0.0.1:9080", "admin_listen")?;
+
+        let mut backends = Vec::new();
+        for (name, spanned) in &raw.backends {
+            let start = spanned.span().start;
+            backends.push(check_backend(name, spanned.get_ref()).map_err(|m| invalid(start, m))?);
+        }
+        let backend_names: HashSet<&str> = raw.backends.keys().map(String::as_str).collect();
+        let known_backend = |value: &Spanned<String>| -> Result<String, ConfigError> {
+            if backend_names.contains(value.get_ref().as_str()) {
+                Ok(value.get_ref().clone())
+            } else {
+                Err(invalid(
+                    value.span().start,
+                    format!(
+                        "unknown backend `{}`; defined backends: {}",
+                        value.get_ref(),
+                        raw.backends.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                ))
+            }
+        };
+
+        let mut capabilities = Vec::new();
+        for (name, spanned) in &raw.capabilities {
+            let capability = spanned.get_ref();
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(invalid(
+                    spanned.span().start,
+                    format!("capability name `{name}` may only use letters, digits, `-` and `_`"),
+                ));
+            }
+            let initial = match &capability.initial {
+                None => Target::Legacy,
+                Some(v) => Target::parse(v.get_ref()).ok_or_else(|| {
+                    invalid(
+                        v.span().start,
+                        format!("initial target `{}` must be `legacy` or `service`", v.get_ref()),
+                    )
+                })?,
+            };
+            capabilities.push(CapabilityConfig {
+                def: CapabilityDef {
+                    name: name.clone(),
+                    legacy_backend: known_backend(&capability.legacy)?,
+                    service_backend: known_backend(&capability.service)?,
+                },
+                initial,
+            });
+        }
+
+        let mut routes = Vec::new();
+        for spanned in &raw.routes {
+            let route = spanned.get_ref();
+            let capability = capabilities
+                .iter()
+                .position(|c| c.def.name == *route.capability.get_ref())
+                .ok_or_else(|| {
+                    invalid(
+                        route.capability.span().start,
+                        format!(
+                            "route names unknown capability `{}`; define it under [capabilities]",
+                            route.capability.get_ref()
+                        ),
+                    )
+                })?;
+            let pattern =
+                PathPattern::parse(route.path.get_ref()).map_err(|m| invalid(route.path.span().start, m))?;
+            let mut methods = Vec::new();
+            for method in &route.methods {
+                let upper = method.get_ref().to_ascii_uppercase();
+                let parsed: Method = upper.parse().map_err(|_| {
+                    invalid(
+                        method.span().start,
+                        format!("`{}` is not an HTTP method", method.get_ref()),
+                    )
+                })?;
+                methods.push(parsed);
+            }
+            let mut headers = Vec::new();
+            for (name, value) in &route.headers {
+                let name = HeaderName::from_bytes(name.as_bytes())
+                    .map_err(|_| invalid(spanned.span().start, format!("`{name}` is not a header name")))?;
+                let value = HeaderValue::from_str(value).map_err(|_| {
+                    invalid(
+                        spanned.span().start,
+                        format!("`{value}` is not a valid header value"),
+                    )
+                })?;
+                headers.push((name, value));
+            }
+            routes.push(Route {
+                path: route.path.get_ref().clone(),
+                pattern,
+                methods,
+                host: route.host.as_ref().map(|h| h.to_ascii_lowercase()),
+                headers,
+                capability,
+            });
+        }
+
+        let default_backend = raw
+            .facade
+            .default_backend
+            .as_ref()
+            .map(known_backend)
+            .transpose()?;
+        let store_url = match &raw.store {
+            None => DatabaseUrl::sqlite_file(Path::new(".strangler/state.db")),
+            Some(store) => DatabaseUrl::parse(store.url.get_ref())
+                .map_err(|e| invalid(store.url.span().start, e.to_string()))?,
+        };
+        let max_header_bytes = match &raw.facade.max_header_bytes {
+            None => 64 * 1024,
+            Some(v) if (8192..=1024 * 1024).contains(v.get_ref()) => *v.get_ref() as usize,
+            Some(v) => {
+                return Err(invalid(
+                    v.span().start,
+                    "max_header_bytes must be between 8192 and 1048576".to_owned(),
+                ))
+            }
+        };
+        Ok(Self {
+            listen,
+            admin_listen,
+            store_url,
+            admin_token_file: raw.facade.admin_token_file.map(|file| resolve(path, &file)),
+            limits: Limits {
+                max_body_bytes: raw.facade.max_body_bytes.unwrap_or(1024 * 1024 * 1024),
+                max_header_bytes,
+            },
+            grace_period: Duration::from_secs(raw.facade.grace_seconds.unwrap_or(10)),
+            access_log: raw.facade.access_log.unwrap_or(true),
+            backends,
+            capabilities,
+            routes,
+            default_backend,
+        })
+    }
+
+    /// The admin token: `STRANGLER_ADMIN_TOKEN`, else `admin_token_file`.
+    pub fn admin_token(&self) -> Result<AdminToken, ConfigError> {
+        if let Some(token) = std::env::var("STRANGLER_ADMIN_TOKEN")
+            .ok()
+            .as_deref()
+            .and_then(AdminToken::new)
+        {
+            return Ok(token);
+        }
+        let Some(path) = &self.admin_token_file else {
+            return Err(ConfigError::NoAdminToken);
+        };
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+            path: path.clone(),
+            source,
+        })?;
+        AdminToken::new(&text).ok_or(ConfigError::NoAdminToken)
+    }
+}
+
+fn check_backend(name: &str, raw: &RawBackend) -> Result<BackendConfig, String> {
+    if raw.urls.get_ref().is_empty() {
+        return Err(format!("backend `{name}` needs at least one URL in `urls`"));
+    }
+    let mut urls = Vec::new();
+    for url in raw.urls.get_ref() {
+        let uri: Uri = url
+            .parse()
+            .map_err(|_| format!("backend `{name}`: `{url}` is not a URL"))?;
+        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+            return Err(format!(
+                "backend `{name}`: `{url}` must be an http://host:port URL"
+            ));
+        }
+        if uri.path() != "/" && !uri.path().is_empty() {
+            return Err(format!(
+                "backend `{name}`: `{url}` must not have a path; the facade forwards the request's path"
+            ));
+        }
+        urls.push(uri);
+    }
+    let millis = |value: Option<u64>, default: u64, what: &str| -> Result<Duration, String> {
+        match value.unwrap_or(default) {
+            0 => Err(format!("backend `{name}`: {what} must be above zero")),
+            ms => Ok(Duration::from_millis(ms)),
+        }
+    };
+    Ok(BackendConfig {
+        name: name.to_owned(),
+        urls,
+        balance: raw.balance.unwrap_or(Balance::RoundRobin),
+        connect_timeout: millis(raw.connect_timeout_ms, 1_000, "connect_timeout_ms")?,
+        request_timeout: millis(raw.request_timeout_ms, 30_000, "request_timeout_ms")?,
+        host_header: raw.host_header.unwrap_or(HostHeader::Preserve),
+        health_path: raw.health_path.clone(),
+        health_interval: millis(raw.health_interval_ms, 2_000, "health_interval_ms")?,
+    })
+}
+
+/// A path in the config file is relative to the file's folder.
+fn resolve(config: &Path, file: &str) -> PathBuf {
+    let file = Path::new(file);
+    if file.is_absolute() {
+        file.to_owned()
+    } else {
+        config.parent().unwrap_or(Path::new(".")).join(file)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text.as_bytes()[..offset.min(text.len())]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[facade]
+default_backend = "legacy"
+
+[backends.legacy]
+urls = ["http://127.0.0.1:8081"]
+
+[backends.catalog]
+urls = ["http://127.0.0.1:8082", "http://127.0.0.1:8092"]
+balance = "least-outstanding"
+
+[capabilities.catalog]
+legacy = "legacy"
+service = "catalog"
+
+[[routes]]
+capability = "catalog"
+path = "/products/{id}"
+methods = ["get", "PUT"]
+"#;
+
+    fn error_of(text: &str) -> String {
+        FacadeConfig::parse(Path::new("strangler.toml"), text)
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn parses_a_good_file() {
+        let config = FacadeConfig::parse(Path::new("strangler.toml"), GOOD).unwrap();
+        assert_eq!(config.backends.len(), 2);
+        assert_eq!(config.routes[0].methods, vec![Method::GET, Method::PUT]);
+        assert_eq!(config.capabilities[0].initial, Target::Legacy);
+        assert_eq!(config.listen.port(), 8080);
+    }
+
+    #[test]
+    fn every_mistake_names_its_line() {
+        let unknown_backend = GOOD.replace("service = \"catalog\"", "service = \"catalogue\"");
+        assert!(
+            error_of(&unknown_backend).starts_with("strangler.toml:14: unknown backend `catalogue`"),
+            "{}",
+            error_of(&unknown_backend)
+        );
+        let bad_route = GOOD.replace("/products/{id}", "/products/{id");
+        assert!(
+            error_of(&bad_route).starts_with("strangler.toml:18:"),
+            "{}",
+            error_of(&bad_route)
+        );
+        let unknown_capability = GOOD.replace("capability = \"catalog\"", "capability = \"billing\"");
+        assert!(error_of(&unknown_capability)
+            .starts_with("strangler.toml:17: route names unknown capability `billing`"));
+        let duplicate =
+            format!("{GOOD}\n[capabilities.catalog]\nlegacy = \"legacy\"\nservice = \"catalog\"\n");
+        assert!(
+            error_of(&duplicate).starts_with("strangler.toml:"),
+            "{}",
+            error_of(&duplicate)
+        );
+        assert!(
+            error_of(&duplicate).contains("duplicate"),
+            "{}",
+            error_of(&duplicate)
+        );
+        let bad_method = GOOD.replace("\"PUT\"", "\"P T\"");
+        assert!(
+            error_of(&bad_method).starts_with("strangler.toml:19:"),
+            "{}",
+            error_of(&bad_method)
+        );
+        let bad_url = GOOD.replace("http://127.0.0.1:8081", "https://legacy");
+        assert!(
+            error_of(&bad_url).starts_with("strangler.toml:5:"),
+            "{}",
+            error_of(&bad_url)
+        );
+    }
+
+    #[test]
+    fn the_admin_token_never_prints() {
+        let token = AdminToken::new(" s3cret\n").unwrap();
+        assert_eq!(token.as_bytes(), b"s3cret");
+        assert!(!format!("{token:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,187 @@
+//! The strangler facade: a reverse proxy in front of the monolith that sends
+//! each capability's routes to the monolith or to its extracted service.
+//!
+//! - [`config`]: `strangler.toml`, validated with line numbers.
+//! - [`path`]: request-path normalization before matching.
+//! - [`routing`]: the pure route decision over an ordered route table.
+//! - [`backend`]: instances, balancing, the pooled upstream client.
+//! - [`proxy`]: forwarding one request (the only module that knows hyper's
+//!   request types), [`server`]: the listener and graceful drain.
+//! - [`route_store`]: targets and their audit log in the toolkit store;
+//!   [`route_watch`]: following the store, swapping tables atomically.
+//! - [`admin`]: the token-protected admin API; [`metrics`]: Prometheus.
+
+pub mod admin;
+pub mod backend;
+pub mod config;
+pub mod correlation;
+pub mod health_check;
+pub mod metrics;
+pub mod path;
+pub mod proxy;
+pub mod route_store;
+pub mod route_watch;
+pub mod routing;
+pub mod server;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::AdminState;
+use crate::backend::Backend;
+use crate::config::{ConfigError, FacadeConfig};
+use crate::metrics::Metrics;
+use crate::proxy::ProxyState;
+use crate::route_store::{RouteStore, StoreError};
+use crate::route_watch::TableUpdater;
+use crate::routing::{Matcher, RouteTable, Target};
+
+/// Why the facade could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The route store could not be opened or read.
+    #[error("cannot use the route store at {url}")]
+    Store {
+        /// The store URL (password masked).
+        url: String,
+        /// Why.
+        #[source]
+        source: StoreError,
+    },
+    /// A listener could not be bound.
+    #[error(transparent)]
+    Bind(#[from] std::io::Error),
+}
+
+/// A facade with its listeners bound and its table loaded.
+pub struct Facade {
+    proxy_listener: TcpListener,
+    admin_listener: TcpListener,
+    state: Arc<ProxyState>,
+    updater: Arc<TableUpdater>,
+    backends: Vec<Arc<Backend>>,
+    admin: AdminState,
+    config: FacadeConfig,
+}
+
+impl Facade {
+    /// Reads the admin token, opens and seeds the store, loads the table and
+    /// binds both listeners. Nothing is served until [`Facade::run_until_stopped`].
+    pub async fn build(config: FacadeConfig) -> Result<Self, StartError> {
+        let token = config.admin_token()?;
+        let store_error = |source| StartError::Store {
+            url: config.store_url.to_string(),
+            source,
+        };
+        let store = RouteStore::open(&config.store_url).await.map_err(store_error)?;
+        let seeded = store.seed(&config.capabilities).await.map_err(store_error)?;
+        for transition in &seeded {
+            tracing::info!(capability = %transition.capability, target = %transition.to, "capability added to the route store");
+        }
+        let snapshot = store.snapshot().await.map_err(store_error)?;
+        let matcher = Arc::new(Matcher::new(
+            config.routes.clone(),
+            config.capabilities.iter().map(|c| c.def.clone()).collect(),
+            config.default_backend.clone(),
+        ));
+        let targets: Vec<Target> = config
+            .capabilities
+            .iter()
+            .map(|c| snapshot.targets.get(&c.def.name).copied().unwrap_or(c.initial))
+            .collect();
+        let table = RouteTable::new(matcher, targets, snapshot.revision);
+        let backends: Vec<Arc<Backend>> = config
+            .backends
+            .iter()
+            .map(|b| Arc::new(Backend::new(b)))
+            .collect();
+        let metrics = Arc::new(Metrics::new());
+        metrics.reloaded(snapshot.revision);
+        metrics.store_reachable(true);
+        let state = Arc::new(ProxyState {
+            table: ArcSwap::from_pointee(table),
+            backends: backends
+                .iter()
+                .map(|b| (b.name.clone(), Arc::clone(b)))
+                .collect::<HashMap<_, _>>(),
+            limits: config.limits,
+            metrics,
+            access_log: config.access_log,
+        });
+        let updater = Arc::new(TableUpdater::new(store, Arc::clone(&state)));
+        let proxy_listener = service_runtime::server::bind(config.listen).await?;
+        let admin_listener = service_runtime::server::bind(config.admin_listen).await?;
+        Ok(Self {
+            admin: AdminState {
+                proxy: Arc::clone(&state),
+                updater: Arc::clone(&updater),
+                token,
+            },
+            proxy_listener,
+            admin_listener,
+            state,
+            updater,
+            backends,
+            config,
+        })
+    }
+
+    /// The proxy's bound address.
+    pub fn proxy_addr(&self) -> SocketAddr {
+        local(&self.proxy_listener)
+    }
+
+    /// The admin API's bound address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        local(&self.admin_listener)
+    }
+
+    /// Serves proxy and admin API until `shutdown`, then drains both.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let stop = CancellationToken::new();
+        health_check::spawn(&self.backends, &self.state.metrics, &stop);
+        tokio::spawn(Arc::clone(&self.updater).run(self.config.store_url.clone(), stop.clone()));
+        let admin = tokio::spawn(service_runtime::server::serve(
+            self.admin_listener,
+            admin::router(self.admin),
+            stop.clone().cancelled_owned(),
+            self.config.grace_period,
+        ));
+        let trigger = stop.clone();
+        tokio::spawn(async move {
+            shutdown.await;
+            trigger.cancel();
+        });
+        server::serve(
+            self.proxy_listener,
+            self.state,
+            self.config.limits.max_header_bytes,
+            stop.clone().cancelled_owned(),
+            self.config.grace_period,
+        )
+        .await;
+        stop.cancel();
+        match admin.await {
+            Ok(result) => result,
+            Err(error) => Err(std::io::Error::other(error)),
+        }
+    }
+}
+
+fn local(listener: &TcpListener) -> SocketAddr {
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+}

@@ -1,0 +1,161 @@
+//! Request-path normalization, done before matching and forwarded as is.
+//!
+//! Routing on the raw path invites bypasses: `/products/../admin` or
+//! `/%2e%2e/admin` must not reach a route it should not, and the upstream
+//! must see exactly the path the facade matched, never a different reading
+//! of it. So the facade decodes percent-encoded unreserved characters
+//! (RFC 3986 §2.3, which includes `.`), collapses duplicate slashes, removes
+//! dot segments (§5.2.4), and refuses encodings it cannot read safely: a
+//! malformed `%` escape, an encoded `/` or `\`, or an encoded NUL.
+
+use std::fmt;
+
+/// Why a path was refused; answered with 400.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathError {
+    /// The path does not start with `/`.
+    NotAbsolute,
+    /// A `%` not followed by two hex digits.
+    MalformedEncoding,
+    /// `%2F`, `%5C` or `%00`: a separator or NUL hidden in a segment.
+    EncodedSeparator,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            PathError::NotAbsolute => "the request path must start with `/`",
+            PathError::MalformedEncoding => {
+                "the request path has a malformed percent-encoding (`%` must be followed by two hex digits)"
+            }
+            PathError::EncodedSeparator => {
+                "the request path encodes `/`, `\\` or NUL (%2F, %5C, %00), which the facade refuses to route"
+            }
+        })
+    }
+}
+
+impl std::error::Error for PathError {}
+
+fn hex(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+/// Returns the normalized form of `path` (no query string).
+pub fn normalize(path: &str) -> Result<String, PathError> {
+    let bytes = path.as_bytes();
+    if bytes.first() != Some(&b'/') {
+        return Err(PathError::NotAbsolute);
+    }
+    // Fast path: nothing to decode, no dot segment, no empty segment.
+    if !bytes.contains(&b'%') && !path.contains("//") && !path.contains("/.") {
+        return Ok(path.to_owned());
+    }
+    let mut decoded = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let (Some(hi), Some(lo)) = (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) else {
+                return Err(PathError::MalformedEncoding);
+            };
+            let value = hi * 16 + lo;
+            if matches!(value, b'/' | b'\\' | 0) {
+                return Err(PathError::EncodedSeparator);
+            }
+            if is_unreserved(value) {
+                decoded.push(value);
+            } else {
+                decoded.push(b'%');
+                decoded.extend_from_slice(format!("{value:02X}").as_bytes());
+            }
+            i += 3;
+        } else {
+            decoded.push(bytes[i]);
+            i += 1;
+        }
+    }
+    // Only ASCII was decoded, and the rest came from a &str: still UTF-8.
+    let decoded = String::from_utf8_lossy(&decoded);
+    // A path ending in `/`, `/.` or `/..` names a directory: keep the slash.
+    let last = decoded.rsplit('/').next().unwrap_or("");
+    let ends_in_directory = matches!(last, "" | "." | "..");
+    let mut segments: Vec<&str> = Vec::new();
+    for segment in decoded.split('/') {
+        match segment {
+            "" | "." => {}
+            ".." => {
+                segments.pop();
+            }
+            other => segments.push(other),
+        }
+    }
+    let mut normalized = String::with_capacity(decoded.len());
+    for segment in &segments {
+        normalized.push('/');
+        normalized.push_str(segment);
+    }
+    if normalized.is_empty() || ends_in_directory {
+        normalized.push('/');
+    }
+    Ok(normalized)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaves_ordinary_paths_alone() {
+        for path in ["/", "/products", "/products/42", "/orders/7/cancel", "/a/b/"] {
+            assert_eq!(normalize(path).unwrap(), path);
+        }
+    }
+
+    #[test]
+    fn removes_dot_segments_and_duplicate_slashes() {
+        assert_eq!(normalize("/products/../admin").unwrap(), "/admin");
+        assert_eq!(normalize("/products/./1").unwrap(), "/products/1");
+        assert_eq!(normalize("//products///1").unwrap(), "/products/1");
+        assert_eq!(normalize("/../../etc/passwd").unwrap(), "/etc/passwd");
+        assert_eq!(normalize("/a/b/..").unwrap(), "/a/");
+        assert_eq!(normalize("/a/.").unwrap(), "/a/");
+    }
+
+    #[test]
+    fn decodes_encoded_dots_before_removing_dot_segments() {
+        assert_eq!(normalize("/products/%2e%2e/admin").unwrap(), "/admin");
+        assert_eq!(normalize("/products/%2E%2E/admin").unwrap(), "/admin");
+        assert_eq!(normalize("/products/.%2e/admin").unwrap(), "/admin");
+        assert_eq!(normalize("/%70roducts/1").unwrap(), "/products/1");
+    }
+
+    #[test]
+    fn keeps_reserved_encodings_encoded_in_one_canonical_case() {
+        assert_eq!(normalize("/search/a%20b%3f").unwrap(), "/search/a%20b%3F");
+    }
+
+    #[test]
+    fn refuses_what_it_cannot_read_safely() {
+        assert_eq!(
+            normalize("/products%2f..%2fadmin"),
+            Err(PathError::EncodedSeparator)
+        );
+        assert_eq!(normalize("/a%5Cb"), Err(PathError::EncodedSeparator));
+        assert_eq!(normalize("/a%00"), Err(PathError::EncodedSeparator));
+        assert_eq!(normalize("/a%zz"), Err(PathError::MalformedEncoding));
+        assert_eq!(normalize("/a%2"), Err(PathError::MalformedEncoding));
+        assert_eq!(normalize("products"), Err(PathError::NotAbsolute));
+    }
+}

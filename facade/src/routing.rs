@@ -1,0 +1,533 @@
+//! The route decision: which route, capability, target and backend serve a
+//! request. A pure function of the request head and the current table — no
+//! I/O, no clock — so it is tested without sockets and benchmarked alone.
+//!
+//! Routes are ordered: the first route (in the order of the config file)
+//! whose path, methods, host and headers all match wins. To keep that cheap
+//! as the table grows, path patterns live in a segment trie; a lookup walks
+//! the request's segments once, following the literal child and the `{param}`
+//! child, and keeps the lowest-numbered route whose other predicates match.
+//! (A ready-made router such as `matchit` picks the most specific pattern,
+//! not the first in the user's order, hence this small trie.)
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+
+use hyper::header::HeaderName;
+use hyper::http::HeaderValue;
+use hyper::{HeaderMap, Method};
+
+/// Where a capability's traffic goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// The monolith.
+    Legacy,
+    /// The extracted service.
+    Service,
+}
+
+impl Target {
+    /// The lower-case name used in config, store and CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Target::Legacy => "legacy",
+            Target::Service => "service",
+        }
+    }
+
+    /// Parses `legacy` or `service`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "legacy" => Some(Target::Legacy),
+            "service" => Some(Target::Service),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A path pattern: `/products` (exact), `/products/{id}` (template),
+/// `/static/*` (prefix, on segment boundaries).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PathPattern {
+    /// Exactly these segments.
+    Exact(Vec<String>),
+    /// Segments where `None` matches any one segment.
+    Template(Vec<Option<String>>),
+    /// These segments and anything below them.
+    Prefix(Vec<String>),
+}
+
+impl PathPattern {
+    /// Parses a pattern as written in the config file.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if !text.starts_with('/') {
+            return Err(format!("path `{text}` must start with `/`"));
+        }
+        let (body, prefix) = match text.strip_suffix("/*") {
+            Some(body) => (body, true),
+            None => (text, false),
+        };
+        let mut segments = Vec::new();
+        let mut template = false;
+        for segment in body.split('/').filter(|s| !s.is_empty()) {
+            if segment == "." || segment == ".." {
+                return Err(format!("path `{text}` contains a dot segment"));
+            }
+            if segment.contains('*') {
+                return Err(format!(
+                    "path `{text}`: `*` is only allowed as a final `/*` (prefix match)"
+                ));
+            }
+            if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}')) {
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                    return Err(format!(
+                        "path `{text}`: `{segment}` is not a valid parameter (use `{{name}}`)"
+                    ));
+                }
+                template = true;
+                segments.push(None);
+            } else if segment.contains(['{', '}']) {
+                return Err(format!(
+                    "path `{text}`: a parameter must be a whole segment, like `/{{id}}`"
+                ));
+            } else {
+                segments.push(Some(segment.to_owned()));
+            }
+        }
+        if prefix && template {
+            return Err(format!(
+                "path `{text}`: a prefix pattern cannot contain parameters"
+            ));
+        }
+        Ok(if prefix {
+            PathPattern::Prefix(segments.into_iter().flatten().collect())
+        } else if template {
+            PathPattern::Template(segments)
+        } else {
+            PathPattern::Exact(segments.into_iter().flatten().collect())
+        })
+    }
+}
+
+/// One configured route, compiled.
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// The pattern as written, for `explain` and listings.
+    pub path: String,
+    /// The compiled pattern.
+    pub pattern: PathPattern,
+    /// Methods it accepts; empty means any.
+    pub methods: Vec<Method>,
+    /// Host it requires (lower case, no port), if any.
+    pub host: Option<String>,
+    /// Headers it requires, with exact values.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Index of its capability in [`Matcher::capabilities`].
+    pub capability: usize,
+}
+
+impl Route {
+    fn accepts(&self, method: &Method, host: Option<&str>, headers: &HeaderMap) -> bool {
+        (self.methods.is_empty() || self.methods.contains(method))
+            && self.host.as_deref().is_none_or(|want| host == Some(want))
+            && self
+                .headers
+                .iter()
+                .all(|(name, value)| headers.get(name) == Some(value))
+    }
+}
+
+/// A capability's static definition: its name and its two backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CapabilityDef {
+    /// The capability's name.
+    pub name: String,
+    /// Backend that serves it while on legacy.
+    pub legacy_backend: String,
+    /// Backend that serves it once on service.
+    pub service_backend: String,
+}
+
+#[derive(Debug, Default, Clone)]
+struct Node {
+    literal: HashMap<String, Node>,
+    param: Option<Box<Node>>,
+    /// Exact and template routes that end here.
+    terminal: Vec<usize>,
+    /// Prefix routes whose prefix ends here.
+    prefix: Vec<usize>,
+}
+
+/// The static part of the table, built once from the config.
+#[derive(Debug, Clone)]
+pub struct Matcher {
+    routes: Vec<Route>,
+    capabilities: Vec<CapabilityDef>,
+    default_backend: Option<String>,
+    root: Node,
+}
+
+impl Matcher {
+    /// Compiles routes (in priority order) over their capabilities.
+    pub fn new(
+        routes: Vec<Route>,
+        capabilities: Vec<CapabilityDef>,
+        default_backend: Option<String>,
+    ) -> Self {
+        let mut root = Node::default();
+        for (index, route) in routes.iter().enumerate() {
+            let mut node = &mut root;
+            let segments: Vec<Option<&str>> = match &route.pattern {
+                PathPattern::Exact(s) | PathPattern::Prefix(s) => {
+                    s.iter().map(|s| Some(s.as_str())).collect()
+                }
+                PathPattern::Template(s) => s.iter().map(|s| s.as_deref()).collect(),
+            };
+            for segment in segments {
+                node = match segment {
+                    Some(literal) => node.literal.entry(literal.to_owned()).or_default(),
+                    None => node.param.get_or_insert_with(Box::default),
+                };
+            }
+            match route.pattern {
+                PathPattern::Prefix(_) => node.prefix.push(index),
+                _ => node.terminal.push(index),
+            }
+        }
+        Self {
+            routes,
+            capabilities,
+            default_backend,
+            root,
+        }
+    }
+
+    /// The routes, in priority order.
+    pub fn routes(&self) -> &[Route] {
+        &self.routes
+    }
+
+    /// The capabilities, by index.
+    pub fn capabilities(&self) -> &[CapabilityDef] {
+        &self.capabilities
+    }
+
+    /// The index of the named capability.
+    pub fn capability_index(&self, name: &str) -> Option<usize> {
+        self.capabilities.iter().position(|c| c.name == name)
+    }
+
+    /// The backend for requests no route matches, if any.
+    pub fn default_backend(&self) -> Option<&str> {
+        self.default_backend.as_deref()
+    }
+
+    /// The first route matching the request head, by index.
+    pub fn find(
+        &self,
+        method: &Method,
+        host: Option<&str>,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Option<usize> {
+        let segments = path.split('/').filter(|s| !s.is_empty());
+        let mut best = None;
+        self.walk(&self.root, segments, method, host, headers, &mut best);
+        best
+    }
+
+    fn consider(
+        &self,
+        candidates: &[usize],
+        method: &Method,
+        host: Option<&str>,
+        headers: &HeaderMap,
+        best: &mut Option<usize>,
+    ) {
+        // Candidates are in ascending order: the first acceptable one is the
+        // best this node offers.
+        for &index in candidates {
+            if best.is_some_and(|b| b <= index) {
+                return;
+            }
+            if self.routes[index].accepts(method, host, headers) {
+                *best = Some(index);
+                return;
+            }
+        }
+    }
+
+    fn walk<'p>(
+        &self,
+        node: &Node,
+        mut segments: impl Iterator<Item = &'p str> + Clone,
+        method: &Method,
+        host: Option<&str>,
+        headers: &HeaderMap,
+        best: &mut Option<usize>,
+    ) {
+        self.consider(&node.prefix, method, host, headers, best);
+        match segments.next() {
+            None => self.consider(&node.terminal, method, host, headers, best),
+            Some(segment) => {
+                if let Some(child) = node.literal.get(segment) {
+                    self.walk(child, segments.clone(), method, host, headers, best);
+                }
+                if let Some(child) = &node.param {
+                    self.walk(child, segments, method, host, headers, best);
+                }
+            }
+        }
+    }
+}
+
+/// The whole routing table at one moment: the static matcher plus each
+/// capability's current target. Swapped as a whole when a target changes,
+/// so a request sees one consistent table from start to end.
+#[derive(Debug, Clone)]
+pub struct RouteTable {
+    matcher: Arc<Matcher>,
+    targets: Vec<Target>,
+    revision: i64,
+}
+
+/// Why a request goes where it goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision<'t> {
+    /// Index and pattern of the matched route, if any.
+    pub route: Option<(usize, &'t str)>,
+    /// The route's capability, if any.
+    pub capability: Option<&'t str>,
+    /// The capability's current target, if a route matched.
+    pub target: Option<Target>,
+    /// The backend to send to; `None` means no route and no default (404).
+    pub backend: Option<&'t str>,
+}
+
+impl RouteTable {
+    /// A table with every capability at the given targets.
+    pub fn new(matcher: Arc<Matcher>, targets: Vec<Target>, revision: i64) -> Self {
+        Self {
+            matcher,
+            targets,
+            revision,
+        }
+    }
+
+    /// The same routes with other targets.
+    pub fn with_targets(&self, targets: Vec<Target>, revision: i64) -> Self {
+        Self::new(Arc::clone(&self.matcher), targets, revision)
+    }
+
+    /// The static part.
+    pub fn matcher(&self) -> &Matcher {
+        &self.matcher
+    }
+
+    /// Current target of capability `index`.
+    pub fn target(&self, index: usize) -> Target {
+        self.targets.get(index).copied().unwrap_or(Target::Legacy)
+    }
+
+    /// Current targets, by capability index.
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// The route store revision this table reflects.
+    pub fn revision(&self) -> i64 {
+        self.revision
+    }
+
+    /// Decides where a request goes. `path` must already be normalized and
+    /// `host` lower-cased without its port.
+    pub fn decide(
+        &self,
+        method: &Method,
+        host: Option<&str>,
+        path: &str,
+        headers: &HeaderMap,
+    ) -> Decision<'_> {
+        match self.matcher.find(method, host, path, headers) {
+            Some(index) => {
+                let route = &self.matcher.routes[index];
+                let capability = &self.matcher.capabilities[route.capability];
+                let target = self.target(route.capability);
+                let backend = match target {
+                    Target::Legacy => &capability.legacy_backend,
+                    Target::Service => &capability.service_backend,
+                };
+                Decision {
+                    route: Some((index, route.path.as_str())),
+                    capability: Some(&capability.name),
+                    target: Some(target),
+                    backend: Some(backend),
+                }
+            }
+            None => Decision {
+                route: None,
+                capability: None,
+                target: None,
+                backend: self.matcher.default_backend(),
+            },
+        }
+    }
+}
+
+/// Lower-cases a `Host` header value and strips its port.
+pub fn host_of(value: Option<&HeaderValue>) -> Option<String> {
+    let text = value?.to_str().ok()?;
+    let host = if text.starts_with('[') {
+        text.split_once(']')
+            .map_or(text, |(h, _)| h)
+            .trim_start_matches('[')
+    } else {
+        text.rsplit_once(':').map_or(text, |(h, _)| h)
+    };
+    Some(host.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(path: &str, methods: &[&str], capability: usize) -> Route {
+        Route {
+            path: path.to_owned(),
+            pattern: PathPattern::parse(path).unwrap(),
+            methods: methods.iter().map(|m| m.parse().unwrap()).collect(),
+            host: None,
+            headers: Vec::new(),
+            capability,
+        }
+    }
+
+    fn table(routes: Vec<Route>, targets: Vec<Target>) -> RouteTable {
+        let capabilities = vec![
+            CapabilityDef {
+                name: "catalog".into(),
+                legacy_backend: "legacy".into(),
+                service_backend: "catalog".into(),
+            },
+            CapabilityDef {
+                name: "orders".into(),
+                legacy_backend: "legacy".into(),
+                service_backend: "orders".into(),
+            },
+        ];
+        RouteTable::new(
+            Arc::new(Matcher::new(routes, capabilities, Some("legacy".into()))),
+            targets,
+            1,
+        )
+    }
+
+    fn backend<'t>(t: &'t RouteTable, method: &str, path: &str) -> Option<&'t str> {
+        t.decide(&method.parse().unwrap(), None, path, &HeaderMap::new())
+            .backend
+    }
+
+    #[test]
+    fn routes_by_path_method_and_target() {
+        let t = table(
+            vec![
+                route("/products", &["GET"], 0),
+                route("/products/{id}", &["GET", "PUT"], 0),
+                route("/orders/*", &[], 1),
+            ],
+            vec![Target::Service, Target::Legacy],
+        );
+        assert_eq!(backend(&t, "GET", "/products"), Some("catalog"));
+        assert_eq!(backend(&t, "PUT", "/products/7"), Some("catalog"));
+        // Wrong method: no route, so the default backend (the monolith).
+        assert_eq!(backend(&t, "DELETE", "/products/7"), Some("legacy"));
+        assert_eq!(backend(&t, "GET", "/products/7/reviews"), Some("legacy"));
+        assert_eq!(
+            t.decide(&Method::POST, None, "/orders/9/cancel", &HeaderMap::new())
+                .capability,
+            Some("orders")
+        );
+        assert_eq!(backend(&t, "GET", "/orders"), Some("legacy"));
+        assert_eq!(backend(&t, "GET", "/ordersx"), Some("legacy"));
+    }
+
+    #[test]
+    fn the_first_route_in_file_order_wins() {
+        let t = table(
+            vec![
+                route("/products/{id}", &[], 1),
+                route("/products/special", &[], 0),
+            ],
+            vec![Target::Service, Target::Service],
+        );
+        assert_eq!(
+            t.decide(&Method::GET, None, "/products/special", &HeaderMap::new())
+                .route,
+            Some((0, "/products/{id}"))
+        );
+        let t = table(
+            vec![
+                route("/products/special", &[], 0),
+                route("/products/{id}", &[], 1),
+            ],
+            vec![Target::Service, Target::Service],
+        );
+        assert_eq!(
+            t.decide(&Method::GET, None, "/products/special", &HeaderMap::new())
+                .route,
+            Some((0, "/products/special"))
+        );
+    }
+
+    #[test]
+    fn host_and_header_predicates_must_all_hold() {
+        let mut beta = route("/products", &[], 0);
+        beta.host = Some("shop.example".into());
+        beta.headers = vec![(HeaderName::from_static("x-beta"), HeaderValue::from_static("1"))];
+        let t = table(vec![beta], vec![Target::Service, Target::Legacy]);
+        let mut headers = HeaderMap::new();
+        assert_eq!(
+            t.decide(&Method::GET, Some("shop.example"), "/products", &headers)
+                .backend,
+            Some("legacy")
+        );
+        headers.insert("x-beta", HeaderValue::from_static("1"));
+        assert_eq!(
+            t.decide(&Method::GET, Some("shop.example"), "/products", &headers)
+                .backend,
+            Some("catalog")
+        );
+        assert_eq!(
+            t.decide(&Method::GET, Some("other"), "/products", &headers)
+                .backend,
+            Some("legacy")
+        );
+    }
+
+    #[test]
+    fn bad_patterns_are_refused() {
+        for bad in ["products", "/a/{}", "/a/{id}x", "/a/*/b", "/a/{id}/*", "/a/../b"] {
+            assert!(PathPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn host_is_lower_cased_without_port() {
+        assert_eq!(
+            host_of(Some(&HeaderValue::from_static("Shop.Example:8080"))).as_deref(),
+            Some("shop.example")
+        );
+        assert_eq!(
+            host_of(Some(&HeaderValue::from_static("[::1]:80"))).as_deref(),
+            Some("::1")
+        );
+    }
+}
