@@ -176,10 +176,20 @@ pub async fn cancel_order(state: &AppState, id: i64, request_id: &HeaderValue) -
         return Err(ApiError::conflict(format!("order {id} is already cancelled")));
     }
     if placed_by_monolith(id) {
+        // The monolith holds this order's stock and payment and is the
+        // authority on it: its answer is the outcome, and its timestamp is
+        // copied so the two databases agree to the millisecond.
         match state.monolith.cancel_legacy_order(id, request_id).await {
-            Ok(_) => {}
-            // The monolith already cancelled it: catch up locally, but
-            // still tell the client it was already cancelled.
+            Ok(cancelled_there) => {
+                // `false` means a concurrent request already caught up
+                // locally; this request still did the cancelling.
+                state
+                    .orders
+                    .mark_cancelled(id, &cancelled_there.updated_at)
+                    .await?;
+            }
+            // The monolith had already cancelled it: catch up locally, and
+            // tell the client it was already cancelled.
             Err(MonolithError::Rejected { status, message, .. }) if status.as_u16() == 409 => {
                 state.orders.mark_cancelled(id, &timestamp::now()).await?;
                 return Err(ApiError::conflict(message));
@@ -190,9 +200,9 @@ pub async fn cancel_order(state: &AppState, id: i64, request_id: &HeaderValue) -
         let reference = reference_of(id);
         state.monolith.release(&reference, request_id).await?;
         state.monolith.refund(&reference, request_id).await?;
-    }
-    if !state.orders.mark_cancelled(id, &timestamp::now()).await? {
-        return Err(ApiError::conflict(format!("order {id} is already cancelled")));
+        if !state.orders.mark_cancelled(id, &timestamp::now()).await? {
+            return Err(ApiError::conflict(format!("order {id} is already cancelled")));
+        }
     }
     let cancelled = state
         .orders
