@@ -15,16 +15,14 @@ pub mod orders;
 pub mod payments;
 pub mod seed;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
-use service_runtime::api_error::{method_not_allowed_fallback, not_found_fallback};
-use service_runtime::request_id::with_request_tracing;
-use service_runtime::{server, Database, DatabaseError, DatabaseUrl, Migrations};
+
+use service_runtime::app::{json_api, BoundApp};
+use service_runtime::{Database, DatabaseError, DatabaseUrl, Migrations};
 use sqlx::migrate::Migrator;
-use tokio::net::TcpListener;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/monolith/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/monolith/postgres");
@@ -72,17 +70,15 @@ pub struct AppState {
     pub db: Database,
 }
 
-/// A bound, migrated, ready-to-serve monolith.
-pub struct Application {
-    listener: TcpListener,
-    state: AppState,
-    grace_period: Duration,
-}
+/// The app as a deployable: [`Application::build`] opens its database and
+/// binds its listener, returning a [`BoundApp`] ready to serve.
+#[derive(Debug)]
+pub struct Application;
 
 impl Application {
     /// Opens and migrates the database, seeds it if asked, and binds the
-    /// listener (so that [`Application::local_addr`] is known before serving).
-    pub async fn build(config: Config) -> Result<Self, StartError> {
+    /// listener (so that [`BoundApp::local_addr`] is known before serving).
+    pub async fn build(config: Config) -> Result<BoundApp, StartError> {
         let db = Database::connect(&config.database_url, &MIGRATIONS).await?;
         if config.seed {
             let report = seed::seed_if_empty(&db, seed::SeedSize::default())
@@ -90,49 +86,18 @@ impl Application {
                 .map_err(StartError::Seed)?;
             tracing::info!(?report, "sample data");
         }
-        let listener = server::bind(config.listen).await?;
-        Ok(Self {
-            listener,
-            state: AppState { db },
-            grace_period: config.grace_period,
-        })
-    }
-
-    /// The address actually bound.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
-    }
-
-    /// The database the monolith serves from.
-    pub fn database(&self) -> &Database {
-        &self.state.db
-    }
-
-    /// Serves until `shutdown` resolves, then drains.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let db = self.state.db.clone();
-        let result = server::serve(self.listener, router(self.state), shutdown, self.grace_period).await;
-        db.close().await;
-        result
+        let router = router(AppState { db: db.clone() });
+        Ok(BoundApp::bind(config.listen, router, db, config.grace_period).await?)
     }
 }
 
 /// Every route of the monolith.
 pub fn router(state: AppState) -> Router {
     let routes = Router::new()
-        .merge(service_runtime::health::routes())
         .merge(catalog::routes())
         .merge(customers::routes())
         .merge(inventory::routes())
         .merge(orders::routes())
-        .merge(payments::routes())
-        .fallback(not_found_fallback)
-        .method_not_allowed_fallback(method_not_allowed_fallback)
-        .with_state(state);
-    with_request_tracing(routes)
+        .merge(payments::routes());
+    json_api(routes, state)
 }

@@ -7,6 +7,7 @@
 //! user reading one app's code has read them all.
 
 pub mod api_error;
+pub mod app;
 pub mod database;
 pub mod extract;
 pub mod health;

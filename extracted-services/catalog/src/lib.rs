@@ -14,17 +14,15 @@
 pub mod inventory_client;
 pub mod products;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use reqwest::Url;
-use service_runtime::api_error::{method_not_allowed_fallback, not_found_fallback};
-use service_runtime::request_id::with_request_tracing;
-use service_runtime::{server, Database, DatabaseError, DatabaseUrl, Migrations};
+
+use service_runtime::app::{json_api, BoundApp};
+use service_runtime::{Database, DatabaseError, DatabaseUrl, Migrations};
 use sqlx::migrate::Migrator;
-use tokio::net::TcpListener;
 
 use crate::inventory_client::{ClientBuildError, InventoryClient};
 
@@ -78,60 +76,28 @@ pub struct AppState {
     pub inventory: InventoryClient,
 }
 
-/// A bound, migrated, ready-to-serve catalog service.
-pub struct Application {
-    listener: TcpListener,
-    state: AppState,
-    grace_period: Duration,
-}
+/// The app as a deployable: [`Application::build`] opens its database and
+/// binds its listener, returning a [`BoundApp`] ready to serve.
+#[derive(Debug)]
+pub struct Application;
 
 impl Application {
     /// Builds the inventory client, opens and migrates the database, and
-    /// binds the listener (so that [`Application::local_addr`] is known before
+    /// binds the listener (so that [`BoundApp::local_addr`] is known before
     /// serving). The monolith is not contacted: the service starts, and
     /// answers what it can, while the monolith is down.
-    pub async fn build(config: Config) -> Result<Self, StartError> {
+    pub async fn build(config: Config) -> Result<BoundApp, StartError> {
         let inventory = InventoryClient::new(config.monolith_url, config.upstream_timeout)?;
         let db = Database::connect(&config.database_url, &MIGRATIONS).await?;
-        let listener = server::bind(config.listen).await?;
-        Ok(Self {
-            listener,
-            state: AppState { db, inventory },
-            grace_period: config.grace_period,
-        })
-    }
-
-    /// The address actually bound.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
-    }
-
-    /// The database the service serves from.
-    pub fn database(&self) -> &Database {
-        &self.state.db
-    }
-
-    /// Serves until `shutdown` resolves, then drains.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let db = self.state.db.clone();
-        let result = server::serve(self.listener, router(self.state), shutdown, self.grace_period).await;
-        db.close().await;
-        result
+        let router = router(AppState {
+            db: db.clone(),
+            inventory,
+        });
+        Ok(BoundApp::bind(config.listen, router, db, config.grace_period).await?)
     }
 }
 
 /// Every route of the catalog service.
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .merge(service_runtime::health::routes())
-        .merge(products::routes())
-        .fallback(not_found_fallback)
-        .method_not_allowed_fallback(method_not_allowed_fallback)
-        .with_state(state);
-    with_request_tracing(routes)
+    json_api(products::routes(), state)
 }

@@ -13,17 +13,15 @@ pub mod order_store;
 mod routes;
 pub mod saga;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::Router;
 use reqwest::Url;
-use service_runtime::api_error::{method_not_allowed_fallback, not_found_fallback};
-use service_runtime::request_id::with_request_tracing;
-use service_runtime::{server, Database, DatabaseError, DatabaseUrl, Migrations};
+
+use service_runtime::app::{json_api, BoundApp};
+use service_runtime::{Database, DatabaseError, DatabaseUrl, Migrations};
 use sqlx::migrate::Migrator;
-use tokio::net::TcpListener;
 
 use crate::dual_write::{DualWriteConfig, DualWriter};
 use crate::monolith_client::MonolithClient;
@@ -88,16 +86,14 @@ pub struct AppState {
     pub dual_writer: DualWriter,
 }
 
-/// A bound, migrated, ready-to-serve orders service.
-pub struct Application {
-    listener: TcpListener,
-    state: AppState,
-    grace_period: Duration,
-}
+/// The app as a deployable: [`Application::build`] opens its database and
+/// binds its listener, returning a [`BoundApp`] ready to serve.
+#[derive(Debug)]
+pub struct Application;
 
 impl Application {
     /// Validates the settings, opens and migrates the database, and binds.
-    pub async fn build(config: Config) -> Result<Self, StartError> {
+    pub async fn build(config: Config) -> Result<BoundApp, StartError> {
         config.dual_write.validate().map_err(StartError::Config)?;
         if config.monolith_timeout.is_zero() {
             return Err(StartError::Config(
@@ -107,50 +103,17 @@ impl Application {
         let db = Database::connect(&config.database_url, &MIGRATIONS).await?;
         let monolith =
             MonolithClient::new(config.monolith_url, config.monolith_timeout).map_err(StartError::Client)?;
-        let listener = server::bind(config.listen).await?;
-        Ok(Self {
-            listener,
-            state: AppState {
-                orders: OrderStore::new(db.clone()),
-                dual_writer: DualWriter::new(monolith.clone(), config.dual_write),
-                monolith,
-                db,
-            },
-            grace_period: config.grace_period,
-        })
-    }
-
-    /// The address actually bound.
-    pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
-    }
-
-    /// The service's database.
-    pub fn database(&self) -> &Database {
-        &self.state.db
-    }
-
-    /// Serves until `shutdown` resolves, then drains.
-    pub async fn run_until_stopped(
-        self,
-        shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> std::io::Result<()> {
-        let db = self.state.db.clone();
-        let result = server::serve(self.listener, router(self.state), shutdown, self.grace_period).await;
-        db.close().await;
-        result
+        let router = router(AppState {
+            orders: OrderStore::new(db.clone()),
+            dual_writer: DualWriter::new(monolith.clone(), config.dual_write),
+            monolith,
+            db: db.clone(),
+        });
+        Ok(BoundApp::bind(config.listen, router, db, config.grace_period).await?)
     }
 }
 
 /// Every route of the service.
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
-        .merge(service_runtime::health::routes())
-        .merge(routes::routes())
-        .fallback(not_found_fallback)
-        .method_not_allowed_fallback(method_not_allowed_fallback)
-        .with_state(state);
-    with_request_tracing(routes)
+    json_api(routes::routes(), state)
 }
