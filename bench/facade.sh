@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Facade throughput, latency and memory, side by side with nginx, in one run.
+#
+#   bash bench/facade.sh            # full run (about 4 minutes)
+#   ROUNDS=1 DURATION=5 bash bench/facade.sh   # quick look
+#
+# Needs wrk and nginx (Debian: apt-get install wrk nginx-light) and builds
+# the facade in release mode. Everything listens on 127.0.0.1 only.
+#
+# One nginx serves as the upstream (a fixed small JSON answer) for all three
+# setups, so the only difference between them is the hop in the middle:
+#   direct  wrk -> upstream
+#   nginx   wrk -> nginx reverse proxy (upstream keep-alive) -> upstream
+#   facade  wrk -> strangler facade -> upstream
+# Runs are interleaved (direct, nginx, facade, direct, …) and repeated, at 1
+# and 64 connections, because this machine is shared and noisy: compare the
+# ratios within one run, not absolute numbers across runs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10}
+UPSTREAM_PORT=${UPSTREAM_PORT:-18901}
+NGINX_PORT=${NGINX_PORT:-18902}
+FACADE_PORT=${FACADE_PORT:-18903}
+ADMIN_PORT=${ADMIN_PORT:-18904}
+
+for tool in wrk nginx; do
+    command -v "$tool" >/dev/null || { echo "error: $tool is not installed (apt-get install wrk nginx-light)" >&2; exit 1; }
+done
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    [ -f "$work/nginx.pid" ] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "building the facade (release)…" >&2
+cargo build --release -q -p strangler-cli
+
+mkdir -p "$work/nginx"
+cat > "$work/nginx.conf" <<EOF
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+daemon on;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/nginx;
+    proxy_temp_path $work/nginx;
+    fastcgi_temp_path $work/nginx;
+    uwsgi_temp_path $work/nginx;
+    scgi_temp_path $work/nginx;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$UPSTREAM_PORT;
+        location / {
+            default_type application/json;
+            return 200 '{"id":1,"sku":"SKU-00001","name":"Vintage Umbrella","price_cents":3796,"stock":140}';
+        }
+    }
+    upstream shop { server 127.0.0.1:$UPSTREAM_PORT; keepalive 256; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        location / {
+            proxy_pass http://shop;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header X-Request-Id \$request_id;
+            add_header X-Request-Id \$request_id;
+        }
+    }
+}
+EOF
+nginx -c "$work/nginx.conf" -p "$work"
+
+cat > "$work/strangler.toml" <<EOF
+[facade]
+listen = "127.0.0.1:$FACADE_PORT"
+admin_listen = "127.0.0.1:$ADMIN_PORT"
+default_backend = "legacy"
+access_log = false
+[store]
+url = "sqlite://$work/state.db?mode=rwc"
+[backends.legacy]
+urls = ["http://127.0.0.1:$UPSTREAM_PORT"]
+[backends.catalog]
+urls = ["http://127.0.0.1:$UPSTREAM_PORT"]
+[capabilities.catalog]
+legacy = "legacy"
+service = "catalog"
+[[routes]]
+capability = "catalog"
+path = "/products/{id}"
+methods = ["GET"]
+EOF
+echo "bench-token" > "$work/token"
+STRANGLER_ADMIN_TOKEN=bench-token RUST_LOG=warn ./target/release/strangler facade --config "$work/strangler.toml" \
+    2> "$work/facade.log" &
+facade_pid=$!
+pids+=("$facade_pid")
+for _ in $(seq 100); do
+    curl -sf -o /dev/null "http://127.0.0.1:$FACADE_PORT/products/1" && break
+    sleep 0.1
+done
+curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/products/1"
+
+# One wrk run: prints "requests_per_second p50_ms p99_ms".
+measure() {
+    local port=$1 connections=$2 threads=1
+    [ "$connections" -gt 1 ] && threads=2
+    wrk -t"$threads" -c"$connections" -d"${DURATION}s" --latency "http://127.0.0.1:$port/products/1" |
+        awk '
+            function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
+            /Requests\/sec/ { rps = $2 }
+            $1 == "50%" { p50 = ms($2) }
+            $1 == "99%" { p99 = ms($2) }
+            END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
+}
+
+declare -A rps p50 p99
+for connections in 1 64; do
+    for round in $(seq "$ROUNDS"); do
+        for setup in direct nginx facade; do
+            case $setup in
+                direct) port=$UPSTREAM_PORT ;;
+                nginx) port=$NGINX_PORT ;;
+                facade) port=$FACADE_PORT ;;
+            esac
+            read -r r a b < <(measure "$port" "$connections")
+            echo "c=$connections round=$round $setup: $r req/s, p50 ${a} ms, p99 ${b} ms" >&2
+            rps[$setup,$connections]+="$r "
+            p50[$setup,$connections]+="$a "
+            p99[$setup,$connections]+="$b "
+        done
+    done
+done
+
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+echo
+echo "Medians of $ROUNDS interleaved rounds of ${DURATION}s (wrk, /products/1, ~90-byte JSON):"
+echo
+printf '| connections | setup | requests/s | p50 ms | p99 ms | throughput vs direct | p99 vs nginx |\n'
+printf '|---|---|---|---|---|---|---|\n'
+for connections in 1 64; do
+    direct_rps=$(echo "${rps[direct,$connections]}" | median)
+    nginx_p99=$(echo "${p99[nginx,$connections]}" | median)
+    for setup in direct nginx facade; do
+        r=$(echo "${rps[$setup,$connections]}" | median)
+        a=$(echo "${p50[$setup,$connections]}" | median)
+        b=$(echo "${p99[$setup,$connections]}" | median)
+        awk -v c="$connections" -v s="$setup" -v r="$r" -v a="$a" -v b="$b" -v d="$direct_rps" -v n="$nginx_p99" \
+            'BEGIN { printf "| %s | %s | %s | %s | %s | %.2f | %.2f |\n", c, s, r, a, b, r / d, b / n }'
+    done
+done
+
+# Memory: resident set of the facade while 1,000 client connections are open.
+echo
+wrk -t2 -c1000 -d"${DURATION}s" "http://127.0.0.1:$FACADE_PORT/products/1" > "$work/wrk-1000.txt" &
+wrk_pid=$!
+peak=0
+while kill -0 "$wrk_pid" 2>/dev/null; do
+    rss=$(awk '/VmRSS/ { print $2 }' "/proc/$facade_pid/status")
+    [ "$rss" -gt "$peak" ] && peak=$rss
+    sleep 0.2
+done
+echo "facade resident memory with 1,000 open connections under load: peak $((peak / 1024)) MB ($(grep Requests/sec "$work/wrk-1000.txt" | awk '{ print $2 }') req/s)"
