@@ -62,8 +62,10 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::as_bytes);
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().as_bytes());
     let valid = presented.is_some_and(|p| {
         p.len() == state.token.as_bytes().len() && bool::from(p.ct_eq(state.token.as_bytes()))
     });

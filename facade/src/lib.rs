@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod backend;
+pub mod client_body;
 pub mod config;
 pub mod correlation;
 pub mod health_check;

@@ -56,6 +56,11 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
     }
+    // Some upstreams read `\` as `/`: a literal one could hide a dot
+    // segment from the facade's matching.
+    if bytes.contains(&b'\\') {
+        return Err(PathError::EncodedSeparator);
+    }
     // Fast path: nothing to decode, no dot segment, no empty segment.
     if !bytes.contains(&b'%') && !path.contains("//") && !path.contains("/.") {
         return Ok(path.to_owned());
@@ -154,6 +159,7 @@ mod tests {
         );
         assert_eq!(normalize("/a%5Cb"), Err(PathError::EncodedSeparator));
         assert_eq!(normalize("/a%00"), Err(PathError::EncodedSeparator));
+        assert_eq!(normalize("/public/..\\admin"), Err(PathError::EncodedSeparator));
         assert_eq!(normalize("/a%zz"), Err(PathError::MalformedEncoding));
         assert_eq!(normalize("/a%2"), Err(PathError::MalformedEncoding));
         assert_eq!(normalize("products"), Err(PathError::NotAbsolute));

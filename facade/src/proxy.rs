@@ -14,7 +14,7 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full, Limited};
+use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Request, Response, StatusCode, Version};
@@ -22,11 +22,15 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 
 use crate::backend::Backend;
+use crate::client_body::{ClientBody, ClientBodyError};
 use crate::config::{HostHeader, Limits};
 use crate::correlation;
 use crate::metrics::{Metrics, UpstreamErrorKind};
 use crate::path;
 use crate::routing::{host_of, RouteTable};
+
+/// How long a client may pause between two pieces of its request body.
+const CLIENT_BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Body type of responses the facade sends to clients.
 pub type ProxyBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -146,18 +150,46 @@ fn wants_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
     }
 }
 
-/// Refuses requests whose body framing is ambiguous (request smuggling):
-/// both `Content-Length` and `Transfer-Encoding`, or several differing
-/// `Content-Length` values.
-fn framing_error(headers: &HeaderMap) -> Option<&'static str> {
+/// Refuses requests whose body framing the facade cannot pass on exactly.
+///
+/// hyper parses the head first: it answers differing `Content-Length`
+/// values with 400 itself, and for `Content-Length` together with
+/// `Transfer-Encoding` it lets `Transfer-Encoding` win, drops the length and
+/// closes the connection after the answer (RFC 9112 §6.1), so the upstream
+/// only ever sees one framing. This check is the second line: it refuses
+/// both headers if they still arrive together, and refuses any transfer
+/// coding but `chunked` with 501, because the facade removes the chunking
+/// and would otherwise hand the upstream coded bytes as plain ones.
+fn framing_error(headers: &HeaderMap) -> Option<(StatusCode, &'static str)> {
     let lengths: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
-    if !lengths.is_empty() && headers.contains_key(header::TRANSFER_ENCODING) {
-        return Some("the request has both Content-Length and Transfer-Encoding; send one");
+    let codings: Vec<&HeaderValue> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
+    if !lengths.is_empty() && !codings.is_empty() {
+        return Some((
+            StatusCode::BAD_REQUEST,
+            "the request has both Content-Length and Transfer-Encoding; send one",
+        ));
     }
     if lengths.windows(2).any(|pair| pair[0] != pair[1]) {
-        return Some("the request has differing Content-Length headers");
+        return Some((
+            StatusCode::BAD_REQUEST,
+            "the request has differing Content-Length headers",
+        ));
+    }
+    if !only_chunked(&codings) {
+        return Some((
+            StatusCode::NOT_IMPLEMENTED,
+            "the facade only forwards the `chunked` transfer coding; send the body with Content-Encoding instead",
+        ));
     }
     None
+}
+
+/// Whether every listed transfer coding is `chunked` (or there is none).
+fn only_chunked(codings: &[&HeaderValue]) -> bool {
+    codings
+        .iter()
+        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
+        .all(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
@@ -173,10 +205,17 @@ fn content_length(headers: &HeaderMap) -> Option<u64> {
 /// Appends the client's address to `X-Forwarded-For` and sets the other
 /// `X-Forwarded-*` headers from what the client sent.
 fn add_forwarded(headers: &mut HeaderMap, peer: SocketAddr, original_host: Option<HeaderValue>) {
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(existing) => format!("{existing}, {}", peer.ip()),
-        None => peer.ip().to_string(),
-    };
+    // Every earlier hop counts, whether it came as one list or several headers.
+    let mut forwarded_for = String::new();
+    for value in headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+    {
+        forwarded_for.push_str(value);
+        forwarded_for.push_str(", ");
+    }
+    forwarded_for.push_str(&peer.ip().to_string());
     if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
         headers.insert("x-forwarded-for", value);
     }
@@ -195,36 +234,26 @@ pub async fn handle(
     let started = Instant::now();
     let request_id = correlation::request_id(request.headers());
 
-    if let Some(problem) = framing_error(request.headers()) {
-        return Ok(error_response(
-            StatusCode::BAD_REQUEST,
-            Fault::Client,
-            problem,
-            &request_id,
-        ));
+    // Refusals before routing are counted under capability and backend "-".
+    let refuse = |status: StatusCode, message: &str| {
+        state
+            .metrics
+            .request("-", "-", status.as_u16(), started.elapsed());
+        Ok(error_response(status, Fault::Client, message, &request_id))
+    };
+    if let Some((status, problem)) = framing_error(request.headers()) {
+        return refuse(status, problem);
     }
     if content_length(request.headers()).is_some_and(|n| n > state.limits.max_body_bytes) {
         let message = format!(
             "the request body exceeds the limit of {} bytes",
             state.limits.max_body_bytes
         );
-        return Ok(error_response(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Fault::Client,
-            &message,
-            &request_id,
-        ));
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, &message);
     }
     let normalized = match path::normalize(request.uri().path()) {
         Ok(path) => path,
-        Err(error) => {
-            return Ok(error_response(
-                StatusCode::BAD_REQUEST,
-                Fault::Client,
-                &error.to_string(),
-                &request_id,
-            ));
-        }
+        Err(error) => return refuse(StatusCode::BAD_REQUEST, &error.to_string()),
     };
     let original_host = request.headers().get(header::HOST).cloned().or_else(|| {
         request
@@ -307,26 +336,47 @@ pub async fn handle(
     parts.uri = uri;
     parts.version = Version::HTTP_11;
     let method = parts.method.clone();
+    let (body_sent, body_finished) = tokio::sync::oneshot::channel();
     let upstream_body = if upgrade.is_some() {
+        let _ = body_sent.send(());
         Empty::<Bytes>::new()
             .map_err(|never| match never {})
             .boxed_unsync()
     } else {
-        let limit = usize::try_from(state.limits.max_body_bytes).unwrap_or(usize::MAX);
-        Limited::new(body, limit).boxed_unsync()
+        ClientBody::new(
+            body,
+            state.limits.max_body_bytes,
+            CLIENT_BODY_IDLE_TIMEOUT,
+            body_sent,
+        )
+        .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        .boxed_unsync()
     };
     let upstream_request = Request::from_parts(parts, upstream_body);
 
-    let sent = tokio::time::timeout(backend.request_timeout, backend.client.request(upstream_request)).await;
+    // The upstream's clock starts once the whole body is sent: a slow client
+    // upload is not the upstream being slow.
+    let request_timeout = backend.request_timeout;
+    let upstream_deadline = async move {
+        let _ = body_finished.await;
+        tokio::time::sleep(request_timeout).await;
+    };
+    let sent = tokio::select! {
+        result = backend.client.request(upstream_request) => Some(result),
+        () = upstream_deadline => None,
+    };
     let mut response = match sent {
-        Ok(Ok(response)) => response,
-        Ok(Err(error)) => {
+        Some(Ok(response)) => response,
+        Some(Err(error)) => {
             let (status, fault, kind, message) = classify(&error);
-            state.metrics.upstream_error(backend_label, kind);
+            if fault == Fault::Upstream {
+                state.metrics.upstream_error(backend_label, kind);
+            }
             tracing::warn!(
                 request_id = request_id.to_str().unwrap_or("-"),
                 backend = %backend.name,
                 instance = %picked.instance().authority,
+                fault = fault.as_str(),
                 error = %error_chain(&error),
                 "upstream call failed"
             );
@@ -335,14 +385,14 @@ pub async fn handle(
                 .request(capability, backend_label, status.as_u16(), started.elapsed());
             return Ok(error_response(status, fault, &message, &request_id));
         }
-        Err(_) => {
+        None => {
             state
                 .metrics
                 .upstream_error(backend_label, UpstreamErrorKind::Timeout);
             tracing::warn!(
                 request_id = request_id.to_str().unwrap_or("-"),
                 backend = %backend.name,
-                timeout_ms = backend.request_timeout.as_millis() as u64,
+                timeout_ms = request_timeout.as_millis() as u64,
                 "upstream did not answer in time"
             );
             state
@@ -350,7 +400,7 @@ pub async fn handle(
                 .request(capability, backend_label, 504, started.elapsed());
             let message = format!(
                 "backend `{}` did not answer within {:?}",
-                backend.name, backend.request_timeout
+                backend.name, request_timeout
             );
             return Ok(error_response(
                 StatusCode::GATEWAY_TIMEOUT,
@@ -381,6 +431,27 @@ pub async fn handle(
             });
         }
     } else {
+        let codings: Vec<&HeaderValue> = response
+            .headers()
+            .get_all(header::TRANSFER_ENCODING)
+            .iter()
+            .collect();
+        if !only_chunked(&codings) {
+            // hyper removed only the chunking; passing the rest on unlabelled
+            // would corrupt the body.
+            state
+                .metrics
+                .upstream_error(backend_label, UpstreamErrorKind::Protocol);
+            state
+                .metrics
+                .request(capability, backend_label, 502, started.elapsed());
+            return Ok(error_response(
+                StatusCode::BAD_GATEWAY,
+                Fault::Upstream,
+                "the backend answered with a transfer coding other than chunked",
+                &request_id,
+            ));
+        }
         strip_hop_by_hop(response.headers_mut());
     }
     response.headers_mut().insert(
@@ -409,18 +480,23 @@ pub async fn handle(
     }))
 }
 
-/// Maps a client error to the answer: a body over the limit is the
-/// client's fault (413); a refused connection is a 502; anything else that
-/// broke on the way is a 502 too.
+/// Maps a failed upstream call to the answer and to whose fault it was: a
+/// failure of the client's body is the client's (413, 408, 400); a refused
+/// connection is a 502; anything else that broke on the way is a 502 too.
 fn classify(error: &hyper_util::client::legacy::Error) -> (StatusCode, Fault, UpstreamErrorKind, String) {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(cause) = source {
-        if cause.is::<http_body_util::LengthLimitError>() {
+        if let Some(body_error) = cause.downcast_ref::<ClientBodyError>() {
+            let status = match body_error {
+                ClientBodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+                ClientBodyError::Stalled => StatusCode::REQUEST_TIMEOUT,
+                ClientBodyError::Aborted => StatusCode::BAD_REQUEST,
+            };
             return (
-                StatusCode::PAYLOAD_TOO_LARGE,
+                status,
                 Fault::Client,
                 UpstreamErrorKind::Protocol,
-                "the request body exceeds the facade's limit".to_owned(),
+                body_error.to_string(),
             );
         }
         source = cause.source();
@@ -474,6 +550,17 @@ mod tests {
         assert_eq!(framing_error(&headers), None);
         headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
         assert!(framing_error(&headers).is_some());
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("gzip, chunked"),
+        );
+        assert_eq!(
+            framing_error(&headers).map(|(s, _)| s),
+            Some(StatusCode::NOT_IMPLEMENTED)
+        );
+        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("Chunked"));
+        assert_eq!(framing_error(&headers), None);
         let mut headers = HeaderMap::new();
         headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
         headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("6"));

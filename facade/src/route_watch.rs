@@ -28,6 +28,9 @@ pub struct TableUpdater {
     state: Arc<ProxyState>,
     store_reachable: AtomicBool,
     last_error: Mutex<Option<String>>,
+    // One reload at a time, so an older snapshot can never replace a newer
+    // table (a background poll racing a flip's own reload).
+    reloading: tokio::sync::Mutex<()>,
 }
 
 impl TableUpdater {
@@ -38,6 +41,7 @@ impl TableUpdater {
             state,
             store_reachable: AtomicBool::new(true),
             last_error: Mutex::new(None),
+            reloading: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -82,11 +86,15 @@ impl TableUpdater {
     }
 
     async fn try_reload(&self) -> Result<bool, StoreError> {
+        let _one_at_a_time = self.reloading.lock().await;
         let current = self.state.table.load();
         if self.store.revision().await? == current.revision() {
             return Ok(false);
         }
         let snapshot = self.store.snapshot().await?;
+        if snapshot.revision <= current.revision() {
+            return Ok(false);
+        }
         let targets: Vec<Target> = current
             .matcher()
             .capabilities()

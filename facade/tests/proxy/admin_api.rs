@@ -1,0 +1,181 @@
+//! The admin API's token, and what `/metrics`, `/health` and `/explain`
+//! report.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+
+use crate::helpers::{json_of, sqlite_store, start_facade, Shop};
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let store = sqlite_store();
+    let shop = Shop::spawn().await;
+    let facade = start_facade(&shop.config(""), store.url()).await;
+    for scheme in ["Bearer", "bearer", "BEARER"] {
+        let response = facade
+            .client
+            .get(facade.admin_url("/capabilities"))
+            .header("authorization", format!("{scheme} {}", facade.token))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "scheme {scheme}");
+    }
+}
+
+#[tokio::test]
+async fn every_admin_endpoint_wants_the_token() {
+    let store = sqlite_store();
+    let shop = Shop::spawn().await;
+    let facade = start_facade(&shop.config(""), store.url()).await;
+    let wrong = format!("{}x", facade.token);
+    let prefix = &facade.token[..facade.token.len() - 1];
+
+    for path in [
+        "/capabilities",
+        "/history",
+        "/health",
+        "/ready",
+        "/metrics",
+        "/nope",
+    ] {
+        let url = facade.admin_url(path);
+        let attempts = [
+            ("no token", facade.client.get(&url)),
+            ("a wrong token", facade.client.get(&url).bearer_auth(&wrong)),
+            (
+                "a prefix of the token",
+                facade.client.get(&url).bearer_auth(prefix),
+            ),
+            (
+                "the token without the Bearer scheme",
+                facade.client.get(&url).header("authorization", &facade.token),
+            ),
+            (
+                "basic authentication",
+                facade.client.get(&url).basic_auth("admin", Some(&facade.token)),
+            ),
+        ];
+        for (what, request) in attempts {
+            let response = request.send().await.unwrap();
+            assert_eq!(
+                response.status(),
+                StatusCode::UNAUTHORIZED,
+                "GET {path} with {what}"
+            );
+            assert_eq!(
+                response.headers()["www-authenticate"],
+                "Bearer",
+                "GET {path} with {what}"
+            );
+            let (_, body) = json_of(response).await;
+            assert!(body["error"].is_string(), "GET {path} with {what}: {body}");
+        }
+    }
+
+    // A flip without the token changes nothing.
+    let response = facade
+        .client
+        .post(facade.admin_url("/capabilities/orders/flip"))
+        .json(&json!({"to": "service", "reason": "r", "actor": "mallory"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(facade.target_of("orders").await, "legacy");
+    assert_eq!(facade.side(Method::GET, "/orders/1").await, "legacy");
+    let (status, history) = facade.admin_get("/history").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        history.as_array().unwrap().iter().all(|t| t["actor"] == "config"),
+        "{history}"
+    );
+}
+
+/// The value of the sample whose line starts with `series` (name and labels).
+fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics
+        .lines()
+        .find(|line| line.starts_with(series))
+        .and_then(|line| line[series.len()..].trim().parse().ok())
+}
+
+#[tokio::test]
+async fn metrics_count_requests_by_capability() {
+    let store = sqlite_store();
+    let shop = Shop::spawn().await;
+    let facade = start_facade(&shop.config(""), store.url()).await;
+    for _ in 0..3 {
+        assert_eq!(facade.side(Method::GET, "/products/1").await, "catalog");
+    }
+    for _ in 0..2 {
+        assert_eq!(facade.side(Method::GET, "/orders/1").await, "legacy");
+    }
+    assert_eq!(facade.side(Method::GET, "/unrouted").await, "legacy");
+
+    let response = facade
+        .client
+        .get(facade.admin_url("/metrics"))
+        .bearer_auth(&facade.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let metrics = response.text().await.unwrap();
+    assert!(metrics.contains("strangler_facade_requests"), "{metrics}");
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"strangler_facade_requests_total{capability="catalog",backend="catalog",status="2xx"}"#
+        ),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"strangler_facade_requests_total{capability="orders",backend="legacy",status="2xx"}"#
+        ),
+        Some(2.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            r#"strangler_facade_requests_total{capability="-",backend="legacy",status="2xx"}"#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "strangler_facade_route_store_reachable"),
+        Some(1.0)
+    );
+}
+
+#[tokio::test]
+async fn health_and_explain_describe_the_table() {
+    let store = sqlite_store();
+    let shop = Shop::spawn().await;
+    let facade = start_facade(&shop.config(""), store.url()).await;
+
+    let (status, health) = facade.admin_get("/health").await;
+    assert_eq!(status, StatusCode::OK, "{health}");
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["route_store"], "reachable");
+
+    let (status, explained) = facade
+        .admin_get("/explain?method=put&url=/products/%2e%2e/products/9")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{explained}");
+    assert_eq!(explained["normalized_path"], "/products/9");
+    assert_eq!(explained["capability"], "orders");
+    assert_eq!(explained["target"], "legacy");
+    assert_eq!(explained["backend"], "legacy");
+    assert_eq!(explained["instance"], shop.legacy.addr.to_string());
+    let (_, unrouted) = facade.admin_get("/explain?method=GET&url=/elsewhere").await;
+    assert_eq!(unrouted["capability"], Value::Null);
+    assert_eq!(unrouted["backend"], "legacy");
+    let (status, _) = facade.admin_get("/explain?method=GET&url=/a%252Fb").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}

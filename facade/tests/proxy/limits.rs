@@ -1,0 +1,336 @@
+//! Requests the facade must refuse (ambiguous framing, bodies and heads over
+//! the limits) and upstreams that fail (unreachable, too slow), each with
+//! the status and the side that failed.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::{
+    closed_address, raw_request, spawn_upstream, sqlite_store, start_facade, Shop, Upstream,
+};
+
+/// The shop with small limits: bodies up to 1 KiB, heads up to 8 KiB.
+const SMALL_LIMITS: &str = "max_body_bytes = 1024\nmax_header_bytes = 8192";
+
+#[tokio::test]
+async fn both_content_length_and_transfer_encoding_never_reach_an_upstream_together() {
+    let store = sqlite_store();
+    let shop = Shop::spawn().await;
+    let facade = start_facade(&shop.config(""), store.url()).await;
+
+    // hyper parses the head before the facade sees it: Transfer-Encoding
+    // wins and Content-Length is dropped, as RFC 9112 §6.1 allows instead of
+    // a 400, and the connection is closed after the answer. What must hold:
+    // the upstream gets one unambiguous framing and exactly the chunked body.
+    for request in [
+        "POST /orders HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 5\r\n\
+         Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        "POST /orders HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\n\
+         Content-Length: 5\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    ] {
+        let response = raw_request(facade.proxy, request.as_bytes()).await;
+        assert_eq!(response.status, 200, "{response:?}");
+        let echo = response.json();
+        let headers = &echo["headers"];
+        assert!(
+            headers.get("content-length").is_none() || headers.get("transfer-encoding").is_none(),
+            "the upstream got both framings: {echo}"
+        );
+        assert_eq!(echo["body_bytes"], 5, "{echo}");
+        assert!(
+            response
+                .headers
+                .iter()
+                .any(|(name, value)| name == "connection" && value.eq_ignore_ascii_case("close")),
+            "the connection must close after an ambiguously framed request: {response:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_transfer_coding_other_than_chunked_is_not_dropped_on_the_way() {
+    let store = sqlite_store();
+    let shop = Shop::spawn().await;
+    let facade = start_facade(&shop.config(""), store.url()).await;
+
+    // The client says the body is gzip-coded, then chunked. The facade only
+    // removes the chunking: it must refuse the request (RFC 9112 §6.1
+    // suggests 501) or let the upstream know the body is still gzip-coded.
+    let before = shop.hits();
+    let response = raw_request(
+        facade.proxy,
+        b"POST /orders HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: gzip, chunked\r\n\
+          Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    )
+    .await;
+    if response.status == 200 {
+        let echo = response.json();
+        let codings = echo["headers"]["transfer-encoding"].to_string();
+        assert!(
+            codings.contains("gzip"),
+            "the upstream got the gzip-coded body as plain bytes (transfer-encoding {codings}): {echo}"
+        );
+    } else {
+        assert!(matches!(response.status, 400 | 501), "{response:?}");
+        assert_eq!(shop.hits(), before, "a refused request was forwarded");
+    }
+}
+
+#[tokio::test]
+async fn differing_content_lengths_are_refused_unforwarded() {
+    let store = sqlite_store();
+    let shop = Shop::spawn().await;
+    let facade = start_facade(&shop.config(""), store.url()).await;
+
+    let before = shop.hits();
+    let response = raw_request(
+        facade.proxy,
+        b"POST /orders HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 5\r\nContent-Length: 6\r\n\
+          Connection: close\r\n\r\nhello!",
+    )
+    .await;
+    assert_eq!(response.status, 400, "{response:?}");
+    assert_eq!(
+        shop.hits(),
+        before,
+        "differing Content-Length headers were forwarded"
+    );
+
+    // Repeating the same length is not ambiguous.
+    let response = raw_request(
+        facade.proxy,
+        b"POST /orders HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 5\r\nContent-Length: 5\r\n\
+          Connection: close\r\n\r\nhello",
+    )
+    .await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.json()["body_bytes"], 5);
+}
+
+#[tokio::test]
+async fn bodies_over_the_limit_get_413() {
+    let store = sqlite_store();
+    let shop = Shop::spawn().await;
+    let facade = start_facade(&shop.config(SMALL_LIMITS), store.url()).await;
+
+    // Declared too large: refused at once, never forwarded.
+    let before = shop.hits();
+    let body = vec![b'x'; 2048];
+    let mut request = b"POST /upload HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 2048\r\n\
+                        Connection: close\r\n\r\n"
+        .to_vec();
+    request.extend_from_slice(&body);
+    let response = raw_request(facade.proxy, &request).await;
+    assert_eq!(response.status, 413, "{response:?}");
+    assert_eq!(response.json()["source"], "client");
+    assert_eq!(shop.hits(), before, "a body declared too large was forwarded");
+
+    // Chunked, so the size shows only while streaming: still a 413.
+    let mut request =
+        b"POST /upload HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    for _ in 0..8 {
+        request.extend_from_slice(b"100\r\n");
+        request.extend_from_slice(&[b'y'; 256]);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let response = raw_request(facade.proxy, &request).await;
+    assert_eq!(response.status, 413, "{response:?}");
+    assert_eq!(response.json()["source"], "client");
+
+    // At the limit, both ways, the body goes through whole.
+    let mut request = b"POST /upload HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 1024\r\n\
+                        Connection: close\r\n\r\n"
+        .to_vec();
+    request.extend_from_slice(&[b'z'; 1024]);
+    let response = raw_request(facade.proxy, &request).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.json()["bytes"], 1024);
+    let mut request =
+        b"POST /upload HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    for _ in 0..4 {
+        request.extend_from_slice(b"100\r\n");
+        request.extend_from_slice(&[b'y'; 256]);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let response = raw_request(facade.proxy, &request).await;
+    assert_eq!(response.status, 200, "{response:?}");
+    assert_eq!(response.json()["bytes"], 1024);
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_is_not_counted_as_an_upstream_error() {
+    let store = sqlite_store();
+    let shop = Shop::spawn().await;
+    let facade = start_facade(&shop.config(SMALL_LIMITS), store.url()).await;
+
+    let mut request =
+        b"POST /upload HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    for _ in 0..8 {
+        request.extend_from_slice(b"100\r\n");
+        request.extend_from_slice(&[b'y'; 256]);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    let response = raw_request(facade.proxy, &request).await;
+    assert_eq!(response.status, 413, "{response:?}");
+    assert_eq!(response.json()["source"], "client");
+
+    let metrics = facade
+        .client
+        .get(facade.admin_url("/metrics"))
+        .bearer_auth(&facade.token)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let upstream_errors: Vec<&str> = metrics
+        .lines()
+        .filter(|line| line.starts_with("strangler_facade_upstream_errors_total"))
+        .collect();
+    assert!(
+        upstream_errors.is_empty(),
+        "the client's oversized body was counted as an upstream failure: {upstream_errors:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_head_over_the_limit_gets_431() {
+    let store = sqlite_store();
+    let shop = Shop::spawn().await;
+    let facade = start_facade(&shop.config(SMALL_LIMITS), store.url()).await;
+
+    let before = shop.hits();
+    let big = "a".repeat(10 * 1024);
+    let request =
+        format!("GET /orders/1 HTTP/1.1\r\nHost: shop.example\r\nX-Big: {big}\r\nConnection: close\r\n\r\n");
+    let response = raw_request(facade.proxy, request.as_bytes()).await;
+    assert_eq!(response.status, 431, "{response:?}");
+    assert_eq!(shop.hits(), before);
+
+    // A head within the limit is served.
+    let fits = "a".repeat(4 * 1024);
+    let request =
+        format!("GET /orders/1 HTTP/1.1\r\nHost: shop.example\r\nX-Big: {fits}\r\nConnection: close\r\n\r\n");
+    let response = raw_request(facade.proxy, request.as_bytes()).await;
+    assert_eq!(response.status, 200, "{response:?}");
+}
+
+/// A facade with a `slow` capability (`/slow/*`, 300 ms request timeout)
+/// and a `dead` one (`/dead/*`, nothing listening).
+async fn failing_config(legacy: &Upstream, slow: &Upstream) -> String {
+    let dead = closed_address().await;
+    let (legacy, slow) = (legacy.addr, slow.addr);
+    format!(
+        r#"
+[facade]
+default_backend = "legacy"
+
+[backends.legacy]
+urls = ["http://{legacy}"]
+
+[backends.slow]
+urls = ["http://{slow}"]
+request_timeout_ms = 300
+
+[backends.dead]
+urls = ["http://{dead}"]
+connect_timeout_ms = 500
+
+[capabilities.slow]
+legacy = "slow"
+service = "legacy"
+
+[capabilities.dead]
+legacy = "dead"
+service = "legacy"
+
+[[routes]]
+capability = "slow"
+path = "/slow/*"
+
+[[routes]]
+capability = "dead"
+path = "/dead/*"
+"#
+    )
+}
+
+#[tokio::test]
+async fn an_unreachable_upstream_is_a_502_from_the_upstream() {
+    let store = sqlite_store();
+    let (legacy, slow) = (spawn_upstream("legacy").await, spawn_upstream("slow").await);
+    let facade = start_facade(&failing_config(&legacy, &slow).await, store.url()).await;
+
+    let response = facade.client.get(facade.url("/dead/x")).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    assert!(response.headers().contains_key("x-request-id"));
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["source"], "upstream", "{body}");
+    assert!(body["error"].is_string(), "{body}");
+    // The facade itself is fine: other routes still work.
+    assert_eq!(facade.side(Method::GET, "/alive").await, "legacy");
+}
+
+#[tokio::test]
+async fn a_slow_client_upload_is_not_blamed_on_the_upstream() {
+    let store = sqlite_store();
+    let (legacy, slow) = (spawn_upstream("legacy").await, spawn_upstream("slow").await);
+    let facade = start_facade(&failing_config(&legacy, &slow).await, store.url()).await;
+
+    // The client takes about 600 ms to send its body; the upstream answers
+    // as soon as it has it. The 300 ms limit is on the upstream's answer.
+    let frames = futures::stream::iter(0..10).then(|_| async {
+        tokio::time::sleep(std::time::Duration::from_millis(60)).await;
+        Ok::<_, Infallible>(Frame::data(Bytes::from_static(b"0123456789")))
+    });
+    let client: Client<_, BoxBody<Bytes, Infallible>> = Client::builder(TokioExecutor::new()).build_http();
+    let upload = hyper::Request::post(facade.url("/slow/upload"))
+        .body(BodyExt::boxed(StreamBody::new(frames)))
+        .unwrap();
+    let response = client.request(upload).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(
+        status,
+        200,
+        "a slow client's upload to a fast upstream was answered: {}",
+        String::from_utf8_lossy(&body)
+    );
+    let echo: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(echo["body_bytes"], 100);
+}
+
+#[tokio::test]
+async fn a_slow_upstream_is_a_504() {
+    let store = sqlite_store();
+    let (legacy, slow) = (spawn_upstream("legacy").await, spawn_upstream("slow").await);
+    let facade = start_facade(&failing_config(&legacy, &slow).await, store.url()).await;
+
+    assert_eq!(facade.side(Method::GET, "/slow/x?sleep_ms=50").await, "slow");
+    let started = std::time::Instant::now();
+    let (status, body) = facade.call(Method::GET, "/slow/x?sleep_ms=5000").await;
+    let elapsed = started.elapsed();
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT, "{body}");
+    assert_eq!(body["source"], "upstream", "{body}");
+    assert!(body["error"].as_str().unwrap().contains("slow"), "{body}");
+    assert!(
+        elapsed >= std::time::Duration::from_millis(250) && elapsed < std::time::Duration::from_secs(3),
+        "answered after {elapsed:?}, expected about 300 ms"
+    );
+}

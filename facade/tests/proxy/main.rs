@@ -1,0 +1,22 @@
+//! Integration tests of the facade: a real facade on port 0 in front of tiny
+//! real upstreams (axum echo servers, and a hyper server for upgrades),
+//! against a fresh route store, driven over HTTP and raw TCP.
+//!
+//! Every case that depends on the route store runs on SQLite and PostgreSQL
+//! (`test_harness::on_each_engine!`); a PostgreSQL case skips with a printed
+//! reason only when the server is absent and `CI` is not set. Cases whose
+//! subject is not the store use a fresh SQLite file.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+mod admin_api;
+mod config;
+mod flips;
+mod headers;
+mod helpers;
+mod limits;
+mod paths;
+mod routing;
+mod shared_store;
+mod shutdown;
+mod streaming;

@@ -1,0 +1,124 @@
+//! Facades sharing one PostgreSQL store: a change made through one is in
+//! force in the other within a second, and losing the store leaves every
+//! facade routing on its last table while its health says `degraded`.
+
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use sqlx::{Connection, PgConnection};
+use test_harness::{Engine, TestDatabase};
+
+use crate::helpers::{start_facade, Shop, WAIT_LIMIT};
+
+#[tokio::test]
+async fn a_flip_through_one_facade_reaches_the_other_within_a_second() {
+    let Some(store) = TestDatabase::fresh(Engine::Postgres).await else {
+        return;
+    };
+    let shop = Shop::spawn().await;
+    let a = start_facade(&shop.config(""), store.url()).await;
+    let b = start_facade(&shop.config(""), store.url()).await;
+    assert_eq!(a.side(Method::GET, "/orders/1").await, "legacy");
+    assert_eq!(b.side(Method::GET, "/orders/1").await, "legacy");
+
+    let (status, body) = a
+        .flip(
+            "orders",
+            json!({"to": "service", "reason": "replicas follow", "actor": "ops"}),
+        )
+        .await;
+    let flipped_at = Instant::now();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(a.side(Method::GET, "/orders/1").await, "orders");
+    loop {
+        if b.side(Method::GET, "/orders/1").await == "orders" {
+            break;
+        }
+        assert!(
+            flipped_at.elapsed() < Duration::from_secs(1),
+            "facade B still routes orders to legacy 1 s after the flip through A"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let followed = flipped_at.elapsed();
+    assert!(followed < Duration::from_secs(1), "B followed after {followed:?}");
+    assert_eq!(b.target_of("orders").await, "service");
+    // Both read the same audit log.
+    let (_, history) = b.admin_get("/history?limit=1").await;
+    assert_eq!(history[0]["actor"], "ops");
+}
+
+/// The database name at the end of a PostgreSQL URL.
+fn database_name(url: &str) -> &str {
+    let path = url.rsplit_once('/').map_or(url, |(_, name)| name);
+    path.split('?').next().unwrap()
+}
+
+#[tokio::test]
+async fn losing_the_store_keeps_routing_on_the_last_table() {
+    let Some(store) = TestDatabase::fresh(Engine::Postgres).await else {
+        return;
+    };
+    let shop = Shop::spawn().await;
+    let facade = start_facade(&shop.config(""), store.url()).await;
+    let (status, body) = facade
+        .flip(
+            "orders",
+            json!({"to": "service", "reason": "before the outage", "actor": "ops"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let mut admin = PgConnection::connect(&test_harness::postgres_admin_url())
+        .await
+        .unwrap();
+    let name = database_name(store.url().expose());
+    sqlx::query(&format!("DROP DATABASE {name} WITH (FORCE)"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let dropped_at = Instant::now();
+
+    // Health reports the outage within about two seconds.
+    loop {
+        let (status, health) = facade.admin_get("/health").await;
+        assert_eq!(status, StatusCode::OK, "{health}");
+        if health["status"] == "degraded" {
+            assert!(
+                health["route_store"].as_str().unwrap().starts_with("unreachable"),
+                "{health}"
+            );
+            assert!(health["route_store_error"].is_string(), "{health}");
+            break;
+        }
+        assert!(
+            dropped_at.elapsed() < Duration::from_secs(2),
+            "/health still says {health} 2 s after the store went away"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Routing goes on with the last table, not the configuration's targets.
+    for _ in 0..20 {
+        assert_eq!(facade.side(Method::GET, "/orders/1").await, "orders");
+        assert_eq!(facade.side(Method::GET, "/products/1").await, "catalog");
+        assert_eq!(facade.side(Method::GET, "/elsewhere").await, "legacy");
+    }
+    let (status, capabilities) = facade.admin_get("/capabilities").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(capabilities["store_reachable"], false);
+    // A change cannot be recorded, so none is made.
+    let started = Instant::now();
+    let (status, body) = facade
+        .flip(
+            "orders",
+            json!({"to": "legacy", "reason": "during the outage", "actor": "ops"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert!(started.elapsed() < WAIT_LIMIT);
+    assert_eq!(facade.side(Method::GET, "/orders/1").await, "orders");
+    let (_, health) = facade.admin_get("/health").await;
+    assert_eq!(health["status"], "degraded");
+}
