@@ -1,7 +1,9 @@
 //! Choosing, opening and migrating an application's database.
 //!
 //! Every app runs on SQLite by default (a file, no server needed) and on
-//! PostgreSQL when given a `postgres://` URL. Both go through sqlx's `Any`
+//! PostgreSQL when given a `postgres://` URL. Tools that only read other
+//! systems' databases (the reconciler) also open MySQL/MariaDB
+//! (`mysql://`, `mariadb://`), which needs `?` placeholders instead. Both go through sqlx's `Any`
 //! driver so that one set of queries serves both; queries use numbered
 //! placeholders (`$1`), which SQLite and PostgreSQL both understand.
 //! Schemas differ per engine, so each app ships one migration folder per
@@ -26,6 +28,9 @@ pub enum Engine {
     Sqlite,
     /// A PostgreSQL server.
     Postgres,
+    /// A MySQL or MariaDB server (`mysql://` or `mariadb://`); only tools
+    /// that read other systems' databases use it, and no app migrates it.
+    MySql,
 }
 
 impl fmt::Display for Engine {
@@ -33,6 +38,7 @@ impl fmt::Display for Engine {
         f.write_str(match self {
             Engine::Sqlite => "sqlite",
             Engine::Postgres => "postgres",
+            Engine::MySql => "mysql",
         })
     }
 }
@@ -41,7 +47,9 @@ impl fmt::Display for Engine {
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseError {
     /// The URL names no engine the toolkit supports.
-    #[error("database URL `{url}` is not supported: use `sqlite://PATH` or `postgres://USER@HOST/DB`")]
+    #[error(
+        "database URL `{url}` is not supported: use `sqlite://PATH`, `postgres://USER@HOST/DB` or `mysql://USER@HOST/DB`"
+    )]
     UnsupportedUrl {
         /// The URL with any password masked.
         url: String,
@@ -64,6 +72,14 @@ pub enum DatabaseError {
         #[source]
         source: sqlx::Error,
     },
+    /// The app ships no migrations for this engine.
+    #[error("{url}: the {engine} engine is not supported here (no schema migrations for it)")]
+    NoMigrations {
+        /// The URL with any password masked.
+        url: String,
+        /// The engine.
+        engine: Engine,
+    },
     /// A migration failed; the database is left at the last applied one.
     #[error("cannot apply the schema migrations to {url}")]
     Migrate {
@@ -84,14 +100,24 @@ pub struct DatabaseUrl {
 }
 
 impl DatabaseUrl {
-    /// Parses a `sqlite://…`, `sqlite:…`, `postgres://…` or `postgresql://…` URL.
+    /// Parses a `sqlite://…`, `sqlite:…`, `postgres://…`, `postgresql://…`,
+    /// `mysql://…` or `mariadb://…` URL (the last is handed to the driver as
+    /// `mysql://…`, the protocol being the same).
     ///
     /// A bare path (no scheme) is taken as a SQLite file, which is what a user
     /// typing `--database-url data/shop.db` means.
     pub fn parse(raw: &str) -> Result<Self, DatabaseError> {
         let raw = raw.trim();
+        if let Some(rest) = raw.strip_prefix("mariadb://") {
+            return Ok(Self {
+                raw: format!("mysql://{rest}"),
+                engine: Engine::MySql,
+            });
+        }
         let engine = if raw.starts_with("postgres://") || raw.starts_with("postgresql://") {
             Engine::Postgres
+        } else if raw.starts_with("mysql://") {
+            Engine::MySql
         } else if raw.starts_with("sqlite:") {
             Engine::Sqlite
         } else if !raw.is_empty() && !raw.contains("://") {
@@ -198,6 +224,13 @@ impl Database {
         let migrator = match url.engine() {
             Engine::Sqlite => migrations.sqlite,
             Engine::Postgres => migrations.postgres,
+            Engine::MySql => {
+                db.close().await;
+                return Err(DatabaseError::NoMigrations {
+                    url: url.to_string(),
+                    engine: Engine::MySql,
+                });
+            }
         };
         migrator
             .run(&db.pool)
@@ -256,7 +289,7 @@ impl Database {
                     .connect_with(options)
                     .await
             }
-            Engine::Postgres => pool_options.max_connections(16).connect_with(options).await,
+            Engine::Postgres | Engine::MySql => pool_options.max_connections(16).connect_with(options).await,
         }
         .map_err(connect_error)?;
         Ok(Self {
@@ -306,6 +339,17 @@ mod tests {
         let url = DatabaseUrl::parse("data/shop.db").unwrap();
         assert_eq!(url.engine(), Engine::Sqlite);
         assert_eq!(url.sqlite_path(), Some(Path::new("data/shop.db")));
+    }
+
+    #[test]
+    fn mysql_and_mariadb_urls_are_mysql_for_the_driver() {
+        let url = DatabaseUrl::parse("mariadb://app:s3cret@db:3306/shop").unwrap();
+        assert_eq!(url.engine(), Engine::MySql);
+        assert_eq!(url.expose(), "mysql://app:s3cret@db:3306/shop");
+        assert!(!format!("{url} {url:?}").contains("s3cret"));
+        let url = DatabaseUrl::parse("mysql://root@127.0.0.1/x").unwrap();
+        assert_eq!(url.engine(), Engine::MySql);
+        assert_eq!(url.sqlite_path(), None);
     }
 
     #[test]

@@ -4,8 +4,11 @@
 //!   uniquely named PostgreSQL database on the server at
 //!   `STRANGLER_TEST_POSTGRES_URL` (default
 //!   `postgres://postgres@127.0.0.1:5432/postgres`).
-//! - When that server is unreachable a PostgreSQL test prints why and skips,
-//!   unless `CI` is set: then it fails, so CI can never pass by skipping.
+//!   Or a uniquely named MariaDB/MySQL database on the server at
+//!   `STRANGLER_TEST_MARIADB_URL` (default `mysql://root@127.0.0.1:3306/mysql`).
+//! - When its server is unreachable a PostgreSQL or MariaDB test prints why
+//!   and skips, unless `CI` is set: then it fails, so CI can never pass by
+//!   skipping.
 //! - [`wait_until_healthy`]: readiness by polling `/health`, never sleeping a
 //!   fixed time.
 //! - [`snapshot`]: every row of some tables, to assert that a rejected request
@@ -20,7 +23,7 @@ use std::time::{Duration, Instant};
 
 use service_runtime::sql_value::{decode_row, SqlValue};
 pub use service_runtime::{Database, DatabaseUrl, Engine};
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, MySqlConnection, PgConnection};
 use tempfile::TempDir;
 
 /// The PostgreSQL server tests create their databases on.
@@ -29,22 +32,32 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
+/// The MariaDB (or MySQL) server tests create their databases on.
+pub fn mariadb_admin_url() -> String {
+    std::env::var("STRANGLER_TEST_MARIADB_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".to_owned())
+}
+
 /// Whether missing servers must fail tests instead of skipping them.
 pub fn servers_required() -> bool {
     std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
 }
 
 /// A database that exists for one test: the SQLite folder is deleted and the
-/// PostgreSQL database dropped when it goes out of scope.
+/// PostgreSQL or MariaDB database dropped when it goes out of scope.
 pub struct TestDatabase {
     url: DatabaseUrl,
     // Kept so the SQLite file's folder lives as long as the test.
     _dir: Option<TempDir>,
     postgres_name: Option<String>,
+    mariadb_name: Option<String>,
 }
 
 impl Drop for TestDatabase {
     fn drop(&mut self) {
+        if let Some(name) = self.mariadb_name.take() {
+            drop_mariadb_database(name);
+        }
         let Some(name) = self.postgres_name.take() else {
             return;
         };
@@ -76,6 +89,7 @@ impl TestDatabase {
         match engine {
             Engine::Sqlite => Some(Self::sqlite()),
             Engine::Postgres => Self::postgres().await,
+            Engine::MySql => Self::mariadb().await,
         }
     }
 
@@ -87,6 +101,7 @@ impl TestDatabase {
             url,
             _dir: Some(dir),
             postgres_name: None,
+            mariadb_name: None,
         }
     }
 
@@ -111,6 +126,41 @@ impl TestDatabase {
             url,
             _dir: None,
             postgres_name: Some(name),
+            mariadb_name: None,
+        })
+    }
+
+    /// A uniquely named database on the test MariaDB (or MySQL) server.
+    pub async fn mariadb() -> Option<Self> {
+        let admin = mariadb_admin_url();
+        let connect = tokio::time::timeout(Duration::from_secs(5), MySqlConnection::connect(&admin)).await;
+        let mut conn = match connect {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(error)) => return unavailable("MariaDB", &admin, &error.to_string()),
+            Err(_) => return unavailable("MariaDB", &admin, "no answer within 5 s"),
+        };
+        let name = format!("strangler_test_{}", uuid::Uuid::new_v4().simple());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("creating a test database (may the test user create databases?)");
+        let _ = conn.close().await;
+        let (without_query, query) = admin
+            .split_once('?')
+            .map_or((admin.as_str(), None), |(a, q)| (a, Some(q)));
+        let base = without_query
+            .rsplit_once('/')
+            .map_or(without_query, |(base, _)| base);
+        let url = match query {
+            Some(query) => format!("{base}/{name}?{query}"),
+            None => format!("{base}/{name}"),
+        };
+        let url = DatabaseUrl::parse(&url).expect("a valid MariaDB URL");
+        Some(Self {
+            url,
+            _dir: None,
+            postgres_name: None,
+            mariadb_name: Some(name),
         })
     }
 
@@ -123,6 +173,26 @@ impl TestDatabase {
     pub fn engine(&self) -> Engine {
         self.url.engine()
     }
+}
+
+/// Drops a MariaDB test database from a short-lived thread with its own
+/// runtime (drop cannot block on the test's runtime).
+fn drop_mariadb_database(name: String) {
+    let cleanup = std::thread::spawn(move || {
+        let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            return;
+        };
+        runtime.block_on(async move {
+            let connect = MySqlConnection::connect(&mariadb_admin_url());
+            if let Ok(Ok(mut conn)) = tokio::time::timeout(Duration::from_secs(5), connect).await {
+                let drop = format!("DROP DATABASE IF EXISTS {name}");
+                let _ = tokio::time::timeout(Duration::from_secs(10), sqlx::query(&drop).execute(&mut conn))
+                    .await;
+                let _ = conn.close().await;
+            }
+        });
+    });
+    let _ = cleanup.join();
 }
 
 fn unavailable<T>(what: &str, url: &str, reason: &str) -> Option<T> {
