@@ -11,8 +11,10 @@
 //!   committed batch, never in the middle of one;
 //! - batched: memory is bounded by the batch size, not the table size.
 
+pub mod compare;
 pub mod copy;
 pub mod mapping;
 
+pub use compare::{CompareSettings, Normalization, SettleWindow, SourceOfTruth};
 pub use copy::{backfill, BackfillError, BackfillOptions, TableReport};
-pub use mapping::{CapabilityMapping, Mapping, MappingError, TableMapping};
+pub use mapping::{CapabilityMapping, ColumnPair, Identifier, Mapping, MappingError, TableMapping};

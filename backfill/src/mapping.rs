@@ -16,6 +16,9 @@
 //! migration: `legacy_filter` is SQL and is used as written.
 //!
 //! Everything is checked at load, with the file's line in every error.
+//! The reconciler's optional per-table fields (`ignore`, `normalize`,
+//! `values`, `service_filter`, `settle_seconds`, `updated_at_column`) and the
+//! per-capability `source_of_truth` are described in [`crate::compare`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -23,6 +26,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use toml::Spanned;
+
+use crate::compare::{check_compare, CompareSettings, RawCompare, RawNormalize, SourceOfTruth};
 
 /// A mapping file that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]
@@ -118,6 +123,8 @@ pub struct TableMapping {
     pub columns: Vec<ColumnPair>,
     /// Optional SQL predicate on the monolith's rows.
     pub legacy_filter: Option<String>,
+    /// How the reconciler compares the rows (unused by backfill).
+    pub compare: CompareSettings,
 }
 
 /// The tables of one capability.
@@ -127,6 +134,8 @@ pub struct CapabilityMapping {
     pub name: String,
     /// Its tables, parents first.
     pub tables: Vec<TableMapping>,
+    /// Which side is right when they disagree (unused by backfill).
+    pub source_of_truth: SourceOfTruth,
 }
 
 /// A whole mapping file.
@@ -147,6 +156,8 @@ struct RawFile {
 #[serde(deny_unknown_fields)]
 struct RawCapability {
     tables: Spanned<Vec<RawTable>>,
+    #[serde(default)]
+    source_of_truth: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -158,6 +169,18 @@ struct RawTable {
     columns: Spanned<BTreeMap<String, String>>,
     #[serde(default)]
     legacy_filter: Option<Spanned<String>>,
+    #[serde(default)]
+    ignore: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    normalize: Option<Spanned<BTreeMap<String, RawNormalize>>>,
+    #[serde(default)]
+    values: Option<Spanned<BTreeMap<String, BTreeMap<String, String>>>>,
+    #[serde(default)]
+    service_filter: Option<Spanned<String>>,
+    #[serde(default)]
+    settle_seconds: Option<Spanned<u64>>,
+    #[serde(default)]
+    updated_at_column: Option<Spanned<String>>,
 }
 
 impl Mapping {
@@ -183,6 +206,12 @@ impl Mapping {
         })?;
         let mut capabilities = BTreeMap::new();
         for (name, capability) in raw.capabilities {
+            let source_of_truth = match capability.source_of_truth {
+                Some(side) => {
+                    SourceOfTruth::parse(side.get_ref()).map_err(|m| invalid(side.span().start, m))?
+                }
+                None => SourceOfTruth::default(),
+            };
             let span = capability.tables.span();
             let raw_tables = capability.tables.into_inner();
             if raw_tables.is_empty() {
@@ -206,7 +235,14 @@ impl Mapping {
                 }
                 tables.push(table);
             }
-            capabilities.insert(name.clone(), CapabilityMapping { name, tables });
+            capabilities.insert(
+                name.clone(),
+                CapabilityMapping {
+                    name,
+                    tables,
+                    source_of_truth,
+                },
+            );
         }
         Ok(Self {
             path: path.to_owned(),
@@ -298,12 +334,27 @@ fn check_table(
         Some(filter) => Some(filter.into_inner()),
         None => None,
     };
+    let compare = check_compare(
+        RawCompare {
+            ignore: raw.ignore,
+            normalize: raw.normalize,
+            values: raw.values,
+            service_filter: raw.service_filter,
+            settle_seconds: raw.settle_seconds,
+            updated_at_column: raw.updated_at_column,
+        },
+        &legacy_table,
+        &columns,
+        &key,
+        invalid,
+    )?;
     Ok(TableMapping {
         legacy_table,
         service_table,
         key,
         columns,
         legacy_filter,
+        compare,
     })
 }
 
@@ -365,6 +416,35 @@ columns = { name = "title", id = "id", price_cents = "unit_price_cents" }
         let mapping = Mapping::parse(Path::new("m.toml"), GOOD).unwrap();
         let error = mapping.capability("billing").unwrap_err().to_string();
         assert!(error.contains("billing") && error.contains("catalog"), "{error}");
+    }
+
+    #[test]
+    fn reconciler_fields_parse_and_are_checked() {
+        let text = format!(
+            "[capabilities.catalog]\nsource_of_truth = \"service\"\n{GOOD}ignore = [\"name\"]\n\
+             normalize = {{ price_cents = \"cents_from_decimal\", name = [\"trim\", \"lower\"] }}\n\
+             values = {{ name = {{ a = \"A\" }} }}\nservice_filter = \"1 = 1\"\n\
+             settle_seconds = 30\nupdated_at_column = \"name\"\n"
+        );
+        let mapping = Mapping::parse(Path::new("m.toml"), &text).unwrap();
+        let capability = mapping.capability("catalog").unwrap();
+        assert_eq!(capability.source_of_truth, SourceOfTruth::Service);
+        let compare = &capability.tables[0].compare;
+        assert_eq!(compare.ignore.len(), 1);
+        assert_eq!(compare.normalize.len(), 2);
+        assert_eq!(compare.settle.as_ref().unwrap().seconds, 30);
+        let bad = format!("{GOOD}normalize = {{ price_cents = \"cents\" }}\n");
+        let error = Mapping::parse(Path::new("m.toml"), &bad).unwrap_err().to_string();
+        assert!(
+            error.starts_with("m.toml:7:") && error.contains("cents_from_decimal"),
+            "{error}"
+        );
+        let bad = format!("{GOOD}ignore = [\"id\"]\n");
+        let error = Mapping::parse(Path::new("m.toml"), &bad).unwrap_err().to_string();
+        assert!(error.contains("key column `id`"), "{error}");
+        let bad = format!("{GOOD}settle_seconds = 5\n");
+        let error = Mapping::parse(Path::new("m.toml"), &bad).unwrap_err().to_string();
+        assert!(error.contains("updated_at_column"), "{error}");
     }
 
     #[test]

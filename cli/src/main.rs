@@ -2,11 +2,13 @@
 //!
 //! Parses arguments, sets up logging, and hands over to one module per
 //! subcommand. Errors are printed with their whole cause chain and exit 1;
-//! usage errors exit 2 (clap's convention).
+//! usage errors exit 2 (clap's convention). `strangler reconcile` has its
+//! own codes: 0 clean, 1 divergence found, 2 error.
 
 mod backfill_command;
 mod demo;
 mod facade_command;
+mod reconcile_command;
 mod routes_command;
 
 use std::process::ExitCode;
@@ -37,38 +39,46 @@ enum Command {
     Facade(facade_command::FacadeArgs),
     /// Look at and change where each capability's traffic goes.
     Routes(routes_command::RoutesArgs),
+    /// Compare a capability's tables in the monolith's and the service's
+    /// databases and report every divergence.
+    Reconcile(reconcile_command::ReconcileArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match cli.command {
         Command::Demo(_) | Command::Facade(_) => "info,sqlx=warn",
-        Command::Backfill(_) | Command::Routes(_) => "warn",
+        Command::Backfill(_) | Command::Routes(_) | Command::Reconcile(_) => "warn",
+    };
+    let error_code = match cli.command {
+        Command::Reconcile(_) => ExitCode::from(reconcile_command::EXIT_ERROR),
+        _ => ExitCode::FAILURE,
     };
     telemetry::init(cli.log_format, default_filter);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
-            return ExitCode::FAILURE;
+            return error_code;
         }
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Demo(args) => demo::run(args).await,
-            Command::Backfill(args) => backfill_command::run(args).await,
-            Command::Facade(args) => facade_command::run(args).await,
-            Command::Routes(args) => routes_command::run(args).await,
+            Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Backfill(args) => backfill_command::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Facade(args) => facade_command::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Routes(args) => routes_command::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Reconcile(args) => reconcile_command::run(args).await,
         }
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error}");
             for cause in error.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::FAILURE
+            error_code
         }
     }
 }

@@ -235,3 +235,73 @@ fn demo_reset_refuses_a_folder_that_is_not_its_own() {
     assert!(stderr.contains("not a strangler demo folder"), "{stderr}");
     assert!(dir.path().join("precious.txt").exists());
 }
+
+#[tokio::test]
+async fn reconcile_exits_0_when_clean_1_on_divergence_and_2_on_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let (monolith, catalog) = databases(dir.path()).await;
+    let shipped = workspace_path("demo/mapping.toml");
+    let (code, _, stderr) = run(strangler()
+        .args(["backfill", "catalog", "--mapping"])
+        .arg(&shipped)
+        .args([
+            "--legacy-database-url",
+            monolith.expose(),
+            "--service-database-url",
+            catalog.expose(),
+        ]));
+    assert_eq!(code, 0, "{stderr}");
+    let store = DatabaseUrl::sqlite_file(&dir.path().join("toolkit.db"));
+    // Database URLs from the environment, as in a deployment.
+    let reconcile = |capability: &str, output: &str| {
+        let mut command = strangler();
+        command
+            .args(["reconcile", "run", capability, "--output", output, "--mapping"])
+            .arg(&shipped)
+            .env("STRANGLER_LEGACY_DATABASE_URL", monolith.expose())
+            .env("STRANGLER_SERVICE_DATABASE_URL", catalog.expose())
+            .env("STRANGLER_STORE_URL", store.expose());
+        command
+    };
+    let (code, stdout, stderr) = run(&mut reconcile("catalog", "human"));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stdout.contains("CLEAN") && stdout.contains("12 keys"), "{stdout}");
+
+    let db = Database::open(&catalog).await.unwrap();
+    sqlx::query("UPDATE products SET title = 'Renamed' WHERE id = 2")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    db.close().await;
+    let (code, stdout, stderr) = run(&mut reconcile("catalog", "json"));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["status"], "diverged");
+    let changed = &report["tables"][0]["changed"][0];
+    assert_eq!(changed["key"][0], 2);
+    assert_eq!(changed["columns"][0]["service_column"], "title");
+    assert_eq!(changed["columns"][0]["service"], "Renamed");
+
+    // Errors: an unknown capability, an unreachable database (its password
+    // never shown). Each exits 2 and the failed run is recorded.
+    let (code, _, stderr) = run(&mut reconcile("billing", "human"));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("billing"), "{stderr}");
+    let (code, _, stderr) = run(reconcile("catalog", "human").env(
+        "STRANGLER_SERVICE_DATABASE_URL",
+        "postgres://app:hunter2@127.0.0.1:1/shop",
+    ));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("cannot connect to the service database"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("hunter2") && stderr.contains("***"), "{stderr}");
+
+    let store = Database::open(&store).await.unwrap();
+    let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM reconciliation_runs ORDER BY id")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert_eq!(statuses, ["clean", "diverged", "failed"]);
+}

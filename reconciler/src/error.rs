@@ -1,0 +1,140 @@
+//! Why a reconciliation could not finish. Every message names the side
+//! (monolith or service) and never carries a password: URLs in errors are
+//! `DatabaseUrl`s, whose `Display` masks it.
+
+use backfill::copy::Side;
+
+/// A reconciliation that could not run to the end; nothing it found is
+/// reported as a result.
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    /// The mapping file is unusable.
+    #[error(transparent)]
+    Mapping(#[from] backfill::MappingError),
+    /// A SQLite database file does not exist (it would otherwise be
+    /// created empty and compared as such).
+    #[error("the {side} database {path} does not exist; check the path")]
+    MissingFile {
+        /// Which database.
+        side: Side,
+        /// The file.
+        path: String,
+    },
+    /// The database could not be reached or refused the connection.
+    #[error("cannot connect to the {side} database {url}")]
+    Connect {
+        /// Which database.
+        side: Side,
+        /// The URL, password masked.
+        url: String,
+        /// The driver's reason.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// The database did not answer in time.
+    #[error("the {side} database did not answer within {seconds} s while {doing}")]
+    Timeout {
+        /// Which database.
+        side: Side,
+        /// What the reconciler was doing.
+        doing: String,
+        /// The limit.
+        seconds: u64,
+    },
+    /// A query failed (a lost connection, a refused statement, …).
+    #[error("the {side} database failed while {doing}")]
+    Query {
+        /// Which database.
+        side: Side,
+        /// What the reconciler was doing.
+        doing: String,
+        /// The driver's reason.
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A mapped table does not exist.
+    #[error("the {side} database has no table `{table}`; fix the mapping file or the schema (nothing was compared)")]
+    UnknownTable {
+        /// Which database.
+        side: Side,
+        /// The table.
+        table: String,
+    },
+    /// A mapped column does not exist.
+    #[error(
+        "the {side} table `{table}` has no column `{column}` (it has: {known}); fix the mapping file or the schema (nothing was compared)"
+    )]
+    UnknownColumn {
+        /// Which database.
+        side: Side,
+        /// The table.
+        table: String,
+        /// The missing column.
+        column: String,
+        /// The columns the table has.
+        known: String,
+    },
+    /// Key columns whose types cannot be ordered alike on both sides.
+    #[error(
+        "key column `{column}` of table `{table}` is {legacy_type} in the monolith but {service_type} in the service; keys must be both integers or both text (nothing was compared)"
+    )]
+    IncompatibleKey {
+        /// The legacy table.
+        table: String,
+        /// The legacy key column.
+        column: String,
+        /// Its declared type in the monolith.
+        legacy_type: String,
+        /// Its declared type in the service.
+        service_type: String,
+    },
+    /// A key column holds NULL, which no key may.
+    #[error("table `{table}` in the {side} database has a row whose key is NULL; keys must be unique and not null")]
+    NullKey {
+        /// Which database.
+        side: Side,
+        /// The table.
+        table: String,
+    },
+    /// Keys came back out of order or twice: the key is not unique.
+    #[error("table `{table}` in the {side} database returned key {key} twice or out of order; the mapped key must be unique")]
+    KeyNotUnique {
+        /// Which database.
+        side: Side,
+        /// The table.
+        table: String,
+        /// The key, as text.
+        key: String,
+    },
+    /// Something the reconciler cannot do (a bug if it ever shows).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The toolkit store did not answer in time.
+    #[error("the toolkit store did not answer within {seconds} s while {doing}")]
+    StoreTimeout {
+        /// What the reconciler was doing.
+        doing: String,
+        /// The limit.
+        seconds: u64,
+    },
+    /// The toolkit store could not be opened or written.
+    #[error("cannot record the run in the toolkit store")]
+    Store(#[source] sqlx::Error),
+    /// The toolkit store could not be opened.
+    #[error("cannot open the toolkit store")]
+    StoreOpen(#[source] service_runtime::DatabaseError),
+}
+
+impl ReconcileError {
+    /// The whole cause chain on one line, for the run's `error` column.
+    pub fn chain(&self) -> String {
+        let mut text = self.to_string();
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+}

@@ -1,0 +1,250 @@
+//! The dual-write reconciler: compares a capability's tables in the
+//! monolith's database with the service's and reports every divergence —
+//! every key missing from the service, every extra key, every changed row
+//! with the columns that differ and both values. Nothing is sampled.
+//!
+//! The two sides may be PostgreSQL, MySQL/MariaDB or SQLite in any pairing.
+//! What to compare comes from the backfill mapping file plus its reconciler
+//! fields (`backfill::compare`). A run:
+//! 1. connects to both sides read-only, under a statement timeout
+//!    ([`source`]);
+//! 2. checks every mapped table and column against both live schemas before
+//!    comparing anything ([`plan`]);
+//! 3. compares each table by a streaming sorted merge ([`merge`]) or by
+//!    checksum-and-bisect ([`checksum`]), as [`Strategy`] says;
+//! 4. returns a [`Report`] ([`report`]), which [`reconcile_and_record`] also
+//!    writes to the toolkit store ([`run_store`]).
+//!
+//! *Invariant:* the reconciler never writes to a compared database; every
+//! session it opens there is read-only.
+
+pub mod checksum;
+mod error;
+pub mod merge;
+pub mod normalize;
+pub mod plan;
+pub mod report;
+pub mod run_store;
+pub mod source;
+pub mod sql;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use backfill::copy::Side;
+use backfill::CapabilityMapping;
+use chrono::{DateTime, SecondsFormat, Utc};
+use service_runtime::DatabaseUrl;
+
+pub use error::ReconcileError;
+pub use report::{Method, Report, Status, TableReport, Totals};
+pub use run_store::{RunId, RunRecord, RunStore};
+
+use crate::merge::{merge_range, Judge, KeyRange};
+use crate::plan::plan_table;
+use crate::source::Source;
+
+/// How tables are compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Strategy {
+    /// Bisection where it is sound (same server engine on both sides, no
+    /// one-sided normalization), the merge elsewhere.
+    #[default]
+    Auto,
+    /// Always the streaming merge.
+    Merge,
+    /// Bisection wherever it is sound; other tables are merged and the
+    /// report says why.
+    Bisect,
+}
+
+impl FromStr for Strategy {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "merge" => Ok(Self::Merge),
+            "bisect" => Ok(Self::Bisect),
+            other => Err(format!("unknown strategy `{other}`; use auto, merge or bisect")),
+        }
+    }
+}
+
+impl fmt::Display for Strategy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Strategy::Auto => "auto",
+            Strategy::Merge => "merge",
+            Strategy::Bisect => "bisect",
+        })
+    }
+}
+
+/// How to run a comparison.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Merge or bisect.
+    pub strategy: Strategy,
+    /// Rows per keyset batch and side: the bound on memory.
+    pub batch_size: usize,
+    /// Bisection stops splitting at ranges this small and merges them.
+    pub bisect_leaf_rows: u64,
+    /// Limit on every statement, server-side where the engine has one and
+    /// always client-side.
+    pub statement_timeout: Duration,
+    /// The end of the settle window; `None` means the start of the run.
+    pub now: Option<DateTime<Utc>>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            strategy: Strategy::Auto,
+            batch_size: 1000,
+            bisect_leaf_rows: 2000,
+            statement_timeout: Duration::from_secs(30),
+            now: None,
+        }
+    }
+}
+
+/// Compares every table of `capability` between the two databases.
+///
+/// All tables are checked against both schemas before any is compared.
+#[tracing::instrument(skip_all, fields(capability = %capability.name))]
+pub async fn reconcile(
+    capability: &CapabilityMapping,
+    legacy_url: &DatabaseUrl,
+    service_url: &DatabaseUrl,
+    options: &Options,
+) -> Result<Report, ReconcileError> {
+    let started = Utc::now();
+    let now = options.now.unwrap_or(started);
+    let mut legacy = Source::connect(Side::Legacy, legacy_url, options.statement_timeout).await?;
+    let mut service = match Source::connect(Side::Service, service_url, options.statement_timeout).await {
+        Ok(service) => service,
+        Err(error) => {
+            legacy.close().await;
+            return Err(error);
+        }
+    };
+    let result = compare_all(capability, &mut legacy, &mut service, options, now).await;
+    legacy.close().await;
+    service.close().await;
+    let tables = result?;
+    let mut report = Report {
+        schema_version: report::SCHEMA_VERSION,
+        capability: capability.name.clone(),
+        source_of_truth: capability.source_of_truth,
+        legacy_engine: legacy_url.engine().to_string(),
+        service_engine: service_url.engine().to_string(),
+        started_at: started.to_rfc3339_opts(SecondsFormat::Millis, true),
+        finished_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
+        status: Status::Clean,
+        totals: Totals::default(),
+        tables,
+    };
+    report.finish();
+    tracing::info!(
+        status = report.status.as_str(),
+        missing = report.totals.missing,
+        extra = report.totals.extra,
+        changed = report.totals.changed,
+        "reconciliation finished"
+    );
+    Ok(report)
+}
+
+async fn compare_all(
+    capability: &CapabilityMapping,
+    legacy: &mut Source,
+    service: &mut Source,
+    options: &Options,
+    now: DateTime<Utc>,
+) -> Result<Vec<TableReport>, ReconcileError> {
+    let mut plans = Vec::with_capacity(capability.tables.len());
+    for table in &capability.tables {
+        plans.push(plan_table(table, legacy, service).await?);
+    }
+    let mut reports = Vec::with_capacity(plans.len());
+    for plan in &plans {
+        let unsupported = checksum::unsupported_reason(plan);
+        let (method, note) = match (options.strategy, unsupported) {
+            (Strategy::Merge, _) => (Method::Merge, None),
+            (Strategy::Auto | Strategy::Bisect, None) => (Method::Bisect, None),
+            (Strategy::Auto, Some(_)) => (Method::Merge, None),
+            (Strategy::Bisect, Some(reason)) => (Method::Merge, Some(reason)),
+        };
+        let report = TableReport {
+            legacy_table: plan.legacy.table.to_string(),
+            service_table: plan.service.table.to_string(),
+            key_columns: plan.key_columns.clone(),
+            strategy: method,
+            strategy_note: note,
+            rows_legacy: 0,
+            rows_service: 0,
+            rows_compared: 0,
+            rows_fetched: 0,
+            missing: Vec::new(),
+            extra: Vec::new(),
+            changed: Vec::new(),
+            settling: Vec::new(),
+        };
+        let mut judge = Judge::new(plan, now, report);
+        match method {
+            Method::Merge => {
+                merge_range(
+                    plan,
+                    legacy,
+                    service,
+                    &KeyRange::default(),
+                    options.batch_size,
+                    &mut judge,
+                )
+                .await?
+            }
+            Method::Bisect => {
+                checksum::bisect(
+                    plan,
+                    legacy,
+                    service,
+                    options.bisect_leaf_rows,
+                    options.batch_size,
+                    &mut judge,
+                )
+                .await?
+            }
+        }
+        reports.push(judge.report);
+    }
+    Ok(reports)
+}
+
+/// [`reconcile`], recorded in the toolkit store when one is given: the run
+/// is `running` while it runs, then `clean`, `diverged` or `failed` (with
+/// the error's cause chain, which holds no password).
+pub async fn reconcile_and_record(
+    store: Option<&RunStore>,
+    capability: &CapabilityMapping,
+    legacy_url: &DatabaseUrl,
+    service_url: &DatabaseUrl,
+    options: &Options,
+) -> Result<Report, ReconcileError> {
+    let run = match store {
+        Some(store) => Some((store, store.start(&capability.name).await?)),
+        None => None,
+    };
+    let result = reconcile(capability, legacy_url, service_url, options).await;
+    if let Some((store, id)) = run {
+        match &result {
+            Ok(report) => store.finish(id, report).await?,
+            Err(error) => {
+                if let Err(store_error) = store.fail(id, &error.chain()).await {
+                    tracing::error!(error = %store_error.chain(), "cannot record the failed run");
+                }
+            }
+        }
+    }
+    result
+}

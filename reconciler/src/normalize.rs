@@ -1,0 +1,218 @@
+//! Making two sides' values comparable: the mapping's value maps and
+//! normalizations, the equality the comparison uses, and the key order that
+//! the generated SQL's `ORDER BY` matches.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use backfill::copy::Side;
+use backfill::Normalization;
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use service_runtime::sql_value::SqlValue;
+
+/// Applies a column's value map (legacy side only: legacy value → service
+/// value) and then its normalizations in order.
+pub fn normalize(
+    value: SqlValue,
+    side: Side,
+    values: Option<&BTreeMap<String, String>>,
+    steps: &[Normalization],
+) -> SqlValue {
+    let mut value = match (side, values) {
+        (Side::Legacy, Some(map)) => {
+            let text = match &value {
+                SqlValue::Text(t) => Some(t.clone()),
+                SqlValue::Int(i) => Some(i.to_string()),
+                _ => None,
+            };
+            match text.and_then(|t| map.get(&t)) {
+                Some(mapped) => SqlValue::Text(mapped.clone()),
+                None => value,
+            }
+        }
+        _ => value,
+    };
+    for step in steps {
+        value = apply(value, side, *step);
+    }
+    value
+}
+
+fn apply(value: SqlValue, side: Side, step: Normalization) -> SqlValue {
+    match (step, value) {
+        (Normalization::Trim, SqlValue::Text(t)) => SqlValue::Text(t.trim().to_owned()),
+        (Normalization::Lower, SqlValue::Text(t)) => SqlValue::Text(t.to_lowercase()),
+        (Normalization::EmptyIsNull, SqlValue::Text(t)) if t.is_empty() => SqlValue::Null,
+        (Normalization::TimestampMs, SqlValue::Text(t)) => match parse_timestamp(&t) {
+            Some(at) => SqlValue::Text(at.to_rfc3339_opts(SecondsFormat::Millis, true)),
+            None => SqlValue::Text(t),
+        },
+        (Normalization::CentsFromDecimal, value) if side == Side::Legacy => match &value {
+            SqlValue::Int(units) => units.checked_mul(100).map_or(value, SqlValue::Int),
+            SqlValue::Text(t) => decimal_to_cents(t).map_or(value, SqlValue::Int),
+            SqlValue::Float(f) => {
+                let cents = (f * 100.0).round();
+                if (f * 100.0 - cents).abs() < 1e-6 && cents.abs() < 9.0e15 {
+                    SqlValue::Int(cents as i64)
+                } else {
+                    value
+                }
+            }
+            _ => value,
+        },
+        (_, value) => value,
+    }
+}
+
+/// `"12.34"` → 1234, exactly; `None` when the text is not a decimal or
+/// has non-zero digits below the cent (those are real differences).
+fn decimal_to_cents(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return None;
+    }
+    if !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if fraction.len() > 2 && fraction[2..].bytes().any(|b| b != b'0') {
+        return None;
+    }
+    let whole: i64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
+    let mut cents_text = fraction.chars().take(2).collect::<String>();
+    while cents_text.len() < 2 {
+        cents_text.push('0');
+    }
+    let cents: i64 = cents_text.parse().ok()?;
+    let total = whole.checked_mul(100)?.checked_add(cents)?;
+    Some(if negative { -total } else { total })
+}
+
+/// Parses RFC 3339 or `YYYY-MM-DD[ T]HH:MM:SS[.fff][±zz[:zz]]` (no zone:
+/// UTC), truncated to milliseconds.
+pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    let parsed = DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .ok()
+        .or_else(|| {
+            ["%Y-%m-%d %H:%M:%S%.f%#z", "%Y-%m-%dT%H:%M:%S%.f%#z"]
+                .iter()
+                .find_map(|f| DateTime::parse_from_str(text, f).ok())
+                .map(|at| at.with_timezone(&Utc))
+        })
+        .or_else(|| {
+            [
+                "%Y-%m-%d %H:%M:%S%.f",
+                "%Y-%m-%dT%H:%M:%S%.f",
+                "%Y-%m-%d %H:%M:%S%.fZ",
+            ]
+            .iter()
+            .find_map(|f| NaiveDateTime::parse_from_str(text, f).ok())
+            .map(|at| at.and_utc())
+        })?;
+    let millis = parsed.timestamp_millis();
+    DateTime::from_timestamp_millis(millis)
+}
+
+/// Whether two normalized values are the same. Lenient across types, so
+/// that engines that store a value differently still agree: integers and
+/// floats compare as numbers, text that spells a number equals that number,
+/// and bytes equal the same UTF-8 text. NULL equals only NULL.
+pub fn same(a: &SqlValue, b: &SqlValue) -> bool {
+    use SqlValue::{Bytes, Float, Int, Null, Text};
+    match (a, b) {
+        (Null, Null) => true,
+        (Null, _) | (_, Null) => false,
+        (Int(x), Int(y)) => x == y,
+        (Float(x), Float(y)) => x == y,
+        (Int(i), Float(f)) | (Float(f), Int(i)) => (*i as f64) == *f,
+        (Text(x), Text(y)) => x == y,
+        (Bytes(x), Bytes(y)) => x == y,
+        (Text(t), Int(i)) | (Int(i), Text(t)) => t.parse::<i64>().is_ok_and(|p| p == *i),
+        (Text(t), Float(f)) | (Float(f), Text(t)) => t.parse::<f64>().is_ok_and(|p| p == *f),
+        (Text(t), Bytes(b)) | (Bytes(b), Text(t)) => t.as_bytes() == b.as_slice(),
+        (Int(_) | Float(_), Bytes(_)) | (Bytes(_), Int(_) | Float(_)) => false,
+    }
+}
+
+/// The order of keys, the same as the generated `ORDER BY`: numbers
+/// numerically, text and bytes by their bytes.
+pub fn compare_keys(a: &[SqlValue], b: &[SqlValue]) -> Ordering {
+    for (x, y) in a.iter().zip(b) {
+        let order = compare_value(x, y);
+        if order != Ordering::Equal {
+            return order;
+        }
+    }
+    a.len().cmp(&b.len())
+}
+
+fn compare_value(a: &SqlValue, b: &SqlValue) -> Ordering {
+    use SqlValue::{Bytes, Float, Int, Null, Text};
+    let rank = |v: &SqlValue| match v {
+        Null => 0,
+        Int(_) | Float(_) => 1,
+        Text(_) | Bytes(_) => 2,
+    };
+    match (a, b) {
+        (Int(x), Int(y)) => x.cmp(y),
+        (Int(x), Float(y)) => (*x as f64).total_cmp(y),
+        (Float(x), Int(y)) => x.total_cmp(&(*y as f64)),
+        (Float(x), Float(y)) => x.total_cmp(y),
+        (Text(x), Text(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (Text(x), Bytes(y)) => x.as_bytes().cmp(y.as_slice()),
+        (Bytes(x), Text(y)) => x.as_slice().cmp(y.as_bytes()),
+        (Bytes(x), Bytes(y)) => x.cmp(y),
+        _ => rank(a).cmp(&rank(b)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimals_become_exact_cents() {
+        assert_eq!(decimal_to_cents("12.34"), Some(1234));
+        assert_eq!(decimal_to_cents("-0.5"), Some(-50));
+        assert_eq!(decimal_to_cents("7"), Some(700));
+        assert_eq!(decimal_to_cents("1.230"), Some(123));
+        assert_eq!(decimal_to_cents("1.235"), None);
+        assert_eq!(decimal_to_cents("abc"), None);
+    }
+
+    #[test]
+    fn timestamps_compare_in_utc_to_the_millisecond() {
+        let a = parse_timestamp("2026-11-23 14:08:28.123456").unwrap();
+        let b = parse_timestamp("2026-11-23T15:08:28.123+01:00").unwrap();
+        let c = parse_timestamp("2026-11-23 14:08:28.1239+00").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a, c);
+        assert_eq!(
+            a.to_rfc3339_opts(SecondsFormat::Millis, true),
+            "2026-11-23T14:08:28.123Z"
+        );
+    }
+
+    #[test]
+    fn the_value_map_applies_to_the_legacy_side_only() {
+        let map = BTreeMap::from([("placed".to_owned(), "PLACED".to_owned())]);
+        let legacy = normalize(SqlValue::Text("placed".into()), Side::Legacy, Some(&map), &[]);
+        let service = normalize(SqlValue::Text("placed".into()), Side::Service, Some(&map), &[]);
+        assert_eq!(legacy, SqlValue::Text("PLACED".into()));
+        assert_eq!(service, SqlValue::Text("placed".into()));
+    }
+
+    #[test]
+    fn keys_order_like_the_sql() {
+        let k = |a: i64, b: &str| vec![SqlValue::Int(a), SqlValue::Text(b.to_owned())];
+        assert_eq!(compare_keys(&k(1, "b"), &k(2, "a")), Ordering::Less);
+        assert_eq!(compare_keys(&k(1, "B"), &k(1, "a")), Ordering::Less);
+        assert_eq!(compare_keys(&k(1, "a"), &k(1, "a")), Ordering::Equal);
+    }
+}

@@ -1,0 +1,231 @@
+//! Checking a table's mapping against both live schemas and turning it into
+//! what the comparison runs: per side, the columns to select (keys first,
+//! then compared columns, then the settle column) and how to read them.
+//!
+//! Every check happens before any row is compared: an unknown table or
+//! column, or keys whose types cannot be ordered alike, stop the run.
+
+use std::collections::BTreeMap;
+
+use backfill::copy::Side;
+use backfill::{Identifier, Normalization, TableMapping};
+use service_runtime::Engine;
+
+use crate::source::Source;
+use crate::sql::{ColumnClass, Dialect};
+use crate::ReconcileError;
+
+/// One side of a planned table.
+#[derive(Debug, Clone)]
+pub struct SidePlan {
+    /// Which side.
+    pub side: Side,
+    /// The table.
+    pub table: Identifier,
+    /// The SQL dialect.
+    pub dialect: Dialect,
+    /// The select list, in row order.
+    pub select_list: String,
+    /// The key expressions as ordered and compared.
+    pub key_exprs: Vec<String>,
+    /// The class of each selected column, in row order.
+    pub classes: Vec<ColumnClass>,
+    /// The optional row filter (trusted SQL from the mapping file).
+    pub filter: Option<String>,
+    /// The key and compared columns, for checksums.
+    pub checksum_columns: Vec<Identifier>,
+}
+
+/// A compared, non-key column.
+#[derive(Debug, Clone)]
+pub struct ComparedColumn {
+    /// Its position in a fetched row.
+    pub index: usize,
+    /// Legacy name.
+    pub legacy: String,
+    /// Service name.
+    pub service: String,
+    /// Normalizations, in order.
+    pub steps: Vec<Normalization>,
+    /// The value map, legacy → service.
+    pub values: Option<BTreeMap<String, String>>,
+}
+
+/// A table ready to compare.
+#[derive(Debug, Clone)]
+pub struct TablePlan {
+    /// The monolith's side.
+    pub legacy: SidePlan,
+    /// The service's side.
+    pub service: SidePlan,
+    /// Legacy names of the key columns, in key order.
+    pub key_columns: Vec<String>,
+    /// The compared columns.
+    pub compared: Vec<ComparedColumn>,
+    /// Position of the change-time column in a fetched row, and the window.
+    pub settle: Option<(usize, u64)>,
+    /// Whether a checksum of raw rows stands for a comparison of normalized
+    /// rows: no value maps and only normalizations that treat both sides
+    /// alike.
+    pub checksum_sound: bool,
+}
+
+impl TablePlan {
+    /// Number of key columns.
+    pub fn key_len(&self) -> usize {
+        self.key_columns.len()
+    }
+}
+
+/// Checks `table` against both schemas and plans its comparison.
+pub async fn plan_table(
+    table: &TableMapping,
+    legacy: &mut Source,
+    service: &mut Source,
+) -> Result<TablePlan, ReconcileError> {
+    let compare = &table.compare;
+    let key: Vec<_> = table.key.clone();
+    let compared: Vec<_> = table
+        .columns
+        .iter()
+        .filter(|c| !key.contains(c) && !compare.ignore.contains(&c.legacy))
+        .cloned()
+        .collect();
+    let mut selected: Vec<_> = key.iter().chain(&compared).cloned().collect();
+    let settle = match &compare.settle {
+        Some(window) => {
+            let index = match selected.iter().position(|c| *c == window.column) {
+                Some(index) => index,
+                None => {
+                    selected.push(window.column.clone());
+                    selected.len() - 1
+                }
+            };
+            Some((index, window.seconds))
+        }
+        None => None,
+    };
+    let legacy_types = side_types(legacy, &table.legacy_table, selected.iter().map(|c| &c.legacy)).await?;
+    let service_types =
+        side_types(service, &table.service_table, selected.iter().map(|c| &c.service)).await?;
+    let legacy_dialect = legacy.dialect();
+    let service_dialect = service.dialect();
+    for (i, pair) in key.iter().enumerate() {
+        let (l, s) = (&legacy_types[i], &service_types[i]);
+        let (lc, sc) = (legacy_dialect.classify(l), service_dialect.classify(s));
+        if !lc.key_compatible(sc) {
+            return Err(ReconcileError::IncompatibleKey {
+                table: table.legacy_table.to_string(),
+                column: pair.legacy.to_string(),
+                legacy_type: l.clone(),
+                service_type: s.clone(),
+            });
+        }
+    }
+    let side_plan = |side: Side,
+                     dialect: Dialect,
+                     name: &Identifier,
+                     types: &[String],
+                     pick: &dyn Fn(&backfill::ColumnPair) -> Identifier,
+                     filter: Option<String>| {
+        let classes: Vec<ColumnClass> = types.iter().map(|t| dialect.classify(t)).collect();
+        let names: Vec<Identifier> = selected.iter().map(pick).collect();
+        SidePlan {
+            side,
+            table: name.clone(),
+            dialect,
+            select_list: names
+                .iter()
+                .zip(&classes)
+                .map(|(n, c)| dialect.select_expr(n, *c))
+                .collect::<Vec<_>>()
+                .join(", "),
+            key_exprs: names
+                .iter()
+                .zip(&classes)
+                .take(key.len())
+                .map(|(n, c)| dialect.key_expr(n, *c))
+                .collect(),
+            classes,
+            filter,
+            checksum_columns: names[..key.len() + compared.len()].to_vec(),
+        }
+    };
+    let legacy_plan = side_plan(
+        Side::Legacy,
+        legacy_dialect,
+        &table.legacy_table,
+        &legacy_types,
+        &|c| c.legacy.clone(),
+        table.legacy_filter.clone(),
+    );
+    let service_plan = side_plan(
+        Side::Service,
+        service_dialect,
+        &table.service_table,
+        &service_types,
+        &|c| c.service.clone(),
+        compare.service_filter.clone(),
+    );
+    let checksum_sound = compare.values.is_empty()
+        && compare
+            .normalize
+            .values()
+            .all(|steps| steps.iter().all(|s| s.is_symmetric()));
+    Ok(TablePlan {
+        legacy: legacy_plan,
+        service: service_plan,
+        key_columns: key.iter().map(|c| c.legacy.to_string()).collect(),
+        compared: compared
+            .iter()
+            .enumerate()
+            .map(|(i, c)| ComparedColumn {
+                index: key.len() + i,
+                legacy: c.legacy.to_string(),
+                service: c.service.to_string(),
+                steps: compare.normalize.get(&c.legacy).cloned().unwrap_or_default(),
+                values: compare.values.get(&c.legacy).cloned(),
+            })
+            .collect(),
+        settle,
+        checksum_sound,
+    })
+}
+
+/// The declared types of `columns` in `table`, in order, or an error that
+/// names the side, the table and the first missing column.
+async fn side_types<'a>(
+    source: &mut Source,
+    table: &Identifier,
+    columns: impl Iterator<Item = &'a Identifier>,
+) -> Result<Vec<String>, ReconcileError> {
+    let known = source.columns(table).await?;
+    if known.is_empty() {
+        return Err(ReconcileError::UnknownTable {
+            side: source.side(),
+            table: table.to_string(),
+        });
+    }
+    let case_insensitive = source.dialect().engine() == Engine::MySql;
+    columns
+        .map(|column| {
+            known
+                .iter()
+                .find(|(name, _)| {
+                    name == column.as_str()
+                        || (case_insensitive && name.eq_ignore_ascii_case(column.as_str()))
+                })
+                .map(|(_, declared)| declared.clone())
+                .ok_or_else(|| ReconcileError::UnknownColumn {
+                    side: source.side(),
+                    table: table.to_string(),
+                    column: column.to_string(),
+                    known: known
+                        .iter()
+                        .map(|(n, _)| n.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })
+        })
+        .collect()
+}

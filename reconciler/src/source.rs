@@ -1,0 +1,228 @@
+//! One side of a comparison: a dedicated, read-only connection to the
+//! monolith's or the service's database, under a statement timeout.
+//!
+//! The session is made read-only by the engine itself where it can be
+//! (PostgreSQL and MySQL `TRANSACTION READ ONLY`, SQLite `query_only`), gets
+//! a server-side statement timeout where the engine has one (PostgreSQL
+//! `statement_timeout`, MariaDB `max_statement_time`, MySQL
+//! `max_execution_time`), and every call is also bounded on the client side,
+//! which covers SQLite and a server that stops answering.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use backfill::copy::Side;
+use backfill::Identifier;
+use service_runtime::sql_value::{bind_value, decode_row, SqlValue};
+use service_runtime::{DatabaseUrl, Engine};
+use sqlx::any::AnyConnectOptions;
+use sqlx::AnyConnection;
+use sqlx::{ConnectOptions, Connection};
+
+use crate::sql::{ColumnClass, Dialect};
+use crate::ReconcileError;
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An open, read-only connection to one side.
+pub struct Source {
+    side: Side,
+    dialect: Dialect,
+    conn: AnyConnection,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Source({}, {})", self.side, self.dialect.engine())
+    }
+}
+
+impl Source {
+    /// Connects to `url` as `side` and sets the session up; `timeout` bounds
+    /// every statement. A SQLite file must already exist.
+    pub async fn connect(side: Side, url: &DatabaseUrl, timeout: Duration) -> Result<Self, ReconcileError> {
+        if let Some(path) = url.sqlite_path() {
+            if !path.exists() {
+                return Err(ReconcileError::MissingFile {
+                    side,
+                    path: path.display().to_string(),
+                });
+            }
+        }
+        sqlx::any::install_default_drivers();
+        let connect_error = |source| ReconcileError::Connect {
+            side,
+            url: url.to_string(),
+            source,
+        };
+        let options = AnyConnectOptions::from_str(url.expose())
+            .map_err(connect_error)?
+            .disable_statement_logging();
+        let conn = match tokio::time::timeout(CONNECT_TIMEOUT, AnyConnection::connect_with(&options)).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(source)) => return Err(connect_error(source)),
+            Err(_) => {
+                return Err(ReconcileError::Timeout {
+                    side,
+                    doing: format!("connecting to {url}"),
+                    seconds: CONNECT_TIMEOUT.as_secs(),
+                })
+            }
+        };
+        let mut source = Self {
+            side,
+            dialect: Dialect::new(url.engine()),
+            conn,
+            timeout,
+        };
+        source.set_up_session().await?;
+        Ok(source)
+    }
+
+    async fn set_up_session(&mut self) -> Result<(), ReconcileError> {
+        let millis = self.timeout.as_millis();
+        let seconds = self.timeout.as_secs().max(1);
+        let statements: Vec<String> = match self.dialect.engine() {
+            Engine::Postgres => vec![
+                "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY".to_owned(),
+                format!("SET statement_timeout = {millis}"),
+                "SET TIME ZONE 'UTC'".to_owned(),
+            ],
+            Engine::MySql => vec![
+                "SET SESSION TRANSACTION READ ONLY".to_owned(),
+                "SET time_zone = '+00:00'".to_owned(),
+            ],
+            Engine::Sqlite => vec![
+                "PRAGMA query_only = ON".to_owned(),
+                "PRAGMA busy_timeout = 5000".to_owned(),
+            ],
+        };
+        for statement in statements {
+            self.execute(&statement, "setting up the read-only session")
+                .await?;
+        }
+        if self.dialect.engine() == Engine::MySql {
+            // MariaDB and MySQL name their statement timeouts differently.
+            let mariadb = format!("SET SESSION max_statement_time = {seconds}");
+            if self
+                .execute(&mariadb, "setting the statement timeout")
+                .await
+                .is_err()
+            {
+                let mysql = format!("SET SESSION max_execution_time = {millis}");
+                if let Err(error) = self.execute(&mysql, "setting the statement timeout").await {
+                    tracing::warn!(side = %self.side, error = %error.chain(), "no server-side statement timeout");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn execute(&mut self, sql: &str, doing: &str) -> Result<(), ReconcileError> {
+        let run = sqlx::raw_sql(sql).execute(&mut self.conn);
+        match tokio::time::timeout(self.timeout, run).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(source)) => Err(self.query_error(doing, source)),
+            Err(_) => Err(self.timeout_error(doing)),
+        }
+    }
+
+    /// Which side this is.
+    pub fn side(&self) -> Side {
+        self.side
+    }
+
+    /// The SQL dialect of this side.
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// Runs a read-only query with `binds`, decoding each row's columns as
+    /// `classes` say (MySQL reports `TEXT` as binary; it is read as text).
+    pub async fn fetch(
+        &mut self,
+        sql: &str,
+        binds: &[&SqlValue],
+        classes: &[ColumnClass],
+        doing: &str,
+    ) -> Result<Vec<Vec<SqlValue>>, ReconcileError> {
+        let mut query = sqlx::query(sql);
+        for value in binds {
+            query = bind_value(query, value);
+        }
+        let rows = match tokio::time::timeout(self.timeout, query.fetch_all(&mut self.conn)).await {
+            Ok(Ok(rows)) => rows,
+            Ok(Err(source)) => return Err(self.query_error(doing, source)),
+            Err(_) => return Err(self.timeout_error(doing)),
+        };
+        rows.iter()
+            .map(|row| {
+                let mut values = decode_row(row).map_err(|source| self.query_error(doing, source))?;
+                for (value, class) in values.iter_mut().zip(classes) {
+                    if let (SqlValue::Bytes(bytes), false) = (&*value, *class == ColumnClass::Bytes) {
+                        *value = SqlValue::Text(String::from_utf8_lossy(bytes).into_owned());
+                    }
+                }
+                Ok(values)
+            })
+            .collect()
+    }
+
+    /// The columns of `table` with their declared types, in table order;
+    /// empty when the table does not exist.
+    pub async fn columns(&mut self, table: &Identifier) -> Result<Vec<(String, String)>, ReconcileError> {
+        let sql = match self.dialect.engine() {
+            Engine::Postgres => {
+                "SELECT CAST(column_name AS TEXT), CAST(data_type AS TEXT) FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position"
+            }
+            Engine::MySql => {
+                "SELECT CAST(column_name AS CHAR), CAST(data_type AS CHAR) FROM information_schema.columns \
+                 WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position"
+            }
+            Engine::Sqlite => "SELECT name, type FROM pragma_table_info($1) ORDER BY cid",
+        };
+        let name = SqlValue::Text(table.as_str().to_owned());
+        let rows = self
+            .fetch(
+                sql,
+                &[&name],
+                &[ColumnClass::Text, ColumnClass::Text],
+                &format!("reading the columns of table `{table}`"),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let text = |v: Option<&SqlValue>| match v {
+                    Some(SqlValue::Text(t)) => t.clone(),
+                    _ => String::new(),
+                };
+                (text(row.first()), text(row.get(1)))
+            })
+            .collect())
+    }
+
+    /// Closes the connection politely (errors are irrelevant by then).
+    pub async fn close(self) {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.conn.close()).await;
+    }
+
+    fn query_error(&self, doing: &str, source: sqlx::Error) -> ReconcileError {
+        ReconcileError::Query {
+            side: self.side,
+            doing: doing.to_owned(),
+            source,
+        }
+    }
+
+    fn timeout_error(&self, doing: &str) -> ReconcileError {
+        ReconcileError::Timeout {
+            side: self.side,
+            doing: doing.to_owned(),
+            seconds: self.timeout.as_secs(),
+        }
+    }
+}

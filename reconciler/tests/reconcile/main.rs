@@ -1,0 +1,13 @@
+//! The reconciler against real PostgreSQL, MariaDB and SQLite databases, in
+//! every pairing. A test whose server is absent prints why and skips, unless
+//! `CI` is set.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
+
+mod big_tables;
+mod divergences;
+mod failures;
+mod helpers;
+mod keys_and_names;
+mod normalization;
+mod settle;
