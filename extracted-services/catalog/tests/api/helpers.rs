@@ -16,9 +16,8 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use service_runtime::request_id::REQUEST_ID_HEADER;
 use shop_api::{StockLevel, StockUpdate};
-use test_harness::{http_client, wait_until_healthy, Database, Engine, TestDatabase};
+use test_harness::{http_client, wait_until_healthy, Database, Engine, RunningApp, TestDatabase};
 use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 
 /// The upstream timeout of services under test that talk to a real monolith.
 pub const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(2);
@@ -37,8 +36,7 @@ pub struct Monolith {
     /// A pool of its own on the monolith's database: stays usable after
     /// [`Monolith::stop`], which closes the app's pool.
     pub db: Database,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    app: RunningApp,
     _database: TestDatabase,
 }
 
@@ -65,31 +63,18 @@ impl Monolith {
         let db = Database::connect(database.url(), &legacy_monolith::MIGRATIONS)
             .await
             .expect("opening the monolith's database for the test");
-        let url = format!("http://{}", app.local_addr());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.run_until_stopped(async {
-            let _ = stopped.await;
-        }));
-        wait_until_healthy(&url).await;
+        let app = RunningApp::start(app).await;
         Some(Self {
-            url,
+            url: app.url.clone(),
             db,
-            stop: Some(stop),
-            task: Some(task),
+            app,
             _database: database,
         })
     }
 
     /// Shuts the monolith down and waits until it no longer listens.
     pub async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await
-                .expect("the monolith task")
-                .expect("the monolith served");
-        }
+        self.app.stop().await;
     }
 }
 

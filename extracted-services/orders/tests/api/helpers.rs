@@ -23,8 +23,7 @@ use serde_json::{json, Value};
 use service_runtime::request_id::REQUEST_ID_HEADER;
 use shop_api::{Payment, PaymentRequest, Reservation, ReservationRequest, ReservedLine};
 use sqlx::FromRow;
-use test_harness::{http_client, wait_until_healthy, Database, Engine, TestDatabase};
-use tokio::sync::oneshot;
+use test_harness::{http_client, wait_until_healthy, Database, Engine, RunningApp, TestDatabase};
 use tokio::task::JoinHandle;
 
 /// The id of the first order the service places.
@@ -99,8 +98,7 @@ pub struct Monolith {
     pub url: String,
     /// The app's own pool; closed once [`Monolith::stop`] has run.
     pub db: Database,
-    stop: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    app: RunningApp,
     _database: TestDatabase,
 }
 
@@ -151,17 +149,11 @@ impl Monolith {
             &[CREDIT_LIMIT],
         )
         .await;
-        let url = format!("http://{}", app.local_addr());
-        let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(app.run_until_stopped(async {
-            let _ = stopped.await;
-        }));
-        wait_until_healthy(&url).await;
+        let app = RunningApp::start(app).await;
         Some(Self {
-            url,
+            url: app.url.clone(),
             db,
-            stop: Some(stop),
-            task: Some(task),
+            app,
             _database: database,
         })
     }
@@ -169,14 +161,7 @@ impl Monolith {
     /// Shuts the monolith down and waits until it no longer listens. Its
     /// pool ([`Monolith::db`]) is closed with it.
     pub async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await
-                .expect("the monolith task")
-                .expect("the monolith served");
-        }
+        self.app.stop().await;
     }
 }
 
