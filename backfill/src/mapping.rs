@@ -25,6 +25,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use service_runtime::text_position::line_of;
 use toml::Spanned;
 
 use crate::compare::{check_compare, CompareSettings, RawCompare, RawNormalize, SourceOfTruth};
@@ -356,15 +357,6 @@ fn check_table(
         legacy_filter,
         compare,
     })
-}
-
-/// The 1-based line that byte `offset` of `text` is on.
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ use hyper::header::HeaderName;
 use hyper::http::HeaderValue;
 use hyper::{Method, Uri};
 use serde::Deserialize;
+use service_runtime::text_position::line_of;
 use service_runtime::DatabaseUrl;
 use toml::Spanned;
 
@@ -498,14 +499,6 @@ fn resolve(config: &Path, file: &str) -> PathBuf {
     } else {
         config.parent().unwrap_or(Path::new(".")).join(file)
     }
-}
-
-fn line_of(text: &str, offset: usize) -> usize {
-    text.as_bytes()[..offset.min(text.len())]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod request_id;
 pub mod server;
 pub mod sql_value;
 pub mod telemetry;
+pub mod text_position;
 pub mod timestamp;
 
 pub use api_error::ApiError;
