@@ -158,43 +158,52 @@ fn demo_starts_every_server_and_stops_them_on_ctrl_c() {
             "127.0.0.1:0",
             "--orders-listen",
             "127.0.0.1:0",
+            "--facade-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut urls = Vec::new();
+    // The banner lists each server as `<name>   http://addr`.
+    let mut urls = std::collections::HashMap::new();
     let mut banner = String::new();
     for line in stdout.lines() {
         let line = line.unwrap();
         banner.push_str(&line);
         banner.push('\n');
-        if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
-            if line.trim_start().starts_with(['m', 'c', 'o']) {
-                urls.push(url.to_owned());
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for name in ["facade", "monolith", "catalog", "orders"] {
+            if words.first() == Some(&name) {
+                if let Some(url) = words.iter().find(|w| w.starts_with("http://")) {
+                    urls.insert(name, (*url).to_owned());
+                }
             }
         }
-        if urls.len() == 3 {
+        if urls.len() == 4 {
             break;
         }
     }
-    assert_eq!(urls.len(), 3, "banner: {banner}");
+    assert_eq!(urls.len(), 4, "banner: {banner}");
     assert!(banner.contains("3000 orders"), "{banner}");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        for url in &urls {
-            test_harness::wait_until_healthy(url).await;
+        for name in ["monolith", "catalog", "orders"] {
+            test_harness::wait_until_healthy(&urls[name]).await;
         }
-        // The catalog service was backfilled from the seeded monolith.
-        let product: serde_json::Value = reqwest::get(format!("{}/products/1", urls[1]))
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        assert_eq!(product["sku"], "SKU-00001");
+        // The catalog service was backfilled from the seeded monolith, and
+        // the facade serves the shop with every capability on legacy.
+        for name in ["catalog", "facade"] {
+            let response = reqwest::get(format!("{}/products/1", urls[name])).await.unwrap();
+            assert!(response.headers().contains_key("x-request-id"));
+            let product: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(product["sku"], "SKU-00001", "through the {name}");
+        }
     });
+    let urls: Vec<String> = urls.into_values().collect();
     let pid = child.id().to_string();
     assert!(Command::new("kill")
         .args(["-INT", &pid])
