@@ -163,8 +163,24 @@ for connections in 1 64; do
     done
 done
 
-# Memory: resident set of the facade while 1,000 client connections are open.
+# Memory: resident set of the facade with 1,000 client connections open,
+# first idle (each has made one request and stays open), then under load.
 echo
+python3 - "$FACADE_PORT" "$facade_pid" <<'PY'
+import socket, sys, time
+port, pid = int(sys.argv[1]), sys.argv[2]
+conns = []
+for _ in range(1000):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(b"GET /products/1 HTTP/1.1\r\nHost: bench\r\n\r\n")
+    s.recv(4096)
+    conns.append(s)
+time.sleep(1)
+rss = int(next(l.split()[1] for l in open(f"/proc/{pid}/status") if l.startswith("VmRSS")))
+print(f"facade resident memory with 1,000 idle keep-alive connections: {rss // 1024} MB")
+for s in conns:
+    s.close()
+PY
 wrk -t2 -c1000 -d"${DURATION}s" "http://127.0.0.1:$FACADE_PORT/products/1" > "$work/wrk-1000.txt" &
 wrk_pid=$!
 peak=0
