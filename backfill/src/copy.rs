@@ -277,7 +277,7 @@ async fn copy_table(
             return Ok(report);
         }
         let mut conditions = Vec::new();
-        if let Some(filter) = &table.legacy_filter {
+        for filter in table.legacy_filter.iter().chain(&table.backfill_filter) {
             conditions.push(format!("({filter})"));
         }
         if last_key.is_some() {

@@ -7,7 +7,8 @@
 //! service = "products"         # table in the service's database
 //! key = ["id"]                 # legacy column names; unique on both sides
 //! columns = { id = "id", name = "title", price_cents = "unit_price_cents" }
-//! legacy_filter = "origin = 'monolith'"   # optional SQL predicate
+//! legacy_filter = "deleted_at IS NULL"    # optional SQL predicate: the capability's rows
+//! backfill_filter = "origin = 'monolith'" # optional, backfill only: rows not to copy
 //! ```
 //!
 //! `columns` maps each legacy column to copy to its service column; key
@@ -122,8 +123,13 @@ pub struct TableMapping {
     pub key: Vec<ColumnPair>,
     /// Every copied column, key columns first.
     pub columns: Vec<ColumnPair>,
-    /// Optional SQL predicate on the monolith's rows.
+    /// Optional SQL predicate on the monolith's rows: which of them belong
+    /// to the capability (both backfill and reconciler apply it).
     pub legacy_filter: Option<String>,
+    /// Optional SQL predicate only the backfill applies, for legacy rows
+    /// that must not be copied (for example rows the service itself
+    /// dual-wrote into the monolith) but must still be compared.
+    pub backfill_filter: Option<String>,
     /// How the reconciler compares the rows (unused by backfill).
     pub compare: CompareSettings,
 }
@@ -170,6 +176,8 @@ struct RawTable {
     columns: Spanned<BTreeMap<String, String>>,
     #[serde(default)]
     legacy_filter: Option<Spanned<String>>,
+    #[serde(default)]
+    backfill_filter: Option<Spanned<String>>,
     #[serde(default)]
     ignore: Option<Spanned<Vec<String>>>,
     #[serde(default)]
@@ -325,16 +333,16 @@ fn check_table(
     }
     // Key columns first: the copy reads keys off the front of each row.
     columns.sort_by_key(|c| key.iter().position(|k| k == c).unwrap_or(usize::MAX));
-    let legacy_filter = match raw.legacy_filter {
-        Some(filter) if filter.get_ref().trim().is_empty() => {
-            return Err(invalid(
-                filter.span().start,
-                "legacy_filter is empty; remove it or write a predicate".to_owned(),
-            ))
-        }
-        Some(filter) => Some(filter.into_inner()),
-        None => None,
+    let predicate = |filter: Option<Spanned<String>>, name: &str| match filter {
+        Some(filter) if filter.get_ref().trim().is_empty() => Err(invalid(
+            filter.span().start,
+            format!("{name} is empty; remove it or write a predicate"),
+        )),
+        Some(filter) => Ok(Some(filter.into_inner())),
+        None => Ok(None),
     };
+    let legacy_filter = predicate(raw.legacy_filter, "legacy_filter")?;
+    let backfill_filter = predicate(raw.backfill_filter, "backfill_filter")?;
     let compare = check_compare(
         RawCompare {
             ignore: raw.ignore,
@@ -355,6 +363,7 @@ fn check_table(
         key,
         columns,
         legacy_filter,
+        backfill_filter,
         compare,
     })
 }

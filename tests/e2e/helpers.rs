@@ -18,6 +18,9 @@ pub struct Stack {
     pub catalog_db: Database,
     pub orders_db: Database,
     pub client: reqwest::Client,
+    /// The databases' URLs, for tools that open their own connections.
+    pub monolith_url: service_runtime::DatabaseUrl,
+    pub orders_url: service_runtime::DatabaseUrl,
     _databases: [TestDatabase; 3],
 }
 
@@ -103,6 +106,8 @@ pub async fn spawn_stack(engine: Engine, dual_write: DualWriteConfig) -> Option<
         catalog_db,
         orders_db,
         client: test_harness::http_client(),
+        monolith_url: databases[0].url().clone(),
+        orders_url: databases[2].url().clone(),
         _databases: databases,
     })
 }

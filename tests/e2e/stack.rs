@@ -279,7 +279,60 @@ async fn cancelling_through_the_service_restores_the_monolith(engine: Engine) {
     );
 }
 
+async fn reconcile_orders(stack: &Stack) -> reconciler::Report {
+    let mapping = backfill::Mapping::load(&test_harness::workspace_path("demo/mapping.toml")).unwrap();
+    reconciler::reconcile(
+        mapping.capability("orders").unwrap(),
+        &stack.monolith_url,
+        &stack.orders_url,
+        &reconciler::Options::default(),
+    )
+    .await
+    .unwrap()
+}
+
+async fn the_reconciler_finds_exactly_the_dropped_dual_writes(engine: Engine) {
+    let faulty = DualWriteConfig {
+        enabled: true,
+        fault_rate: 1.0,
+    };
+    let Some(stack) = spawn_stack(engine, faulty).await else {
+        return;
+    };
+    // Backfilled and untouched: the shipped mapping compares clean.
+    let report = reconcile_orders(&stack).await;
+    assert_eq!(report.status, reconciler::report::Status::Clean, "{report:?}");
+    // A saga that fails leaves a failed order in the service only, which the
+    // mapping's service filter keeps out of the comparison.
+    sqlx::query("UPDATE inventory SET stock = 0 WHERE product_id = 2")
+        .execute(stack.monolith_db.pool())
+        .await
+        .unwrap();
+    let (status, _) = place(
+        &stack,
+        json!({ "customer_id": 1, "lines": [{ "product_id": 2, "quantity": 1 }] }),
+    )
+    .await;
+    assert_eq!(status, 409);
+    // Every dual write of a placed order is dropped: the order and its two
+    // lines exist in the service only.
+    let (status, order) = place(
+        &stack,
+        json!({ "customer_id": 2, "lines": [{ "product_id": 3, "quantity": 1 }, { "product_id": 4, "quantity": 2 }] }),
+    )
+    .await;
+    assert_eq!(status, 201, "{order}");
+    let report = reconcile_orders(&stack).await;
+    assert_eq!(report.status, reconciler::report::Status::Diverged);
+    assert_eq!(
+        (report.totals.missing, report.totals.extra, report.totals.changed),
+        (0, 3, 0),
+        "{report:?}"
+    );
+}
+
 test_harness::on_each_engine!(
+    the_reconciler_finds_exactly_the_dropped_dual_writes,
     backfilled_services_answer_like_the_monolith,
     an_order_placed_through_the_service_lands_in_both_databases,
     with_every_dual_write_dropped_the_order_lands_only_in_the_service,
