@@ -9,11 +9,9 @@ use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::http::uri::Authority;
 use hyper::Uri;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 
 use crate::config::{BackendConfig, Balance, HostHeader};
+use crate::upstream::ConnectionPool;
 
 /// Body type of requests the facade sends upstream.
 pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -23,6 +21,8 @@ pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + 
 pub struct Instance {
     /// `host:port`, for the URI and a rewritten `Host`.
     pub authority: Authority,
+    /// Its keep-alive connections.
+    pub pool: Arc<ConnectionPool>,
     healthy: AtomicBool,
     outstanding: AtomicUsize,
 }
@@ -71,8 +71,6 @@ pub struct Backend {
     instances: Vec<Arc<Instance>>,
     balance: Balance,
     next: AtomicUsize,
-    /// Pooled keep-alive HTTP/1.1 client, with this backend's connect timeout.
-    pub client: Client<HttpConnector, UpstreamBody>,
     /// Time limit for the response head.
     pub request_timeout: Duration,
     /// `Host` handling.
@@ -84,14 +82,6 @@ pub struct Backend {
 impl Backend {
     /// Builds a backend and its client from its config.
     pub fn new(config: &BackendConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.connect_timeout));
-        connector.set_nodelay(true);
-        connector.enforce_http(true);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
         Self {
             name: config.name.clone(),
             instances: config
@@ -100,6 +90,7 @@ impl Backend {
                 .filter_map(|url| url.authority().cloned())
                 .map(|authority| {
                     Arc::new(Instance {
+                        pool: ConnectionPool::new(authority.clone(), config.connect_timeout),
                         authority,
                         healthy: AtomicBool::new(true),
                         outstanding: AtomicUsize::new(0),
@@ -108,7 +99,6 @@ impl Backend {
                 .collect(),
             balance: config.balance,
             next: AtomicUsize::new(0),
-            client,
             request_timeout: config.request_timeout,
             host_header: config.host_header,
             health: config
@@ -147,13 +137,9 @@ impl Backend {
         })
     }
 
-    /// The URI of `path_and_query` on `instance`.
-    pub fn uri(instance: &Instance, path_and_query: &str) -> Result<Uri, hyper::http::Error> {
-        Uri::builder()
-            .scheme("http")
-            .authority(instance.authority.clone())
-            .path_and_query(path_and_query)
-            .build()
+    /// The origin-form request target for `path_and_query`.
+    pub fn uri(path_and_query: &str) -> Result<Uri, hyper::http::Error> {
+        Uri::builder().path_and_query(path_and_query).build()
     }
 }
 

@@ -52,7 +52,7 @@ async fn probe_forever(
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticker.tick().await;
-        let ok = probe(backend, instance, path, timeout).await;
+        let ok = probe(instance, path, timeout).await;
         failures = if ok { 0 } else { failures + 1 };
         let healthy = failures < UNHEALTHY_AFTER;
         if healthy != instance.is_healthy() {
@@ -67,13 +67,14 @@ async fn probe_forever(
     }
 }
 
-async fn probe(backend: &Backend, instance: &Instance, path: &str, timeout: Duration) -> bool {
-    let Ok(uri) = Backend::uri(instance, path) else {
+async fn probe(instance: &Instance, path: &str, timeout: Duration) -> bool {
+    let Ok(uri) = Backend::uri(path) else {
         return false;
     };
     let Ok(request) = Request::builder()
         .method(Method::GET)
         .uri(uri)
+        .header("host", instance.authority.as_str())
         .header("user-agent", "strangler-facade-health-check")
         .body(
             Empty::<Bytes>::new()
@@ -83,7 +84,7 @@ async fn probe(backend: &Backend, instance: &Instance, path: &str, timeout: Dura
     else {
         return false;
     };
-    match tokio::time::timeout(timeout, backend.client.request(request)).await {
+    match tokio::time::timeout(timeout, instance.pool.send(request)).await {
         Ok(Ok(response)) => {
             let healthy = response.status().is_success();
             // Drain the body so the connection goes back to the pool.

@@ -24,6 +24,7 @@ pub mod route_store;
 pub mod route_watch;
 pub mod routing;
 pub mod server;
+pub mod upstream;
 
 use std::collections::HashMap;
 use std::future::Future;

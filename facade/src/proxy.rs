@@ -28,6 +28,7 @@ use crate::correlation;
 use crate::metrics::{Metrics, UpstreamErrorKind};
 use crate::path;
 use crate::routing::{host_of, RouteTable};
+use crate::upstream::UpstreamError;
 
 /// How long a client may pause between two pieces of its request body.
 const CLIENT_BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -294,7 +295,7 @@ pub async fn handle(
         Some(query) => format!("{normalized}?{query}"),
         None => normalized,
     };
-    let uri = match Backend::uri(picked.instance(), &path_and_query) {
+    let uri = match Backend::uri(&path_and_query) {
         Ok(uri) => uri,
         Err(_) => {
             return Ok(error_response(
@@ -319,7 +320,11 @@ pub async fn handle(
     add_forwarded(&mut parts.headers, peer, original_host.clone());
     match backend.host_header {
         HostHeader::Preserve => {
-            if let Some(host) = original_host {
+            // HTTP/1.1 needs a Host: without one from the client (HTTP/1.0,
+            // or HTTP/2's :authority), the instance's is used.
+            let host =
+                original_host.or_else(|| HeaderValue::from_str(picked.instance().authority.as_str()).ok());
+            if let Some(host) = host {
                 parts.headers.insert(header::HOST, host);
             }
         }
@@ -362,7 +367,7 @@ pub async fn handle(
         tokio::time::sleep(request_timeout).await;
     };
     let sent = tokio::select! {
-        result = backend.client.request(upstream_request) => Some(result),
+        result = picked.instance().pool.send(upstream_request) => Some(result),
         () = upstream_deadline => None,
     };
     let mut response = match sent {
@@ -483,7 +488,7 @@ pub async fn handle(
 /// Maps a failed upstream call to the answer and to whose fault it was: a
 /// failure of the client's body is the client's (413, 408, 400); a refused
 /// connection is a 502; anything else that broke on the way is a 502 too.
-fn classify(error: &hyper_util::client::legacy::Error) -> (StatusCode, Fault, UpstreamErrorKind, String) {
+fn classify(error: &UpstreamError) -> (StatusCode, Fault, UpstreamErrorKind, String) {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(cause) = source {
         if let Some(body_error) = cause.downcast_ref::<ClientBodyError>() {

@@ -16,6 +16,7 @@ mod headers;
 mod helpers;
 mod limits;
 mod paths;
+mod pool;
 mod routing;
 mod shared_store;
 mod shutdown;
