@@ -45,7 +45,9 @@ pub struct ClientBody {
     inner: Incoming,
     remaining: u64,
     idle_timeout: Duration,
-    idle: Pin<Box<Sleep>>,
+    // Armed on the first wait for a frame: most requests have no body and
+    // never need a timer.
+    idle: Option<Pin<Box<Sleep>>>,
     finished: Option<oneshot::Sender<()>>,
 }
 
@@ -57,7 +59,7 @@ impl ClientBody {
             inner,
             remaining: limit,
             idle_timeout,
-            idle: Box::pin(tokio::time::sleep(idle_timeout)),
+            idle: None,
             finished: Some(finished),
         };
         // A request without a body is sent as soon as its head is.
@@ -99,8 +101,9 @@ impl Body for ClientBody {
                     }
                     this.remaining -= len;
                 }
-                let deadline = Instant::now() + this.idle_timeout;
-                this.idle.as_mut().reset(deadline);
+                if let Some(idle) = this.idle.as_mut() {
+                    idle.as_mut().reset(Instant::now() + this.idle_timeout);
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(_))) => {
@@ -111,7 +114,12 @@ impl Body for ClientBody {
                 this.finish();
                 Poll::Ready(None)
             }
-            Poll::Pending => match this.idle.as_mut().poll(cx) {
+            Poll::Pending => match this
+                .idle
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(this.idle_timeout)))
+                .as_mut()
+                .poll(cx)
+            {
                 Poll::Ready(()) => {
                     this.finish();
                     Poll::Ready(Some(Err(ClientBodyError::Stalled)))
