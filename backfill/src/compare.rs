@@ -27,7 +27,7 @@ use crate::mapping::{ColumnPair, Identifier};
 
 /// Which side is right when the two disagree: the other side is the one a
 /// repair would change.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SourceOfTruth {
     /// The monolith's database (the default during dual writes).

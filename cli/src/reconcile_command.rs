@@ -1,6 +1,7 @@
 //! `strangler reconcile run <capability>`: compares a capability's tables in
 //! the monolith's and the service's databases once, prints the report and
-//! records the run in the toolkit store.
+//! records the run in the toolkit store. `strangler reconcile report
+//! <capability>` shows the latest recorded run and the trend before it.
 //!
 //! Exit codes: 0 clean, 1 divergence found, 2 error (the run could not
 //! finish, or the arguments are wrong).
@@ -12,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use backfill::Mapping;
 use clap::{Args, Subcommand, ValueEnum};
-use reconciler::{reconcile_and_record, Options, RunStore, Status, Strategy};
+use reconciler::{reconcile_and_record, Options, Report, RunStore, Status, Strategy};
 use service_runtime::DatabaseUrl;
 
 use crate::backfill_command::Output;
@@ -35,6 +36,24 @@ enum ReconcileCommand {
     /// Compare one capability once. Exit code 0: clean; 1: divergence
     /// found; 2: error.
     Run(RunArgs),
+    /// Show the latest recorded run of a capability and the trend of the
+    /// runs before it. Exit code: that of the latest run (a failed run is 2).
+    Report(ReportArgs),
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// The capability.
+    capability: String,
+    /// The toolkit store the runs were recorded in.
+    #[arg(long, env = "STRANGLER_STORE_URL")]
+    store_url: DatabaseUrl,
+    /// How many runs the trend shows.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    last: u32,
+    /// Output style.
+    #[arg(long, value_enum, default_value = "human")]
+    output: Output,
 }
 
 /// `--strategy`.
@@ -83,7 +102,90 @@ struct RunArgs {
 pub async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ReconcileCommand::Run(args) => run_once(args).await,
+        ReconcileCommand::Report(args) => report(args).await,
     }
+}
+
+async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = args.store_url.sqlite_path() {
+        anyhow::ensure!(
+            path.exists(),
+            "the toolkit store {} does not exist; check the path",
+            path.display()
+        );
+    }
+    let store = RunStore::open(&args.store_url)
+        .await
+        .with_context(|| format!("opening the toolkit store {}", args.store_url))?;
+    let runs = store.runs(&args.capability).await?;
+    let Some(latest) = runs.last() else {
+        anyhow::bail!(
+            "no recorded runs of `{0}` in {1}; record one with `strangler reconcile run {0} --store-url …`",
+            args.capability,
+            args.store_url
+        );
+    };
+    let trend = &runs[runs.len().saturating_sub(args.last as usize)..];
+    let latest_report: Option<Report> = latest
+        .report
+        .as_deref()
+        .and_then(|json| serde_json::from_str(json).ok());
+    match args.output {
+        Output::Json => {
+            let trend: Vec<serde_json::Value> = trend
+                .iter()
+                .map(|run| {
+                    serde_json::json!({
+                        "id": run.id,
+                        "status": run.status,
+                        "started_at": run.started_at,
+                        "finished_at": run.finished_at,
+                        "rows_compared": run.rows_compared,
+                        "missing": run.missing,
+                        "extra": run.extra,
+                        "changed": run.changed,
+                        "error": run.error,
+                    })
+                })
+                .collect();
+            let body = serde_json::json!({ "latest": latest_report, "trend": trend });
+            println!("{}", serde_json::to_string_pretty(&body)?);
+        }
+        Output::Human => {
+            println!(
+                "latest run of `{}`: #{} {} (started {})",
+                args.capability, latest.id, latest.status, latest.started_at
+            );
+            match (&latest_report, &latest.error) {
+                (Some(report), _) => print!("{}", report.to_human()),
+                (None, Some(error)) => println!("  failed: {error}"),
+                (None, None) => println!("  (still running, or ended without a report)"),
+            }
+            println!("trend, oldest first:");
+            println!(
+                "  {:>6}  {:<25} {:<9} {:>9} {:>8} {:>8} {:>8}",
+                "RUN", "STARTED", "STATUS", "COMPARED", "MISSING", "EXTRA", "CHANGED"
+            );
+            let count = |n: Option<i64>| n.map_or("-".to_owned(), |n| n.to_string());
+            for run in trend {
+                println!(
+                    "  {:>6}  {:<25} {:<9} {:>9} {:>8} {:>8} {:>8}",
+                    format!("#{}", run.id),
+                    run.started_at,
+                    run.status,
+                    count(run.rows_compared),
+                    count(run.missing),
+                    count(run.extra),
+                    count(run.changed)
+                );
+            }
+        }
+    }
+    Ok(ExitCode::from(match latest.status.as_str() {
+        "clean" => EXIT_CLEAN,
+        "diverged" => EXIT_DIVERGED,
+        _ => EXIT_ERROR,
+    }))
 }
 
 async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {

@@ -41,7 +41,7 @@
 //! window) are not divergences and do not make a run diverged.
 
 use backfill::SourceOfTruth;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use service_runtime::sql_value::SqlValue;
 
@@ -49,7 +49,7 @@ use service_runtime::sql_value::SqlValue;
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// The outcome of a comparison.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// No divergence (settling rows aside).
@@ -69,7 +69,7 @@ impl Status {
 }
 
 /// How a table was compared.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Method {
     /// A streaming merge of both sides in key order.
@@ -79,14 +79,14 @@ pub enum Method {
 }
 
 /// A key that exists on one side only.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct KeyEntry {
     /// Key values, in key order.
     pub key: Vec<Value>,
 }
 
 /// One column that differs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColumnDiff {
     /// Legacy column name.
     pub column: String,
@@ -99,7 +99,7 @@ pub struct ColumnDiff {
 }
 
 /// A row whose key exists on both sides but whose columns differ.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ChangedRow {
     /// Key values, in key order.
     pub key: Vec<Value>,
@@ -108,7 +108,7 @@ pub struct ChangedRow {
 }
 
 /// What kind of difference a settling row would have been.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// In the monolith only.
@@ -120,7 +120,7 @@ pub enum Kind {
 }
 
 /// A difference held back because the row changed within the settle window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SettlingRow {
     /// Key values, in key order.
     pub key: Vec<Value>,
@@ -129,7 +129,7 @@ pub struct SettlingRow {
 }
 
 /// One table's result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableReport {
     /// Table in the monolith.
     pub legacy_table: String,
@@ -160,7 +160,7 @@ pub struct TableReport {
 }
 
 /// Sums over all tables.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
     /// Rows in the monolith's tables.
     pub rows_legacy: u64,
@@ -179,7 +179,7 @@ pub struct Totals {
 }
 
 /// A whole run's result; see the module documentation for its JSON.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
     /// [`SCHEMA_VERSION`].
     pub schema_version: u32,

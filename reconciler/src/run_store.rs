@@ -28,6 +28,10 @@ pub struct RunRecord {
     pub capability: String,
     /// `running`, `clean`, `diverged` or `failed`.
     pub status: String,
+    /// When it started (RFC 3339, UTC).
+    pub started_at: String,
+    /// When it ended, if it did.
+    pub finished_at: Option<String>,
     /// Distinct keys compared.
     pub rows_compared: Option<i64>,
     /// Keys in the monolith only.
@@ -138,6 +142,8 @@ impl RunStore {
             i64,
             String,
             String,
+            String,
+            Option<String>,
             Option<i64>,
             Option<i64>,
             Option<i64>,
@@ -148,7 +154,7 @@ impl RunStore {
         let rows: Vec<Row> = bounded(
             "reading past runs",
             sqlx::query_as(
-                "SELECT id, capability, status, rows_compared, missing, extra, changed, error, report \
+                "SELECT id, capability, status, started_at, finished_at, rows_compared, missing, extra, changed, error, report \
                  FROM reconciliation_runs WHERE capability = $1 ORDER BY id",
             )
             .bind(capability)
@@ -158,10 +164,24 @@ impl RunStore {
         Ok(rows
             .into_iter()
             .map(
-                |(id, capability, status, rows_compared, missing, extra, changed, error, report)| RunRecord {
+                |(
                     id,
                     capability,
                     status,
+                    started_at,
+                    finished_at,
+                    rows_compared,
+                    missing,
+                    extra,
+                    changed,
+                    error,
+                    report,
+                )| RunRecord {
+                    id,
+                    capability,
+                    status,
+                    started_at,
+                    finished_at,
                     rows_compared,
                     missing,
                     extra,

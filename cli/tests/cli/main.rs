@@ -307,6 +307,45 @@ async fn reconcile_exits_0_when_clean_1_on_divergence_and_2_on_error() {
     );
     assert!(!stderr.contains("hunter2") && stderr.contains("***"), "{stderr}");
 
+    // `reconcile report` shows the latest run (the failed one: exit 2) and
+    // the trend of all three.
+    let (code, stdout, stderr) =
+        run(strangler().args(["reconcile", "report", "catalog", "--store-url", store.expose()]));
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stdout.contains("latest run of `catalog`: #3 failed"), "{stdout}");
+    assert!(stdout.contains("cannot connect"), "{stdout}");
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+    let trend: Vec<&str> = stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("trend"))
+        .skip(2)
+        .collect();
+    assert_eq!(trend.len(), 3, "{stdout}");
+    assert!(
+        trend[0].contains("clean") && trend[1].contains("diverged") && trend[2].contains("failed"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(strangler().args([
+        "reconcile",
+        "report",
+        "catalog",
+        "--last",
+        "2",
+        "--output",
+        "json",
+        "--store-url",
+        store.expose(),
+    ]));
+    assert_eq!(code, 2);
+    let body: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(body["trend"].as_array().unwrap().len(), 2);
+    assert_eq!(body["trend"][0]["status"], "diverged");
+    assert_eq!(body["trend"][0]["changed"], 1);
+    let (code, _, stderr) =
+        run(strangler().args(["reconcile", "report", "billing", "--store-url", store.expose()]));
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no recorded runs of `billing`"), "{stderr}");
+
     let store = Database::open(&store).await.unwrap();
     let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM reconciliation_runs ORDER BY id")
         .fetch_all(store.pool())
