@@ -13,10 +13,9 @@ use std::time::Duration;
 use anyhow::Context;
 use backfill::Mapping;
 use clap::{Args, Subcommand, ValueEnum};
+use reconciler::render::{self, TrendPoint};
 use reconciler::{reconcile_and_record, Options, Report, RunStore, Status, Strategy};
 use service_runtime::DatabaseUrl;
-
-use crate::backfill_command::Output;
 
 /// Exit code of a clean run.
 pub const EXIT_CLEAN: u8 = 0;
@@ -53,7 +52,21 @@ struct ReportArgs {
     last: u32,
     /// Output style.
     #[arg(long, value_enum, default_value = "human")]
-    output: Output,
+    output: Format,
+}
+
+/// Output style of `reconcile run` and `reconcile report`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    /// Readable lines.
+    Human,
+    /// The report's documented JSON schema.
+    Json,
+    /// Markdown, for a pull request or a ticket.
+    Markdown,
+    /// A self-contained HTML page with side-by-side row differences and the
+    /// divergence trend.
+    Html,
 }
 
 /// `--strategy`.
@@ -86,7 +99,7 @@ struct RunArgs {
     store_url: Option<DatabaseUrl>,
     /// Output style.
     #[arg(long, value_enum, default_value = "human")]
-    output: Output,
+    output: Format,
     /// How tables are compared.
     #[arg(long, value_enum, default_value = "auto")]
     strategy: StrategyArg,
@@ -130,8 +143,17 @@ async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         .report
         .as_deref()
         .and_then(|json| serde_json::from_str(json).ok());
-    match args.output {
-        Output::Json => {
+    let points: Vec<TrendPoint> = trend.iter().map(TrendPoint::from).collect();
+    match (args.output, &latest_report) {
+        (Format::Markdown, Some(report)) => print!("{}", render::markdown(report, &points)),
+        (Format::Html, Some(report)) => print!("{}", render::html(report, &points)),
+        (Format::Markdown | Format::Html, None) => anyhow::bail!(
+            "the latest run of `{}` (#{}) has no report to render: {}",
+            args.capability,
+            latest.id,
+            latest.error.as_deref().unwrap_or("it has not finished")
+        ),
+        (Format::Json, _) => {
             let trend: Vec<serde_json::Value> = trend
                 .iter()
                 .map(|run| {
@@ -151,7 +173,7 @@ async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
             let body = serde_json::json!({ "latest": latest_report, "trend": trend });
             println!("{}", serde_json::to_string_pretty(&body)?);
         }
-        Output::Human => {
+        (Format::Human, _) => {
             println!(
                 "latest run of `{}`: #{} {} (started {})",
                 args.capability, latest.id, latest.status, latest.started_at
@@ -221,9 +243,20 @@ async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
     )
     .await
     .with_context(|| format!("reconciling capability `{}`", args.capability))?;
+    let trend = match &store {
+        Some(store) => store
+            .runs(&args.capability)
+            .await?
+            .iter()
+            .map(TrendPoint::from)
+            .collect(),
+        None => Vec::new(),
+    };
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Human => print!("{}", report.to_human()),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Human => print!("{}", report.to_human()),
+        Format::Markdown => print!("{}", render::markdown(&report, &trend)),
+        Format::Html => print!("{}", render::html(&report, &trend)),
     }
     Ok(ExitCode::from(match report.status {
         Status::Clean => EXIT_CLEAN,

@@ -23,6 +23,7 @@ mod error;
 pub mod merge;
 pub mod normalize;
 pub mod plan;
+pub mod render;
 pub mod report;
 pub mod run_store;
 pub mod source;

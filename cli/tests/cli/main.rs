@@ -290,6 +290,21 @@ async fn reconcile_exits_0_when_clean_1_on_divergence_and_2_on_error() {
     assert_eq!(changed["key"][0], 2);
     assert_eq!(changed["columns"][0]["service_column"], "title");
     assert_eq!(changed["columns"][0]["service"], "Renamed");
+    // The same divergence for people: Markdown and a self-contained HTML
+    // page with the trend so far (a run without a store is not recorded).
+    let (code, stdout, _) = run(reconcile("catalog", "markdown").env_remove("STRANGLER_STORE_URL"));
+    assert_eq!(code, 1);
+    assert!(
+        stdout.contains("| `2` | `name → title` |") && stdout.contains("`Renamed`"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(&mut reconcile("catalog", "html"));
+    assert_eq!(code, 1);
+    assert!(stdout.starts_with("<!doctype html>") && stdout.trim_end().ends_with("</html>"));
+    assert!(
+        stdout.contains("Changed (1)") && stdout.contains("<ins>") && stdout.contains("<svg"),
+        "{stdout}"
+    );
 
     // Errors: an unknown capability, an unreachable database (its password
     // never shown). Each exits 2 and the failed run is recorded.
@@ -308,11 +323,11 @@ async fn reconcile_exits_0_when_clean_1_on_divergence_and_2_on_error() {
     assert!(!stderr.contains("hunter2") && stderr.contains("***"), "{stderr}");
 
     // `reconcile report` shows the latest run (the failed one: exit 2) and
-    // the trend of all three.
+    // the trend of all four.
     let (code, stdout, stderr) =
         run(strangler().args(["reconcile", "report", "catalog", "--store-url", store.expose()]));
     assert_eq!(code, 2, "{stdout}{stderr}");
-    assert!(stdout.contains("latest run of `catalog`: #3 failed"), "{stdout}");
+    assert!(stdout.contains("latest run of `catalog`: #4 failed"), "{stdout}");
     assert!(stdout.contains("cannot connect"), "{stdout}");
     assert!(!stdout.contains("hunter2"), "{stdout}");
     let trend: Vec<&str> = stdout
@@ -320,9 +335,9 @@ async fn reconcile_exits_0_when_clean_1_on_divergence_and_2_on_error() {
         .skip_while(|l| !l.starts_with("trend"))
         .skip(2)
         .collect();
-    assert_eq!(trend.len(), 3, "{stdout}");
+    assert_eq!(trend.len(), 4, "{stdout}");
     assert!(
-        trend[0].contains("clean") && trend[1].contains("diverged") && trend[2].contains("failed"),
+        trend[0].contains("clean") && trend[1].contains("diverged") && trend[3].contains("failed"),
         "{stdout}"
     );
     let (code, stdout, _) = run(strangler().args([
@@ -351,5 +366,5 @@ async fn reconcile_exits_0_when_clean_1_on_divergence_and_2_on_error() {
         .fetch_all(store.pool())
         .await
         .unwrap();
-    assert_eq!(statuses, ["clean", "diverged", "failed"]);
+    assert_eq!(statuses, ["clean", "diverged", "diverged", "failed"]);
 }

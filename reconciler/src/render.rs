@@ -1,0 +1,411 @@
+//! Reports for people: Markdown (for a pull request or a ticket) and a
+//! self-contained HTML page (for a browser, no network needed) with
+//! side-by-side values of every changed row, character-level differences
+//! of text values (the `similar` crate), and the divergence trend across
+//! past runs.
+//!
+//! Both show everything the report holds: exactness is the point, so no
+//! divergence is summarized away.
+
+use std::fmt::Write as _;
+
+use serde_json::Value;
+use similar::{ChangeTag, TextDiff};
+
+use crate::report::{Report, TableReport};
+
+/// One past run, for the trend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrendPoint {
+    /// Run id in the store.
+    pub id: i64,
+    /// When it started.
+    pub started_at: String,
+    /// `clean`, `diverged`, `failed` or `running`.
+    pub status: String,
+    /// Keys in the monolith only (none for a failed run).
+    pub missing: Option<i64>,
+    /// Keys in the service only.
+    pub extra: Option<i64>,
+    /// Changed rows.
+    pub changed: Option<i64>,
+}
+
+impl TrendPoint {
+    fn divergences(&self) -> Option<i64> {
+        Some(self.missing? + self.extra? + self.changed?)
+    }
+}
+
+impl From<&crate::RunRecord> for TrendPoint {
+    fn from(run: &crate::RunRecord) -> Self {
+        Self {
+            id: run.id,
+            started_at: run.started_at.clone(),
+            status: run.status.clone(),
+            missing: run.missing,
+            extra: run.extra,
+            changed: run.changed,
+        }
+    }
+}
+
+fn value_text(value: &Value) -> String {
+    match value {
+        Value::Null => "NULL".to_owned(),
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn key_text(key: &[Value]) -> String {
+    key.iter().map(value_text).collect::<Vec<_>>().join(", ")
+}
+
+/// Escapes text for HTML element content and attribute values.
+fn html_escape(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => escaped.push_str("&amp;"),
+            '<' => escaped.push_str("&lt;"),
+            '>' => escaped.push_str("&gt;"),
+            '"' => escaped.push_str("&quot;"),
+            '\'' => escaped.push_str("&#39;"),
+            other => escaped.push(other),
+        }
+    }
+    escaped
+}
+
+/// Escapes text for a Markdown table cell inside a code span.
+fn md_cell(text: &str) -> String {
+    let text = text.replace('|', "\\|").replace('`', "'").replace('\n', " ");
+    format!("`{text}`")
+}
+
+/// The Markdown report.
+pub fn markdown(report: &Report, trend: &[TrendPoint]) -> String {
+    let mut out = String::new();
+    let t = &report.totals;
+    let _ = writeln!(
+        out,
+        "# Reconciliation of `{}`: {}\n",
+        report.capability,
+        report.status.as_str().to_uppercase()
+    );
+    let _ = writeln!(
+        out,
+        "{} → {}, {} to {}. Source of truth: {:?}.\n",
+        report.legacy_engine,
+        report.service_engine,
+        report.started_at,
+        report.finished_at,
+        report.source_of_truth
+    );
+    let _ = writeln!(
+        out,
+        "| compared | missing in service | extra in service | changed | settling |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {} | {} |\n",
+        t.rows_compared, t.missing, t.extra, t.changed, t.settling
+    );
+    for table in &report.tables {
+        markdown_table(&mut out, table);
+    }
+    if !trend.is_empty() {
+        let _ = writeln!(
+            out,
+            "## Trend\n\n| run | started | status | missing | extra | changed |\n|---|---|---|---|---|---|"
+        );
+        let count = |n: Option<i64>| n.map_or("-".to_owned(), |n| n.to_string());
+        for point in trend {
+            let _ = writeln!(
+                out,
+                "| #{} | {} | {} | {} | {} | {} |",
+                point.id,
+                point.started_at,
+                point.status,
+                count(point.missing),
+                count(point.extra),
+                count(point.changed)
+            );
+        }
+    }
+    out
+}
+
+fn markdown_table(out: &mut String, table: &TableReport) {
+    let _ = writeln!(
+        out,
+        "## `{}` → `{}`\n\n{} keys compared by {:?}; key: {}.\n",
+        table.legacy_table,
+        table.service_table,
+        table.rows_compared,
+        table.strategy,
+        table.key_columns.join(", ")
+    );
+    if let Some(note) = &table.strategy_note {
+        let _ = writeln!(out, "> {note}\n");
+    }
+    for (title, keys) in [
+        ("Missing in the service", &table.missing),
+        ("Extra in the service", &table.extra),
+    ] {
+        if !keys.is_empty() {
+            let _ = writeln!(out, "### {title} ({})\n", keys.len());
+            for entry in keys {
+                let _ = writeln!(out, "- {}", md_cell(&key_text(&entry.key)));
+            }
+            out.push('\n');
+        }
+    }
+    if !table.changed.is_empty() {
+        let _ = writeln!(
+            out,
+            "### Changed ({})\n\n| key | column | monolith | service |\n|---|---|---|---|",
+            table.changed.len()
+        );
+        for row in &table.changed {
+            for column in &row.columns {
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} | {} |",
+                    md_cell(&key_text(&row.key)),
+                    md_cell(&format!("{} → {}", column.column, column.service_column)),
+                    md_cell(&value_text(&column.legacy)),
+                    md_cell(&value_text(&column.service))
+                );
+            }
+        }
+        out.push('\n');
+    }
+    if !table.settling.is_empty() {
+        let _ = writeln!(
+            out,
+            "### Settling ({}), judged after the settle window\n",
+            table.settling.len()
+        );
+        for row in &table.settling {
+            let _ = writeln!(out, "- {} ({:?})", md_cell(&key_text(&row.key)), row.kind);
+        }
+        out.push('\n');
+    }
+}
+
+/// Both values of a changed column, with character-level differences
+/// marked when both are text.
+fn html_values(legacy: &Value, service: &Value) -> (String, String) {
+    let (old, new) = (value_text(legacy), value_text(service));
+    if !(legacy.is_string() && service.is_string()) {
+        return (html_escape(&old), html_escape(&new));
+    }
+    let diff = TextDiff::from_chars(&old, &new);
+    let (mut left, mut right) = (String::new(), String::new());
+    for change in diff.iter_all_changes() {
+        let text = html_escape(change.value());
+        match change.tag() {
+            ChangeTag::Equal => {
+                left.push_str(&text);
+                right.push_str(&text);
+            }
+            ChangeTag::Delete => {
+                let _ = write!(left, "<del>{text}</del>");
+            }
+            ChangeTag::Insert => {
+                let _ = write!(right, "<ins>{text}</ins>");
+            }
+        }
+    }
+    (left, right)
+}
+
+const STYLE: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:72em;color:#222}\
+h1 .clean{color:#17803d}h1 .diverged{color:#b42318}table{border-collapse:collapse;margin:.5em 0 1.5em}\
+td,th{border:1px solid #ddd;padding:.25em .6em;text-align:left;vertical-align:top}th{background:#f6f6f6}\
+code,td.v{font-family:ui-monospace,monospace}del{background:#fdd;text-decoration:none}\
+ins{background:#dfd;text-decoration:none}.note{color:#666}svg{background:#fafafa;border:1px solid #eee}";
+
+/// The self-contained HTML report.
+pub fn html(report: &Report, trend: &[TrendPoint]) -> String {
+    let mut out = String::new();
+    let status = report.status.as_str();
+    let t = &report.totals;
+    let _ = write!(
+        out,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Reconciliation of {cap}</title>\
+         <style>{STYLE}</style></head><body><h1>Reconciliation of <code>{cap}</code>: <span class=\"{status}\">{upper}</span></h1>\
+         <p class=\"note\">{le} → {se}, {start} to {end}. Source of truth: {sot:?}.</p>\
+         <table><tr><th>compared</th><th>missing in service</th><th>extra in service</th><th>changed</th><th>settling</th></tr>\
+         <tr><td>{c}</td><td>{m}</td><td>{x}</td><td>{ch}</td><td>{s}</td></tr></table>",
+        cap = html_escape(&report.capability),
+        upper = status.to_uppercase(),
+        le = html_escape(&report.legacy_engine),
+        se = html_escape(&report.service_engine),
+        start = html_escape(&report.started_at),
+        end = html_escape(&report.finished_at),
+        sot = report.source_of_truth,
+        c = t.rows_compared,
+        m = t.missing,
+        x = t.extra,
+        ch = t.changed,
+        s = t.settling,
+    );
+    if !trend.is_empty() {
+        html_trend(&mut out, trend);
+    }
+    for table in &report.tables {
+        html_table(&mut out, table);
+    }
+    out.push_str("</body></html>\n");
+    out
+}
+
+fn html_trend(out: &mut String, trend: &[TrendPoint]) {
+    const WIDTH: i64 = 600;
+    const HEIGHT: i64 = 120;
+    let max = trend
+        .iter()
+        .filter_map(TrendPoint::divergences)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let bar = (WIDTH / trend.len() as i64).clamp(4, 60);
+    let _ = write!(
+        out,
+        "<h2>Divergences per run</h2><svg width=\"{WIDTH}\" height=\"{HEIGHT}\" role=\"img\">"
+    );
+    for (i, point) in trend.iter().enumerate() {
+        let x = i as i64 * bar;
+        match point.divergences() {
+            Some(n) => {
+                let h = (n * (HEIGHT - 10) / max).max(if n > 0 { 2 } else { 0 });
+                let color = if n == 0 { "#17803d" } else { "#b42318" };
+                let _ = write!(
+                    out,
+                    "<rect x=\"{x}\" y=\"{}\" width=\"{}\" height=\"{h}\" fill=\"{color}\"><title>run #{} ({}): {n}</title></rect>",
+                    HEIGHT - h,
+                    bar - 2,
+                    point.id,
+                    html_escape(&point.started_at)
+                );
+            }
+            None => {
+                let _ = write!(
+                    out,
+                    "<rect x=\"{x}\" y=\"0\" width=\"{}\" height=\"{HEIGHT}\" fill=\"#ccc\"><title>run #{}: {}</title></rect>",
+                    bar - 2,
+                    point.id,
+                    html_escape(&point.status)
+                );
+            }
+        }
+    }
+    out.push_str("</svg><table><tr><th>run</th><th>started</th><th>status</th><th>missing</th><th>extra</th><th>changed</th></tr>");
+    let count = |n: Option<i64>| n.map_or("-".to_owned(), |n| n.to_string());
+    for point in trend {
+        let _ = write!(
+            out,
+            "<tr><td>#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            point.id,
+            html_escape(&point.started_at),
+            html_escape(&point.status),
+            count(point.missing),
+            count(point.extra),
+            count(point.changed)
+        );
+    }
+    out.push_str("</table>");
+}
+
+fn html_table(out: &mut String, table: &TableReport) {
+    let _ = write!(
+        out,
+        "<h2><code>{}</code> → <code>{}</code></h2><p class=\"note\">{} keys compared by {:?}; key: {}.{}</p>",
+        html_escape(&table.legacy_table),
+        html_escape(&table.service_table),
+        table.rows_compared,
+        table.strategy,
+        html_escape(&table.key_columns.join(", ")),
+        table.strategy_note.as_deref().map(|n| format!(" {}", html_escape(n))).unwrap_or_default()
+    );
+    for (title, keys) in [
+        ("Missing in the service", &table.missing),
+        ("Extra in the service", &table.extra),
+    ] {
+        if keys.is_empty() {
+            continue;
+        }
+        let _ = write!(
+            out,
+            "<h3>{title} ({})</h3><table><tr><th>key</th></tr>",
+            keys.len()
+        );
+        for entry in keys {
+            let _ = write!(
+                out,
+                "<tr><td class=\"v\">{}</td></tr>",
+                html_escape(&key_text(&entry.key))
+            );
+        }
+        out.push_str("</table>");
+    }
+    if !table.changed.is_empty() {
+        let _ = write!(
+            out,
+            "<h3>Changed ({})</h3><table><tr><th>key</th><th>column</th><th>monolith</th><th>service</th></tr>",
+            table.changed.len()
+        );
+        for row in &table.changed {
+            for column in &row.columns {
+                let (legacy, service) = html_values(&column.legacy, &column.service);
+                let _ = write!(
+                    out,
+                    "<tr><td class=\"v\">{}</td><td><code>{}</code> → <code>{}</code></td><td class=\"v\">{legacy}</td><td class=\"v\">{service}</td></tr>",
+                    html_escape(&key_text(&row.key)),
+                    html_escape(&column.column),
+                    html_escape(&column.service_column)
+                );
+            }
+        }
+        out.push_str("</table>");
+    }
+    if !table.settling.is_empty() {
+        let _ = write!(
+            out,
+            "<h3>Settling ({})</h3><table><tr><th>key</th><th>would be</th></tr>",
+            table.settling.len()
+        );
+        for row in &table.settling {
+            let _ = write!(
+                out,
+                "<tr><td class=\"v\">{}</td><td>{:?}</td></tr>",
+                html_escape(&key_text(&row.key)),
+                row.kind
+            );
+        }
+        out.push_str("</table>");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_differences_are_marked_per_character_and_escaped() {
+        let (left, right) = html_values(&Value::from("Umbrella <b>"), &Value::from("Umbrela <i>"));
+        assert_eq!(left, "Umbrel<del>l</del>a &lt;<del>b</del>&gt;");
+        assert_eq!(right, "Umbrela &lt;<ins>i</ins>&gt;");
+        let (left, right) = html_values(&Value::from(12), &Value::Null);
+        assert_eq!((left.as_str(), right.as_str()), ("12", "NULL"));
+    }
+
+    #[test]
+    fn markdown_cells_cannot_break_the_table() {
+        assert_eq!(md_cell("a|b`c\nd"), "`a\\|b'c d`");
+    }
+}
