@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 use service_runtime::text_position::line_of;
+use service_runtime::DatabaseUrl;
 use toml::Spanned;
 
 use crate::compare::{check_compare, CompareSettings, RawCompare, RawNormalize, SourceOfTruth};
@@ -143,6 +144,63 @@ pub struct CapabilityMapping {
     pub tables: Vec<TableMapping>,
     /// Which side is right when they disagree (unused by backfill).
     pub source_of_truth: SourceOfTruth,
+    /// When `strangler reconcile schedule` compares it: a cron expression
+    /// with seconds (`0 */5 * * * *`).
+    pub schedule: Option<String>,
+    /// Where the scheduled comparison finds the monolith's database.
+    pub legacy_database: Option<DatabaseSource>,
+    /// Where the scheduled comparison finds the service's database.
+    pub service_database: Option<DatabaseSource>,
+}
+
+/// A database URL written in the mapping file, or the name of the
+/// environment variable that holds it (`env:NAME`), so that passwords need
+/// not be written into files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseSource {
+    /// The URL itself.
+    Url(DatabaseUrl),
+    /// The environment variable holding it.
+    Env(String),
+}
+
+impl DatabaseSource {
+    fn parse(text: &str) -> Result<Self, String> {
+        match text.strip_prefix("env:") {
+            Some(name) if !name.trim().is_empty() => Ok(Self::Env(name.trim().to_owned())),
+            Some(_) => Err(
+                "`env:` needs the name of an environment variable, like `env:MONOLITH_DATABASE_URL`"
+                    .to_owned(),
+            ),
+            None => DatabaseUrl::parse(text).map(Self::Url).map_err(|e| e.to_string()),
+        }
+    }
+
+    /// The URL, reading the environment if needed.
+    pub fn resolve(&self) -> Result<DatabaseUrl, String> {
+        match self {
+            Self::Url(url) => Ok(url.clone()),
+            Self::Env(name) => {
+                let value = std::env::var(name).map_err(|_| {
+                    format!("the environment variable {name} is not set; it should hold a database URL")
+                })?;
+                DatabaseUrl::parse(&value).map_err(|e| format!("{name}: {e}"))
+            }
+        }
+    }
+}
+
+/// Checks a cron expression with seconds, as the scheduler reads it.
+fn check_schedule(expression: &str) -> Result<(), String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expression)
+        .map(drop)
+        .map_err(|error| {
+            format!("schedule `{expression}` is not a cron expression with seconds (like `0 */5 * * * *`): {error}")
+        })
 }
 
 /// A whole mapping file.
@@ -165,6 +223,12 @@ struct RawCapability {
     tables: Spanned<Vec<RawTable>>,
     #[serde(default)]
     source_of_truth: Option<Spanned<String>>,
+    #[serde(default)]
+    schedule: Option<Spanned<String>>,
+    #[serde(default)]
+    legacy_database_url: Option<Spanned<String>>,
+    #[serde(default)]
+    service_database_url: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -221,6 +285,21 @@ impl Mapping {
                 }
                 None => SourceOfTruth::default(),
             };
+            let schedule = match capability.schedule {
+                Some(expression) => {
+                    check_schedule(expression.get_ref()).map_err(|m| invalid(expression.span().start, m))?;
+                    Some(expression.into_inner())
+                }
+                None => None,
+            };
+            let database = |source: Option<Spanned<String>>| match source {
+                Some(text) => DatabaseSource::parse(text.get_ref())
+                    .map(Some)
+                    .map_err(|m| invalid(text.span().start, m)),
+                None => Ok(None),
+            };
+            let legacy_database = database(capability.legacy_database_url)?;
+            let service_database = database(capability.service_database_url)?;
             let span = capability.tables.span();
             let raw_tables = capability.tables.into_inner();
             if raw_tables.is_empty() {
@@ -250,6 +329,9 @@ impl Mapping {
                     name,
                     tables,
                     source_of_truth,
+                    schedule,
+                    legacy_database,
+                    service_database,
                 },
             );
         }
@@ -452,5 +534,34 @@ columns = { name = "title", id = "id", price_cents = "unit_price_cents" }
     fn names_are_quoted_never_spliced() {
         let id = Identifier::parse(r#"x"; DROP TABLE products; --"#).unwrap();
         assert_eq!(id.quoted(), r#""x""; DROP TABLE products; --""#);
+    }
+
+    #[test]
+    fn schedules_and_database_sources_are_checked_with_their_line() {
+        let with = |extra: &str| format!("[capabilities.catalog]\n{extra}\n{GOOD}");
+        let mapping = Mapping::parse(
+            Path::new("m.toml"),
+            &with("schedule = \"*/30 * * * * *\"\nlegacy_database_url = \"env:MONOLITH_DB\"\nservice_database_url = \"data/catalog.db\""),
+        )
+        .unwrap();
+        let catalog = mapping.capability("catalog").unwrap();
+        assert_eq!(catalog.schedule.as_deref(), Some("*/30 * * * * *"));
+        assert_eq!(
+            catalog.legacy_database,
+            Some(DatabaseSource::Env("MONOLITH_DB".into()))
+        );
+        let error = Mapping::parse(Path::new("m.toml"), &with("schedule = \"every minute\"")).unwrap_err();
+        assert!(
+            error.to_string().starts_with("m.toml:2: schedule `every minute`"),
+            "{error}"
+        );
+        let error = Mapping::parse(Path::new("m.toml"), &with("legacy_database_url = \"env:\"")).unwrap_err();
+        assert!(error.to_string().starts_with("m.toml:2:"), "{error}");
+        let error = Mapping::parse(
+            Path::new("m.toml"),
+            &with("service_database_url = \"mongodb://x\""),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("not supported"), "{error}");
     }
 }

@@ -46,7 +46,8 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_filter = match cli.command {
+    let default_filter = match &cli.command {
+        Command::Reconcile(args) if args.is_long_running() => "info,sqlx=warn",
         Command::Demo(_) | Command::Facade(_) => "info,sqlx=warn",
         Command::Backfill(_) | Command::Routes(_) | Command::Reconcile(_) => "warn",
     };

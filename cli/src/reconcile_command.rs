@@ -14,6 +14,7 @@ use anyhow::Context;
 use backfill::Mapping;
 use clap::{Args, Subcommand, ValueEnum};
 use reconciler::render::{self, TrendPoint};
+use reconciler::schedule::run_schedule;
 use reconciler::{reconcile_and_record, Options, Report, RunStore, Status, Strategy};
 use service_runtime::DatabaseUrl;
 
@@ -38,6 +39,26 @@ enum ReconcileCommand {
     /// Show the latest recorded run of a capability and the trend of the
     /// runs before it. Exit code: that of the latest run (a failed run is 2).
     Report(ReportArgs),
+    /// Compare every capability that has a `schedule` in the mapping file on
+    /// that cron expression, until Ctrl-C.
+    Schedule(ScheduleArgs),
+}
+
+#[derive(Args)]
+struct ScheduleArgs {
+    /// The mapping file; each scheduled capability names its databases
+    /// (`legacy_database_url`, `service_database_url`: a URL or `env:NAME`).
+    #[arg(long, env = "STRANGLER_MAPPING", default_value = "demo/mapping.toml")]
+    mapping: PathBuf,
+    /// The toolkit store every pass is recorded in.
+    #[arg(long, env = "STRANGLER_STORE_URL")]
+    store_url: Option<DatabaseUrl>,
+    /// Folder for each pass's JSON, Markdown and HTML reports (and `latest.*`).
+    #[arg(long)]
+    report_dir: Option<PathBuf>,
+    /// How tables are compared.
+    #[arg(long, value_enum, default_value = "auto")]
+    strategy: StrategyArg,
 }
 
 #[derive(Args)]
@@ -111,11 +132,56 @@ struct RunArgs {
     statement_timeout: u64,
 }
 
+impl ReconcileArgs {
+    /// Whether this runs until stopped (and so should log its progress).
+    pub fn is_long_running(&self) -> bool {
+        matches!(self.command, ReconcileCommand::Schedule(_))
+    }
+}
+
 /// Runs the subcommand; an `Err` means exit code 2.
 pub async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ReconcileCommand::Run(args) => run_once(args).await,
         ReconcileCommand::Report(args) => report(args).await,
+        ReconcileCommand::Schedule(args) => schedule(args).await,
+    }
+}
+
+async fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
+    let mapping = Mapping::load(&args.mapping)?;
+    let store = match &args.store_url {
+        Some(url) => Some(
+            RunStore::open(url)
+                .await
+                .with_context(|| format!("opening the toolkit store {url}"))?,
+        ),
+        None => {
+            tracing::warn!("no --store-url or STRANGLER_STORE_URL: passes are not recorded");
+            None
+        }
+    };
+    let options = Options {
+        strategy: strategy(args.strategy),
+        ..Options::default()
+    };
+    tracing::info!("reconciliation schedule running; Ctrl-C stops it after the pass in progress");
+    run_schedule(
+        &mapping,
+        store,
+        args.report_dir,
+        options,
+        service_runtime::server::shutdown_signal(),
+    )
+    .await?;
+    Ok(ExitCode::from(EXIT_CLEAN))
+}
+
+fn strategy(arg: StrategyArg) -> Strategy {
+    match arg {
+        StrategyArg::Auto => Strategy::Auto,
+        StrategyArg::Merge => Strategy::Merge,
+        StrategyArg::Bisect => Strategy::Bisect,
     }
 }
 
@@ -225,11 +291,7 @@ async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         }
     };
     let options = Options {
-        strategy: match args.strategy {
-            StrategyArg::Auto => Strategy::Auto,
-            StrategyArg::Merge => Strategy::Merge,
-            StrategyArg::Bisect => Strategy::Bisect,
-        },
+        strategy: strategy(args.strategy),
         batch_size: args.batch_size as usize,
         statement_timeout: Duration::from_secs(args.statement_timeout),
         ..Options::default()

@@ -26,6 +26,7 @@ pub mod plan;
 pub mod render;
 pub mod report;
 pub mod run_store;
+pub mod schedule;
 pub mod source;
 pub mod sql;
 

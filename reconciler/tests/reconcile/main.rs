@@ -10,4 +10,5 @@ mod failures;
 mod helpers;
 mod keys_and_names;
 mod normalization;
+mod schedule;
 mod settle;

@@ -1,0 +1,170 @@
+//! The schedule: passes on a cron expression, recorded and written out,
+//! surviving a database that is down.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use backfill::Mapping;
+use reconciler::schedule::run_schedule;
+use reconciler::{Options, RunStore};
+use service_runtime::{Database, DatabaseUrl};
+
+async fn sqlite_table(path: &Path, rows: &[(i64, &str)]) -> DatabaseUrl {
+    let url = DatabaseUrl::sqlite_file(path);
+    let db = Database::open(&url).await.unwrap();
+    sqlx::query("CREATE TABLE items (id BIGINT PRIMARY KEY, name TEXT NOT NULL)")
+        .execute(db.pool())
+        .await
+        .unwrap();
+    for (id, name) in rows {
+        sqlx::query("INSERT INTO items (id, name) VALUES ($1, $2)")
+            .bind(id)
+            .bind(*name)
+            .execute(db.pool())
+            .await
+            .unwrap();
+    }
+    db.close().await;
+    url
+}
+
+#[tokio::test]
+async fn scheduled_passes_are_recorded_written_and_survive_a_database_being_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let legacy = sqlite_table(&dir.path().join("legacy.db"), &[(1, "a"), (2, "b"), (3, "c")]).await;
+    let service = sqlite_table(&dir.path().join("service.db"), &[(1, "a"), (2, "B")]).await;
+    let missing = dir.path().join("gone.db");
+    let text = format!(
+        r#"
+[capabilities.items]
+schedule = "* * * * * *"
+legacy_database_url = "{legacy}"
+service_database_url = "env:STRANGLER_TEST_SCHEDULE_SERVICE_URL"
+[[capabilities.items.tables]]
+legacy = "items"
+service = "items"
+key = ["id"]
+columns = {{ id = "id", name = "name" }}
+
+[capabilities.down]
+schedule = "* * * * * *"
+legacy_database_url = "{down}"
+service_database_url = "{service}"
+[[capabilities.down.tables]]
+legacy = "items"
+service = "items"
+key = ["id"]
+columns = {{ id = "id", name = "name" }}
+"#,
+        legacy = legacy.expose(),
+        service = service.expose(),
+        down = missing.display(),
+    );
+    // The service's URL comes from the environment, as a password would.
+    std::env::set_var("STRANGLER_TEST_SCHEDULE_SERVICE_URL", service.expose());
+    let mapping = Mapping::parse(Path::new("mapping.toml"), &text).unwrap();
+    let store_url = DatabaseUrl::sqlite_file(&dir.path().join("toolkit.db"));
+    let store = RunStore::open(&store_url).await.unwrap();
+    let reports = dir.path().join("reports");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    // The schedule and the checks run side by side in this task (the
+    // comparison's future is not `Send`, so it is not spawned).
+    let schedule = run_schedule(
+        &mapping,
+        Some(store.clone()),
+        Some(reports.clone()),
+        Options::default(),
+        async {
+            let _ = stopped.await;
+        },
+    );
+    let checks = async {
+        // Wait (bounded) until both capabilities have at least two passes.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let items = store.runs("items").await.unwrap();
+            let down = store.runs("down").await.unwrap();
+            let finished =
+                |runs: &[reconciler::RunRecord]| runs.iter().filter(|r| r.status != "running").count();
+            if finished(&items) >= 2 && finished(&down) >= 2 {
+                assert!(
+                    items
+                        .iter()
+                        .filter(|r| r.status != "running")
+                        .all(|r| r.status == "diverged"),
+                    "{items:?}"
+                );
+                let last = items.iter().rev().find(|r| r.status == "diverged").unwrap();
+                assert_eq!(
+                    (last.missing, last.extra, last.changed),
+                    (Some(1), Some(0), Some(1))
+                );
+                // The database that is down fails every pass, and passes go on.
+                assert!(
+                    down.iter()
+                        .filter(|r| r.status != "running")
+                        .all(|r| r.status == "failed"),
+                    "{down:?}"
+                );
+                assert!(
+                    down[0].error.as_deref().unwrap_or("").contains("does not exist"),
+                    "{down:?}"
+                );
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "two passes each within 15 s: items {items:?}, down {down:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let latest = std::fs::read_to_string(reports.join("items").join("latest.html")).unwrap();
+        assert!(latest.contains("Changed (1)") && latest.contains("Missing in the service (1)"));
+        assert!(
+            reports.join("items").join("latest.json").exists()
+                && reports.join("items").join("latest.md").exists()
+        );
+        assert!(
+            !reports.join("down").exists(),
+            "a failed pass has no report to write"
+        );
+        stop.send(()).unwrap();
+    };
+    let (result, ()) =
+        tokio::time::timeout(Duration::from_secs(30), async { tokio::join!(schedule, checks) })
+            .await
+            .expect("the schedule stops when told to");
+    result.unwrap();
+}
+
+#[tokio::test]
+async fn a_schedule_without_databases_or_schedules_is_refused() {
+    let text = r#"
+[capabilities.items]
+schedule = "0 * * * * *"
+[[capabilities.items.tables]]
+legacy = "items"
+service = "items"
+key = ["id"]
+columns = { id = "id" }
+"#;
+    let mapping = Mapping::parse(Path::new("m.toml"), text).unwrap();
+    let error = run_schedule(&mapping, None, None, Options::default(), async {})
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .contains("`items` is scheduled but has no legacy_database_url"),
+        "{error}"
+    );
+    let unscheduled = Mapping::parse(
+        Path::new("m.toml"),
+        &text.replace("schedule = \"0 * * * * *\"\n", ""),
+    )
+    .unwrap();
+    let error = run_schedule(&unscheduled, None, None, Options::default(), async {})
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("no capability"), "{error}");
+}
