@@ -8,11 +8,13 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use backfill::Mapping;
 use clap::{Args, Subcommand, ValueEnum};
+use reconciler::metrics::ScheduleMetrics;
 use reconciler::render::{self, TrendPoint};
 use reconciler::schedule::run_schedule;
 use reconciler::{reconcile_and_record, Options, Report, RunStore, Status, Strategy};
@@ -59,6 +61,10 @@ struct ScheduleArgs {
     /// How tables are compared.
     #[arg(long, value_enum, default_value = "auto")]
     strategy: StrategyArg,
+    /// Serve Prometheus metrics (divergences per capability, last-run age)
+    /// at `http://ADDR/metrics`.
+    #[arg(long, env = "STRANGLER_RECONCILE_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Args)]
@@ -165,15 +171,38 @@ async fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
         strategy: strategy(args.strategy),
         ..Options::default()
     };
+    let metrics = Arc::new(ScheduleMetrics::new());
+    let stop = tokio_util::sync::CancellationToken::new();
+    if let Some(addr) = args.metrics_listen {
+        let listener = service_runtime::server::bind(addr).await?;
+        tracing::info!(addr = %listener.local_addr()?, "reconciliation metrics at /metrics");
+        let served = Arc::clone(&metrics);
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = Arc::clone(&served);
+                async move { metrics.render() }
+            }),
+        );
+        tokio::spawn(service_runtime::server::serve(
+            listener,
+            router,
+            stop.clone().cancelled_owned(),
+            Duration::from_secs(2),
+        ));
+    }
     tracing::info!("reconciliation schedule running; Ctrl-C stops it after the pass in progress");
-    run_schedule(
+    let result = run_schedule(
         &mapping,
         store,
         args.report_dir,
         options,
+        Some(metrics),
         service_runtime::server::shutdown_signal(),
     )
-    .await?;
+    .await;
+    stop.cancel();
+    result?;
     Ok(ExitCode::from(EXIT_CLEAN))
 }
 

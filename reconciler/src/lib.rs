@@ -21,6 +21,7 @@
 pub mod checksum;
 mod error;
 pub mod merge;
+pub mod metrics;
 pub mod normalize;
 pub mod plan;
 pub mod render;

@@ -18,6 +18,7 @@ use backfill::{CapabilityMapping, Mapping};
 use service_runtime::DatabaseUrl;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
+use crate::metrics::ScheduleMetrics;
 use crate::render::{self, TrendPoint};
 use crate::{reconcile_and_record, Options, RunStore};
 
@@ -67,6 +68,7 @@ struct Pass {
     store: Option<RunStore>,
     report_dir: Option<PathBuf>,
     options: Options,
+    metrics: Option<Arc<ScheduleMetrics>>,
     // Set from the tick that queues a pass until that pass has finished.
     busy: AtomicBool,
 }
@@ -84,6 +86,9 @@ impl Pass {
         .await;
         match result {
             Ok(report) => {
+                if let Some(metrics) = &self.metrics {
+                    metrics.finished(&report);
+                }
                 tracing::info!(
                     capability = %name,
                     status = report.status.as_str(),
@@ -108,7 +113,10 @@ impl Pass {
             }
             // Recorded as failed in the store by `reconcile_and_record`.
             Err(error) => {
-                tracing::error!(capability = %name, error = %error.chain(), "scheduled reconciliation failed")
+                if let Some(metrics) = &self.metrics {
+                    metrics.failed(name);
+                }
+                tracing::error!(capability = %name, error = %error.chain(), "scheduled reconciliation failed");
             }
         }
         self.busy.store(false, Ordering::Release);
@@ -137,6 +145,7 @@ pub async fn run_schedule(
     store: Option<RunStore>,
     report_dir: Option<PathBuf>,
     options: Options,
+    metrics: Option<Arc<ScheduleMetrics>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ScheduleError> {
     if let Some(dir) = &report_dir {
@@ -170,6 +179,7 @@ pub async fn run_schedule(
             store: store.clone(),
             report_dir: report_dir.clone(),
             options: options.clone(),
+            metrics: metrics.clone(),
             busy: AtomicBool::new(false),
         });
         passes.push((expression.clone(), pass));

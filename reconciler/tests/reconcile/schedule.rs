@@ -69,11 +69,13 @@ columns = {{ id = "id", name = "name" }}
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     // The schedule and the checks run side by side in this task (the
     // comparison's future is not `Send`, so it is not spawned).
+    let metrics = std::sync::Arc::new(reconciler::metrics::ScheduleMetrics::new());
     let schedule = run_schedule(
         &mapping,
         Some(store.clone()),
         Some(reports.clone()),
         Options::default(),
+        Some(metrics.clone()),
         async {
             let _ = stopped.await;
         },
@@ -128,6 +130,16 @@ columns = {{ id = "id", name = "name" }}
             !reports.join("down").exists(),
             "a failed pass has no report to write"
         );
+        let text = metrics.render();
+        for line in [
+            "strangler_reconcile_divergences{capability=\"items\",kind=\"missing\"} 1",
+            "strangler_reconcile_divergences{capability=\"items\",kind=\"changed\"} 1",
+            "strangler_reconcile_last_run_failed{capability=\"down\"} 1",
+            "strangler_reconcile_last_run_failed{capability=\"items\"} 0",
+            "strangler_reconcile_last_run_age_seconds{capability=\"items\"}",
+        ] {
+            assert!(text.contains(line), "{line} missing from:\n{text}");
+        }
         stop.send(()).unwrap();
     };
     let (result, ()) =
@@ -149,7 +161,7 @@ key = ["id"]
 columns = { id = "id" }
 "#;
     let mapping = Mapping::parse(Path::new("m.toml"), text).unwrap();
-    let error = run_schedule(&mapping, None, None, Options::default(), async {})
+    let error = run_schedule(&mapping, None, None, Options::default(), None, async {})
         .await
         .unwrap_err();
     assert!(
@@ -163,7 +175,7 @@ columns = { id = "id" }
         &text.replace("schedule = \"0 * * * * *\"\n", ""),
     )
     .unwrap();
-    let error = run_schedule(&unscheduled, None, None, Options::default(), async {})
+    let error = run_schedule(&unscheduled, None, None, Options::default(), None, async {})
         .await
         .unwrap_err();
     assert!(error.to_string().contains("no capability"), "{error}");
