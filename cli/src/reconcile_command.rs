@@ -156,17 +156,7 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
 
 async fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
     let mapping = Mapping::load(&args.mapping)?;
-    let store = match &args.store_url {
-        Some(url) => Some(
-            RunStore::open(url)
-                .await
-                .with_context(|| format!("opening the toolkit store {url}"))?,
-        ),
-        None => {
-            tracing::warn!("no --store-url or STRANGLER_STORE_URL: passes are not recorded");
-            None
-        }
-    };
+    let store = open_store(args.store_url.as_ref(), "passes are").await?;
     let options = Options {
         strategy: strategy(args.strategy),
         ..Options::default()
@@ -204,6 +194,19 @@ async fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
     stop.cancel();
     result?;
     Ok(ExitCode::from(EXIT_CLEAN))
+}
+
+/// The toolkit store runs are recorded in, if one is given; without one,
+/// says that `what` not recorded.
+async fn open_store(url: Option<&DatabaseUrl>, what: &str) -> anyhow::Result<Option<RunStore>> {
+    let Some(url) = url else {
+        tracing::warn!("no --store-url or STRANGLER_STORE_URL: {what} not recorded");
+        return Ok(None);
+    };
+    let store = RunStore::open(url)
+        .await
+        .with_context(|| format!("opening the toolkit store {url}"))?;
+    Ok(Some(store))
 }
 
 fn strategy(arg: StrategyArg) -> Strategy {
@@ -308,17 +311,7 @@ async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
 async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mapping = Mapping::load(&args.mapping)?;
     let capability = mapping.capability(&args.capability)?;
-    let store = match &args.store_url {
-        Some(url) => Some(
-            RunStore::open(url)
-                .await
-                .with_context(|| format!("opening the toolkit store {url}"))?,
-        ),
-        None => {
-            tracing::warn!("no --store-url or STRANGLER_STORE_URL: this run is not recorded");
-            None
-        }
-    };
+    let store = open_store(args.store_url.as_ref(), "this run is").await?;
     let options = Options {
         strategy: strategy(args.strategy),
         batch_size: args.batch_size as usize,
