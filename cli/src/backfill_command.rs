@@ -1,5 +1,6 @@
 //! `strangler backfill <capability>`.
 
+use crate::output::say;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -54,7 +55,7 @@ pub async fn run(args: BackfillArgs) -> anyhow::Result<()> {
     .await
     .with_context(|| format!("backfilling capability `{}`", args.capability))?;
     match args.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&reports)?),
+        Output::Json => say!("{}", serde_json::to_string_pretty(&reports)?),
         Output::Human => print_reports(&args.capability, &reports),
     }
     Ok(())
@@ -77,9 +78,9 @@ pub async fn open_existing(url: &DatabaseUrl, role: &str) -> anyhow::Result<Data
 }
 
 pub fn print_reports(capability: &str, reports: &[TableReport]) {
-    println!("backfill of `{capability}`, monolith → service:");
+    say!("backfill of `{capability}`, monolith → service:");
     for report in reports {
-        println!(
+        say!(
             "  {:<14} → {:<14} {:>7} rows in {} batch{}{}{}",
             report.legacy_table,
             report.service_table,

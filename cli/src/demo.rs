@@ -7,6 +7,7 @@
 //! On first start the monolith is seeded and both services are backfilled
 //! from it.
 
+use crate::output::say;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -110,7 +111,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         orders: order_count,
     } = seeded
     {
-        println!("loaded sample data: {products} products, {customers} customers, {order_count} orders");
+        say!("loaded sample data: {products} products, {customers} customers, {order_count} orders");
         let mapping = Mapping::parse(Path::new("demo/mapping.toml"), DEMO_MAPPING)?;
         for (name, service) in [("catalog", catalog.database()), ("orders", orders.database())] {
             let reports = backfill(
@@ -301,7 +302,7 @@ fn print_banner(data: &Path, a: &Addresses, args: &DemoArgs) {
             data.display()
         )
     };
-    println!(
+    say!(
         r#"
 strangler demo is up. Data: {data}/  —  Ctrl-C stops everything.
 

@@ -8,6 +8,7 @@
 mod backfill_command;
 mod demo;
 mod facade_command;
+mod output;
 mod reconcile_command;
 mod routes_command;
 

@@ -6,6 +6,7 @@
 //! Exit codes: 0 clean, 1 divergence found, 2 error (the run could not
 //! finish, or the arguments are wrong).
 
+use crate::output::{say, say_raw};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -243,8 +244,8 @@ async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         .and_then(|json| serde_json::from_str(json).ok());
     let points: Vec<TrendPoint> = trend.iter().map(TrendPoint::from).collect();
     match (args.output, &latest_report) {
-        (Format::Markdown, Some(report)) => print!("{}", render::markdown(report, &points)),
-        (Format::Html, Some(report)) => print!("{}", render::html(report, &points)),
+        (Format::Markdown, Some(report)) => say_raw!("{}", render::markdown(report, &points)),
+        (Format::Html, Some(report)) => say_raw!("{}", render::html(report, &points)),
         (Format::Markdown | Format::Html, None) => anyhow::bail!(
             "the latest run of `{}` (#{}) has no report to render: {}",
             args.capability,
@@ -269,26 +270,35 @@ async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
                 })
                 .collect();
             let body = serde_json::json!({ "latest": latest_report, "trend": trend });
-            println!("{}", serde_json::to_string_pretty(&body)?);
+            say!("{}", serde_json::to_string_pretty(&body)?);
         }
         (Format::Human, _) => {
-            println!(
+            say!(
                 "latest run of `{}`: #{} {} (started {})",
-                args.capability, latest.id, latest.status, latest.started_at
+                args.capability,
+                latest.id,
+                latest.status,
+                latest.started_at
             );
             match (&latest_report, &latest.error) {
-                (Some(report), _) => print!("{}", report.to_human()),
-                (None, Some(error)) => println!("  failed: {error}"),
-                (None, None) => println!("  (still running, or ended without a report)"),
+                (Some(report), _) => say_raw!("{}", report.to_human()),
+                (None, Some(error)) => say!("  failed: {error}"),
+                (None, None) => say!("  (still running, or ended without a report)"),
             }
-            println!("trend, oldest first:");
-            println!(
+            say!("trend, oldest first:");
+            say!(
                 "  {:>6}  {:<25} {:<9} {:>9} {:>8} {:>8} {:>8}",
-                "RUN", "STARTED", "STATUS", "COMPARED", "MISSING", "EXTRA", "CHANGED"
+                "RUN",
+                "STARTED",
+                "STATUS",
+                "COMPARED",
+                "MISSING",
+                "EXTRA",
+                "CHANGED"
             );
             let count = |n: Option<i64>| n.map_or("-".to_owned(), |n| n.to_string());
             for run in trend {
-                println!(
+                say!(
                     "  {:>6}  {:<25} {:<9} {:>9} {:>8} {:>8} {:>8}",
                     format!("#{}", run.id),
                     run.started_at,
@@ -337,10 +347,10 @@ async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => Vec::new(),
     };
     match args.output {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Format::Human => print!("{}", report.to_human()),
-        Format::Markdown => print!("{}", render::markdown(&report, &trend)),
-        Format::Html => print!("{}", render::html(&report, &trend)),
+        Format::Json => say!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Human => say_raw!("{}", report.to_human()),
+        Format::Markdown => say_raw!("{}", render::markdown(&report, &trend)),
+        Format::Html => say_raw!("{}", render::html(&report, &trend)),
     }
     Ok(ExitCode::from(match report.status {
         Status::Clean => EXIT_CLEAN,

@@ -1,6 +1,7 @@
 //! `strangler routes …`: look at and change the facade's routing through its
 //! admin API.
 
+use crate::output::say;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -152,12 +153,15 @@ pub async fn run(args: RoutesArgs) -> anyhow::Result<()> {
                 return print_json(&body);
             }
             let capabilities: Vec<CapabilityView> = serde_json::from_value(body["capabilities"].clone())?;
-            println!(
+            say!(
                 "{:<14} {:<8} {:<10} {:<10} ROUTES",
-                "CAPABILITY", "TARGET", "LEGACY", "SERVICE"
+                "CAPABILITY",
+                "TARGET",
+                "LEGACY",
+                "SERVICE"
             );
             for c in capabilities {
-                println!(
+                say!(
                     "{:<14} {:<8} {:<10} {:<10} {}",
                     c.name,
                     c.target.as_str(),
@@ -166,13 +170,13 @@ pub async fn run(args: RoutesArgs) -> anyhow::Result<()> {
                     c.routes.join(", ")
                 );
             }
-            println!(
+            say!(
                 "(route table revision {}; unmatched requests go to {})",
                 body["revision"],
                 body["default_backend"].as_str().unwrap_or("nowhere: 404")
             );
             if body["store_reachable"] == Value::Bool(false) {
-                println!("warning: the route store is unreachable; the facade serves its last good table");
+                say!("warning: the route store is unreachable; the facade serves its last good table");
             }
         }
         RoutesCommand::Flip {
@@ -218,15 +222,22 @@ pub async fn run(args: RoutesArgs) -> anyhow::Result<()> {
                 return print_json(&body);
             }
             let transitions: Vec<Transition> = serde_json::from_value(body)?;
-            println!(
+            say!(
                 "{:<25} {:<14} {:<20} {:<14} REASON",
-                "AT", "CAPABILITY", "CHANGE", "ACTOR"
+                "AT",
+                "CAPABILITY",
+                "CHANGE",
+                "ACTOR"
             );
             for t in transitions {
                 let change = format!("{} → {}", t.from.map_or("(new)", Target::as_str), t.to);
-                println!(
+                say!(
                     "{:<25} {:<14} {:<20} {:<14} {}",
-                    t.at, t.capability, change, t.actor, t.reason
+                    t.at,
+                    t.capability,
+                    change,
+                    t.actor,
+                    t.reason
                 );
             }
         }
@@ -236,20 +247,20 @@ pub async fn run(args: RoutesArgs) -> anyhow::Result<()> {
                 return print_json(&body);
             }
             let e: Explanation = serde_json::from_value(body)?;
-            println!("path        {}", e.normalized_path);
-            println!("route       {}", e.route.as_deref().unwrap_or("(none)"));
-            println!("capability  {}", e.capability.as_deref().unwrap_or("(none)"));
-            println!("target      {}", e.target.map_or("(none)", Target::as_str));
-            println!("backend     {}", e.backend.as_deref().unwrap_or("(none)"));
-            println!("instance    {}", e.instance.as_deref().unwrap_or("(none)"));
-            println!("why         {}", e.why);
+            say!("path        {}", e.normalized_path);
+            say!("route       {}", e.route.as_deref().unwrap_or("(none)"));
+            say!("capability  {}", e.capability.as_deref().unwrap_or("(none)"));
+            say!("target      {}", e.target.map_or("(none)", Target::as_str));
+            say!("backend     {}", e.backend.as_deref().unwrap_or("(none)"));
+            say!("instance    {}", e.instance.as_deref().unwrap_or("(none)"));
+            say!("why         {}", e.why);
         }
     }
     Ok(())
 }
 
 fn print_json(body: &Value) -> anyhow::Result<()> {
-    println!("{}", serde_json::to_string_pretty(body)?);
+    say!("{}", serde_json::to_string_pretty(body)?);
     Ok(())
 }
 
@@ -261,7 +272,7 @@ fn print_change(body: Value, json: bool) -> anyhow::Result<()> {
     let t = &outcome.transition;
     let from = t.from.map_or("(new)", Target::as_str);
     if outcome.applied {
-        println!(
+        say!(
             "{}: {from} → {} (by {}{})",
             t.capability,
             t.to,
@@ -269,9 +280,10 @@ fn print_change(body: Value, json: bool) -> anyhow::Result<()> {
             reason_suffix(&t.reason)
         );
     } else {
-        println!(
+        say!(
             "dry run: would move {}: {from} → {}; nothing changed",
-            t.capability, t.to
+            t.capability,
+            t.to
         );
     }
     Ok(())
