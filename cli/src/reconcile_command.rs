@@ -17,6 +17,7 @@ use backfill::Mapping;
 use clap::{Args, Subcommand, ValueEnum};
 use reconciler::metrics::ScheduleMetrics;
 use reconciler::render::{self, TrendPoint};
+use reconciler::repair::{apply_repair, plan_repair};
 use reconciler::schedule::run_schedule;
 use reconciler::{reconcile_and_record, Options, Report, RunStore, Status, Strategy};
 use service_runtime::DatabaseUrl;
@@ -45,6 +46,20 @@ enum ReconcileCommand {
     /// Compare every capability that has a `schedule` in the mapping file on
     /// that cron expression, until Ctrl-C.
     Schedule(ScheduleArgs),
+    /// Plan (and with --apply, make) the changes that bring the follower side
+    /// in line with the source of truth, then compare again. Exit code 0:
+    /// nothing (left) to repair; 1: divergence remains; 2: error.
+    Repair(RepairArgs),
+}
+
+#[derive(Args)]
+struct RepairArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Execute the plan (in transactions of 100 statements) instead of only
+    /// showing it.
+    #[arg(long)]
+    apply: bool,
 }
 
 #[derive(Args)]
@@ -152,6 +167,77 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         ReconcileCommand::Run(args) => run_once(args).await,
         ReconcileCommand::Report(args) => report(args).await,
         ReconcileCommand::Schedule(args) => schedule(args).await,
+        ReconcileCommand::Repair(args) => repair(args).await,
+    }
+}
+
+async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
+    let run = &args.run;
+    let mapping = Mapping::load(&run.mapping)?;
+    let capability = mapping.capability(&run.capability)?;
+    let store = open_store(run.store_url.as_ref(), "this run is").await?;
+    let options = Options {
+        strategy: strategy(run.strategy),
+        batch_size: run.batch_size as usize,
+        statement_timeout: Duration::from_secs(run.statement_timeout),
+        ..Options::default()
+    };
+    let (legacy, service) = (&run.legacy_database_url, &run.service_database_url);
+    let report = reconcile_and_record(store.as_ref(), capability, legacy, service, &options)
+        .await
+        .with_context(|| format!("reconciling capability `{}`", run.capability))?;
+    let plan = plan_repair(capability, &report, legacy, service, options.statement_timeout)
+        .await
+        .with_context(|| format!("planning the repair of `{}`", run.capability))?;
+    if plan.statements.is_empty() {
+        say!("nothing to repair: `{}` is clean", run.capability);
+        return Ok(ExitCode::from(EXIT_CLEAN));
+    }
+    match run.output {
+        Format::Json => say!("{}", serde_json::to_string_pretty(&plan)?),
+        _ => {
+            say!(
+                "{} to the {} database make `{}` match its source of truth:",
+                plural(plan.statements.len(), "statement"),
+                plan.follower,
+                run.capability
+            );
+            for statement in &plan.statements {
+                say!("  {};", statement.display);
+            }
+        }
+    }
+    if !args.apply {
+        say!("dry run: nothing was changed; add --apply to execute these statements");
+        return Ok(ExitCode::from(EXIT_DIVERGED));
+    }
+    let follower = if plan.follower == "service" {
+        service
+    } else {
+        legacy
+    };
+    let applied = apply_repair(&plan, follower, 100).await.with_context(|| {
+        format!(
+            "applying the repair of `{}` to the {} database",
+            run.capability, plan.follower
+        )
+    })?;
+    say!("applied {}; comparing again:", plural(applied, "statement"));
+    let after = reconcile_and_record(store.as_ref(), capability, legacy, service, &options)
+        .await
+        .with_context(|| format!("verifying the repair of `{}`", run.capability))?;
+    say_raw!("{}", after.to_human());
+    Ok(ExitCode::from(match after.status {
+        Status::Clean => EXIT_CLEAN,
+        Status::Diverged => EXIT_DIVERGED,
+    }))
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
     }
 }
 

@@ -109,6 +109,23 @@ pub enum ReconcileError {
     /// Something the reconciler cannot do (a bug if it ever shows).
     #[error("{0}")]
     Unsupported(String),
+    /// A table whose divergences cannot be repaired automatically.
+    #[error("cannot plan a repair of table `{table}`: {reason}; repair it by hand")]
+    NotRepairable {
+        /// The legacy table.
+        table: String,
+        /// Why.
+        reason: String,
+    },
+    /// Applying a repair failed; statements before the failing batch stay applied.
+    #[error("applying the repair failed after {applied} statements; re-run to plan the rest")]
+    Apply {
+        /// Statements committed before the failure.
+        applied: usize,
+        /// The driver's reason.
+        #[source]
+        source: sqlx::Error,
+    },
     /// The toolkit store did not answer in time.
     #[error("the toolkit store did not answer within {seconds} s while {doing}")]
     StoreTimeout {

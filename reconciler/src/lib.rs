@@ -25,6 +25,7 @@ pub mod metrics;
 pub mod normalize;
 pub mod plan;
 pub mod render;
+pub mod repair;
 pub mod report;
 pub mod run_store;
 pub mod schedule;

@@ -368,3 +368,54 @@ async fn reconcile_exits_0_when_clean_1_on_divergence_and_2_on_error() {
         .unwrap();
     assert_eq!(statuses, ["clean", "diverged", "diverged", "failed"]);
 }
+
+#[tokio::test]
+async fn repair_shows_its_plan_and_applies_it_only_when_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (monolith, catalog) = databases(dir.path()).await;
+    let repair = |apply: bool| {
+        let mut command = strangler();
+        command
+            .args(["reconcile", "repair", "catalog", "--mapping"])
+            .arg(workspace_path("demo/mapping.toml"))
+            .args([
+                "--legacy-database-url",
+                monolith.expose(),
+                "--service-database-url",
+                catalog.expose(),
+            ]);
+        if apply {
+            command.arg("--apply");
+        }
+        command
+    };
+    // The service is empty: every product is missing there.
+    let (code, stdout, stderr) = run(&mut repair(false));
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("12 statements to the service database"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("INSERT INTO \"products\"") && stdout.contains("'SKU-00001'"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("dry run: nothing was changed"), "{stdout}");
+    let db = Database::open(&catalog).await.unwrap();
+    let (n,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM products")
+        .fetch_one(db.pool())
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "a dry run writes nothing");
+    db.close().await;
+
+    let (code, stdout, stderr) = run(&mut repair(true));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("applied 12 statements") && stdout.contains("CLEAN"),
+        "{stdout}"
+    );
+    let (code, stdout, _) = run(&mut repair(false));
+    assert_eq!(code, 0);
+    assert!(stdout.contains("nothing to repair"), "{stdout}");
+}

@@ -10,5 +10,6 @@ mod failures;
 mod helpers;
 mod keys_and_names;
 mod normalization;
+mod repair;
 mod schedule;
 mod settle;

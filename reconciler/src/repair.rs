@@ -1,0 +1,381 @@
+//! Repair: the statements that make the follower side match the source of
+//! truth, planned from a fresh report, shown by default, applied only when
+//! asked.
+//!
+//! For each diverged table: a key on the source of truth only is INSERTed
+//! into the follower, a changed row is UPDATEd there (every compared
+//! column, from the source's current row), and a key on the follower only is
+//! DELETEd. Rows are read fresh from the source of truth, not taken from the
+//! report, so a repair never writes a value the comparison normalized.
+//!
+//! Only tables whose compared columns are integers or text, with no
+//! normalization and no value map, are repaired automatically: anything
+//! else needs a person to decide the follower's value, and the planner says
+//! which table and why. Deletions run children first (reverse table order),
+//! inserts and updates parents first.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use backfill::copy::Side;
+use backfill::{CapabilityMapping, Identifier, SourceOfTruth};
+use serde_json::Value;
+use service_runtime::sql_value::{bind_value, SqlValue};
+use service_runtime::{Database, DatabaseUrl};
+
+use crate::plan::{plan_table, SidePlan, TablePlan};
+use crate::report::{Report, TableReport};
+use crate::source::Source;
+use crate::sql::ColumnClass;
+use crate::ReconcileError;
+
+/// What a statement does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Adds a row the follower lacks.
+    Insert,
+    /// Sets a row's compared columns to the source's values.
+    Update,
+    /// Removes a row only the follower has.
+    Delete,
+}
+
+/// One planned statement against the follower.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Statement {
+    /// The follower's table.
+    pub table: String,
+    /// Insert, update or delete.
+    pub action: Action,
+    /// The SQL, with literal values, for people to read.
+    pub display: String,
+    #[serde(skip)]
+    sql: String,
+    #[serde(skip)]
+    binds: Vec<SqlValue>,
+}
+
+/// Every statement of a repair, in the order they must run.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RepairPlan {
+    /// The capability.
+    pub capability: String,
+    /// The side the statements write to.
+    pub follower: String,
+    /// The statements.
+    pub statements: Vec<Statement>,
+}
+
+fn json_to_sql(value: &Value) -> SqlValue {
+    match value {
+        Value::Null => SqlValue::Null,
+        Value::Number(n) => n
+            .as_i64()
+            .map_or_else(|| SqlValue::Text(n.to_string()), SqlValue::Int),
+        Value::String(s) => SqlValue::Text(s.clone()),
+        other => SqlValue::Text(other.to_string()),
+    }
+}
+
+fn literal(value: &SqlValue) -> String {
+    match value {
+        SqlValue::Null => "NULL".to_owned(),
+        SqlValue::Int(v) => v.to_string(),
+        SqlValue::Float(v) => v.to_string(),
+        SqlValue::Text(v) => format!("'{}'", v.replace('\'', "''")),
+        SqlValue::Bytes(v) => format!("<{} bytes>", v.len()),
+    }
+}
+
+/// Renders `sql`'s placeholders (in order) as the literal values.
+fn display(sql_parts: &[String], binds: &[SqlValue]) -> String {
+    let mut text = String::new();
+    for (i, part) in sql_parts.iter().enumerate() {
+        text.push_str(part);
+        if let Some(value) = binds.get(i) {
+            text.push_str(&literal(value));
+        }
+    }
+    text
+}
+
+/// Builds SQL from pieces separated by placeholders: returns the SQL for
+/// the follower's dialect and the text with literals.
+fn statement(
+    follower: &SidePlan,
+    table: &str,
+    action: Action,
+    parts: Vec<String>,
+    binds: Vec<SqlValue>,
+) -> Statement {
+    let mut sql = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        sql.push_str(part);
+        if i < binds.len() {
+            sql.push_str(&follower.dialect.placeholder(i + 1));
+        }
+    }
+    Statement {
+        table: table.to_owned(),
+        action,
+        display: display(&parts, &binds),
+        sql,
+        binds,
+    }
+}
+
+/// Plans the repair of every diverged table in `report`.
+pub async fn plan_repair(
+    capability: &CapabilityMapping,
+    report: &Report,
+    legacy_url: &DatabaseUrl,
+    service_url: &DatabaseUrl,
+    timeout: Duration,
+) -> Result<RepairPlan, ReconcileError> {
+    let mut legacy = Source::connect(Side::Legacy, legacy_url, timeout).await?;
+    let mut service = Source::connect(Side::Service, service_url, timeout).await?;
+    let truth_is_legacy = report.source_of_truth == SourceOfTruth::Legacy;
+    let mut writes = Vec::new();
+    let mut deletes = Vec::new();
+    for table in &capability.tables {
+        let Some(result) = report
+            .tables
+            .iter()
+            .find(|t| t.legacy_table == table.legacy_table.as_str())
+        else {
+            continue;
+        };
+        if result.missing.is_empty() && result.extra.is_empty() && result.changed.is_empty() {
+            continue;
+        }
+        let plan = plan_table(table, &mut legacy, &mut service).await?;
+        check_repairable(&plan)?;
+        let (truth, follower_plan) = if truth_is_legacy {
+            (&mut legacy, &plan.service)
+        } else {
+            (&mut service, &plan.legacy)
+        };
+        let truth_plan = if truth_is_legacy {
+            &plan.legacy
+        } else {
+            &plan.service
+        };
+        let (to_copy, to_delete) = keys_to_fix(result, truth_is_legacy);
+        let columns: Vec<&Identifier> = follower_plan.checksum_columns.iter().collect();
+        let key_len = plan.key_len();
+        let table_name = follower_plan.dialect.quote(&follower_plan.table);
+        for (key, action) in to_copy {
+            let row = fetch_row(truth, truth_plan, key_len, &key).await?;
+            let Some(row) = row else { continue };
+            let values: Vec<SqlValue> = row.into_iter().take(columns.len()).collect();
+            match action {
+                Action::Insert => {
+                    let mut parts = vec![format!(
+                        "INSERT INTO {table_name} ({}) VALUES (",
+                        columns
+                            .iter()
+                            .map(|c| follower_plan.dialect.quote(c))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )];
+                    parts.extend((1..values.len()).map(|_| ", ".to_owned()));
+                    parts.push(")".to_owned());
+                    writes.push(statement(
+                        follower_plan,
+                        follower_plan.table.as_str(),
+                        Action::Insert,
+                        parts,
+                        values,
+                    ));
+                }
+                _ => {
+                    let mut parts = Vec::new();
+                    let mut binds = Vec::new();
+                    let mut first = format!("UPDATE {table_name} SET ");
+                    for (i, column) in columns.iter().enumerate().skip(key_len) {
+                        if i > key_len {
+                            first.push_str(", ");
+                        }
+                        let _ = write!(first, "{} = ", follower_plan.dialect.quote(column));
+                        parts.push(std::mem::take(&mut first));
+                        binds.push(values[i].clone());
+                    }
+                    let mut tail = " WHERE ".to_owned();
+                    for (i, column) in columns.iter().take(key_len).enumerate() {
+                        if i > 0 {
+                            tail.push_str(" AND ");
+                        }
+                        let _ = write!(tail, "{} = ", follower_plan.dialect.quote(column));
+                        parts.push(std::mem::take(&mut tail));
+                        binds.push(values[i].clone());
+                    }
+                    parts.push(String::new());
+                    writes.push(statement(
+                        follower_plan,
+                        follower_plan.table.as_str(),
+                        Action::Update,
+                        parts,
+                        binds,
+                    ));
+                }
+            }
+        }
+        let mut table_deletes = Vec::new();
+        for key in to_delete {
+            let mut parts: Vec<String> = columns
+                .iter()
+                .take(key_len)
+                .enumerate()
+                .map(|(i, column)| {
+                    let prefix = if i == 0 {
+                        format!("DELETE FROM {table_name} WHERE ")
+                    } else {
+                        " AND ".to_owned()
+                    };
+                    format!("{prefix}{} = ", follower_plan.dialect.quote(column))
+                })
+                .collect();
+            parts.push(String::new());
+            let binds: Vec<SqlValue> = key.iter().map(json_to_sql).collect();
+            table_deletes.push(statement(
+                follower_plan,
+                follower_plan.table.as_str(),
+                Action::Delete,
+                parts,
+                binds,
+            ));
+        }
+        deletes.push(table_deletes);
+    }
+    legacy.close().await;
+    service.close().await;
+    // Children's rows go before their parents'.
+    let mut statements: Vec<Statement> = deletes.into_iter().rev().flatten().collect();
+    statements.extend(writes);
+    Ok(RepairPlan {
+        capability: capability.name.clone(),
+        follower: if truth_is_legacy { "service" } else { "monolith" }.to_owned(),
+        statements,
+    })
+}
+
+/// A key's values, in key order.
+type Key = Vec<Value>;
+
+/// Keys to copy from the source of truth (with the action), and keys to
+/// delete from the follower.
+fn keys_to_fix(result: &TableReport, truth_is_legacy: bool) -> (Vec<(Key, Action)>, Vec<Key>) {
+    let (only_truth, only_follower) = if truth_is_legacy {
+        (&result.missing, &result.extra)
+    } else {
+        (&result.extra, &result.missing)
+    };
+    let mut copy: Vec<(Key, Action)> = only_truth
+        .iter()
+        .map(|k| (k.key.clone(), Action::Insert))
+        .collect();
+    copy.extend(result.changed.iter().map(|row| (row.key.clone(), Action::Update)));
+    (copy, only_follower.iter().map(|k| k.key.clone()).collect())
+}
+
+fn check_repairable(plan: &TablePlan) -> Result<(), ReconcileError> {
+    let table = plan.legacy.table.to_string();
+    if let Some(column) = plan
+        .compared
+        .iter()
+        .find(|c| !c.steps.is_empty() || c.values.is_some())
+    {
+        return Err(ReconcileError::NotRepairable {
+            table,
+            reason: format!(
+                "column `{}` is normalized or value-mapped, so the follower's value cannot be derived",
+                column.legacy
+            ),
+        });
+    }
+    for side in [&plan.legacy, &plan.service] {
+        let compared = side.checksum_columns.len();
+        if let Some((index, class)) = side
+            .classes
+            .iter()
+            .take(compared)
+            .enumerate()
+            .find(|(_, c)| !matches!(c, ColumnClass::Integer | ColumnClass::Text))
+        {
+            return Err(ReconcileError::NotRepairable {
+                table,
+                reason: format!(
+                    "column `{}` holds {class:?} values; automatic repair writes only integers and text",
+                    side.checksum_columns[index]
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The source of truth's current row for `key`, in select-list order.
+async fn fetch_row(
+    source: &mut Source,
+    plan: &SidePlan,
+    key_len: usize,
+    key: &[Value],
+) -> Result<Option<Vec<SqlValue>>, ReconcileError> {
+    let mut sql = format!(
+        "SELECT {} FROM {} t WHERE ",
+        plan.select_list,
+        plan.dialect.quote(&plan.table)
+    );
+    for (i, column) in plan.checksum_columns.iter().take(key_len).enumerate() {
+        if i > 0 {
+            sql.push_str(" AND ");
+        }
+        let _ = write!(
+            sql,
+            "{} = {}",
+            plan.dialect.column(column),
+            plan.dialect.placeholder(i + 1)
+        );
+    }
+    let binds: Vec<SqlValue> = key.iter().map(json_to_sql).collect();
+    let bind_refs: Vec<&SqlValue> = binds.iter().collect();
+    let rows = source
+        .fetch(&sql, &bind_refs, &plan.classes, "reading a row to repair")
+        .await?;
+    Ok(rows.into_iter().next())
+}
+
+/// Applies `plan` to the follower's database in transactions of `batch`
+/// statements. Returns how many statements ran.
+pub async fn apply_repair(
+    plan: &RepairPlan,
+    follower_url: &DatabaseUrl,
+    batch: usize,
+) -> Result<usize, ReconcileError> {
+    let db = Database::open(follower_url)
+        .await
+        .map_err(|e| ReconcileError::Unsupported(e.to_string()))?;
+    let mut applied = 0;
+    for chunk in plan.statements.chunks(batch.max(1)) {
+        let result: Result<(), sqlx::Error> = async {
+            let mut tx = db.pool().begin().await?;
+            for statement in chunk {
+                let mut query = sqlx::query(&statement.sql);
+                for value in &statement.binds {
+                    query = bind_value(query, value);
+                }
+                query.execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        }
+        .await;
+        if let Err(source) = result {
+            db.close().await;
+            return Err(ReconcileError::Apply { applied, source });
+        }
+        applied += chunk.len();
+    }
+    db.close().await;
+    Ok(applied)
+}
