@@ -419,3 +419,50 @@ async fn repair_shows_its_plan_and_applies_it_only_when_asked() {
     assert_eq!(code, 0);
     assert!(stdout.contains("nothing to repair"), "{stdout}");
 }
+
+#[test]
+fn facade_and_routes_refuse_bad_input_with_a_one_line_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    // A configuration naming an unknown backend: file, line, reason; nothing starts.
+    let config = dir.path().join("strangler.toml");
+    std::fs::write(
+        &config,
+        "[backends.legacy]\nurls = [\"http://127.0.0.1:1\"]\n\n[capabilities.catalog]\nlegacy = \"legacy\"\nservice = \"catalogue\"\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = run(strangler()
+        .args(["facade", "--config"])
+        .arg(&config)
+        .env("STRANGLER_ADMIN_TOKEN", "t")
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"]));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("strangler.toml:6: unknown backend `catalogue`"),
+        "{stderr}"
+    );
+    // An unknown target is refused by the CLI itself.
+    let (code, _, stderr) = run(strangler()
+        .args(["routes", "flip", "catalog", "--to", "servce"])
+        .env("STRANGLER_ADMIN_TOKEN", "t"));
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("`servce` is not a target; use `legacy` or `service`"),
+        "{stderr}"
+    );
+    // No facade listening: says where it looked and what to start.
+    let (code, _, stderr) = run(strangler()
+        .args(["routes", "list", "--admin-url", "http://127.0.0.1:1"])
+        .env("STRANGLER_ADMIN_TOKEN", "t"));
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("cannot reach the facade's admin API at http://127.0.0.1:1"),
+        "{stderr}"
+    );
+    // No token anywhere (run outside the repository, so the demo's token file is not found).
+    let (code, _, stderr) = run(strangler()
+        .current_dir(dir.path())
+        .env_remove("STRANGLER_ADMIN_TOKEN")
+        .args(["routes", "list"]));
+    assert_eq!(code, 1);
+    assert!(stderr.contains("no admin token"), "{stderr}");
+}
