@@ -20,7 +20,7 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct RunId(pub i64);
 
 /// One recorded run, as read back.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
 pub struct RunRecord {
     /// Its id.
     pub id: i64,
@@ -138,20 +138,7 @@ impl RunStore {
 
     /// The runs of `capability`, oldest first.
     pub async fn runs(&self, capability: &str) -> Result<Vec<RunRecord>, ReconcileError> {
-        type Row = (
-            i64,
-            String,
-            String,
-            String,
-            Option<String>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-        );
-        let rows: Vec<Row> = bounded(
+        bounded(
             "reading past runs",
             sqlx::query_as(
                 "SELECT id, capability, status, started_at, finished_at, rows_compared, missing, extra, changed, error, report \
@@ -160,36 +147,6 @@ impl RunStore {
             .bind(capability)
             .fetch_all(self.store.database().pool()),
         )
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(
-                    id,
-                    capability,
-                    status,
-                    started_at,
-                    finished_at,
-                    rows_compared,
-                    missing,
-                    extra,
-                    changed,
-                    error,
-                    report,
-                )| RunRecord {
-                    id,
-                    capability,
-                    status,
-                    started_at,
-                    finished_at,
-                    rows_compared,
-                    missing,
-                    extra,
-                    changed,
-                    error,
-                    report,
-                },
-            )
-            .collect())
+        .await
     }
 }
