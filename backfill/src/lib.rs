@@ -14,7 +14,9 @@
 pub mod compare;
 pub mod copy;
 pub mod mapping;
+pub mod repair_settings;
 
 pub use compare::{CompareSettings, Normalization, SettleWindow, SourceOfTruth};
 pub use copy::{backfill, BackfillError, BackfillOptions, TableReport};
 pub use mapping::{CapabilityMapping, ColumnPair, Identifier, Mapping, MappingError, TableMapping};
+pub use repair_settings::{DefaultValue, RepairSettings};

@@ -19,7 +19,8 @@
 //! Everything is checked at load, with the file's line in every error.
 //! The reconciler's optional per-table fields (`ignore`, `normalize`,
 //! `values`, `service_filter`, `settle_seconds`, `updated_at_column`) and the
-//! per-capability `source_of_truth` are described in [`crate::compare`].
+//! per-capability `source_of_truth` are described in [`crate::compare`]; the
+//! repair's (`follower_defaults`, `repair_filter`) in [`crate::repair_settings`].
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
@@ -31,6 +32,7 @@ use service_runtime::DatabaseUrl;
 use toml::Spanned;
 
 use crate::compare::{check_compare, CompareSettings, RawCompare, RawNormalize, SourceOfTruth};
+use crate::repair_settings::{check_repair, RawRepair, RepairSettings};
 
 /// A mapping file that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]
@@ -133,6 +135,8 @@ pub struct TableMapping {
     pub backfill_filter: Option<String>,
     /// How the reconciler compares the rows (unused by backfill).
     pub compare: CompareSettings,
+    /// How a repair writes to the follower (unused by backfill).
+    pub repair: RepairSettings,
 }
 
 /// The tables of one capability.
@@ -254,6 +258,10 @@ struct RawTable {
     settle_seconds: Option<Spanned<u64>>,
     #[serde(default)]
     updated_at_column: Option<Spanned<String>>,
+    #[serde(default)]
+    follower_defaults: Option<Spanned<BTreeMap<String, toml::Value>>>,
+    #[serde(default)]
+    repair_filter: Option<Spanned<String>>,
 }
 
 impl Mapping {
@@ -311,7 +319,7 @@ impl Mapping {
             let mut seen_service = HashSet::new();
             let mut tables = Vec::with_capacity(raw_tables.len());
             for table in raw_tables {
-                let table = check_table(table, &invalid)?;
+                let table = check_table(table, source_of_truth, &invalid)?;
                 if !seen_service.insert(table.service_table.clone()) {
                     return Err(invalid(
                         span.start,
@@ -356,10 +364,24 @@ impl Mapping {
     pub fn capabilities(&self) -> impl Iterator<Item = &CapabilityMapping> {
         self.capabilities.values()
     }
+
+    /// The named capability, to change before use (for example its
+    /// databases, when a tool knows better than the file where they are).
+    pub fn capability_mut(&mut self, name: &str) -> Result<&mut CapabilityMapping, MappingError> {
+        let known = self.capabilities.keys().cloned().collect::<Vec<_>>().join(", ");
+        self.capabilities
+            .get_mut(name)
+            .ok_or_else(|| MappingError::UnknownCapability {
+                path: self.path.clone(),
+                name: name.to_owned(),
+                known,
+            })
+    }
 }
 
 fn check_table(
     raw: RawTable,
+    truth: SourceOfTruth,
     invalid: &impl Fn(usize, String) -> MappingError,
 ) -> Result<TableMapping, MappingError> {
     let ident = |spanned: &Spanned<String>| {
@@ -439,6 +461,16 @@ fn check_table(
         &key,
         invalid,
     )?;
+    let repair = check_repair(
+        RawRepair {
+            follower_defaults: raw.follower_defaults,
+            repair_filter: raw.repair_filter,
+        },
+        &legacy_table,
+        &columns,
+        truth,
+        invalid,
+    )?;
     Ok(TableMapping {
         legacy_table,
         service_table,
@@ -447,6 +479,7 @@ fn check_table(
         legacy_filter,
         backfill_filter,
         compare,
+        repair,
     })
 }
 
