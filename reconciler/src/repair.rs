@@ -13,12 +13,21 @@
 //! else needs a person to decide the follower's value, and the planner says
 //! which table and why. Deletions run children first (reverse table order),
 //! inserts and updates parents first.
+//!
+//! Two mapping fields let a repair write what plain copies cannot (see
+//! `backfill::repair_settings`): `follower_defaults` fills follower columns
+//! the mapping does not map on every inserted row (the monolith's `origin`
+//! marker), and `repair_filter` limits updates and deletes to the follower
+//! rows a repair may change. A row outside it is listed in
+//! [`RepairPlan::skipped`] instead, and the filter is part of each UPDATE and
+//! DELETE too, so a row that changed hands since the plan is still left
+//! alone.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
 use backfill::copy::Side;
-use backfill::{CapabilityMapping, Identifier, SourceOfTruth};
+use backfill::{CapabilityMapping, DefaultValue, Identifier, SourceOfTruth, TableMapping};
 use serde_json::Value;
 use service_runtime::sql_value::{bind_value, SqlValue};
 use service_runtime::{Database, DatabaseUrl};
@@ -56,6 +65,19 @@ pub struct Statement {
     binds: Vec<SqlValue>,
 }
 
+/// A divergence the plan leaves alone, and why.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Skipped {
+    /// The follower's table.
+    pub table: String,
+    /// What the repair would have done.
+    pub action: Action,
+    /// The row's key, in key order.
+    pub key: Vec<Value>,
+    /// Why it is left alone.
+    pub reason: String,
+}
+
 /// Every statement of a repair, in the order they must run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RepairPlan {
@@ -65,6 +87,8 @@ pub struct RepairPlan {
     pub follower: String,
     /// The statements.
     pub statements: Vec<Statement>,
+    /// Divergences no statement repairs (outside the table's `repair_filter`).
+    pub skipped: Vec<Skipped>,
 }
 
 fn json_to_sql(value: &Value) -> SqlValue {
@@ -138,6 +162,7 @@ pub async fn plan_repair(
     let truth_is_legacy = report.source_of_truth == SourceOfTruth::Legacy;
     let mut writes = Vec::new();
     let mut deletes = Vec::new();
+    let mut skipped = Vec::new();
     for table in &capability.tables {
         let Some(result) = report
             .tables
@@ -151,11 +176,15 @@ pub async fn plan_repair(
         }
         let plan = plan_table(table, &mut legacy, &mut service).await?;
         check_repairable(&plan)?;
-        let (truth, follower_plan) = if truth_is_legacy {
-            (&mut legacy, &plan.service)
+        let (truth, follower, follower_plan) = if truth_is_legacy {
+            (&mut legacy, &mut service, &plan.service)
         } else {
-            (&mut service, &plan.legacy)
+            (&mut service, &mut legacy, &plan.legacy)
         };
+        check_defaults(table, follower, follower_plan).await?;
+        let filter = table.repair.filter.as_deref();
+        // The text after a WHERE clause's last key value: the filter, if any.
+        let guard = filter.map_or_else(String::new, |f| format!(" AND ({f})"));
         let truth_plan = if truth_is_legacy {
             &plan.legacy
         } else {
@@ -166,18 +195,31 @@ pub async fn plan_repair(
         let key_len = plan.key_len();
         let table_name = follower_plan.dialect.quote(&follower_plan.table);
         for (key, action) in to_copy {
+            if let (Action::Update, Some(filter)) = (action, filter) {
+                if !within_filter(follower, follower_plan, key_len, &key, filter).await? {
+                    skipped.push(outside_filter(follower_plan, action, key, filter));
+                    continue;
+                }
+            }
             let row = fetch_row(truth, truth_plan, key_len, &key).await?;
             let Some(row) = row else { continue };
-            let values: Vec<SqlValue> = row.into_iter().take(columns.len()).collect();
+            let mut values: Vec<SqlValue> = row.into_iter().take(columns.len()).collect();
             match action {
                 Action::Insert => {
+                    let defaults = &table.repair.follower_defaults;
+                    let names: Vec<String> = columns
+                        .iter()
+                        .copied()
+                        .chain(defaults.iter().map(|(column, _)| column))
+                        .map(|c| follower_plan.dialect.quote(c))
+                        .collect();
+                    values.extend(defaults.iter().map(|(_, value)| match value {
+                        DefaultValue::Text(text) => SqlValue::Text(text.clone()),
+                        DefaultValue::Integer(number) => SqlValue::Int(*number),
+                    }));
                     let mut parts = vec![format!(
                         "INSERT INTO {table_name} ({}) VALUES (",
-                        columns
-                            .iter()
-                            .map(|c| follower_plan.dialect.quote(c))
-                            .collect::<Vec<_>>()
-                            .join(", ")
+                        names.join(", ")
                     )];
                     parts.extend((1..values.len()).map(|_| ", ".to_owned()));
                     parts.push(")".to_owned());
@@ -210,7 +252,7 @@ pub async fn plan_repair(
                         parts.push(std::mem::take(&mut tail));
                         binds.push(values[i].clone());
                     }
-                    parts.push(String::new());
+                    parts.push(guard.clone());
                     writes.push(statement(
                         follower_plan,
                         follower_plan.table.as_str(),
@@ -223,6 +265,12 @@ pub async fn plan_repair(
         }
         let mut table_deletes = Vec::new();
         for key in to_delete {
+            if let Some(filter) = filter {
+                if !within_filter(follower, follower_plan, key_len, &key, filter).await? {
+                    skipped.push(outside_filter(follower_plan, Action::Delete, key, filter));
+                    continue;
+                }
+            }
             let mut parts: Vec<String> = columns
                 .iter()
                 .take(key_len)
@@ -236,7 +284,7 @@ pub async fn plan_repair(
                     format!("{prefix}{} = ", follower_plan.dialect.quote(column))
                 })
                 .collect();
-            parts.push(String::new());
+            parts.push(guard.clone());
             let binds: Vec<SqlValue> = key.iter().map(json_to_sql).collect();
             table_deletes.push(statement(
                 follower_plan,
@@ -257,6 +305,7 @@ pub async fn plan_repair(
         capability: capability.name.clone(),
         follower: if truth_is_legacy { "service" } else { "monolith" }.to_owned(),
         statements,
+        skipped,
     })
 }
 
@@ -313,6 +362,74 @@ fn check_repairable(plan: &TablePlan) -> Result<(), ReconcileError> {
         }
     }
     Ok(())
+}
+
+/// Checks that every `follower_defaults` column exists in the follower's
+/// table, so that a typo is named before anything is written.
+async fn check_defaults(
+    table: &TableMapping,
+    follower: &mut Source,
+    plan: &SidePlan,
+) -> Result<(), ReconcileError> {
+    if table.repair.follower_defaults.is_empty() {
+        return Ok(());
+    }
+    let existing = follower.columns(&plan.table).await?;
+    for (column, _) in &table.repair.follower_defaults {
+        if !existing.iter().any(|(name, _)| name == column.as_str()) {
+            return Err(ReconcileError::NotRepairable {
+                table: table.legacy_table.to_string(),
+                reason: format!(
+                    "follower_defaults names column `{column}`, which table `{}` in the {} database does not have",
+                    plan.table,
+                    plan.side
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether the follower's row with `key` satisfies the table's
+/// `repair_filter` (a row that is gone does not).
+async fn within_filter(
+    follower: &mut Source,
+    plan: &SidePlan,
+    key_len: usize,
+    key: &[Value],
+    filter: &str,
+) -> Result<bool, ReconcileError> {
+    // Unqualified names: the filter is written against the bare table.
+    let mut sql = format!("SELECT 1 FROM {} WHERE ", plan.dialect.quote(&plan.table));
+    for (i, column) in plan.checksum_columns.iter().take(key_len).enumerate() {
+        let _ = write!(
+            sql,
+            "{} = {} AND ",
+            plan.dialect.quote(column),
+            plan.dialect.placeholder(i + 1)
+        );
+    }
+    let _ = write!(sql, "({filter})");
+    let binds: Vec<SqlValue> = key.iter().map(json_to_sql).collect();
+    let bind_refs: Vec<&SqlValue> = binds.iter().collect();
+    let rows = follower
+        .fetch(
+            &sql,
+            &bind_refs,
+            &[ColumnClass::Integer],
+            "checking a row against repair_filter",
+        )
+        .await?;
+    Ok(!rows.is_empty())
+}
+
+fn outside_filter(plan: &SidePlan, action: Action, key: Key, filter: &str) -> Skipped {
+    Skipped {
+        table: plan.table.to_string(),
+        action,
+        key,
+        reason: format!("the {} row is outside repair_filter `{filter}`", plan.side),
+    }
 }
 
 /// The source of truth's current row for `key`, in select-list order.
