@@ -7,13 +7,14 @@
 //! finish, or the arguments are wrong).
 
 use crate::output::{say, say_raw};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use backfill::Mapping;
+use backfill::mapping::DatabaseSource;
+use backfill::{CapabilityMapping, Mapping};
 use clap::{Args, Subcommand, ValueEnum};
 use reconciler::metrics::ScheduleMetrics;
 use reconciler::render::{self, TrendPoint};
@@ -21,6 +22,9 @@ use reconciler::repair::{apply_repair, plan_repair};
 use reconciler::schedule::run_schedule;
 use reconciler::{reconcile_and_record, Options, Report, RunStore, Status, Strategy};
 use service_runtime::DatabaseUrl;
+
+/// The demo's toolkit store, the default store when it exists.
+const DEMO_STORE: &str = ".strangler-demo/toolkit.db";
 
 /// Exit code of a clean run.
 pub const EXIT_CLEAN: u8 = 0;
@@ -130,14 +134,17 @@ struct RunArgs {
     /// The mapping file: tables, keys, columns and comparison rules.
     #[arg(long, env = "STRANGLER_MAPPING", default_value = "demo/mapping.toml")]
     mapping: PathBuf,
-    /// The monolith's database (read only).
+    /// The monolith's database (read only); by default the capability's
+    /// `legacy_database_url` in the mapping file.
     #[arg(long, env = "STRANGLER_LEGACY_DATABASE_URL")]
-    legacy_database_url: DatabaseUrl,
-    /// The service's database (read only).
+    legacy_database_url: Option<DatabaseUrl>,
+    /// The service's database (read only); by default the capability's
+    /// `service_database_url` in the mapping file.
     #[arg(long, env = "STRANGLER_SERVICE_DATABASE_URL")]
-    service_database_url: DatabaseUrl,
-    /// The toolkit store the run is recorded in; without it the run is not
-    /// recorded.
+    service_database_url: Option<DatabaseUrl>,
+    /// The toolkit store the run is recorded in; by default the demo's
+    /// `.strangler-demo/toolkit.db` if it exists, and otherwise the run is
+    /// not recorded.
     #[arg(long, env = "STRANGLER_STORE_URL")]
     store_url: Option<DatabaseUrl>,
     /// Output style.
@@ -182,14 +189,14 @@ async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
         statement_timeout: Duration::from_secs(run.statement_timeout),
         ..Options::default()
     };
-    let (legacy, service) = (&run.legacy_database_url, &run.service_database_url);
+    let (legacy, service) = &databases(run, capability)?;
     let report = reconcile_and_record(store.as_ref(), capability, legacy, service, &options)
         .await
         .with_context(|| format!("reconciling capability `{}`", run.capability))?;
     let plan = plan_repair(capability, &report, legacy, service, options.statement_timeout)
         .await
         .with_context(|| format!("planning the repair of `{}`", run.capability))?;
-    if plan.statements.is_empty() {
+    if plan.statements.is_empty() && plan.skipped.is_empty() {
         say!("nothing to repair: `{}` is clean", run.capability);
         return Ok(ExitCode::from(EXIT_CLEAN));
     }
@@ -205,7 +212,26 @@ async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
             for statement in &plan.statements {
                 say!("  {};", statement.display);
             }
+            if !plan.skipped.is_empty() {
+                say!(
+                    "{} left alone (repair it by hand, or from the other side):",
+                    plural(plan.skipped.len(), "divergence")
+                );
+                for skipped in &plan.skipped {
+                    let key: Vec<String> = skipped.key.iter().map(|v| v.to_string()).collect();
+                    say!(
+                        "  {} {} ({}): {}",
+                        skipped.table,
+                        key.join(", "),
+                        serde_json::to_value(skipped.action)?.as_str().unwrap_or("change"),
+                        skipped.reason
+                    );
+                }
+            }
         }
+    }
+    if plan.statements.is_empty() {
+        return Ok(ExitCode::from(EXIT_DIVERGED));
     }
     if !args.apply {
         say!("dry run: nothing was changed; add --apply to execute these statements");
@@ -231,6 +257,44 @@ async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
         Status::Clean => EXIT_CLEAN,
         Status::Diverged => EXIT_DIVERGED,
     }))
+}
+
+/// The databases of a run: the flags (or their environment variables), and
+/// otherwise the capability's own in the mapping file.
+fn databases(args: &RunArgs, capability: &CapabilityMapping) -> anyhow::Result<(DatabaseUrl, DatabaseUrl)> {
+    let pick = |given: &Option<DatabaseUrl>,
+                mapped: &Option<DatabaseSource>,
+                flag: &str,
+                field: &str|
+     -> anyhow::Result<DatabaseUrl> {
+        if let Some(url) = given {
+            return Ok(url.clone());
+        }
+        match mapped {
+            Some(source) => source
+                .resolve()
+                .map_err(|message| anyhow::anyhow!("{field} of capability `{}`: {message}", capability.name)),
+            None => anyhow::bail!(
+                "no {flag} given, and capability `{}` has no {field} in {}",
+                capability.name,
+                args.mapping.display()
+            ),
+        }
+    };
+    Ok((
+        pick(
+            &args.legacy_database_url,
+            &capability.legacy_database,
+            "--legacy-database-url",
+            "legacy_database_url",
+        )?,
+        pick(
+            &args.service_database_url,
+            &capability.service_database,
+            "--service-database-url",
+            "service_database_url",
+        )?,
+    ))
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -286,7 +350,11 @@ async fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
 /// The toolkit store runs are recorded in, if one is given; without one,
 /// says that `what` not recorded.
 async fn open_store(url: Option<&DatabaseUrl>, what: &str) -> anyhow::Result<Option<RunStore>> {
-    let Some(url) = url else {
+    // Inside the repository, runs go where the running demo's facade and
+    // scheduled passes keep theirs, as `strangler routes` finds its token.
+    let demo_store = Path::new(DEMO_STORE);
+    let fallback = (url.is_none() && demo_store.exists()).then(|| DatabaseUrl::sqlite_file(demo_store));
+    let Some(url) = url.or(fallback.as_ref()) else {
         tracing::warn!("no --store-url or STRANGLER_STORE_URL: {what} not recorded");
         return Ok(None);
     };
@@ -414,15 +482,10 @@ async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         statement_timeout: Duration::from_secs(args.statement_timeout),
         ..Options::default()
     };
-    let report = reconcile_and_record(
-        store.as_ref(),
-        capability,
-        &args.legacy_database_url,
-        &args.service_database_url,
-        &options,
-    )
-    .await
-    .with_context(|| format!("reconciling capability `{}`", args.capability))?;
+    let (legacy, service) = databases(&args, capability)?;
+    let report = reconcile_and_record(store.as_ref(), capability, &legacy, &service, &options)
+        .await
+        .with_context(|| format!("reconciling capability `{}`", args.capability))?;
     let trend = match &store {
         Some(store) => store
             .runs(&args.capability)

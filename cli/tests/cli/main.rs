@@ -12,6 +12,8 @@ use legacy_monolith::seed::{seed_if_empty, SeedSize};
 use service_runtime::{Database, DatabaseUrl};
 use test_harness::workspace_path;
 
+mod dual_write_repair;
+
 fn strangler() -> Command {
     let mut command = Command::cargo_bin("strangler").unwrap();
     command.env_remove("RUST_LOG").env_remove("STRANGLER_MAPPING");
