@@ -6,6 +6,13 @@
 //! left behind. (In production each is its own binary and deployment.)
 //! On first start the monolith is seeded and both services are backfilled
 //! from it.
+//!
+//! The orders service dual-writes into the monolith and drops a few of those
+//! writes on purpose, and the reconciler's schedule (each capability's cron
+//! in `demo/mapping.toml`) compares the databases in this process too: its
+//! runs go into the toolkit store the facade uses, its reports into
+//! `reports/` in the data folder. That is the whole dual-write loop to try:
+//! divergence, report, repair, clean run.
 
 use crate::output::say;
 use std::io::Write;
@@ -14,12 +21,15 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use backfill::mapping::DatabaseSource;
 use backfill::{backfill, BackfillOptions, Mapping};
 use clap::Args;
 use facade::config::FacadeConfig;
 use facade::Facade;
 use legacy_monolith::seed::{seed_if_empty, SeedReport, SeedSize};
 use orders_service::dual_write::DualWriteConfig;
+use reconciler::schedule::run_schedule;
+use reconciler::RunStore;
 use service_runtime::{server, DatabaseUrl};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -59,8 +69,9 @@ pub struct DemoArgs {
     /// Do not write the orders service's orders into the monolith too.
     #[arg(long)]
     no_dual_write: bool,
-    /// Share of dual writes dropped on purpose (0.0 to 1.0).
-    #[arg(long, default_value_t = 0.0)]
+    /// Share of dual writes dropped on purpose (0.0 to 1.0), so that the
+    /// reconciler has divergence to find and repair.
+    #[arg(long, default_value_t = 0.05)]
     dual_write_fault_rate: f64,
 }
 
@@ -140,7 +151,12 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         catalog: catalog.local_addr(),
         orders: orders.local_addr(),
     };
-    print_banner(&data, &addresses, &args);
+    let mapping = demo_mapping(&data)?;
+    let store = RunStore::open(&DatabaseUrl::sqlite_file(&data.join("toolkit.db")))
+        .await
+        .context("opening the toolkit store for the reconciler")?;
+    let reports = data.join("reports");
+    print_banner(&data, &addresses, &args, &mapping);
 
     let stop = CancellationToken::new();
     let mut servers = JoinSet::new();
@@ -166,22 +182,46 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         signal.cancel();
     });
 
-    let mut failure = None;
-    while let Some(joined) = servers.join_next().await {
-        // When one server stops for any reason, stop the others too.
-        stop.cancel();
-        match joined {
-            Ok((_, Ok(()))) => {}
-            Ok((name, Err(error))) => {
-                failure
-                    .get_or_insert_with(|| anyhow::Error::new(error).context(format!("the {name} failed")));
-            }
-            Err(error) => {
-                failure.get_or_insert_with(|| anyhow::Error::new(error).context("a demo server panicked"));
+    let serving = async {
+        let mut failure = None;
+        while let Some(joined) = servers.join_next().await {
+            // When one server stops for any reason, stop the others too.
+            stop.cancel();
+            match joined {
+                Ok((_, Ok(()))) => {}
+                Ok((name, Err(error))) => {
+                    failure.get_or_insert_with(|| {
+                        anyhow::Error::new(error).context(format!("the {name} failed"))
+                    });
+                }
+                Err(error) => {
+                    failure
+                        .get_or_insert_with(|| anyhow::Error::new(error).context("a demo server panicked"));
+                }
             }
         }
-    }
-    match failure {
+        failure
+    };
+    // The schedule's future is not `Send`, so it runs here, beside the
+    // servers, rather than on a task of its own. A pass in progress finishes
+    // before Ctrl-C ends it.
+    let reconciling = async {
+        let result = run_schedule(
+            &mapping,
+            Some(store),
+            Some(reports),
+            reconciler::Options::default(),
+            None,
+            stop.clone().cancelled_owned(),
+        )
+        .await;
+        if result.is_err() {
+            stop.cancel();
+        }
+        result.context("the reconciliation schedule failed")
+    };
+    let (failure, scheduled) = tokio::join!(serving, reconciling);
+    match failure.or(scheduled.err()) {
         Some(error) => Err(error),
         None => {
             // Standard output may be a closed pipe by now; that is no error.
@@ -200,6 +240,21 @@ where
     F: std::future::Future<Output = std::io::Result<()>>,
 {
     (name, server.await)
+}
+
+/// The demo's mapping, with every scheduled capability pointed at the
+/// databases in `data` (the file names paths under `.strangler-demo/`).
+fn demo_mapping(data: &Path) -> anyhow::Result<Mapping> {
+    let mut mapping = Mapping::parse(Path::new("demo/mapping.toml"), DEMO_MAPPING)?;
+    for (name, service) in [("catalog", "catalog.db"), ("orders", "orders.db")] {
+        let capability = mapping.capability_mut(name)?;
+        capability.legacy_database = Some(DatabaseSource::Url(DatabaseUrl::sqlite_file(
+            &data.join("monolith.db"),
+        )));
+        capability.service_database =
+            Some(DatabaseSource::Url(DatabaseUrl::sqlite_file(&data.join(service))));
+    }
+    Ok(mapping)
 }
 
 /// Creates (or with `reset`, recreates) the data folder.
@@ -283,7 +338,7 @@ struct Addresses {
     orders: SocketAddr,
 }
 
-fn print_banner(data: &Path, a: &Addresses, args: &DemoArgs) {
+fn print_banner(data: &Path, a: &Addresses, args: &DemoArgs, mapping: &Mapping) {
     let dual = if args.no_dual_write {
         "off".to_owned()
     } else {
@@ -294,12 +349,27 @@ fn print_banner(data: &Path, a: &Addresses, args: &DemoArgs) {
     } else {
         format!(" --admin-url http://{}", a.admin)
     };
-    let token_hint = if data == Path::new(".strangler-demo") {
+    let default_data = data == Path::new(".strangler-demo");
+    let token_hint = if default_data {
         String::new()
     } else {
         format!(
             "\n  (admin token: export STRANGLER_ADMIN_TOKEN=$(cat {}/admin-token))",
             data.display()
+        )
+    };
+    let schedules: Vec<String> = mapping
+        .capabilities()
+        .filter_map(|c| Some(format!("{} `{}`", c.name, c.schedule.as_ref()?)))
+        .collect();
+    // The mapping file names the default folder's databases; elsewhere they
+    // must be given.
+    let reconcile_flags = if default_data {
+        String::new()
+    } else {
+        format!(
+            " \\\n       --legacy-database-url {d}/monolith.db --service-database-url {d}/orders.db --store-url {d}/toolkit.db",
+            d = data.display()
         )
     };
     say!(
@@ -310,6 +380,8 @@ strangler demo is up. Data: {data}/  —  Ctrl-C stops everything.
   monolith          http://{monolith}
   catalog service   http://{catalog}
   orders service    http://{orders}   (dual writes to the monolith: {dual})
+  reconciler        {schedules}; runs in {data}/toolkit.db
+                    reports in {data}/reports/<capability>/ (latest.json, latest.md, latest.html)
 
 Try, through the facade (every capability starts on legacy):
   curl -s http://{facade}/products/1
@@ -319,7 +391,13 @@ Try, through the facade (every capability starts on legacy):
   cargo run -- routes explain GET /products/1{admin_flag}
   cargo run -- routes flip catalog --to service --reason "catalog extracted"{admin_flag}
   cargo run -- routes history{admin_flag}{token_hint}
+
+Dual writes, reconciled and repaired (orders placed by the orders service):
+  cargo run -- routes flip orders --to service --reason "orders extracted"{admin_flag}
+  cargo run -- reconcile run orders{reconcile_flags}
+  cargo run -- reconcile repair orders{reconcile_flags}   # add --apply to execute the plan
 "#,
+        schedules = schedules.join(", "),
         data = data.display(),
         facade = a.facade,
         admin = a.admin,
