@@ -11,6 +11,7 @@ mod facade_command;
 mod output;
 mod reconcile_command;
 mod routes_command;
+mod routes_view;
 
 use std::process::ExitCode;
 

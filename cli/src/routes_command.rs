@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Args, Subcommand};
-use facade::admin::{CapabilityView, ChangeBody, ChangeOutcome, Explanation};
+use facade::admin::{ChangeBody, Explanation, Listing, ShadowReport};
 use facade::route_store::Transition;
-use facade::routing::Target;
 use serde_json::Value;
+
+use crate::routes_view::{print_change, print_history, print_json, print_listing, print_shadow_report};
 
 use crate::backfill_command::Output;
 
@@ -40,21 +41,41 @@ pub struct RoutesArgs {
 
 #[derive(Subcommand)]
 enum RoutesCommand {
-    /// Every capability, its target and its routes.
+    /// Every capability with its stage and routes, and every backend's
+    /// circuit breaker, load and retry budget.
     List,
-    /// Send a capability's traffic to `legacy` or `service`.
+    /// Move a capability to another stage: legacy, shadow, canary (with
+    /// --percent), service or retired. Forward moves must pass their gates.
     Flip {
         /// The capability.
         capability: String,
-        /// The new target.
-        #[arg(long, value_parser = parse_target)]
-        to: Target,
+        /// The new stage.
+        #[arg(long, value_parser = ["legacy", "shadow", "canary", "service", "retired"])]
+        to: String,
+        /// The canary's share of sticky keys, in percent (0.1 to 100).
+        #[arg(long)]
+        percent: Option<f64>,
         /// Why, for the audit log.
         #[arg(long, default_value = "")]
         reason: String,
+        /// Move even though a gate refuses; the override is recorded.
+        #[arg(long)]
+        force: bool,
         /// Show the transition without making it.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// What shadowing found: mismatch rate, the fields that differ most
+    /// often, learned noise and sample diffs.
+    Diff {
+        /// The capability.
+        capability: String,
+        /// The window, in seconds (default: the gate's window).
+        #[arg(long)]
+        window: Option<u64>,
+        /// How many sample diffs to show.
+        #[arg(long, default_value_t = 3)]
+        samples: u32,
     },
     /// The audit log of target changes, newest first.
     History {
@@ -64,13 +85,16 @@ enum RoutesCommand {
         #[arg(long, default_value_t = 50)]
         limit: u32,
     },
-    /// Send a capability back to its previous target.
+    /// Send a capability back to its previous stage.
     Rollback {
         /// The capability.
         capability: String,
         /// Why, for the audit log.
         #[arg(long, default_value = "rollback")]
         reason: String,
+        /// Move even though a gate refuses (a rollback to a later stage).
+        #[arg(long)]
+        force: bool,
         /// Show the transition without making it.
         #[arg(long)]
         dry_run: bool,
@@ -81,11 +105,14 @@ enum RoutesCommand {
         method: String,
         /// The request URL or path (`/products/1`, `http://shop/orders`).
         url: String,
+        /// A request header, `Name: value` (repeatable): routes and canary
+        /// keys may depend on headers.
+        #[arg(long = "header", short = 'H')]
+        headers: Vec<String>,
+        /// The client's address (a canary's last-resort sticky key).
+        #[arg(long)]
+        client: Option<String>,
     },
-}
-
-fn parse_target(text: &str) -> Result<Target, String> {
-    Target::parse(text).ok_or_else(|| format!("`{text}` is not a target; use `legacy` or `service`"))
 }
 
 fn token(args: &RoutesArgs) -> anyhow::Result<String> {
@@ -152,60 +179,60 @@ pub async fn run(args: RoutesArgs) -> anyhow::Result<()> {
             if json {
                 return print_json(&body);
             }
-            let capabilities: Vec<CapabilityView> = serde_json::from_value(body["capabilities"].clone())?;
-            say!(
-                "{:<14} {:<8} {:<10} {:<10} ROUTES",
-                "CAPABILITY",
-                "TARGET",
-                "LEGACY",
-                "SERVICE"
-            );
-            for c in capabilities {
-                say!(
-                    "{:<14} {:<8} {:<10} {:<10} {}",
-                    c.name,
-                    c.target.as_str(),
-                    c.legacy_backend,
-                    c.service_backend,
-                    c.routes.join(", ")
-                );
-            }
-            say!(
-                "(route table revision {}; unmatched requests go to {})",
-                body["revision"],
-                body["default_backend"].as_str().unwrap_or("nowhere: 404")
-            );
-            if body["store_reachable"] == Value::Bool(false) {
-                say!("warning: the route store is unreachable; the facade serves its last good table");
-            }
+            let listing: Listing = serde_json::from_value(body)?;
+            print_listing(&listing);
         }
         RoutesCommand::Flip {
             capability,
             to,
+            percent,
             reason,
+            force,
             dry_run,
         } => {
             let body = ChangeBody {
                 to: Some(to),
+                percent,
                 reason: Some(reason),
                 actor: Some(actor),
                 dry_run,
+                force,
             };
             let outcome = admin
                 .post(&format!("/capabilities/{capability}/flip"), &body)
                 .await?;
             print_change(outcome, json)?;
         }
+        RoutesCommand::Diff {
+            capability,
+            window,
+            samples,
+        } => {
+            let mut query = vec![("samples", samples.to_string())];
+            if let Some(window) = window {
+                query.push(("window_seconds", window.to_string()));
+            }
+            let body = admin
+                .get(&format!("/capabilities/{capability}/shadow"), &query)
+                .await?;
+            if json {
+                return print_json(&body);
+            }
+            let report: ShadowReport = serde_json::from_value(body)?;
+            print_shadow_report(&report);
+        }
         RoutesCommand::Rollback {
             capability,
             reason,
+            force,
             dry_run,
         } => {
             let body = ChangeBody {
-                to: None,
                 reason: Some(reason),
                 actor: Some(actor),
                 dry_run,
+                force,
+                ..ChangeBody::default()
             };
             let outcome = admin
                 .post(&format!("/capabilities/{capability}/rollback"), &body)
@@ -222,27 +249,22 @@ pub async fn run(args: RoutesArgs) -> anyhow::Result<()> {
                 return print_json(&body);
             }
             let transitions: Vec<Transition> = serde_json::from_value(body)?;
-            say!(
-                "{:<25} {:<14} {:<20} {:<14} REASON",
-                "AT",
-                "CAPABILITY",
-                "CHANGE",
-                "ACTOR"
-            );
-            for t in transitions {
-                let change = format!("{} → {}", t.from.map_or("(new)", Target::as_str), t.to);
-                say!(
-                    "{:<25} {:<14} {:<20} {:<14} {}",
-                    t.at,
-                    t.capability,
-                    change,
-                    t.actor,
-                    t.reason
-                );
-            }
+            print_history(&transitions);
         }
-        RoutesCommand::Explain { method, url } => {
-            let body = admin.get("/explain", &[("method", method), ("url", url)]).await?;
+        RoutesCommand::Explain {
+            method,
+            url,
+            headers,
+            client,
+        } => {
+            let mut query = vec![("method", method), ("url", url)];
+            if !headers.is_empty() {
+                query.push(("headers", headers.join("\n")));
+            }
+            if let Some(client) = client {
+                query.push(("client", client));
+            }
+            let body = admin.get("/explain", &query).await?;
             if json {
                 return print_json(&body);
             }
@@ -250,49 +272,21 @@ pub async fn run(args: RoutesArgs) -> anyhow::Result<()> {
             say!("path        {}", e.normalized_path);
             say!("route       {}", e.route.as_deref().unwrap_or("(none)"));
             say!("capability  {}", e.capability.as_deref().unwrap_or("(none)"));
-            say!("target      {}", e.target.map_or("(none)", Target::as_str));
+            say!(
+                "stage       {}",
+                e.stage.map_or("(none)".to_owned(), |s| s.to_string())
+            );
+            say!("side        {}", e.side.map_or("(none)", |s| s.as_str()));
             say!("backend     {}", e.backend.as_deref().unwrap_or("(none)"));
             say!("instance    {}", e.instance.as_deref().unwrap_or("(none)"));
+            if let Some(shadow) = &e.shadow {
+                say!("shadow      {shadow}");
+            }
+            if let Some(fallback) = &e.fallback {
+                say!("fallback    {fallback}");
+            }
             say!("why         {}", e.why);
         }
     }
     Ok(())
-}
-
-fn print_json(body: &Value) -> anyhow::Result<()> {
-    say!("{}", serde_json::to_string_pretty(body)?);
-    Ok(())
-}
-
-fn print_change(body: Value, json: bool) -> anyhow::Result<()> {
-    if json {
-        return print_json(&body);
-    }
-    let outcome: ChangeOutcome = serde_json::from_value(body)?;
-    let t = &outcome.transition;
-    let from = t.from.map_or("(new)", Target::as_str);
-    if outcome.applied {
-        say!(
-            "{}: {from} → {} (by {}{})",
-            t.capability,
-            t.to,
-            t.actor,
-            reason_suffix(&t.reason)
-        );
-    } else {
-        say!(
-            "dry run: would move {}: {from} → {}; nothing changed",
-            t.capability,
-            t.to
-        );
-    }
-    Ok(())
-}
-
-fn reason_suffix(reason: &str) -> String {
-    if reason.is_empty() {
-        String::new()
-    } else {
-        format!(": {reason}")
-    }
 }

@@ -4,16 +4,15 @@
 use std::sync::Arc;
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
-use facade::routing::{CapabilityDef, Matcher, PathPattern, Route, RouteTable, Target};
+use facade::routing::{CapabilityDef, Matcher, PathPattern, Route, RouteTable};
+use facade::stage::Stage;
 use hyper::{HeaderMap, Method};
+
+const CLIENT: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
 
 fn table(routes: usize) -> RouteTable {
     let capabilities: Vec<CapabilityDef> = (0..50)
-        .map(|c| CapabilityDef {
-            name: format!("capability{c}"),
-            legacy_backend: "legacy".into(),
-            service_backend: format!("service{c}"),
-        })
+        .map(|c| CapabilityDef::new(&format!("capability{c}"), "legacy", &format!("service{c}")))
         .collect();
     let shapes = [
         "/api/v1/r{n}",
@@ -34,7 +33,7 @@ fn table(routes: usize) -> RouteTable {
             }
         })
         .collect();
-    let targets = vec![Target::Service; capabilities.len()];
+    let targets = vec![Stage::Service; capabilities.len()];
     RouteTable::new(
         Arc::new(Matcher::new(routes, capabilities, Some("legacy".into()))),
         targets,
@@ -54,7 +53,14 @@ fn bench(c: &mut Criterion) {
     ] {
         group.bench_function(name, |b| {
             b.iter(|| {
-                black_box(table.decide(&Method::GET, Some("shop.example"), black_box(path), &headers)).backend
+                black_box(table.decide(
+                    &Method::GET,
+                    Some("shop.example"),
+                    black_box(path),
+                    &headers,
+                    CLIENT,
+                ))
+                .backend
             })
         });
     }
@@ -64,7 +70,7 @@ fn bench(c: &mut Criterion) {
                 facade::path::normalize(black_box("/api/v1/r997/../r997/12345/items")).expect("valid path");
             black_box(
                 table
-                    .decide(&Method::GET, None, &path, &headers)
+                    .decide(&Method::GET, None, &path, &headers, CLIENT)
                     .backend
                     .map(str::len),
             )

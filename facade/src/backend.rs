@@ -10,7 +10,10 @@ use http_body_util::combinators::UnsyncBoxBody;
 use hyper::http::uri::Authority;
 use hyper::Uri;
 
+use resilience::{Bulkhead, CircuitBreaker, RetryBudget};
+
 use crate::config::{BackendConfig, Balance, HostHeader};
+use crate::policy::{ResiliencePolicy, RETRY_BUDGET_WINDOW};
 use crate::upstream::ConnectionPool;
 
 /// Body type of requests the facade sends upstream.
@@ -77,6 +80,14 @@ pub struct Backend {
     pub host_header: HostHeader,
     /// Active health check path and interval.
     pub health: Option<(String, Duration)>,
+    /// Retry, timeout, breaker and bulkhead settings.
+    pub resilience: ResiliencePolicy,
+    /// Opens after consecutive failures; while open, requests fail fast.
+    pub breaker: CircuitBreaker,
+    /// Keeps retries to a share of requests.
+    pub retry_budget: RetryBudget,
+    /// Caps requests in flight.
+    pub bulkhead: Bulkhead,
 }
 
 impl Backend {
@@ -105,6 +116,10 @@ impl Backend {
                 .health_path
                 .clone()
                 .map(|path| (path, config.health_interval)),
+            resilience: config.resilience,
+            breaker: CircuitBreaker::new(config.resilience.breaker),
+            retry_budget: RetryBudget::new(config.resilience.retry_budget, RETRY_BUDGET_WINDOW),
+            bulkhead: Bulkhead::new(config.resilience.max_concurrent),
         }
     }
 
@@ -160,6 +175,9 @@ mod tests {
             host_header: HostHeader::Preserve,
             health_path: None,
             health_interval: Duration::from_secs(1),
+            resilience: crate::policy::RawResilience::default()
+                .check("b", Duration::from_secs(1))
+                .unwrap(),
         })
     }
 

@@ -1,6 +1,7 @@
 //! The client's request body on its way upstream: streamed frame by frame,
-//! within the size limit, with a deadline between frames, and a signal when
-//! it has been sent completely.
+//! within the size limit, with a deadline between frames, a signal when it
+//! has been sent completely, and optionally a bounded copy (to send it again
+//! elsewhere: a retry, a fallback, a shadow).
 //!
 //! Every failure here is the client's (too large, stalled, aborted) and is
 //! tagged as such, so the proxy answers 413/408/400 and never blames, or
@@ -8,14 +9,117 @@
 
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use std::future::Future;
-use tokio::sync::oneshot;
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
+
+/// Marks the moment a request body has been sent completely, which is
+/// when the upstream's clock starts: a slow upload is not a slow upstream.
+#[derive(Debug, Default)]
+pub struct BodySent {
+    done: AtomicBool,
+    notify: Notify,
+}
+
+impl BodySent {
+    /// A signal not yet given.
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Gives the signal (once is enough; later calls do nothing).
+    pub fn mark(&self) {
+        if !self.done.swap(true, Ordering::AcqRel) {
+            self.notify.notify_waiters();
+        }
+    }
+
+    /// Waits for the signal.
+    pub async fn wait(&self) {
+        loop {
+            // Registered before the check, so a `mark` in between is seen.
+            let notified = self.notify.notified();
+            if self.done.load(Ordering::Acquire) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A copy of a body kept as it streams past, up to a cap. Complete only if
+/// the whole body fitted and arrived.
+#[derive(Debug)]
+pub struct BodyCopy {
+    state: Mutex<CopyState>,
+}
+
+#[derive(Debug)]
+struct CopyState {
+    chunks: Vec<Bytes>,
+    len: usize,
+    cap: usize,
+    complete: bool,
+    overflow: bool,
+}
+
+impl BodyCopy {
+    /// An empty copy that keeps at most `cap` bytes.
+    pub fn new(cap: usize) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(CopyState {
+                chunks: Vec::new(),
+                len: 0,
+                cap,
+                complete: false,
+                overflow: false,
+            }),
+        })
+    }
+
+    fn push(&self, data: &Bytes) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.overflow {
+            return;
+        }
+        if state.len + data.len() > state.cap {
+            state.overflow = true;
+            state.chunks = Vec::new();
+            return;
+        }
+        state.len += data.len();
+        state.chunks.push(data.clone());
+    }
+
+    fn complete(&self) {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).complete = true;
+    }
+
+    /// The whole body, if it was read to its end within the cap.
+    pub fn bytes(&self) -> Option<Bytes> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if !state.complete || state.overflow {
+            return None;
+        }
+        Some(match state.chunks.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            many => Bytes::from(many.concat()),
+        })
+    }
+
+    /// Whether the body outgrew the cap.
+    pub fn overflowed(&self) -> bool {
+        self.state.lock().unwrap_or_else(|e| e.into_inner()).overflow
+    }
+}
 
 /// Why the client's body could not be forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,31 +152,40 @@ pub struct ClientBody {
     // Armed on the first wait for a frame: most requests have no body and
     // never need a timer.
     idle: Option<Pin<Box<Sleep>>>,
-    finished: Option<oneshot::Sender<()>>,
+    finished: Arc<BodySent>,
+    copy: Option<Arc<BodyCopy>>,
 }
 
 impl ClientBody {
-    /// Wraps `inner`; `finished` fires once the last frame has been read
-    /// (or the body failed), which is when the upstream's clock starts.
-    pub fn new(inner: Incoming, limit: u64, idle_timeout: Duration, finished: oneshot::Sender<()>) -> Self {
+    /// Wraps `inner`; `finished` is marked once the last frame has been
+    /// read (or the body failed); `copy`, if any, keeps the bytes.
+    pub fn new(
+        inner: Incoming,
+        limit: u64,
+        idle_timeout: Duration,
+        finished: Arc<BodySent>,
+        copy: Option<Arc<BodyCopy>>,
+    ) -> Self {
         let mut body = Self {
             inner,
             remaining: limit,
             idle_timeout,
             idle: None,
-            finished: Some(finished),
+            finished,
+            copy,
         };
         // A request without a body is sent as soon as its head is.
         if body.inner.is_end_stream() {
+            if let Some(copy) = &body.copy {
+                copy.complete();
+            }
             body.finish();
         }
         body
     }
 
     fn finish(&mut self) {
-        if let Some(finished) = self.finished.take() {
-            let _ = finished.send(());
-        }
+        self.finished.mark();
     }
 }
 
@@ -100,6 +213,9 @@ impl Body for ClientBody {
                         return Poll::Ready(Some(Err(ClientBodyError::TooLarge)));
                     }
                     this.remaining -= len;
+                    if let Some(copy) = &this.copy {
+                        copy.push(data);
+                    }
                 }
                 if let Some(idle) = this.idle.as_mut() {
                     idle.as_mut().reset(Instant::now() + this.idle_timeout);
@@ -111,6 +227,9 @@ impl Body for ClientBody {
                 Poll::Ready(Some(Err(ClientBodyError::Aborted)))
             }
             Poll::Ready(None) => {
+                if let Some(copy) = &this.copy {
+                    copy.complete();
+                }
                 this.finish();
                 Poll::Ready(None)
             }

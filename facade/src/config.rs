@@ -40,7 +40,12 @@ use service_runtime::text_position::line_of;
 use service_runtime::DatabaseUrl;
 use toml::Spanned;
 
-use crate::routing::{CapabilityDef, PathPattern, Route, Target};
+use crate::canary::StickyKey;
+use crate::policy::{
+    CapabilityPolicy, RawGates, RawPolicy, RawResilience, RawRollback, RawShadow, ResiliencePolicy,
+};
+use crate::routing::{CapabilityDef, PathPattern, Route};
+use crate::stage::Stage;
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +147,8 @@ pub struct BackendConfig {
     pub health_path: Option<String>,
     /// Time between probes.
     pub health_interval: Duration,
+    /// Retries, circuit breaker, bulkhead.
+    pub resilience: ResiliencePolicy,
 }
 
 /// Size limits on requests.
@@ -156,10 +163,12 @@ pub struct Limits {
 /// A capability and where it starts.
 #[derive(Debug, Clone)]
 pub struct CapabilityConfig {
-    /// Name and backends.
+    /// Name, backends, canary key.
     pub def: CapabilityDef,
-    /// Target when the store has none yet.
-    pub initial: Target,
+    /// Stage when the store has none yet.
+    pub initial: Stage,
+    /// Shadow comparison, rollback budget, gates.
+    pub policy: CapabilityPolicy,
 }
 
 /// A validated configuration.
@@ -179,6 +188,10 @@ pub struct FacadeConfig {
     pub grace_period: Duration,
     /// Log one line per request.
     pub access_log: bool,
+    /// Shadow copies that may wait; beyond, a copy is dropped and counted.
+    pub shadow_queue: usize,
+    /// Shadow copies in flight to services at once.
+    pub shadow_concurrency: usize,
     /// Backends, by name.
     pub backends: Vec<BackendConfig>,
     /// Capabilities, in file order.
@@ -214,6 +227,8 @@ struct RawFacade {
     max_header_bytes: Option<Spanned<u64>>,
     grace_seconds: Option<u64>,
     access_log: Option<bool>,
+    shadow_queue: Option<Spanned<usize>>,
+    shadow_concurrency: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -232,6 +247,13 @@ struct RawBackend {
     host_header: Option<HostHeader>,
     health_path: Option<String>,
     health_interval_ms: Option<u64>,
+    retries: Option<u32>,
+    retry_budget: Option<f64>,
+    retry_backoff_ms: Option<u64>,
+    total_timeout_ms: Option<u64>,
+    breaker_failures: Option<u32>,
+    breaker_open_ms: Option<u64>,
+    max_concurrent: Option<usize>,
 }
 
 #[derive(Deserialize)]
@@ -240,6 +262,13 @@ struct RawCapability {
     legacy: Spanned<String>,
     service: Spanned<String>,
     initial: Option<Spanned<String>>,
+    sticky: Option<Spanned<String>>,
+    #[serde(default)]
+    shadow: RawShadow,
+    #[serde(default)]
+    rollback: RawRollback,
+    #[serde(default)]
+    gates: RawGates,
 }
 
 #[derive(Deserialize)]
@@ -325,21 +354,36 @@ impl FacadeConfig {
                 ));
             }
             let initial = match &capability.initial {
-                None => Target::Legacy,
-                Some(v) => Target::parse(v.get_ref()).ok_or_else(|| {
+                None => Stage::Legacy,
+                Some(v) => v.get_ref().parse::<Stage>().map_err(|m| {
                     invalid(
                         v.span().start,
-                        format!("initial target `{}` must be `legacy` or `service`", v.get_ref()),
+                        format!("initial stage: {m} (write e.g. \"legacy\" or \"canary 10%\")"),
                     )
                 })?,
             };
+            let sticky = match &capability.sticky {
+                None => StickyKey::ClientAddress,
+                Some(v) => StickyKey::parse(v.get_ref()).map_err(|m| invalid(v.span().start, m))?,
+            };
+            let raw_policy = RawPolicy {
+                shadow: capability.shadow.clone(),
+                rollback: capability.rollback.clone(),
+                gates: capability.gates.clone(),
+            };
+            let policy = raw_policy
+                .check(name)
+                .map_err(|m| invalid(spanned.span().start, m))?;
             capabilities.push(CapabilityConfig {
                 def: CapabilityDef {
                     name: name.clone(),
                     legacy_backend: known_backend(&capability.legacy)?,
                     service_backend: known_backend(&capability.service)?,
+                    sticky,
+                    shadow_writes: raw_policy.shadow_writes(),
                 },
                 initial,
+                policy,
             });
         }
 
@@ -425,6 +469,15 @@ impl FacadeConfig {
             },
             grace_period: Duration::from_secs(raw.facade.grace_seconds.unwrap_or(10)),
             access_log: raw.facade.access_log.unwrap_or(true),
+            shadow_queue: bounded(&raw.facade.shadow_queue, 1_000, 1..=1_000_000, "shadow_queue")
+                .map_err(|(offset, m)| invalid(offset, m))?,
+            shadow_concurrency: bounded(
+                &raw.facade.shadow_concurrency,
+                32,
+                1..=10_000,
+                "shadow_concurrency",
+            )
+            .map_err(|(offset, m)| invalid(offset, m))?,
             backends,
             capabilities,
             routes,
@@ -479,16 +532,50 @@ fn check_backend(name: &str, raw: &RawBackend) -> Result<BackendConfig, String> 
             ms => Ok(Duration::from_millis(ms)),
         }
     };
+    let request_timeout = millis(raw.request_timeout_ms, 30_000, "request_timeout_ms")?;
+    let resilience = RawResilience {
+        retries: raw.retries,
+        retry_budget: raw.retry_budget,
+        retry_backoff_ms: raw.retry_backoff_ms,
+        total_timeout_ms: raw.total_timeout_ms,
+        breaker_failures: raw.breaker_failures,
+        breaker_open_ms: raw.breaker_open_ms,
+        max_concurrent: raw.max_concurrent,
+    }
+    .check(name, request_timeout)?;
     Ok(BackendConfig {
         name: name.to_owned(),
         urls,
         balance: raw.balance.unwrap_or(Balance::RoundRobin),
         connect_timeout: millis(raw.connect_timeout_ms, 1_000, "connect_timeout_ms")?,
-        request_timeout: millis(raw.request_timeout_ms, 30_000, "request_timeout_ms")?,
+        request_timeout,
         host_header: raw.host_header.unwrap_or(HostHeader::Preserve),
         health_path: raw.health_path.clone(),
         health_interval: millis(raw.health_interval_ms, 2_000, "health_interval_ms")?,
+        resilience,
     })
+}
+
+/// An optional count within `range`, or the error's offset and message.
+fn bounded(
+    value: &Option<Spanned<usize>>,
+    default: usize,
+    range: std::ops::RangeInclusive<usize>,
+    what: &str,
+) -> Result<usize, (usize, String)> {
+    match value {
+        None => Ok(default),
+        Some(v) if range.contains(v.get_ref()) => Ok(*v.get_ref()),
+        Some(v) => Err((
+            v.span().start,
+            format!(
+                "{what} must be between {} and {}, got {}",
+                range.start(),
+                range.end(),
+                v.get_ref()
+            ),
+        )),
+    }
 }
 
 /// A path in the config file is relative to the file's folder.
@@ -537,7 +624,7 @@ methods = ["get", "PUT"]
         let config = FacadeConfig::parse(Path::new("strangler.toml"), GOOD).unwrap();
         assert_eq!(config.backends.len(), 2);
         assert_eq!(config.routes[0].methods, vec![Method::GET, Method::PUT]);
-        assert_eq!(config.capabilities[0].initial, Target::Legacy);
+        assert_eq!(config.capabilities[0].initial, Stage::Legacy);
         assert_eq!(config.listen.port(), 8080);
     }
 

@@ -3,27 +3,43 @@
 //!
 //! - [`config`]: `strangler.toml`, validated with line numbers.
 //! - [`path`]: request-path normalization before matching.
-//! - [`routing`]: the pure route decision over an ordered route table.
-//! - [`backend`]: instances, balancing, the pooled upstream client.
-//! - [`proxy`]: forwarding one request (the only module that knows hyper's
-//!   request types), [`server`]: the listener and graceful drain.
-//! - [`route_store`]: targets and their audit log in the toolkit store;
+//! - [`routing`]: the pure route decision over an ordered route table;
+//!   [`stage`]: a capability's migration stage; [`canary`]: the sticky split.
+//! - [`backend`]: instances, balancing, the pooled upstream client, and the
+//!   resilience state (breaker, retry budget, bulkhead).
+//! - [`proxy`]: forwarding one request; [`dispatch`]: attempts, retries and
+//!   fallback; [`upgrade`]: WebSocket pass-through; [`server`]: the listener
+//!   and graceful drain.
+//! - [`shadow`]: copies to the service and their comparison; [`rollback`]:
+//!   the error budget's automatic move back; [`gate`]: evidence for moving
+//!   forward; [`policy`]: their settings.
+//! - [`route_store`]: stages and their audit log in the toolkit store;
 //!   [`route_watch`]: following the store, swapping tables atomically.
 //! - [`admin`]: the token-protected admin API; [`metrics`]: Prometheus.
 
 pub mod admin;
 pub mod backend;
+pub mod canary;
+pub mod capability_state;
 pub mod client_body;
 pub mod config;
 pub mod correlation;
+pub mod dispatch;
+pub mod gate;
+pub mod headers;
 pub mod health_check;
 pub mod metrics;
 pub mod path;
+pub mod policy;
 pub mod proxy;
+pub mod rollback;
 pub mod route_store;
 pub mod route_watch;
 pub mod routing;
 pub mod server;
+pub mod shadow;
+pub mod stage;
+pub mod upgrade;
 pub mod upstream;
 
 use std::collections::HashMap;
@@ -37,12 +53,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::AdminState;
 use crate::backend::Backend;
+use crate::capability_state::CapabilityState;
 use crate::config::{ConfigError, FacadeConfig};
 use crate::metrics::Metrics;
 use crate::proxy::ProxyState;
+use crate::rollback::RollbackRequest;
 use crate::route_store::{RouteStore, StoreError};
 use crate::route_watch::TableUpdater;
-use crate::routing::{Matcher, RouteTable, Target};
+use crate::routing::{Matcher, RouteTable};
+use crate::shadow::recorder::Recorder;
+use crate::shadow::{ShadowJob, Shadower};
+use crate::stage::Stage;
 
 /// Why the facade could not start.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +94,8 @@ pub struct Facade {
     backends: Vec<Arc<Backend>>,
     admin: AdminState,
     config: FacadeConfig,
+    shadow_jobs: tokio::sync::mpsc::Receiver<ShadowJob>,
+    rollback_requests: tokio::sync::mpsc::Receiver<RollbackRequest>,
 }
 
 impl Facade {
@@ -87,7 +110,7 @@ impl Facade {
         let store = RouteStore::open(&config.store_url).await.map_err(store_error)?;
         let seeded = store.seed(&config.capabilities).await.map_err(store_error)?;
         for transition in &seeded {
-            tracing::info!(capability = %transition.capability, target = %transition.to, "capability added to the route store");
+            tracing::info!(capability = %transition.capability, stage = %transition.to, "capability added to the route store");
         }
         let snapshot = store.snapshot().await.map_err(store_error)?;
         let matcher = Arc::new(Matcher::new(
@@ -95,12 +118,12 @@ impl Facade {
             config.capabilities.iter().map(|c| c.def.clone()).collect(),
             config.default_backend.clone(),
         ));
-        let targets: Vec<Target> = config
+        let stages: Vec<Stage> = config
             .capabilities
             .iter()
-            .map(|c| snapshot.targets.get(&c.def.name).copied().unwrap_or(c.initial))
+            .map(|c| snapshot.stages.get(&c.def.name).copied().unwrap_or(c.initial))
             .collect();
-        let table = RouteTable::new(matcher, targets, snapshot.revision);
+        let table = RouteTable::new(matcher, stages, snapshot.revision);
         let backends: Vec<Arc<Backend>> = config
             .backends
             .iter()
@@ -109,15 +132,36 @@ impl Facade {
         let metrics = Arc::new(Metrics::new());
         metrics.reloaded(snapshot.revision);
         metrics.store_reachable(true);
+        let mut capabilities = Vec::with_capacity(config.capabilities.len());
+        for capability in &config.capabilities {
+            let name = metrics.name(&capability.def.name);
+            let noise = shadow::store::noise(store.database(), name)
+                .await
+                .map_err(|e| store_error(StoreError::Query(e)))?;
+            capabilities.push(CapabilityState::new(
+                name,
+                capability,
+                noise.into_iter().collect(),
+            ));
+        }
+        let (shadower, shadow_jobs) = Shadower::new(
+            config.shadow_queue,
+            Arc::new(Recorder::default()),
+            Arc::clone(&metrics),
+        );
+        let (rollbacks, rollback_requests) = tokio::sync::mpsc::channel(64);
         let state = Arc::new(ProxyState {
             table: ArcSwap::from_pointee(table),
             backends: backends
                 .iter()
                 .map(|b| (b.name.clone(), Arc::clone(b)))
                 .collect::<HashMap<_, _>>(),
+            capabilities,
             limits: config.limits,
             metrics,
             access_log: config.access_log,
+            shadower,
+            rollbacks,
         });
         let updater = Arc::new(TableUpdater::new(store, Arc::clone(&state)));
         let proxy_listener = service_runtime::server::bind(config.listen).await?;
@@ -134,6 +178,8 @@ impl Facade {
             updater,
             backends,
             config,
+            shadow_jobs,
+            rollback_requests,
         })
     }
 
@@ -155,6 +201,24 @@ impl Facade {
         let stop = CancellationToken::new();
         health_check::spawn(&self.backends, &self.state.metrics, &stop);
         tokio::spawn(Arc::clone(&self.updater).run(self.config.store_url.clone(), stop.clone()));
+        tokio::spawn(shadow::worker::run(
+            self.shadow_jobs,
+            Arc::clone(&self.state),
+            self.config.shadow_concurrency,
+            stop.clone(),
+        ));
+        let recorder = Arc::clone(&self.state.shadower.recorder);
+        let db = self.updater.store().database().clone();
+        let flush_stop = CancellationToken::new();
+        let flusher = tokio::spawn({
+            let flush_stop = flush_stop.clone();
+            async move { recorder.run(db, flush_stop).await }
+        });
+        tokio::spawn(rollback::run(
+            self.rollback_requests,
+            Arc::clone(&self.updater),
+            stop.clone(),
+        ));
         let admin = tokio::spawn(service_runtime::server::serve(
             self.admin_listener,
             admin::router(self.admin),
@@ -175,7 +239,11 @@ impl Facade {
         )
         .await;
         stop.cancel();
-        match admin.await {
+        let admin_result = admin.await;
+        // Shadow results counted during the drain are written once more.
+        flush_stop.cancel();
+        let _ = flusher.await;
+        match admin_result {
             Ok(result) => result,
             Err(error) => Err(std::io::Error::other(error)),
         }

@@ -35,6 +35,34 @@ struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BackendLabels {
+    backend: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BreakerLabels {
+    backend: &'static str,
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RefusalLabels {
+    backend: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CapabilityReasonLabels {
+    capability: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CapabilityLabels {
+    capability: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InstanceLabels {
     backend: &'static str,
     instance: String,
@@ -71,6 +99,13 @@ pub struct Metrics {
     store_reachable: Gauge,
     route_revision: Gauge,
     instance_healthy: Family<InstanceLabels, Gauge>,
+    retries: Family<BackendLabels, Counter>,
+    refusals: Family<RefusalLabels, Counter>,
+    breaker_state: Family<BreakerLabels, Gauge>,
+    in_flight: Family<BackendLabels, Gauge>,
+    fallbacks: Family<CapabilityReasonLabels, Counter>,
+    shadow: Family<CapabilityReasonLabels, Counter>,
+    auto_rollbacks: Family<CapabilityLabels, Counter>,
     names: Mutex<HashSet<&'static str>>,
 }
 
@@ -146,6 +181,44 @@ impl Metrics {
             "1 when the instance passes its health checks",
             instance_healthy.clone(),
         );
+        let retries = Family::<BackendLabels, Counter>::default();
+        registry.register("retries", "Retries sent to a backend", retries.clone());
+        let refusals = Family::<RefusalLabels, Counter>::default();
+        registry.register(
+            "backend_refusals",
+            "Requests or retries not sent: circuit_open, bulkhead_full, retry_budget",
+            refusals.clone(),
+        );
+        let breaker_state = Family::<BreakerLabels, Gauge>::default();
+        registry.register(
+            "circuit_breaker_state",
+            "1 for the state each backend's circuit breaker is in",
+            breaker_state.clone(),
+        );
+        let in_flight = Family::<BackendLabels, Gauge>::default();
+        registry.register(
+            "backend_in_flight",
+            "Requests in flight to a backend (its bulkhead's occupancy)",
+            in_flight.clone(),
+        );
+        let fallbacks = Family::<CapabilityReasonLabels, Counter>::default();
+        registry.register(
+            "fallbacks",
+            "Requests the monolith served because the service failed, by reason",
+            fallbacks.clone(),
+        );
+        let shadow = Family::<CapabilityReasonLabels, Counter>::default();
+        registry.register(
+            "shadow",
+            "Shadow copies by outcome: match, mismatch, dropped, skipped",
+            shadow.clone(),
+        );
+        let auto_rollbacks = Family::<CapabilityLabels, Counter>::default();
+        registry.register(
+            "auto_rollbacks",
+            "Capabilities moved back to legacy by their error budget",
+            auto_rollbacks.clone(),
+        );
         Self {
             registry,
             requests,
@@ -155,8 +228,64 @@ impl Metrics {
             store_reachable,
             route_revision,
             instance_healthy,
+            retries,
+            refusals,
+            breaker_state,
+            in_flight,
+            fallbacks,
+            shadow,
+            auto_rollbacks,
             names: Mutex::new(HashSet::new()),
         }
+    }
+
+    /// Counts a retry to `backend`.
+    pub fn retry(&self, backend: &'static str) {
+        self.retries.get_or_create(&BackendLabels { backend }).inc();
+    }
+
+    /// Counts a request `backend` was not given: `circuit_open`,
+    /// `bulkhead_full` or `retry_budget` (a retry the budget refused).
+    pub fn refused(&self, backend: &'static str, reason: &'static str) {
+        self.refusals
+            .get_or_create(&RefusalLabels { backend, reason })
+            .inc();
+    }
+
+    /// Records a backend's breaker state and requests in flight.
+    pub fn backend_state(&self, backend: &'static str, breaker: &'static str, in_flight: usize) {
+        for state in ["closed", "open", "half_open"] {
+            self.breaker_state
+                .get_or_create(&BreakerLabels { backend, state })
+                .set(i64::from(state == breaker));
+        }
+        self.in_flight
+            .get_or_create(&BackendLabels { backend })
+            .set(i64::try_from(in_flight).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a request the monolith served because the service failed.
+    pub fn fallback(&self, capability: &'static str, reason: &'static str) {
+        self.fallbacks
+            .get_or_create(&CapabilityReasonLabels { capability, reason })
+            .inc();
+    }
+
+    /// Counts a shadow outcome: `match`, `mismatch`, `dropped`, `skipped`.
+    pub fn shadow(&self, capability: &'static str, outcome: &'static str) {
+        self.shadow
+            .get_or_create(&CapabilityReasonLabels {
+                capability,
+                reason: outcome,
+            })
+            .inc();
+    }
+
+    /// Counts an automatic rollback.
+    pub fn auto_rollback(&self, capability: &'static str) {
+        self.auto_rollbacks
+            .get_or_create(&CapabilityLabels { capability })
+            .inc();
     }
 
     /// Interns a capability or backend name for labels.

@@ -14,24 +14,47 @@ use std::time::Instant;
 use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderName, HeaderValue};
-use hyper::{HeaderMap, Request, Response, StatusCode, Version};
-use hyper_util::rt::TokioIo;
+use hyper::{HeaderMap, Request, Response, StatusCode};
 use serde_json::json;
+use tokio::sync::mpsc;
 
 use crate::backend::Backend;
-use crate::client_body::{ClientBody, ClientBodyError};
-use crate::config::{HostHeader, Limits};
+use crate::capability_state::CapabilityState;
+use crate::client_body::{BodyCopy, BodySent, ClientBody, ClientBodyError};
+use crate::config::Limits;
 use crate::correlation;
+use crate::dispatch::{dispatch, Failure, Outgoing, Plan, RequestBody};
+use crate::headers::{
+    add_forwarded, content_length, framing_error, only_chunked, strip_hop_by_hop, wants_upgrade,
+};
 use crate::metrics::{Metrics, UpstreamErrorKind};
 use crate::path;
-use crate::routing::{host_of, RouteTable};
+use crate::rollback::{self, RollbackRequest};
+use crate::routing::{host_of, RouteTable, ShadowCopy, Target};
+use crate::shadow::capture::{self, CapturingBody, PendingShadow};
+use crate::shadow::{Shadower, SkipReason};
+use crate::upgrade;
 use crate::upstream::UpstreamError;
 
 /// How long a client may pause between two pieces of its request body.
 const CLIENT_BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Largest request body kept to be sent again (a retry or a fallback);
+/// larger bodies are sent once.
+const REPLAY_LIMIT: usize = 1024 * 1024;
+
+/// The header that marks a non-idempotent request as safe to repeat.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The answer's header naming the side that served it: `legacy` or `service`.
+pub const SERVED_BY: &str = "x-strangler-served-by";
+
+/// The answer's header saying the monolith served it because the service
+/// failed, and how: `connect`, `timeout`, `status`, `circuit_open`, …
+pub const FALLBACK: &str = "x-strangler-fallback";
 
 /// Body type of responses the facade sends to clients.
 pub type ProxyBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
@@ -43,17 +66,23 @@ pub struct ProxyState {
     pub table: ArcSwap<RouteTable>,
     /// Backends by name.
     pub backends: std::collections::HashMap<String, Arc<Backend>>,
+    /// Per-capability policy and runtime state, by capability index.
+    pub capabilities: Vec<CapabilityState>,
     /// Request size limits.
     pub limits: Limits,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Whether to log one line per request.
     pub access_log: bool,
+    /// The shadow queue.
+    pub shadower: Arc<Shadower>,
+    /// Where breached error budgets ask for a rollback.
+    pub rollbacks: mpsc::Sender<RollbackRequest>,
 }
 
 /// Who caused a failure: decides the status and the error metric.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
+pub(crate) enum Fault {
     /// The client sent something the facade refuses.
     Client,
     /// The upstream failed.
@@ -72,7 +101,7 @@ impl Fault {
     }
 }
 
-fn error_response(
+pub(crate) fn error_response(
     status: StatusCode,
     fault: Fault,
     message: &str,
@@ -101,136 +130,11 @@ fn full(text: String) -> ProxyBody {
         .boxed_unsync()
 }
 
-/// Headers that describe one connection, not the message (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [HeaderName; 8] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRAILER,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-];
-
-/// Removes hop-by-hop headers, including those the `Connection` header
-/// names, and any `Proxy-*` header.
-pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
-    }
-    let proxy: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
-    for name in proxy {
-        headers.remove(name);
-    }
-}
-
-/// Whether the request asks to switch protocols (WebSocket and the like).
-fn wants_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
-    let connection_upgrade = headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
-    if connection_upgrade {
-        headers.get(header::UPGRADE).cloned()
-    } else {
-        None
-    }
-}
-
-/// Refuses requests whose body framing the facade cannot pass on exactly.
-///
-/// hyper parses the head first: it answers differing `Content-Length`
-/// values with 400 itself, and for `Content-Length` together with
-/// `Transfer-Encoding` it lets `Transfer-Encoding` win, drops the length and
-/// closes the connection after the answer (RFC 9112 §6.1), so the upstream
-/// only ever sees one framing. This check is the second line: it refuses
-/// both headers if they still arrive together, and refuses any transfer
-/// coding but `chunked` with 501, because the facade removes the chunking
-/// and would otherwise hand the upstream coded bytes as plain ones.
-fn framing_error(headers: &HeaderMap) -> Option<(StatusCode, &'static str)> {
-    let lengths: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
-    let codings: Vec<&HeaderValue> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
-    if !lengths.is_empty() && !codings.is_empty() {
-        return Some((
-            StatusCode::BAD_REQUEST,
-            "the request has both Content-Length and Transfer-Encoding; send one",
-        ));
-    }
-    if lengths.windows(2).any(|pair| pair[0] != pair[1]) {
-        return Some((
-            StatusCode::BAD_REQUEST,
-            "the request has differing Content-Length headers",
-        ));
-    }
-    if !only_chunked(&codings) {
-        return Some((
-            StatusCode::NOT_IMPLEMENTED,
-            "the facade only forwards the `chunked` transfer coding; send the body with Content-Encoding instead",
-        ));
-    }
-    None
-}
-
-/// Whether every listed transfer coding is `chunked` (or there is none).
-fn only_chunked(codings: &[&HeaderValue]) -> bool {
-    codings
-        .iter()
-        .flat_map(|v| v.to_str().unwrap_or("?").split(','))
-        .all(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
-}
-
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    headers
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()
-}
-
-/// Appends the client's address to `X-Forwarded-For` and sets the other
-/// `X-Forwarded-*` headers from what the client sent.
-fn add_forwarded(headers: &mut HeaderMap, peer: SocketAddr, original_host: Option<HeaderValue>) {
-    // Every earlier hop counts, whether it came as one list or several headers.
-    let mut forwarded_for = String::new();
-    for value in headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-    {
-        forwarded_for.push_str(value);
-        forwarded_for.push_str(", ");
-    }
-    forwarded_for.push_str(&peer.ip().to_string());
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert("x-forwarded-for", value);
-    }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
-    if let Some(host) = original_host {
-        headers.insert("x-forwarded-host", host);
-    }
-}
-
 /// Serves one request.
 pub async fn handle(
     state: Arc<ProxyState>,
     peer: SocketAddr,
-    mut request: Request<Incoming>,
+    request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
     let started = Instant::now();
     let request_id = correlation::request_id(request.headers());
@@ -265,7 +169,13 @@ pub async fn handle(
     let host = host_of(original_host.as_ref());
 
     let table = state.table.load();
-    let decision = table.decide(request.method(), host.as_deref(), &normalized, request.headers());
+    let decision = table.decide(
+        request.method(),
+        host.as_deref(),
+        &normalized,
+        request.headers(),
+        peer.ip(),
+    );
     let capability = state.metrics.name(decision.capability.unwrap_or("-"));
     let Some(backend) = decision.backend.and_then(|name| state.backends.get(name)) else {
         let response = error_response(
@@ -277,212 +187,291 @@ pub async fn handle(
         state.metrics.request(capability, "-", 404, started.elapsed());
         return Ok(response);
     };
-    let backend_label = state.metrics.name(&backend.name);
-    let Some(picked) = backend.pick() else {
-        let response = error_response(
-            StatusCode::BAD_GATEWAY,
-            Fault::Facade,
-            "the backend has no instances",
-            &request_id,
-        );
-        state
-            .metrics
-            .request(capability, backend_label, 502, started.elapsed());
-        return Ok(response);
-    };
+    let fallback = decision.fallback.and_then(|name| state.backends.get(name));
 
     let path_and_query = match request.uri().query() {
         Some(query) => format!("{normalized}?{query}"),
-        None => normalized,
+        None => normalized.clone(),
     };
-    let uri = match Backend::uri(&path_and_query) {
-        Ok(uri) => uri,
-        Err(_) => {
-            return Ok(error_response(
-                StatusCode::BAD_REQUEST,
-                Fault::Client,
-                "the request target is invalid",
-                &request_id,
-            ));
-        }
+    let Ok(uri) = Backend::uri(&path_and_query) else {
+        return refuse(StatusCode::BAD_REQUEST, "the request target is invalid");
     };
-    let upgrade = wants_upgrade(request.headers());
-    let client_upgrade = upgrade.as_ref().map(|_| hyper::upgrade::on(&mut request));
+    if let Some(protocol) = wants_upgrade(request.headers()) {
+        return Ok(upgrade::forward(
+            &state,
+            backend,
+            capability,
+            peer,
+            request,
+            uri,
+            protocol,
+            original_host,
+            &request_id,
+            started,
+        )
+        .await);
+    }
 
-    let (mut parts, body) = request.into_parts();
+    let repeatable = request.method().is_idempotent() || request.headers().contains_key(IDEMPOTENCY_KEY);
+    let (mut parts, incoming) = request.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    if let Some(protocol) = &upgrade {
-        parts
-            .headers
-            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-        parts.headers.insert(header::UPGRADE, protocol.clone());
-    }
     add_forwarded(&mut parts.headers, peer, original_host.clone());
-    match backend.host_header {
-        HostHeader::Preserve => {
-            // HTTP/1.1 needs a Host: without one from the client (HTTP/1.0,
-            // or HTTP/2's :authority), the instance's is used.
-            let host =
-                original_host.or_else(|| HeaderValue::from_str(picked.instance().authority.as_str()).ok());
-            if let Some(host) = host {
-                parts.headers.insert(header::HOST, host);
-            }
-        }
-        HostHeader::Rewrite => {
-            if let Ok(value) = HeaderValue::from_str(picked.instance().authority.as_str()) {
-                parts.headers.insert(header::HOST, value);
-            }
-        }
-    }
+    parts.headers.remove(header::HOST);
     parts.headers.insert(
         HeaderName::from_static(correlation::REQUEST_ID),
         request_id.clone(),
     );
-    parts.uri = uri;
-    parts.version = Version::HTTP_11;
-    let method = parts.method.clone();
-    let (body_sent, body_finished) = tokio::sync::oneshot::channel();
-    let upstream_body = if upgrade.is_some() {
-        let _ = body_sent.send(());
-        Empty::<Bytes>::new()
-            .map_err(|never| match never {})
-            .boxed_unsync()
+    let outgoing = Outgoing {
+        method: parts.method,
+        uri,
+        headers: parts.headers,
+        original_host,
+    };
+
+    // What the request body must be kept for: sending it again (a retry, a
+    // fallback) and a shadow copy. Each has its cap; a body over it is sent
+    // once and not shadowed.
+    let capability_state = decision.capability_index.and_then(|i| state.capabilities.get(i));
+    let shadow_cap = match (decision.shadow, capability_state) {
+        (ShadowCopy::To(_), Some(c)) => Some(c.policy.shadow.max_body_bytes),
+        _ => None,
+    };
+    if let (ShadowCopy::RefusedUnsafeMethod, Some(c)) = (decision.shadow, capability_state) {
+        state.shadower.skipped(c.name, SkipReason::UnsafeMethod);
+    }
+    let resend_cap =
+        (repeatable && (backend.resilience.retries > 0 || fallback.is_some())).then_some(REPLAY_LIMIT);
+    let mut body = if incoming.is_end_stream() {
+        RequestBody::empty()
     } else {
-        ClientBody::new(
-            body,
+        let copy = shadow_cap.max(resend_cap).map(BodyCopy::new);
+        let sent = BodySent::new();
+        let client_body = ClientBody::new(
+            incoming,
             state.limits.max_body_bytes,
             CLIENT_BODY_IDLE_TIMEOUT,
-            body_sent,
+            Arc::clone(&sent),
+            copy.clone(),
         )
         .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-        .boxed_unsync()
+        .boxed_unsync();
+        RequestBody::streaming(client_body, sent, copy)
     };
-    let upstream_request = Request::from_parts(parts, upstream_body);
+    let request_copy = body.copy();
 
-    // The upstream's clock starts once the whole body is sent: a slow client
-    // upload is not the upstream being slow.
-    let request_timeout = backend.request_timeout;
-    let upstream_deadline = async move {
-        let _ = body_finished.await;
-        tokio::time::sleep(request_timeout).await;
+    let plan = Plan {
+        primary: backend,
+        fallback,
+        repeatable,
+        capability,
     };
-    let sent = tokio::select! {
-        result = picked.instance().pool.send(upstream_request) => Some(result),
-        () = upstream_deadline => None,
+    let dispatched = dispatch(&plan, &outgoing, &mut body, &state.metrics).await;
+    drop(body);
+
+    // The error budget counts the service's own answers in canary and
+    // service stages; a failure there may roll the capability back.
+    if let (Some(Target::Service), Some(stage), Some(index)) =
+        (decision.target, decision.stage, decision.capability_index)
+    {
+        if stage.has_fallback() {
+            rollback::record(&state, index, stage, dispatched.primary_failed);
+        }
+    }
+
+    let served_by = dispatched.backend.clone();
+    let backend_label = state.metrics.name(&served_by.name);
+    let side = match dispatched.fallback_from {
+        Some(_) => Target::Legacy,
+        None => decision.target.unwrap_or(Target::Legacy),
     };
-    let mut response = match sent {
-        Some(Ok(response)) => response,
-        Some(Err(error)) => {
-            let (status, fault, kind, message) = classify(&error);
-            if fault == Fault::Upstream {
-                state.metrics.upstream_error(backend_label, kind);
-            }
+    let mut response = match dispatched.result {
+        Ok(response) | Err(Failure::Status(response)) => response,
+        Err(failure) => {
+            let (status, fault, message) = failure_answer(&failure, &served_by);
             tracing::warn!(
                 request_id = request_id.to_str().unwrap_or("-"),
-                backend = %backend.name,
-                instance = %picked.instance().authority,
+                backend = %served_by.name,
                 fault = fault.as_str(),
-                error = %error_chain(&error),
+                failure = failure.reason(),
+                error = %failure_detail(&failure),
                 "upstream call failed"
             );
             state
                 .metrics
                 .request(capability, backend_label, status.as_u16(), started.elapsed());
-            return Ok(error_response(status, fault, &message, &request_id));
-        }
-        None => {
-            state
-                .metrics
-                .upstream_error(backend_label, UpstreamErrorKind::Timeout);
-            tracing::warn!(
-                request_id = request_id.to_str().unwrap_or("-"),
-                backend = %backend.name,
-                timeout_ms = request_timeout.as_millis() as u64,
-                "upstream did not answer in time"
+            let mut response = error_response(status, fault, &message, &request_id);
+            mark_side(
+                response.headers_mut(),
+                decision.capability.is_some(),
+                side,
+                dispatched.fallback_from,
             );
-            state
-                .metrics
-                .request(capability, backend_label, 504, started.elapsed());
-            let message = format!(
-                "backend `{}` did not answer within {:?}",
-                backend.name, request_timeout
-            );
-            return Ok(error_response(
-                StatusCode::GATEWAY_TIMEOUT,
-                Fault::Upstream,
-                &message,
-                &request_id,
-            ));
+            return Ok(response);
         }
     };
-    let status = response.status();
-    if status == StatusCode::SWITCHING_PROTOCOLS {
-        if let Some(client_upgrade) = client_upgrade {
-            let upstream_upgrade = hyper::upgrade::on(&mut response);
-            let request_id_text = request_id.to_str().unwrap_or("-").to_owned();
-            tokio::spawn(async move {
-                match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                    Ok((client, upstream)) => {
-                        let mut client = TokioIo::new(client);
-                        let mut upstream = TokioIo::new(upstream);
-                        if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                            tracing::debug!(request_id = %request_id_text, %error, "upgraded connection ended");
-                        }
-                    }
-                    Err(error) => {
-                        tracing::warn!(request_id = %request_id_text, %error, "protocol upgrade failed")
-                    }
-                }
-            });
-        }
-    } else {
-        let codings: Vec<&HeaderValue> = response
-            .headers()
-            .get_all(header::TRANSFER_ENCODING)
-            .iter()
-            .collect();
-        if !only_chunked(&codings) {
-            // hyper removed only the chunking; passing the rest on unlabelled
-            // would corrupt the body.
-            state
-                .metrics
-                .upstream_error(backend_label, UpstreamErrorKind::Protocol);
-            state
-                .metrics
-                .request(capability, backend_label, 502, started.elapsed());
-            return Ok(error_response(
-                StatusCode::BAD_GATEWAY,
-                Fault::Upstream,
-                "the backend answered with a transfer coding other than chunked",
-                &request_id,
-            ));
-        }
-        strip_hop_by_hop(response.headers_mut());
+    let codings: Vec<&HeaderValue> = response
+        .headers()
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .collect();
+    if !only_chunked(&codings) {
+        // hyper removed only the chunking; passing the rest on unlabelled
+        // would corrupt the body.
+        state
+            .metrics
+            .upstream_error(backend_label, UpstreamErrorKind::Protocol);
+        state
+            .metrics
+            .request(capability, backend_label, 502, started.elapsed());
+        return Ok(error_response(
+            StatusCode::BAD_GATEWAY,
+            Fault::Upstream,
+            "the backend answered with a transfer coding other than chunked",
+            &request_id,
+        ));
     }
+    strip_hop_by_hop(response.headers_mut());
     response.headers_mut().insert(
         HeaderName::from_static(correlation::REQUEST_ID),
         request_id.clone(),
     );
+    mark_side(
+        response.headers_mut(),
+        decision.capability.is_some(),
+        side,
+        dispatched.fallback_from,
+    );
+    let status = response.status();
     state
         .metrics
         .request(capability, backend_label, status.as_u16(), started.elapsed());
     if state.access_log {
         tracing::info!(
             request_id = request_id.to_str().unwrap_or("-"),
-            %method,
+            method = %outgoing.method,
             path = %path_and_query,
             capability,
-            backend = %backend.name,
+            backend = %served_by.name,
             status = status.as_u16(),
+            fallback = dispatched.fallback_from.unwrap_or("-"),
             elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
             "proxied"
         );
     }
-    drop(picked);
+
+    // Shadow: the monolith answered; its answer is copied as it streams and
+    // the job offered once the client has it all.
+    if let (ShadowCopy::To(_), Some(c), Some(index), None) = (
+        decision.shadow,
+        capability_state,
+        decision.capability_index,
+        dispatched.fallback_from,
+    ) {
+        let pending = PendingShadow {
+            shadower: Arc::clone(&state.shadower),
+            capability: index,
+            name: c.name,
+            method: outgoing.method,
+            uri: outgoing.uri,
+            path: normalized,
+            headers: outgoing.headers,
+            original_host: outgoing.original_host,
+            request_body: request_copy,
+            cap: c.policy.shadow.max_body_bytes,
+            request_id: request_id.to_str().unwrap_or("-").to_owned(),
+        };
+        let (parts, body) = response.into_parts();
+        let mut capturing = CapturingBody::new(body, parts.status.as_u16(), parts.headers.clone(), pending);
+        capture::finish_if_empty(&mut capturing);
+        return Ok(Response::from_parts(
+            parts,
+            capturing
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                .boxed_unsync(),
+        ));
+    }
     Ok(response.map(|body| {
         body.map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
             .boxed_unsync()
     }))
+}
+
+/// Says on the answer which side served it, and why when it was the
+/// fallback.
+fn mark_side(headers: &mut HeaderMap, routed: bool, side: Target, fallback_from: Option<&'static str>) {
+    if !routed {
+        return;
+    }
+    headers.insert(SERVED_BY, HeaderValue::from_static(side.as_str()));
+    if let Some(reason) = fallback_from {
+        headers.insert(FALLBACK, HeaderValue::from_static(reason));
+    }
+}
+
+/// The status, fault and message for a dispatch that got no answer.
+fn failure_answer(failure: &Failure, backend: &Backend) -> (StatusCode, Fault, String) {
+    match failure {
+        Failure::Timeout(limit) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            Fault::Upstream,
+            format!("backend `{}` did not answer within {limit:?}", backend.name),
+        ),
+        Failure::Connect(_) => (
+            StatusCode::BAD_GATEWAY,
+            Fault::Upstream,
+            "the backend is unreachable".to_owned(),
+        ),
+        Failure::Broken(error) => {
+            let (status, fault, _, message) = classify(error);
+            (status, fault, message)
+        }
+        Failure::CircuitOpen => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Fault::Facade,
+            format!(
+                "backend `{}` is failing; its circuit breaker is open",
+                backend.name
+            ),
+        ),
+        Failure::BulkheadFull => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Fault::Facade,
+            format!(
+                "backend `{}` has {} requests in flight, its limit",
+                backend.name,
+                backend.bulkhead.capacity()
+            ),
+        ),
+        Failure::NoInstance => (
+            StatusCode::BAD_GATEWAY,
+            Fault::Facade,
+            "the backend has no instances".to_owned(),
+        ),
+        Failure::Status(response) => (
+            response.status(),
+            Fault::Upstream,
+            "the backend failed".to_owned(),
+        ),
+    }
+}
+
+fn failure_detail(failure: &Failure) -> String {
+    match failure {
+        Failure::Connect(error) | Failure::Broken(error) => error_chain(error),
+        other => other.reason().to_owned(),
+    }
+}
+
+/// Whether a failed upstream call failed because of the client's body.
+pub(crate) fn is_client_fault(error: &UpstreamError) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(cause) = source {
+        if cause.downcast_ref::<ClientBodyError>().is_some() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
 }
 
 /// Maps a failed upstream call to the answer and to whose fault it was: a
@@ -525,64 +514,4 @@ fn classify(error: &UpstreamError) -> (StatusCode, Fault, UpstreamErrorKind, Str
 
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     service_runtime::api_error::error_chain(error)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn strips_hop_by_hop_and_connection_named_headers() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::CONNECTION,
-            HeaderValue::from_static("keep-alive, X-Secret-Hop"),
-        );
-        headers.insert("x-secret-hop", HeaderValue::from_static("1"));
-        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
-        headers.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
-        headers.insert("x-kept", HeaderValue::from_static("yes"));
-        strip_hop_by_hop(&mut headers);
-        assert_eq!(headers.len(), 1, "{headers:?}");
-        assert!(headers.contains_key("x-kept"));
-    }
-
-    #[test]
-    fn refuses_ambiguous_framing() {
-        let mut headers = HeaderMap::new();
-        headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
-        assert_eq!(framing_error(&headers), None);
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
-        assert!(framing_error(&headers).is_some());
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::TRANSFER_ENCODING,
-            HeaderValue::from_static("gzip, chunked"),
-        );
-        assert_eq!(
-            framing_error(&headers).map(|(s, _)| s),
-            Some(StatusCode::NOT_IMPLEMENTED)
-        );
-        headers.insert(header::TRANSFER_ENCODING, HeaderValue::from_static("Chunked"));
-        assert_eq!(framing_error(&headers), None);
-        let mut headers = HeaderMap::new();
-        headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
-        headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("6"));
-        assert!(framing_error(&headers).is_some());
-    }
-
-    #[test]
-    fn appends_to_x_forwarded_for() {
-        let mut headers = HeaderMap::new();
-        headers.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        add_forwarded(
-            &mut headers,
-            "127.0.0.2:5000".parse().unwrap(),
-            Some(HeaderValue::from_static("shop.example")),
-        );
-        assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 127.0.0.2");
-        assert_eq!(headers["x-forwarded-host"], "shop.example");
-        assert_eq!(headers["x-forwarded-proto"], "http");
-    }
 }

@@ -13,7 +13,7 @@ use service_runtime::{timestamp, Database, DatabaseError, DatabaseUrl, Engine};
 use sqlx::FromRow;
 
 use crate::config::CapabilityConfig;
-use crate::routing::Target;
+use crate::stage::Stage;
 
 /// The PostgreSQL channel on which changes are announced.
 pub const NOTIFY_CHANNEL: &str = "strangler_routes";
@@ -35,19 +35,21 @@ pub enum StoreError {
         /// The names known.
         known: String,
     },
-    /// The capability is already at the requested target.
-    #[error("capability `{capability}` is already on {target}; nothing changed")]
+    /// The capability is already at the requested stage.
+    #[error("capability `{capability}` is already at {stage}; nothing changed")]
     AlreadyAt {
         /// The capability.
         capability: String,
-        /// Its target.
-        target: Target,
+        /// Its stage.
+        stage: Stage,
     },
     /// Rollback asked for a capability that never changed.
-    #[error("capability `{0}` has no earlier target to roll back to")]
+    #[error("capability `{0}` has no earlier stage to roll back to")]
     NothingToRollBack(String),
-    /// The store holds a target this version does not know.
-    #[error("the route store holds unknown target `{target}` for `{capability}`")]
+    /// The store holds a stage this version does not know.
+    #[error(
+        "the route store holds unknown stage `{target}` for `{capability}`; is a newer facade writing to it?"
+    )]
     Corrupt {
         /// The capability.
         capability: String,
@@ -56,21 +58,28 @@ pub enum StoreError {
     },
 }
 
-/// One audited change of a capability's target.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+/// One audited change of a capability's stage.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Transition {
     /// Position in the audit log.
     pub id: i64,
     /// The capability.
     pub capability: String,
-    /// Target before (none for the initial seeding).
-    pub from: Option<Target>,
-    /// Target after.
-    pub to: Target,
-    /// Who made the change.
+    /// Stage before (none for the initial seeding).
+    pub from: Option<Stage>,
+    /// Stage after.
+    pub to: Stage,
+    /// Who made the change (`auto-rollback` when the facade did).
     pub actor: String,
     /// Why.
     pub reason: String,
+    /// Whether a gate was overridden with `--force`.
+    #[serde(default)]
+    pub forced: bool,
+    /// Measurements behind the change: gate results, the error rate that
+    /// triggered an automatic rollback.
+    #[serde(default)]
+    pub detail: Option<serde_json::Value>,
     /// When (RFC 3339, UTC).
     pub at: String,
 }
@@ -80,21 +89,25 @@ pub struct Transition {
 pub struct ChangeRequest {
     /// The capability.
     pub capability: String,
-    /// The new target.
-    pub to: Target,
+    /// The new stage.
+    pub to: Stage,
     /// Who asks.
     pub actor: String,
     /// Why.
     pub reason: String,
+    /// Whether a gate was overridden.
+    pub forced: bool,
+    /// Measurements to keep with the record.
+    pub detail: Option<serde_json::Value>,
 }
 
-/// Every capability's target at one revision.
+/// Every capability's stage at one revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
     /// The store-wide revision.
     pub revision: i64,
-    /// Target by capability.
-    pub targets: HashMap<String, Target>,
+    /// Stage by capability.
+    pub stages: HashMap<String, Stage>,
 }
 
 /// Access to the route tables of the toolkit store.
@@ -108,11 +121,18 @@ struct TransitionRow {
     id: i64,
     capability: String,
     from_target: Option<String>,
+    from_canary_permille: Option<i64>,
     to_target: String,
+    canary_permille: Option<i64>,
     actor: String,
     reason: String,
+    forced: i64,
+    detail: Option<String>,
     at: String,
 }
+
+const TRANSITION_COLUMNS: &str = "id, capability, from_target, from_canary_permille, to_target, \
+     canary_permille, actor, reason, forced, detail, at";
 
 impl RouteStore {
     /// Opens (creating and migrating) the store.
@@ -129,7 +149,7 @@ impl RouteStore {
     }
 
     /// Adds capabilities the store does not know yet, at their initial
-    /// target, each with an audit record. Known ones keep their target: the
+    /// stage, each with an audit record. Known ones keep their stage: the
     /// store, not the config file, is the truth once a facade has run.
     pub async fn seed(&self, capabilities: &[CapabilityConfig]) -> Result<Vec<Transition>, StoreError> {
         let mut tx = self.db.pool().begin().await?;
@@ -147,26 +167,25 @@ impl RouteStore {
             let revision = bump_revision(&mut tx).await?;
             let now = timestamp::now();
             sqlx::query(
-                "INSERT INTO route_state (capability, target, revision, updated_at) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO route_state (capability, target, canary_permille, revision, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(name)
-            .bind(capability.initial.as_str())
+            .bind(capability.initial.name())
+            .bind(permille_of(capability.initial))
             .bind(revision)
             .bind(&now)
             .execute(&mut *tx)
             .await?;
-            added.push(
-                record(
-                    &mut tx,
-                    name,
-                    None,
-                    capability.initial,
-                    "config",
-                    "first seen in the configuration",
-                    &now,
-                )
-                .await?,
-            );
+            let seeded = ChangeRequest {
+                capability: name.clone(),
+                to: capability.initial,
+                actor: "config".to_owned(),
+                reason: "first seen in the configuration".to_owned(),
+                forced: false,
+                detail: None,
+            };
+            added.push(record(&mut tx, &seeded, None, &now).await?);
         }
         if !added.is_empty() {
             self.notify(&mut tx).await?;
@@ -183,100 +202,91 @@ impl RouteStore {
         Ok(revision)
     }
 
-    /// Every capability's target and the revision they belong to, read in
+    /// Every capability's stage and the revision they belong to, read in
     /// one transaction so they agree.
     pub async fn snapshot(&self) -> Result<Snapshot, StoreError> {
         let mut tx = self.db.pool().begin().await?;
         let (revision,): (i64,) = sqlx::query_as("SELECT revision FROM route_revision WHERE id = 1")
             .fetch_one(&mut *tx)
             .await?;
-        let rows: Vec<(String, String)> = sqlx::query_as("SELECT capability, target FROM route_state")
-            .fetch_all(&mut *tx)
-            .await?;
+        let rows: Vec<(String, String, i64)> =
+            sqlx::query_as("SELECT capability, target, canary_permille FROM route_state")
+                .fetch_all(&mut *tx)
+                .await?;
         tx.commit().await?;
-        let mut targets = HashMap::with_capacity(rows.len());
-        for (capability, target) in rows {
-            let parsed = Target::parse(&target).ok_or_else(|| StoreError::Corrupt {
-                capability: capability.clone(),
-                target,
-            })?;
-            targets.insert(capability, parsed);
+        let mut stages = HashMap::with_capacity(rows.len());
+        for (capability, target, permille) in rows {
+            let stage = stage_of(&capability, &target, Some(permille))?;
+            stages.insert(capability, stage);
         }
-        Ok(Snapshot { revision, targets })
+        Ok(Snapshot { revision, stages })
     }
 
     /// Checks a change without making it: the transition it would record.
     pub async fn preview(&self, change: &ChangeRequest) -> Result<Transition, StoreError> {
         let mut conn = self.db.pool().acquire().await?;
-        let from = current_target(&mut conn, &change.capability).await?;
+        let from = current_stage(&mut conn, &change.capability).await?;
         if from == change.to {
             return Err(StoreError::AlreadyAt {
                 capability: change.capability.clone(),
-                target: from,
+                stage: from,
             });
         }
-        Ok(Transition {
-            id: 0,
-            capability: change.capability.clone(),
-            from: Some(from),
-            to: change.to,
-            actor: change.actor.clone(),
-            reason: change.reason.clone(),
-            at: timestamp::now(),
-        })
+        Ok(transition_of(0, change, Some(from), timestamp::now()))
     }
 
-    /// Moves a capability to another target and records it, atomically.
+    /// The current stage of one capability.
+    pub async fn stage(&self, capability: &str) -> Result<Stage, StoreError> {
+        let mut conn = self.db.pool().acquire().await?;
+        current_stage(&mut conn, capability).await
+    }
+
+    /// Moves a capability to another stage and records it, atomically.
     pub async fn change(&self, change: &ChangeRequest) -> Result<Transition, StoreError> {
         let mut tx = self.db.pool().begin().await?;
         // Bumping first takes the revision row's lock: concurrent changes
         // queue here, and each sees the target the previous one left.
         let revision = bump_revision(&mut tx).await?;
-        let from = current_target(&mut tx, &change.capability).await?;
+        let from = current_stage(&mut tx, &change.capability).await?;
         if from == change.to {
             return Err(StoreError::AlreadyAt {
                 capability: change.capability.clone(),
-                target: from,
+                stage: from,
             });
         }
         let now = timestamp::now();
         sqlx::query(
-            "UPDATE route_state SET target = $1, revision = $2, updated_at = $3 WHERE capability = $4",
+            "UPDATE route_state SET target = $1, canary_permille = $2, revision = $3, updated_at = $4 \
+             WHERE capability = $5",
         )
-        .bind(change.to.as_str())
+        .bind(change.to.name())
+        .bind(permille_of(change.to))
         .bind(revision)
         .bind(&now)
         .bind(&change.capability)
         .execute(&mut *tx)
         .await?;
-        let transition = record(
-            &mut tx,
-            &change.capability,
-            Some(from),
-            change.to,
-            &change.actor,
-            &change.reason,
-            &now,
-        )
-        .await?;
+        let transition = record(&mut tx, change, Some(from), &now).await?;
         self.notify(&mut tx).await?;
         tx.commit().await?;
         Ok(transition)
     }
 
-    /// The target a capability had before its latest change.
-    pub async fn previous_target(&self, capability: &str) -> Result<Target, StoreError> {
+    /// The stage a capability had before its latest change.
+    pub async fn previous_stage(&self, capability: &str) -> Result<Stage, StoreError> {
         let mut conn = self.db.pool().acquire().await?;
-        current_target(&mut conn, capability).await?;
-        let row: Option<(Option<String>,)> = sqlx::query_as(
-            "SELECT from_target FROM route_transitions WHERE capability = $1 ORDER BY id DESC LIMIT 1",
+        current_stage(&mut conn, capability).await?;
+        let row: Option<(Option<String>, Option<i64>)> = sqlx::query_as(
+            "SELECT from_target, from_canary_permille FROM route_transitions \
+             WHERE capability = $1 ORDER BY id DESC LIMIT 1",
         )
         .bind(capability)
         .fetch_optional(&mut *conn)
         .await?;
-        row.and_then(|(from,)| from)
-            .and_then(|from| Target::parse(&from))
-            .ok_or_else(|| StoreError::NothingToRollBack(capability.to_owned()))
+        match row {
+            Some((Some(from), permille)) => stage_of(capability, &from, permille),
+            _ => Err(StoreError::NothingToRollBack(capability.to_owned())),
+        }
     }
 
     /// The audit log, newest first, optionally for one capability.
@@ -284,37 +294,41 @@ impl RouteStore {
         let rows: Vec<TransitionRow> = match capability {
             Some(name) => {
                 let mut conn = self.db.pool().acquire().await?;
-                current_target(&mut conn, name).await?;
-                sqlx::query_as(
-                    "SELECT id, capability, from_target, to_target, actor, reason, at FROM route_transitions \
-                     WHERE capability = $1 ORDER BY id DESC LIMIT $2",
-                )
+                current_stage(&mut conn, name).await?;
+                sqlx::query_as(&format!(
+                    "SELECT {TRANSITION_COLUMNS} FROM route_transitions \
+                     WHERE capability = $1 ORDER BY id DESC LIMIT $2"
+                ))
                 .bind(name)
                 .bind(limit)
                 .fetch_all(&mut *conn)
                 .await?
             }
-            None => sqlx::query_as(
-                "SELECT id, capability, from_target, to_target, actor, reason, at FROM route_transitions \
-                     ORDER BY id DESC LIMIT $1",
-            )
-            .bind(limit)
-            .fetch_all(self.db.pool())
-            .await?,
+            None => {
+                sqlx::query_as(&format!(
+                    "SELECT {TRANSITION_COLUMNS} FROM route_transitions ORDER BY id DESC LIMIT $1"
+                ))
+                .bind(limit)
+                .fetch_all(self.db.pool())
+                .await?
+            }
         };
         rows.into_iter()
             .map(|row| {
-                let to = Target::parse(&row.to_target).ok_or_else(|| StoreError::Corrupt {
-                    capability: row.capability.clone(),
-                    target: row.to_target.clone(),
-                })?;
+                let to = stage_of(&row.capability, &row.to_target, row.canary_permille)?;
+                let from = match &row.from_target {
+                    Some(from) => Some(stage_of(&row.capability, from, row.from_canary_permille)?),
+                    None => None,
+                };
                 Ok(Transition {
                     id: row.id,
-                    from: row.from_target.as_deref().and_then(Target::parse),
+                    from,
                     to,
                     capability: row.capability,
                     actor: row.actor,
                     reason: row.reason,
+                    forced: row.forced != 0,
+                    detail: row.detail.as_deref().and_then(|d| serde_json::from_str(d).ok()),
                     at: row.at,
                 })
             })
@@ -339,12 +353,38 @@ async fn bump_revision(conn: &mut sqlx::AnyConnection) -> Result<i64, sqlx::Erro
     Ok(revision)
 }
 
-async fn current_target(conn: &mut sqlx::AnyConnection, capability: &str) -> Result<Target, StoreError> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT target FROM route_state WHERE capability = $1")
-        .bind(capability)
-        .fetch_optional(&mut *conn)
-        .await?;
-    let Some((target,)) = row else {
+fn permille_of(stage: Stage) -> i64 {
+    stage.permille().map_or(0, |p| i64::from(p.get()))
+}
+
+fn stage_of(capability: &str, name: &str, permille: Option<i64>) -> Result<Stage, StoreError> {
+    Stage::from_parts(name, permille).ok_or_else(|| StoreError::Corrupt {
+        capability: capability.to_owned(),
+        target: name.to_owned(),
+    })
+}
+
+fn transition_of(id: i64, change: &ChangeRequest, from: Option<Stage>, at: String) -> Transition {
+    Transition {
+        id,
+        capability: change.capability.clone(),
+        from,
+        to: change.to,
+        actor: change.actor.clone(),
+        reason: change.reason.clone(),
+        forced: change.forced,
+        detail: change.detail.clone(),
+        at,
+    }
+}
+
+async fn current_stage(conn: &mut sqlx::AnyConnection, capability: &str) -> Result<Stage, StoreError> {
+    let row: Option<(String, i64)> =
+        sqlx::query_as("SELECT target, canary_permille FROM route_state WHERE capability = $1")
+            .bind(capability)
+            .fetch_optional(&mut *conn)
+            .await?;
+    let Some((target, permille)) = row else {
         let known: Vec<(String,)> = sqlx::query_as("SELECT capability FROM route_state ORDER BY capability")
             .fetch_all(&mut *conn)
             .await?;
@@ -353,40 +393,32 @@ async fn current_target(conn: &mut sqlx::AnyConnection, capability: &str) -> Res
             known: known.into_iter().map(|(n,)| n).collect::<Vec<_>>().join(", "),
         });
     };
-    Target::parse(&target).ok_or_else(|| StoreError::Corrupt {
-        capability: capability.to_owned(),
-        target,
-    })
+    stage_of(capability, &target, Some(permille))
 }
 
 async fn record(
     conn: &mut sqlx::AnyConnection,
-    capability: &str,
-    from: Option<Target>,
-    to: Target,
-    actor: &str,
-    reason: &str,
+    change: &ChangeRequest,
+    from: Option<Stage>,
     at: &str,
 ) -> Result<Transition, sqlx::Error> {
+    let detail = change.detail.as_ref().map(|d| d.to_string());
     let (id,): (i64,) = sqlx::query_as(
-        "INSERT INTO route_transitions (capability, from_target, to_target, actor, reason, at) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+        "INSERT INTO route_transitions (capability, from_target, from_canary_permille, to_target, \
+         canary_permille, actor, reason, forced, detail, at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
     )
-    .bind(capability)
-    .bind(from.map(Target::as_str))
-    .bind(to.as_str())
-    .bind(actor)
-    .bind(reason)
+    .bind(&change.capability)
+    .bind(from.map(Stage::name))
+    .bind(from.and_then(Stage::permille).map(|p| i64::from(p.get())))
+    .bind(change.to.name())
+    .bind(change.to.permille().map(|p| i64::from(p.get())))
+    .bind(&change.actor)
+    .bind(&change.reason)
+    .bind(i64::from(change.forced))
+    .bind(detail)
     .bind(at)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(Transition {
-        id,
-        capability: capability.to_owned(),
-        from,
-        to,
-        actor: actor.to_owned(),
-        reason: reason.to_owned(),
-        at: at.to_owned(),
-    })
+    Ok(transition_of(id, change, from, at.to_owned()))
 }

@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::proxy::ProxyState;
 use crate::route_store::{RouteStore, StoreError, NOTIFY_CHANNEL};
-use crate::routing::{RouteTable, Target};
+use crate::routing::RouteTable;
+use crate::stage::Stage;
 
 /// How often the revision is polled.
 const POLL_INTERVAL: Duration = Duration::from_millis(250);
@@ -48,6 +49,11 @@ impl TableUpdater {
     /// The store.
     pub fn store(&self) -> &RouteStore {
         &self.store
+    }
+
+    /// The proxy state whose table this updater swaps.
+    pub fn state(&self) -> &Arc<ProxyState> {
+        &self.state
     }
 
     /// Whether the last look at the store succeeded, and its error if not.
@@ -95,13 +101,20 @@ impl TableUpdater {
         if snapshot.revision <= current.revision() {
             return Ok(false);
         }
-        let targets: Vec<Target> = current
+        let stages: Vec<Stage> = current
             .matcher()
             .capabilities()
             .iter()
-            .map(|c| snapshot.targets.get(&c.name).copied().unwrap_or(Target::Legacy))
+            .map(|c| snapshot.stages.get(&c.name).copied().unwrap_or(Stage::Legacy))
             .collect();
-        let table: RouteTable = current.with_targets(targets, snapshot.revision);
+        for (index, stage) in stages.iter().enumerate() {
+            if current.stage(index) != *stage {
+                if let Some(capability) = self.state.capabilities.get(index) {
+                    capability.stage_changed();
+                }
+            }
+        }
+        let table: RouteTable = current.with_stages(stages, snapshot.revision);
         self.state.table.store(Arc::new(table));
         self.state.metrics.reloaded(snapshot.revision);
         tracing::info!(revision = snapshot.revision, "route table reloaded");

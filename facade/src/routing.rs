@@ -12,13 +12,17 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use hyper::header::HeaderName;
 use hyper::http::HeaderValue;
 use hyper::{HeaderMap, Method};
 
-/// Where a capability's traffic goes.
+use crate::canary::{self, StickyKey};
+use crate::stage::Stage;
+
+/// Which side serves one request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Target {
@@ -29,20 +33,11 @@ pub enum Target {
 }
 
 impl Target {
-    /// The lower-case name used in config, store and CLI.
+    /// The lower-case name used in headers, logs and metrics.
     pub fn as_str(self) -> &'static str {
         match self {
             Target::Legacy => "legacy",
             Target::Service => "service",
-        }
-    }
-
-    /// Parses `legacy` or `service`.
-    pub fn parse(text: &str) -> Option<Self> {
-        match text {
-            "legacy" => Some(Target::Legacy),
-            "service" => Some(Target::Service),
-            _ => None,
         }
     }
 }
@@ -145,7 +140,8 @@ impl Route {
     }
 }
 
-/// A capability's static definition: its name and its two backends.
+/// A capability's static definition: its name, its two backends and what
+/// the route decision needs to know about its canary and shadow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CapabilityDef {
     /// The capability's name.
@@ -154,6 +150,25 @@ pub struct CapabilityDef {
     pub legacy_backend: String,
     /// Backend that serves it once on service.
     pub service_backend: String,
+    /// What keeps a client on one side of a canary.
+    pub sticky: StickyKey,
+    /// The service writes only to its own database, so a copy of a
+    /// non-idempotent request may be shadowed to it.
+    pub shadow_writes: bool,
+}
+
+impl CapabilityDef {
+    /// A capability with the default canary key (the client's address) that
+    /// shadows only idempotent requests.
+    pub fn new(name: &str, legacy_backend: &str, service_backend: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            legacy_backend: legacy_backend.to_owned(),
+            service_backend: service_backend.to_owned(),
+            sticky: StickyKey::ClientAddress,
+            shadow_writes: false,
+        }
+    }
 }
 
 #[derive(Debug, Default, Clone)]
@@ -290,13 +305,25 @@ impl Matcher {
 }
 
 /// The whole routing table at one moment: the static matcher plus each
-/// capability's current target. Swapped as a whole when a target changes,
+/// capability's current stage. Swapped as a whole when a stage changes,
 /// so a request sees one consistent table from start to end.
 #[derive(Debug, Clone)]
 pub struct RouteTable {
     matcher: Arc<Matcher>,
-    targets: Vec<Target>,
+    stages: Vec<Stage>,
     revision: i64,
+}
+
+/// Whether a request is copied to the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShadowCopy<'t> {
+    /// No: the capability is not in shadow (or no route matched).
+    No,
+    /// Yes, to this backend.
+    To(&'t str),
+    /// The capability is in shadow but the method is not idempotent and the
+    /// service may write to shared state: not copied.
+    RefusedUnsafeMethod,
 }
 
 /// Why a request goes where it goes.
@@ -306,25 +333,36 @@ pub struct Decision<'t> {
     pub route: Option<(usize, &'t str)>,
     /// The route's capability, if any.
     pub capability: Option<&'t str>,
-    /// The capability's current target, if a route matched.
+    /// Its index in the table.
+    pub capability_index: Option<usize>,
+    /// The capability's current stage, if a route matched.
+    pub stage: Option<Stage>,
+    /// The side that answers, if a route matched.
     pub target: Option<Target>,
     /// The backend to send to; `None` means no route and no default (404).
     pub backend: Option<&'t str>,
+    /// Whether a copy goes to the service.
+    pub shadow: ShadowCopy<'t>,
+    /// The backend that answers instead when the service fails and the
+    /// request is safe to repeat (canary and service stages).
+    pub fallback: Option<&'t str>,
+    /// The request's canary bucket (0 to 999), when in canary.
+    pub canary_bucket: Option<u16>,
 }
 
 impl RouteTable {
-    /// A table with every capability at the given targets.
-    pub fn new(matcher: Arc<Matcher>, targets: Vec<Target>, revision: i64) -> Self {
+    /// A table with every capability at the given stages.
+    pub fn new(matcher: Arc<Matcher>, stages: Vec<Stage>, revision: i64) -> Self {
         Self {
             matcher,
-            targets,
+            stages,
             revision,
         }
     }
 
-    /// The same routes with other targets.
-    pub fn with_targets(&self, targets: Vec<Target>, revision: i64) -> Self {
-        Self::new(Arc::clone(&self.matcher), targets, revision)
+    /// The same routes at other stages.
+    pub fn with_stages(&self, stages: Vec<Stage>, revision: i64) -> Self {
+        Self::new(Arc::clone(&self.matcher), stages, revision)
     }
 
     /// The static part.
@@ -332,14 +370,14 @@ impl RouteTable {
         &self.matcher
     }
 
-    /// Current target of capability `index`.
-    pub fn target(&self, index: usize) -> Target {
-        self.targets.get(index).copied().unwrap_or(Target::Legacy)
+    /// Current stage of capability `index`.
+    pub fn stage(&self, index: usize) -> Stage {
+        self.stages.get(index).copied().unwrap_or(Stage::Legacy)
     }
 
-    /// Current targets, by capability index.
-    pub fn targets(&self) -> &[Target] {
-        &self.targets
+    /// Current stages, by capability index.
+    pub fn stages(&self) -> &[Stage] {
+        &self.stages
     }
 
     /// The route store revision this table reflects.
@@ -348,36 +386,70 @@ impl RouteTable {
     }
 
     /// Decides where a request goes. `path` must already be normalized and
-    /// `host` lower-cased without its port.
+    /// `host` lower-cased without its port; `client` is the peer's address
+    /// (the canary's last-resort sticky key).
     pub fn decide(
         &self,
         method: &Method,
         host: Option<&str>,
         path: &str,
         headers: &HeaderMap,
+        client: IpAddr,
     ) -> Decision<'_> {
-        match self.matcher.find(method, host, path, headers) {
-            Some(index) => {
-                let route = &self.matcher.routes[index];
-                let capability = &self.matcher.capabilities[route.capability];
-                let target = self.target(route.capability);
-                let backend = match target {
-                    Target::Legacy => &capability.legacy_backend,
-                    Target::Service => &capability.service_backend,
-                };
-                Decision {
-                    route: Some((index, route.path.as_str())),
-                    capability: Some(&capability.name),
-                    target: Some(target),
-                    backend: Some(backend),
-                }
-            }
-            None => Decision {
+        let Some(index) = self.matcher.find(method, host, path, headers) else {
+            return Decision {
                 route: None,
                 capability: None,
+                capability_index: None,
+                stage: None,
                 target: None,
                 backend: self.matcher.default_backend(),
-            },
+                shadow: ShadowCopy::No,
+                fallback: None,
+                canary_bucket: None,
+            };
+        };
+        let route = &self.matcher.routes[index];
+        let capability = &self.matcher.capabilities[route.capability];
+        let stage = self.stage(route.capability);
+        let mut canary_bucket = None;
+        let target = match stage {
+            Stage::Legacy | Stage::Shadow => Target::Legacy,
+            Stage::Canary(share) => {
+                let bucket = capability.sticky.bucket(&capability.name, headers, client);
+                canary_bucket = Some(bucket);
+                if canary::to_service(bucket, share) {
+                    Target::Service
+                } else {
+                    Target::Legacy
+                }
+            }
+            Stage::Service | Stage::Retired => Target::Service,
+        };
+        let shadow = match stage {
+            Stage::Shadow if method.is_idempotent() || capability.shadow_writes => {
+                ShadowCopy::To(&capability.service_backend)
+            }
+            Stage::Shadow => ShadowCopy::RefusedUnsafeMethod,
+            _ => ShadowCopy::No,
+        };
+        let (backend, fallback) = match target {
+            Target::Legacy => (&capability.legacy_backend, None),
+            Target::Service => (
+                &capability.service_backend,
+                stage.has_fallback().then_some(capability.legacy_backend.as_str()),
+            ),
+        };
+        Decision {
+            route: Some((index, route.path.as_str())),
+            capability: Some(&capability.name),
+            capability_index: Some(route.capability),
+            stage: Some(stage),
+            target: Some(target),
+            backend: Some(backend),
+            shadow,
+            fallback,
+            canary_bucket,
         }
     }
 }
@@ -399,6 +471,8 @@ pub fn host_of(value: Option<&HeaderValue>) -> Option<String> {
 mod tests {
     use super::*;
 
+    const CLIENT: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
     fn route(path: &str, methods: &[&str], capability: usize) -> Route {
         Route {
             path: path.to_owned(),
@@ -410,28 +484,20 @@ mod tests {
         }
     }
 
-    fn table(routes: Vec<Route>, targets: Vec<Target>) -> RouteTable {
+    fn table(routes: Vec<Route>, stages: Vec<Stage>) -> RouteTable {
         let capabilities = vec![
-            CapabilityDef {
-                name: "catalog".into(),
-                legacy_backend: "legacy".into(),
-                service_backend: "catalog".into(),
-            },
-            CapabilityDef {
-                name: "orders".into(),
-                legacy_backend: "legacy".into(),
-                service_backend: "orders".into(),
-            },
+            CapabilityDef::new("catalog", "legacy", "catalog"),
+            CapabilityDef::new("orders", "legacy", "orders"),
         ];
         RouteTable::new(
             Arc::new(Matcher::new(routes, capabilities, Some("legacy".into()))),
-            targets,
+            stages,
             1,
         )
     }
 
     fn backend<'t>(t: &'t RouteTable, method: &str, path: &str) -> Option<&'t str> {
-        t.decide(&method.parse().unwrap(), None, path, &HeaderMap::new())
+        t.decide(&method.parse().unwrap(), None, path, &HeaderMap::new(), CLIENT)
             .backend
     }
 
@@ -443,7 +509,7 @@ mod tests {
                 route("/products/{id}", &["GET", "PUT"], 0),
                 route("/orders/*", &[], 1),
             ],
-            vec![Target::Service, Target::Legacy],
+            vec![Stage::Service, Stage::Legacy],
         );
         assert_eq!(backend(&t, "GET", "/products"), Some("catalog"));
         assert_eq!(backend(&t, "PUT", "/products/7"), Some("catalog"));
@@ -451,7 +517,7 @@ mod tests {
         assert_eq!(backend(&t, "DELETE", "/products/7"), Some("legacy"));
         assert_eq!(backend(&t, "GET", "/products/7/reviews"), Some("legacy"));
         assert_eq!(
-            t.decide(&Method::POST, None, "/orders/9/cancel", &HeaderMap::new())
+            t.decide(&Method::POST, None, "/orders/9/cancel", &HeaderMap::new(), CLIENT)
                 .capability,
             Some("orders")
         );
@@ -466,10 +532,10 @@ mod tests {
                 route("/products/{id}", &[], 1),
                 route("/products/special", &[], 0),
             ],
-            vec![Target::Service, Target::Service],
+            vec![Stage::Service, Stage::Service],
         );
         assert_eq!(
-            t.decide(&Method::GET, None, "/products/special", &HeaderMap::new())
+            t.decide(&Method::GET, None, "/products/special", &HeaderMap::new(), CLIENT)
                 .route,
             Some((0, "/products/{id}"))
         );
@@ -478,10 +544,10 @@ mod tests {
                 route("/products/special", &[], 0),
                 route("/products/{id}", &[], 1),
             ],
-            vec![Target::Service, Target::Service],
+            vec![Stage::Service, Stage::Service],
         );
         assert_eq!(
-            t.decide(&Method::GET, None, "/products/special", &HeaderMap::new())
+            t.decide(&Method::GET, None, "/products/special", &HeaderMap::new(), CLIENT)
                 .route,
             Some((0, "/products/special"))
         );
@@ -492,21 +558,21 @@ mod tests {
         let mut beta = route("/products", &[], 0);
         beta.host = Some("shop.example".into());
         beta.headers = vec![(HeaderName::from_static("x-beta"), HeaderValue::from_static("1"))];
-        let t = table(vec![beta], vec![Target::Service, Target::Legacy]);
+        let t = table(vec![beta], vec![Stage::Service, Stage::Legacy]);
         let mut headers = HeaderMap::new();
         assert_eq!(
-            t.decide(&Method::GET, Some("shop.example"), "/products", &headers)
+            t.decide(&Method::GET, Some("shop.example"), "/products", &headers, CLIENT)
                 .backend,
             Some("legacy")
         );
         headers.insert("x-beta", HeaderValue::from_static("1"));
         assert_eq!(
-            t.decide(&Method::GET, Some("shop.example"), "/products", &headers)
+            t.decide(&Method::GET, Some("shop.example"), "/products", &headers, CLIENT)
                 .backend,
             Some("catalog")
         );
         assert_eq!(
-            t.decide(&Method::GET, Some("other"), "/products", &headers)
+            t.decide(&Method::GET, Some("other"), "/products", &headers, CLIENT)
                 .backend,
             Some("legacy")
         );
@@ -528,6 +594,62 @@ mod tests {
         assert_eq!(
             host_of(Some(&HeaderValue::from_static("[::1]:80"))).as_deref(),
             Some("::1")
+        );
+    }
+
+    #[test]
+    fn stages_decide_side_shadow_and_fallback() {
+        let routes = vec![route("/products/{id}", &[], 0)];
+        fn get(t: &RouteTable) -> Decision<'_> {
+            t.decide(&Method::GET, None, "/products/1", &HeaderMap::new(), CLIENT)
+        }
+        let shadow = table(routes.clone(), vec![Stage::Shadow, Stage::Legacy]);
+        let d = get(&shadow);
+        assert_eq!(
+            (d.backend, d.shadow, d.fallback),
+            (Some("legacy"), ShadowCopy::To("catalog"), None)
+        );
+        let post = shadow.decide(&Method::POST, None, "/products/1", &HeaderMap::new(), CLIENT);
+        assert_eq!(post.shadow, ShadowCopy::RefusedUnsafeMethod);
+        let service = table(routes.clone(), vec![Stage::Service, Stage::Legacy]);
+        let d = get(&service);
+        assert_eq!(
+            (d.backend, d.shadow, d.fallback),
+            (Some("catalog"), ShadowCopy::No, Some("legacy"))
+        );
+        let retired = table(routes.clone(), vec![Stage::Retired, Stage::Legacy]);
+        assert_eq!(get(&retired).fallback, None);
+        assert_eq!(get(&retired).backend, Some("catalog"));
+    }
+
+    #[test]
+    fn a_canary_splits_by_sticky_key() {
+        let routes = vec![route("/products/{id}", &[], 0)];
+        let canary = |permille| {
+            table(
+                routes.clone(),
+                vec![
+                    Stage::Canary(crate::stage::Permille::new(permille).unwrap()),
+                    Stage::Legacy,
+                ],
+            )
+        };
+        let at_half = canary(500);
+        let mut sides = std::collections::HashMap::new();
+        for i in 0..1000u32 {
+            let client = IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+            let d = at_half.decide(&Method::GET, None, "/products/1", &HeaderMap::new(), client);
+            // The same client always gets the same answer.
+            let again = at_half.decide(&Method::GET, None, "/products/1", &HeaderMap::new(), client);
+            assert_eq!(d.backend, again.backend);
+            *sides.entry(d.backend).or_insert(0) += 1;
+            if d.backend == Some("catalog") {
+                assert_eq!(d.fallback, Some("legacy"));
+            }
+        }
+        assert!(
+            sides[&Some("catalog")] > 400 && sides[&Some("legacy")] > 400,
+            "{sides:?}"
         );
     }
 }

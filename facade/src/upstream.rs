@@ -66,6 +66,15 @@ impl std::error::Error for UpstreamError {
     }
 }
 
+/// A request that failed, with the request itself when none of it was sent.
+#[derive(Debug)]
+pub struct SendError {
+    /// What went wrong.
+    pub error: UpstreamError,
+    /// The request, if no byte of it reached the upstream.
+    pub unsent: Option<Request<UpstreamBody>>,
+}
+
 /// The idle connections to one instance.
 #[derive(Debug)]
 pub struct ConnectionPool {
@@ -85,11 +94,13 @@ impl ConnectionPool {
     }
 
     /// Sends `request` (its URI in origin form) and returns the response,
-    /// whose body gives the connection back to the pool when it ends.
+    /// whose body gives the connection back to the pool when it ends. When
+    /// no byte of the request left the facade, the error hands it back, so
+    /// the caller may send it elsewhere.
     pub async fn send(
         self: &Arc<Self>,
         request: Request<UpstreamBody>,
-    ) -> Result<Response<PooledBody>, UpstreamError> {
+    ) -> Result<Response<PooledBody>, SendError> {
         let mut request = request;
         // A pooled connection may have been closed by the upstream while
         // idle; hyper then hands the request back unsent, and one fresh
@@ -99,14 +110,33 @@ impl ConnectionPool {
                 Ok(response) => return Ok(self.wrap(response, sender)),
                 Err(mut error) => match error.take_message() {
                     Some(unsent) => request = unsent,
-                    None => return Err(UpstreamError::Http(error.into_error())),
+                    None => {
+                        return Err(SendError {
+                            error: UpstreamError::Http(error.into_error()),
+                            unsent: None,
+                        })
+                    }
                 },
             }
         }
-        let mut sender = self.connect().await?;
-        match sender.send_request(request).await {
+        let mut sender = match self.connect().await {
+            Ok(sender) => sender,
+            Err(error) => {
+                return Err(SendError {
+                    error,
+                    unsent: Some(request),
+                })
+            }
+        };
+        match sender.try_send_request(request).await {
             Ok(response) => Ok(self.wrap(response, sender)),
-            Err(error) => Err(UpstreamError::Http(error)),
+            Err(mut error) => {
+                let unsent = error.take_message();
+                Err(SendError {
+                    error: UpstreamError::Http(error.into_error()),
+                    unsent,
+                })
+            }
         }
     }
 
@@ -187,6 +217,14 @@ impl ConnectionPool {
 pub struct PooledBody {
     inner: Incoming,
     return_to: Option<(Arc<ConnectionPool>, SendRequest<UpstreamBody>)>,
+}
+
+impl fmt::Debug for PooledBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PooledBody")
+            .field("reusable", &self.return_to.is_some())
+            .finish()
+    }
 }
 
 impl PooledBody {

@@ -170,7 +170,8 @@ async fn health_and_explain_describe_the_table() {
     assert_eq!(status, StatusCode::OK, "{explained}");
     assert_eq!(explained["normalized_path"], "/products/9");
     assert_eq!(explained["capability"], "orders");
-    assert_eq!(explained["target"], "legacy");
+    assert_eq!(explained["stage"], "legacy");
+    assert_eq!(explained["side"], "legacy");
     assert_eq!(explained["backend"], "legacy");
     assert_eq!(explained["instance"], shop.legacy.addr.to_string());
     let (_, unrouted) = facade.admin_get("/explain?method=GET&url=/elsewhere").await;

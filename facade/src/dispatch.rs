@@ -1,0 +1,364 @@
+//! Sending one request to its backend with the safety net its stage and
+//! backend call for: a bulkhead and a circuit breaker in front of every
+//! attempt, retries with exponential backoff and full jitter under a retry
+//! budget, and the monolith as the fallback when the service fails.
+//!
+//! A request is sent again (retried, or to the fallback) only when that is
+//! safe: its method is idempotent, it carries an `Idempotency-Key`, or none
+//! of its bytes reached the failed backend (no connection, breaker open,
+//! bulkhead full, or hyper handed it back unsent). A body is sent again from
+//! a bounded copy kept while it streamed; a body larger than the copy's cap
+//! is sent once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::header::{self, HeaderValue};
+use hyper::{HeaderMap, Method, Request, Response, Uri, Version};
+use tokio::time::Instant;
+
+use crate::backend::{Backend, UpstreamBody};
+use crate::client_body::{BodyCopy, BodySent};
+use crate::config::HostHeader;
+use crate::metrics::{Metrics, UpstreamErrorKind};
+use crate::upstream::{PooledBody, UpstreamError};
+
+/// The parts of a request that every attempt sends alike.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// Method.
+    pub method: Method,
+    /// Origin-form target.
+    pub uri: Uri,
+    /// Headers, already rewritten for upstreams, without `Host`.
+    pub headers: HeaderMap,
+    /// The client's `Host`, for backends that preserve it.
+    pub original_host: Option<HeaderValue>,
+}
+
+impl Outgoing {
+    /// The request for one attempt to `instance_authority` of `backend`.
+    pub(crate) fn request(
+        &self,
+        backend: &Backend,
+        authority: &str,
+        body: UpstreamBody,
+    ) -> Request<UpstreamBody> {
+        let mut request = Request::new(body);
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = Version::HTTP_11;
+        let mut headers = self.headers.clone();
+        let instance_host = HeaderValue::from_str(authority).ok();
+        // HTTP/1.1 needs a Host: without one from the client (HTTP/1.0, or
+        // HTTP/2's :authority), the instance's is used.
+        let host = match backend.host_header {
+            HostHeader::Preserve => self.original_host.clone().or(instance_host),
+            HostHeader::Rewrite => instance_host,
+        };
+        if let Some(host) = host {
+            headers.insert(header::HOST, host);
+        }
+        *request.headers_mut() = headers;
+        request
+    }
+}
+
+/// The request body, with what it takes to send it more than once.
+pub(crate) struct RequestBody {
+    /// The client's body, not yet (or not really) sent.
+    first: Option<UpstreamBody>,
+    /// Its copy, for sending it again once the first has gone.
+    copy: Option<Arc<BodyCopy>>,
+    sent: Arc<BodySent>,
+    empty: bool,
+}
+
+impl RequestBody {
+    /// No body at all.
+    pub fn empty() -> Self {
+        let sent = BodySent::new();
+        sent.mark();
+        Self {
+            first: None,
+            copy: None,
+            sent,
+            empty: true,
+        }
+    }
+
+    /// The client's streaming body; `copy` (if any) is filled as it streams.
+    pub fn streaming(body: UpstreamBody, sent: Arc<BodySent>, copy: Option<Arc<BodyCopy>>) -> Self {
+        Self {
+            first: Some(body),
+            copy,
+            sent,
+            empty: false,
+        }
+    }
+
+    /// The copy kept of the body, if any.
+    pub fn copy(&self) -> Option<Arc<BodyCopy>> {
+        self.copy.clone()
+    }
+
+    /// The body for the next attempt, and the signal that it was sent.
+    fn next(&mut self) -> Option<(UpstreamBody, Arc<BodySent>)> {
+        if self.empty {
+            return Some((empty_body(), Arc::clone(&self.sent)));
+        }
+        if let Some(body) = self.first.take() {
+            return Some((body, Arc::clone(&self.sent)));
+        }
+        let bytes = self.copy.as_ref()?.bytes()?;
+        let sent = BodySent::new();
+        sent.mark();
+        Some((full_body(bytes), sent))
+    }
+
+    /// Whether another attempt could be sent a body.
+    fn can_send_again(&self) -> bool {
+        self.empty || self.first.is_some() || self.copy.as_ref().is_some_and(|c| c.bytes().is_some())
+    }
+}
+
+fn empty_body() -> UpstreamBody {
+    Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync()
+}
+
+fn full_body(bytes: Bytes) -> UpstreamBody {
+    Full::new(bytes).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// Why an attempt (or a whole dispatch) failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// No connection could be made, or the request came back unsent:
+    /// nothing reached the backend.
+    Connect(UpstreamError),
+    /// No response head in time.
+    Timeout(Duration),
+    /// The connection broke, or the answer was unreadable (may include a
+    /// failure of the client's own body, found in the error's sources).
+    Broken(UpstreamError),
+    /// The backend answered with a 5xx.
+    Status(Response<PooledBody>),
+    /// The circuit breaker is open: nothing was sent.
+    CircuitOpen,
+    /// The bulkhead is full: nothing was sent.
+    BulkheadFull,
+    /// The backend has no instances.
+    NoInstance,
+}
+
+impl Failure {
+    /// The short name used in metrics and the fallback header.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Failure::Connect(_) => "connect",
+            Failure::Timeout(_) => "timeout",
+            Failure::Broken(_) => "broken",
+            Failure::Status(_) => "status",
+            Failure::CircuitOpen => "circuit_open",
+            Failure::BulkheadFull => "bulkhead_full",
+            Failure::NoInstance => "no_instance",
+        }
+    }
+
+    /// Whether no byte of the request reached the backend.
+    fn nothing_sent(&self) -> bool {
+        matches!(
+            self,
+            Failure::Connect(_) | Failure::CircuitOpen | Failure::BulkheadFull | Failure::NoInstance
+        )
+    }
+}
+
+/// What the client gets.
+pub(crate) struct Dispatched {
+    /// The backend whose answer (or failure) this is.
+    pub backend: Arc<Backend>,
+    /// Its answer, or why there is none.
+    pub result: Result<Response<PooledBody>, Failure>,
+    /// Set when the fallback answered: why the primary failed.
+    pub fallback_from: Option<&'static str>,
+    /// Whether the primary backend failed in the end (for error budgets).
+    pub primary_failed: bool,
+}
+
+/// Where a request may go.
+pub(crate) struct Plan<'a> {
+    /// The backend the route decision chose.
+    pub primary: &'a Arc<Backend>,
+    /// The monolith, when the stage allows falling back to it.
+    pub fallback: Option<&'a Arc<Backend>>,
+    /// Idempotent method or `Idempotency-Key`: may be repeated.
+    pub repeatable: bool,
+    /// The capability's metric label.
+    pub capability: &'static str,
+}
+
+/// Sends the request per `plan`.
+pub(crate) async fn dispatch(
+    plan: &Plan<'_>,
+    outgoing: &Outgoing,
+    body: &mut RequestBody,
+    metrics: &Metrics,
+) -> Dispatched {
+    let primary = plan.primary;
+    let started = Instant::now();
+    let policy = primary.resilience;
+    primary.retry_budget.record_request(started.into_std());
+    let label = metrics.name(&primary.name);
+    let mut retry = 0;
+    let failure = loop {
+        let failure = match guarded_attempt(primary, outgoing, body, metrics).await {
+            Ok(response) => {
+                return Dispatched {
+                    backend: Arc::clone(primary),
+                    result: Ok(response),
+                    fallback_from: None,
+                    primary_failed: false,
+                }
+            }
+            Err(failure) => failure,
+        };
+        let again = (plan.repeatable || failure.nothing_sent()) && body.can_send_again();
+        if !again || retry >= policy.retries || failure.nothing_sent_by_guard() {
+            break failure;
+        }
+        let delay = policy.backoff.delay(retry, &mut rand::thread_rng());
+        if started.elapsed() + delay >= policy.total_timeout {
+            break failure;
+        }
+        if !primary.retry_budget.try_retry(Instant::now().into_std()) {
+            metrics.refused(label, "retry_budget");
+            break failure;
+        }
+        metrics.retry(label);
+        tokio::time::sleep(delay).await;
+        retry += 1;
+    };
+    if let Some(fallback) = plan.fallback {
+        if (plan.repeatable || failure.nothing_sent()) && body.can_send_again() {
+            let reason = failure.reason();
+            metrics.fallback(plan.capability, reason);
+            // The failed answer is dropped unread: its connection closes.
+            drop(failure);
+            let result = guarded_attempt(fallback, outgoing, body, metrics).await;
+            return Dispatched {
+                backend: Arc::clone(fallback),
+                result,
+                fallback_from: Some(reason),
+                primary_failed: true,
+            };
+        }
+    }
+    Dispatched {
+        backend: Arc::clone(primary),
+        result: Err(failure),
+        fallback_from: None,
+        primary_failed: true,
+    }
+}
+
+impl Failure {
+    /// Refusals by the facade's own guards: retrying at once would be
+    /// refused again, so they go straight to the fallback (or the client).
+    fn nothing_sent_by_guard(&self) -> bool {
+        matches!(
+            self,
+            Failure::CircuitOpen | Failure::BulkheadFull | Failure::NoInstance
+        )
+    }
+}
+
+/// One attempt behind the backend's bulkhead and circuit breaker. A 5xx
+/// answer is returned as a failure (carrying the answer).
+async fn guarded_attempt(
+    backend: &Arc<Backend>,
+    outgoing: &Outgoing,
+    body: &mut RequestBody,
+    metrics: &Metrics,
+) -> Result<Response<PooledBody>, Failure> {
+    let label = metrics.name(&backend.name);
+    let Some(_slot) = backend.bulkhead.try_enter() else {
+        metrics.refused(label, "bulkhead_full");
+        return Err(Failure::BulkheadFull);
+    };
+    let Ok(permit) = backend.breaker.try_acquire(Instant::now().into_std()) else {
+        metrics.refused(label, "circuit_open");
+        return Err(Failure::CircuitOpen);
+    };
+    let Some((upstream_body, sent)) = body.next() else {
+        // Nothing left to send: the caller checked, so this is a bug
+        // guard, reported as the backend being unreachable.
+        permit.success(Instant::now().into_std());
+        return Err(Failure::NoInstance);
+    };
+    let result = attempt(backend, outgoing, upstream_body, sent, body).await;
+    let now = Instant::now().into_std();
+    match &result {
+        Ok(_) => permit.success(now),
+        Err(Failure::Broken(error)) if crate::proxy::is_client_fault(error) => permit.success(now),
+        Err(_) => permit.failure(now),
+    }
+    if let Err(failure) = &result {
+        let kind = match failure {
+            Failure::Connect(_) => Some(UpstreamErrorKind::Connect),
+            Failure::Timeout(_) => Some(UpstreamErrorKind::Timeout),
+            Failure::Broken(error) if !crate::proxy::is_client_fault(error) => {
+                Some(UpstreamErrorKind::Protocol)
+            }
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            metrics.upstream_error(label, kind);
+        }
+    }
+    result
+}
+
+/// One attempt at one instance. An unsent body is put back into `body`.
+async fn attempt(
+    backend: &Backend,
+    outgoing: &Outgoing,
+    upstream_body: UpstreamBody,
+    sent: Arc<BodySent>,
+    body: &mut RequestBody,
+) -> Result<Response<PooledBody>, Failure> {
+    let Some(picked) = backend.pick() else {
+        return Err(Failure::NoInstance);
+    };
+    let instance = picked.instance();
+    let request = outgoing.request(backend, instance.authority.as_str(), upstream_body);
+    // The upstream's clock starts once the whole body is sent: a slow client
+    // upload is not the upstream being slow.
+    let timeout = backend.request_timeout;
+    let deadline = async move {
+        sent.wait().await;
+        tokio::time::sleep(timeout).await;
+    };
+    let result = tokio::select! {
+        result = instance.pool.send(request) => result,
+        () = deadline => return Err(Failure::Timeout(timeout)),
+    };
+    drop(picked);
+    match result {
+        Ok(response) if response.status().is_server_error() => Err(Failure::Status(response)),
+        Ok(response) => Ok(response),
+        Err(error) => {
+            // Handed back unsent (no connection, or a pooled one that had
+            // closed): nothing reached the backend.
+            if let Some(unsent) = error.unsent {
+                body.first = Some(unsent.into_body());
+                return Err(Failure::Connect(error.error));
+            }
+            Err(Failure::Broken(error.error))
+        }
+    }
+}

@@ -1,0 +1,128 @@
+//! Shadow traffic: while a capability is in `shadow`, the monolith answers
+//! the client and a copy of the request goes to the service, off the hot
+//! path, and the two answers are compared.
+//!
+//! - [`capture`]: the monolith's answer is copied (up to a cap) as it
+//!   streams to the client; when it has been sent in full, a job is offered
+//!   to the bounded queue. A full queue drops the copy and counts it: the
+//!   client's answer never waits for shadowing.
+//! - [`worker`]: jobs are sent to the service (and, to learn noise, once
+//!   more to the monolith), with a cap on copies in flight, then compared
+//!   with `response_diff`.
+//! - [`recorder`]: outcomes are counted in memory and flushed to the store
+//!   every second: per ten-second bucket, the fields that differed, learned
+//!   noise and a bounded sample of diffs.
+//! - [`store`]: those tables, read by `strangler routes diff` and the gate.
+
+pub mod capture;
+pub mod recorder;
+pub mod store;
+pub mod worker;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::header::HeaderValue;
+use hyper::{HeaderMap, Method, Uri};
+use response_diff::Captured;
+use tokio::sync::mpsc;
+
+use crate::metrics::Metrics;
+use recorder::Recorder;
+
+/// Why a request was not shadowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// A request or response body over the cap.
+    BodyTooLarge,
+    /// A non-idempotent method, and the service may write to shared state.
+    UnsafeMethod,
+    /// The monolith's answer did not arrive whole (client gone, error).
+    Incomplete,
+}
+
+impl SkipReason {
+    /// Name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::BodyTooLarge => "body_too_large",
+            SkipReason::UnsafeMethod => "unsafe_method",
+            SkipReason::Incomplete => "incomplete",
+        }
+    }
+}
+
+/// One request to replay against the service, with the monolith's answer.
+#[derive(Debug)]
+pub struct ShadowJob {
+    /// The capability's index in the route table.
+    pub capability: usize,
+    /// Its name, interned.
+    pub name: &'static str,
+    /// The request's method.
+    pub method: Method,
+    /// Its origin-form target.
+    pub uri: Uri,
+    /// Its path, normalized, for samples (no query: it may hold secrets).
+    pub path: String,
+    /// Its headers as sent upstream, without `Host`.
+    pub headers: HeaderMap,
+    /// The client's `Host`.
+    pub original_host: Option<HeaderValue>,
+    /// Its body.
+    pub body: Bytes,
+    /// The monolith's answer.
+    pub legacy: Captured,
+    /// The correlation id.
+    pub request_id: String,
+}
+
+/// The entry to shadowing: a bounded queue and the counters.
+#[derive(Debug)]
+pub struct Shadower {
+    queue: mpsc::Sender<ShadowJob>,
+    /// Where outcomes are counted.
+    pub recorder: Arc<Recorder>,
+    metrics: Arc<Metrics>,
+}
+
+impl Shadower {
+    /// A shadower whose queue holds `capacity` jobs; the receiver goes to
+    /// [`worker::run`].
+    pub fn new(
+        capacity: usize,
+        recorder: Arc<Recorder>,
+        metrics: Arc<Metrics>,
+    ) -> (Arc<Self>, mpsc::Receiver<ShadowJob>) {
+        let (queue, jobs) = mpsc::channel(capacity.max(1));
+        (
+            Arc::new(Self {
+                queue,
+                recorder,
+                metrics,
+            }),
+            jobs,
+        )
+    }
+
+    /// Queues a job, or drops and counts it when the queue is full. Never
+    /// waits.
+    pub fn offer(&self, job: ShadowJob) {
+        let name = job.name;
+        if self.queue.try_send(job).is_err() {
+            self.metrics.shadow(name, "dropped");
+            self.recorder.dropped(name);
+        }
+    }
+
+    /// Counts a request that was not shadowed.
+    pub fn skipped(&self, name: &'static str, reason: SkipReason) {
+        tracing::debug!(
+            capability = name,
+            reason = reason.as_str(),
+            "request not shadowed"
+        );
+        self.metrics.shadow(name, "skipped");
+        self.recorder.skipped(name);
+    }
+}
