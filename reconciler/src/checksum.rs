@@ -2,13 +2,25 @@
 //! server engine (PostgreSQL or MySQL/MariaDB).
 //!
 //! For a key range, each database computes `COUNT(*)` and the sum of a
-//! 64-bit slice of every row's MD5 over the key and compared columns (see
+//! 64-bit hash of every row's key and compared columns (see
 //! [`crate::sql::Dialect::checksum_expr`]); only those two numbers travel.
-//! Equal on both sides: the range's rows are equal and none is read. Different:
-//! the range is split at the median key of the larger side and both halves
-//! are checked, down to ranges of at most `leaf_rows` rows, which are merged
-//! ([`crate::merge`]). Ranges are visited in key order, so findings come out
-//! sorted.
+//! Equal on both sides: the range's rows are equal and none is read.
+//!
+//! The table is cut into segments of consecutive keys (boundaries found on
+//! the monolith's side through the key index), whose checksums are computed
+//! a few at a time, each segment on its own pair of connections
+//! ([`Lane`]). A segment shrinks when its checksum takes longer than the
+//! target query time. A segment that differs is bisected: split at the
+//! median key of its larger side, both halves checked, down to ranges of at
+//! most `leaf_rows` rows, which are merged ([`crate::merge`]). Segments are
+//! finished in key order, so findings come out sorted.
+//!
+//! Under [`crate::Strategy::Auto`] the costs are measured as the table is
+//! compared ([`Costs`]): the first segment is merged, the others
+//! checksummed, and once streaming the rest is expected to be cheaper than
+//! checksumming it and resolving the differing share of it (dense
+//! differences, or databases so close that streaming costs less than
+//! hashing), the rest of the table is merged in one pass.
 //!
 //! Why only same-engine pairs: two engines render values as text
 //! differently, so their checksums are not comparable. Why only when every
@@ -17,10 +29,12 @@
 //! `cents_from_decimal` changes one side only). SQLite has no hash function.
 //! In all of these cases the table is merged instead, and the report says why.
 
+use std::time::{Duration, Instant};
+
 use service_runtime::sql_value::SqlValue;
 use service_runtime::Engine;
 
-use crate::merge::{merge_range, range_where, Judge, KeyRange};
+use crate::merge::{merge_range, range_where, Judge, KeyRange, ReadSizes};
 use crate::plan::{SidePlan, TablePlan};
 use crate::source::Source;
 use crate::sql::ColumnClass;
@@ -97,7 +111,7 @@ async fn key_at(
     let keys = plan.key_exprs.join(", ");
     let sql = format!(
         "SELECT {} FROM {} t {clause} ORDER BY {keys} LIMIT 1 OFFSET {offset}",
-        plan.select_list,
+        plan.key_select,
         plan.dialect.quote(&plan.table),
     );
     let binds: Vec<&SqlValue> = binds.iter().collect();
@@ -105,7 +119,7 @@ async fn key_at(
         .fetch(
             &sql,
             &binds,
-            &plan.classes,
+            &plan.classes[..key_len.min(plan.classes.len())],
             &format!("finding a split key of table `{}`", plan.table),
         )
         .await?;
@@ -115,47 +129,319 @@ async fn key_at(
         .map(|row| row[..key_len.min(row.len())].to_vec()))
 }
 
-/// Compares `plan` by checksum-and-bisect, judging every differing row.
+/// How many segments' worth of rows [`bisect`] merges first under
+/// `Strategy::Auto`, to measure the merge.
+const PROBE_SEGMENTS: u64 = 5;
+
+/// One pair of connections, one per side; checksums of several segments
+/// run at once on several lanes.
+#[derive(Debug)]
+pub struct Lane {
+    /// The monolith's side.
+    pub legacy: Source,
+    /// The service's side.
+    pub service: Source,
+}
+
+/// How segments are sized and which strategy decides.
+#[derive(Debug, Clone)]
+pub struct SegmentOptions {
+    /// Rows per segment at most (and at first).
+    pub segment_rows: u64,
+    /// Bisection stops splitting at ranges this small and merges them.
+    pub leaf_rows: u64,
+    /// A checksum query slower than this makes segments smaller.
+    pub target_query_time: Duration,
+    /// Merge the rest of the table when that is expected to be cheaper.
+    pub adaptive: bool,
+}
+
+/// What comparing a table cost so far, in wall-clock seconds per row
+/// (both sides at once), and how much of it differed.
+#[derive(Debug, Clone, Default)]
+pub struct Costs {
+    checksum_seconds: f64,
+    checksum_rows: u64,
+    differing_rows: u64,
+    merge_seconds: f64,
+    merge_rows: u64,
+}
+
+impl Costs {
+    /// Records a round of segment checksums.
+    pub fn checksummed(&mut self, rows: u64, differing_rows: u64, elapsed: Duration) {
+        self.checksum_rows += rows;
+        self.differing_rows += differing_rows;
+        self.checksum_seconds += elapsed.as_secs_f64();
+    }
+
+    /// Records a merge of `rows` (the larger side's count).
+    pub fn merged(&mut self, rows: u64, elapsed: Duration) {
+        self.merge_rows += rows;
+        self.merge_seconds += elapsed.as_secs_f64();
+    }
+
+    /// Whether merging the rest is expected to be cheaper than
+    /// checksumming it: per row, a checksum costs `c` and the differing
+    /// share `d` of the rows must be read anyway at `m`, so checksums cost
+    /// `c + d·m` against the merge's `m`. Undecided (false) until both
+    /// costs have been measured.
+    pub fn merge_is_cheaper(&self) -> bool {
+        if self.checksum_rows == 0 || self.merge_rows == 0 {
+            return false;
+        }
+        let c = self.checksum_seconds / self.checksum_rows as f64;
+        let m = self.merge_seconds / self.merge_rows as f64;
+        let d = self.differing_rows as f64 / self.checksum_rows as f64;
+        c + d * m >= m
+    }
+
+    /// A sentence for the report when the merge took over.
+    pub fn note(&self) -> String {
+        format!(
+            "switched to the merge after checksumming {} rows: {:.1}% of them differed, and streaming was measured at {:.2} µs a row against {:.2} µs for a checksum",
+            self.checksum_rows,
+            100.0 * self.differing_rows as f64 / self.checksum_rows.max(1) as f64,
+            1e6 * self.merge_seconds / self.merge_rows.max(1) as f64,
+            1e6 * self.checksum_seconds / self.checksum_rows.max(1) as f64,
+        )
+    }
+}
+
+/// Compares `plan` segment by segment, judging every differing row; with
+/// `options.adaptive`, merges the rest once that is cheaper. Returns the
+/// costs when the merge took over, `None` when the table was bisected to
+/// the end.
 pub async fn bisect(
     plan: &TablePlan,
-    legacy: &mut Source,
-    service: &mut Source,
-    leaf_rows: u64,
-    batch_size: usize,
+    lanes: &mut [Lane],
+    options: &SegmentOptions,
+    sizes: &mut ReadSizes,
     judge: &mut Judge<'_>,
+) -> Result<Option<Costs>, ReconcileError> {
+    let Some(main) = lanes.first_mut() else {
+        return Err(ReconcileError::Unsupported(
+            "bisection needs a connection per side".to_owned(),
+        ));
+    };
+    let mut costs = Costs::default();
+    let mut segment_rows = options.segment_rows.max(options.leaf_rows).max(1);
+    let mut lower = None;
+    if options.adaptive {
+        // The first rows are merged, to measure what streaming costs here:
+        // enough of them that a batch's fixed cost does not dominate (a
+        // small table is merged whole, which is what suits it anyway).
+        let probe = segment_rows.saturating_mul(PROBE_SEGMENTS);
+        let upper = key_at(
+            &mut main.legacy,
+            &plan.legacy,
+            plan.key_len(),
+            &after(&lower),
+            probe - 1,
+        )
+        .await?;
+        let range = KeyRange {
+            lower: None,
+            upper: upper.clone(),
+        };
+        timed_merge(plan, main, &range, sizes, judge, &mut costs).await?;
+        if upper.is_none() {
+            return Ok(None);
+        }
+        lower = upper;
+    }
+    loop {
+        if options.adaptive && costs.merge_is_cheaper() {
+            let main = &mut lanes[0];
+            merge_range(
+                plan,
+                &mut main.legacy,
+                &mut main.service,
+                &after(&lower),
+                sizes,
+                judge,
+            )
+            .await?;
+            return Ok(Some(costs));
+        }
+        // The next segments, one per lane.
+        let mut ranges = Vec::with_capacity(lanes.len());
+        let mut cursor = lower.clone();
+        for _ in 0..lanes.len() {
+            let main = &mut lanes[0];
+            let upper = key_at(
+                &mut main.legacy,
+                &plan.legacy,
+                plan.key_len(),
+                &after(&cursor),
+                segment_rows - 1,
+            )
+            .await?;
+            ranges.push(KeyRange {
+                lower: cursor,
+                upper: upper.clone(),
+            });
+            cursor = upper;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let started = Instant::now();
+        let sums =
+            futures::future::try_join_all(lanes.iter_mut().zip(&ranges).map(|(lane, range)| async move {
+                let timed = Instant::now();
+                let (l, s) = tokio::try_join!(
+                    checksum(&mut lane.legacy, &plan.legacy, range),
+                    checksum(&mut lane.service, &plan.service, range)
+                )?;
+                Ok::<_, ReconcileError>((l, s, timed.elapsed()))
+            }))
+            .await?;
+        let (mut rows, mut differing, mut slowest) = (0, 0, Duration::ZERO);
+        for ((lc, ls), (sc, ss), took) in &sums {
+            rows += lc.max(sc);
+            slowest = slowest.max(*took);
+            if lc != sc || ls != ss {
+                differing += lc.max(sc);
+            }
+        }
+        costs.checksummed(rows, differing, started.elapsed());
+        // Decided before any differing segment of this round is bisected:
+        // with dense differences, bisecting them would cost the most.
+        let merge_rest = options.adaptive && costs.merge_is_cheaper();
+        for (range, ((lc, ls), (sc, ss), _)) in ranges.iter().zip(&sums) {
+            if lc == sc && ls == ss {
+                judge.equal_rows(*lc);
+            } else if merge_rest {
+                let main = &mut lanes[0];
+                merge_range(
+                    plan,
+                    &mut main.legacy,
+                    &mut main.service,
+                    &after(&range.lower),
+                    sizes,
+                    judge,
+                )
+                .await?;
+                return Ok(Some(costs));
+            } else {
+                let counts = (*lc, *sc);
+                bisect_range(
+                    plan,
+                    &mut lanes[0],
+                    range,
+                    counts,
+                    options.leaf_rows,
+                    sizes,
+                    judge,
+                    &mut costs,
+                )
+                .await?;
+            }
+        }
+        if slowest > options.target_query_time && segment_rows > options.leaf_rows {
+            // Shorter queries: scale the segment to the target time.
+            let scale = options.target_query_time.as_secs_f64() / slowest.as_secs_f64();
+            segment_rows = ((segment_rows as f64 * scale) as u64)
+                .max(options.leaf_rows)
+                .max(1);
+        }
+        match ranges.pop().and_then(|r| r.upper) {
+            Some(upper) => lower = Some(upper),
+            None => return Ok(None),
+        }
+    }
+}
+
+/// The range after `lower`, unbounded above.
+fn after(lower: &Option<Vec<SqlValue>>) -> KeyRange {
+    KeyRange {
+        lower: lower.clone(),
+        upper: None,
+    }
+}
+
+async fn timed_merge(
+    plan: &TablePlan,
+    lane: &mut Lane,
+    range: &KeyRange,
+    sizes: &mut ReadSizes,
+    judge: &mut Judge<'_>,
+    costs: &mut Costs,
+) -> Result<(), ReconcileError> {
+    let (rows_legacy, rows_service) = (judge.report.rows_legacy, judge.report.rows_service);
+    let started = Instant::now();
+    merge_range(plan, &mut lane.legacy, &mut lane.service, range, sizes, judge).await?;
+    let rows = (judge.report.rows_legacy - rows_legacy).max(judge.report.rows_service - rows_service);
+    costs.merged(rows, started.elapsed());
+    Ok(())
+}
+
+/// Bisects one range found different, with `counts` rows on each side,
+/// down to leaves of at most `leaf_rows` rows, which are merged.
+#[allow(clippy::too_many_arguments)] // the state of one table's comparison
+async fn bisect_range(
+    plan: &TablePlan,
+    lane: &mut Lane,
+    range: &KeyRange,
+    counts: (u64, u64),
+    leaf_rows: u64,
+    sizes: &mut ReadSizes,
+    judge: &mut Judge<'_>,
+    costs: &mut Costs,
 ) -> Result<(), ReconcileError> {
     let leaf_rows = leaf_rows.max(1);
-    let mut stack = vec![KeyRange::default()];
-    while let Some(range) = stack.pop() {
-        let (lc, ls) = checksum(legacy, &plan.legacy, &range).await?;
-        let (sc, ss) = checksum(service, &plan.service, &range).await?;
-        if lc == sc && ls == ss {
-            judge.equal_rows(lc);
-            continue;
-        }
+    let mut stack = vec![(range.clone(), Some(counts))];
+    while let Some((range, known)) = stack.pop() {
+        let (lc, sc) = if let Some(counts) = known {
+            counts
+        } else {
+            let ((lc, ls), (sc, ss)) = tokio::try_join!(
+                checksum(&mut lane.legacy, &plan.legacy, &range),
+                checksum(&mut lane.service, &plan.service, &range)
+            )?;
+            if lc == sc && ls == ss {
+                judge.equal_rows(lc);
+                continue;
+            }
+            (lc, sc)
+        };
         if lc.max(sc) <= leaf_rows {
-            merge_range(plan, legacy, service, &range, batch_size, judge).await?;
+            timed_merge(plan, lane, &range, sizes, judge, costs).await?;
             continue;
         }
         let mid = if lc >= sc {
-            key_at(legacy, &plan.legacy, plan.key_len(), &range, lc / 2 - 1).await?
+            key_at(&mut lane.legacy, &plan.legacy, plan.key_len(), &range, lc / 2 - 1).await?
         } else {
-            key_at(service, &plan.service, plan.key_len(), &range, sc / 2 - 1).await?
+            key_at(
+                &mut lane.service,
+                &plan.service,
+                plan.key_len(),
+                &range,
+                sc / 2 - 1,
+            )
+            .await?
         };
         let Some(mid) = mid else {
             // The table changed under us; merging the range is always right.
-            merge_range(plan, legacy, service, &range, batch_size, judge).await?;
+            timed_merge(plan, lane, &range, sizes, judge, costs).await?;
             continue;
         };
         // Upper half pushed first so that the lower half is checked first.
-        stack.push(KeyRange {
-            lower: Some(mid.clone()),
-            upper: range.upper.clone(),
-        });
-        stack.push(KeyRange {
-            lower: range.lower,
-            upper: Some(mid),
-        });
+        stack.push((
+            KeyRange {
+                lower: Some(mid.clone()),
+                upper: range.upper.clone(),
+            },
+            None,
+        ));
+        stack.push((
+            KeyRange {
+                lower: range.lower,
+                upper: Some(mid),
+            },
+            None,
+        ));
     }
     Ok(())
 }

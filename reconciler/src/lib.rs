@@ -10,8 +10,10 @@
 //!    ([`source`]);
 //! 2. checks every mapped table and column against both live schemas before
 //!    comparing anything ([`plan`]);
-//! 3. compares each table by a streaming sorted merge ([`merge`]) or by
-//!    checksum-and-bisect ([`checksum`]), as [`Strategy`] says;
+//! 3. compares each table by a streaming sorted merge ([`merge`], reading
+//!    each side as [`read`] says) or by checksum-and-bisect ([`checksum`]),
+//!    as [`Strategy`] says: by default, checksums where they are sound until
+//!    the measured costs say that merging the rest is cheaper;
 //! 4. returns a [`Report`] ([`report`]), which [`reconcile_and_record`] also
 //!    writes to the toolkit store ([`run_store`]).
 //!
@@ -24,6 +26,7 @@ pub mod merge;
 pub mod metrics;
 pub mod normalize;
 pub mod plan;
+pub mod read;
 pub mod render;
 pub mod repair;
 pub mod report;
@@ -45,15 +48,18 @@ pub use error::ReconcileError;
 pub use report::{Method, Report, Status, TableReport, Totals};
 pub use run_store::{RunId, RunRecord, RunStore};
 
-use crate::merge::{merge_range, Judge, KeyRange};
+use crate::checksum::{Lane, SegmentOptions};
+use crate::merge::{merge_range, Judge, KeyRange, ReadSizes};
 use crate::plan::plan_table;
 use crate::source::Source;
 
 /// How tables are compared.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Strategy {
-    /// Bisection where it is sound (same server engine on both sides, no
-    /// one-sided normalization), the merge elsewhere.
+    /// Checksums where they are sound (same server engine on both sides,
+    /// no one-sided normalization) until merging the rest of a table is
+    /// measured to be cheaper (dense differences, or databases close enough
+    /// that streaming costs less than hashing); the merge elsewhere.
     #[default]
     Auto,
     /// Always the streaming merge.
@@ -90,10 +96,18 @@ impl fmt::Display for Strategy {
 pub struct Options {
     /// Merge or bisect.
     pub strategy: Strategy,
-    /// Rows per keyset batch and side: the bound on memory.
+    /// Rows of each side's first keyset batch; later batches grow or shrink
+    /// towards `target_query_time`. Rows are streamed, so memory is a few
+    /// chunks of rows per side whatever the batch.
     pub batch_size: usize,
     /// Bisection stops splitting at ranges this small and merges them.
     pub bisect_leaf_rows: u64,
+    /// Rows per checksummed segment, at most.
+    pub segment_rows: u64,
+    /// What one query should take: batches and segments are sized for it.
+    pub target_query_time: Duration,
+    /// Connections per side that checksum segments at once.
+    pub parallel: usize,
     /// Limit on every statement, server-side where the engine has one and
     /// always client-side.
     pub statement_timeout: Duration,
@@ -107,6 +121,9 @@ impl Default for Options {
             strategy: Strategy::Auto,
             batch_size: 1000,
             bisect_leaf_rows: 2000,
+            segment_rows: 10_000,
+            target_query_time: Duration::from_secs(1),
+            parallel: 2,
             statement_timeout: Duration::from_secs(30),
             now: None,
         }
@@ -125,17 +142,12 @@ pub async fn reconcile(
 ) -> Result<Report, ReconcileError> {
     let started = Utc::now();
     let now = options.now.unwrap_or(started);
-    let mut legacy = Source::connect(Side::Legacy, legacy_url, options.statement_timeout).await?;
-    let mut service = match Source::connect(Side::Service, service_url, options.statement_timeout).await {
-        Ok(service) => service,
-        Err(error) => {
-            legacy.close().await;
-            return Err(error);
-        }
-    };
-    let result = compare_all(capability, &mut legacy, &mut service, options, now).await;
-    legacy.close().await;
-    service.close().await;
+    let mut lanes = vec![connect_lane(legacy_url, service_url, options).await?];
+    let result = compare_all(capability, &mut lanes, (legacy_url, service_url), options, now).await;
+    for lane in lanes {
+        lane.legacy.close().await;
+        lane.service.close().await;
+    }
     let tables = result?;
     let mut report = Report {
         schema_version: report::SCHEMA_VERSION,
@@ -160,17 +172,38 @@ pub async fn reconcile(
     Ok(report)
 }
 
+async fn connect_lane(
+    legacy_url: &DatabaseUrl,
+    service_url: &DatabaseUrl,
+    options: &Options,
+) -> Result<Lane, ReconcileError> {
+    let legacy = Source::connect(Side::Legacy, legacy_url, options.statement_timeout).await?;
+    match Source::connect(Side::Service, service_url, options.statement_timeout).await {
+        Ok(service) => Ok(Lane { legacy, service }),
+        Err(error) => {
+            legacy.close().await;
+            Err(error)
+        }
+    }
+}
+
+/// Rows per merge batch at most, whatever the target time says.
+const MAX_BATCH_ROWS: usize = 1_000_000;
+
 async fn compare_all(
     capability: &CapabilityMapping,
-    legacy: &mut Source,
-    service: &mut Source,
+    lanes: &mut Vec<Lane>,
+    urls: (&DatabaseUrl, &DatabaseUrl),
     options: &Options,
     now: DateTime<Utc>,
 ) -> Result<Vec<TableReport>, ReconcileError> {
     let mut plans = Vec::with_capacity(capability.tables.len());
     for table in &capability.tables {
-        plans.push(plan_table(table, legacy, service).await?);
+        let main = &mut lanes[0];
+        plans.push(plan_table(table, &mut main.legacy, &mut main.service).await?);
     }
+    // A query should stay well inside the statement timeout.
+    let target = options.target_query_time.min(options.statement_timeout / 4);
     let mut reports = Vec::with_capacity(plans.len());
     for plan in &plans {
         let unsupported = checksum::unsupported_reason(plan);
@@ -196,28 +229,35 @@ async fn compare_all(
             settling: Vec::new(),
         };
         let mut judge = Judge::new(plan, now, report);
+        let mut sizes = ReadSizes::new(options.batch_size, MAX_BATCH_ROWS.max(options.batch_size), target);
         match method {
             Method::Merge => {
+                let main = &mut lanes[0];
                 merge_range(
                     plan,
-                    legacy,
-                    service,
+                    &mut main.legacy,
+                    &mut main.service,
                     &KeyRange::default(),
-                    options.batch_size,
+                    &mut sizes,
                     &mut judge,
                 )
                 .await?
             }
             Method::Bisect => {
-                checksum::bisect(
-                    plan,
-                    legacy,
-                    service,
-                    options.bisect_leaf_rows,
-                    options.batch_size,
-                    &mut judge,
-                )
-                .await?
+                while lanes.len() < options.parallel.max(1) {
+                    lanes.push(connect_lane(urls.0, urls.1, options).await?);
+                }
+                let segments = SegmentOptions {
+                    segment_rows: options.segment_rows,
+                    leaf_rows: options.bisect_leaf_rows,
+                    target_query_time: target,
+                    adaptive: options.strategy == Strategy::Auto,
+                };
+                if let Some(costs) = checksum::bisect(plan, lanes, &segments, &mut sizes, &mut judge).await? {
+                    tracing::info!(table = %plan.legacy.table, "{}", costs.note());
+                    judge.report.strategy = Method::Merge;
+                    judge.report.strategy_note = Some(costs.note());
+                }
             }
         }
         reports.push(judge.report);

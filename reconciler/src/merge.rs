@@ -1,7 +1,8 @@
 //! The streaming sorted merge: both sides read in key order, in
-//! keyset-paginated batches (`WHERE key > last ORDER BY key LIMIT n`), and
-//! walked side by side like the merge step of a merge sort. Memory is one
-//! batch per side, never the table.
+//! keyset-paginated batches (`WHERE key > last ORDER BY key LIMIT n`), by
+//! readers that run beside the merge ([`crate::read`]), and walked side by
+//! side like the merge step of a merge sort. Memory is a few chunks of rows
+//! per side, never the table.
 //!
 //! The merge also judges each row ([`Judge`]): a key on one side only is
 //! missing or extra, a key on both sides is compared column by column after
@@ -9,13 +10,17 @@
 //! window is held back as settling.
 
 use std::cmp::Ordering;
+use std::time::Duration;
 
 use backfill::copy::Side;
 use chrono::{DateTime, Utc};
 use service_runtime::sql_value::SqlValue;
 
 use crate::normalize::{compare_keys, normalize, parse_timestamp, same};
+use tokio::sync::mpsc;
+
 use crate::plan::{SidePlan, TablePlan};
+use crate::read::{read_range, BatchSize, ReadRow, CHANNEL_CHUNKS};
 use crate::report::{json_key, json_value, ChangedRow, ColumnDiff, KeyEntry, Kind, SettlingRow, TableReport};
 use crate::source::Source;
 use crate::sql::Bound;
@@ -59,91 +64,76 @@ pub fn range_where(
     (clause, binds)
 }
 
-/// One side read in key order, a batch at a time.
-struct Cursor<'a> {
-    source: &'a mut Source,
+/// One side's rows as they arrive from its reader, checked on arrival:
+/// no NULL in a key, keys strictly increasing.
+struct Feed<'a> {
+    rx: mpsc::Receiver<Vec<ReadRow>>,
     plan: &'a SidePlan,
-    key_len: usize,
-    batch_size: usize,
-    upper: Option<Vec<SqlValue>>,
-    last: Option<Vec<SqlValue>>,
+    buffer: std::vec::IntoIter<ReadRow>,
     previous: Option<Vec<SqlValue>>,
-    buffer: std::vec::IntoIter<Vec<SqlValue>>,
-    exhausted: bool,
-    fetched: u64,
 }
 
-impl<'a> Cursor<'a> {
-    fn new(
-        source: &'a mut Source,
-        plan: &'a SidePlan,
-        key_len: usize,
-        range: &KeyRange,
-        batch: usize,
-    ) -> Self {
+impl<'a> Feed<'a> {
+    fn new(rx: mpsc::Receiver<Vec<ReadRow>>, plan: &'a SidePlan) -> Self {
         Self {
-            source,
+            rx,
             plan,
-            key_len,
-            batch_size: batch.max(1),
-            upper: range.upper.clone(),
-            last: range.lower.clone(),
-            previous: None,
             buffer: Vec::new().into_iter(),
-            exhausted: false,
-            fetched: 0,
+            previous: None,
         }
     }
 
-    async fn next(&mut self) -> Result<Option<Vec<SqlValue>>, ReconcileError> {
+    async fn next(&mut self) -> Result<Option<ReadRow>, ReconcileError> {
         loop {
             if let Some(row) = self.buffer.next() {
-                let key = &row[..self.key_len];
-                if key.contains(&SqlValue::Null) {
+                return Ok(Some(row));
+            }
+            let Some(chunk) = self.rx.recv().await else {
+                return Ok(None);
+            };
+            // Checked a chunk at a time, so that only one key per chunk is
+            // kept aside for the next chunk's check.
+            let mut previous = self.previous.as_deref();
+            for row in &chunk {
+                if row.key.contains(&SqlValue::Null) {
                     return Err(ReconcileError::NullKey {
                         side: self.plan.side,
                         table: self.plan.table.to_string(),
                     });
                 }
-                if let Some(previous) = &self.previous {
-                    if compare_keys(previous, key) != Ordering::Less {
-                        return Err(ReconcileError::KeyNotUnique {
-                            side: self.plan.side,
-                            table: self.plan.table.to_string(),
-                            key: format!("{:?}", json_key(key)),
-                        });
-                    }
+                if previous.is_some_and(|p| compare_keys(p, &row.key) != Ordering::Less) {
+                    return Err(ReconcileError::KeyNotUnique {
+                        side: self.plan.side,
+                        table: self.plan.table.to_string(),
+                        key: format!("{:?}", json_key(&row.key)),
+                    });
                 }
-                self.previous = Some(key.to_vec());
-                return Ok(Some(row));
+                previous = Some(&row.key);
             }
-            if self.exhausted {
-                return Ok(None);
-            }
-            let (clause, binds) = range_where(self.plan, self.last.as_deref(), self.upper.as_deref());
-            let sql = format!(
-                "SELECT {} FROM {} t {clause} ORDER BY {} LIMIT {}",
-                self.plan.select_list,
-                self.plan.dialect.quote(&self.plan.table),
-                self.plan.key_exprs.join(", "),
-                self.batch_size
-            );
-            let binds: Vec<&SqlValue> = binds.iter().collect();
-            let rows = self
-                .source
-                .fetch(
-                    &sql,
-                    &binds,
-                    &self.plan.classes,
-                    &format!("reading table `{}`", self.plan.table),
-                )
-                .await?;
-            self.exhausted = rows.len() < self.batch_size;
-            self.fetched += rows.len() as u64;
-            if let Some(last) = rows.last() {
-                self.last = Some(last[..self.key_len.min(last.len())].to_vec());
-            }
-            self.buffer = rows.into_iter();
+            self.previous = chunk.last().map(|row| row.key.clone());
+            self.buffer = chunk.into_iter();
+        }
+    }
+}
+
+/// The adaptive batch sizes of both sides' reads, kept across the ranges
+/// of one table.
+#[derive(Debug, Clone)]
+pub struct ReadSizes {
+    /// The monolith's side.
+    pub legacy: BatchSize,
+    /// The service's side.
+    pub service: BatchSize,
+}
+
+impl ReadSizes {
+    /// Both sides starting at `initial` rows per batch, up to `max`, aiming
+    /// at `target` per batch.
+    pub fn new(initial: usize, max: usize, target: Duration) -> Self {
+        let size = BatchSize::new(initial, max, target);
+        Self {
+            legacy: size.clone(),
+            service: size,
         }
     }
 }
@@ -260,44 +250,68 @@ pub async fn merge_range(
     legacy: &mut Source,
     service: &mut Source,
     range: &KeyRange,
-    batch_size: usize,
+    sizes: &mut ReadSizes,
     judge: &mut Judge<'_>,
 ) -> Result<(), ReconcileError> {
     let key_len = plan.key_len();
-    let mut left = Cursor::new(legacy, &plan.legacy, key_len, range, batch_size);
-    let mut right = Cursor::new(service, &plan.service, key_len, range, batch_size);
+    let (ltx, lrx) = mpsc::channel(CHANNEL_CHUNKS);
+    let (stx, srx) = mpsc::channel(CHANNEL_CHUNKS);
+    let read_legacy = read_range(legacy, &plan.legacy, key_len, range, &mut sizes.legacy, ltx);
+    let read_service = read_range(service, &plan.service, key_len, range, &mut sizes.service, stx);
+    let walk = walk(
+        plan,
+        Feed::new(lrx, &plan.legacy),
+        Feed::new(srx, &plan.service),
+        judge,
+    );
+    let (from_legacy, from_service, ()) = tokio::try_join!(read_legacy, read_service, walk)?;
+    judge.report.rows_fetched += from_legacy + from_service;
+    Ok(())
+}
+
+/// The merge step proper: both feeds walked side by side in key order.
+async fn walk(
+    plan: &TablePlan,
+    mut left: Feed<'_>,
+    mut right: Feed<'_>,
+    judge: &mut Judge<'_>,
+) -> Result<(), ReconcileError> {
+    let (lc, sc) = (&plan.legacy.classes, &plan.service.classes);
     let mut l = left.next().await?;
     let mut r = right.next().await?;
     loop {
         match (l.take(), r.take()) {
             (None, None) => break,
             (Some(row), None) => {
-                judge.legacy_only(&row);
+                judge.legacy_only(&row.into_values(lc));
                 l = left.next().await?;
             }
             (None, Some(row)) => {
-                judge.service_only(&row);
+                judge.service_only(&row.into_values(sc));
                 r = right.next().await?;
             }
-            (Some(a), Some(b)) => match compare_keys(&a[..key_len], &b[..key_len]) {
+            (Some(a), Some(b)) => match compare_keys(&a.key, &b.key) {
                 Ordering::Less => {
-                    judge.legacy_only(&a);
+                    judge.legacy_only(&a.into_values(lc));
                     r = Some(b);
                     l = left.next().await?;
                 }
                 Ordering::Greater => {
-                    judge.service_only(&b);
+                    judge.service_only(&b.into_values(sc));
                     l = Some(a);
                     r = right.next().await?;
                 }
                 Ordering::Equal => {
-                    judge.both(a, b);
+                    if plan.raw_comparable && a.raw().is_some() && a.raw() == b.raw() {
+                        judge.equal_rows(1);
+                    } else {
+                        judge.both(a.into_values(lc), b.into_values(sc));
+                    }
                     l = left.next().await?;
                     r = right.next().await?;
                 }
             },
         }
     }
-    judge.report.rows_fetched += left.fetched + right.fetched;
     Ok(())
 }

@@ -26,6 +26,8 @@ pub struct SidePlan {
     pub dialect: Dialect,
     /// The select list, in row order.
     pub select_list: String,
+    /// The key columns' part of the select list (an index can answer it).
+    pub key_select: String,
     /// The key expressions as ordered and compared.
     pub key_exprs: Vec<String>,
     /// The class of each selected column, in row order.
@@ -68,6 +70,10 @@ pub struct TablePlan {
     /// rows: no value maps and only normalizations that treat both sides
     /// alike.
     pub checksum_sound: bool,
+    /// Whether two rows read as text lines (PostgreSQL's `COPY`) are equal
+    /// when their lines are: checksum-sound, and every column of the same
+    /// class on both sides, so that equal text decodes to equal values.
+    pub raw_comparable: bool,
 }
 
 impl TablePlan {
@@ -140,6 +146,13 @@ pub async fn plan_table(
                 .map(|(n, c)| dialect.select_expr(n, *c))
                 .collect::<Vec<_>>()
                 .join(", "),
+            key_select: names
+                .iter()
+                .zip(&classes)
+                .take(key.len())
+                .map(|(n, c)| dialect.select_expr(n, *c))
+                .collect::<Vec<_>>()
+                .join(", "),
             key_exprs: names
                 .iter()
                 .zip(&classes)
@@ -172,7 +185,9 @@ pub async fn plan_table(
             .normalize
             .values()
             .all(|steps| steps.iter().all(|s| s.is_symmetric()));
+    let raw_comparable = checksum_sound && legacy_plan.classes == service_plan.classes;
     Ok(TablePlan {
+        raw_comparable,
         legacy: legacy_plan,
         service: service_plan,
         key_columns: key.iter().map(|c| c.legacy.to_string()).collect(),

@@ -7,9 +7,19 @@
 //! `statement_timeout`, MariaDB `max_statement_time`, MySQL
 //! `max_execution_time`), and every call is also bounded on the client side,
 //! which covers SQLite and a server that stops answering.
+//!
+//! On PostgreSQL a source also holds a second, native connection, set up the
+//! same way, for `COPY … TO STDOUT`: the streaming merge reads rows in
+//! PostgreSQL's text format there, which costs far less than decoding them
+//! through the `Any` driver ([`crate::read`]).
 
 use std::str::FromStr;
 use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::PgConnection;
 
 use backfill::copy::Side;
 use backfill::Identifier;
@@ -30,6 +40,8 @@ pub struct Source {
     side: Side,
     dialect: Dialect,
     conn: AnyConnection,
+    /// PostgreSQL only: the native connection that runs `COPY`.
+    copy: Option<PgConnection>,
     timeout: Duration,
 }
 
@@ -71,10 +83,29 @@ impl Source {
                 })
             }
         };
+        let copy = if url.engine() == Engine::Postgres {
+            let options = PgConnectOptions::from_str(url.expose())
+                .map_err(connect_error)?
+                .disable_statement_logging();
+            match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect_with(&options)).await {
+                Ok(Ok(conn)) => Some(conn),
+                Ok(Err(source)) => return Err(connect_error(source)),
+                Err(_) => {
+                    return Err(ReconcileError::Timeout {
+                        side,
+                        doing: format!("connecting to {url}"),
+                        seconds: CONNECT_TIMEOUT.as_secs(),
+                    })
+                }
+            }
+        } else {
+            None
+        };
         let mut source = Self {
             side,
             dialect: Dialect::new(url.engine()),
             conn,
+            copy,
             timeout,
         };
         source.set_up_session().await?;
@@ -89,6 +120,8 @@ impl Source {
                 "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY".to_owned(),
                 format!("SET statement_timeout = {millis}"),
                 "SET TIME ZONE 'UTC'".to_owned(),
+                // Key literals in COPY statements rely on it (crate::sql::Dialect::literal).
+                "SET standard_conforming_strings = on".to_owned(),
             ],
             Engine::MySql => vec![
                 "SET SESSION TRANSACTION READ ONLY".to_owned(),
@@ -102,6 +135,16 @@ impl Source {
         for statement in statements {
             self.execute(&statement, "setting up the read-only session")
                 .await?;
+            if let Some(copy) = &mut self.copy {
+                let run = sqlx::raw_sql(&statement).execute(&mut *copy);
+                match tokio::time::timeout(self.timeout, run).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(source)) => {
+                        return Err(self.query_error("setting up the read-only session", source))
+                    }
+                    Err(_) => return Err(self.timeout_error("setting up the read-only session")),
+                }
+            }
         }
         if self.dialect.engine() == Engine::MySql {
             // MariaDB and MySQL name their statement timeouts differently.
@@ -139,6 +182,52 @@ impl Source {
         self.dialect
     }
 
+    /// The statement timeout.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// The `Any` connection, for queries whose rows are streamed rather
+    /// than collected ([`crate::read`]); the caller bounds them in time.
+    pub(crate) fn connection(&mut self) -> &mut AnyConnection {
+        &mut self.conn
+    }
+
+    /// Whether [`Self::copy_out`] is available (PostgreSQL).
+    pub fn can_copy(&self) -> bool {
+        self.copy.is_some()
+    }
+
+    /// Starts `COPY (query) TO STDOUT` in text format: a stream of chunks,
+    /// each one or more whole lines. The caller bounds the reading in time;
+    /// the server's statement timeout bounds it too.
+    pub(crate) async fn copy_out(
+        &mut self,
+        query: &str,
+        doing: &str,
+    ) -> Result<BoxStream<'_, Result<Bytes, sqlx::Error>>, ReconcileError> {
+        let (side, timeout) = (self.side, self.timeout);
+        let Some(copy) = self.copy.as_mut() else {
+            return Err(ReconcileError::Unsupported(format!(
+                "the {side} database's engine has no COPY"
+            )));
+        };
+        let statement = format!("COPY ({query}) TO STDOUT");
+        match tokio::time::timeout(timeout, copy.copy_out_raw(&statement)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(source)) => Err(ReconcileError::Query {
+                side,
+                doing: doing.to_owned(),
+                source,
+            }),
+            Err(_) => Err(ReconcileError::Timeout {
+                side,
+                doing: doing.to_owned(),
+                seconds: timeout.as_secs(),
+            }),
+        }
+    }
+
     /// Runs a read-only query with `binds`, decoding each row's columns as
     /// `classes` say (MySQL reports `TEXT` as binary; it is read as text).
     pub async fn fetch(
@@ -158,15 +247,7 @@ impl Source {
             Err(_) => return Err(self.timeout_error(doing)),
         };
         rows.iter()
-            .map(|row| {
-                let mut values = decode_row(row).map_err(|source| self.query_error(doing, source))?;
-                for (value, class) in values.iter_mut().zip(classes) {
-                    if let (SqlValue::Bytes(bytes), false) = (&*value, *class == ColumnClass::Bytes) {
-                        *value = SqlValue::Text(String::from_utf8_lossy(bytes).into_owned());
-                    }
-                }
-                Ok(values)
-            })
+            .map(|row| decode(row, classes).map_err(|source| self.query_error(doing, source)))
             .collect()
     }
 
@@ -208,9 +289,12 @@ impl Source {
     /// Closes the connection politely (errors are irrelevant by then).
     pub async fn close(self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.conn.close()).await;
+        if let Some(copy) = self.copy {
+            let _ = tokio::time::timeout(Duration::from_secs(2), copy.close()).await;
+        }
     }
 
-    fn query_error(&self, doing: &str, source: sqlx::Error) -> ReconcileError {
+    pub(crate) fn query_error(&self, doing: &str, source: sqlx::Error) -> ReconcileError {
         ReconcileError::Query {
             side: self.side,
             doing: doing.to_owned(),
@@ -218,11 +302,23 @@ impl Source {
         }
     }
 
-    fn timeout_error(&self, doing: &str) -> ReconcileError {
+    pub(crate) fn timeout_error(&self, doing: &str) -> ReconcileError {
         ReconcileError::Timeout {
             side: self.side,
             doing: doing.to_owned(),
             seconds: self.timeout.as_secs(),
         }
     }
+}
+
+/// Decodes `row`, reading each column as `classes` say (MySQL reports `TEXT`
+/// as binary; it is read as text).
+pub(crate) fn decode(row: &sqlx::any::AnyRow, classes: &[ColumnClass]) -> Result<Vec<SqlValue>, sqlx::Error> {
+    let mut values = decode_row(row)?;
+    for (value, class) in values.iter_mut().zip(classes) {
+        if let (SqlValue::Bytes(bytes), false) = (&*value, *class == ColumnClass::Bytes) {
+            *value = SqlValue::Text(String::from_utf8_lossy(bytes).into_owned());
+        }
+    }
+    Ok(values)
 }

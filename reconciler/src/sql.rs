@@ -8,7 +8,10 @@
 //! as a string literal. Values are always bound, never spliced; the only
 //! spliced SQL is the user's own `legacy_filter`/`service_filter`.
 
+use std::fmt::Write as _;
+
 use backfill::Identifier;
+use service_runtime::sql_value::SqlValue;
 use service_runtime::Engine;
 
 /// What kind of values a column holds, from its declared type; decides how
@@ -161,43 +164,99 @@ impl Dialect {
     /// column's collation). Returns the SQL and, per placeholder in order,
     /// which key value to bind; placeholders are numbered from `*next`.
     pub fn key_bound(self, keys: &[String], bound: Bound, next: &mut usize) -> (String, Vec<usize>) {
+        let mut binds = Vec::new();
+        let sql = Self::key_bound_with(keys, bound, &mut |j| {
+            binds.push(j);
+            let placeholder = self.placeholder(*next);
+            *next += 1;
+            placeholder
+        });
+        (sql, binds)
+    }
+
+    /// [`Self::key_bound`] with the `key` values spelled in as literals, for
+    /// statements that take no parameters (PostgreSQL's `COPY`). `None` when
+    /// a value has no literal here.
+    pub fn key_bound_literal(self, keys: &[String], bound: Bound, key: &[SqlValue]) -> Option<String> {
+        let mut ok = true;
+        let sql = Self::key_bound_with(
+            keys,
+            bound,
+            &mut |j| match key.get(j).and_then(|v| self.literal(v)) {
+                Some(literal) => literal,
+                None => {
+                    ok = false;
+                    String::new()
+                }
+            },
+        );
+        ok.then_some(sql)
+    }
+
+    fn key_bound_with(keys: &[String], bound: Bound, value: &mut dyn FnMut(usize) -> String) -> String {
         let (strict, last) = match bound {
             Bound::After => (">", ">"),
             Bound::UpTo => ("<", "<="),
         };
         let mut alternatives = Vec::with_capacity(keys.len());
-        let mut binds = Vec::new();
         for i in 0..keys.len() {
             let mut terms = Vec::with_capacity(i + 1);
             for (j, key) in keys.iter().enumerate().take(i) {
-                terms.push(format!("{key} = {}", self.placeholder(*next)));
-                *next += 1;
-                binds.push(j);
+                terms.push(format!("{key} = {}", value(j)));
             }
             let op = if i + 1 == keys.len() { last } else { strict };
-            terms.push(format!("{} {op} {}", keys[i], self.placeholder(*next)));
-            *next += 1;
-            binds.push(i);
+            terms.push(format!("{} {op} {}", keys[i], value(i)));
             alternatives.push(format!("({})", terms.join(" AND ")));
         }
-        (format!("({})", alternatives.join(" OR ")), binds)
+        format!("({})", alternatives.join(" OR "))
+    }
+
+    /// `value` as a PostgreSQL literal, for a session with
+    /// `standard_conforming_strings` on (backslashes are plain characters,
+    /// quotes are doubled). `None` on other engines, which are always
+    /// given parameters, and for text with a NUL, which PostgreSQL cannot
+    /// store anyway.
+    pub fn literal(self, value: &SqlValue) -> Option<String> {
+        if self.engine != Engine::Postgres {
+            return None;
+        }
+        Some(match value {
+            SqlValue::Null => "NULL".to_owned(),
+            SqlValue::Int(v) => v.to_string(),
+            SqlValue::Float(v) if v.is_finite() => format!("CAST('{v:?}' AS float8)"),
+            SqlValue::Float(_) => return None,
+            SqlValue::Text(t) if t.contains('\0') => return None,
+            SqlValue::Text(t) => format!("'{}'", t.replace('\'', "''")),
+            SqlValue::Bytes(b) => {
+                let mut hex = String::with_capacity(2 * b.len() + 20);
+                hex.push_str("CAST('\\x");
+                for byte in b {
+                    let _ = write!(hex, "{byte:02x}");
+                }
+                hex.push_str("' AS bytea)");
+                hex
+            }
+        })
     }
 
     /// An order-independent checksum of the rows that `COUNT(*)` counts:
-    /// the sum of a 64-bit slice of each row's MD5, as text. `None` for
+    /// the sum of a 64-bit hash of each row's text, as text (PostgreSQL's
+    /// `hashtextextended`, a 64-bit slice of MD5 on MySQL). `None` for
     /// SQLite, which has no hash function.
     pub fn checksum_expr(self, columns: &[Identifier]) -> Option<String> {
         match self.engine {
             Engine::Postgres => {
+                // A row value's text form is unambiguous (fields that need
+                // it are quoted, NULL is an empty field, "" an empty
+                // string), and hashtextextended (PostgreSQL 11) is several
+                // times cheaper than md5. SUM of bigint cannot overflow: it
+                // is numeric.
                 let parts: Vec<String> = columns
                     .iter()
-                    .map(|c| {
-                        let text = format!("CAST({} AS TEXT)", self.column(c));
-                        format!("COALESCE(length({text}) || ':' || {text}, 'N')")
-                    })
+                    .map(|c| format!("CAST({} AS TEXT)", self.column(c)))
                     .collect();
                 Some(format!(
-                    "CAST(COALESCE(SUM(('x' || substr(md5(concat_ws('|', {})), 1, 16))::bit(64)::bigint), 0) AS TEXT)",
+                    "CAST(COALESCE(SUM(hashtextextended(CAST(ROW({}) AS TEXT), 0)), 0) AS TEXT)",
                     parts.join(", ")
                 ))
             }
@@ -246,5 +305,22 @@ mod tests {
         assert_eq!(next, 4);
         let (sql, _) = Dialect::new(Engine::MySql).key_bound(&keys, Bound::UpTo, &mut next);
         assert_eq!(sql, "((t.a < ?) OR (t.a = ? AND t.b <= ?))");
+    }
+
+    #[test]
+    fn copy_bounds_spell_literals_that_cannot_break_out() {
+        let keys = vec!["t.a".to_owned(), "t.b".to_owned()];
+        let key = [SqlValue::Int(7), SqlValue::Text("it's \\ x".to_owned())];
+        let pg = Dialect::new(Engine::Postgres);
+        assert_eq!(
+            pg.key_bound_literal(&keys, Bound::After, &key).unwrap(),
+            "((t.a > 7) OR (t.a = 7 AND t.b > 'it''s \\ x'))"
+        );
+        assert_eq!(
+            pg.literal(&SqlValue::Bytes(vec![0, 255])).unwrap(),
+            "CAST('\\x00ff' AS bytea)"
+        );
+        assert!(pg.literal(&SqlValue::Text("a\0b".to_owned())).is_none());
+        assert!(Dialect::new(Engine::MySql).literal(&SqlValue::Int(1)).is_none());
     }
 }

@@ -10,6 +10,7 @@ mod failures;
 mod helpers;
 mod keys_and_names;
 mod normalization;
+mod performance;
 mod repair;
 mod schedule;
 mod settle;

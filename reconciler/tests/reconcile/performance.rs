@@ -1,0 +1,190 @@
+//! The machinery behind the speed: segments checksummed on several
+//! connections at once must find exactly what one connection finds, `Auto`
+//! must leave bisection for the merge when differences are dense, and rows
+//! read as PostgreSQL `COPY` text must compare like decoded rows.
+
+use reconciler::{Method, Options, Report, Strategy};
+use test_harness::Engine;
+
+use crate::helpers::{exec, keys, pair, run};
+
+const MAPPING: &str = r#"
+[[capabilities.orders.tables]]
+legacy = "orders"
+service = "orders"
+key = ["id"]
+columns = { id = "id", status = "status", total = "total", note = "note" }
+"#;
+
+const ROWS: u32 = 20_000;
+
+/// Both sides filled alike, then `changes` applied to the service.
+async fn orders(
+    engine: Engine,
+    changes: &str,
+) -> Option<(test_harness::TestDatabase, test_harness::TestDatabase)> {
+    let (legacy, service) = pair(engine, engine).await?;
+    let fill = match engine {
+        Engine::Postgres => format!(
+            "INSERT INTO orders SELECT g, 'placed', g * 7, 'note ' || g FROM generate_series(1, {ROWS}) g"
+        ),
+        _ => format!(
+            "INSERT INTO orders SELECT seq, 'placed', seq * 7, CONCAT('note ', seq) FROM seq_1_to_{ROWS}"
+        ),
+    };
+    for db in [&legacy, &service] {
+        exec(
+            db,
+            "CREATE TABLE orders (id {INT} PRIMARY KEY, status {TEXT} NOT NULL, total {INT}, note {TEXT})",
+        )
+        .await;
+        exec(db, &fill).await;
+    }
+    exec(&service, changes).await;
+    Some((legacy, service))
+}
+
+fn findings(report: &Report) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let table = &report.tables[0];
+    (
+        keys(table.missing.iter().map(|m| m.key.clone())),
+        keys(table.extra.iter().map(|m| m.key.clone())),
+        keys(table.changed.iter().map(|m| m.key.clone())),
+    )
+}
+
+const SPARSE: &str = "DELETE FROM orders WHERE id IN (3, 9000);\n\
+    UPDATE orders SET total = -1 WHERE id IN (4500, 19999);\n\
+    INSERT INTO orders VALUES (20500, 'placed', 1, 'extra')";
+
+async fn parallel_bisection_matches_sequential(engine: Engine) {
+    let Some((legacy, service)) = orders(engine, SPARSE).await else {
+        return;
+    };
+    let options = |parallel| Options {
+        strategy: Strategy::Bisect,
+        segment_rows: 1500,
+        bisect_leaf_rows: 100,
+        batch_size: 50,
+        parallel,
+        ..Options::default()
+    };
+    let one = run(MAPPING, "orders", &legacy, &service, &options(1))
+        .await
+        .unwrap();
+    let three = run(MAPPING, "orders", &legacy, &service, &options(3))
+        .await
+        .unwrap();
+    assert_eq!(three.tables[0].strategy, Method::Bisect);
+    assert_eq!(findings(&one), findings(&three));
+    assert_eq!(
+        findings(&three),
+        (
+            vec!["[3]".to_owned(), "[9000]".to_owned()],
+            vec!["[20500]".to_owned()],
+            vec!["[4500]".to_owned(), "[19999]".to_owned()]
+        )
+    );
+    assert_eq!(three.tables[0].rows_compared, u64::from(ROWS) + 1);
+    assert!(
+        three.tables[0].rows_fetched < u64::from(ROWS),
+        "bisection read the whole table"
+    );
+}
+
+#[tokio::test]
+async fn postgres_parallel_bisection_finds_what_one_connection_finds() {
+    parallel_bisection_matches_sequential(Engine::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_parallel_bisection_finds_what_one_connection_finds() {
+    parallel_bisection_matches_sequential(Engine::MySql).await;
+}
+
+#[tokio::test]
+async fn auto_merges_the_rest_when_differences_are_dense() {
+    // One changed row in every 50: every segment differs.
+    let Some((legacy, service)) = orders(
+        Engine::Postgres,
+        "UPDATE orders SET status = 'paid' WHERE id % 50 = 0",
+    )
+    .await
+    else {
+        return;
+    };
+    let options = Options {
+        segment_rows: 500,
+        bisect_leaf_rows: 100,
+        ..Options::default()
+    };
+    let report = run(MAPPING, "orders", &legacy, &service, &options).await.unwrap();
+    let table = &report.tables[0];
+    assert_eq!(table.changed.len(), (ROWS / 50) as usize);
+    assert_eq!(table.rows_compared, u64::from(ROWS));
+    assert_eq!(table.strategy, Method::Merge, "{:?}", table.strategy_note);
+    assert!(
+        table
+            .strategy_note
+            .as_deref()
+            .is_some_and(|n| n.contains("switched to the merge")),
+        "{:?}",
+        table.strategy_note
+    );
+    let forced = Options {
+        strategy: Strategy::Merge,
+        ..Options::default()
+    };
+    let merged = run(MAPPING, "orders", &legacy, &service, &forced).await.unwrap();
+    assert_eq!(findings(&report), findings(&merged));
+}
+
+#[tokio::test]
+async fn copy_text_compares_like_decoded_rows() {
+    // Tabs, newlines, backslashes, quotes and NULLs, in keys and values:
+    // the COPY text escapes them all, and keyset bounds spell them as
+    // literals.
+    let Some((legacy, service)) = pair(Engine::Postgres, Engine::Postgres).await else {
+        return;
+    };
+    for db in [&legacy, &service] {
+        exec(
+            db,
+            "CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT, n BIGINT, b BYTEA, f DOUBLE PRECISION, ok BOOLEAN)",
+        )
+        .await;
+        exec(
+            db,
+            "INSERT INTO t VALUES (E'a\\tb', E'x\\ny', 1, '\\x00ff', 1.5, true), (E'q''s\\\\', NULL, NULL, NULL, NULL, NULL), \
+             ('plain', '', 3, '\\x', -0.25, false)",
+        )
+        .await;
+    }
+    exec(
+        &service,
+        "UPDATE t SET v = E'x\\n\\\\y' WHERE k = E'a\\tb';\nDELETE FROM t WHERE k = 'plain'",
+    )
+    .await;
+    let mapping = r#"
+[[capabilities.t.tables]]
+legacy = "t"
+service = "t"
+key = ["k"]
+columns = { k = "k", v = "v", n = "n", b = "b", f = "f", ok = "ok" }
+"#;
+    // Batches of one row: every bound is a literal of a tricky key.
+    let options = Options {
+        strategy: Strategy::Merge,
+        batch_size: 1,
+        ..Options::default()
+    };
+    let report = run(mapping, "t", &legacy, &service, &options).await.unwrap();
+    let table = &report.tables[0];
+    assert_eq!(keys(table.missing.iter().map(|m| m.key.clone())), ["[\"plain\"]"]);
+    assert_eq!(table.changed.len(), 1);
+    assert_eq!(table.changed[0].key, vec![serde_json::json!("a\tb")]);
+    assert_eq!(table.changed[0].columns.len(), 1);
+    assert_eq!(table.changed[0].columns[0].legacy, "x\ny");
+    assert_eq!(table.changed[0].columns[0].service, "x\n\\y");
+    assert_eq!(table.rows_compared, 3);
+}
