@@ -10,9 +10,13 @@
 //! ([`inventory_client`]). Every such call has a timeout; when the monolith
 //! cannot answer, requests that need stock fail fast with a 503 naming the
 //! inventory dependency.
+//!
+//! `GET`/`PUT /internal/settings` ([`settings`]) switch the demo's planted
+//! price-rounding bug on and off while the service runs.
 
 pub mod inventory_client;
 pub mod products;
+pub mod settings;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -25,6 +29,7 @@ use service_runtime::{Database, DatabaseError, DatabaseUrl, Migrations};
 use sqlx::migrate::Migrator;
 
 use crate::inventory_client::{ClientBuildError, InventoryClient};
+use crate::settings::{Settings, SharedSettings};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/catalog/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/catalog/postgres");
@@ -74,6 +79,8 @@ pub struct AppState {
     pub db: Database,
     /// The monolith's inventory: stock.
     pub inventory: InventoryClient,
+    /// The runtime switches (`/internal/settings`).
+    pub settings: SharedSettings,
 }
 
 /// The app as a deployable: [`Application::build`] opens its database and
@@ -85,13 +92,24 @@ impl Application {
     /// Builds the inventory client, opens and migrates the database, and
     /// binds the listener (so that [`BoundApp::local_addr`] is known before
     /// serving). The monolith is not contacted: the service starts, and
-    /// answers what it can, while the monolith is down.
+    /// answers what it can, while the monolith is down. Every runtime switch
+    /// starts off.
     pub async fn build(config: Config) -> Result<BoundApp, StartError> {
+        Self::build_with_settings(config, Settings::default()).await
+    }
+
+    /// Like [`Application::build`], with the runtime switches starting as
+    /// `settings` (the demo starts with its planted bug on).
+    ///
+    /// A separate constructor rather than a [`Config`] field, so that every
+    /// existing `Config { .. }` literal keeps compiling unchanged.
+    pub async fn build_with_settings(config: Config, settings: Settings) -> Result<BoundApp, StartError> {
         let inventory = InventoryClient::new(config.monolith_url, config.upstream_timeout)?;
         let db = Database::connect(&config.database_url, &MIGRATIONS).await?;
         let router = router(AppState {
             db: db.clone(),
             inventory,
+            settings: SharedSettings::new(settings),
         });
         Ok(BoundApp::bind(config.listen, router, db, config.grace_period).await?)
     }
@@ -99,5 +117,5 @@ impl Application {
 
 /// Every route of the catalog service.
 pub fn router(state: AppState) -> Router {
-    json_api(products::routes(), state)
+    json_api(products::routes().merge(settings::routes()), state)
 }

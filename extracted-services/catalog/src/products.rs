@@ -12,6 +12,9 @@
 //! one snapshot as in the monolith's join; a concurrent change can land
 //! between them. For a catalog page that is acceptable; for taking stock
 //! (orders) it would not be, which is why reservations stay in the monolith.
+//!
+//! Every product answer goes through [`SharedSettings::served_price`], where
+//! the demo's planted price-rounding bug lives when it is switched on.
 
 use std::collections::HashMap;
 
@@ -26,6 +29,7 @@ use shop_api::{Product, ProductUpdate};
 use sqlx::{Any, Executor, FromRow};
 
 use crate::inventory_client::InventoryClient;
+use crate::settings::SharedSettings;
 use crate::AppState;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -49,15 +53,16 @@ struct ProductRow {
 
 impl ProductRow {
     /// The contract's product: the schema's new names mapped back to the
-    /// public ones, and the stock the monolith reported.
-    fn with_stock(self, stock: &HashMap<i64, i64>) -> Product {
+    /// public ones, the stock the monolith reported, and the price as the
+    /// settings serve it (exact unless the planted bug is on).
+    fn with_stock(self, stock: &HashMap<i64, i64>, settings: &SharedSettings) -> Product {
         Product {
             stock: stock.get(&self.id).copied().unwrap_or(0),
             id: self.id,
             sku: self.sku,
             name: self.title,
             description: self.description,
-            price_cents: self.unit_price_cents,
+            price_cents: settings.served_price(self.unit_price_cents),
             updated_at: self.updated_at,
         }
     }
@@ -66,6 +71,7 @@ impl ProductRow {
 async fn list_products(
     State(db): State<Database>,
     State(inventory): State<InventoryClient>,
+    State(settings): State<SharedSettings>,
     request_id: RequestId,
     QueryParams(params): QueryParams<PageParams>,
 ) -> Result<Json<Page<Product>>, ApiError> {
@@ -83,7 +89,11 @@ async fn list_products(
     let ids: Vec<i64> = page.items.iter().map(|row| row.id).collect();
     let stock = inventory.stock_levels(&ids, &request_id).await?;
     Ok(Json(Page {
-        items: page.items.into_iter().map(|row| row.with_stock(&stock)).collect(),
+        items: page
+            .items
+            .into_iter()
+            .map(|row| row.with_stock(&stock, &settings))
+            .collect(),
         next_cursor: page.next_cursor,
     }))
 }
@@ -91,12 +101,13 @@ async fn list_products(
 async fn get_product(
     State(db): State<Database>,
     State(inventory): State<InventoryClient>,
+    State(settings): State<SharedSettings>,
     request_id: RequestId,
     PathParams(id): PathParams<i64>,
 ) -> Result<Json<Product>, ApiError> {
     let row = fetch_row(db.pool(), id).await?;
     let stock = inventory.stock_levels(&[id], &request_id).await?;
-    Ok(Json(row.with_stock(&stock)))
+    Ok(Json(row.with_stock(&stock, &settings)))
 }
 
 /// Updates price (here) and stock (in the monolith).
@@ -120,6 +131,7 @@ async fn get_product(
 async fn update_product(
     State(db): State<Database>,
     State(inventory): State<InventoryClient>,
+    State(settings): State<SharedSettings>,
     request_id: RequestId,
     PathParams(id): PathParams<i64>,
     JsonBody(update): JsonBody<ProductUpdate>,
@@ -159,7 +171,7 @@ async fn update_product(
         None => fetch_row(db.pool(), id).await?,
     };
     tracing::info!(product_id = id, ?update, "product updated");
-    Ok(Json(row.with_stock(&stock)))
+    Ok(Json(row.with_stock(&stock, &settings)))
 }
 
 async fn fetch_row<'c>(db: impl Executor<'c, Database = Any>, id: i64) -> Result<ProductRow, ApiError> {

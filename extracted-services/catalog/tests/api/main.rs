@@ -6,5 +6,6 @@
 
 mod helpers;
 mod reads;
+mod settings;
 mod updates;
 mod upstream;
