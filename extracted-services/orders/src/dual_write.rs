@@ -5,7 +5,7 @@
 //! the client's request: a failure is logged and counted, and finding the
 //! resulting divergence is the reconciler's job. A configurable fault rate
 //! drops that second write on purpose, so that demos and tests can make the
-//! two databases diverge.
+//! two databases diverge; `PUT /internal/settings` changes it at runtime.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -29,14 +29,18 @@ pub struct DualWriteConfig {
 impl DualWriteConfig {
     /// Checks the fault rate's range.
     pub fn validate(&self) -> Result<(), String> {
-        if !(0.0..=1.0).contains(&self.fault_rate) || self.fault_rate.is_nan() {
-            return Err(format!(
-                "dual-write fault rate must be between 0.0 and 1.0, got {}",
-                self.fault_rate
-            ));
-        }
-        Ok(())
+        validate_fault_rate(self.fault_rate)
     }
+}
+
+/// Checks that `rate` is a share: 0.0 to 1.0, not NaN.
+pub fn validate_fault_rate(rate: f64) -> Result<(), String> {
+    if !(0.0..=1.0).contains(&rate) {
+        return Err(format!(
+            "dual-write fault rate must be between 0.0 and 1.0, got {rate}"
+        ));
+    }
+    Ok(())
 }
 
 /// Counters of second writes, served at `GET /internal/dual-write`.
@@ -52,7 +56,7 @@ struct Counters {
 pub struct DualWriteStats {
     /// Whether dual writes are on.
     pub enabled: bool,
-    /// The configured fault rate.
+    /// The fault rate in force.
     pub fault_rate: f64,
     /// Second writes the monolith accepted.
     pub written: u64,
@@ -66,7 +70,10 @@ pub struct DualWriteStats {
 #[derive(Clone, Debug)]
 pub struct DualWriter {
     client: MonolithClient,
-    config: DualWriteConfig,
+    enabled: bool,
+    // An `f64`'s bits, so that the rate can change at runtime without a
+    // lock on the write path.
+    fault_rate: Arc<AtomicU64>,
     counters: Arc<Counters>,
 }
 
@@ -75,18 +82,33 @@ impl DualWriter {
     pub fn new(client: MonolithClient, config: DualWriteConfig) -> Self {
         Self {
             client,
-            config,
+            enabled: config.enabled,
+            fault_rate: Arc::new(AtomicU64::new(config.fault_rate.to_bits())),
             counters: Arc::default(),
         }
+    }
+
+    /// The share of second writes dropped on purpose now.
+    pub fn fault_rate(&self) -> f64 {
+        f64::from_bits(self.fault_rate.load(Ordering::Relaxed))
+    }
+
+    /// Changes the fault rate for every later write; refuses a rate outside
+    /// 0.0 to 1.0 and then changes nothing.
+    pub fn set_fault_rate(&self, rate: f64) -> Result<(), String> {
+        validate_fault_rate(rate)?;
+        self.fault_rate.store(rate.to_bits(), Ordering::Relaxed);
+        Ok(())
     }
 
     /// Writes `order` to the monolith, unless dual writes are off or fault
     /// injection drops it. Never fails: the outcome is logged and counted.
     pub async fn replicate(&self, order: &Order, request_id: &HeaderValue) {
-        if !self.config.enabled {
+        if !self.enabled {
             return;
         }
-        if self.config.fault_rate > 0.0 && rand::thread_rng().gen_bool(self.config.fault_rate) {
+        let fault_rate = self.fault_rate();
+        if fault_rate > 0.0 && rand::thread_rng().gen_bool(fault_rate) {
             self.counters
                 .dropped_by_fault_injection
                 .fetch_add(1, Ordering::Relaxed);
@@ -119,8 +141,8 @@ impl DualWriter {
     /// Current settings and counters.
     pub fn stats(&self) -> DualWriteStats {
         DualWriteStats {
-            enabled: self.config.enabled,
-            fault_rate: self.config.fault_rate,
+            enabled: self.enabled,
+            fault_rate: self.fault_rate(),
             written: self.counters.written.load(Ordering::Relaxed),
             failed: self.counters.failed.load(Ordering::Relaxed),
             dropped_by_fault_injection: self.counters.dropped_by_fault_injection.load(Ordering::Relaxed),

@@ -6,12 +6,15 @@
 //! monolith's API ([`monolith_client`]). During the dual-write phase every
 //! order is also written back into the monolith's tables ([`dual_write`]),
 //! with optional fault injection so the two databases can be made to differ.
+//! `GET`/`PUT /internal/settings` ([`settings`]) change that fault rate and
+//! switch a simulated outage while the service runs.
 
 pub mod dual_write;
 pub mod monolith_client;
 pub mod order_store;
 mod routes;
 pub mod saga;
+pub mod settings;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -26,6 +29,7 @@ use sqlx::migrate::Migrator;
 use crate::dual_write::{DualWriteConfig, DualWriter};
 use crate::monolith_client::MonolithClient;
 use crate::order_store::OrderStore;
+use crate::settings::Outage;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/orders/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/orders/postgres");
@@ -84,6 +88,8 @@ pub struct AppState {
     pub monolith: MonolithClient,
     /// Dual writes into the monolith.
     pub dual_writer: DualWriter,
+    /// The simulated outage switch (`/internal/settings`).
+    pub outage: Outage,
 }
 
 /// The app as a deployable: [`Application::build`] opens its database and
@@ -108,12 +114,19 @@ impl Application {
             dual_writer: DualWriter::new(monolith.clone(), config.dual_write),
             monolith,
             db: db.clone(),
+            outage: Outage::default(),
         });
         Ok(BoundApp::bind(config.listen, router, db, config.grace_period).await?)
     }
 }
 
-/// Every route of the service.
+/// Every route of the service, behind the outage switch.
 pub fn router(state: AppState) -> Router {
-    json_api(routes::routes(), state)
+    let outage = state.outage.clone();
+    // Outermost, so that during an outage even `/health` and unknown paths
+    // answer 503, as a dead process would fail them all.
+    json_api(routes::routes().merge(settings::routes()), state).layer(axum::middleware::from_fn_with_state(
+        outage,
+        settings::outage_guard,
+    ))
 }

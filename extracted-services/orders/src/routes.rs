@@ -1,5 +1,6 @@
 //! The orders service's HTTP surface: the same public contract as the
-//! monolith's order routes, plus `GET /internal/dual-write`.
+//! monolith's order routes, plus `GET /internal/dual-write` (counters) and
+//! `GET`/`PUT /internal/settings` (in [`crate::settings`]).
 
 use axum::extract::State;
 use axum::http::StatusCode;

@@ -8,4 +8,5 @@ mod config;
 mod dual_write;
 mod helpers;
 mod placing;
+mod settings;
 mod upstream;
