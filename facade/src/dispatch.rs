@@ -216,7 +216,15 @@ pub(crate) async fn dispatch(
     let label = metrics.name(&primary.name);
     let mut retry = 0;
     let failure = loop {
-        let failure = match guarded_attempt(primary, outgoing, body, metrics).await {
+        // The total bounds all attempts together: a retry gets what is left
+        // of it. (The first attempt's clock starts once the client's body is
+        // sent, so a slow upload does not eat into it.)
+        let left = match retry {
+            0 => policy.total_timeout,
+            _ => policy.total_timeout.saturating_sub(started.elapsed()),
+        };
+        let timeout = primary.request_timeout.min(left);
+        let failure = match guarded_attempt(primary, outgoing, body, metrics, timeout).await {
             Ok(response) => {
                 return Dispatched {
                     backend: Arc::clone(primary),
@@ -249,7 +257,7 @@ pub(crate) async fn dispatch(
             metrics.fallback(plan.capability, reason);
             // The failed answer is dropped unread: its connection closes.
             drop(failure);
-            let result = guarded_attempt(fallback, outgoing, body, metrics).await;
+            let result = guarded_attempt(fallback, outgoing, body, metrics, fallback.request_timeout).await;
             return Dispatched {
                 backend: Arc::clone(fallback),
                 result,
@@ -277,13 +285,15 @@ impl Failure {
     }
 }
 
-/// One attempt behind the backend's bulkhead and circuit breaker. A 5xx
-/// answer is returned as a failure (carrying the answer).
+/// One attempt behind the backend's bulkhead and circuit breaker, with
+/// `timeout` for the response head. A 5xx answer is returned as a failure
+/// (carrying the answer).
 async fn guarded_attempt(
     backend: &Arc<Backend>,
     outgoing: &Outgoing,
     body: &mut RequestBody,
     metrics: &Metrics,
+    timeout: Duration,
 ) -> Result<Response<PooledBody>, Failure> {
     let label = metrics.name(&backend.name);
     let Some(_slot) = backend.bulkhead.try_enter() else {
@@ -300,7 +310,7 @@ async fn guarded_attempt(
         permit.success(Instant::now().into_std());
         return Err(Failure::NoInstance);
     };
-    let result = attempt(backend, outgoing, upstream_body, sent, body).await;
+    let result = attempt(backend, outgoing, upstream_body, sent, body, timeout).await;
     let now = Instant::now().into_std();
     match &result {
         Ok(_) => permit.success(now),
@@ -323,13 +333,15 @@ async fn guarded_attempt(
     result
 }
 
-/// One attempt at one instance. An unsent body is put back into `body`.
+/// One attempt at one instance, `timeout` for its response head. An unsent
+/// body is put back into `body`.
 async fn attempt(
     backend: &Backend,
     outgoing: &Outgoing,
     upstream_body: UpstreamBody,
     sent: Arc<BodySent>,
     body: &mut RequestBody,
+    timeout: Duration,
 ) -> Result<Response<PooledBody>, Failure> {
     let Some(picked) = backend.pick() else {
         return Err(Failure::NoInstance);
@@ -338,7 +350,6 @@ async fn attempt(
     let request = outgoing.request(backend, instance.authority.as_str(), upstream_body);
     // The upstream's clock starts once the whole body is sent: a slow client
     // upload is not the upstream being slow.
-    let timeout = backend.request_timeout;
     let deadline = async move {
         sent.wait().await;
         tokio::time::sleep(timeout).await;
