@@ -24,12 +24,14 @@ pub struct BackfillArgs {
     /// The mapping file: tables, keys and column names per capability.
     #[arg(long, env = "STRANGLER_MAPPING", default_value = "demo/mapping.toml")]
     mapping: PathBuf,
-    /// The monolith's database (read only).
+    /// The monolith's database (read only); by default the capability's
+    /// `legacy_database_url` in the mapping file.
     #[arg(long, env = "STRANGLER_LEGACY_DATABASE_URL")]
-    legacy_database_url: DatabaseUrl,
-    /// The service's database (written; its schema must already exist).
+    legacy_database_url: Option<DatabaseUrl>,
+    /// The service's database (written; its schema must already exist); by
+    /// default the capability's `service_database_url` in the mapping file.
     #[arg(long, env = "STRANGLER_SERVICE_DATABASE_URL")]
-    service_database_url: DatabaseUrl,
+    service_database_url: Option<DatabaseUrl>,
     /// Rows per batch and per transaction.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     batch_size: u32,
@@ -41,8 +43,32 @@ pub struct BackfillArgs {
 pub async fn run(args: BackfillArgs) -> anyhow::Result<()> {
     let mapping = Mapping::load(&args.mapping)?;
     let capability = mapping.capability(&args.capability)?;
-    let legacy = open_existing(&args.legacy_database_url, "monolith").await?;
-    let service = open_existing(&args.service_database_url, "service").await?;
+    let pick = |given: &Option<DatabaseUrl>,
+                mapped: &Option<backfill::mapping::DatabaseSource>,
+                field: &str| match (given, mapped) {
+        (Some(url), _) => Ok(url.clone()),
+        (None, Some(source)) => source
+            .resolve()
+            .map_err(|message| anyhow::anyhow!("{field} of capability `{}`: {message}", args.capability)),
+        (None, None) => Err(anyhow::anyhow!(
+            "no --{} given, and capability `{}` has no {field} in {}",
+            field.replace('_', "-"),
+            args.capability,
+            args.mapping.display()
+        )),
+    };
+    let legacy_url = pick(
+        &args.legacy_database_url,
+        &capability.legacy_database,
+        "legacy_database_url",
+    )?;
+    let service_url = pick(
+        &args.service_database_url,
+        &capability.service_database,
+        "service_database_url",
+    )?;
+    let legacy = open_existing(&legacy_url, "monolith").await?;
+    let service = open_existing(&service_url, "service").await?;
     let reports = backfill(
         capability,
         &legacy,

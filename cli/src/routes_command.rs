@@ -61,6 +61,10 @@ enum RoutesCommand {
         /// Move even though a gate refuses; the override is recorded.
         #[arg(long)]
         force: bool,
+        /// While a gate refuses, try again every 2 seconds for up to this
+        /// many seconds (the evidence may still be coming in).
+        #[arg(long, value_name = "SECONDS")]
+        wait: Option<u64>,
         /// Show the transition without making it.
         #[arg(long)]
         dry_run: bool,
@@ -76,6 +80,22 @@ enum RoutesCommand {
         /// How many sample diffs to show.
         #[arg(long, default_value_t = 3)]
         samples: u32,
+        /// Wait (up to a minute) until the window holds at least this many
+        /// comparisons before showing them.
+        #[arg(long, value_name = "N")]
+        min_compared: Option<i64>,
+    },
+    /// Wait until a capability is at a stage (for example, after an
+    /// automatic rollback, or on another facade replica).
+    Wait {
+        /// The capability.
+        capability: String,
+        /// The stage to wait for: legacy, shadow, canary, service, retired.
+        #[arg(long, value_parser = ["legacy", "shadow", "canary", "service", "retired"])]
+        stage: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
     },
     /// The audit log of target changes, newest first.
     History {
@@ -156,6 +176,26 @@ impl Admin {
             .await
     }
 
+    /// Posts and returns the status with the answer, errors included.
+    async fn post_status(
+        &self,
+        path: &str,
+        body: &ChangeBody,
+    ) -> anyhow::Result<(reqwest::StatusCode, Value)> {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|error| {
+                anyhow!("cannot reach the facade's admin API at {}: {error} (is `strangler facade` or `strangler demo` running?)", self.base)
+            })?;
+        let status = response.status();
+        Ok((status, response.json().await.unwrap_or(Value::Null)))
+    }
+
     async fn post(&self, path: &str, body: &ChangeBody) -> anyhow::Result<Value> {
         self.send(self.client.post(format!("{}{path}", self.base)).json(body))
             .await
@@ -188,6 +228,7 @@ pub async fn run(args: RoutesArgs) -> anyhow::Result<()> {
             percent,
             reason,
             force,
+            wait,
             dry_run,
         } => {
             let body = ChangeBody {
@@ -198,28 +239,92 @@ pub async fn run(args: RoutesArgs) -> anyhow::Result<()> {
                 dry_run,
                 force,
             };
-            let outcome = admin
-                .post(&format!("/capabilities/{capability}/flip"), &body)
-                .await?;
+            let path = format!("/capabilities/{capability}/flip");
+            let deadline = std::time::Instant::now() + Duration::from_secs(wait.unwrap_or(0));
+            let mut said = false;
+            let outcome = loop {
+                match admin.post_status(&path, &body).await? {
+                    (status, answer) if status.is_success() => break answer,
+                    (reqwest::StatusCode::CONFLICT, answer)
+                        if std::time::Instant::now() < deadline
+                            && answer["error"].as_str().is_some_and(|e| e.contains("is refused")) =>
+                    {
+                        if !said {
+                            say!(
+                                "waiting for the gates: {}",
+                                answer["error"].as_str().unwrap_or("")
+                            );
+                            said = true;
+                        }
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                    }
+                    (status, answer) => {
+                        bail!(
+                            "{} ({status})",
+                            answer["error"].as_str().unwrap_or("no reason given")
+                        )
+                    }
+                }
+            };
             print_change(outcome, json)?;
         }
         RoutesCommand::Diff {
             capability,
             window,
             samples,
+            min_compared,
         } => {
             let mut query = vec![("samples", samples.to_string())];
             if let Some(window) = window {
                 query.push(("window_seconds", window.to_string()));
             }
-            let body = admin
-                .get(&format!("/capabilities/{capability}/shadow"), &query)
-                .await?;
+            let path = format!("/capabilities/{capability}/shadow");
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let body = loop {
+                let body = admin.get(&path, &query).await?;
+                let compared = body["totals"]["compared"].as_i64().unwrap_or(0);
+                match min_compared {
+                    Some(wanted) if compared < wanted => {
+                        if std::time::Instant::now() > deadline {
+                            bail!(
+                                "only {compared} comparisons after a minute, fewer than {wanted}; is traffic \
+                                 reaching the facade, and is `{capability}` in shadow?"
+                            );
+                        }
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                    }
+                    _ => break body,
+                }
+            };
             if json {
                 return print_json(&body);
             }
             let report: ShadowReport = serde_json::from_value(body)?;
             print_shadow_report(&report);
+        }
+        RoutesCommand::Wait {
+            capability,
+            stage,
+            timeout,
+        } => {
+            let deadline = std::time::Instant::now() + Duration::from_secs(timeout);
+            loop {
+                let listing: Listing = serde_json::from_value(admin.get("/capabilities", &[]).await?)?;
+                let Some(current) = listing.capabilities.iter().find(|c| c.name == capability) else {
+                    bail!("unknown capability `{capability}`; see `strangler routes list`");
+                };
+                if current.stage.name() == stage {
+                    say!("{capability} is at {}", current.stage);
+                    break;
+                }
+                if std::time::Instant::now() > deadline {
+                    bail!(
+                        "{capability} is still at {} after {timeout}s, not {stage}",
+                        current.stage
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
         }
         RoutesCommand::Rollback {
             capability,
