@@ -220,6 +220,15 @@ impl Body for ClientBody {
                 if let Some(idle) = this.idle.as_mut() {
                     idle.as_mut().reset(Instant::now() + this.idle_timeout);
                 }
+                // A body of known length ends with its last byte: hyper's
+                // client then stops polling, so the end is never seen as
+                // `None` and must be noted here.
+                if this.inner.is_end_stream() {
+                    if let Some(copy) = &this.copy {
+                        copy.complete();
+                    }
+                    this.finish();
+                }
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(Some(Err(_))) => {
