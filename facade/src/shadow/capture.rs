@@ -76,9 +76,10 @@ impl<B> CapturingBody<B> {
         let Some(pending) = self.pending.take() else {
             return;
         };
+        // The copy may have been kept with a larger cap, for a retry.
         let request_body = match &pending.request_body {
             None => Some(Bytes::new()),
-            Some(copy) => copy.bytes(),
+            Some(copy) => copy.bytes().filter(|body| body.len() <= pending.cap),
         };
         let (Some(request_body), false) = (request_body, self.overflow) else {
             pending.shadower.skipped(pending.name, SkipReason::BodyTooLarge);
