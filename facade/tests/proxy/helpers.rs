@@ -1,8 +1,11 @@
 //! What every module shares: a facade started on port 0 against a fresh
 //! store and awaited on its admin `/ready`, the sample shop configuration,
 //! and admin API helpers. Tiny real upstreams (`upstream`) and a raw
-//! HTTP/1.1 client (`raw_http`) live in submodules.
+//! HTTP/1.1 client (`raw_http`) live in submodules, as do the upstreams that
+//! fail on purpose (`controlled`) and the safe-cutover fixture (`cutover`).
 
+mod controlled;
+mod cutover;
 mod raw_http;
 mod upstream;
 
@@ -19,6 +22,8 @@ use test_harness::{DatabaseUrl, TestDatabase};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use controlled::Behavior;
+pub use cutover::{metric_value, Answer, Cutover, Settings, CAPABILITY, USER_HEADER};
 pub use raw_http::{raw_request, read_response, RawResponse};
 pub use upstream::{
     closed_address, payload_checksum, payload_chunk, spawn_upgrade_upstream, spawn_upstream, Checksum,

@@ -1,5 +1,6 @@
 //! Integration tests of the facade: a real facade on port 0 in front of tiny
-//! real upstreams (axum echo servers, and a hyper server for upgrades),
+//! real upstreams (axum echo servers, a hyper server for upgrades, and
+//! hyper servers that fail on purpose for the safe-cutover cases),
 //! against a fresh route store, driven over HTTP and raw TCP.
 //!
 //! Every case that depends on the route store runs on SQLite and PostgreSQL
@@ -10,14 +11,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod admin_api;
+mod auto_rollback;
+mod canary;
 mod config;
+mod fallback;
 mod flips;
+mod gates;
 mod headers;
 mod helpers;
 mod limits;
 mod paths;
 mod pool;
+mod resilience;
 mod routing;
+mod shadow;
 mod shared_store;
 mod shutdown;
 mod streaming;

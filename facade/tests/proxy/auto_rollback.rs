@@ -1,0 +1,127 @@
+//! Automatic rollback: a capability whose service fails more than its error
+//! budget allows, in canary or service, is moved back to legacy by the
+//! facade itself, within the budget's window, with an audited transition
+//! (actor `auto-rollback`, the measured rate in the reason and the detail);
+//! a healthy service is left alone.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+
+use crate::helpers::{sqlite_store, start_facade, Behavior, Cutover, Settings, CAPABILITY, WAIT_LIMIT};
+
+const BUDGET: &str =
+    "[capabilities.orders.rollback]\nmax_error_rate = 0.2\nwindow_seconds = 10\nmin_requests = 10";
+
+#[tokio::test]
+async fn a_service_over_its_error_budget_is_rolled_back_to_legacy() {
+    for initial in ["canary 100%", "service"] {
+        let store = sqlite_store();
+        let cutover = Cutover::spawn().await;
+        let settings = Settings {
+            initial,
+            capability: BUDGET,
+            service: "retries = 0",
+            ..Settings::default()
+        };
+        let facade = start_facade(&cutover.config(&settings), store.url()).await;
+
+        // A healthy service stays.
+        for n in 0..30 {
+            let answer = facade.get(&format!("/orders/{n}")).await;
+            assert_eq!(answer.upstream.as_deref(), Some("service"), "{answer:?}");
+        }
+        assert_eq!(facade.target_of(CAPABILITY).await, initial);
+
+        // A failing one is rolled back within the window; meanwhile legacy
+        // covers every request.
+        cutover.service.set(Behavior::Status(500));
+        let failing_since = Instant::now();
+        let mut sent = 0;
+        while facade.target_of(CAPABILITY).await != "legacy" {
+            let answer = facade.get("/orders/1").await;
+            assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+            assert_eq!(answer.upstream.as_deref(), Some("legacy"), "{answer:?}");
+            sent += 1;
+            assert!(
+                failing_since.elapsed() < WAIT_LIMIT,
+                "no rollback after {sent} failures"
+            );
+        }
+        let took = failing_since.elapsed();
+        assert!(
+            took < Duration::from_secs(10),
+            "{initial}: the rollback took {took:?}"
+        );
+
+        let history = facade.history().await;
+        let rollback = &history[0];
+        assert_eq!(rollback["actor"], "auto-rollback", "{rollback}");
+        assert_eq!(rollback["from"], initial, "{rollback}");
+        assert_eq!(rollback["to"], "legacy", "{rollback}");
+        assert_eq!(rollback["forced"], false, "{rollback}");
+        let reason = rollback["reason"].as_str().unwrap();
+        assert!(
+            reason.contains("error rate") && reason.contains("20.0% budget"),
+            "{reason}"
+        );
+        let detail = &rollback["detail"];
+        let rate = detail["error_rate"].as_f64().unwrap();
+        assert!(rate > 0.2, "{detail}");
+        assert!(
+            reason.contains(&format!("{:.1}%", rate * 100.0)),
+            "{reason} / {detail}"
+        );
+        assert!(detail["requests"].as_u64().unwrap() >= 10, "{detail}");
+        assert_eq!(detail["window_seconds"], 10, "{detail}");
+        assert_eq!(detail["max_error_rate"], 0.2, "{detail}");
+        assert_eq!(detail["from"], initial, "{detail}");
+        assert_eq!(
+            history.iter().filter(|t| t["actor"] == "auto-rollback").count(),
+            1,
+            "one breach, one rollback: {history:?}"
+        );
+
+        // Legacy now serves, with no fallback involved.
+        let service_hits = cutover.service.hits();
+        for n in 0..5 {
+            let answer = facade.get(&format!("/orders/{n}")).await;
+            assert_eq!(answer.upstream.as_deref(), Some("legacy"), "{answer:?}");
+            assert_eq!(answer.fallback, None, "{answer:?}");
+        }
+        assert_eq!(cutover.service.hits(), service_hits);
+        let counted = facade
+            .metric(
+                "strangler_facade_auto_rollbacks_total",
+                &[("capability", CAPABILITY)],
+            )
+            .await;
+        assert_eq!(counted, 1.0);
+    }
+}
+
+#[tokio::test]
+async fn a_disabled_budget_never_rolls_back() {
+    let store = sqlite_store();
+    let cutover = Cutover::spawn().await;
+    let settings = Settings {
+        initial: "service",
+        capability: "[capabilities.orders.rollback]\nenabled = false\nmin_requests = 5",
+        service: "retries = 0",
+        ..Settings::default()
+    };
+    let facade = start_facade(&cutover.config(&settings), store.url()).await;
+    cutover.service.set(Behavior::Status(500));
+    for n in 0..30 {
+        let answer = facade.get(&format!("/orders/{n}")).await;
+        // `status`, then `circuit_open` once the service's breaker opens.
+        assert_eq!(answer.upstream.as_deref(), Some("legacy"), "{answer:?}");
+        assert!(answer.fallback.is_some(), "{answer:?}");
+    }
+    assert_eq!(facade.target_of(CAPABILITY).await, "service");
+    assert!(facade
+        .history()
+        .await
+        .iter()
+        .all(|t| t["actor"] != "auto-rollback"));
+}

@@ -1,0 +1,257 @@
+//! The monolith as the fallback: in canary and service stages, a request
+//! that is safe to repeat (idempotent, `Idempotency-Key`, or never sent) is
+//! answered by legacy when the service fails, and says so; a request that
+//! is not safe is never replayed; `retired` has no fallback. Under steady
+//! load, a service killed and restarted on the same port costs no request.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use reqwest::{Method, StatusCode};
+
+use crate::helpers::{
+    sqlite_store, start_facade, wait_until, Answer, Behavior, Cutover, Settings, TestFacade, CAPABILITY,
+    USER_HEADER,
+};
+
+/// No automatic rollback: these cases are about the fallback alone.
+const NO_ROLLBACK: &str = "sticky = \"header:x-user\"\n[capabilities.orders.rollback]\nenabled = false";
+
+fn assert_fell_back(answer: &Answer, reason: &str) {
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.upstream.as_deref(), Some("legacy"), "{answer:?}");
+    assert_eq!(answer.served_by.as_deref(), Some("legacy"), "{answer:?}");
+    assert_eq!(answer.fallback.as_deref(), Some(reason), "{answer:?}");
+}
+
+#[tokio::test]
+async fn a_dead_service_is_covered_by_legacy_for_requests_safe_to_repeat() {
+    let store = sqlite_store();
+    let mut cutover = Cutover::spawn().await;
+    let settings = Settings {
+        initial: "canary 100%",
+        capability: NO_ROLLBACK,
+        service: "breaker_failures = 1000",
+        ..Settings::default()
+    };
+    let facade = start_facade(&cutover.config(&settings), store.url()).await;
+    let served = facade.get("/orders/1").await;
+    assert_eq!(served.served_by.as_deref(), Some("service"), "{served:?}");
+    assert_eq!(served.fallback, None, "{served:?}");
+
+    cutover.service.kill().await;
+    assert_fell_back(&facade.get("/orders/1").await, "connect");
+    // Nothing reached the dead service, so even a POST without a key may go
+    // to legacy.
+    let posted = facade.send(Method::POST, "/orders", &[]).await;
+    assert_fell_back(&posted, "connect");
+    assert_eq!(posted.body["method"], "POST");
+    assert!(
+        facade
+            .metric("strangler_facade_fallbacks_total", &[("reason", "connect")])
+            .await
+            >= 2.0
+    );
+}
+
+#[tokio::test]
+async fn a_failed_write_is_replayed_to_legacy_only_with_an_idempotency_key() {
+    let store = sqlite_store();
+    let cutover = Cutover::spawn().await;
+    let settings = Settings {
+        initial: "service",
+        capability: NO_ROLLBACK,
+        service: "breaker_failures = 1000\nretries = 0",
+        ..Settings::default()
+    };
+    let facade = start_facade(&cutover.config(&settings), store.url()).await;
+    cutover.service.set(Behavior::Status(500));
+
+    let posted = facade.send(Method::POST, "/orders", &[]).await;
+    assert_eq!(posted.status, StatusCode::INTERNAL_SERVER_ERROR, "{posted:?}");
+    assert_eq!(posted.upstream.as_deref(), Some("service"), "{posted:?}");
+    assert_eq!(posted.fallback, None, "{posted:?}");
+    assert_eq!(cutover.legacy.hits(), 0, "the write was replayed to legacy");
+    assert_eq!(cutover.service.hits(), 1);
+
+    let keyed = facade
+        .send(Method::POST, "/orders", &[("idempotency-key", "order-42")])
+        .await;
+    assert_fell_back(&keyed, "status");
+    assert_eq!(keyed.body["method"], "POST");
+    assert_eq!((cutover.service.hits(), cutover.legacy.hits()), (2, 1));
+
+    assert_fell_back(&facade.get("/orders/7").await, "status");
+
+    // The body goes to legacy again, whole, from the copy kept as it
+    // streamed to the service.
+    let keyed = facade
+        .client
+        .post(facade.url("/orders"))
+        .header("idempotency-key", "order-43")
+        .body(vec![b'o'; 5000])
+        .send()
+        .await
+        .unwrap();
+    let keyed = Answer::read(keyed, std::time::Instant::now()).await;
+    assert_fell_back(&keyed, "status");
+    assert_eq!(keyed.body["body_bytes"], 5000, "{keyed:?}");
+    assert_eq!(cutover.service.requests().last().unwrap().body_bytes, 5000);
+}
+
+#[tokio::test]
+async fn a_retired_capability_never_falls_back() {
+    let store = sqlite_store();
+    let mut cutover = Cutover::spawn().await;
+    let settings = Settings {
+        initial: "retired",
+        ..Settings::default()
+    };
+    let facade = start_facade(&cutover.config(&settings), store.url()).await;
+    cutover.service.kill().await;
+    let answer = facade.get("/orders/1").await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{answer:?}");
+    assert_eq!(answer.served_by.as_deref(), Some("service"), "{answer:?}");
+    assert_eq!(answer.fallback, None, "{answer:?}");
+    assert_eq!(answer.body["source"], "upstream", "{answer:?}");
+
+    cutover.service.restart().await;
+    cutover.service.set(Behavior::Status(503));
+    let answer = facade.get("/orders/1").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE, "{answer:?}");
+    assert_eq!(answer.upstream.as_deref(), Some("service"), "{answer:?}");
+    assert_eq!(cutover.legacy.hits(), 0);
+}
+
+/// Concurrent clients of the steady load.
+const CLIENTS: usize = 6;
+
+/// Every answer of the load so far, by side.
+#[derive(Default)]
+struct Tally {
+    ok: AtomicUsize,
+    by_service: AtomicUsize,
+    fallbacks: AtomicUsize,
+    failures: std::sync::Mutex<Vec<String>>,
+}
+
+fn spawn_load(
+    facade: &TestFacade,
+    tally: &Arc<Tally>,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    (0..CLIENTS)
+        .map(|client| {
+            let (http, url) = (facade.client.clone(), facade.url(&format!("/orders/{client}")));
+            let (tally, stop) = (Arc::clone(tally), Arc::clone(stop));
+            tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let user = format!("client-{client}-{n}");
+                    let started = std::time::Instant::now();
+                    let outcome = match http.get(&url).header(USER_HEADER, &user).send().await {
+                        Ok(response) => Ok(Answer::read(response, started).await),
+                        Err(error) => Err(error.to_string()),
+                    };
+                    match outcome {
+                        Ok(answer) if answer.status == StatusCode::OK && answer.upstream.is_some() => {
+                            tally.ok.fetch_add(1, Ordering::SeqCst);
+                            if answer.upstream.as_deref() == Some("service") {
+                                tally.by_service.fetch_add(1, Ordering::SeqCst);
+                            }
+                            if answer.fallback.is_some() {
+                                tally.fallbacks.fetch_add(1, Ordering::SeqCst);
+                            }
+                        }
+                        Ok(answer) => tally.failures.lock().unwrap().push(format!("{answer:?}")),
+                        Err(error) => tally.failures.lock().unwrap().push(error),
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steady_load_loses_nothing_while_the_service_is_killed_and_restarted() {
+    let store = sqlite_store();
+    let mut cutover = Cutover::spawn().await;
+    let settings = Settings {
+        initial: "canary 50%",
+        capability: NO_ROLLBACK,
+        service: "breaker_failures = 3\nbreaker_open_ms = 200",
+        ..Settings::default()
+    };
+    let facade = start_facade(&cutover.config(&settings), store.url()).await;
+    let tally = Arc::new(Tally::default());
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients = spawn_load(&facade, &tally, &stop);
+    let count = |counter: &AtomicUsize| counter.load(Ordering::SeqCst);
+
+    wait_until("the service to serve part of the load", || {
+        count(&tally.by_service) >= 100
+    })
+    .await;
+    cutover.service.kill().await;
+    let killed_at = count(&tally.ok);
+    wait_until("the load to go on while the service is down", || {
+        count(&tally.ok) >= killed_at + 300
+    })
+    .await;
+    assert!(
+        count(&tally.fallbacks) > 0,
+        "nothing fell back while the service was down"
+    );
+    let mut opened = false;
+    for _ in 0..100 {
+        if facade.breaker_of("service").await == "open" {
+            opened = true;
+            break;
+        }
+    }
+    assert!(
+        opened,
+        "the service's breaker never showed open while it was down"
+    );
+    let fallbacks_while_down = count(&tally.fallbacks);
+    let by_service_while_down = count(&tally.by_service);
+
+    cutover.service.restart().await;
+    wait_until("the service to serve again after its restart", || {
+        count(&tally.by_service) >= by_service_while_down + 100
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    for client in clients {
+        client.await.unwrap();
+    }
+
+    let failures = tally.failures.lock().unwrap().clone();
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed, e.g. {:?}",
+        failures.len(),
+        count(&tally.ok) + failures.len(),
+        failures.first()
+    );
+    assert_eq!(facade.breaker_of("service").await, "closed");
+    let metrics = facade.metrics().await;
+    let fallbacks = crate::helpers::metric_value(
+        &metrics,
+        "strangler_facade_fallbacks_total",
+        &[("capability", CAPABILITY)],
+    );
+    assert!(
+        fallbacks >= fallbacks_while_down as f64,
+        "{fallbacks} fallbacks counted, {fallbacks_while_down} seen"
+    );
+    assert!(
+        crate::helpers::metric_value(
+            &metrics,
+            "strangler_facade_fallbacks_total",
+            &[("reason", "circuit_open")]
+        ) > 0.0,
+        "the open breaker never sent a request straight to legacy"
+    );
+}
