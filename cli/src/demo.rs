@@ -13,6 +13,14 @@
 //! runs go into the toolkit store the facade uses, its reports into
 //! `reports/` in the data folder. That is the whole dual-write loop to try:
 //! divergence, report, repair, clean run.
+//!
+//! The catalog service starts with a planted bug (prices rounded to whole
+//! dollars in its answers; `--no-planted-bug` starts without it) for shadow
+//! traffic to find, and `strangler demo switch …` ([`crate::demo_switch`])
+//! flips it, a simulated orders outage and the dual-write fault rate while
+//! the demo runs. `--traffic` adds a steady synthetic client
+//! ([`crate::demo_traffic`]) so that there is traffic to shadow and to
+//! canary.
 
 use crate::output::say;
 use std::io::Write;
@@ -23,7 +31,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use backfill::mapping::DatabaseSource;
 use backfill::{backfill, BackfillOptions, Mapping};
-use clap::Args;
+use clap::{Args, Subcommand};
 use facade::config::FacadeConfig;
 use facade::Facade;
 use legacy_monolith::seed::{seed_if_empty, SeedReport, SeedSize};
@@ -35,6 +43,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::backfill_command::print_reports;
+use crate::demo_switch::{self, percent, SwitchArgs, DEFAULT_CATALOG_URL, DEFAULT_ORDERS_URL};
+use crate::demo_traffic;
 
 /// The demo's mapping file, built in so the demo runs from any folder.
 const DEMO_MAPPING: &str = include_str!("../../demo/mapping.toml");
@@ -43,8 +53,13 @@ const DEMO_FACADE: &str = include_str!("../../demo/strangler.toml");
 /// Marks a folder as the demo's, so `--reset` never deletes anything else.
 const MARKER: &str = ".strangler-demo";
 
+// Flags belong to starting the demo, so they conflict with a subcommand:
+// `strangler demo --reset switch …` is refused rather than half-obeyed.
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct DemoArgs {
+    #[command(subcommand)]
+    command: Option<DemoCommand>,
     /// Folder holding every database of the demo.
     #[arg(long, env = "STRANGLER_DEMO_DATA_DIR", default_value = ".strangler-demo")]
     data_dir: PathBuf,
@@ -73,9 +88,42 @@ pub struct DemoArgs {
     /// reconciler has divergence to find and repair.
     #[arg(long, default_value_t = 0.05)]
     dual_write_fault_rate: f64,
+    /// Start the catalog service without its planted bug (prices rounded to
+    /// whole dollars in its answers), which is on by default for shadow
+    /// traffic to find.
+    #[arg(long)]
+    no_planted_bug: bool,
+    /// Send steady synthetic shop traffic through the facade.
+    #[arg(long)]
+    traffic: bool,
+    /// Requests per second of `--traffic`.
+    #[arg(long, requires = "traffic", default_value_t = demo_traffic::DEFAULT_RATE, value_parser = demo_traffic::parse_rate)]
+    traffic_rate: f64,
 }
 
-pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
+#[derive(Subcommand)]
+enum DemoCommand {
+    /// Flip a failure switch of the running demo: the catalog's planted
+    /// price bug, an orders outage, the dual-write fault rate.
+    Switch(SwitchArgs),
+}
+
+impl DemoArgs {
+    /// Whether this runs a short command rather than the stack.
+    pub fn is_subcommand(&self) -> bool {
+        self.command.is_some()
+    }
+}
+
+/// Runs `strangler demo` or one of its subcommands.
+pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
+    match args.command.take() {
+        Some(DemoCommand::Switch(switch)) => demo_switch::run(switch).await,
+        None => run_stack(args).await,
+    }
+}
+
+async fn run_stack(args: DemoArgs) -> anyhow::Result<()> {
     let data = prepare_data_dir(&args.data_dir, args.reset)?;
     let grace = Duration::from_secs(5);
     let monolith_url = DatabaseUrl::sqlite_file(&data.join("monolith.db"));
@@ -90,13 +138,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let monolith_base: reqwest::Url = format!("http://{}/", monolith.local_addr())
         .parse()
         .context("building the monolith's URL")?;
-    let catalog = catalog_service::Application::build(catalog_service::Config {
-        listen: args.catalog_listen,
-        database_url: DatabaseUrl::sqlite_file(&data.join("catalog.db")),
-        monolith_url: monolith_base.clone(),
-        upstream_timeout: Duration::from_secs(2),
-        grace_period: grace,
-    })
+    let catalog = catalog_service::Application::build_with_settings(
+        catalog_service::Config {
+            listen: args.catalog_listen,
+            database_url: DatabaseUrl::sqlite_file(&data.join("catalog.db")),
+            monolith_url: monolith_base.clone(),
+            upstream_timeout: Duration::from_secs(2),
+            grace_period: grace,
+        },
+        catalog_service::settings::Settings {
+            price_rounding_bug: !args.no_planted_bug,
+        },
+    )
     .await
     .context("starting the catalog service")?;
     let orders = orders_service::Application::build(orders_service::Config {
@@ -181,6 +234,18 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         server::shutdown_signal().await;
         signal.cancel();
     });
+    // The servers' listeners are bound, so the first requests wait in the
+    // backlog rather than fail. The generator ends when `stop` is cancelled.
+    let traffic = args.traffic.then(|| {
+        let seed = SeedSize::default();
+        tokio::spawn(demo_traffic::run(
+            addresses.facade,
+            seed.products as i64,
+            seed.customers as i64,
+            args.traffic_rate,
+            stop.clone(),
+        ))
+    });
 
     let serving = async {
         let mut failure = None;
@@ -221,6 +286,13 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         result.context("the reconciliation schedule failed")
     };
     let (failure, scheduled) = tokio::join!(serving, reconciling);
+    if let Some(traffic) = traffic {
+        // Cancelled by now; this only waits for its final log line.
+        stop.cancel();
+        if let Err(error) = traffic.await {
+            tracing::warn!(%error, "the demo traffic task ended abnormally");
+        }
+    }
     match failure.or(scheduled.err()) {
         Some(error) => Err(error),
         None => {
@@ -342,7 +414,7 @@ fn print_banner(data: &Path, a: &Addresses, args: &DemoArgs, mapping: &Mapping) 
     let dual = if args.no_dual_write {
         "off".to_owned()
     } else {
-        format!("on, {}% dropped on purpose", args.dual_write_fault_rate * 100.0)
+        format!("on, {}% dropped on purpose", percent(args.dual_write_fault_rate))
     };
     let admin_flag = if a.admin.to_string() == "127.0.0.1:9080" {
         String::new()
@@ -358,6 +430,29 @@ fn print_banner(data: &Path, a: &Addresses, args: &DemoArgs, mapping: &Mapping) 
             data.display()
         )
     };
+    let planted = if args.no_planted_bug {
+        "planted price bug: off".to_owned()
+    } else {
+        "planted bug: prices rounded to whole dollars".to_owned()
+    };
+    let traffic = if args.traffic {
+        format!(
+            "\n  traffic           {} requests/s through the facade, a summary in the log every 10 s",
+            args.traffic_rate
+        )
+    } else {
+        String::new()
+    };
+    // The switches find the services at their default addresses; elsewhere
+    // they must be told.
+    let mut switch_flags = String::new();
+    if format!("http://{}", a.catalog) != DEFAULT_CATALOG_URL {
+        switch_flags.push_str(&format!(" --catalog-url http://{}", a.catalog));
+    }
+    let mut orders_flag = String::new();
+    if format!("http://{}", a.orders) != DEFAULT_ORDERS_URL {
+        orders_flag.push_str(&format!(" --orders-url http://{}", a.orders));
+    }
     let schedules: Vec<String> = mapping
         .capabilities()
         .filter_map(|c| Some(format!("{} `{}`", c.name, c.schedule.as_ref()?)))
@@ -378,10 +473,10 @@ strangler demo is up. Data: {data}/  —  Ctrl-C stops everything.
 
   facade            http://{facade}   (admin API http://{admin})
   monolith          http://{monolith}
-  catalog service   http://{catalog}
+  catalog service   http://{catalog}   ({planted})
   orders service    http://{orders}   (dual writes to the monolith: {dual})
   reconciler        {schedules}; runs in {data}/toolkit.db
-                    reports in {data}/reports/<capability>/ (latest.json, latest.md, latest.html)
+                    reports in {data}/reports/<capability>/ (latest.json, latest.md, latest.html){traffic}
 
 Try, through the facade (every capability starts on legacy):
   curl -s http://{facade}/products/1
@@ -396,6 +491,11 @@ Dual writes, reconciled and repaired (orders placed by the orders service):
   cargo run -- routes flip orders --to service --reason "orders extracted"{admin_flag}
   cargo run -- reconcile run orders{reconcile_flags}
   cargo run -- reconcile repair orders{reconcile_flags}   # add --apply to execute the plan
+
+Failures on demand, while it runs:
+  cargo run -- demo switch catalog-price-bug on|off{switch_flags}
+  cargo run -- demo switch orders-outage on|off{orders_flag}
+  cargo run -- demo switch dual-write-faults 0.2{orders_flag}
 "#,
         schedules = schedules.join(", "),
         data = data.display(),

@@ -7,6 +7,8 @@
 
 mod backfill_command;
 mod demo;
+mod demo_switch;
+mod demo_traffic;
 mod facade_command;
 mod output;
 mod reconcile_command;
@@ -32,7 +34,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Start the sample shop — monolith, catalog and orders services — on
-    /// SQLite with sample data, for trying the toolkit on a laptop.
+    /// SQLite with sample data, for trying the toolkit on a laptop; or flip
+    /// its failure switches while it runs (`strangler demo switch`).
     Demo(demo::DemoArgs),
     /// Copy a capability's rows from the monolith's database into its
     /// service's database (batched, idempotent, resumable).
@@ -50,6 +53,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let default_filter = match &cli.command {
         Command::Reconcile(args) if args.is_long_running() => "info,sqlx=warn",
+        Command::Demo(args) if args.is_subcommand() => "warn",
         Command::Demo(_) | Command::Facade(_) => "info,sqlx=warn",
         Command::Backfill(_) | Command::Routes(_) | Command::Reconcile(_) => "warn",
     };

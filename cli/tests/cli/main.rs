@@ -12,6 +12,7 @@ use legacy_monolith::seed::{seed_if_empty, SeedSize};
 use service_runtime::{Database, DatabaseUrl};
 use test_harness::workspace_path;
 
+mod demo_switch;
 mod dual_write_repair;
 
 fn strangler() -> Command {
@@ -442,13 +443,30 @@ fn facade_and_routes_refuse_bad_input_with_a_one_line_reason() {
         stderr.contains("strangler.toml:6: unknown backend `catalogue`"),
         "{stderr}"
     );
-    // An unknown target is refused by the CLI itself.
-    let (code, _, stderr) = run(strangler()
-        .args(["routes", "flip", "catalog", "--to", "servce"])
+    // An unknown stage is refused by the CLI itself (no facade is asked, so
+    // nothing changes), its first line naming the value and the choices.
+    let (code, stdout, stderr) = run(strangler()
+        .args([
+            "routes",
+            "flip",
+            "catalog",
+            "--to",
+            "servce",
+            "--admin-url",
+            "http://127.0.0.1:1",
+        ])
         .env("STRANGLER_ADMIN_TOKEN", "t"));
     assert_eq!(code, 2);
+    assert!(stdout.is_empty(), "{stdout}");
     assert!(
-        stderr.contains("`servce` is not a target; use `legacy` or `service`"),
+        stderr
+            .lines()
+            .next()
+            .is_some_and(|line| line.contains("invalid value 'servce' for '--to <TO>'")),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("[possible values: legacy, shadow, canary, service, retired]"),
         "{stderr}"
     );
     // No facade listening: says where it looked and what to start.
