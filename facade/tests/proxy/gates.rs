@@ -2,15 +2,21 @@
 //! low mismatch rate over enough comparisons; reaching service needs a
 //! clean, recent reconciliation (rows written into the test's store as the
 //! reconciler would); `force` passes a refusing gate and the audit log
-//! says so; moves back are never gated.
+//! says so; moves back are never gated. The gates read the store's shadow
+//! and reconciliation tables, so their cases run on SQLite and PostgreSQL.
 
 use chrono::{SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use service_runtime::Database;
-use test_harness::DatabaseUrl;
+use test_harness::{on_each_engine, DatabaseUrl, Engine, TestDatabase};
 
 use crate::helpers::{sqlite_store, start_facade, Cutover, Settings, TestFacade, CAPABILITY};
+
+on_each_engine!(
+    leaving_shadow_needs_a_low_mismatch_rate_over_enough_comparisons,
+    reaching_service_needs_a_fresh_clean_reconciliation,
+);
 
 async fn flip(facade: &TestFacade, to: Value) -> (StatusCode, Value) {
     let mut body = json!({"reason": "gate test", "actor": "tester"});
@@ -36,9 +42,10 @@ async fn send_gets(facade: &TestFacade, n: usize) {
     }
 }
 
-#[tokio::test]
-async fn leaving_shadow_needs_a_low_mismatch_rate_over_enough_comparisons() {
-    let store = sqlite_store();
+async fn leaving_shadow_needs_a_low_mismatch_rate_over_enough_comparisons(engine: Engine) {
+    let Some(store) = TestDatabase::fresh(engine).await else {
+        return;
+    };
     let cutover = Cutover::spawn().await;
     let settings = Settings {
         initial: "shadow",
@@ -118,9 +125,10 @@ async fn record_reconciliation(store: &DatabaseUrl, capability: &str, status: &s
     .unwrap();
 }
 
-#[tokio::test]
-async fn reaching_service_needs_a_fresh_clean_reconciliation() {
-    let store = sqlite_store();
+async fn reaching_service_needs_a_fresh_clean_reconciliation(engine: Engine) {
+    let Some(store) = TestDatabase::fresh(engine).await else {
+        return;
+    };
     let cutover = Cutover::spawn().await;
     let settings = Settings {
         initial: "canary 50%",
