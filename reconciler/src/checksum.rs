@@ -99,6 +99,50 @@ async fn checksum(
     Ok((count, sum))
 }
 
+/// The keys of every `every`th row after `range.lower` (the `every`th,
+/// the `2·every`th, …), at most `count` of them; fewer when the table ends
+/// first. One query reads just the keys through the key's index, instead
+/// of one `OFFSET` query per segment.
+async fn boundaries(
+    source: &mut Source,
+    plan: &SidePlan,
+    key_len: usize,
+    range: &KeyRange,
+    every: u64,
+    count: usize,
+) -> Result<Vec<Vec<SqlValue>>, ReconcileError> {
+    let (clause, binds) = range_where(plan, range.lower.as_deref(), range.upper.as_deref());
+    let keys = plan.key_exprs.join(", ");
+    // The inner query keeps the key columns' own names under the alias `t`,
+    // so that the select list and key expressions apply to it unchanged.
+    let raw: Vec<String> = plan.checksum_columns[..key_len.min(plan.checksum_columns.len())]
+        .iter()
+        .map(|c| plan.dialect.column(c))
+        .collect();
+    let sql = format!(
+        "SELECT * FROM (SELECT {}, ROW_NUMBER() OVER (ORDER BY {keys}) AS strangler_rn \
+         FROM (SELECT {} FROM {} t {clause} ORDER BY {keys} LIMIT {}) t) w \
+         WHERE MOD(strangler_rn, {every}) = 0 ORDER BY strangler_rn",
+        plan.key_select,
+        raw.join(", "),
+        plan.dialect.quote(&plan.table),
+        every.saturating_mul(count as u64),
+    );
+    let binds: Vec<&SqlValue> = binds.iter().collect();
+    let rows = source
+        .fetch(
+            &sql,
+            &binds,
+            &plan.classes[..key_len.min(plan.classes.len())],
+            &format!("finding segment boundaries of table `{}`", plan.table),
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| row[..key_len.min(row.len())].to_vec())
+        .collect())
+}
+
 /// The key of the `offset`th (0-based) row of `plan` in `range`.
 async fn key_at(
     source: &mut Source,
@@ -132,6 +176,9 @@ async fn key_at(
 /// How many segments' worth of rows [`bisect`] merges first under
 /// `Strategy::Auto`, to measure the merge.
 const PROBE_SEGMENTS: u64 = 5;
+
+/// Segments per lane whose boundaries one query finds.
+const SEGMENTS_PER_LANE: usize = 4;
 
 /// One pair of connections, one per side; checksums of several segments
 /// run at once on several lanes.
@@ -264,19 +311,22 @@ pub async fn bisect(
             .await?;
             return Ok(Some(costs));
         }
-        // The next segments, one per lane.
-        let mut ranges = Vec::with_capacity(lanes.len());
+        // The next segments, a few per lane.
+        let per_round = lanes.len() * SEGMENTS_PER_LANE;
+        let main = &mut lanes[0];
+        let ends = boundaries(
+            &mut main.legacy,
+            &plan.legacy,
+            plan.key_len(),
+            &after(&lower),
+            segment_rows,
+            per_round,
+        )
+        .await?;
+        let mut ranges = Vec::with_capacity(per_round);
         let mut cursor = lower.clone();
-        for _ in 0..lanes.len() {
-            let main = &mut lanes[0];
-            let upper = key_at(
-                &mut main.legacy,
-                &plan.legacy,
-                plan.key_len(),
-                &after(&cursor),
-                segment_rows - 1,
-            )
-            .await?;
+        for i in 0..per_round {
+            let upper = ends.get(i).cloned();
             ranges.push(KeyRange {
                 lower: cursor,
                 upper: upper.clone(),
@@ -287,16 +337,20 @@ pub async fn bisect(
             }
         }
         let started = Instant::now();
-        let sums =
-            futures::future::try_join_all(lanes.iter_mut().zip(&ranges).map(|(lane, range)| async move {
-                let timed = Instant::now();
-                let (l, s) = tokio::try_join!(
-                    checksum(&mut lane.legacy, &plan.legacy, range),
-                    checksum(&mut lane.service, &plan.service, range)
-                )?;
-                Ok::<_, ReconcileError>((l, s, timed.elapsed()))
-            }))
-            .await?;
+        let mut sums = Vec::with_capacity(ranges.len());
+        for group in ranges.chunks(lanes.len()) {
+            let group =
+                futures::future::try_join_all(lanes.iter_mut().zip(group).map(|(lane, range)| async move {
+                    let timed = Instant::now();
+                    let (l, s) = tokio::try_join!(
+                        checksum(&mut lane.legacy, &plan.legacy, range),
+                        checksum(&mut lane.service, &plan.service, range)
+                    )?;
+                    Ok::<_, ReconcileError>((l, s, timed.elapsed()))
+                }))
+                .await?;
+            sums.extend(group);
+        }
         let (mut rows, mut differing, mut slowest) = (0, 0, Duration::ZERO);
         for ((lc, ls), (sc, ss), took) in &sums {
             rows += lc.max(sc);

@@ -13,13 +13,14 @@ use std::cmp::Ordering;
 use std::time::Duration;
 
 use backfill::copy::Side;
+use backfill::Normalization;
 use chrono::{DateTime, Utc};
 use service_runtime::sql_value::SqlValue;
 
 use crate::normalize::{compare_keys, normalize, parse_timestamp, same};
 use tokio::sync::mpsc;
 
-use crate::plan::{SidePlan, TablePlan};
+use crate::plan::{ComparedColumn, SidePlan, TablePlan};
 use crate::read::{read_range, BatchSize, ReadRow, CHANNEL_CHUNKS};
 use crate::report::{json_key, json_value, ChangedRow, ColumnDiff, KeyEntry, Kind, SettlingRow, TableReport};
 use crate::source::Source;
@@ -95,22 +96,22 @@ impl<'a> Feed<'a> {
             // kept aside for the next chunk's check.
             let mut previous = self.previous.as_deref();
             for row in &chunk {
-                if row.key.contains(&SqlValue::Null) {
+                if row.key().contains(&SqlValue::Null) {
                     return Err(ReconcileError::NullKey {
                         side: self.plan.side,
                         table: self.plan.table.to_string(),
                     });
                 }
-                if previous.is_some_and(|p| compare_keys(p, &row.key) != Ordering::Less) {
+                if previous.is_some_and(|p| compare_keys(p, row.key()) != Ordering::Less) {
                     return Err(ReconcileError::KeyNotUnique {
                         side: self.plan.side,
                         table: self.plan.table.to_string(),
-                        key: format!("{:?}", json_key(&row.key)),
+                        key: format!("{:?}", json_key(row.key())),
                     });
                 }
-                previous = Some(&row.key);
+                previous = Some(row.key());
             }
-            self.previous = chunk.last().map(|row| row.key.clone());
+            self.previous = chunk.last().map(|row| row.key().to_vec());
             self.buffer = chunk.into_iter();
         }
     }
@@ -205,6 +206,9 @@ impl<'a> Judge<'a> {
         self.report.rows_compared += 1;
         let mut diffs = Vec::new();
         for column in &self.plan.compared {
+            if Self::plainly_equal(column, legacy.get(column.index), service.get(column.index)) {
+                continue;
+            }
             let get = |row: &[SqlValue]| row.get(column.index).cloned().unwrap_or(SqlValue::Null);
             let l = normalize(get(&legacy), Side::Legacy, column.values.as_ref(), &column.steps);
             let s = normalize(
@@ -233,6 +237,29 @@ impl<'a> Judge<'a> {
             });
         } else {
             self.report.changed.push(ChangedRow { key, columns: diffs });
+        }
+    }
+
+    /// Whether two raw values are equal after normalization, decided
+    /// without normalizing: identical values under normalizations that
+    /// treat both sides alike, or timestamps at the same millisecond.
+    /// Normalizing builds new strings, which cost most of a cross-engine
+    /// merge; `false` means "normalize and see".
+    fn plainly_equal(column: &ComparedColumn, legacy: Option<&SqlValue>, service: Option<&SqlValue>) -> bool {
+        let (Some(l), Some(s)) = (legacy, service) else {
+            return false;
+        };
+        if column.values.is_some() || !column.steps.iter().all(|step| step.is_symmetric()) {
+            return false;
+        }
+        if l == s {
+            return true;
+        }
+        match (column.steps.as_slice(), l, s) {
+            ([Normalization::TimestampMs], SqlValue::Text(a), SqlValue::Text(b)) => {
+                matches!((parse_timestamp(a), parse_timestamp(b)), (Some(x), Some(y)) if x == y)
+            }
+            _ => false,
         }
     }
 
@@ -290,7 +317,7 @@ async fn walk(
                 judge.service_only(&row.into_values(sc));
                 r = right.next().await?;
             }
-            (Some(a), Some(b)) => match compare_keys(&a.key, &b.key) {
+            (Some(a), Some(b)) => match compare_keys(a.key(), b.key()) {
                 Ordering::Less => {
                     judge.legacy_only(&a.into_values(lc));
                     r = Some(b);

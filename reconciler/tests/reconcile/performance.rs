@@ -188,3 +188,56 @@ columns = { k = "k", v = "v", n = "n", b = "b", f = "f", ok = "ok" }
     assert_eq!(table.changed[0].columns[0].service, "x\n\\y");
     assert_eq!(table.rows_compared, 3);
 }
+
+#[tokio::test]
+async fn native_readers_decode_like_the_any_driver() {
+    // MySQL rows come through the native driver, PostgreSQL rows as COPY
+    // text, SQLite rows through the `Any` driver: the same values must
+    // compare equal in every pairing.
+    let create = |engine: Engine| {
+        match engine {
+        Engine::MySql => "CREATE TABLE v (id BIGINT PRIMARY KEY, f FLOAT, d DOUBLE, b BLOB, flag TINYINT(1), u INT UNSIGNED, t TEXT)",
+        Engine::Postgres => "CREATE TABLE v (id BIGINT PRIMARY KEY, f REAL, d DOUBLE PRECISION, b BYTEA, flag BOOLEAN, u BIGINT, t TEXT)",
+        Engine::Sqlite => "CREATE TABLE v (id INTEGER PRIMARY KEY, f REAL, d REAL, b BLOB, flag INTEGER, u INTEGER, t TEXT)",
+    }
+    };
+    let fill = |engine: Engine| {
+        match engine {
+        Engine::Postgres => "INSERT INTO v VALUES (1, 0.5, 0.25, '\\x00ff', true, 4000000000, E'tab\\there'), (2, NULL, NULL, NULL, NULL, NULL, NULL)",
+        Engine::MySql => "INSERT INTO v VALUES (1, 0.5, 0.25, X'00FF', 1, 4000000000, 'tab\\there'), (2, NULL, NULL, NULL, NULL, NULL, NULL)",
+        Engine::Sqlite => "INSERT INTO v VALUES (1, 0.5, 0.25, X'00FF', 1, 4000000000, 'tab\there'), (2, NULL, NULL, NULL, NULL, NULL, NULL)",
+    }
+    };
+    let mapping = r#"
+[[capabilities.v.tables]]
+legacy = "v"
+service = "v"
+key = ["id"]
+columns = { id = "id", f = "f", d = "d", b = "b", flag = "flag", u = "u", t = "t" }
+"#;
+    for (l, s) in [
+        (Engine::MySql, Engine::Sqlite),
+        (Engine::Postgres, Engine::Sqlite),
+        (Engine::MySql, Engine::Postgres),
+    ] {
+        let Some((legacy, service)) = pair(l, s).await else {
+            continue;
+        };
+        for db in [&legacy, &service] {
+            exec(db, create(db.engine())).await;
+            exec(db, fill(db.engine())).await;
+        }
+        let options = Options {
+            strategy: Strategy::Merge,
+            ..Options::default()
+        };
+        let report = run(mapping, "v", &legacy, &service, &options).await.unwrap();
+        let table = &report.tables[0];
+        assert!(
+            table.changed.is_empty() && table.missing.is_empty() && table.extra.is_empty(),
+            "{l} vs {s}: {:?}",
+            table.changed
+        );
+        assert_eq!(table.rows_compared, 2);
+    }
+}
