@@ -243,6 +243,7 @@ async fn run_stack(args: DemoArgs) -> anyhow::Result<()> {
             seed.products as i64,
             seed.customers as i64,
             args.traffic_rate,
+            demo_traffic::pause_file(&data),
             stop.clone(),
         ))
     });

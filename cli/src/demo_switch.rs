@@ -49,6 +49,15 @@ enum Switch {
         #[arg(long, env = "STRANGLER_ORDERS_URL", default_value = DEFAULT_ORDERS_URL)]
         orders_url: Url,
     },
+    /// The demo's synthetic shopper (`strangler demo --traffic`): `off`
+    /// pauses it and returns once nothing of it is in flight.
+    Traffic {
+        /// `on` or `off`.
+        state: OnOff,
+        /// The demo's data folder.
+        #[arg(long, env = "STRANGLER_DEMO_DATA_DIR", default_value = ".strangler-demo")]
+        data_dir: std::path::PathBuf,
+    },
     /// The share of the orders service's dual writes dropped on purpose.
     DualWriteFaults {
         /// From 0.0 (none) to 1.0 (every one).
@@ -101,6 +110,7 @@ pub async fn run(args: SwitchArgs) -> anyhow::Result<()> {
         .build()
         .map_err(|error| anyhow!("cannot build the HTTP client: {error}"))?;
     match args.switch {
+        Switch::Traffic { state, data_dir } => traffic(state, &data_dir).await?,
         Switch::CatalogPriceBug { state, catalog_url } => {
             let service = Service {
                 name: "catalog service",
@@ -148,6 +158,44 @@ pub async fn run(args: SwitchArgs) -> anyhow::Result<()> {
             say!("dual-write-faults: {rate} ({})", describe_rate(rate));
         }
     }
+    Ok(())
+}
+
+/// Pauses or resumes the demo's traffic through a file in its data folder
+/// (the traffic runs inside the demo process, which has no control API).
+async fn traffic(state: OnOff, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    if !data_dir.is_dir() {
+        anyhow::bail!(
+            "{} is not the demo's data folder; run this where `strangler demo` runs, or give --data-dir",
+            data_dir.display()
+        );
+    }
+    let pause = crate::demo_traffic::pause_file(data_dir);
+    let ack = crate::demo_traffic::paused_ack(&pause);
+    if state.is_on() {
+        for file in [&pause, &ack] {
+            match std::fs::remove_file(file) {
+                Ok(()) => {}
+                Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+                Err(error) => anyhow::bail!("cannot remove {}: {error}", file.display()),
+            }
+        }
+        say!("traffic: on (the demo's shopper sends requests again)");
+        return Ok(());
+    }
+    let _ = std::fs::remove_file(&ack);
+    std::fs::write(&pause, b"paused\n")
+        .map_err(|error| anyhow!("cannot write {}: {error}", pause.display()))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !ack.exists() {
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "the traffic did not acknowledge the pause within 10 s; is `strangler demo --traffic` running with this data folder?"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    say!("traffic: off (the demo's shopper is paused, and none of its requests is in flight)");
     Ok(())
 }
 

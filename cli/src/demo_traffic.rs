@@ -287,7 +287,17 @@ fn lock(shared: &Mutex<Shared>) -> std::sync::MutexGuard<'_, Shared> {
 
 /// Sends `rate` requests per second to the facade at `facade` until `stop`,
 /// logging a summary every 10 s and the totals at the end.
-pub async fn run(facade: SocketAddr, products: i64, customers: i64, rate: f64, stop: CancellationToken) {
+/// While `pause_file` exists nothing is sent; once what was in flight has
+/// finished, its acknowledgment ([`paused_ack`]) is written, which
+/// `strangler demo switch traffic off` waits for.
+pub async fn run(
+    facade: SocketAddr,
+    products: i64,
+    customers: i64,
+    rate: f64,
+    pause_file: std::path::PathBuf,
+    stop: CancellationToken,
+) {
     let client = match reqwest::Client::builder()
         .timeout(REQUEST_TIMEOUT)
         .connect_timeout(Duration::from_secs(2))
@@ -321,6 +331,22 @@ pub async fn run(facade: SocketAddr, products: i64, customers: i64, rate: f64, s
             }
             _ = ticks.tick() => {
                 while in_flight.try_join_next().is_some() {}
+                let ack = paused_ack(&pause_file);
+                if pause_file.exists() {
+                    // Paused: finish what is in flight, then say so.
+                    while in_flight.join_next().await.is_some() {}
+                    if !ack.exists() {
+                        if let Err(error) = std::fs::write(&ack, b"paused\n") {
+                            tracing::warn!(%error, "cannot acknowledge the traffic pause");
+                        }
+                        tracing::info!("demo traffic paused");
+                    }
+                    continue;
+                }
+                if ack.exists() {
+                    let _ = std::fs::remove_file(&ack);
+                    tracing::info!("demo traffic resumed");
+                }
                 let Ok(permit) = Arc::clone(&limit).try_acquire_owned() else {
                     let mut shared = lock(&shared);
                     shared.window.skipped += 1;
@@ -346,6 +372,16 @@ pub async fn run(facade: SocketAddr, products: i64, customers: i64, rate: f64, s
     in_flight.abort_all();
     let total = lock(&shared).total;
     tracing::info!("demo traffic stopped; in all {total}");
+}
+
+/// The file naming a pause of the traffic, in the demo's data folder.
+pub fn pause_file(data_dir: &std::path::Path) -> std::path::PathBuf {
+    data_dir.join("traffic-paused")
+}
+
+/// The file the traffic writes once it has paused.
+pub fn paused_ack(pause_file: &std::path::Path) -> std::path::PathBuf {
+    pause_file.with_extension("ack")
 }
 
 /// Sends one request; returns its outcome and, for a placed order, its id.

@@ -33,17 +33,11 @@ pub fn print_listing(listing: &Listing) {
         );
     }
     say!("");
-    say!(
-        "{:<14} {:<10} {:<14} {:<14}",
-        "BACKEND",
-        "BREAKER",
-        "IN FLIGHT",
-        "RETRIES"
-    );
+    say!("{:<14} {:<10} {:<14} RETRIES", "BACKEND", "BREAKER", "IN FLIGHT");
     for b in &listing.backends {
         let (requests, retries) = b.retry_budget;
         say!(
-            "{:<14} {:<10} {:<14} {:<14}",
+            "{:<14} {:<10} {:<14} {}",
             b.name,
             b.breaker,
             format!("{}/{}", b.in_flight, b.max_concurrent),

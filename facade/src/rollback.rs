@@ -107,6 +107,15 @@ async fn roll_back(updater: &TableUpdater, request: &RollbackRequest) {
             "window_seconds": policy.window.as_secs(),
         })),
     };
+    // An operator may have moved the capability since the breach was
+    // measured; the measurement says nothing about the new stage.
+    match updater.store().stage(capability.name).await {
+        Ok(now) if now != request.from => {
+            capability.stage_changed();
+            return;
+        }
+        _ => {}
+    }
     match updater.store().change(&change).await {
         Ok(transition) => {
             tracing::warn!(capability = capability.name, from = %request.from, %reason, "automatic rollback to legacy");
