@@ -119,7 +119,8 @@ enum Format {
 /// `--strategy`.
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum StrategyArg {
-    /// Bisection where sound (same server engine on both sides), merge elsewhere.
+    /// Checksums where sound (same server engine on both sides) until merging
+    /// the rest is measured to be cheaper; merge elsewhere.
     Auto,
     /// Streaming merge of both sides in key order.
     Merge,
@@ -153,12 +154,17 @@ struct RunArgs {
     /// How tables are compared.
     #[arg(long, value_enum, default_value = "auto")]
     strategy: StrategyArg,
-    /// Rows per batch and side (the bound on memory).
+    /// Rows of each side's first batch; later batches grow or shrink so that
+    /// a query takes about a second. Rows are streamed: memory stays a few
+    /// thousand rows per side whatever the batch.
     #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     batch_size: u32,
     /// Limit on every statement, in seconds.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     statement_timeout: u64,
+    /// Connections per side that checksum key ranges at once.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=16))]
+    parallel: u8,
 }
 
 impl ReconcileArgs {
@@ -480,6 +486,7 @@ async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         strategy: strategy(args.strategy),
         batch_size: args.batch_size as usize,
         statement_timeout: Duration::from_secs(args.statement_timeout),
+        parallel: usize::from(args.parallel),
         ..Options::default()
     };
     let (legacy, service) = databases(&args, capability)?;
