@@ -7,12 +7,15 @@
 # Needs wrk and nginx (Debian: apt-get install wrk nginx-light) and builds
 # the facade in release mode. Everything listens on 127.0.0.1 only.
 #
-# One nginx serves as the upstream (a fixed small JSON answer) for all three
-# setups, so the only difference between them is the hop in the middle:
+# One nginx serves as the upstream (a fixed small JSON answer) for every
+# setup, so the only difference between them is the hop in the middle:
 #   direct  wrk -> upstream
 #   nginx   wrk -> nginx reverse proxy (upstream keep-alive) -> upstream
-#   facade  wrk -> strangler facade -> upstream
-# Runs are interleaved (direct, nginx, facade, direct, …) and repeated, at 1
+#   facade  wrk -> strangler facade (capability on legacy) -> upstream
+#   shadow  the same, with the capability in shadow: every answer is copied
+#           and compared with a second call (the "service", same upstream)
+#   canary  the same, with the capability at canary 50% (client-keyed)
+# Runs are interleaved (direct, nginx, facade, …, direct, …) and repeated, at 1
 # and 64 connections, because this machine is shared and noisy: compare the
 # ratios within one run, not absolute numbers across runs.
 set -euo pipefail
@@ -23,7 +26,8 @@ DURATION=${DURATION:-10}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18901}
 NGINX_PORT=${NGINX_PORT:-18902}
 FACADE_PORT=${FACADE_PORT:-18903}
-ADMIN_PORT=${ADMIN_PORT:-18904}
+SHADOW_PORT=${SHADOW_PORT:-18905}
+CANARY_PORT=${CANARY_PORT:-18907}
 
 for tool in wrk nginx; do
     command -v "$tool" >/dev/null || { echo "error: $tool is not installed (apt-get install wrk nginx-light)" >&2; exit 1; }
@@ -82,14 +86,18 @@ http {
 EOF
 nginx -c "$work/nginx.conf" -p "$work"
 
-cat > "$work/strangler.toml" <<EOF
+# One facade per stage: the same configuration but for the capability's
+# initial stage, ports (admin on the next port) and store.
+start_facade() {
+    local name=$1 port=$2 stage=$3
+    cat > "$work/$name.toml" <<EOF
 [facade]
-listen = "127.0.0.1:$FACADE_PORT"
-admin_listen = "127.0.0.1:$ADMIN_PORT"
+listen = "127.0.0.1:$port"
+admin_listen = "127.0.0.1:$((port + 1))"
 default_backend = "legacy"
 access_log = false
 [store]
-url = "sqlite://$work/state.db?mode=rwc"
+url = "sqlite://$work/$name.db?mode=rwc"
 [backends.legacy]
 urls = ["http://127.0.0.1:$UPSTREAM_PORT"]
 [backends.catalog]
@@ -97,20 +105,24 @@ urls = ["http://127.0.0.1:$UPSTREAM_PORT"]
 [capabilities.catalog]
 legacy = "legacy"
 service = "catalog"
+initial = "$stage"
 [[routes]]
 capability = "catalog"
 path = "/products/{id}"
 methods = ["GET"]
 EOF
-echo "bench-token" > "$work/token"
-STRANGLER_ADMIN_TOKEN=bench-token RUST_LOG=warn ./target/release/strangler facade --config "$work/strangler.toml" \
-    2> "$work/facade.log" &
-facade_pid=$!
-pids+=("$facade_pid")
-for _ in $(seq 100); do
-    curl -sf -o /dev/null "http://127.0.0.1:$FACADE_PORT/products/1" && break
-    sleep 0.1
-done
+    STRANGLER_ADMIN_TOKEN=bench-token RUST_LOG=warn ./target/release/strangler facade --config "$work/$name.toml" \
+        2> "$work/$name.log" &
+    pids+=("$!")
+    for _ in $(seq 100); do
+        curl -sf -o /dev/null "http://127.0.0.1:$port/products/1" && return
+        sleep 0.1
+    done
+}
+start_facade facade "$FACADE_PORT" legacy
+facade_pid=${pids[-1]}
+start_facade shadow "$SHADOW_PORT" shadow
+start_facade canary "$CANARY_PORT" "canary 50%"
 curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/products/1"
 
 # One wrk run: prints "requests_per_second p50_ms p99_ms".
@@ -129,11 +141,13 @@ measure() {
 declare -A rps p50 p99
 for connections in 1 64; do
     for round in $(seq "$ROUNDS"); do
-        for setup in direct nginx facade; do
+        for setup in direct nginx facade shadow canary; do
             case $setup in
                 direct) port=$UPSTREAM_PORT ;;
                 nginx) port=$NGINX_PORT ;;
                 facade) port=$FACADE_PORT ;;
+                shadow) port=$SHADOW_PORT ;;
+                canary) port=$CANARY_PORT ;;
             esac
             read -r r a b < <(measure "$port" "$connections")
             echo "c=$connections round=$round $setup: $r req/s, p50 ${a} ms, p99 ${b} ms" >&2
@@ -149,19 +163,25 @@ median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ v[NR] = $1 } END { prin
 echo
 echo "Medians of $ROUNDS interleaved rounds of ${DURATION}s (wrk, /products/1, ~90-byte JSON):"
 echo
-printf '| connections | setup | requests/s | p50 ms | p99 ms | throughput vs direct | p99 vs nginx |\n'
-printf '|---|---|---|---|---|---|---|\n'
+printf '| connections | setup | requests/s | p50 ms | p99 ms | throughput vs direct | p99 vs nginx | throughput vs facade | p99 vs facade |\n'
+printf '|---|---|---|---|---|---|---|---|---|\n'
 for connections in 1 64; do
     direct_rps=$(echo "${rps[direct,$connections]}" | median)
     nginx_p99=$(echo "${p99[nginx,$connections]}" | median)
-    for setup in direct nginx facade; do
+    facade_rps=$(echo "${rps[facade,$connections]}" | median)
+    facade_p99=$(echo "${p99[facade,$connections]}" | median)
+    for setup in direct nginx facade shadow canary; do
         r=$(echo "${rps[$setup,$connections]}" | median)
         a=$(echo "${p50[$setup,$connections]}" | median)
         b=$(echo "${p99[$setup,$connections]}" | median)
         awk -v c="$connections" -v s="$setup" -v r="$r" -v a="$a" -v b="$b" -v d="$direct_rps" -v n="$nginx_p99" \
-            'BEGIN { printf "| %s | %s | %s | %s | %s | %.2f | %.2f |\n", c, s, r, a, b, r / d, b / n }'
+            -v fr="$facade_rps" -v fp="$facade_p99" \
+            'BEGIN { printf "| %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f |\n", c, s, r, a, b, r / d, b / n, r / fr, b / fp }'
     done
 done
+# The shadow facade's outcomes, to show the copies were really made.
+echo
+echo "shadow facade: $(curl -s -H 'Authorization: Bearer bench-token' "http://127.0.0.1:$((SHADOW_PORT + 1))/metrics" | grep '^strangler_facade_shadow_total' | tr '\n' ' ')"
 
 # Memory: resident set of the facade with 1,000 client connections open,
 # first idle (each has made one request and stays open), then under load.

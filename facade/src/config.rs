@@ -192,6 +192,8 @@ pub struct FacadeConfig {
     pub shadow_queue: usize,
     /// Shadow copies in flight to services at once.
     pub shadow_concurrency: usize,
+    /// Shadow copies made per second at most, over all capabilities.
+    pub shadow_max_per_second: u32,
     /// Backends, by name.
     pub backends: Vec<BackendConfig>,
     /// Capabilities, in file order.
@@ -229,6 +231,7 @@ struct RawFacade {
     access_log: Option<bool>,
     shadow_queue: Option<Spanned<usize>>,
     shadow_concurrency: Option<Spanned<usize>>,
+    shadow_max_per_second: Option<Spanned<usize>>,
 }
 
 #[derive(Deserialize)]
@@ -478,6 +481,13 @@ impl FacadeConfig {
                 "shadow_concurrency",
             )
             .map_err(|(offset, m)| invalid(offset, m))?,
+            shadow_max_per_second: bounded(
+                &raw.facade.shadow_max_per_second,
+                500,
+                1..=1_000_000,
+                "shadow_max_per_second",
+            )
+            .map_err(|(offset, m)| invalid(offset, m))? as u32,
             backends,
             capabilities,
             routes,

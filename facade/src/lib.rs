@@ -146,6 +146,7 @@ impl Facade {
         }
         let (shadower, shadow_jobs) = Shadower::new(
             config.shadow_queue,
+            config.shadow_max_per_second,
             Arc::new(Recorder::default()),
             Arc::clone(&metrics),
         );

@@ -27,6 +27,11 @@
 //! reconciliation = true             # to reach `service`: a clean reconciliation
 //! reconciliation_max_age_seconds = 3600
 //!
+//! [facade]
+//! shadow_queue = 1000               # copies waiting; beyond, dropped and counted
+//! shadow_concurrency = 32           # copies in flight to services
+//! shadow_max_per_second = 500       # copies made at most (the rest: sampled_out)
+//!
 //! [backends.orders]
 //! retries = 2                       # only for requests safe to repeat
 //! retry_budget = 0.2                # retries at most 20% of requests (10 s window)

@@ -232,8 +232,11 @@ pub async fn handle(
     // fallback) and a shadow copy. Each has its cap; a body over it is sent
     // once and not shadowed.
     let capability_state = decision.capability_index.and_then(|i| state.capabilities.get(i));
-    let shadow_cap = match (decision.shadow, capability_state) {
-        (ShadowCopy::To(_), Some(c)) => Some(c.policy.shadow.max_body_bytes),
+    // Copies beyond the shadow rate are not made at all: no capture, no job.
+    let shadowing = matches!(decision.shadow, ShadowCopy::To(_))
+        && capability_state.is_some_and(|c| state.shadower.admit(c.name));
+    let shadow_cap = match capability_state {
+        Some(c) if shadowing => Some(c.policy.shadow.max_body_bytes),
         _ => None,
     };
     if let (ShadowCopy::RefusedUnsafeMethod, Some(c)) = (decision.shadow, capability_state) {
@@ -361,8 +364,8 @@ pub async fn handle(
 
     // Shadow: the monolith answered; its answer is copied as it streams and
     // the job offered once the client has it all.
-    if let (ShadowCopy::To(_), Some(c), Some(index), None) = (
-        decision.shadow,
+    if let (true, Some(c), Some(index), None) = (
+        shadowing,
         capability_state,
         decision.capability_index,
         dispatched.fallback_from,

@@ -19,7 +19,9 @@ pub mod recorder;
 pub mod store;
 pub mod worker;
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hyper::header::HeaderValue;
@@ -77,20 +79,53 @@ pub struct ShadowJob {
     pub request_id: String,
 }
 
-/// The entry to shadowing: a bounded queue and the counters.
+/// The entry to shadowing: a rate limit, a bounded queue and the counters.
 #[derive(Debug)]
 pub struct Shadower {
     queue: mpsc::Sender<ShadowJob>,
     /// Where outcomes are counted.
     pub recorder: Arc<Recorder>,
     metrics: Arc<Metrics>,
+    rate: RateLimit,
+}
+
+/// At most `limit` copies per wall-clock second, over all capabilities.
+///
+/// Shadowing costs the facade's host a second upstream call and a
+/// comparison per copy; without a limit a busy facade would spend as much on
+/// copies as on its clients. A fixed one-second window on two atomics keeps
+/// the check off any lock.
+#[derive(Debug)]
+struct RateLimit {
+    limit: u32,
+    second: AtomicU64,
+    used: AtomicU32,
+}
+
+impl RateLimit {
+    fn admit(&self) -> bool {
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let second = self.second.load(Ordering::Relaxed);
+        if second != now
+            && self
+                .second
+                .compare_exchange(second, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.used.store(0, Ordering::Relaxed);
+        }
+        self.used.fetch_add(1, Ordering::Relaxed) < self.limit
+    }
 }
 
 impl Shadower {
-    /// A shadower whose queue holds `capacity` jobs; the receiver goes to
-    /// [`worker::run`].
+    /// A shadower whose queue holds `capacity` jobs and that admits at most
+    /// `per_second` copies a second; the receiver goes to [`worker::run`].
     pub fn new(
         capacity: usize,
+        per_second: u32,
         recorder: Arc<Recorder>,
         metrics: Arc<Metrics>,
     ) -> (Arc<Self>, mpsc::Receiver<ShadowJob>) {
@@ -100,9 +135,25 @@ impl Shadower {
                 queue,
                 recorder,
                 metrics,
+                rate: RateLimit {
+                    limit: per_second,
+                    second: AtomicU64::new(0),
+                    used: AtomicU32::new(0),
+                },
             }),
             jobs,
         )
+    }
+
+    /// Whether a request of capability `name` may be copied now; counts
+    /// those over the rate as `sampled_out` (in metrics only: they are not
+    /// evidence either way).
+    pub fn admit(&self, name: &'static str) -> bool {
+        let admitted = self.rate.admit();
+        if !admitted {
+            self.metrics.shadow(name, "sampled_out");
+        }
+        admitted
     }
 
     /// Queues a job, or drops and counts it when the queue is full. Never
