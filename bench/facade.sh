@@ -3,6 +3,8 @@
 #
 #   bash bench/facade.sh            # full run (about 4 minutes)
 #   ROUNDS=1 DURATION=5 bash bench/facade.sh   # quick look
+#   SETUPS="facade shadow canary" CONNECTIONS=64 ROUNDS=7 bash bench/facade.sh
+#                                   # more rounds for the stages' ratios
 #
 # Needs wrk and nginx (Debian: apt-get install wrk nginx-light) and builds
 # the facade in release mode. Everything listens on 127.0.0.1 only.
@@ -23,6 +25,8 @@ cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
+SETUPS=${SETUPS:-direct nginx facade shadow canary}
+CONNECTIONS=${CONNECTIONS:-1 64}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18901}
 NGINX_PORT=${NGINX_PORT:-18902}
 FACADE_PORT=${FACADE_PORT:-18903}
@@ -139,9 +143,9 @@ measure() {
 }
 
 declare -A rps p50 p99
-for connections in 1 64; do
+for connections in $CONNECTIONS; do
     for round in $(seq "$ROUNDS"); do
-        for setup in direct nginx facade shadow canary; do
+        for setup in $SETUPS; do
             case $setup in
                 direct) port=$UPSTREAM_PORT ;;
                 nginx) port=$NGINX_PORT ;;
@@ -165,18 +169,20 @@ echo "Medians of $ROUNDS interleaved rounds of ${DURATION}s (wrk, /products/1, ~
 echo
 printf '| connections | setup | requests/s | p50 ms | p99 ms | throughput vs direct | p99 vs nginx | throughput vs facade | p99 vs facade |\n'
 printf '|---|---|---|---|---|---|---|---|---|\n'
-for connections in 1 64; do
-    direct_rps=$(echo "${rps[direct,$connections]}" | median)
-    nginx_p99=$(echo "${p99[nginx,$connections]}" | median)
-    facade_rps=$(echo "${rps[facade,$connections]}" | median)
-    facade_p99=$(echo "${p99[facade,$connections]}" | median)
-    for setup in direct nginx facade shadow canary; do
+for connections in $CONNECTIONS; do
+    # A setup left out of the run leaves the ratios against it empty ("-").
+    direct_rps=$(echo "${rps[direct,$connections]:-0}" | median)
+    nginx_p99=$(echo "${p99[nginx,$connections]:-0}" | median)
+    facade_rps=$(echo "${rps[facade,$connections]:-0}" | median)
+    facade_p99=$(echo "${p99[facade,$connections]:-0}" | median)
+    for setup in $SETUPS; do
         r=$(echo "${rps[$setup,$connections]}" | median)
         a=$(echo "${p50[$setup,$connections]}" | median)
         b=$(echo "${p99[$setup,$connections]}" | median)
         awk -v c="$connections" -v s="$setup" -v r="$r" -v a="$a" -v b="$b" -v d="$direct_rps" -v n="$nginx_p99" \
             -v fr="$facade_rps" -v fp="$facade_p99" \
-            'BEGIN { printf "| %s | %s | %s | %s | %s | %.2f | %.2f | %.2f | %.2f |\n", c, s, r, a, b, r / d, b / n, r / fr, b / fp }'
+            'function ratio(x, y) { return y > 0 ? sprintf("%.2f", x / y) : "-" }
+             BEGIN { printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", c, s, r, a, b, ratio(r, d), ratio(b, n), ratio(r, fr), ratio(b, fp) }'
     done
 done
 # The shadow facade's outcomes, to show the copies were really made.
