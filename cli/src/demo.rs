@@ -479,17 +479,20 @@ strangler demo is up. Data: {data}/  —  Ctrl-C stops everything.
   reconciler        {schedules}; runs in {data}/toolkit.db
                     reports in {data}/reports/<capability>/ (latest.json, latest.md, latest.html){traffic}
 
+The step-by-step walkthrough of a whole migration: docs/walkthrough.md
+
 Try, through the facade (every capability starts on legacy):
   curl -s http://{facade}/products/1
   curl -s -X POST http://{facade}/orders -H 'content-type: application/json' \
        -d '{{"customer_id": 1, "lines": [{{"product_id": 1, "quantity": 2}}]}}'
   cargo run -- routes list{admin_flag}
   cargo run -- routes explain GET /products/1{admin_flag}
-  cargo run -- routes flip catalog --to service --reason "catalog extracted"{admin_flag}
+  cargo run -- routes flip catalog --to shadow --reason "compare first"{admin_flag}
+  cargo run -- routes diff catalog{admin_flag}
   cargo run -- routes history{admin_flag}{token_hint}
 
 Dual writes, reconciled and repaired (orders placed by the orders service):
-  cargo run -- routes flip orders --to service --reason "orders extracted"{admin_flag}
+  cargo run -- routes flip orders --to canary --percent 50 --reason "first orders on the service"{admin_flag}
   cargo run -- reconcile run orders{reconcile_flags}
   cargo run -- reconcile repair orders{reconcile_flags}   # add --apply to execute the plan
 
