@@ -39,6 +39,38 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
+    /// The request as upstreams get it: hop-by-hop headers removed (an
+    /// upgrade's own `Connection: upgrade` and `Upgrade` put back),
+    /// `X-Forwarded-*` added, the correlation id set, `Host` left to each
+    /// attempt.
+    pub(crate) fn new(
+        parts: hyper::http::request::Parts,
+        uri: Uri,
+        peer: std::net::SocketAddr,
+        original_host: Option<HeaderValue>,
+        request_id: &HeaderValue,
+        upgrade: Option<HeaderValue>,
+    ) -> Self {
+        let mut headers = parts.headers;
+        crate::headers::strip_hop_by_hop(&mut headers);
+        if let Some(protocol) = upgrade {
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, protocol);
+        }
+        crate::headers::add_forwarded(&mut headers, peer, original_host.clone());
+        headers.remove(header::HOST);
+        headers.insert(
+            header::HeaderName::from_static(crate::correlation::REQUEST_ID),
+            request_id.clone(),
+        );
+        Self {
+            method: parts.method,
+            uri,
+            headers,
+            original_host,
+        }
+    }
+
     /// The request for one attempt to `instance_authority` of `backend`.
     pub(crate) fn request(
         &self,

@@ -27,9 +27,7 @@ use crate::client_body::{BodyCopy, BodySent, ClientBody, ClientBodyError};
 use crate::config::Limits;
 use crate::correlation;
 use crate::dispatch::{dispatch, Failure, Outgoing, Plan, RequestBody};
-use crate::headers::{
-    add_forwarded, content_length, framing_error, only_chunked, strip_hop_by_hop, wants_upgrade,
-};
+use crate::headers::{content_length, framing_error, only_chunked, strip_hop_by_hop, wants_upgrade};
 use crate::metrics::{Metrics, UpstreamErrorKind};
 use crate::path;
 use crate::rollback::{self, RollbackRequest};
@@ -213,20 +211,8 @@ pub async fn handle(
     }
 
     let repeatable = request.method().is_idempotent() || request.headers().contains_key(IDEMPOTENCY_KEY);
-    let (mut parts, incoming) = request.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    add_forwarded(&mut parts.headers, peer, original_host.clone());
-    parts.headers.remove(header::HOST);
-    parts.headers.insert(
-        HeaderName::from_static(correlation::REQUEST_ID),
-        request_id.clone(),
-    );
-    let outgoing = Outgoing {
-        method: parts.method,
-        uri,
-        headers: parts.headers,
-        original_host,
-    };
+    let (parts, incoming) = request.into_parts();
+    let outgoing = Outgoing::new(parts, uri, peer, original_host, &request_id, None);
 
     // What the request body must be kept for: sending it again (a retry, a
     // fallback) and a shadow copy. Each has its cap; a body over it is sent

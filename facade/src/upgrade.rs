@@ -10,14 +10,14 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
 
 use crate::backend::Backend;
 use crate::correlation;
 use crate::dispatch::Outgoing;
-use crate::headers::{add_forwarded, strip_hop_by_hop};
+use crate::headers::strip_hop_by_hop;
 use crate::metrics::UpstreamErrorKind;
 use crate::proxy::{error_response, Fault, ProxyBody, ProxyState};
 
@@ -37,24 +37,8 @@ pub(crate) async fn forward(
 ) -> Response<ProxyBody> {
     let backend_label = state.metrics.name(&backend.name);
     let client_upgrade = hyper::upgrade::on(&mut request);
-    let (mut parts, _body) = request.into_parts();
-    strip_hop_by_hop(&mut parts.headers);
-    parts
-        .headers
-        .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    parts.headers.insert(header::UPGRADE, protocol);
-    add_forwarded(&mut parts.headers, peer, original_host.clone());
-    parts.headers.remove(header::HOST);
-    parts.headers.insert(
-        HeaderName::from_static(correlation::REQUEST_ID),
-        request_id.clone(),
-    );
-    let outgoing = Outgoing {
-        method: parts.method,
-        uri,
-        headers: parts.headers,
-        original_host,
-    };
+    let (parts, _body) = request.into_parts();
+    let outgoing = Outgoing::new(parts, uri, peer, original_host, request_id, Some(protocol));
     let Some(picked) = backend.pick() else {
         state
             .metrics
