@@ -30,6 +30,7 @@ use crate::plan::SidePlan;
 use crate::source::{decode, Source};
 use crate::sql::{Bound, ColumnClass};
 use crate::ReconcileError;
+use backfill::copy::Side;
 
 /// Rows per chunk handed from a reader to the merge.
 const CHUNK_ROWS: usize = 1024;
@@ -325,29 +326,9 @@ async fn any_batch(
     for value in &binds {
         query = bind_value(query, value);
     }
-    let mut stream = query.fetch(source.connection());
-    let mut out = Chunker::new(tx);
-    loop {
-        let next = match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(next) => next,
-            Err(_) => return Err(ReconcileError::Timeout { side, doing, seconds }),
-        };
-        let row = match next {
-            None => break,
-            Some(Ok(row)) => row,
-            Some(Err(source)) => return Err(ReconcileError::Query { side, doing, source }),
-        };
-        let values = decode(&row, &plan.classes).map_err(|source| ReconcileError::Query {
-            side,
-            doing: doing.clone(),
-            source,
-        })?;
-        let row = ReadRow::decoded(values, key_len);
-        if !out.push(row).await {
-            return Ok(None);
-        }
-    }
-    Ok(out.finish().await)
+    let stream = query.fetch(source.connection());
+    let decode_row = |row: &sqlx::any::AnyRow| decode(row, &plan.classes);
+    stream_decoded(stream, decode_row, key_len, deadline, (side, doing, seconds), tx).await
 }
 
 /// One batch streamed through the native MySQL driver, each column decoded
@@ -378,7 +359,21 @@ async fn mysql_batch(
             SqlValue::Bytes(v) => query.bind(v.clone()),
         };
     }
-    let mut stream = query.fetch(conn);
+    let stream = query.fetch(conn);
+    let decode_row = |row: &sqlx::mysql::MySqlRow| decode_mysql(row, &plan.classes);
+    stream_decoded(stream, decode_row, key_len, deadline, (side, doing, seconds), tx).await
+}
+
+/// Hands the decoded rows of one batch to the merge in chunks, every row
+/// within the statement's deadline; `None` inside when the merge is gone.
+async fn stream_decoded<R>(
+    mut stream: impl futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    decode_row: impl Fn(&R) -> Result<Vec<SqlValue>, sqlx::Error>,
+    key_len: usize,
+    deadline: tokio::time::Instant,
+    (side, doing, seconds): (Side, String, u64),
+    tx: &mpsc::Sender<Vec<ReadRow>>,
+) -> Result<Option<(usize, Option<Vec<SqlValue>>)>, ReconcileError> {
     let mut out = Chunker::new(tx);
     loop {
         let next = match tokio::time::timeout_at(deadline, stream.next()).await {
@@ -390,13 +385,12 @@ async fn mysql_batch(
             Some(Ok(row)) => row,
             Some(Err(source)) => return Err(ReconcileError::Query { side, doing, source }),
         };
-        let values = decode_mysql(&row, &plan.classes).map_err(|source| ReconcileError::Query {
+        let values = decode_row(&row).map_err(|source| ReconcileError::Query {
             side,
             doing: doing.clone(),
             source,
         })?;
-        let row = ReadRow::decoded(values, key_len);
-        if !out.push(row).await {
+        if !out.push(ReadRow::decoded(values, key_len)).await {
             return Ok(None);
         }
     }
