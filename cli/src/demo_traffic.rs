@@ -411,8 +411,8 @@ async fn send(client: &reqwest::Client, base: &str, planned: &Planned) -> (Outco
     };
     let outcome = Outcome::Answered {
         status: response.status().as_u16(),
-        served_by: header(SERVED_BY),
-        fallback: response.headers().contains_key(FALLBACK),
+        served_by: header(SERVED_BY.as_str()),
+        fallback: response.headers().contains_key(&FALLBACK),
     };
     let created = response.status() == reqwest::StatusCode::CREATED;
     // The body is read either way, so that the connection can be reused.

@@ -8,6 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use hyper::http::uri::Authority;
+use hyper::http::HeaderValue;
 use hyper::Uri;
 
 use resilience::{Bulkhead, CircuitBreaker, RetryBudget};
@@ -24,6 +25,8 @@ pub type UpstreamBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + 
 pub struct Instance {
     /// `host:port`, for the URI and a rewritten `Host`.
     pub authority: Authority,
+    /// The authority as a `Host` value, for backends that rewrite it.
+    pub host: HeaderValue,
     /// Its keep-alive connections.
     pub pool: Arc<ConnectionPool>,
     healthy: AtomicBool,
@@ -71,6 +74,8 @@ impl Drop for Picked {
 pub struct Backend {
     /// Its name.
     pub name: String,
+    /// Its name as a metric label.
+    pub label: &'static str,
     instances: Vec<Arc<Instance>>,
     balance: Balance,
     next: AtomicUsize,
@@ -91,10 +96,12 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Builds a backend and its client from its config.
-    pub fn new(config: &BackendConfig) -> Self {
+    /// Builds a backend and its client from its config; `label` is its
+    /// name interned for metrics.
+    pub fn new(config: &BackendConfig, label: &'static str) -> Self {
         Self {
             name: config.name.clone(),
+            label,
             instances: config
                 .urls
                 .iter()
@@ -102,6 +109,9 @@ impl Backend {
                 .map(|authority| {
                     Arc::new(Instance {
                         pool: ConnectionPool::new(authority.clone(), config.connect_timeout),
+                        // An authority is always a valid header value.
+                        host: HeaderValue::from_str(authority.as_str())
+                            .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
                         authority,
                         healthy: AtomicBool::new(true),
                         outstanding: AtomicUsize::new(0),
@@ -163,22 +173,25 @@ mod tests {
     use super::*;
 
     fn backend(balance: Balance) -> Backend {
-        Backend::new(&BackendConfig {
-            name: "b".into(),
-            urls: vec![
-                "http://127.0.0.1:1".parse().unwrap(),
-                "http://127.0.0.1:2".parse().unwrap(),
-            ],
-            balance,
-            connect_timeout: Duration::from_secs(1),
-            request_timeout: Duration::from_secs(1),
-            host_header: HostHeader::Preserve,
-            health_path: None,
-            health_interval: Duration::from_secs(1),
-            resilience: crate::policy::RawResilience::default()
-                .check("b", Duration::from_secs(1))
-                .unwrap(),
-        })
+        Backend::new(
+            &BackendConfig {
+                name: "b".into(),
+                urls: vec![
+                    "http://127.0.0.1:1".parse().unwrap(),
+                    "http://127.0.0.1:2".parse().unwrap(),
+                ],
+                balance,
+                connect_timeout: Duration::from_secs(1),
+                request_timeout: Duration::from_secs(1),
+                host_header: HostHeader::Preserve,
+                health_path: None,
+                health_interval: Duration::from_secs(1),
+                resilience: crate::policy::RawResilience::default()
+                    .check("b", Duration::from_secs(1))
+                    .unwrap(),
+            },
+            "b",
+        )
     }
 
     fn port(picked: &Picked) -> u16 {

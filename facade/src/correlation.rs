@@ -6,22 +6,25 @@
 //! and onto every log line of the request. `traceparent` itself is passed
 //! through unchanged.
 
-use hyper::http::HeaderValue;
+use hyper::http::{HeaderName, HeaderValue};
 use hyper::HeaderMap;
 
 /// The correlation header.
-pub const REQUEST_ID: &str = "x-request-id";
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The W3C trace context header.
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 
 /// The request's correlation id.
 pub fn request_id(headers: &HeaderMap) -> HeaderValue {
-    if let Some(value) = headers.get(REQUEST_ID) {
+    if let Some(value) = headers.get(&REQUEST_ID) {
         let bytes = value.as_bytes();
         if (1..=128).contains(&bytes.len()) && bytes.iter().all(|b| (0x21..=0x7e).contains(b)) {
             return value.clone();
         }
     }
     if let Some(trace_id) = headers
-        .get("traceparent")
+        .get(&TRACEPARENT)
         .and_then(|v| v.to_str().ok())
         .and_then(trace_id)
     {

@@ -19,7 +19,7 @@ use hyper::header::{self, HeaderValue};
 use hyper::{HeaderMap, Method, Request, Response, Uri, Version};
 use tokio::time::Instant;
 
-use crate::backend::{Backend, UpstreamBody};
+use crate::backend::{Backend, Instance, UpstreamBody};
 use crate::client_body::{BodyCopy, BodySent};
 use crate::config::HostHeader;
 use crate::metrics::{Metrics, UpstreamErrorKind};
@@ -36,6 +36,10 @@ pub(crate) struct Outgoing {
     pub headers: HeaderMap,
     /// The client's `Host`, for backends that preserve it.
     pub original_host: Option<HeaderValue>,
+    /// Whether `headers` must outlive the last attempt (a shadow copy
+    /// needs them). Otherwise the last possible attempt takes them rather
+    /// than copying.
+    pub keep_headers: bool,
 }
 
 impl Outgoing {
@@ -46,7 +50,7 @@ impl Outgoing {
     pub(crate) fn new(
         parts: hyper::http::request::Parts,
         uri: Uri,
-        peer: std::net::SocketAddr,
+        peer_ip: &HeaderValue,
         original_host: Option<HeaderValue>,
         request_id: &HeaderValue,
         upgrade: Option<HeaderValue>,
@@ -57,42 +61,44 @@ impl Outgoing {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, protocol);
         }
-        crate::headers::add_forwarded(&mut headers, peer, original_host.clone());
+        crate::headers::add_forwarded(&mut headers, peer_ip, original_host.clone());
         headers.remove(header::HOST);
-        headers.insert(
-            header::HeaderName::from_static(crate::correlation::REQUEST_ID),
-            request_id.clone(),
-        );
+        headers.insert(crate::correlation::REQUEST_ID, request_id.clone());
         Self {
             method: parts.method,
             uri,
             headers,
             original_host,
+            keep_headers: false,
         }
     }
 
-    /// The request for one attempt to `instance_authority` of `backend`.
+    /// The request for one attempt to `instance` of `backend`. `last` says
+    /// no attempt can follow this one, so the headers are moved into it
+    /// rather than copied (unless `keep_headers`).
     pub(crate) fn request(
-        &self,
+        &mut self,
         backend: &Backend,
-        authority: &str,
+        instance: &Instance,
         body: UpstreamBody,
+        last: bool,
     ) -> Request<UpstreamBody> {
         let mut request = Request::new(body);
         *request.method_mut() = self.method.clone();
         *request.uri_mut() = self.uri.clone();
         *request.version_mut() = Version::HTTP_11;
-        let mut headers = self.headers.clone();
-        let instance_host = HeaderValue::from_str(authority).ok();
+        let mut headers = if last && !self.keep_headers {
+            std::mem::take(&mut self.headers)
+        } else {
+            self.headers.clone()
+        };
         // HTTP/1.1 needs a Host: without one from the client (HTTP/1.0, or
         // HTTP/2's :authority), the instance's is used.
-        let host = match backend.host_header {
-            HostHeader::Preserve => self.original_host.clone().or(instance_host),
-            HostHeader::Rewrite => instance_host,
+        let host = match (backend.host_header, &self.original_host) {
+            (HostHeader::Preserve, Some(original)) => original.clone(),
+            _ => instance.host.clone(),
         };
-        if let Some(host) = host {
-            headers.insert(header::HOST, host);
-        }
+        headers.insert(header::HOST, host);
         *request.headers_mut() = headers;
         request
     }
@@ -237,7 +243,7 @@ pub(crate) struct Plan<'a> {
 /// Sends the request per `plan`.
 pub(crate) async fn dispatch(
     plan: &Plan<'_>,
-    outgoing: &Outgoing,
+    outgoing: &mut Outgoing,
     body: &mut RequestBody,
     metrics: &Metrics,
 ) -> Dispatched {
@@ -245,7 +251,7 @@ pub(crate) async fn dispatch(
     let started = Instant::now();
     let policy = primary.resilience;
     primary.retry_budget.record_request(started.into_std());
-    let label = metrics.name(&primary.name);
+    let label = primary.label;
     let mut retry = 0;
     let failure = loop {
         // The total bounds all attempts together: a retry gets what is left
@@ -256,7 +262,8 @@ pub(crate) async fn dispatch(
             _ => policy.total_timeout.saturating_sub(started.elapsed()),
         };
         let timeout = primary.request_timeout.min(left);
-        let failure = match guarded_attempt(primary, outgoing, body, metrics, timeout).await {
+        let last = retry >= policy.retries && plan.fallback.is_none();
+        let failure = match guarded_attempt(primary, outgoing, body, metrics, timeout, last).await {
             Ok(response) => {
                 return Dispatched {
                     backend: Arc::clone(primary),
@@ -289,7 +296,8 @@ pub(crate) async fn dispatch(
             metrics.fallback(plan.capability, reason);
             // The failed answer is dropped unread: its connection closes.
             drop(failure);
-            let result = guarded_attempt(fallback, outgoing, body, metrics, fallback.request_timeout).await;
+            let result =
+                guarded_attempt(fallback, outgoing, body, metrics, fallback.request_timeout, true).await;
             return Dispatched {
                 backend: Arc::clone(fallback),
                 result,
@@ -322,12 +330,13 @@ impl Failure {
 /// (carrying the answer).
 async fn guarded_attempt(
     backend: &Arc<Backend>,
-    outgoing: &Outgoing,
+    outgoing: &mut Outgoing,
     body: &mut RequestBody,
     metrics: &Metrics,
     timeout: Duration,
+    last: bool,
 ) -> Result<Response<PooledBody>, Failure> {
-    let label = metrics.name(&backend.name);
+    let label = backend.label;
     let Some(_slot) = backend.bulkhead.try_enter() else {
         metrics.refused(label, "bulkhead_full");
         return Err(Failure::BulkheadFull);
@@ -342,7 +351,7 @@ async fn guarded_attempt(
         permit.success(Instant::now().into_std());
         return Err(Failure::NoInstance);
     };
-    let result = attempt(backend, outgoing, upstream_body, sent, body, timeout).await;
+    let result = attempt(backend, outgoing, upstream_body, sent, body, timeout, last).await;
     let now = Instant::now().into_std();
     match &result {
         Ok(_) => permit.success(now),
@@ -369,17 +378,18 @@ async fn guarded_attempt(
 /// body is put back into `body`.
 async fn attempt(
     backend: &Backend,
-    outgoing: &Outgoing,
+    outgoing: &mut Outgoing,
     upstream_body: UpstreamBody,
     sent: Arc<BodySent>,
     body: &mut RequestBody,
     timeout: Duration,
+    last: bool,
 ) -> Result<Response<PooledBody>, Failure> {
     let Some(picked) = backend.pick() else {
         return Err(Failure::NoInstance);
     };
     let instance = picked.instance();
-    let request = outgoing.request(backend, instance.authority.as_str(), upstream_body);
+    let request = outgoing.request(backend, instance, upstream_body, last);
     // The upstream's clock starts once the whole body is sent: a slow client
     // upload is not the upstream being slow.
     let deadline = async move {

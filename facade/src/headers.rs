@@ -18,25 +18,45 @@ const HOP_BY_HOP: [HeaderName; 8] = [
     header::UPGRADE,
 ];
 
+/// `X-Forwarded-For`.
+pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+/// `X-Forwarded-Proto`.
+pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+/// `X-Forwarded-Host`.
+pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+
 /// Removes hop-by-hop headers, including those the `Connection` header
 /// names, and any `Proxy-*` header.
+///
+/// This runs twice on every proxied request (once each way), so the
+/// common case, no such header at all, is one scan over the names without
+/// a lookup or an allocation.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+    let is_hop = |name: &HeaderName| HOP_BY_HOP.contains(name) || name.as_str().starts_with("proxy-");
+    if !headers.keys().any(is_hop) {
+        return;
+    }
+    // `Connection` usually lists only options (`keep-alive`, `close`) or
+    // headers removed anyway; other names it lists are collected.
+    let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .map(str::trim)
+        .filter(|token| {
+            !token.eq_ignore_ascii_case("close")
+                && !HOP_BY_HOP
+                    .iter()
+                    .any(|hop| token.eq_ignore_ascii_case(hop.as_str()))
+        })
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+        .filter(|name| !is_hop(name))
         .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
+    for name in listed {
         headers.remove(name);
     }
-    let proxy: Vec<HeaderName> = headers
-        .keys()
-        .filter(|name| name.as_str().starts_with("proxy-"))
-        .cloned()
-        .collect();
-    for name in proxy {
+    while let Some(name) = headers.keys().find(|name| is_hop(name)).cloned() {
         headers.remove(name);
     }
 }
@@ -108,27 +128,40 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// Appends the client's address to `X-Forwarded-For` and sets the other
-/// `X-Forwarded-*` headers from what the client sent.
-pub(crate) fn add_forwarded(headers: &mut HeaderMap, peer: SocketAddr, original_host: Option<HeaderValue>) {
-    // Every earlier hop counts, whether it came as one list or several headers.
-    let mut forwarded_for = String::new();
-    for value in headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-    {
-        forwarded_for.push_str(value);
-        forwarded_for.push_str(", ");
+/// Appends the client's address (`peer_ip`, its text form) to
+/// `X-Forwarded-For` and sets the other `X-Forwarded-*` headers from what
+/// the client sent.
+pub(crate) fn add_forwarded(
+    headers: &mut HeaderMap,
+    peer_ip: &HeaderValue,
+    original_host: Option<HeaderValue>,
+) {
+    // Every earlier hop counts, whether it came as one list or several
+    // headers; without any, the peer's value is used as it is (no copy).
+    let forwarded_for = if headers.contains_key(&X_FORWARDED_FOR) {
+        let mut list = Vec::new();
+        for value in headers.get_all(&X_FORWARDED_FOR) {
+            list.extend_from_slice(value.as_bytes());
+            list.extend_from_slice(b", ");
+        }
+        list.extend_from_slice(peer_ip.as_bytes());
+        HeaderValue::from_bytes(&list).ok()
+    } else {
+        Some(peer_ip.clone())
+    };
+    if let Some(value) = forwarded_for {
+        headers.insert(X_FORWARDED_FOR, value);
     }
-    forwarded_for.push_str(&peer.ip().to_string());
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert("x-forwarded-for", value);
-    }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static("http"));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
     if let Some(host) = original_host {
-        headers.insert("x-forwarded-host", host);
+        headers.insert(X_FORWARDED_HOST, host);
     }
+}
+
+/// The text form of a client's address, as `X-Forwarded-For` carries it;
+/// made once per client connection.
+pub(crate) fn peer_ip_value(peer: SocketAddr) -> HeaderValue {
+    HeaderValue::from_str(&peer.ip().to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
 
 #[cfg(test)]
@@ -182,11 +215,15 @@ mod tests {
         headers.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
         add_forwarded(
             &mut headers,
-            "127.0.0.2:5000".parse().unwrap(),
+            &peer_ip_value("127.0.0.2:5000".parse().unwrap()),
             Some(HeaderValue::from_static("shop.example")),
         );
         assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 127.0.0.2");
         assert_eq!(headers["x-forwarded-host"], "shop.example");
         assert_eq!(headers["x-forwarded-proto"], "http");
+        let mut headers = HeaderMap::new();
+        add_forwarded(&mut headers, &peer_ip_value("[::1]:80".parse().unwrap()), None);
+        assert_eq!(headers["x-forwarded-for"], "::1");
+        assert!(!headers.contains_key("x-forwarded-host"));
     }
 }

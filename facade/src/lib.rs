@@ -124,12 +124,12 @@ impl Facade {
             .map(|c| snapshot.stages.get(&c.def.name).copied().unwrap_or(c.initial))
             .collect();
         let table = RouteTable::new(matcher, stages, snapshot.revision);
+        let metrics = Arc::new(Metrics::new());
         let backends: Vec<Arc<Backend>> = config
             .backends
             .iter()
-            .map(|b| Arc::new(Backend::new(b)))
+            .map(|b| Arc::new(Backend::new(b, metrics.name(&b.name))))
             .collect();
-        let metrics = Arc::new(Metrics::new());
         metrics.reloaded(snapshot.revision);
         metrics.store_reachable(true);
         let mut capabilities = Vec::with_capacity(config.capabilities.len());

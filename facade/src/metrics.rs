@@ -2,10 +2,15 @@
 //!
 //! Label values are capability and backend names from the configuration,
 //! interned once as `&'static str` so that counting a request allocates
-//! nothing.
+//! nothing. The series a request counts into are looked up once per
+//! (capability, backend, status class) and kept in a small copy-on-write
+//! list compared by address: a request then costs no hashing of label
+//! strings and no lock.
 
 use std::collections::HashSet;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -107,6 +112,30 @@ pub struct Metrics {
     shadow: Family<CapabilityReasonLabels, Counter>,
     auto_rollbacks: Family<CapabilityLabels, Counter>,
     names: Mutex<HashSet<&'static str>>,
+    request_series: ArcSwap<Vec<RequestSeries>>,
+}
+
+/// The most (capability, backend, status class) triples kept at hand;
+/// beyond it, requests look their series up in the families (the label
+/// sets come from the configuration, so this is not reached in practice).
+const MAX_REQUEST_SERIES: usize = 512;
+
+/// The counter and histogram one kind of answered request goes to.
+#[derive(Clone, Debug)]
+struct RequestSeries {
+    capability: &'static str,
+    backend: &'static str,
+    status: &'static str,
+    count: Counter,
+    latency: Histogram,
+}
+
+impl RequestSeries {
+    fn is(&self, capability: &str, backend: &str, status: &str) -> bool {
+        std::ptr::eq(self.capability, capability)
+            && std::ptr::eq(self.backend, backend)
+            && std::ptr::eq(self.status, status)
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -236,6 +265,7 @@ impl Metrics {
             shadow,
             auto_rollbacks,
             names: Mutex::new(HashSet::new()),
+            request_series: ArcSwap::from_pointee(Vec::new()),
         }
     }
 
@@ -302,16 +332,43 @@ impl Metrics {
             400..=499 => "4xx",
             _ => "5xx",
         };
-        self.requests
-            .get_or_create(&RequestLabels {
-                capability,
-                backend,
-                status,
-            })
-            .inc();
-        self.latency
-            .get_or_create(&LatencyLabels { capability, backend })
-            .observe(elapsed.as_secs_f64());
+        let seconds = elapsed.as_secs_f64();
+        if let Some(series) = self
+            .request_series
+            .load()
+            .iter()
+            .find(|series| series.is(capability, backend, status))
+        {
+            series.count.inc();
+            series.latency.observe(seconds);
+            return;
+        }
+        let series = RequestSeries {
+            capability,
+            backend,
+            status,
+            count: self
+                .requests
+                .get_or_create(&RequestLabels {
+                    capability,
+                    backend,
+                    status,
+                })
+                .clone(),
+            latency: self
+                .latency
+                .get_or_create(&LatencyLabels { capability, backend })
+                .clone(),
+        };
+        series.count.inc();
+        series.latency.observe(seconds);
+        self.request_series.rcu(|known| {
+            let mut known = Vec::clone(known);
+            if known.len() < MAX_REQUEST_SERIES && !known.iter().any(|s| s.is(capability, backend, status)) {
+                known.push(series.clone());
+            }
+            Arc::new(known)
+        });
     }
 
     /// Counts one failed upstream call.

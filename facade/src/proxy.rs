@@ -17,7 +17,7 @@ use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Incoming};
 use hyper::header::{self, HeaderName, HeaderValue};
-use hyper::{HeaderMap, Request, Response, StatusCode};
+use hyper::{HeaderMap, Request, Response, StatusCode, Uri};
 use serde_json::json;
 use tokio::sync::mpsc;
 
@@ -45,17 +45,37 @@ const CLIENT_BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_
 const REPLAY_LIMIT: usize = 1024 * 1024;
 
 /// The header that marks a non-idempotent request as safe to repeat.
-const IDEMPOTENCY_KEY: &str = "idempotency-key";
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 /// The answer's header naming the side that served it: `legacy` or `service`.
-pub const SERVED_BY: &str = "x-strangler-served-by";
+pub const SERVED_BY: HeaderName = HeaderName::from_static("x-strangler-served-by");
 
 /// The answer's header saying the monolith served it because the service
 /// failed, and how: `connect`, `timeout`, `status`, `circuit_open`, …
-pub const FALLBACK: &str = "x-strangler-fallback";
+pub const FALLBACK: HeaderName = HeaderName::from_static("x-strangler-fallback");
 
 /// Body type of responses the facade sends to clients.
 pub type ProxyBody = UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The client connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// Its IP address as `X-Forwarded-For` carries it, made once per
+    /// connection rather than once per request.
+    pub ip: HeaderValue,
+}
+
+impl Peer {
+    /// The peer at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            ip: crate::headers::peer_ip_value(addr),
+        }
+    }
+}
 
 /// The state every proxied request reads.
 #[derive(Debug)]
@@ -115,10 +135,9 @@ pub(crate) fn error_response(
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response.headers_mut().insert(
-        HeaderName::from_static(correlation::REQUEST_ID),
-        request_id.clone(),
-    );
+    response
+        .headers_mut()
+        .insert(correlation::REQUEST_ID, request_id.clone());
     response
 }
 
@@ -131,7 +150,7 @@ fn full(text: String) -> ProxyBody {
 /// Serves one request.
 pub async fn handle(
     state: Arc<ProxyState>,
-    peer: SocketAddr,
+    peer: Peer,
     request: Request<Incoming>,
 ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
     let started = Instant::now();
@@ -172,9 +191,10 @@ pub async fn handle(
         host.as_deref(),
         &normalized,
         request.headers(),
-        peer.ip(),
+        peer.addr.ip(),
     );
-    let capability = state.metrics.name(decision.capability.unwrap_or("-"));
+    let capability_state = decision.capability_index.and_then(|i| state.capabilities.get(i));
+    let capability = capability_state.map_or("-", |c| c.name);
     let Some(backend) = decision.backend.and_then(|name| state.backends.get(name)) else {
         let response = error_response(
             StatusCode::NOT_FOUND,
@@ -187,11 +207,15 @@ pub async fn handle(
     };
     let fallback = decision.fallback.and_then(|name| state.backends.get(name));
 
-    let path_and_query = match request.uri().query() {
-        Some(query) => format!("{normalized}?{query}"),
-        None => normalized.clone(),
+    // The usual target needs no normalizing: it goes upstream as it came.
+    let uri = match request.uri().path_and_query() {
+        Some(target) if target.path() == normalized => Ok(Uri::from(target.clone())),
+        _ => Backend::uri(&match request.uri().query() {
+            Some(query) => format!("{normalized}?{query}"),
+            None => normalized.clone(),
+        }),
     };
-    let Ok(uri) = Backend::uri(&path_and_query) else {
+    let Ok(uri) = uri else {
         return refuse(StatusCode::BAD_REQUEST, "the request target is invalid");
     };
     if let Some(protocol) = wants_upgrade(request.headers()) {
@@ -199,7 +223,7 @@ pub async fn handle(
             &state,
             backend,
             capability,
-            peer,
+            &peer,
             request,
             uri,
             protocol,
@@ -210,14 +234,13 @@ pub async fn handle(
         .await);
     }
 
-    let repeatable = request.method().is_idempotent() || request.headers().contains_key(IDEMPOTENCY_KEY);
+    let repeatable = request.method().is_idempotent() || request.headers().contains_key(&IDEMPOTENCY_KEY);
     let (parts, incoming) = request.into_parts();
-    let outgoing = Outgoing::new(parts, uri, peer, original_host, &request_id, None);
+    let mut outgoing = Outgoing::new(parts, uri, &peer.ip, original_host, &request_id, None);
 
     // What the request body must be kept for: sending it again (a retry, a
     // fallback) and a shadow copy. Each has its cap; a body over it is sent
     // once and not shadowed.
-    let capability_state = decision.capability_index.and_then(|i| state.capabilities.get(i));
     // Copies beyond the shadow rate are not made at all: no capture, no job.
     let shadowing = matches!(decision.shadow, ShadowCopy::To(_))
         && capability_state.is_some_and(|c| state.shadower.admit(c.name));
@@ -247,6 +270,7 @@ pub async fn handle(
         RequestBody::streaming(client_body, sent, copy)
     };
     let request_copy = body.copy();
+    outgoing.keep_headers = shadowing;
 
     let plan = Plan {
         primary: backend,
@@ -254,7 +278,7 @@ pub async fn handle(
         repeatable,
         capability,
     };
-    let dispatched = dispatch(&plan, &outgoing, &mut body, &state.metrics).await;
+    let dispatched = dispatch(&plan, &mut outgoing, &mut body, &state.metrics).await;
     drop(body);
 
     // The error budget counts the service's own answers in canary and
@@ -268,7 +292,7 @@ pub async fn handle(
     }
 
     let served_by = dispatched.backend.clone();
-    let backend_label = state.metrics.name(&served_by.name);
+    let backend_label = served_by.label;
     let side = match dispatched.fallback_from {
         Some(_) => Target::Legacy,
         None => decision.target.unwrap_or(Target::Legacy),
@@ -320,10 +344,9 @@ pub async fn handle(
         ));
     }
     strip_hop_by_hop(response.headers_mut());
-    response.headers_mut().insert(
-        HeaderName::from_static(correlation::REQUEST_ID),
-        request_id.clone(),
-    );
+    response
+        .headers_mut()
+        .insert(correlation::REQUEST_ID, request_id.clone());
     mark_side(
         response.headers_mut(),
         decision.capability.is_some(),
@@ -338,7 +361,7 @@ pub async fn handle(
         tracing::info!(
             request_id = request_id.to_str().unwrap_or("-"),
             method = %outgoing.method,
-            path = %path_and_query,
+            target = %outgoing.uri,
             capability,
             backend = %served_by.name,
             status = status.as_u16(),

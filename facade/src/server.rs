@@ -51,7 +51,8 @@ pub async fn serve(
                 };
                 let _ = stream.set_nodelay(true);
                 let state = Arc::clone(&state);
-                let service = service_fn(move |request| proxy::handle(Arc::clone(&state), peer, request));
+                let client = proxy::Peer::new(peer);
+                let service = service_fn(move |request| proxy::handle(Arc::clone(&state), client.clone(), request));
                 let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
                 let connection = graceful.watch(connection.into_owned());
                 tokio::spawn(async move {

@@ -3,23 +3,24 @@
 //! fallback), and after `101 Switching Protocols` both connections are
 //! joined byte for byte until either side closes.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper::header::{HeaderName, HeaderValue};
+use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
 
 use crate::backend::Backend;
 use crate::correlation;
 use crate::dispatch::Outgoing;
 use crate::headers::strip_hop_by_hop;
 use crate::metrics::UpstreamErrorKind;
-use crate::proxy::{error_response, Fault, ProxyBody, ProxyState};
+use crate::proxy::{error_response, Fault, Peer, ProxyBody, ProxyState};
+use crate::upstream::UpstreamUpgrade;
 
 /// Forwards an upgrade request for `protocol` to `backend`.
 #[allow(clippy::too_many_arguments)]
@@ -27,7 +28,7 @@ pub(crate) async fn forward(
     state: &ProxyState,
     backend: &Arc<Backend>,
     capability: &'static str,
-    peer: SocketAddr,
+    peer: &Peer,
     mut request: Request<Incoming>,
     uri: Uri,
     protocol: HeaderValue,
@@ -35,10 +36,10 @@ pub(crate) async fn forward(
     request_id: &HeaderValue,
     started: Instant,
 ) -> Response<ProxyBody> {
-    let backend_label = state.metrics.name(&backend.name);
+    let backend_label = backend.label;
     let client_upgrade = hyper::upgrade::on(&mut request);
     let (parts, _body) = request.into_parts();
-    let outgoing = Outgoing::new(parts, uri, peer, original_host, request_id, Some(protocol));
+    let mut outgoing = Outgoing::new(parts, uri, &peer.ip, original_host, request_id, Some(protocol));
     let Some(picked) = backend.pick() else {
         state
             .metrics
@@ -53,7 +54,7 @@ pub(crate) async fn forward(
     let body = Empty::<Bytes>::new()
         .map_err(|never| match never {})
         .boxed_unsync();
-    let upstream_request = outgoing.request(backend, picked.instance().authority.as_str(), body);
+    let upstream_request = outgoing.request(backend, picked.instance(), body, true);
     let sent = tokio::time::timeout(
         backend.request_timeout,
         picked.instance().pool.send(upstream_request),
@@ -100,13 +101,26 @@ pub(crate) async fn forward(
     drop(picked);
     let status = response.status();
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        let upstream_upgrade = hyper::upgrade::on(&mut response);
+        let upstream_upgrade = response
+            .extensions_mut()
+            .remove::<UpstreamUpgrade>()
+            .and_then(|upgrade| upgrade.take());
         let request_id_text = request_id.to_str().unwrap_or("-").to_owned();
         tokio::spawn(async move {
-            match tokio::try_join!(client_upgrade, upstream_upgrade) {
-                Ok((client, upstream)) => {
+            let Some((mut upstream, early)) = upstream_upgrade else {
+                tracing::warn!(request_id = %request_id_text, "protocol upgrade failed: the upstream connection is gone");
+                return;
+            };
+            match client_upgrade.await {
+                Ok(client) => {
                     let mut client = TokioIo::new(client);
-                    let mut upstream = TokioIo::new(upstream);
+                    // Bytes the upstream sent right after its 101 go first.
+                    if !early.is_empty() {
+                        if let Err(error) = client.write_all(&early).await {
+                            tracing::debug!(request_id = %request_id_text, %error, "upgraded connection ended");
+                            return;
+                        }
+                    }
                     if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
                         tracing::debug!(request_id = %request_id_text, %error, "upgraded connection ended");
                     }
@@ -119,10 +133,9 @@ pub(crate) async fn forward(
     } else {
         strip_hop_by_hop(response.headers_mut());
     }
-    response.headers_mut().insert(
-        HeaderName::from_static(correlation::REQUEST_ID),
-        request_id.clone(),
-    );
+    response
+        .headers_mut()
+        .insert(correlation::REQUEST_ID, request_id.clone());
     state
         .metrics
         .request(capability, backend_label, status.as_u16(), started.elapsed());

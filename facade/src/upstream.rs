@@ -1,31 +1,54 @@
 //! Connections to one backend instance: HTTP/1.1 keep-alive connections
 //! kept in a small pool, handed out one request at a time.
 //!
-//! Written on hyper's connection-level client rather than hyper-util's
-//! pooled `Client` because the latter spawns a task per request to put the
-//! connection back once the response body is done. Here the response body
-//! itself returns the connection when it ends, so a proxied request costs
-//! one task hop less. A connection is reused only once its previous response
-//! has been read to the end; a response cut short closes its connection.
+//! This is the facade's own HTTP/1.1 client, and the one place it writes
+//! HTTP by hand (the client side stays on hyper). hyper's client runs each
+//! connection in a task of its own and passes requests, answers and body
+//! chunks to it over channels; on the proxy's hot path that machinery cost
+//! more than the rest of the facade put together (measured with callgrind,
+//! see `docs/performance.md`). Here the request that holds a connection
+//! does its I/O itself, in the client connection's own task: it writes the
+//! head and streams the body, reads the answer's head with `httparse`, and
+//! the answer's body decodes straight out of the connection's buffer as
+//! the client reads it. Upstreams are the operator's own services, but
+//! their answers are still checked: a malformed head, differing
+//! `Content-Length` values, a broken chunk or a connection closed early is
+//! an error, never passed on as if it were a complete answer.
+//!
+//! A connection is reused only once its previous response has been read
+//! to the end; a response cut short closes its connection. An idle
+//! connection is not polled; one the upstream closed meanwhile is found
+//! (from the reactor's readiness, without a system call in the usual case)
+//! and dropped when next checked out.
+
+mod body;
+mod head;
 
 use std::fmt;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::client::conn::http1::{self, SendRequest};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::Body;
 use hyper::http::uri::Authority;
-use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper::{header, Request, Response, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+pub use body::PooledBody;
+pub use head::HeadError;
+use head::RequestFraming;
 
 use crate::backend::UpstreamBody;
 
 /// The most idle connections kept per instance.
 const MAX_IDLE: usize = 1024;
+
+/// How long one write of a request body may wait for the upstream to take
+/// it.
+const BODY_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Why a request could not be sent or answered.
 #[derive(Debug)]
@@ -34,9 +57,17 @@ pub enum UpstreamError {
     Connect(std::io::Error),
     /// Opening a connection took longer than the connect timeout.
     ConnectTimeout(Duration),
-    /// The connection failed while sending the request or reading the head
-    /// (this includes a failure of the client's body, found in the source).
-    Http(hyper::Error),
+    /// Reading or writing the connection failed.
+    Io(std::io::Error),
+    /// The upstream closed the connection before its answer was complete.
+    Closed,
+    /// The answer's head is not one the facade can pass on.
+    Head(HeadError),
+    /// The answer's chunked body is malformed.
+    Chunk(&'static str),
+    /// The client's body failed while it was being sent (too large,
+    /// stalled, aborted: found in the source).
+    Body(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl UpstreamError {
@@ -51,7 +82,13 @@ impl fmt::Display for UpstreamError {
         match self {
             UpstreamError::Connect(error) => write!(f, "connecting failed: {error}"),
             UpstreamError::ConnectTimeout(limit) => write!(f, "connecting took longer than {limit:?}"),
-            UpstreamError::Http(error) => write!(f, "{error}"),
+            UpstreamError::Io(error) => write!(f, "the connection failed: {error}"),
+            UpstreamError::Closed => {
+                f.write_str("the backend closed the connection before the answer was complete")
+            }
+            UpstreamError::Head(error) => write!(f, "{error}"),
+            UpstreamError::Chunk(problem) => write!(f, "the backend's chunked body is malformed: {problem}"),
+            UpstreamError::Body(_) => f.write_str("the client's request body failed"),
         }
     }
 }
@@ -59,9 +96,10 @@ impl fmt::Display for UpstreamError {
 impl std::error::Error for UpstreamError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            UpstreamError::Connect(error) => Some(error),
-            UpstreamError::ConnectTimeout(_) => None,
-            UpstreamError::Http(error) => Some(error),
+            UpstreamError::Connect(error) | UpstreamError::Io(error) => Some(error),
+            UpstreamError::Head(error) => Some(error),
+            UpstreamError::Body(error) => Some(error.as_ref()),
+            UpstreamError::ConnectTimeout(_) | UpstreamError::Closed | UpstreamError::Chunk(_) => None,
         }
     }
 }
@@ -71,16 +109,66 @@ impl std::error::Error for UpstreamError {
 pub struct SendError {
     /// What went wrong.
     pub error: UpstreamError,
-    /// The request, if no byte of it reached the upstream.
+    /// The request, if no byte of it reached the upstream (or, on a reused
+    /// connection, the upstream closed it unanswered and the request is
+    /// safe to repeat).
     pub unsent: Option<Request<UpstreamBody>>,
 }
 
+/// The socket taken over by a protocol upgrade (`101 Switching
+/// Protocols`), with any bytes the upstream sent after its answer. Found in
+/// the response's extensions; taken once.
+#[derive(Debug, Clone)]
+pub struct UpstreamUpgrade(Arc<Mutex<Option<(TcpStream, Bytes)>>>);
+
+impl UpstreamUpgrade {
+    /// The socket and the bytes already read from it, the first time.
+    pub fn take(&self) -> Option<(TcpStream, Bytes)> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+}
+
+/// One open connection and what has been read from it but not used yet.
+struct Connection {
+    io: TcpStream,
+    buffer: BytesMut,
+    reused: bool,
+}
+
+impl Connection {
+    /// Whether an idle connection can take a request. Anything readable on
+    /// it (the upstream closing it, or talking out of turn) says no. The
+    /// reactor's readiness is checked first, so the usual case costs no
+    /// system call.
+    fn is_usable(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.io.try_read(&mut probe), Err(error) if error.kind() == std::io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+}
+
 /// The idle connections to one instance.
-#[derive(Debug)]
 pub struct ConnectionPool {
     authority: Authority,
     connect_timeout: Duration,
-    idle: Mutex<Vec<SendRequest<UpstreamBody>>>,
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl fmt::Debug for ConnectionPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionPool")
+            .field("authority", &self.authority)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ConnectionPool {
@@ -102,164 +190,189 @@ impl ConnectionPool {
         request: Request<UpstreamBody>,
     ) -> Result<Response<PooledBody>, SendError> {
         let mut request = request;
-        // A pooled connection may have been closed by the upstream while
-        // idle; hyper then hands the request back unsent, and one fresh
+        // A pooled connection may have been closed by the upstream just as
+        // it was picked; the request then comes back unsent and one fresh
         // connection is tried.
-        if let Some(mut sender) = self.checkout().await {
-            match sender.try_send_request(request).await {
-                Ok(response) => return Ok(self.wrap(response, sender)),
-                Err(mut error) => match error.take_message() {
-                    Some(unsent) => request = unsent,
-                    None => {
-                        return Err(SendError {
-                            error: UpstreamError::Http(error.into_error()),
-                            unsent: None,
-                        })
-                    }
-                },
-            }
-        }
-        let mut sender = match self.connect().await {
-            Ok(sender) => sender,
-            Err(error) => {
-                return Err(SendError {
-                    error,
-                    unsent: Some(request),
-                })
-            }
-        };
-        match sender.try_send_request(request).await {
-            Ok(response) => Ok(self.wrap(response, sender)),
-            Err(mut error) => {
-                let unsent = error.take_message();
+        if let Some(connection) = self.checkout() {
+            match self.exchange(connection, request).await {
                 Err(SendError {
-                    error: UpstreamError::Http(error.into_error()),
-                    unsent,
-                })
+                    unsent: Some(unsent), ..
+                }) => request = unsent,
+                done => return done,
             }
+        }
+        match self.connect().await {
+            Ok(connection) => self.exchange(connection, request).await,
+            Err(error) => Err(SendError {
+                error,
+                unsent: Some(request),
+            }),
         }
     }
 
-    fn wrap(
-        self: &Arc<Self>,
-        response: Response<Incoming>,
-        sender: SendRequest<UpstreamBody>,
-    ) -> Response<PooledBody> {
-        // An upgraded connection belongs to the tunnel from now on.
-        let reusable = response.status() != StatusCode::SWITCHING_PROTOCOLS;
-        response.map(|inner| {
-            let mut body = PooledBody {
-                inner,
-                return_to: reusable.then(|| (Arc::clone(self), sender)),
-            };
-            if body.inner.is_end_stream() {
-                body.give_back();
-            }
-            body
-        })
-    }
-
-    /// An idle connection, if one is open. A connection is checked in as
-    /// soon as its response body ends, a moment before hyper marks it ready
-    /// again, so this waits for that moment (bounded: a connection that does
-    /// not become ready within the connect timeout is dropped).
-    async fn checkout(&self) -> Option<SendRequest<UpstreamBody>> {
+    fn checkout(&self) -> Option<Connection> {
         loop {
-            let mut sender = {
+            let mut connection = {
                 let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
                 idle.pop()?
             };
-            if sender.is_closed() {
-                continue;
-            }
-            if sender.is_ready() {
-                return Some(sender);
-            }
-            if let Ok(Ok(())) = tokio::time::timeout(self.connect_timeout, sender.ready()).await {
-                return Some(sender);
+            if connection.is_usable() {
+                return Some(connection);
             }
         }
     }
 
-    fn checkin(&self, sender: SendRequest<UpstreamBody>) {
-        if sender.is_closed() {
-            return;
-        }
+    fn checkin(&self, mut connection: Connection) {
+        connection.reused = true;
         let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if idle.len() < MAX_IDLE {
-            idle.push(sender);
+            idle.push(connection);
         }
     }
 
-    async fn connect(&self) -> Result<SendRequest<UpstreamBody>, UpstreamError> {
+    async fn connect(&self) -> Result<Connection, UpstreamError> {
         let address = self.authority.as_str();
-        let stream = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address)).await {
-            Ok(Ok(stream)) => stream,
+        let io = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address)).await {
+            Ok(Ok(io)) => io,
             Ok(Err(error)) => return Err(UpstreamError::Connect(error)),
             Err(_) => return Err(UpstreamError::ConnectTimeout(self.connect_timeout)),
         };
-        let _ = stream.set_nodelay(true);
-        let (sender, connection) = http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(UpstreamError::Http)?;
-        let authority = self.authority.clone();
-        tokio::spawn(async move {
-            if let Err(error) = connection.with_upgrades().await {
-                tracing::debug!(instance = %authority, %error, "upstream connection ended with an error");
+        let _ = io.set_nodelay(true);
+        Ok(Connection {
+            io,
+            buffer: BytesMut::new(),
+            reused: false,
+        })
+    }
+
+    /// One request and its answer's head on `connection`.
+    async fn exchange(
+        self: &Arc<Self>,
+        mut connection: Connection,
+        request: Request<UpstreamBody>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        let (parts, mut body) = request.into_parts();
+        let target = parts.uri.path_and_query().map_or("/", |target| target.as_str());
+        let length = body.size_hint().exact();
+        let framing = if body.is_end_stream() {
+            RequestFraming::Empty
+        } else if parts.headers.contains_key(header::CONTENT_LENGTH) || length.is_some() {
+            RequestFraming::Length
+        } else {
+            RequestFraming::Chunked
+        };
+        let mut head = BytesMut::new();
+        head::encode_request(&mut head, &parts.method, target, &parts.headers, framing, length);
+        if let Err(error) = connection.io.write_all(&head).await {
+            // The upstream cannot have acted on part of a head.
+            return Err(SendError {
+                error: UpstreamError::Io(error),
+                unsent: Some(Request::from_parts(parts, body)),
+            });
+        }
+        if framing != RequestFraming::Empty {
+            if let Err(error) = send_body(&mut connection.io, &mut body, framing).await {
+                return Err(SendError { error, unsent: None });
             }
-        });
-        Ok(sender)
-    }
-}
-
-/// A response body from an upstream; gives its connection back to the
-/// pool once read to the end.
-pub struct PooledBody {
-    inner: Incoming,
-    return_to: Option<(Arc<ConnectionPool>, SendRequest<UpstreamBody>)>,
-}
-
-impl fmt::Debug for PooledBody {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PooledBody")
-            .field("reusable", &self.return_to.is_some())
-            .finish()
-    }
-}
-
-impl PooledBody {
-    fn give_back(&mut self) {
-        if let Some((pool, sender)) = self.return_to.take() {
-            pool.checkin(sender);
+        }
+        loop {
+            let length = match head::head_length(&connection.buffer) {
+                Ok(Some(length)) => length,
+                Ok(None) => {
+                    connection.buffer.reserve(8 * 1024);
+                    match connection.io.read_buf(&mut connection.buffer).await {
+                        Ok(0) => {
+                            // A reused connection the upstream closed without
+                            // a word: the request was not answered and, with
+                            // no body and a method safe to repeat, goes again.
+                            let repeat = connection.reused
+                                && connection.buffer.is_empty()
+                                && framing == RequestFraming::Empty
+                                && parts.method.is_idempotent();
+                            return Err(SendError {
+                                error: UpstreamError::Closed,
+                                unsent: repeat.then(|| Request::from_parts(parts, body)),
+                            });
+                        }
+                        Ok(_) => continue,
+                        Err(error) => {
+                            return Err(SendError {
+                                error: UpstreamError::Io(error),
+                                unsent: None,
+                            })
+                        }
+                    }
+                }
+                Err(error) => {
+                    return Err(SendError {
+                        error: UpstreamError::Head(error),
+                        unsent: None,
+                    })
+                }
+            };
+            let bytes = connection.buffer.split_to(length).freeze();
+            let parsed = match head::parse_response(&bytes, &parts.method) {
+                Ok(parsed) => parsed,
+                Err(error) => {
+                    return Err(SendError {
+                        error: UpstreamError::Head(error),
+                        unsent: None,
+                    })
+                }
+            };
+            let status = parsed.response.status();
+            // Interim answers (100 Continue, 103 Early Hints) are not
+            // passed on; the final one follows on the same connection.
+            if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+                continue;
+            }
+            if status == StatusCode::SWITCHING_PROTOCOLS {
+                let leftover = connection.buffer.split().freeze();
+                let upgrade = UpstreamUpgrade(Arc::new(Mutex::new(Some((connection.io, leftover)))));
+                let mut response = parsed.response.map(|()| PooledBody::empty(Arc::clone(self)));
+                response.extensions_mut().insert(upgrade);
+                return Ok(response);
+            }
+            let pool = Arc::clone(self);
+            return Ok(parsed
+                .response
+                .map(|()| PooledBody::new(Some(connection), pool, parsed.framing, parsed.reusable)));
         }
     }
 }
 
-impl Body for PooledBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        let this = &mut *self;
-        let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => this.give_back(),
-            Poll::Ready(Some(Ok(_))) if this.inner.is_end_stream() => this.give_back(),
-            // A broken body leaves its connection unusable: drop it.
-            Poll::Ready(Some(Err(_))) => this.return_to = None,
-            _ => {}
+/// Streams the client's body upstream, framed as `framing` says.
+async fn send_body(
+    io: &mut TcpStream,
+    body: &mut UpstreamBody,
+    framing: RequestFraming,
+) -> Result<(), UpstreamError> {
+    let chunked = framing == RequestFraming::Chunked;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(UpstreamError::Body)?;
+        // Trailers from the client are not passed on.
+        let Ok(data) = frame.into_data() else { continue };
+        if data.is_empty() {
+            continue;
         }
-        polled
+        if chunked {
+            write(io, format!("{:x}\r\n", data.len()).as_bytes()).await?;
+            write(io, &data).await?;
+            write(io, b"\r\n").await?;
+        } else {
+            write(io, &data).await?;
+        }
     }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+    if chunked {
+        write(io, b"0\r\n\r\n").await?;
     }
+    Ok(())
+}
 
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+async fn write(io: &mut TcpStream, bytes: &[u8]) -> Result<(), UpstreamError> {
+    match tokio::time::timeout(BODY_WRITE_TIMEOUT, io.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(UpstreamError::Io(error)),
+        Err(_) => Err(UpstreamError::Io(std::io::ErrorKind::TimedOut.into())),
     }
 }

@@ -71,16 +71,17 @@ async fn call(backend: &Backend, job: &ShadowJob, cap: usize) -> Answer {
         HeaderName::from_static("x-strangler-shadow"),
         HeaderValue::from_static("1"),
     );
-    let outgoing = Outgoing {
+    let mut outgoing = Outgoing {
         method: job.method.clone(),
         uri: job.uri.clone(),
         headers,
         original_host: job.original_host.clone(),
+        keep_headers: false,
     };
     let body = Full::new(job.body.clone())
         .map_err(|never| match never {})
         .boxed_unsync();
-    let request = outgoing.request(backend, picked.instance().authority.as_str(), body);
+    let request = outgoing.request(backend, picked.instance(), body, true);
     let exchange = async {
         let response = picked
             .instance()

@@ -1,0 +1,356 @@
+//! The two heads of an upstream exchange: the request head the facade
+//! writes and the response head it reads, with the framing (RFC 9112 §6.3)
+//! that says where the response body ends and whether the connection may
+//! carry another request.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{HeaderMap, Method, Response, StatusCode, Version};
+
+/// The most header lines a response head may have.
+const MAX_HEADERS: usize = 128;
+
+/// The largest response head accepted.
+pub(super) const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// How the request body is framed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum RequestFraming {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes, as the client declared them.
+    Length,
+    /// `Transfer-Encoding: chunked`, for a body of unknown length.
+    Chunked,
+}
+
+/// Writes the request head into `out`: request line, headers, and the
+/// framing header the body needs.
+pub(super) fn encode_request(
+    out: &mut BytesMut,
+    method: &Method,
+    target: &str,
+    headers: &HeaderMap,
+    framing: RequestFraming,
+    body_length: Option<u64>,
+) {
+    out.reserve(256 + headers.len() * 48);
+    out.put_slice(method.as_str().as_bytes());
+    out.put_u8(b' ');
+    out.put_slice(target.as_bytes());
+    out.put_slice(b" HTTP/1.1\r\n");
+    for (name, value) in headers {
+        out.put_slice(name.as_str().as_bytes());
+        out.put_slice(b": ");
+        out.put_slice(value.as_bytes());
+        out.put_slice(b"\r\n");
+    }
+    match framing {
+        RequestFraming::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+        RequestFraming::Length if !headers.contains_key(header::CONTENT_LENGTH) => {
+            if let Some(length) = body_length {
+                out.put_slice(b"content-length: ");
+                out.put_slice(length.to_string().as_bytes());
+                out.put_slice(b"\r\n");
+            }
+        }
+        // A request that may carry a body says it carries none, so the
+        // upstream does not wait for one.
+        RequestFraming::Empty
+            if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+                && !headers.contains_key(header::CONTENT_LENGTH) =>
+        {
+            out.put_slice(b"content-length: 0\r\n");
+        }
+        _ => {}
+    }
+    out.put_slice(b"\r\n");
+}
+
+/// Why a response head could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum HeadError {
+    /// Not a valid HTTP/1.x response head.
+    #[error("the backend's response head is malformed ({0})")]
+    Malformed(&'static str),
+    /// Larger than [`MAX_HEAD_BYTES`] or with too many header lines.
+    #[error("the backend's response head is too large")]
+    TooLarge,
+    /// `Content-Length` values that differ or do not parse.
+    #[error("the backend's response has an invalid or ambiguous Content-Length")]
+    BadLength,
+}
+
+/// Where the response body ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ResponseFraming {
+    /// No body (HEAD, 1xx, 204, 304).
+    Empty,
+    /// This many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Until the upstream closes the connection.
+    UntilClose,
+}
+
+/// A parsed response head.
+#[derive(Debug)]
+pub(super) struct ResponseHead {
+    /// Status, headers (hop-by-hop ones included: the proxy decides), and
+    /// version HTTP/1.1.
+    pub response: Response<()>,
+    /// Where its body ends.
+    pub framing: ResponseFraming,
+    /// Whether the connection may carry another request afterwards.
+    pub reusable: bool,
+}
+
+/// Finds the end of a complete response head at the start of `buffer`:
+/// `Ok(Some(length))`, `Ok(None)` when more bytes are needed.
+pub(super) fn head_length(buffer: &[u8]) -> Result<Option<usize>, HeadError> {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut headers);
+    match parsed.parse(buffer) {
+        Ok(httparse::Status::Complete(length)) => Ok(Some(length)),
+        Ok(httparse::Status::Partial) if buffer.len() >= MAX_HEAD_BYTES => Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
+        Err(_) => Err(HeadError::Malformed("not an HTTP/1.x response")),
+    }
+}
+
+/// Parses a complete response head (as found by [`head_length`]) to the
+/// request `method`. Header values share `head`'s memory.
+pub(super) fn parse_response(head: &Bytes, method: &Method) -> Result<ResponseHead, HeadError> {
+    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut lines);
+    match parsed.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err(HeadError::Malformed("incomplete head")),
+        Err(_) => return Err(HeadError::Malformed("not an HTTP/1.x response")),
+    }
+    let code = parsed.code.ok_or(HeadError::Malformed("no status"))?;
+    let status = StatusCode::from_u16(code).map_err(|_| HeadError::Malformed("invalid status"))?;
+    let http10 = parsed.version == Some(0);
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    for line in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(line.name.as_bytes())
+            .map_err(|_| HeadError::Malformed("invalid header name"))?;
+        let value = HeaderValue::from_maybe_shared(head.slice_ref(line.value))
+            .map_err(|_| HeadError::Malformed("invalid header value"))?;
+        headers.append(name, value);
+    }
+
+    let mut reusable = keep_alive(&headers, http10);
+    let no_body = *method == Method::HEAD
+        || status.is_informational()
+        || status == StatusCode::NO_CONTENT
+        || status == StatusCode::NOT_MODIFIED;
+    let framing = if no_body {
+        ResponseFraming::Empty
+    } else if headers.contains_key(header::TRANSFER_ENCODING) {
+        // Transfer-Encoding wins over Content-Length, which is dropped so
+        // that nothing downstream frames by it; a message carrying both is
+        // suspect, and its connection is not reused (RFC 9112 §6.3).
+        if headers.remove(header::CONTENT_LENGTH).is_some() {
+            reusable = false;
+        }
+        if last_coding_is_chunked(&headers) {
+            ResponseFraming::Chunked
+        } else {
+            reusable = false;
+            ResponseFraming::UntilClose
+        }
+    } else if headers.contains_key(header::CONTENT_LENGTH) {
+        ResponseFraming::Length(content_length(&headers)?)
+    } else {
+        reusable = false;
+        ResponseFraming::UntilClose
+    };
+    let mut response = Response::new(());
+    *response.status_mut() = status;
+    *response.version_mut() = Version::HTTP_11;
+    *response.headers_mut() = headers;
+    Ok(ResponseHead {
+        response,
+        framing,
+        reusable,
+    })
+}
+
+/// Whether the upstream keeps the connection open after this response.
+fn keep_alive(headers: &HeaderMap, http10: bool) -> bool {
+    let mut close = false;
+    let mut keep = false;
+    for token in headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+    {
+        close |= token.eq_ignore_ascii_case("close");
+        keep |= token.eq_ignore_ascii_case("keep-alive");
+    }
+    !close && (!http10 || keep)
+}
+
+fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
+}
+
+/// The one length all `Content-Length` values agree on.
+fn content_length(headers: &HeaderMap) -> Result<u64, HeadError> {
+    let mut length = None;
+    for value in headers.get_all(header::CONTENT_LENGTH) {
+        for item in value.to_str().map_err(|_| HeadError::BadLength)?.split(',') {
+            let item = item.trim();
+            if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(HeadError::BadLength);
+            }
+            let parsed: u64 = item.parse().map_err(|_| HeadError::BadLength)?;
+            if length.is_some_and(|known| known != parsed) {
+                return Err(HeadError::BadLength);
+            }
+            length = Some(parsed);
+        }
+    }
+    length.ok_or(HeadError::BadLength)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, method: Method) -> Result<ResponseHead, HeadError> {
+        let bytes = Bytes::copy_from_slice(text.as_bytes());
+        let length = head_length(&bytes)?.expect("complete head");
+        parse_response(&bytes.slice(..length), &method)
+    }
+
+    #[test]
+    fn frames_by_length_chunks_or_close() {
+        let head = parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", Method::GET).unwrap();
+        assert_eq!(head.framing, ResponseFraming::Length(5));
+        assert!(head.reusable);
+        let head = parse(
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap();
+        assert_eq!(head.framing, ResponseFraming::Chunked);
+        let head = parse("HTTP/1.1 200 OK\r\n\r\n", Method::GET).unwrap();
+        assert_eq!(head.framing, ResponseFraming::UntilClose);
+        assert!(!head.reusable);
+        let head = parse("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n", Method::HEAD).unwrap();
+        assert_eq!(head.framing, ResponseFraming::Empty);
+        let head = parse(
+            "HTTP/1.1 304 Not Modified\r\nContent-Length: 5\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap();
+        assert_eq!(head.framing, ResponseFraming::Empty);
+    }
+
+    #[test]
+    fn transfer_encoding_wins_and_spoils_the_connection() {
+        let head = parse(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap();
+        assert_eq!(head.framing, ResponseFraming::Chunked);
+        assert!(!head.reusable);
+        assert!(!head.response.headers().contains_key(header::CONTENT_LENGTH));
+        let head = parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", Method::GET).unwrap();
+        assert_eq!(head.framing, ResponseFraming::UntilClose);
+    }
+
+    #[test]
+    fn refuses_differing_lengths_and_garbage() {
+        assert_eq!(
+            parse(
+                "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+                Method::GET
+            )
+            .unwrap_err(),
+            HeadError::BadLength
+        );
+        assert_eq!(
+            parse("HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\n", Method::GET).unwrap_err(),
+            HeadError::BadLength
+        );
+        let same = parse(
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap();
+        assert_eq!(same.framing, ResponseFraming::Length(5));
+        assert!(head_length(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
+        assert_eq!(head_length(b"HTTP/1.1 200 OK\r\nA: b\r\n").unwrap(), None);
+    }
+
+    #[test]
+    fn connection_close_and_http10_are_not_reused() {
+        let head = parse(
+            "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap();
+        assert!(!head.reusable);
+        let head = parse("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", Method::GET).unwrap();
+        assert!(!head.reusable);
+        let head = parse(
+            "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap();
+        assert!(head.reusable);
+    }
+
+    #[test]
+    fn encodes_the_request_head_with_its_framing() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_static("shop"));
+        let mut out = BytesMut::new();
+        encode_request(
+            &mut out,
+            &Method::POST,
+            "/orders?x=1",
+            &headers,
+            RequestFraming::Empty,
+            None,
+        );
+        assert_eq!(
+            &out[..],
+            b"POST /orders?x=1 HTTP/1.1\r\nhost: shop\r\ncontent-length: 0\r\n\r\n"
+        );
+        let mut out = BytesMut::new();
+        encode_request(
+            &mut out,
+            &Method::PUT,
+            "/a",
+            &headers,
+            RequestFraming::Chunked,
+            None,
+        );
+        assert!(out.ends_with(b"transfer-encoding: chunked\r\n\r\n"));
+        let mut out = BytesMut::new();
+        encode_request(
+            &mut out,
+            &Method::PUT,
+            "/a",
+            &headers,
+            RequestFraming::Length,
+            Some(12),
+        );
+        assert!(out.ends_with(b"content-length: 12\r\n\r\n"));
+    }
+}
