@@ -276,8 +276,8 @@ impl ConnectionPool {
             }
         }
         loop {
-            let length = match head::head_length(&connection.buffer) {
-                Ok(Some(length)) => length,
+            let parsed = match head::take_response(&mut connection.buffer, &parts.method) {
+                Ok(Some(parsed)) => parsed,
                 Ok(None) => {
                     connection.buffer.reserve(8 * 1024);
                     match connection.io.read_buf(&mut connection.buffer).await {
@@ -303,16 +303,6 @@ impl ConnectionPool {
                         }
                     }
                 }
-                Err(error) => {
-                    return Err(SendError {
-                        error: UpstreamError::Head(error),
-                        unsent: None,
-                    })
-                }
-            };
-            let bytes = connection.buffer.split_to(length).freeze();
-            let parsed = match head::parse_response(&bytes, &parts.method) {
-                Ok(parsed) => parsed,
                 Err(error) => {
                     return Err(SendError {
                         error: UpstreamError::Head(error),

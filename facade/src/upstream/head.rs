@@ -3,7 +3,7 @@
 //! that says where the response body ends and whether the connection may
 //! carry another request.
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Response, StatusCode, Version};
 
@@ -106,43 +106,72 @@ pub(super) struct ResponseHead {
     pub reusable: bool,
 }
 
-/// Finds the end of a complete response head at the start of `buffer`:
-/// `Ok(Some(length))`, `Ok(None)` when more bytes are needed.
-pub(super) fn head_length(buffer: &[u8]) -> Result<Option<usize>, HeadError> {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut headers);
-    match parsed.parse(buffer) {
-        Ok(httparse::Status::Complete(length)) => Ok(Some(length)),
-        Ok(httparse::Status::Partial) if buffer.len() >= MAX_HEAD_BYTES => Err(HeadError::TooLarge),
-        Ok(httparse::Status::Partial) => Ok(None),
-        Err(httparse::Error::TooManyHeaders) => Err(HeadError::TooLarge),
-        Err(_) => Err(HeadError::Malformed("not an HTTP/1.x response")),
-    }
-}
-
-/// Parses a complete response head (as found by [`head_length`]) to the
-/// request `method`. Header values share `head`'s memory.
-pub(super) fn parse_response(head: &Bytes, method: &Method) -> Result<ResponseHead, HeadError> {
-    let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut lines);
-    match parsed.parse(head) {
-        Ok(httparse::Status::Complete(_)) => {}
-        Ok(httparse::Status::Partial) => return Err(HeadError::Malformed("incomplete head")),
+/// Takes a complete response head off the front of `buffer` and parses it
+/// for a request with `method`: `Ok(None)` while more bytes are needed.
+/// Header values share the head's memory; the head is parsed once.
+///
+/// `Connection: keep-alive` / `close` and `Keep-Alive` are read here (they
+/// decide whether the connection is reused) and not put in the headers, as
+/// the proxy would only strip them again; a `Connection` header naming other
+/// headers is kept for the proxy's hop-by-hop rules. A `101` keeps all its
+/// headers: the client needs them for the upgrade.
+pub(super) fn take_response(
+    buffer: &mut BytesMut,
+    method: &Method,
+) -> Result<Option<ResponseHead>, HeadError> {
+    let mut lines = [const { std::mem::MaybeUninit::<httparse::Header<'_>>::uninit() }; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut []);
+    let length = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+        &mut parsed,
+        buffer,
+        &mut lines,
+    ) {
+        Ok(httparse::Status::Complete(length)) => length,
+        Ok(httparse::Status::Partial) if buffer.len() >= MAX_HEAD_BYTES => return Err(HeadError::TooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(HeadError::TooLarge),
         Err(_) => return Err(HeadError::Malformed("not an HTTP/1.x response")),
-    }
+    };
     let code = parsed.code.ok_or(HeadError::Malformed("no status"))?;
     let status = StatusCode::from_u16(code).map_err(|_| HeadError::Malformed("invalid status"))?;
     let http10 = parsed.version == Some(0);
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
+    let (mut close, mut keep) = (false, false);
+    let base = buffer.as_ptr() as usize;
+    let mut fields = Vec::with_capacity(parsed.headers.len());
     for line in parsed.headers.iter() {
         let name = HeaderName::from_bytes(line.name.as_bytes())
             .map_err(|_| HeadError::Malformed("invalid header name"))?;
-        let value = HeaderValue::from_maybe_shared(head.slice_ref(line.value))
+        if name == header::CONNECTION {
+            let mut only_options = true;
+            for token in line.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                if token.eq_ignore_ascii_case(b"close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                    keep = true;
+                } else {
+                    only_options = false;
+                }
+            }
+            if only_options && !upgrade {
+                continue;
+            }
+        }
+        if name.as_str() == "keep-alive" && !upgrade {
+            continue;
+        }
+        let start = line.value.as_ptr() as usize - base;
+        fields.push((name, start, start + line.value.len()));
+    }
+    let head = buffer.split_to(length).freeze();
+    let mut headers = HeaderMap::with_capacity(fields.len());
+    for (name, start, end) in fields {
+        let value = HeaderValue::from_maybe_shared(head.slice(start..end))
             .map_err(|_| HeadError::Malformed("invalid header value"))?;
         headers.append(name, value);
     }
 
-    let mut reusable = keep_alive(&headers, http10);
+    let mut reusable = !close && (!http10 || keep);
     let no_body = *method == Method::HEAD
         || status.is_informational()
         || status == StatusCode::NO_CONTENT
@@ -172,28 +201,11 @@ pub(super) fn parse_response(head: &Bytes, method: &Method) -> Result<ResponseHe
     *response.status_mut() = status;
     *response.version_mut() = Version::HTTP_11;
     *response.headers_mut() = headers;
-    Ok(ResponseHead {
+    Ok(Some(ResponseHead {
         response,
         framing,
         reusable,
-    })
-}
-
-/// Whether the upstream keeps the connection open after this response.
-fn keep_alive(headers: &HeaderMap, http10: bool) -> bool {
-    let mut close = false;
-    let mut keep = false;
-    for token in headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(str::trim)
-    {
-        close |= token.eq_ignore_ascii_case("close");
-        keep |= token.eq_ignore_ascii_case("keep-alive");
-    }
-    !close && (!http10 || keep)
+    }))
 }
 
 fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
@@ -230,9 +242,10 @@ mod tests {
     use super::*;
 
     fn parse(text: &str, method: Method) -> Result<ResponseHead, HeadError> {
-        let bytes = Bytes::copy_from_slice(text.as_bytes());
-        let length = head_length(&bytes)?.expect("complete head");
-        parse_response(&bytes.slice(..length), &method)
+        let mut buffer = BytesMut::from(text.as_bytes());
+        let head = take_response(&mut buffer, &method)?.expect("complete head");
+        assert!(buffer.is_empty(), "the whole head is taken");
+        Ok(head)
     }
 
     #[test]
@@ -293,8 +306,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(same.framing, ResponseFraming::Length(5));
-        assert!(head_length(b"SSH-2.0-OpenSSH\r\n\r\n").is_err());
-        assert_eq!(head_length(b"HTTP/1.1 200 OK\r\nA: b\r\n").unwrap(), None);
+        assert!(take_response(&mut BytesMut::from(&b"SSH-2.0-OpenSSH\r\n\r\n"[..]), &Method::GET).is_err());
+        let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\nA: b\r\n"[..]);
+        assert!(take_response(&mut partial, &Method::GET).unwrap().is_none());
+        assert_eq!(&partial[..], b"HTTP/1.1 200 OK\r\nA: b\r\n", "a partial head stays in the buffer");
     }
 
     #[test]
@@ -305,6 +320,24 @@ mod tests {
         )
         .unwrap();
         assert!(!head.reusable);
+        assert!(!head.response.headers().contains_key(header::CONNECTION));
+        let head = parse(
+            "HTTP/1.1 200 OK\r\nConnection: keep-alive, x-hop\r\nKeep-Alive: timeout=5\r\nContent-Length: 0\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap();
+        assert!(head.reusable);
+        assert!(
+            head.response.headers().contains_key(header::CONNECTION),
+            "names another header"
+        );
+        assert!(!head.response.headers().contains_key("keep-alive"));
+        let head = parse(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n",
+            Method::GET,
+        )
+        .unwrap();
+        assert_eq!(head.response.headers()["connection"], "upgrade");
         let head = parse("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", Method::GET).unwrap();
         assert!(!head.reusable);
         let head = parse(
