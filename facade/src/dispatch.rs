@@ -16,14 +16,15 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::header::{self, HeaderValue};
-use hyper::{HeaderMap, Method, Request, Response, Uri, Version};
+use hyper::{Method, Response, Uri};
 use tokio::time::Instant;
 
 use crate::backend::{Backend, Instance, UpstreamBody};
 use crate::client_body::{BodyCopy, BodySent};
 use crate::config::HostHeader;
+use crate::headers::{X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 use crate::metrics::{Metrics, UpstreamErrorKind};
-use crate::upstream::{PooledBody, UpstreamError};
+use crate::upstream::{PooledBody, RequestHead, UpstreamError};
 
 /// The parts of a request that every attempt sends alike.
 #[derive(Debug)]
@@ -32,21 +33,18 @@ pub(crate) struct Outgoing {
     pub method: Method,
     /// Origin-form target.
     pub uri: Uri,
-    /// Headers, already rewritten for upstreams, without `Host`.
-    pub headers: HeaderMap,
+    /// The head as upstreams get it, encoded once, without `Host`.
+    pub head: RequestHead,
     /// The client's `Host`, for backends that preserve it.
     pub original_host: Option<HeaderValue>,
-    /// Whether `headers` must outlive the last attempt (a shadow copy
-    /// needs them). Otherwise the last possible attempt takes them rather
-    /// than copying.
-    pub keep_headers: bool,
 }
 
 impl Outgoing {
     /// The request as upstreams get it: hop-by-hop headers removed (an
     /// upgrade's own `Connection: upgrade` and `Upgrade` put back),
     /// `X-Forwarded-*` added, the correlation id set, `Host` left to each
-    /// attempt.
+    /// attempt. The head is encoded here, once: the client's headers are
+    /// not copied, and the facade's own go straight into the encoding.
     pub(crate) fn new(
         parts: hyper::http::request::Parts,
         uri: Uri,
@@ -57,50 +55,58 @@ impl Outgoing {
     ) -> Self {
         let mut headers = parts.headers;
         crate::headers::strip_hop_by_hop(&mut headers);
-        if let Some(protocol) = upgrade {
-            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-            headers.insert(header::UPGRADE, protocol);
+        let forwarded_for = crate::headers::forwarded_for(&headers, peer_ip);
+        let proto = HeaderValue::from_static("http");
+        let upgrade_token = HeaderValue::from_static("upgrade");
+        let (host, xff, xfp, xfh, rid) = (
+            header::HOST,
+            X_FORWARDED_FOR,
+            X_FORWARDED_PROTO,
+            X_FORWARDED_HOST,
+            crate::correlation::REQUEST_ID,
+        );
+        let (connection, upgrade_name) = (header::CONNECTION, header::UPGRADE);
+        // Replaced, not passed on: the facade sets these itself.
+        let skip = [&host, &xff, &xfp, &rid, &xfh];
+        let skip = if original_host.is_some() {
+            &skip[..]
+        } else {
+            &skip[..4]
+        };
+        let mut extra = [(&xff, &forwarded_for); 7];
+        let mut count = 0;
+        let mut add = |pair| {
+            extra[count] = pair;
+            count += 1;
+        };
+        add((&xff, &forwarded_for));
+        add((&xfp, &proto));
+        add((&rid, request_id));
+        if let Some(host) = &original_host {
+            add((&xfh, host));
         }
-        crate::headers::add_forwarded(&mut headers, peer_ip, original_host.clone());
-        headers.remove(header::HOST);
-        headers.insert(crate::correlation::REQUEST_ID, request_id.clone());
+        if let Some(protocol) = &upgrade {
+            add((&connection, &upgrade_token));
+            add((&upgrade_name, protocol));
+        }
+        let target = uri.path_and_query().map_or("/", |target| target.as_str());
+        let head = RequestHead::new(&parts.method, target, &headers, skip, &extra[..count]);
         Self {
             method: parts.method,
             uri,
-            headers,
+            head,
             original_host,
-            keep_headers: false,
         }
     }
 
-    /// The request for one attempt to `instance` of `backend`. `last` says
-    /// no attempt can follow this one, so the headers are moved into it
-    /// rather than copied (unless `keep_headers`).
-    pub(crate) fn request(
-        &mut self,
-        backend: &Backend,
-        instance: &Instance,
-        body: UpstreamBody,
-        last: bool,
-    ) -> Request<UpstreamBody> {
-        let mut request = Request::new(body);
-        *request.method_mut() = self.method.clone();
-        *request.uri_mut() = self.uri.clone();
-        *request.version_mut() = Version::HTTP_11;
-        let mut headers = if last && !self.keep_headers {
-            std::mem::take(&mut self.headers)
-        } else {
-            self.headers.clone()
-        };
-        // HTTP/1.1 needs a Host: without one from the client (HTTP/1.0, or
-        // HTTP/2's :authority), the instance's is used.
-        let host = match (backend.host_header, &self.original_host) {
-            (HostHeader::Preserve, Some(original)) => original.clone(),
-            _ => instance.host.clone(),
-        };
-        headers.insert(header::HOST, host);
-        *request.headers_mut() = headers;
-        request
+    /// The `Host` an attempt to `instance` of `backend` sends. HTTP/1.1
+    /// needs one: without one from the client (HTTP/1.0, or HTTP/2's
+    /// `:authority`), the instance's is used.
+    pub(crate) fn host<'a>(&'a self, backend: &Backend, instance: &'a Instance) -> &'a HeaderValue {
+        match (backend.host_header, &self.original_host) {
+            (HostHeader::Preserve, Some(original)) => original,
+            _ => &instance.host,
+        }
     }
 }
 
@@ -243,7 +249,7 @@ pub(crate) struct Plan<'a> {
 /// Sends the request per `plan`.
 pub(crate) async fn dispatch(
     plan: &Plan<'_>,
-    outgoing: &mut Outgoing,
+    outgoing: &Outgoing,
     body: &mut RequestBody,
     metrics: &Metrics,
 ) -> Dispatched {
@@ -262,8 +268,7 @@ pub(crate) async fn dispatch(
             _ => policy.total_timeout.saturating_sub(started.elapsed()),
         };
         let timeout = primary.request_timeout.min(left);
-        let last = retry >= policy.retries && plan.fallback.is_none();
-        let failure = match guarded_attempt(primary, outgoing, body, metrics, timeout, last).await {
+        let failure = match guarded_attempt(primary, outgoing, body, metrics, timeout).await {
             Ok(response) => {
                 return Dispatched {
                     backend: Arc::clone(primary),
@@ -296,8 +301,7 @@ pub(crate) async fn dispatch(
             metrics.fallback(plan.capability, reason);
             // The failed answer is dropped unread: its connection closes.
             drop(failure);
-            let result =
-                guarded_attempt(fallback, outgoing, body, metrics, fallback.request_timeout, true).await;
+            let result = guarded_attempt(fallback, outgoing, body, metrics, fallback.request_timeout).await;
             return Dispatched {
                 backend: Arc::clone(fallback),
                 result,
@@ -330,11 +334,10 @@ impl Failure {
 /// (carrying the answer).
 async fn guarded_attempt(
     backend: &Arc<Backend>,
-    outgoing: &mut Outgoing,
+    outgoing: &Outgoing,
     body: &mut RequestBody,
     metrics: &Metrics,
     timeout: Duration,
-    last: bool,
 ) -> Result<Response<PooledBody>, Failure> {
     let label = backend.label;
     let Some(_slot) = backend.bulkhead.try_enter() else {
@@ -351,7 +354,7 @@ async fn guarded_attempt(
         permit.success(Instant::now().into_std());
         return Err(Failure::NoInstance);
     };
-    let result = attempt(backend, outgoing, upstream_body, sent, body, timeout, last).await;
+    let result = attempt(backend, outgoing, upstream_body, sent, body, timeout).await;
     let now = Instant::now().into_std();
     match &result {
         Ok(_) => permit.success(now),
@@ -378,18 +381,17 @@ async fn guarded_attempt(
 /// body is put back into `body`.
 async fn attempt(
     backend: &Backend,
-    outgoing: &mut Outgoing,
+    outgoing: &Outgoing,
     upstream_body: UpstreamBody,
     sent: Arc<BodySent>,
     body: &mut RequestBody,
     timeout: Duration,
-    last: bool,
 ) -> Result<Response<PooledBody>, Failure> {
     let Some(picked) = backend.pick() else {
         return Err(Failure::NoInstance);
     };
     let instance = picked.instance();
-    let request = outgoing.request(backend, instance, upstream_body, last);
+    let host = outgoing.host(backend, instance);
     // The upstream's clock starts once the whole body is sent: a slow client
     // upload is not the upstream being slow.
     let deadline = async move {
@@ -397,7 +399,7 @@ async fn attempt(
         tokio::time::sleep(timeout).await;
     };
     let result = tokio::select! {
-        result = instance.pool.send(request) => result,
+        result = instance.pool.send(&outgoing.head, host, upstream_body) => result,
         () = deadline => return Err(Failure::Timeout(timeout)),
     };
     drop(picked);
@@ -408,7 +410,7 @@ async fn attempt(
             // Handed back unsent (no connection, or a pooled one that had
             // closed): nothing reached the backend.
             if let Some(unsent) = error.unsent {
-                body.first = Some(unsent.into_body());
+                body.first = Some(unsent);
                 return Err(Failure::Connect(error.error));
             }
             Err(Failure::Broken(error.error))

@@ -128,34 +128,22 @@ pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
         .ok()
 }
 
-/// Appends the client's address (`peer_ip`, its text form) to
-/// `X-Forwarded-For` and sets the other `X-Forwarded-*` headers from what
-/// the client sent.
-pub(crate) fn add_forwarded(
-    headers: &mut HeaderMap,
-    peer_ip: &HeaderValue,
-    original_host: Option<HeaderValue>,
-) {
-    // Every earlier hop counts, whether it came as one list or several
-    // headers; without any, the peer's value is used as it is (no copy).
-    let forwarded_for = if headers.contains_key(&X_FORWARDED_FOR) {
-        let mut list = Vec::new();
-        for value in headers.get_all(&X_FORWARDED_FOR) {
-            list.extend_from_slice(value.as_bytes());
-            list.extend_from_slice(b", ");
-        }
-        list.extend_from_slice(peer_ip.as_bytes());
-        HeaderValue::from_bytes(&list).ok()
-    } else {
-        Some(peer_ip.clone())
-    };
-    if let Some(value) = forwarded_for {
-        headers.insert(X_FORWARDED_FOR, value);
+/// The `X-Forwarded-For` value to send on: every earlier hop the client's
+/// headers list (as one list or several headers), then the client's own
+/// address (`peer_ip`, its text form). Without earlier hops that is the
+/// peer's value itself, without a copy.
+pub(crate) fn forwarded_for(headers: &HeaderMap, peer_ip: &HeaderValue) -> HeaderValue {
+    if !headers.contains_key(&X_FORWARDED_FOR) {
+        return peer_ip.clone();
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
-    if let Some(host) = original_host {
-        headers.insert(X_FORWARDED_HOST, host);
+    let mut list = Vec::new();
+    for value in headers.get_all(&X_FORWARDED_FOR) {
+        list.extend_from_slice(value.as_bytes());
+        list.extend_from_slice(b", ");
     }
+    list.extend_from_slice(peer_ip.as_bytes());
+    // Made of valid header values and ", ": valid too.
+    HeaderValue::from_bytes(&list).unwrap_or_else(|_| peer_ip.clone())
 }
 
 /// The text form of a client's address, as `X-Forwarded-For` carries it;
@@ -211,19 +199,15 @@ mod tests {
 
     #[test]
     fn appends_to_x_forwarded_for() {
+        let peer = peer_ip_value("127.0.0.2:5000".parse().unwrap());
         let mut headers = HeaderMap::new();
+        assert_eq!(forwarded_for(&headers, &peer), "127.0.0.2");
         headers.insert("x-forwarded-for", HeaderValue::from_static("10.0.0.1"));
-        add_forwarded(
-            &mut headers,
-            &peer_ip_value("127.0.0.2:5000".parse().unwrap()),
-            Some(HeaderValue::from_static("shop.example")),
+        headers.append("x-forwarded-for", HeaderValue::from_static("10.0.0.9"));
+        assert_eq!(forwarded_for(&headers, &peer), "10.0.0.1, 10.0.0.9, 127.0.0.2");
+        assert_eq!(
+            forwarded_for(&HeaderMap::new(), &peer_ip_value("[::1]:80".parse().unwrap())),
+            "::1"
         );
-        assert_eq!(headers["x-forwarded-for"], "10.0.0.1, 127.0.0.2");
-        assert_eq!(headers["x-forwarded-host"], "shop.example");
-        assert_eq!(headers["x-forwarded-proto"], "http");
-        let mut headers = HeaderMap::new();
-        add_forwarded(&mut headers, &peer_ip_value("[::1]:80".parse().unwrap()), None);
-        assert_eq!(headers["x-forwarded-for"], "::1");
-        assert!(!headers.contains_key("x-forwarded-host"));
     }
 }

@@ -7,11 +7,13 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper::{Method, Request};
+use hyper::header::{self, HeaderValue};
+use hyper::{HeaderMap, Method};
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{Backend, Instance};
 use crate::metrics::Metrics;
+use crate::upstream::RequestHead;
 
 /// Consecutive failed probes that mark an instance unhealthy.
 const UNHEALTHY_AFTER: u32 = 2;
@@ -71,20 +73,19 @@ async fn probe(instance: &Instance, path: &str, timeout: Duration) -> bool {
     let Ok(uri) = Backend::uri(path) else {
         return false;
     };
-    let Ok(request) = Request::builder()
-        .method(Method::GET)
-        .uri(uri)
-        .header("host", instance.authority.as_str())
-        .header("user-agent", "strangler-facade-health-check")
-        .body(
-            Empty::<Bytes>::new()
-                .map_err(|never| match never {})
-                .boxed_unsync(),
-        )
-    else {
-        return false;
-    };
-    match tokio::time::timeout(timeout, instance.pool.send(request)).await {
+    let target = uri.path_and_query().map_or("/", |target| target.as_str());
+    let agent = HeaderValue::from_static("strangler-facade-health-check");
+    let head = RequestHead::new(
+        &Method::GET,
+        target,
+        &HeaderMap::new(),
+        &[],
+        &[(&header::USER_AGENT, &agent)],
+    );
+    let body = Empty::<Bytes>::new()
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    match tokio::time::timeout(timeout, instance.pool.send(&head, &instance.host, body)).await {
         Ok(Ok(response)) => {
             let healthy = response.status().is_success();
             // Drain the body so the connection goes back to the pool.

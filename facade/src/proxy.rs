@@ -236,7 +236,7 @@ pub async fn handle(
 
     let repeatable = request.method().is_idempotent() || request.headers().contains_key(&IDEMPOTENCY_KEY);
     let (parts, incoming) = request.into_parts();
-    let mut outgoing = Outgoing::new(parts, uri, &peer.ip, original_host, &request_id, None);
+    let outgoing = Outgoing::new(parts, uri, &peer.ip, original_host, &request_id, None);
 
     // What the request body must be kept for: sending it again (a retry, a
     // fallback) and a shadow copy. Each has its cap; a body over it is sent
@@ -270,7 +270,6 @@ pub async fn handle(
         RequestBody::streaming(client_body, sent, copy)
     };
     let request_copy = body.copy();
-    outgoing.keep_headers = shadowing;
 
     let plan = Plan {
         primary: backend,
@@ -278,7 +277,7 @@ pub async fn handle(
         repeatable,
         capability,
     };
-    let dispatched = dispatch(&plan, &mut outgoing, &mut body, &state.metrics).await;
+    let dispatched = dispatch(&plan, &outgoing, &mut body, &state.metrics).await;
     drop(body);
 
     // The error budget counts the service's own answers in canary and
@@ -386,7 +385,7 @@ pub async fn handle(
             method: outgoing.method,
             uri: outgoing.uri,
             path: normalized,
-            headers: outgoing.headers,
+            head: outgoing.head,
             original_host: outgoing.original_host,
             request_body: request_copy,
             cap: c.policy.shadow.max_body_bytes,

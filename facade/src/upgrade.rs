@@ -39,7 +39,7 @@ pub(crate) async fn forward(
     let backend_label = backend.label;
     let client_upgrade = hyper::upgrade::on(&mut request);
     let (parts, _body) = request.into_parts();
-    let mut outgoing = Outgoing::new(parts, uri, &peer.ip, original_host, request_id, Some(protocol));
+    let outgoing = Outgoing::new(parts, uri, &peer.ip, original_host, request_id, Some(protocol));
     let Some(picked) = backend.pick() else {
         state
             .metrics
@@ -54,10 +54,10 @@ pub(crate) async fn forward(
     let body = Empty::<Bytes>::new()
         .map_err(|never| match never {})
         .boxed_unsync();
-    let upstream_request = outgoing.request(backend, picked.instance(), body, true);
+    let host = outgoing.host(backend, picked.instance());
     let sent = tokio::time::timeout(
         backend.request_timeout,
-        picked.instance().pool.send(upstream_request),
+        picked.instance().pool.send(&outgoing.head, host, body),
     )
     .await;
     let mut response = match sent {

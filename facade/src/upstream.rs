@@ -33,15 +33,16 @@ use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
 use hyper::body::Body;
 use hyper::http::uri::Authority;
-use hyper::{header, Request, Response, StatusCode};
+use hyper::http::HeaderValue;
+use hyper::{Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub use body::PooledBody;
-pub use head::HeadError;
-use head::RequestFraming;
+pub use head::{HeadError, RequestHead};
 
 use crate::backend::UpstreamBody;
+use head::RequestFraming;
 
 /// The most idle connections kept per instance.
 const MAX_IDLE: usize = 1024;
@@ -104,15 +105,15 @@ impl std::error::Error for UpstreamError {
     }
 }
 
-/// A request that failed, with the request itself when none of it was sent.
+/// A request that failed, with its body when none of the request was sent.
 #[derive(Debug)]
 pub struct SendError {
     /// What went wrong.
     pub error: UpstreamError,
-    /// The request, if no byte of it reached the upstream (or, on a reused
-    /// connection, the upstream closed it unanswered and the request is
-    /// safe to repeat).
-    pub unsent: Option<Request<UpstreamBody>>,
+    /// The request's body, if no byte of the request reached the upstream
+    /// (or, on a reused connection, the upstream closed it unanswered and
+    /// the request is safe to repeat).
+    pub unsent: Option<UpstreamBody>,
 }
 
 /// The socket taken over by a protocol upgrade (`101 Switching
@@ -181,31 +182,33 @@ impl ConnectionPool {
         })
     }
 
-    /// Sends `request` (its URI in origin form) and returns the response,
+    /// Sends `head` with `host` and `body` and returns the response,
     /// whose body gives the connection back to the pool when it ends. When
-    /// no byte of the request left the facade, the error hands it back, so
-    /// the caller may send it elsewhere.
+    /// no byte of the request left the facade, the error hands the body
+    /// back, so the caller may send the request elsewhere.
     pub async fn send(
         self: &Arc<Self>,
-        request: Request<UpstreamBody>,
+        head: &RequestHead,
+        host: &HeaderValue,
+        body: UpstreamBody,
     ) -> Result<Response<PooledBody>, SendError> {
-        let mut request = request;
+        let mut body = body;
         // A pooled connection may have been closed by the upstream just as
         // it was picked; the request then comes back unsent and one fresh
         // connection is tried.
         if let Some(connection) = self.checkout() {
-            match self.exchange(connection, request).await {
+            match self.exchange(connection, head, host, body).await {
                 Err(SendError {
                     unsent: Some(unsent), ..
-                }) => request = unsent,
+                }) => body = unsent,
                 done => return done,
             }
         }
         match self.connect().await {
-            Ok(connection) => self.exchange(connection, request).await,
+            Ok(connection) => self.exchange(connection, head, host, body).await,
             Err(error) => Err(SendError {
                 error,
-                unsent: Some(request),
+                unsent: Some(body),
             }),
         }
     }
@@ -249,25 +252,20 @@ impl ConnectionPool {
     async fn exchange(
         self: &Arc<Self>,
         mut connection: Connection,
-        request: Request<UpstreamBody>,
+        head: &RequestHead,
+        host: &HeaderValue,
+        mut body: UpstreamBody,
     ) -> Result<Response<PooledBody>, SendError> {
-        let (parts, mut body) = request.into_parts();
-        let target = parts.uri.path_and_query().map_or("/", |target| target.as_str());
+        let method = head.method();
         let length = body.size_hint().exact();
-        let framing = if body.is_end_stream() {
-            RequestFraming::Empty
-        } else if parts.headers.contains_key(header::CONTENT_LENGTH) || length.is_some() {
-            RequestFraming::Length
-        } else {
-            RequestFraming::Chunked
-        };
-        let mut head = BytesMut::new();
-        head::encode_request(&mut head, &parts.method, target, &parts.headers, framing, length);
-        if let Err(error) = connection.io.write_all(&head).await {
+        let framing = head.framing(body.is_end_stream(), length);
+        let mut out = BytesMut::new();
+        head.write(&mut out, host, framing, length);
+        if let Err(error) = connection.io.write_all(&out).await {
             // The upstream cannot have acted on part of a head.
             return Err(SendError {
                 error: UpstreamError::Io(error),
-                unsent: Some(Request::from_parts(parts, body)),
+                unsent: Some(body),
             });
         }
         if framing != RequestFraming::Empty {
@@ -276,7 +274,7 @@ impl ConnectionPool {
             }
         }
         loop {
-            let parsed = match head::take_response(&mut connection.buffer, &parts.method) {
+            let parsed = match head::take_response(&mut connection.buffer, method) {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => {
                     connection.buffer.reserve(8 * 1024);
@@ -288,10 +286,10 @@ impl ConnectionPool {
                             let repeat = connection.reused
                                 && connection.buffer.is_empty()
                                 && framing == RequestFraming::Empty
-                                && parts.method.is_idempotent();
+                                && method.is_idempotent();
                             return Err(SendError {
                                 error: UpstreamError::Closed,
-                                unsent: repeat.then(|| Request::from_parts(parts, body)),
+                                unsent: repeat.then_some(body),
                             });
                         }
                         Ok(_) => continue,

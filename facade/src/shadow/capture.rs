@@ -14,6 +14,8 @@ use bytes::Bytes;
 use hyper::body::{Body, Frame, SizeHint};
 use hyper::header::HeaderValue;
 use hyper::{HeaderMap, Method, Uri};
+
+use crate::upstream::RequestHead;
 use response_diff::Captured;
 
 use super::{ShadowJob, Shadower, SkipReason};
@@ -35,8 +37,8 @@ pub struct PendingShadow {
     pub uri: Uri,
     /// Normalized path without the query.
     pub path: String,
-    /// Request headers as sent upstream.
-    pub headers: HeaderMap,
+    /// The request head as sent upstream.
+    pub head: RequestHead,
     /// The client's `Host`.
     pub original_host: Option<HeaderValue>,
     /// The request body's copy; `None` for a request without a body.
@@ -96,7 +98,7 @@ impl<B> CapturingBody<B> {
             method: pending.method,
             uri: pending.uri,
             path: pending.path,
-            headers: pending.headers,
+            head: pending.head,
             original_host: pending.original_host,
             body: request_body,
             legacy: Captured {

@@ -25,11 +25,12 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use hyper::header::HeaderValue;
-use hyper::{HeaderMap, Method, Uri};
+use hyper::{Method, Uri};
 use response_diff::Captured;
 use tokio::sync::mpsc;
 
 use crate::metrics::Metrics;
+use crate::upstream::RequestHead;
 use recorder::Recorder;
 
 /// Why a request was not shadowed.
@@ -67,8 +68,8 @@ pub struct ShadowJob {
     pub uri: Uri,
     /// Its path, normalized, for samples (no query: it may hold secrets).
     pub path: String,
-    /// Its headers as sent upstream, without `Host`.
-    pub headers: HeaderMap,
+    /// Its head as sent upstream, without `Host`.
+    pub head: RequestHead,
     /// The client's `Host`.
     pub original_host: Option<HeaderValue>,
     /// Its body.

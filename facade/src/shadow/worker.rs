@@ -66,27 +66,24 @@ async fn call(backend: &Backend, job: &ShadowJob, cap: usize) -> Answer {
     let Some(picked) = backend.pick() else {
         return Answer::Failed(format!("backend `{}` has no instances", backend.name));
     };
-    let mut headers = job.headers.clone();
-    headers.insert(
-        HeaderName::from_static("x-strangler-shadow"),
-        HeaderValue::from_static("1"),
-    );
-    let mut outgoing = Outgoing {
+    let outgoing = Outgoing {
         method: job.method.clone(),
         uri: job.uri.clone(),
-        headers,
+        head: job.head.with_header(
+            &HeaderName::from_static("x-strangler-shadow"),
+            &HeaderValue::from_static("1"),
+        ),
         original_host: job.original_host.clone(),
-        keep_headers: false,
     };
     let body = Full::new(job.body.clone())
         .map_err(|never| match never {})
         .boxed_unsync();
-    let request = outgoing.request(backend, picked.instance(), body, true);
+    let host = outgoing.host(backend, picked.instance());
     let exchange = async {
         let response = picked
             .instance()
             .pool
-            .send(request)
+            .send(&outgoing.head, host, body)
             .await
             .map_err(|e| e.error.to_string())?;
         let (parts, body) = response.into_parts();

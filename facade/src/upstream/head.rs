@@ -3,7 +3,7 @@
 //! that says where the response body ends and whether the connection may
 //! carry another request.
 
-use bytes::{BufMut, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Response, StatusCode, Version};
 
@@ -24,46 +24,114 @@ pub(super) enum RequestFraming {
     Chunked,
 }
 
-/// Writes the request head into `out`: request line, headers, and the
-/// framing header the body needs.
-pub(super) fn encode_request(
-    out: &mut BytesMut,
-    method: &Method,
-    target: &str,
-    headers: &HeaderMap,
-    framing: RequestFraming,
-    body_length: Option<u64>,
-) {
-    out.reserve(256 + headers.len() * 48);
-    out.put_slice(method.as_str().as_bytes());
-    out.put_u8(b' ');
-    out.put_slice(target.as_bytes());
-    out.put_slice(b" HTTP/1.1\r\n");
-    for (name, value) in headers {
-        out.put_slice(name.as_str().as_bytes());
-        out.put_slice(b": ");
-        out.put_slice(value.as_bytes());
-        out.put_slice(b"\r\n");
-    }
-    match framing {
-        RequestFraming::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
-        RequestFraming::Length if !headers.contains_key(header::CONTENT_LENGTH) => {
-            if let Some(length) = body_length {
-                out.put_slice(b"content-length: ");
-                out.put_slice(length.to_string().as_bytes());
-                out.put_slice(b"\r\n");
+/// A request head encoded once and shared by every attempt (a retry, a
+/// fallback, a shadow copy): the request line and the header lines, all
+/// but `Host` and the body's framing, which each attempt adds.
+#[derive(Debug, Clone)]
+pub struct RequestHead {
+    method: Method,
+    lines: Bytes,
+    has_length: bool,
+}
+
+impl RequestHead {
+    /// Encodes `method`, `target` (origin form) and `headers`, leaving out
+    /// the headers named in `skip` and adding `extra` after the others.
+    pub fn new(
+        method: &Method,
+        target: &str,
+        headers: &HeaderMap,
+        skip: &[&HeaderName],
+        extra: &[(&HeaderName, &HeaderValue)],
+    ) -> Self {
+        let mut out = BytesMut::with_capacity(128 + target.len() + headers.len() * 48);
+        out.put_slice(method.as_str().as_bytes());
+        out.put_u8(b' ');
+        out.put_slice(target.as_bytes());
+        out.put_slice(b" HTTP/1.1\r\n");
+        for (name, value) in headers {
+            if !skip.contains(&name) {
+                put_line(&mut out, name, value);
             }
         }
-        // A request that may carry a body says it carries none, so the
-        // upstream does not wait for one.
-        RequestFraming::Empty
-            if matches!(*method, Method::POST | Method::PUT | Method::PATCH)
-                && !headers.contains_key(header::CONTENT_LENGTH) =>
-        {
-            out.put_slice(b"content-length: 0\r\n");
+        for (name, value) in extra {
+            put_line(&mut out, name, value);
         }
-        _ => {}
+        Self {
+            method: method.clone(),
+            lines: out.freeze(),
+            has_length: headers.contains_key(header::CONTENT_LENGTH)
+                && !skip.contains(&&header::CONTENT_LENGTH),
+        }
     }
+
+    /// The same head with one more header line.
+    pub fn with_header(&self, name: &HeaderName, value: &HeaderValue) -> Self {
+        let mut out = BytesMut::with_capacity(self.lines.len() + 64);
+        out.put_slice(&self.lines);
+        put_line(&mut out, name, value);
+        Self {
+            method: self.method.clone(),
+            lines: out.freeze(),
+            has_length: self.has_length,
+        }
+    }
+
+    /// The method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The framing a body gets: what the client declared if it declared a
+    /// length, else an exact length the body knows, else chunks.
+    pub(super) fn framing(&self, empty: bool, length: Option<u64>) -> RequestFraming {
+        if empty {
+            RequestFraming::Empty
+        } else if self.has_length || length.is_some() {
+            RequestFraming::Length
+        } else {
+            RequestFraming::Chunked
+        }
+    }
+
+    /// Writes the whole head for one attempt into `out`: the shared lines,
+    /// `Host`, and the framing header the body needs.
+    pub(super) fn write(
+        &self,
+        out: &mut BytesMut,
+        host: &HeaderValue,
+        framing: RequestFraming,
+        length: Option<u64>,
+    ) {
+        out.reserve(self.lines.len() + host.len() + 48);
+        out.put_slice(&self.lines);
+        put_line(out, &header::HOST, host);
+        match framing {
+            RequestFraming::Chunked => out.put_slice(b"transfer-encoding: chunked\r\n"),
+            RequestFraming::Length if !self.has_length => {
+                if let Some(length) = length {
+                    out.put_slice(b"content-length: ");
+                    out.put_slice(length.to_string().as_bytes());
+                    out.put_slice(b"\r\n");
+                }
+            }
+            // A request that may carry a body says it carries none, so the
+            // upstream does not wait for one.
+            RequestFraming::Empty
+                if matches!(self.method, Method::POST | Method::PUT | Method::PATCH) && !self.has_length =>
+            {
+                out.put_slice(b"content-length: 0\r\n");
+            }
+            _ => {}
+        }
+        out.put_slice(b"\r\n");
+    }
+}
+
+fn put_line(out: &mut BytesMut, name: &HeaderName, value: &HeaderValue) {
+    out.put_slice(name.as_str().as_bytes());
+    out.put_slice(b": ");
+    out.put_slice(value.as_bytes());
     out.put_slice(b"\r\n");
 }
 
@@ -309,7 +377,11 @@ mod tests {
         assert!(take_response(&mut BytesMut::from(&b"SSH-2.0-OpenSSH\r\n\r\n"[..]), &Method::GET).is_err());
         let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\nA: b\r\n"[..]);
         assert!(take_response(&mut partial, &Method::GET).unwrap().is_none());
-        assert_eq!(&partial[..], b"HTTP/1.1 200 OK\r\nA: b\r\n", "a partial head stays in the buffer");
+        assert_eq!(
+            &partial[..],
+            b"HTTP/1.1 200 OK\r\nA: b\r\n",
+            "a partial head stays in the buffer"
+        );
     }
 
     #[test]
@@ -351,39 +423,36 @@ mod tests {
     #[test]
     fn encodes_the_request_head_with_its_framing() {
         let mut headers = HeaderMap::new();
-        headers.insert(header::HOST, HeaderValue::from_static("shop"));
-        let mut out = BytesMut::new();
-        encode_request(
-            &mut out,
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        headers.insert(header::HOST, HeaderValue::from_static("client.example"));
+        let request_id = HeaderName::from_static("x-request-id");
+        let id = HeaderValue::from_static("abc");
+        let head = RequestHead::new(
             &Method::POST,
             "/orders?x=1",
             &headers,
-            RequestFraming::Empty,
-            None,
+            &[&header::HOST],
+            &[(&request_id, &id)],
         );
+        let host = HeaderValue::from_static("shop");
+        let mut out = BytesMut::new();
+        head.write(&mut out, &host, head.framing(true, None), None);
         assert_eq!(
             &out[..],
-            b"POST /orders?x=1 HTTP/1.1\r\nhost: shop\r\ncontent-length: 0\r\n\r\n"
+            &b"POST /orders?x=1 HTTP/1.1\r\naccept: */*\r\nx-request-id: abc\r\nhost: shop\r\ncontent-length: 0\r\n\r\n"[..]
         );
         let mut out = BytesMut::new();
-        encode_request(
-            &mut out,
-            &Method::PUT,
-            "/a",
-            &headers,
-            RequestFraming::Chunked,
-            None,
-        );
+        head.write(&mut out, &host, head.framing(false, None), None);
         assert!(out.ends_with(b"transfer-encoding: chunked\r\n\r\n"));
         let mut out = BytesMut::new();
-        encode_request(
-            &mut out,
-            &Method::PUT,
-            "/a",
-            &headers,
-            RequestFraming::Length,
-            Some(12),
-        );
+        head.write(&mut out, &host, head.framing(false, Some(12)), Some(12));
         assert!(out.ends_with(b"content-length: 12\r\n\r\n"));
+        let shadow = head.with_header(
+            &HeaderName::from_static("x-shadow"),
+            &HeaderValue::from_static("1"),
+        );
+        let mut out = BytesMut::new();
+        shadow.write(&mut out, &host, RequestFraming::Empty, None);
+        assert!(out.windows(13).any(|w| w == b"x-shadow: 1\r\n"));
     }
 }
