@@ -454,8 +454,9 @@ impl RouteTable {
     }
 }
 
-/// Lower-cases a `Host` header value and strips its port.
-pub fn host_of(value: Option<&HeaderValue>) -> Option<String> {
+/// Lower-cases a `Host` header value and strips its port. Borrowed when
+/// already lower case, as hosts nearly always are: this runs per request.
+pub fn host_of(value: Option<&HeaderValue>) -> Option<std::borrow::Cow<'_, str>> {
     let text = value?.to_str().ok()?;
     let host = if text.starts_with('[') {
         text.split_once(']')
@@ -464,7 +465,11 @@ pub fn host_of(value: Option<&HeaderValue>) -> Option<String> {
     } else {
         text.rsplit_once(':').map_or(text, |(h, _)| h)
     };
-    Some(host.to_ascii_lowercase())
+    Some(if host.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(host.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(host)
+    })
 }
 
 #[cfg(test)]
