@@ -69,6 +69,8 @@ pub enum UpstreamError {
     /// The client's body failed while it was being sent (too large,
     /// stalled, aborted: found in the source).
     Body(Box<dyn std::error::Error + Send + Sync>),
+    /// The upstream answered, or closed, before it had the whole body.
+    AnsweredEarly,
 }
 
 impl UpstreamError {
@@ -90,6 +92,9 @@ impl fmt::Display for UpstreamError {
             UpstreamError::Head(error) => write!(f, "{error}"),
             UpstreamError::Chunk(problem) => write!(f, "the backend's chunked body is malformed: {problem}"),
             UpstreamError::Body(_) => f.write_str("the client's request body failed"),
+            UpstreamError::AnsweredEarly => {
+                f.write_str("the backend answered before it had the whole request body")
+            }
         }
     }
 }
@@ -100,7 +105,10 @@ impl std::error::Error for UpstreamError {
             UpstreamError::Connect(error) | UpstreamError::Io(error) => Some(error),
             UpstreamError::Head(error) => Some(error),
             UpstreamError::Body(error) => Some(error.as_ref()),
-            UpstreamError::ConnectTimeout(_) | UpstreamError::Closed | UpstreamError::Chunk(_) => None,
+            UpstreamError::ConnectTimeout(_)
+            | UpstreamError::Closed
+            | UpstreamError::Chunk(_)
+            | UpstreamError::AnsweredEarly => None,
         }
     }
 }
@@ -268,9 +276,20 @@ impl ConnectionPool {
                 unsent: Some(body),
             });
         }
+        // An upstream may answer before it has the whole body (a 413, say)
+        // and stop reading, or close. Its answer, if it sent one, is what
+        // the client gets; the connection is not reused.
+        let mut answered_early = false;
+        let mut write_failure = None;
         if framing != RequestFraming::Empty {
-            if let Err(error) = send_body(&mut connection.io, &mut body, framing).await {
-                return Err(SendError { error, unsent: None });
+            match send_body(&mut connection, &mut body, framing).await {
+                Ok(()) => {}
+                Err(UpstreamError::AnsweredEarly) => answered_early = true,
+                Err(error @ UpstreamError::Io(_)) => {
+                    answered_early = true;
+                    write_failure = Some(error);
+                }
+                Err(error) => return Err(SendError { error, unsent: None }),
             }
         }
         loop {
@@ -278,28 +297,36 @@ impl ConnectionPool {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => {
                     connection.buffer.reserve(8 * 1024);
-                    match connection.io.read_buf(&mut connection.buffer).await {
-                        Ok(0) => {
-                            // A reused connection the upstream closed without
-                            // a word: the request was not answered and, with
-                            // no body and a method safe to repeat, goes again.
-                            let repeat = connection.reused
-                                && connection.buffer.is_empty()
-                                && framing == RequestFraming::Empty
-                                && method.is_idempotent();
-                            return Err(SendError {
-                                error: UpstreamError::Closed,
-                                unsent: repeat.then_some(body),
-                            });
-                        }
-                        Ok(_) => continue,
-                        Err(error) => {
-                            return Err(SendError {
-                                error: UpstreamError::Io(error),
-                                unsent: None,
-                            })
-                        }
+                    let read = connection.io.read_buf(&mut connection.buffer).await;
+                    if matches!(read, Ok(n) if n > 0) {
+                        continue;
                     }
+                    // A reused connection the upstream closed or reset
+                    // without a word: the request was not answered and, with
+                    // no body and a method safe to repeat, goes again.
+                    let unanswered = match &read {
+                        Ok(_) => true,
+                        Err(error) => matches!(
+                            error.kind(),
+                            std::io::ErrorKind::ConnectionReset
+                                | std::io::ErrorKind::ConnectionAborted
+                                | std::io::ErrorKind::BrokenPipe
+                        ),
+                    };
+                    let repeat = unanswered
+                        && connection.reused
+                        && connection.buffer.is_empty()
+                        && framing == RequestFraming::Empty
+                        && method.is_idempotent();
+                    let error = match (write_failure, read) {
+                        (Some(failure), _) => failure,
+                        (None, Ok(_)) => UpstreamError::Closed,
+                        (None, Err(error)) => UpstreamError::Io(error),
+                    };
+                    return Err(SendError {
+                        error,
+                        unsent: repeat.then_some(body),
+                    });
                 }
                 Err(error) => {
                     return Err(SendError {
@@ -322,27 +349,49 @@ impl ConnectionPool {
                 return Ok(response);
             }
             let pool = Arc::clone(self);
-            return Ok(parsed
-                .response
-                .map(|()| PooledBody::new(Some(connection), pool, parsed.framing, parsed.reusable)));
+            return Ok(parsed.response.map(|()| {
+                PooledBody::new(
+                    Some(connection),
+                    pool,
+                    parsed.framing,
+                    parsed.reusable && !answered_early,
+                )
+            }));
         }
     }
 }
 
-/// Streams the client's body upstream, framed as `framing` says.
+/// Streams the client's body upstream, framed as `framing` says. While it
+/// waits for the client's next piece it watches the upstream too: anything
+/// the upstream sends before it has the whole body (an early answer, or a
+/// close) ends the upload with [`UpstreamError::AnsweredEarly`].
 async fn send_body(
-    io: &mut TcpStream,
+    connection: &mut Connection,
     body: &mut UpstreamBody,
     framing: RequestFraming,
 ) -> Result<(), UpstreamError> {
     let chunked = framing == RequestFraming::Chunked;
-    while let Some(frame) = body.frame().await {
+    loop {
+        let frame = tokio::select! {
+            biased;
+            frame = body.frame() => frame,
+            ready = connection.io.readable() => {
+                ready.map_err(UpstreamError::Io)?;
+                // Readiness can be stale; only bytes or a close count.
+                match connection.io.try_read_buf(&mut connection.buffer) {
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    _ => return Err(UpstreamError::AnsweredEarly),
+                }
+            }
+        };
+        let Some(frame) = frame else { break };
         let frame = frame.map_err(UpstreamError::Body)?;
         // Trailers from the client are not passed on.
         let Ok(data) = frame.into_data() else { continue };
         if data.is_empty() {
             continue;
         }
+        let io = &mut connection.io;
         if chunked {
             write(io, format!("{:x}\r\n", data.len()).as_bytes()).await?;
             write(io, &data).await?;
@@ -352,7 +401,7 @@ async fn send_body(
         }
     }
     if chunked {
-        write(io, b"0\r\n\r\n").await?;
+        write(&mut connection.io, b"0\r\n\r\n").await?;
     }
     Ok(())
 }

@@ -28,3 +28,4 @@ mod shadow;
 mod shared_store;
 mod shutdown;
 mod streaming;
+mod upstream_framing;
