@@ -11,6 +11,7 @@
 //! breaker), and [`Attempt`] holds its own clone of that `Arc`. An attempt therefore borrows nothing and
 //! can be held across `.await`s or moved into a spawned task.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -85,7 +86,16 @@ struct Core {
 struct Shared {
     config: BreakerConfig,
     core: Mutex<Core>,
+    /// The generation while the breaker is closed with no failure counted,
+    /// else [`NOT_CLEAN`]. Written under the lock whenever the state
+    /// changes; read without it, so that the usual case, a healthy backend,
+    /// grants and reports attempts without taking the lock at all (it is on
+    /// every proxied request's path, from every worker thread).
+    clean: AtomicU64,
 }
+
+/// [`Shared::clean`] when the breaker is not closed-and-clean.
+const NOT_CLEAN: u64 = u64::MAX;
 
 /// A closed / open / half-open circuit breaker with a single half-open probe.
 ///
@@ -114,6 +124,7 @@ impl CircuitBreaker {
         Self {
             shared: Arc::new(Shared {
                 config,
+                clean: AtomicU64::new(core.generation),
                 core: Mutex::new(core),
             }),
         }
@@ -134,6 +145,14 @@ impl CircuitBreaker {
     /// The returned [`Attempt`] owns a handle to the breaker; report its outcome with
     /// [`Attempt::success`] or [`Attempt::failure`].
     pub fn try_acquire(&self, now: Instant) -> Result<Attempt, Rejected> {
+        let clean = self.shared.clean.load(Ordering::Acquire);
+        if clean != NOT_CLEAN {
+            return Ok(Attempt {
+                breaker: Some(Arc::clone(&self.shared)),
+                generation: clean,
+                probe: false,
+            });
+        }
         let open_for = self.shared.config.open_for;
         let mut core = self.shared.lock(now);
         let probe = match core.phase {
@@ -147,6 +166,7 @@ impl CircuitBreaker {
                 }
                 core.enter(Phase::HalfOpen);
                 core.transitions.half_opened += 1;
+                self.shared.publish(&core);
                 true
             }
             Phase::HalfOpen => return Err(Rejected { retry_in: open_for }),
@@ -185,8 +205,31 @@ impl Shared {
         core
     }
 
+    /// Records, for the lock-free path, whether the breaker is now closed
+    /// with no failure counted. Called with the lock held, after any change.
+    fn publish(&self, core: &Core) {
+        let clean = match core.phase {
+            Phase::Closed {
+                consecutive_failures: 0,
+            } => core.generation,
+            _ => NOT_CLEAN,
+        };
+        self.clean.store(clean, Ordering::Release);
+    }
+
     fn report(&self, generation: u64, succeeded: bool, now: Instant) {
+        // Closed and clean in the attempt's own generation: a success
+        // changes nothing, so it needs no lock. A failure in between makes
+        // `clean` differ and takes the locked path.
+        if succeeded && self.clean.load(Ordering::Acquire) == generation {
+            return;
+        }
         let mut core = self.lock(now);
+        self.report_locked(&mut core, generation, succeeded, now);
+        self.publish(&core);
+    }
+
+    fn report_locked(&self, core: &mut Core, generation: u64, succeeded: bool, now: Instant) {
         if core.generation != generation {
             // Granted in an earlier state: this outcome says nothing about the current one.
             return;
@@ -345,6 +388,28 @@ mod tests {
                 closed: 0
             }
         );
+    }
+
+    #[test]
+    fn an_attempt_granted_without_the_lock_still_resets_failures_counted_since() {
+        let base = Instant::now();
+        let b = breaker();
+        // Granted while closed and clean: the lock-free path.
+        let early = b.try_acquire(base).unwrap();
+        b.try_acquire(base).unwrap().failure(base);
+        b.try_acquire(base).unwrap().failure(base);
+        early.success(base);
+        b.try_acquire(base).unwrap().failure(base);
+        b.try_acquire(base).unwrap().failure(base);
+        assert_eq!(b.state(base), BreakerState::Closed, "the success reset the count");
+        b.try_acquire(base).unwrap().failure(base);
+        assert_eq!(b.state(base), BreakerState::Open);
+        // Open, then closed again by a probe: clean again, in a new generation.
+        let later = base + OPEN_FOR;
+        b.try_acquire(later).unwrap().success(later);
+        assert_eq!(b.state(later), BreakerState::Closed);
+        b.try_acquire(later).unwrap().success(later);
+        assert_eq!(b.transitions().closed, 1);
     }
 
     #[test]
