@@ -87,6 +87,12 @@ pub(crate) fn wants_upgrade(headers: &HeaderMap) -> Option<HeaderValue> {
 /// coding but `chunked` with 501, because the facade removes the chunking
 /// and would otherwise hand the upstream coded bytes as plain ones.
 pub(crate) fn framing_error(headers: &HeaderMap) -> Option<(StatusCode, &'static str)> {
+    // Most requests have no body, or one plain length: nothing to look at.
+    if !headers.contains_key(header::TRANSFER_ENCODING)
+        && headers.get_all(header::CONTENT_LENGTH).iter().nth(1).is_none()
+    {
+        return None;
+    }
     let lengths: Vec<&HeaderValue> = headers.get_all(header::CONTENT_LENGTH).iter().collect();
     let codings: Vec<&HeaderValue> = headers.get_all(header::TRANSFER_ENCODING).iter().collect();
     if !lengths.is_empty() && !codings.is_empty() {

@@ -205,6 +205,9 @@ pub(super) fn take_response(
     let http10 = parsed.version == Some(0);
     let upgrade = status == StatusCode::SWITCHING_PROTOCOLS;
     let (mut close, mut keep) = (false, false);
+    // Content-Length values, read as the lines go by: the one length they
+    // all agree on, or an error.
+    let mut declared: Option<Result<u64, HeadError>> = None;
     let base = buffer.as_ptr() as usize;
     let mut fields = Vec::with_capacity(parsed.headers.len());
     for line in parsed.headers.iter() {
@@ -227,6 +230,13 @@ pub(super) fn take_response(
         }
         if name.as_str() == "keep-alive" && !upgrade {
             continue;
+        }
+        if name == header::CONTENT_LENGTH {
+            declared = Some(match (declared, parse_length(line.value)) {
+                (None | Some(Ok(_)), Err(error)) | (Some(Err(error)), _) => Err(error),
+                (Some(Ok(known)), Ok(parsed)) if known != parsed => Err(HeadError::BadLength),
+                (_, Ok(parsed)) => Ok(parsed),
+            });
         }
         let start = line.value.as_ptr() as usize - base;
         fields.push((name, start, start + line.value.len()));
@@ -259,8 +269,8 @@ pub(super) fn take_response(
             reusable = false;
             ResponseFraming::UntilClose
         }
-    } else if headers.contains_key(header::CONTENT_LENGTH) {
-        ResponseFraming::Length(content_length(&headers)?)
+    } else if let Some(declared) = declared {
+        ResponseFraming::Length(declared?)
     } else {
         reusable = false;
         ResponseFraming::UntilClose
@@ -286,21 +296,22 @@ fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
         .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
 }
 
-/// The one length all `Content-Length` values agree on.
-fn content_length(headers: &HeaderMap) -> Result<u64, HeadError> {
+/// The length in one `Content-Length` line: decimal digits, or a list of
+/// equal ones (`5, 5`, as some servers send after merging).
+fn parse_length(value: &[u8]) -> Result<u64, HeadError> {
     let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for item in value.to_str().map_err(|_| HeadError::BadLength)?.split(',') {
-            let item = item.trim();
-            if item.is_empty() || !item.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(HeadError::BadLength);
-            }
-            let parsed: u64 = item.parse().map_err(|_| HeadError::BadLength)?;
-            if length.is_some_and(|known| known != parsed) {
-                return Err(HeadError::BadLength);
-            }
-            length = Some(parsed);
+    for item in value.split(|&b| b == b',') {
+        let item = item.trim_ascii();
+        if item.is_empty() || item.len() > 19 || !item.iter().all(u8::is_ascii_digit) {
+            return Err(HeadError::BadLength);
         }
+        let parsed = item
+            .iter()
+            .fold(0u64, |n, &digit| n * 10 + u64::from(digit - b'0'));
+        if length.is_some_and(|known| known != parsed) {
+            return Err(HeadError::BadLength);
+        }
+        length = Some(parsed);
     }
     length.ok_or(HeadError::BadLength)
 }
