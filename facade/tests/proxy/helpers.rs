@@ -158,6 +158,21 @@ pub fn sqlite_store() -> TestDatabase {
     TestDatabase::sqlite()
 }
 
+/// A configuration with one backend, `legacy` at `upstream`, as the
+/// default for every request: for cases about proxying itself.
+pub fn legacy_only_config(upstream: std::net::SocketAddr) -> String {
+    format!(
+        r#"
+[facade]
+default_backend = "legacy"
+access_log = false
+
+[backends.legacy]
+urls = ["http://{upstream}"]
+"#
+    )
+}
+
 /// Parses `text` as `strangler.toml` and points its listeners at port 0.
 pub fn parse_config(text: &str) -> FacadeConfig {
     let mut config = FacadeConfig::parse(Path::new("strangler.toml"), text)

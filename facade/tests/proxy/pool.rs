@@ -8,7 +8,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::helpers::{sqlite_store, start_facade};
+use crate::helpers::{legacy_only_config, sqlite_store, start_facade};
 
 /// An upstream that answers every request on a connection with a small
 /// keep-alive response, closes each connection `idle_close` after its last
@@ -46,24 +46,11 @@ async fn closing_upstream(idle_close: Duration) -> (std::net::SocketAddr, Arc<At
     (addr, accepted)
 }
 
-fn config(upstream: std::net::SocketAddr) -> String {
-    format!(
-        r#"
-[facade]
-default_backend = "legacy"
-access_log = false
-
-[backends.legacy]
-urls = ["http://{upstream}"]
-"#
-    )
-}
-
 #[tokio::test]
 async fn connections_are_reused_and_replaced_after_the_upstream_closes_them() {
     let store = sqlite_store();
     let (upstream, accepted) = closing_upstream(Duration::from_millis(200)).await;
-    let facade = start_facade(&config(upstream), store.url()).await;
+    let facade = start_facade(&legacy_only_config(upstream), store.url()).await;
     let url = format!("http://{}/anything", facade.proxy);
 
     // Sequential requests share one upstream connection.

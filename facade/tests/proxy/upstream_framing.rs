@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::helpers::{json_of, sqlite_store, start_facade};
+use crate::helpers::{json_of, legacy_only_config, sqlite_store, start_facade};
 
 /// What the scripted upstream does with one request.
 struct Reply {
@@ -106,19 +106,6 @@ async fn read_head(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<usize
     }
 }
 
-fn config(upstream: SocketAddr) -> String {
-    format!(
-        r#"
-[facade]
-default_backend = "legacy"
-access_log = false
-
-[backends.legacy]
-urls = ["http://{upstream}"]
-"#
-    )
-}
-
 #[tokio::test]
 async fn chunked_answers_are_decoded_with_extensions_and_trailers_and_the_connection_reused() {
     let store = sqlite_store();
@@ -129,7 +116,7 @@ async fn chunked_answers_are_decoded_with_extensions_and_trailers_and_the_connec
         )
     })
     .await;
-    let facade = start_facade(&config(upstream), store.url()).await;
+    let facade = start_facade(&legacy_only_config(upstream), store.url()).await;
     for _ in 0..3 {
         let response = facade.client.get(facade.url("/greeting")).send().await.unwrap();
         assert_eq!(response.status(), 200);
@@ -149,7 +136,7 @@ async fn answers_framed_by_the_close_are_passed_on_whole_and_their_connection_dr
         reply_and_close("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end")
     })
     .await;
-    let facade = start_facade(&config(upstream), store.url()).await;
+    let facade = start_facade(&legacy_only_config(upstream), store.url()).await;
     for _ in 0..2 {
         let response = facade.client.get(facade.url("/stream")).send().await.unwrap();
         assert_eq!(response.status(), 200);
@@ -165,7 +152,7 @@ async fn differing_content_lengths_from_an_upstream_are_a_502_not_a_guess() {
         reply("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!")
     })
     .await;
-    let facade = start_facade(&config(upstream), store.url()).await;
+    let facade = start_facade(&legacy_only_config(upstream), store.url()).await;
     let (status, body) = json_of(facade.client.get(facade.url("/x")).send().await.unwrap()).await;
     assert_eq!(status, 502);
     assert_eq!(body["source"], "upstream");
@@ -179,7 +166,7 @@ async fn an_answer_cut_short_fails_the_client_read_and_is_not_reused() {
         _ => reply("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"),
     })
     .await;
-    let facade = start_facade(&config(upstream), store.url()).await;
+    let facade = start_facade(&legacy_only_config(upstream), store.url()).await;
     // The client sees the answer fail: at its head when the facade had not
     // flushed it yet, else in its body. Never a short answer taken as whole.
     let outcome = match facade.client.get(facade.url("/short")).send().await {
@@ -208,7 +195,7 @@ async fn interim_answers_are_skipped() {
         )
     })
     .await;
-    let facade = start_facade(&config(upstream), store.url()).await;
+    let facade = start_facade(&legacy_only_config(upstream), store.url()).await;
     let response = facade
         .client
         .post(facade.url("/orders"))
@@ -230,7 +217,7 @@ async fn an_answer_given_before_the_upload_was_read_reaches_the_client() {
         )
     })
     .await;
-    let facade = start_facade(&config(upstream), store.url()).await;
+    let facade = start_facade(&legacy_only_config(upstream), store.url()).await;
     // A client that announces a large upload and sends only its start: the
     // answer must not wait for the rest.
     let mut client = TcpStream::connect(facade.proxy).await.unwrap();
@@ -269,7 +256,7 @@ async fn a_reused_connection_closed_without_an_answer_is_retried_on_a_fresh_one(
         _ => reply_and_close(""),
     })
     .await;
-    let facade = start_facade(&config(upstream), store.url()).await;
+    let facade = start_facade(&legacy_only_config(upstream), store.url()).await;
     for _ in 0..3 {
         let response = facade.client.get(facade.url("/again")).send().await.unwrap();
         assert_eq!(response.status(), 200);
