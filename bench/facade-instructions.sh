@@ -7,8 +7,8 @@
 #   BINARY=/path/to/strangler bash bench/facade-instructions.sh   # another build
 #
 # Needs valgrind, wrk and nginx (Debian: apt-get install valgrind wrk
-# nginx-light). The facade runs the same configuration as in
-# bench/facade.sh (a capability on legacy, one route, access log off) in
+# nginx-light). The facade runs the configuration of bench/facade.sh
+# (bench/facade-config.sh: a capability on legacy, one route, no access log) in
 # front of nginx answering a fixed JSON. After a warm-up the counters are
 # zeroed, wrk sends requests for DURATION seconds over 8 connections, and
 # the counters are dumped: the total divided by the requests wrk counted is
@@ -16,6 +16,7 @@
 # runtime, timers, the route watcher), which is what a request costs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/facade-config.sh
 
 DURATION=${DURATION:-8}
 UPSTREAM_PORT=${UPSTREAM_PORT:-18911}
@@ -64,27 +65,7 @@ http {
 EOF
 nginx -c "$work/nginx.conf" -p "$work"
 
-cat > "$work/facade.toml" <<EOF
-[facade]
-listen = "127.0.0.1:$FACADE_PORT"
-admin_listen = "127.0.0.1:$((FACADE_PORT + 1))"
-default_backend = "legacy"
-access_log = false
-[store]
-url = "sqlite://$work/facade.db?mode=rwc"
-[backends.legacy]
-urls = ["http://127.0.0.1:$UPSTREAM_PORT"]
-[backends.catalog]
-urls = ["http://127.0.0.1:$UPSTREAM_PORT"]
-[capabilities.catalog]
-legacy = "legacy"
-service = "catalog"
-initial = "legacy"
-[[routes]]
-capability = "catalog"
-path = "/products/{id}"
-methods = ["GET"]
-EOF
+facade_config "$work/facade.toml" "$FACADE_PORT" legacy "$UPSTREAM_PORT" "$work/facade.db"
 STRANGLER_ADMIN_TOKEN=bench-token RUST_LOG=warn valgrind --tool=callgrind \
     --callgrind-out-file="$work/callgrind.out" "$BINARY" facade --config "$work/facade.toml" \
     2> "$work/valgrind.log" &

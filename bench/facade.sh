@@ -22,6 +22,7 @@
 # ratios within one run, not absolute numbers across runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/facade-config.sh
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
@@ -109,27 +110,7 @@ nginx_instance proxy "
 # initial stage, ports (admin on the next port) and store.
 start_facade() {
     local name=$1 port=$2 stage=$3
-    cat > "$work/$name.toml" <<EOF
-[facade]
-listen = "127.0.0.1:$port"
-admin_listen = "127.0.0.1:$((port + 1))"
-default_backend = "legacy"
-access_log = false
-[store]
-url = "sqlite://$work/$name.db?mode=rwc"
-[backends.legacy]
-urls = ["http://127.0.0.1:$UPSTREAM_PORT"]
-[backends.catalog]
-urls = ["http://127.0.0.1:$UPSTREAM_PORT"]
-[capabilities.catalog]
-legacy = "legacy"
-service = "catalog"
-initial = "$stage"
-[[routes]]
-capability = "catalog"
-path = "/products/{id}"
-methods = ["GET"]
-EOF
+    facade_config "$work/$name.toml" "$port" "$stage" "$UPSTREAM_PORT" "$work/$name.db"
     STRANGLER_ADMIN_TOKEN=bench-token RUST_LOG=warn ./target/release/strangler facade --config "$work/$name.toml" \
         2> "$work/$name.log" &
     pids+=("$!")

@@ -1,0 +1,32 @@
+# Sourced by the facade benchmarks: the one configuration they measure.
+#
+#   facade_config FILE PORT STAGE UPSTREAM_PORT STORE_FILE
+#
+# writes to FILE a `strangler.toml` with the proxy on PORT (admin on the
+# next port), a SQLite store in STORE_FILE, and one capability, `catalog`,
+# whose route `/products/{id}` (GET) is at STAGE, with the monolith and
+# the service both on UPSTREAM_PORT. The access log is off, as nginx's is.
+facade_config() {
+    local file=$1 port=$2 stage=$3 upstream_port=$4 store=$5
+    cat > "$file" <<CONFIG
+[facade]
+listen = "127.0.0.1:$port"
+admin_listen = "127.0.0.1:$((port + 1))"
+default_backend = "legacy"
+access_log = false
+[store]
+url = "sqlite://$store?mode=rwc"
+[backends.legacy]
+urls = ["http://127.0.0.1:$upstream_port"]
+[backends.catalog]
+urls = ["http://127.0.0.1:$upstream_port"]
+[capabilities.catalog]
+legacy = "legacy"
+service = "catalog"
+initial = "$stage"
+[[routes]]
+capability = "catalog"
+path = "/products/{id}"
+methods = ["GET"]
+CONFIG
+}
