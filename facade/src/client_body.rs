@@ -144,9 +144,53 @@ impl fmt::Display for ClientBodyError {
 
 impl std::error::Error for ClientBodyError {}
 
+/// A client's request body as it arrives: from hyper's connection, or from
+/// the facade's own HTTP/1.1 connection (see [`crate::http1`]).
+#[derive(Debug)]
+pub enum ClientIncoming {
+    /// Read by hyper (HTTP/2, and HTTP/1.1 connections handed to it).
+    Hyper(Incoming),
+    /// Read by the facade's HTTP/1.1 connection: no body, or a known length.
+    Fast(crate::http1::FastBody),
+}
+
+impl Body for ClientIncoming {
+    type Data = Bytes;
+    type Error = ClientBodyError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        // Either way a failure is the client's connection breaking.
+        match self.get_mut() {
+            ClientIncoming::Hyper(inner) => Pin::new(inner)
+                .poll_frame(cx)
+                .map_err(|_| ClientBodyError::Aborted),
+            ClientIncoming::Fast(inner) => Pin::new(inner)
+                .poll_frame(cx)
+                .map_err(|_| ClientBodyError::Aborted),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ClientIncoming::Hyper(inner) => inner.is_end_stream(),
+            ClientIncoming::Fast(inner) => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ClientIncoming::Hyper(inner) => inner.size_hint(),
+            ClientIncoming::Fast(inner) => inner.size_hint(),
+        }
+    }
+}
+
 /// A request body forwarded from the client.
 pub struct ClientBody {
-    inner: Incoming,
+    inner: ClientIncoming,
     remaining: u64,
     idle_timeout: Duration,
     // Armed on the first wait for a frame: most requests have no body and
@@ -160,7 +204,7 @@ impl ClientBody {
     /// Wraps `inner`; `finished` is marked once the last frame has been
     /// read (or the body failed); `copy`, if any, keeps the bytes.
     pub fn new(
-        inner: Incoming,
+        inner: ClientIncoming,
         limit: u64,
         idle_timeout: Duration,
         finished: Arc<BodySent>,

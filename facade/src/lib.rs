@@ -9,7 +9,8 @@
 //!   resilience state (breaker, retry budget, bulkhead).
 //! - [`proxy`]: forwarding one request; [`dispatch`]: attempts, retries and
 //!   fallback; [`upgrade`]: WebSocket pass-through; [`server`]: the listener
-//!   and graceful drain.
+//!   and graceful drain; [`http1`]: the HTTP/1.1 connection plain requests
+//!   are served on (hyper serves the rest).
 //! - [`shadow`]: copies to the service and their comparison; [`rollback`]:
 //!   the error budget's automatic move back; [`gate`]: evidence for moving
 //!   forward; [`policy`]: their settings.
@@ -28,6 +29,7 @@ pub mod dispatch;
 pub mod gate;
 pub mod headers;
 pub mod health_check;
+pub mod http1;
 pub mod metrics;
 pub mod path;
 pub mod policy;
@@ -235,7 +237,7 @@ impl Facade {
             self.proxy_listener,
             self.state,
             self.config.limits.max_header_bytes,
-            stop.clone().cancelled_owned(),
+            stop.clone(),
             self.config.grace_period,
         )
         .await;

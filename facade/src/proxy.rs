@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use bytes::Bytes;
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
-use hyper::body::{Body, Incoming};
+use hyper::body::Body;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Request, Response, StatusCode, Uri};
 use serde_json::json;
@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use crate::backend::Backend;
 use crate::capability_state::CapabilityState;
-use crate::client_body::{BodyCopy, BodySent, ClientBody, ClientBodyError};
+use crate::client_body::{BodyCopy, BodySent, ClientBody, ClientBodyError, ClientIncoming};
 use crate::config::Limits;
 use crate::correlation;
 use crate::dispatch::{dispatch, Failure, Outgoing, Plan, RequestBody};
@@ -151,7 +151,7 @@ fn full(text: String) -> ProxyBody {
 pub async fn handle(
     state: Arc<ProxyState>,
     peer: Peer,
-    request: Request<Incoming>,
+    request: Request<ClientIncoming>,
 ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
     let started = Instant::now();
     let request_id = correlation::request_id(request.headers());

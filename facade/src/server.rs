@@ -1,42 +1,45 @@
-//! The proxy listener: accept connections, serve HTTP/1.1 (and HTTP/2 when
-//! a client speaks it) with upgrades, and drain on shutdown.
-//!
-//! hyper-util's connection builder is used directly (rather than
-//! `axum::serve`) because the proxy needs the head-size limit (431), the
-//! header read timeout and protocol upgrades on the same connection.
+//! The proxy listener: accept connections, serve them (plain HTTP/1.1 on
+//! the facade's own connection, everything else, HTTP/2 and upgrades
+//! included, on hyper's; see [`crate::http1`]), and drain on shutdown.
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use crate::proxy::{self, ProxyState};
+use crate::http1::{self, HEADER_READ_TIMEOUT};
+use crate::proxy::{Peer, ProxyState};
 
-/// How long a client may take to send a request head.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// Serves the proxy until `shutdown`, then stops accepting and lets
-/// in-flight requests finish for up to `grace`.
+/// Serves the proxy until `stop` is cancelled, then stops accepting and
+/// lets in-flight requests finish for up to `grace`.
 pub async fn serve(
     listener: TcpListener,
     state: Arc<ProxyState>,
     max_header_bytes: usize,
-    shutdown: impl Future<Output = ()>,
+    stop: CancellationToken,
     grace: Duration,
 ) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
+    let mut hyper = auto::Builder::new(TokioExecutor::new());
+    hyper
         .http1()
         .max_buf_size(max_header_bytes.max(8192))
         .timer(TokioTimer::new())
         .header_read_timeout(HEADER_READ_TIMEOUT);
-    let graceful = GracefulShutdown::new();
-    tokio::pin!(shutdown);
+    let shared = Arc::new(http1::Shared {
+        state,
+        max_head: max_header_bytes,
+        hyper,
+        stop: stop.clone(),
+    });
+    // Ends the connections still open when the grace period is over.
+    let halt = CancellationToken::new();
+    // Every connection holds a sender; when the last is dropped, `recv`
+    // returns `None` and the drain is over.
+    let (open, mut drained) = mpsc::channel::<()>(1);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -50,27 +53,29 @@ pub async fn serve(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let state = Arc::clone(&state);
-                let client = proxy::Peer::new(peer);
-                let service = service_fn(move |request| proxy::handle(Arc::clone(&state), client.clone(), request));
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
-                let connection = graceful.watch(connection.into_owned());
+                let shared = Arc::clone(&shared);
+                let open = open.clone();
+                let halt = halt.clone();
                 tokio::spawn(async move {
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%peer, error = %error, "client connection ended with an error");
+                    tokio::select! {
+                        () = http1::serve_connection(stream, Peer::new(peer), shared) => {}
+                        () = halt.cancelled() => {}
                     }
+                    drop(open);
                 });
             }
-            () = &mut shutdown => break,
+            () = stop.cancelled() => break,
         }
     }
     drop(listener);
+    drop(open);
     tracing::info!(
         grace_seconds = grace.as_secs_f64(),
         "facade shutting down: draining in-flight requests"
     );
     tokio::select! {
-        () = graceful.shutdown() => tracing::info!("all connections drained"),
+        _ = drained.recv() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period expired with requests still in flight; closing them"),
     }
+    halt.cancel();
 }

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::client_body::ClientIncoming;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::rt::TokioIo;
@@ -29,7 +29,7 @@ pub(crate) async fn forward(
     backend: &Arc<Backend>,
     capability: &'static str,
     peer: &Peer,
-    mut request: Request<Incoming>,
+    mut request: Request<ClientIncoming>,
     uri: Uri,
     protocol: HeaderValue,
     original_host: Option<HeaderValue>,

@@ -24,7 +24,7 @@ use tokio::task::JoinHandle;
 
 pub use controlled::Behavior;
 pub use cutover::{metric_value, Answer, Cutover, Settings, CAPABILITY, USER_HEADER};
-pub use raw_http::{raw_request, read_response, RawResponse};
+pub use raw_http::{raw_request, read_response, read_response_after, RawResponse};
 pub use upstream::{
     closed_address, payload_checksum, payload_chunk, spawn_upgrade_upstream, spawn_upstream, Checksum,
     Upstream, CHUNK,

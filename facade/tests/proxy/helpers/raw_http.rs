@@ -53,7 +53,14 @@ pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> RawResponse {
 /// to the end of the stream; none for a 101); also returns the bytes read
 /// past the response. A connection reset after a complete head ends the body.
 pub async fn read_response(stream: &mut TcpStream) -> (RawResponse, Vec<u8>) {
-    tokio::time::timeout(WAIT_LIMIT, read_response_inner(stream))
+    read_response_after(stream, Vec::new()).await
+}
+
+/// [`read_response`] for a response that may have begun in `read`, bytes
+/// already taken off the stream (what the previous read returned as past
+/// its response).
+pub async fn read_response_after(stream: &mut TcpStream, read: Vec<u8>) -> (RawResponse, Vec<u8>) {
+    tokio::time::timeout(WAIT_LIMIT, read_response_inner(stream, read))
         .await
         .expect("no complete response in time")
 }
@@ -73,8 +80,7 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-async fn read_response_inner(stream: &mut TcpStream) -> (RawResponse, Vec<u8>) {
-    let mut buffer = Vec::new();
+async fn read_response_inner(stream: &mut TcpStream, mut buffer: Vec<u8>) -> (RawResponse, Vec<u8>) {
     let head_end = loop {
         if let Some(end) = find(&buffer, b"\r\n\r\n") {
             break end;

@@ -1,0 +1,292 @@
+//! The facade's own HTTP/1.1 server connection, for the plain requests
+//! nearly all traffic is made of; hyper serves everything else.
+//!
+//! Every client connection starts here. Each request head is parsed in
+//! place ([`request`]); a plain one (HTTP/1.1, an origin-form target, no
+//! body or one of known length, no upgrade, no `Expect`) is served inline:
+//! [`proxy::handle`] decides and forwards it, and [`response`] writes the
+//! answer. The first head that is anything else (HTTP/2's preface,
+//! HTTP/1.0, a transfer coding, an upgrade, a head over the limit, bytes
+//! that do not parse) hands the connection to hyper with the bytes read so
+//! far put back in front ([`handoff`]); hyper then serves it to the end,
+//! with all of its checks and answers (400, 431, HTTP/2, upgrades).
+//!
+//! Why by hand: under callgrind hyper's server side was the largest single
+//! cost of a proxied request (about a third of the facade's instructions),
+//! mostly its per-connection dispatcher and body channel, which a request
+//! without a body or with a known length does not need. The fast path
+//! takes only heads whose framing cannot be read two ways, so what it
+//! accepts it frames exactly as hyper would.
+//!
+//! Invariants:
+//! - A request's body is read to its end before the connection serves the
+//!   next request; a body the handler left unread closes the connection
+//!   after the answer (after a short lingering read, so the client sees
+//!   the answer rather than a reset).
+//! - An answer whose body fails or does not match its length closes the
+//!   connection: the client sees a cut answer, never a wrongly framed one.
+//! - On shutdown an idle connection closes at once; one serving a request
+//!   finishes it, answers with `Connection: close`, and closes.
+
+mod body;
+mod handoff;
+mod request;
+mod response;
+
+use std::future::Future;
+use std::pin::{pin, Pin};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::CancellationToken;
+
+pub use body::FastBody;
+
+use crate::client_body::ClientIncoming;
+use crate::proxy::{self, Peer, ProxyState};
+use request::{Parsed, PlainRequest};
+
+/// How long a client may take to send a request head, counted from when
+/// the connection starts waiting for it (so also how long a kept-alive
+/// connection may sit idle). hyper's connections use the same limit.
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long, and how much, a closing connection still reads of a request
+/// body nobody wanted, so that its answer is not lost to a reset.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 1024 * 1024;
+
+/// What every client connection shares.
+pub(crate) struct Shared {
+    /// The proxy's state.
+    pub state: Arc<ProxyState>,
+    /// The request-head size limit; a larger head gets hyper's 431.
+    pub max_head: usize,
+    /// hyper's connection builder, for connections handed to it.
+    pub hyper: auto::Builder<TokioExecutor>,
+    /// Cancelled when the facade shuts down.
+    pub stop: CancellationToken,
+}
+
+/// Serves one client connection until the client closes it, it fails, or
+/// the facade shuts down.
+pub(crate) async fn serve_connection(stream: TcpStream, peer: Peer, shared: Arc<Shared>) {
+    let (read_half, mut writer) = stream.into_split();
+    let mut reader = Some(read_half);
+    let mut buffer = BytesMut::new();
+    let mut out = Vec::new();
+    let mut stop = pin!(shared.stop.clone().cancelled_owned());
+    // One timer for the connection's life, moved forward for each head:
+    // moving a pending timer later costs next to nothing.
+    let mut head_timer: Option<Pin<Box<Sleep>>> = None;
+    loop {
+        let Some(mut read_half) = reader.take() else {
+            return;
+        };
+        let mut timer_armed = false;
+        let plain = loop {
+            if !buffer.is_empty() {
+                match request::take_request(&mut buffer, shared.max_head) {
+                    Parsed::Plain(plain) => break plain,
+                    Parsed::Partial => {}
+                    Parsed::Handoff => return handoff(read_half, writer, buffer, peer, &shared).await,
+                    Parsed::Invalid(problem) => {
+                        let request_id = crate::correlation::request_id(&hyper::HeaderMap::new());
+                        let answer = proxy::error_response(
+                            StatusCode::BAD_REQUEST,
+                            proxy::Fault::Client,
+                            problem,
+                            &request_id,
+                        );
+                        let _ = response::write(&mut writer, &mut out, answer, false, true).await;
+                        return;
+                    }
+                }
+            }
+            let waited = wait_for_bytes(
+                &mut read_half,
+                &mut buffer,
+                &mut head_timer,
+                &mut timer_armed,
+                stop.as_mut(),
+            )
+            .await;
+            if !matches!(waited, Waited::Bytes) {
+                if let Waited::Failed(error) = waited {
+                    tracing::debug!(peer = %peer.addr, %error, "reading from the client failed");
+                }
+                return;
+            }
+        };
+
+        let PlainRequest {
+            request,
+            body_length,
+            close,
+        } = plain;
+        let head_request = request.method() == Method::HEAD;
+        let (body, returned) = if body_length == 0 {
+            reader = Some(read_half);
+            (FastBody::empty(), None)
+        } else {
+            let (body, returned) = FastBody::new(read_half, std::mem::take(&mut buffer), body_length);
+            (body, Some(returned))
+        };
+        let request = request.map(|()| ClientIncoming::Fast(body));
+        let response = match proxy::handle(Arc::clone(&shared.state), peer.clone(), request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        // The handler has dropped the body by now, which handed the read
+        // side back; whether the body was read to its end decides whether
+        // the connection can go on.
+        let mut body_read = true;
+        if let Some(mut returned) = returned {
+            match returned.try_recv() {
+                Ok(side) => {
+                    body_read = side.unread == 0;
+                    buffer = side.buffer;
+                    reader = Some(side.reader);
+                }
+                Err(_) => body_read = false,
+            }
+        }
+        let last = close || !body_read || shared.stop.is_cancelled();
+        match response::write(&mut writer, &mut out, response, head_request, last).await {
+            Ok(true) if !last => {}
+            Ok(_) => {
+                if !body_read {
+                    linger(reader.take(), writer).await;
+                }
+                return;
+            }
+            Err(error) => {
+                tracing::debug!(peer = %peer.addr, %error, "writing the answer to the client failed");
+                return;
+            }
+        }
+    }
+}
+
+/// How waiting for more of a request head ended.
+enum Waited {
+    /// Bytes arrived.
+    Bytes,
+    /// The client closed the connection.
+    Closed,
+    /// The head did not arrive in time.
+    TimedOut,
+    /// The facade is shutting down and the connection was idle.
+    Stopping,
+    /// Reading failed.
+    Failed(std::io::Error),
+}
+
+/// Reads more of a request head into `buffer`, within the head timeout;
+/// gives up at shutdown if nothing of the head has arrived.
+async fn wait_for_bytes(
+    reader: &mut OwnedReadHalf,
+    buffer: &mut BytesMut,
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    armed: &mut bool,
+    mut stop: Pin<&mut tokio_util::sync::WaitForCancellationFutureOwned>,
+) -> Waited {
+    buffer.reserve(4096);
+    std::future::poll_fn(|cx| {
+        match tokio_util::io::poll_read_buf(Pin::new(&mut *reader), cx, buffer) {
+            Poll::Ready(Ok(0)) => return Poll::Ready(Waited::Closed),
+            Poll::Ready(Ok(_)) => return Poll::Ready(Waited::Bytes),
+            Poll::Ready(Err(error)) => return Poll::Ready(Waited::Failed(error)),
+            Poll::Pending => {}
+        }
+        if buffer.is_empty() && stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Waited::Stopping);
+        }
+        // The timer starts with the first wait for this head; most heads
+        // arrive whole in one read and never need it.
+        if !*armed {
+            *armed = true;
+            let deadline = Instant::now() + HEADER_READ_TIMEOUT;
+            match timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => *timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        match timer.as_mut().map(|timer| timer.as_mut().poll(cx)) {
+            Some(Poll::Ready(())) => Poll::Ready(Waited::TimedOut),
+            _ => Poll::Pending,
+        }
+    })
+    .await
+}
+
+/// Serves the rest of the connection with hyper, replaying `buffer` first.
+async fn handoff(
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    buffer: BytesMut,
+    peer: Peer,
+    shared: &Shared,
+) {
+    let Ok(stream) = reader.reunite(writer) else {
+        return;
+    };
+    let io = TokioIo::new(handoff::Rewind::new(stream, buffer.freeze()));
+    let state = Arc::clone(&shared.state);
+    let addr = peer.addr;
+    let service = service_fn(move |request: Request<Incoming>| {
+        proxy::handle(
+            Arc::clone(&state),
+            peer.clone(),
+            request.map(ClientIncoming::Hyper),
+        )
+    });
+    let mut connection = pin!(shared.hyper.serve_connection_with_upgrades(io, service));
+    let result = tokio::select! {
+        result = connection.as_mut() => result,
+        () = shared.stop.cancelled() => {
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(error) = result {
+        tracing::debug!(peer = %addr, %error, "client connection ended with an error");
+    }
+}
+
+/// Closes a connection whose request body was not read to its end.
+///
+/// Closing a socket with unread bytes in it makes the kernel reset the
+/// connection, which can destroy the answer before the client has read it;
+/// so the write side is shut first and what the client still sends is read
+/// and dropped, for a short while and up to a bound.
+async fn linger(reader: Option<OwnedReadHalf>, mut writer: OwnedWriteHalf) {
+    if writer.shutdown().await.is_err() {
+        return;
+    }
+    let Some(mut reader) = reader else {
+        return;
+    };
+    let drain = async {
+        let mut sink = vec![0u8; 16 * 1024];
+        let mut total = 0;
+        while total < LINGER_BYTES {
+            match reader.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
+}

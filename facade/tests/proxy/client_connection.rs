@@ -1,0 +1,244 @@
+//! The client side of the facade's connections: plain HTTP/1.1 requests on
+//! the facade's own connection (pipelined, with bodies, HEAD, `Connection:
+//! close`), and the hand-over to hyper for everything else on the same
+//! connection (HTTP/1.0, chunked bodies, malformed heads), and HTTP/2.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::helpers::{
+    legacy_only_config, read_response, read_response_after, spawn_upstream, sqlite_store, start_facade,
+    RawResponse, WAIT_LIMIT,
+};
+
+/// Reads `count` answers off `stream`, in order.
+async fn read_answers(stream: &mut TcpStream, count: usize) -> Vec<RawResponse> {
+    let mut answers = Vec::new();
+    let mut leftover = Vec::new();
+    for _ in 0..count {
+        let (answer, rest) = read_response_after(stream, leftover).await;
+        answers.push(answer);
+        leftover = rest;
+    }
+    assert!(leftover.is_empty(), "bytes after the last answer: {leftover:?}");
+    answers
+}
+
+/// Waits for the facade to close `stream`, and returns what came before.
+async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut rest = Vec::new();
+    tokio::time::timeout(WAIT_LIMIT, stream.read_to_end(&mut rest))
+        .await
+        .expect("the facade did not close the connection")
+        .expect("the connection failed instead of closing");
+    rest
+}
+
+#[tokio::test]
+async fn pipelined_requests_with_and_without_bodies_are_answered_in_order() {
+    let store = sqlite_store();
+    let upstream = spawn_upstream("legacy").await;
+    let facade = start_facade(&legacy_only_config(upstream.addr), store.url()).await;
+
+    let mut stream = TcpStream::connect(facade.proxy).await.unwrap();
+    // All three in one write: the body of the second ends where the third
+    // request begins, inside the same read.
+    stream
+        .write_all(
+            b"GET /first HTTP/1.1\r\nHost: shop\r\n\r\n\
+              POST /second HTTP/1.1\r\nHost: shop\r\nContent-Length: 11\r\n\r\nhello world\
+              GET /third?x=1 HTTP/1.1\r\nHost: shop\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let answers = read_answers(&mut stream, 3).await;
+    let bodies: Vec<Value> = answers.iter().map(RawResponse::json).collect();
+    assert_eq!(
+        answers.iter().map(|a| a.status).collect::<Vec<_>>(),
+        [200, 200, 200]
+    );
+    assert_eq!(bodies[0]["path"], "/first");
+    assert_eq!(bodies[1]["path"], "/second");
+    assert_eq!(bodies[1]["method"], "POST");
+    assert_eq!(bodies[1]["body_bytes"], 11);
+    assert_eq!(bodies[2]["path"], "/third");
+    assert_eq!(bodies[2]["query"], "x=1");
+    assert_eq!(upstream.hits(), 3);
+    for answer in &answers {
+        assert!(answer.header("x-request-id").is_some(), "{answer:?}");
+        assert!(answer.header("date").is_some(), "{answer:?}");
+    }
+
+    // A body sent in pieces, its head first.
+    stream
+        .write_all(b"PUT /upload HTTP/1.1\r\nHost: shop\r\nContent-Length: 10\r\n\r\n01234")
+        .await
+        .unwrap();
+    stream.flush().await.unwrap();
+    stream.write_all(b"56789").await.unwrap();
+    let (answer, rest) = read_response(&mut stream).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert!(rest.is_empty());
+}
+
+#[tokio::test]
+async fn head_answers_carry_no_body_and_the_connection_goes_on() {
+    let store = sqlite_store();
+    let upstream = spawn_upstream("legacy").await;
+    let facade = start_facade(&legacy_only_config(upstream.addr), store.url()).await;
+
+    let mut stream = TcpStream::connect(facade.proxy).await.unwrap();
+    stream
+        .write_all(
+            b"HEAD /products/1 HTTP/1.1\r\nHost: shop\r\n\r\nGET /after HTTP/1.1\r\nHost: shop\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    // The HEAD answer's head is followed directly by the GET's answer.
+    let mut buffer = Vec::new();
+    let head_end = loop {
+        if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(WAIT_LIMIT, stream.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(n > 0, "closed before the HEAD answer");
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..head_end]).to_ascii_lowercase();
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(
+        head.contains("content-length: "),
+        "HEAD keeps the GET's length: {head}"
+    );
+    let (after, rest) = read_response_after(&mut stream, buffer.split_off(head_end)).await;
+    assert_eq!(after.status, 200);
+    assert_eq!(after.json()["path"], "/after");
+    assert!(rest.is_empty());
+}
+
+#[tokio::test]
+async fn connection_close_is_honoured_and_said() {
+    let store = sqlite_store();
+    let upstream = spawn_upstream("legacy").await;
+    let facade = start_facade(&legacy_only_config(upstream.addr), store.url()).await;
+
+    let mut stream = TcpStream::connect(facade.proxy).await.unwrap();
+    stream
+        .write_all(b"GET /bye HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\nGET /never HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, leftover) = read_response(&mut stream).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("connection"), Some("close"));
+    let rest = read_to_close(&mut stream).await;
+    assert!(
+        leftover.is_empty() && rest.is_empty(),
+        "nothing after the last answer"
+    );
+    assert_eq!(upstream.hits(), 1, "the request after `close` was not served");
+}
+
+#[tokio::test]
+async fn unusual_requests_go_to_hyper_on_the_same_connection() {
+    let store = sqlite_store();
+    let upstream = spawn_upstream("legacy").await;
+    let facade = start_facade(&legacy_only_config(upstream.addr), store.url()).await;
+
+    let mut stream = TcpStream::connect(facade.proxy).await.unwrap();
+    // Plain, then chunked (hyper's), then plain again (still hyper's).
+    stream
+        .write_all(
+            b"GET /plain HTTP/1.1\r\nHost: shop\r\n\r\n\
+              POST /chunked HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n\
+              GET /later HTTP/1.1\r\nHost: shop\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let answers = read_answers(&mut stream, 3).await;
+    let bodies: Vec<Value> = answers.iter().map(RawResponse::json).collect();
+    assert_eq!(bodies[0]["path"], "/plain");
+    assert_eq!(bodies[1]["path"], "/chunked");
+    assert_eq!(bodies[1]["body_bytes"], 5);
+    assert_eq!(bodies[2]["path"], "/later");
+
+    // HTTP/1.0 is hyper's from the first request.
+    let mut stream = TcpStream::connect(facade.proxy).await.unwrap();
+    stream
+        .write_all(b"GET /old HTTP/1.0\r\nHost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, _) = read_response(&mut stream).await;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.json()["path"], "/old");
+
+    // A malformed head after a plain request gets hyper's 400, and nothing
+    // reaches the upstream.
+    let hits = upstream.hits();
+    let mut stream = TcpStream::connect(facade.proxy).await.unwrap();
+    stream
+        .write_all(b"GET /fine HTTP/1.1\r\nHost: shop\r\n\r\nGET /bad HTTP/1.1\r\nBad Header: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (first, leftover) = read_response(&mut stream).await;
+    assert_eq!(first.status, 200);
+    let (second, _) = read_response_after(&mut stream, leftover).await;
+    assert_eq!(second.status, 400, "{second:?}");
+    assert_eq!(upstream.hits(), hits + 1);
+}
+
+#[tokio::test]
+async fn http2_with_prior_knowledge_is_served() {
+    let store = sqlite_store();
+    let upstream = spawn_upstream("legacy").await;
+    let facade = start_facade(&legacy_only_config(upstream.addr), store.url()).await;
+
+    let stream = TcpStream::connect(facade.proxy).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .expect("no HTTP/2 handshake");
+    tokio::spawn(connection);
+    for path in ["/h2/one", "/h2/two"] {
+        let request = hyper::Request::post(format!("http://shop{path}"))
+            .body(Full::new(Bytes::from_static(b"abc")))
+            .unwrap();
+        let response = tokio::time::timeout(WAIT_LIMIT, sender.send_request(request))
+            .await
+            .unwrap()
+            .expect("the HTTP/2 request failed");
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.version(), hyper::Version::HTTP_2);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["path"], path);
+        assert_eq!(body["body_bytes"], 3);
+    }
+}
+
+#[tokio::test]
+async fn a_client_that_stops_mid_body_is_not_forwarded_as_complete() {
+    let store = sqlite_store();
+    let upstream = spawn_upstream("legacy").await;
+    let facade = start_facade(&legacy_only_config(upstream.addr), store.url()).await;
+
+    let mut stream = TcpStream::connect(facade.proxy).await.unwrap();
+    stream
+        .write_all(b"POST /cut HTTP/1.1\r\nHost: shop\r\nContent-Length: 100\r\n\r\nonly part")
+        .await
+        .unwrap();
+    stream.shutdown().await.unwrap();
+    // The broken upload is the client's fault: a 400, never a complete
+    // request upstream, and the connection ends.
+    let rest = read_to_close(&mut stream).await;
+    let text = String::from_utf8_lossy(&rest);
+    assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    assert!(text.contains("\"source\":\"client\""), "{text}");
+}
