@@ -5,6 +5,8 @@
 #   ROUNDS=1 DURATION=5 bash bench/facade.sh   # quick look
 #   SETUPS="facade shadow canary" CONNECTIONS=64 ROUNDS=7 bash bench/facade.sh
 #                                   # more rounds for the stages' ratios
+#   BASELINE=/tmp/old/strangler SETUPS="nginx facade baseline" bash bench/facade.sh
+#                                   # this build side by side with another
 #
 # Needs wrk and nginx (Debian: apt-get install wrk nginx-light) and builds
 # the facade in release mode. Everything listens on 127.0.0.1 only.
@@ -17,6 +19,7 @@
 #   shadow  the same, with the capability in shadow: every answer is copied
 #           and compared with a second call (the "service", same upstream)
 #   canary  the same, with the capability at canary 50% (client-keyed)
+#   baseline  the facade setup run by the build at $BASELINE, if given
 # Runs are interleaved (direct, nginx, facade, …, direct, …) and repeated, at 1
 # and 64 connections, because this machine is shared and noisy: compare the
 # ratios within one run, not absolute numbers across runs.
@@ -33,6 +36,7 @@ NGINX_PORT=${NGINX_PORT:-18902}
 FACADE_PORT=${FACADE_PORT:-18903}
 SHADOW_PORT=${SHADOW_PORT:-18905}
 CANARY_PORT=${CANARY_PORT:-18907}
+BASELINE_PORT=${BASELINE_PORT:-18909}
 
 for tool in wrk nginx; do
     command -v "$tool" >/dev/null || { echo "error: $tool is not installed (apt-get install wrk nginx-light)" >&2; exit 1; }
@@ -109,9 +113,9 @@ nginx_instance proxy "
 # One facade per stage: the same configuration but for the capability's
 # initial stage, ports (admin on the next port) and store.
 start_facade() {
-    local name=$1 port=$2 stage=$3
+    local name=$1 port=$2 stage=$3 binary=${4:-./target/release/strangler}
     facade_config "$work/$name.toml" "$port" "$stage" "$UPSTREAM_PORT" "$work/$name.db"
-    STRANGLER_ADMIN_TOKEN=bench-token RUST_LOG=warn ./target/release/strangler facade --config "$work/$name.toml" \
+    STRANGLER_ADMIN_TOKEN=bench-token RUST_LOG=warn "$binary" facade --config "$work/$name.toml" \
         2> "$work/$name.log" &
     pids+=("$!")
     for _ in $(seq 100); do
@@ -123,6 +127,12 @@ start_facade facade "$FACADE_PORT" legacy
 facade_pid=${pids[-1]}
 start_facade shadow "$SHADOW_PORT" shadow
 start_facade canary "$CANARY_PORT" "canary 50%"
+if [ -n "${BASELINE:-}" ]; then
+    start_facade baseline "$BASELINE_PORT" legacy "$BASELINE"
+elif [[ " $SETUPS " == *" baseline "* ]]; then
+    echo "error: the baseline setup needs BASELINE=/path/to/another/strangler" >&2
+    exit 1
+fi
 curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/products/1"
 
 # One wrk run: prints "requests_per_second p50_ms p99_ms".
@@ -148,6 +158,8 @@ for connections in $CONNECTIONS; do
                 facade) port=$FACADE_PORT ;;
                 shadow) port=$SHADOW_PORT ;;
                 canary) port=$CANARY_PORT ;;
+                baseline) port=$BASELINE_PORT ;;
+                *) echo "error: unknown setup '$setup' (direct, nginx, facade, shadow, canary, baseline)" >&2; exit 1 ;;
             esac
             read -r r a b < <(measure "$port" "$connections")
             echo "c=$connections round=$round $setup: $r req/s, p50 ${a} ms, p99 ${b} ms" >&2
