@@ -10,10 +10,39 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use test_harness::TestDatabase;
+
 use crate::helpers::{
     legacy_only_config, read_response, read_response_after, spawn_upstream, sqlite_store, start_facade,
-    RawResponse, WAIT_LIMIT,
+    RawResponse, TestFacade, Upstream, WAIT_LIMIT,
 };
+
+/// A facade with every route on one echoing upstream, and its store.
+struct LegacyStack {
+    _store: TestDatabase,
+    upstream: Upstream,
+    facade: TestFacade,
+}
+
+impl LegacyStack {
+    async fn start() -> Self {
+        let store = sqlite_store();
+        let upstream = spawn_upstream("legacy").await;
+        let facade = start_facade(&legacy_only_config(upstream.addr), store.url()).await;
+        Self {
+            _store: store,
+            upstream,
+            facade,
+        }
+    }
+
+    /// Opens a connection to the facade and writes `bytes` on it.
+    async fn send(&self, bytes: &[u8]) -> TcpStream {
+        let mut stream = TcpStream::connect(self.facade.proxy).await.unwrap();
+        stream.write_all(bytes).await.unwrap();
+        stream
+    }
+}
 
 /// Reads `count` answers off `stream`, in order.
 async fn read_answers(stream: &mut TcpStream, count: usize) -> Vec<RawResponse> {
@@ -40,21 +69,16 @@ async fn read_to_close(stream: &mut TcpStream) -> Vec<u8> {
 
 #[tokio::test]
 async fn pipelined_requests_with_and_without_bodies_are_answered_in_order() {
-    let store = sqlite_store();
-    let upstream = spawn_upstream("legacy").await;
-    let facade = start_facade(&legacy_only_config(upstream.addr), store.url()).await;
-
-    let mut stream = TcpStream::connect(facade.proxy).await.unwrap();
+    let stack = LegacyStack::start().await;
     // All three in one write: the body of the second ends where the third
     // request begins, inside the same read.
-    stream
-        .write_all(
+    let mut stream = stack
+        .send(
             b"GET /first HTTP/1.1\r\nHost: shop\r\n\r\n\
               POST /second HTTP/1.1\r\nHost: shop\r\nContent-Length: 11\r\n\r\nhello world\
               GET /third?x=1 HTTP/1.1\r\nHost: shop\r\n\r\n",
         )
-        .await
-        .unwrap();
+        .await;
     let answers = read_answers(&mut stream, 3).await;
     let bodies: Vec<Value> = answers.iter().map(RawResponse::json).collect();
     assert_eq!(
@@ -67,7 +91,7 @@ async fn pipelined_requests_with_and_without_bodies_are_answered_in_order() {
     assert_eq!(bodies[1]["body_bytes"], 11);
     assert_eq!(bodies[2]["path"], "/third");
     assert_eq!(bodies[2]["query"], "x=1");
-    assert_eq!(upstream.hits(), 3);
+    assert_eq!(stack.upstream.hits(), 3);
     for answer in &answers {
         assert!(answer.header("x-request-id").is_some(), "{answer:?}");
         assert!(answer.header("date").is_some(), "{answer:?}");
@@ -87,17 +111,10 @@ async fn pipelined_requests_with_and_without_bodies_are_answered_in_order() {
 
 #[tokio::test]
 async fn head_answers_carry_no_body_and_the_connection_goes_on() {
-    let store = sqlite_store();
-    let upstream = spawn_upstream("legacy").await;
-    let facade = start_facade(&legacy_only_config(upstream.addr), store.url()).await;
-
-    let mut stream = TcpStream::connect(facade.proxy).await.unwrap();
-    stream
-        .write_all(
-            b"HEAD /products/1 HTTP/1.1\r\nHost: shop\r\n\r\nGET /after HTTP/1.1\r\nHost: shop\r\n\r\n",
-        )
-        .await
-        .unwrap();
+    let stack = LegacyStack::start().await;
+    let mut stream = stack
+        .send(b"HEAD /products/1 HTTP/1.1\r\nHost: shop\r\n\r\nGET /after HTTP/1.1\r\nHost: shop\r\n\r\n")
+        .await;
     // The HEAD answer's head is followed directly by the GET's answer.
     let mut buffer = Vec::new();
     let head_end = loop {
@@ -126,15 +143,10 @@ async fn head_answers_carry_no_body_and_the_connection_goes_on() {
 
 #[tokio::test]
 async fn connection_close_is_honoured_and_said() {
-    let store = sqlite_store();
-    let upstream = spawn_upstream("legacy").await;
-    let facade = start_facade(&legacy_only_config(upstream.addr), store.url()).await;
-
-    let mut stream = TcpStream::connect(facade.proxy).await.unwrap();
-    stream
-        .write_all(b"GET /bye HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\nGET /never HTTP/1.1\r\n\r\n")
-        .await
-        .unwrap();
+    let stack = LegacyStack::start().await;
+    let mut stream = stack
+        .send(b"GET /bye HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\nGET /never HTTP/1.1\r\n\r\n")
+        .await;
     let (answer, leftover) = read_response(&mut stream).await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.header("connection"), Some("close"));
@@ -143,25 +155,20 @@ async fn connection_close_is_honoured_and_said() {
         leftover.is_empty() && rest.is_empty(),
         "nothing after the last answer"
     );
-    assert_eq!(upstream.hits(), 1, "the request after `close` was not served");
+    assert_eq!(
+        stack.upstream.hits(),
+        1,
+        "the request after `close` was not served"
+    );
 }
 
 #[tokio::test]
 async fn unusual_requests_go_to_hyper_on_the_same_connection() {
-    let store = sqlite_store();
-    let upstream = spawn_upstream("legacy").await;
-    let facade = start_facade(&legacy_only_config(upstream.addr), store.url()).await;
-
-    let mut stream = TcpStream::connect(facade.proxy).await.unwrap();
+    let stack = LegacyStack::start().await;
     // Plain, then chunked (hyper's), then plain again (still hyper's).
-    stream
-        .write_all(
-            b"GET /plain HTTP/1.1\r\nHost: shop\r\n\r\n\
+    let mut stream = stack.send(b"GET /plain HTTP/1.1\r\nHost: shop\r\n\r\n\
               POST /chunked HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n\
-              GET /later HTTP/1.1\r\nHost: shop\r\n\r\n",
-        )
-        .await
-        .unwrap();
+              GET /later HTTP/1.1\r\nHost: shop\r\n\r\n").await;
     let answers = read_answers(&mut stream, 3).await;
     let bodies: Vec<Value> = answers.iter().map(RawResponse::json).collect();
     assert_eq!(bodies[0]["path"], "/plain");
@@ -170,37 +177,28 @@ async fn unusual_requests_go_to_hyper_on_the_same_connection() {
     assert_eq!(bodies[2]["path"], "/later");
 
     // HTTP/1.0 is hyper's from the first request.
-    let mut stream = TcpStream::connect(facade.proxy).await.unwrap();
-    stream
-        .write_all(b"GET /old HTTP/1.0\r\nHost: shop\r\n\r\n")
-        .await
-        .unwrap();
+    let mut stream = stack.send(b"GET /old HTTP/1.0\r\nHost: shop\r\n\r\n").await;
     let (answer, _) = read_response(&mut stream).await;
     assert_eq!(answer.status, 200);
     assert_eq!(answer.json()["path"], "/old");
 
     // A malformed head after a plain request gets hyper's 400, and nothing
-    // reaches the upstream.
-    let hits = upstream.hits();
-    let mut stream = TcpStream::connect(facade.proxy).await.unwrap();
-    stream
-        .write_all(b"GET /fine HTTP/1.1\r\nHost: shop\r\n\r\nGET /bad HTTP/1.1\r\nBad Header: x\r\n\r\n")
-        .await
-        .unwrap();
+    // reaches the stack.upstream.
+    let hits = stack.upstream.hits();
+    let mut stream = stack
+        .send(b"GET /fine HTTP/1.1\r\nHost: shop\r\n\r\nGET /bad HTTP/1.1\r\nBad Header: x\r\n\r\n")
+        .await;
     let (first, leftover) = read_response(&mut stream).await;
     assert_eq!(first.status, 200);
     let (second, _) = read_response_after(&mut stream, leftover).await;
     assert_eq!(second.status, 400, "{second:?}");
-    assert_eq!(upstream.hits(), hits + 1);
+    assert_eq!(stack.upstream.hits(), hits + 1);
 }
 
 #[tokio::test]
 async fn http2_with_prior_knowledge_is_served() {
-    let store = sqlite_store();
-    let upstream = spawn_upstream("legacy").await;
-    let facade = start_facade(&legacy_only_config(upstream.addr), store.url()).await;
-
-    let stream = TcpStream::connect(facade.proxy).await.unwrap();
+    let stack = LegacyStack::start().await;
+    let stream = TcpStream::connect(stack.facade.proxy).await.unwrap();
     let (mut sender, connection) =
         hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
             .await
@@ -225,15 +223,10 @@ async fn http2_with_prior_knowledge_is_served() {
 
 #[tokio::test]
 async fn a_client_that_stops_mid_body_is_not_forwarded_as_complete() {
-    let store = sqlite_store();
-    let upstream = spawn_upstream("legacy").await;
-    let facade = start_facade(&legacy_only_config(upstream.addr), store.url()).await;
-
-    let mut stream = TcpStream::connect(facade.proxy).await.unwrap();
-    stream
-        .write_all(b"POST /cut HTTP/1.1\r\nHost: shop\r\nContent-Length: 100\r\n\r\nonly part")
-        .await
-        .unwrap();
+    let stack = LegacyStack::start().await;
+    let mut stream = stack
+        .send(b"POST /cut HTTP/1.1\r\nHost: shop\r\nContent-Length: 100\r\n\r\nonly part")
+        .await;
     stream.shutdown().await.unwrap();
     // The broken upload is the client's fault: a 400, never a complete
     // request upstream, and the connection ends.
