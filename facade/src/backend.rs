@@ -52,18 +52,18 @@ impl Instance {
 
 /// An instance chosen for one request; counts it as outstanding until dropped.
 #[derive(Debug)]
-pub struct Picked {
-    instance: Arc<Instance>,
+pub struct Picked<'a> {
+    instance: &'a Instance,
 }
 
-impl Picked {
+impl<'a> Picked<'a> {
     /// The chosen instance.
-    pub fn instance(&self) -> &Instance {
-        &self.instance
+    pub fn instance(&self) -> &'a Instance {
+        self.instance
     }
 }
 
-impl Drop for Picked {
+impl Drop for Picked<'_> {
     fn drop(&mut self) {
         self.instance.outstanding.fetch_sub(1, Ordering::Relaxed);
     }
@@ -141,12 +141,18 @@ impl Backend {
     /// Picks an instance for one request. When every instance is marked
     /// unhealthy the facade fails open and picks among all of them: a health
     /// check that is wrong must not take a whole backend down.
-    pub fn pick(&self) -> Option<Picked> {
+    pub fn pick(&self) -> Option<Picked<'_>> {
         let n = self.instances.len();
         if n == 0 {
             return None;
         }
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        // The shared counter is a cache line every request would write;
+        // with one instance there is nothing to rotate.
+        let start = if n == 1 {
+            0
+        } else {
+            self.next.fetch_add(1, Ordering::Relaxed)
+        };
         let any_healthy = self.instances.iter().any(|i| i.is_healthy());
         let mut eligible = (0..n)
             .map(|k| &self.instances[(start + k) % n])
@@ -157,9 +163,7 @@ impl Backend {
             Balance::LeastOutstanding => eligible.min_by_key(|i| i.outstanding()),
         }?;
         chosen.outstanding.fetch_add(1, Ordering::Relaxed);
-        Some(Picked {
-            instance: Arc::clone(chosen),
-        })
+        Some(Picked { instance: chosen })
     }
 
     /// The origin-form request target for `path_and_query`.

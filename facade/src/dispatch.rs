@@ -116,19 +116,19 @@ pub(crate) struct RequestBody {
     first: Option<UpstreamBody>,
     /// Its copy, for sending it again once the first has gone.
     copy: Option<Arc<BodyCopy>>,
-    sent: Arc<BodySent>,
+    /// When the client's body has gone; `None` when there is nothing to
+    /// wait for (no body, or one sent from the copy).
+    sent: Option<Arc<BodySent>>,
     empty: bool,
 }
 
 impl RequestBody {
     /// No body at all.
     pub fn empty() -> Self {
-        let sent = BodySent::new();
-        sent.mark();
         Self {
             first: None,
             copy: None,
-            sent,
+            sent: None,
             empty: true,
         }
     }
@@ -138,7 +138,7 @@ impl RequestBody {
         Self {
             first: Some(body),
             copy,
-            sent,
+            sent: Some(sent),
             empty: false,
         }
     }
@@ -149,17 +149,15 @@ impl RequestBody {
     }
 
     /// The body for the next attempt, and the signal that it was sent.
-    fn next(&mut self) -> Option<(UpstreamBody, Arc<BodySent>)> {
+    fn next(&mut self) -> Option<(UpstreamBody, Option<Arc<BodySent>>)> {
         if self.empty {
-            return Some((empty_body(), Arc::clone(&self.sent)));
+            return Some((empty_body(), None));
         }
         if let Some(body) = self.first.take() {
-            return Some((body, Arc::clone(&self.sent)));
+            return Some((body, self.sent.clone()));
         }
         let bytes = self.copy.as_ref()?.bytes()?;
-        let sent = BodySent::new();
-        sent.mark();
-        Some((full_body(bytes), sent))
+        Some((full_body(bytes), None))
     }
 
     /// Whether another attempt could be sent a body.
@@ -190,7 +188,7 @@ pub(crate) enum Failure {
     /// failure of the client's own body, found in the error's sources).
     Broken(UpstreamError),
     /// The backend answered with a 5xx.
-    Status(Response<PooledBody>),
+    Status(Box<Response<PooledBody>>),
     /// The circuit breaker is open: nothing was sent.
     CircuitOpen,
     /// The bulkhead is full: nothing was sent.
@@ -223,9 +221,9 @@ impl Failure {
 }
 
 /// What the client gets.
-pub(crate) struct Dispatched {
+pub(crate) struct Dispatched<'a> {
     /// The backend whose answer (or failure) this is.
-    pub backend: Arc<Backend>,
+    pub backend: &'a Arc<Backend>,
     /// Its answer, or why there is none.
     pub result: Result<Response<PooledBody>, Failure>,
     /// Set when the fallback answered: why the primary failed.
@@ -247,12 +245,12 @@ pub(crate) struct Plan<'a> {
 }
 
 /// Sends the request per `plan`.
-pub(crate) async fn dispatch(
-    plan: &Plan<'_>,
+pub(crate) async fn dispatch<'a>(
+    plan: &Plan<'a>,
     outgoing: &Outgoing,
     body: &mut RequestBody,
     metrics: &Metrics,
-) -> Dispatched {
+) -> Dispatched<'a> {
     let primary = plan.primary;
     let started = Instant::now();
     let policy = primary.resilience;
@@ -271,7 +269,7 @@ pub(crate) async fn dispatch(
         let failure = match guarded_attempt(primary, outgoing, body, metrics, timeout).await {
             Ok(response) => {
                 return Dispatched {
-                    backend: Arc::clone(primary),
+                    backend: primary,
                     result: Ok(response),
                     fallback_from: None,
                     primary_failed: false,
@@ -303,7 +301,7 @@ pub(crate) async fn dispatch(
             drop(failure);
             let result = guarded_attempt(fallback, outgoing, body, metrics, fallback.request_timeout).await;
             return Dispatched {
-                backend: Arc::clone(fallback),
+                backend: fallback,
                 result,
                 fallback_from: Some(reason),
                 primary_failed: true,
@@ -311,7 +309,7 @@ pub(crate) async fn dispatch(
         }
     }
     Dispatched {
-        backend: Arc::clone(primary),
+        backend: primary,
         result: Err(failure),
         fallback_from: None,
         primary_failed: true,
@@ -383,7 +381,7 @@ async fn attempt(
     backend: &Backend,
     outgoing: &Outgoing,
     upstream_body: UpstreamBody,
-    sent: Arc<BodySent>,
+    sent: Option<Arc<BodySent>>,
     body: &mut RequestBody,
     timeout: Duration,
 ) -> Result<Response<PooledBody>, Failure> {
@@ -395,7 +393,9 @@ async fn attempt(
     // The upstream's clock starts once the whole body is sent: a slow client
     // upload is not the upstream being slow.
     let deadline = async move {
-        sent.wait().await;
+        if let Some(sent) = sent {
+            sent.wait().await;
+        }
         tokio::time::sleep(timeout).await;
     };
     let result = tokio::select! {
@@ -404,7 +404,7 @@ async fn attempt(
     };
     drop(picked);
     match result {
-        Ok(response) if response.status().is_server_error() => Err(Failure::Status(response)),
+        Ok(response) if response.status().is_server_error() => Err(Failure::Status(Box::new(response))),
         Ok(response) => Ok(response),
         Err(error) => {
             // Handed back unsent (no connection, or a pooled one that had

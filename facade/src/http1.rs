@@ -55,6 +55,7 @@ pub use body::FastBody;
 
 use crate::client_body::ClientIncoming;
 use crate::proxy::{self, Peer, ProxyState};
+use crate::shutdown::{Phase, Watch};
 use request::{Parsed, PlainRequest};
 
 /// How long a client may take to send a request head, counted from when
@@ -81,20 +82,21 @@ pub(crate) struct Shared {
 
 /// Serves one client connection until the client closes it, it fails, or
 /// the facade shuts down.
-pub(crate) async fn serve_connection(stream: TcpStream, peer: Peer, shared: Arc<Shared>) {
+///
+/// The caller polls `watch` (so the task wakes at shutdown) and ends the
+/// connection when the facade halts; this loop closes it when the drain
+/// starts and it is idle, or after the request it is serving.
+pub(crate) async fn serve_connection(stream: TcpStream, peer: Peer, shared: Arc<Shared>, watch: &Watch) {
     let (read_half, mut writer) = stream.into_split();
     let mut reader = Some(read_half);
     let mut buffer = BytesMut::new();
     let mut out = Vec::new();
-    let mut stop = pin!(shared.stop.clone().cancelled_owned());
-    // One timer for the connection's life, moved forward for each head:
-    // moving a pending timer later costs next to nothing.
-    let mut head_timer: Option<Pin<Box<Sleep>>> = None;
+    let mut head_timer = HeadTimer::default();
     loop {
         let Some(mut read_half) = reader.take() else {
             return;
         };
-        let mut timer_armed = false;
+        head_timer.disarm();
         let plain = loop {
             if !buffer.is_empty() {
                 match request::take_request(&mut buffer, shared.max_head) {
@@ -114,14 +116,7 @@ pub(crate) async fn serve_connection(stream: TcpStream, peer: Peer, shared: Arc<
                     }
                 }
             }
-            let waited = wait_for_bytes(
-                &mut read_half,
-                &mut buffer,
-                &mut head_timer,
-                &mut timer_armed,
-                stop.as_mut(),
-            )
-            .await;
+            let waited = wait_for_bytes(&mut read_half, &mut buffer, &mut head_timer, watch).await;
             if !matches!(waited, Waited::Bytes) {
                 if let Waited::Failed(error) = waited {
                     tracing::debug!(peer = %peer.addr, %error, "reading from the client failed");
@@ -144,7 +139,7 @@ pub(crate) async fn serve_connection(stream: TcpStream, peer: Peer, shared: Arc<
             (body, Some(returned))
         };
         let request = request.map(|()| ClientIncoming::Fast(body));
-        let response = match proxy::handle(Arc::clone(&shared.state), peer.clone(), request).await {
+        let response = match proxy::handle(&shared.state, &peer, request).await {
             Ok(response) => response,
             Err(never) => match never {},
         };
@@ -162,7 +157,7 @@ pub(crate) async fn serve_connection(stream: TcpStream, peer: Peer, shared: Arc<
                 Err(_) => body_read = false,
             }
         }
-        let last = close || !body_read || shared.stop.is_cancelled();
+        let last = close || !body_read || watch.phase() != Phase::Running;
         match response::write(&mut writer, &mut out, response, head_request, last).await {
             Ok(true) if !last => {}
             Ok(_) => {
@@ -198,9 +193,8 @@ enum Waited {
 async fn wait_for_bytes(
     reader: &mut OwnedReadHalf,
     buffer: &mut BytesMut,
-    timer: &mut Option<Pin<Box<Sleep>>>,
-    armed: &mut bool,
-    mut stop: Pin<&mut tokio_util::sync::WaitForCancellationFutureOwned>,
+    timer: &mut HeadTimer,
+    watch: &Watch,
 ) -> Waited {
     buffer.reserve(4096);
     std::future::poll_fn(|cx| {
@@ -210,25 +204,57 @@ async fn wait_for_bytes(
             Poll::Ready(Err(error)) => return Poll::Ready(Waited::Failed(error)),
             Poll::Pending => {}
         }
-        if buffer.is_empty() && stop.as_mut().poll(cx).is_ready() {
+        if buffer.is_empty() && watch.phase() != Phase::Running {
             return Poll::Ready(Waited::Stopping);
         }
-        // The timer starts with the first wait for this head; most heads
-        // arrive whole in one read and never need it.
-        if !*armed {
-            *armed = true;
-            let deadline = Instant::now() + HEADER_READ_TIMEOUT;
-            match timer {
-                Some(timer) => timer.as_mut().reset(deadline),
-                None => *timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            }
-        }
-        match timer.as_mut().map(|timer| timer.as_mut().poll(cx)) {
-            Some(Poll::Ready(())) => Poll::Ready(Waited::TimedOut),
-            _ => Poll::Pending,
+        if timer.poll_expired(cx) {
+            Poll::Ready(Waited::TimedOut)
+        } else {
+            Poll::Pending
         }
     })
     .await
+}
+
+/// The deadline for one request head: [`HEADER_READ_TIMEOUT`] from when
+/// the connection starts waiting for it (most heads arrive whole in the
+/// first read and never start it).
+///
+/// The deadline moves with every request, and moving a tokio timer files
+/// it again in the timer wheel, under a lock. So the deadline is kept here
+/// and the timer is left where it is: it can only be early (deadlines only
+/// move later), and when it fires early it is moved to the deadline then.
+/// One timer serves the connection's whole life.
+#[derive(Default)]
+struct HeadTimer {
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// `None` until the connection starts waiting for the current head.
+    deadline: Option<Instant>,
+}
+
+impl HeadTimer {
+    /// A new head: its clock has not started.
+    fn disarm(&mut self) {
+        self.deadline = None;
+    }
+
+    /// Starts the clock if it has not started, and says whether the
+    /// deadline has passed; if not, the task behind `cx` is woken by then.
+    fn poll_expired(&mut self, cx: &mut std::task::Context<'_>) -> bool {
+        let deadline = *self
+            .deadline
+            .get_or_insert_with(|| Instant::now() + HEADER_READ_TIMEOUT);
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        while sleep.as_mut().poll(cx).is_ready() {
+            if Instant::now() >= deadline {
+                return true;
+            }
+            sleep.as_mut().reset(deadline);
+        }
+        false
+    }
 }
 
 /// Serves the rest of the connection with hyper, replaying `buffer` first.
@@ -246,11 +272,8 @@ async fn handoff(
     let state = Arc::clone(&shared.state);
     let addr = peer.addr;
     let service = service_fn(move |request: Request<Incoming>| {
-        proxy::handle(
-            Arc::clone(&state),
-            peer.clone(),
-            request.map(ClientIncoming::Hyper),
-        )
+        let (state, peer) = (Arc::clone(&state), peer.clone());
+        async move { proxy::handle(&state, &peer, request.map(ClientIncoming::Hyper)).await }
     });
     let mut connection = pin!(shared.hyper.serve_connection_with_upgrades(io, service));
     let result = tokio::select! {
@@ -289,4 +312,44 @@ async fn linger(reader: Option<OwnedReadHalf>, mut writer: OwnedWriteHalf) {
         }
     };
     let _ = tokio::time::timeout(LINGER, drain).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Polls the timer once, as the connection does when a read is pending.
+    async fn expired(timer: &mut HeadTimer) -> bool {
+        std::future::poll_fn(|cx| Poll::Ready(timer.poll_expired(cx))).await
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_head_deadline_counts_from_the_wait_for_each_head() {
+        let half = HEADER_READ_TIMEOUT / 2;
+        let mut timer = HeadTimer::default();
+        assert!(!expired(&mut timer).await);
+        tokio::time::advance(half).await;
+
+        // The next head's clock starts now; the timer, still set for the
+        // first head's deadline, fires early and must not end it.
+        timer.disarm();
+        assert!(!expired(&mut timer).await);
+        tokio::time::advance(half + Duration::from_millis(10)).await;
+        assert!(!expired(&mut timer).await, "the head timed out early");
+
+        tokio::time::advance(half).await;
+        assert!(expired(&mut timer).await, "the head never timed out");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_head_that_has_not_started_waiting_has_no_deadline() {
+        let mut timer = HeadTimer::default();
+        assert!(!expired(&mut timer).await);
+        tokio::time::advance(HEADER_READ_TIMEOUT * 3).await;
+        // Armed long ago, but a new head has not waited at all yet.
+        timer.disarm();
+        assert!(!expired(&mut timer).await);
+        tokio::time::advance(HEADER_READ_TIMEOUT).await;
+        assert!(expired(&mut timer).await);
+    }
 }

@@ -40,6 +40,7 @@ pub mod route_watch;
 pub mod routing;
 pub mod server;
 pub mod shadow;
+mod shutdown;
 pub mod stage;
 pub mod upgrade;
 pub mod upstream;

@@ -149,8 +149,8 @@ fn full(text: String) -> ProxyBody {
 
 /// Serves one request.
 pub async fn handle(
-    state: Arc<ProxyState>,
-    peer: Peer,
+    state: &ProxyState,
+    peer: &Peer,
     request: Request<ClientIncoming>,
 ) -> Result<Response<ProxyBody>, std::convert::Infallible> {
     let started = Instant::now();
@@ -220,10 +220,10 @@ pub async fn handle(
     };
     if let Some(protocol) = wants_upgrade(request.headers()) {
         return Ok(upgrade::forward(
-            &state,
+            state,
             backend,
             capability,
-            &peer,
+            peer,
             request,
             uri,
             protocol,
@@ -286,20 +286,21 @@ pub async fn handle(
         (decision.target, decision.stage, decision.capability_index)
     {
         if stage.has_fallback() {
-            rollback::record(&state, index, stage, dispatched.primary_failed);
+            rollback::record(state, index, stage, dispatched.primary_failed);
         }
     }
 
-    let served_by = dispatched.backend.clone();
+    let served_by = dispatched.backend;
     let backend_label = served_by.label;
     let side = match dispatched.fallback_from {
         Some(_) => Target::Legacy,
         None => decision.target.unwrap_or(Target::Legacy),
     };
     let mut response = match dispatched.result {
-        Ok(response) | Err(Failure::Status(response)) => response,
+        Ok(response) => response,
+        Err(Failure::Status(response)) => *response,
         Err(failure) => {
-            let (status, fault, message) = failure_answer(&failure, &served_by);
+            let (status, fault, message) = failure_answer(&failure, served_by);
             tracing::warn!(
                 request_id = request_id.to_str().unwrap_or("-"),
                 backend = %served_by.name,

@@ -2,7 +2,10 @@
 //! the facade's own connection, everything else, HTTP/2 and upgrades
 //! included, on hyper's; see [`crate::http1`]), and drain on shutdown.
 
+use std::future::{poll_fn, Future};
+use std::pin::pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -13,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::http1::{self, HEADER_READ_TIMEOUT};
 use crate::proxy::{Peer, ProxyState};
+use crate::shutdown::{Phase, Shutdown};
 
 /// Serves the proxy until `stop` is cancelled, then stops accepting and
 /// lets in-flight requests finish for up to `grace`.
@@ -35,8 +39,9 @@ pub async fn serve(
         hyper,
         stop: stop.clone(),
     });
-    // Ends the connections still open when the grace period is over.
-    let halt = CancellationToken::new();
+    // Closes idle connections when the drain starts, and every connection
+    // still open when the grace period is over.
+    let shutdown = Shutdown::new();
     // Every connection holds a sender; when the last is dropped, `recv`
     // returns `None` and the drain is over.
     let (open, mut drained) = mpsc::channel::<()>(1);
@@ -55,12 +60,14 @@ pub async fn serve(
                 let _ = stream.set_nodelay(true);
                 let shared = Arc::clone(&shared);
                 let open = open.clone();
-                let halt = halt.clone();
+                let watch = shutdown.watch();
                 tokio::spawn(async move {
-                    tokio::select! {
-                        () = http1::serve_connection(stream, Peer::new(peer), shared) => {}
-                        () = halt.cancelled() => {}
-                    }
+                    let mut connection = pin!(http1::serve_connection(stream, Peer::new(peer), shared, &watch));
+                    poll_fn(|cx| match watch.poll_phase(cx) {
+                        Phase::Halted => Poll::Ready(()),
+                        Phase::Running | Phase::Stopping => connection.as_mut().poll(cx),
+                    })
+                    .await;
                     drop(open);
                 });
             }
@@ -69,6 +76,7 @@ pub async fn serve(
     }
     drop(listener);
     drop(open);
+    shutdown.enter(Phase::Stopping);
     tracing::info!(
         grace_seconds = grace.as_secs_f64(),
         "facade shutting down: draining in-flight requests"
@@ -77,5 +85,5 @@ pub async fn serve(
         _ = drained.recv() => tracing::info!("all connections drained"),
         () = tokio::time::sleep(grace) => tracing::warn!("grace period expired with requests still in flight; closing them"),
     }
-    halt.cancel();
+    shutdown.enter(Phase::Halted);
 }

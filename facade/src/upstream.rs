@@ -144,6 +144,9 @@ impl UpstreamUpgrade {
 struct Connection {
     io: TcpStream,
     buffer: BytesMut,
+    /// Where each request's head is put together; kept with the
+    /// connection so that a request does not allocate one.
+    out: BytesMut,
     reused: bool,
 }
 
@@ -252,6 +255,7 @@ impl ConnectionPool {
         Ok(Connection {
             io,
             buffer: BytesMut::new(),
+            out: BytesMut::new(),
             reused: false,
         })
     }
@@ -267,9 +271,9 @@ impl ConnectionPool {
         let method = head.method();
         let length = body.size_hint().exact();
         let framing = head.framing(body.is_end_stream(), length);
-        let mut out = BytesMut::new();
-        head.write(&mut out, host, framing, length);
-        if let Err(error) = connection.io.write_all(&out).await {
+        connection.out.clear();
+        head.write(&mut connection.out, host, framing, length);
+        if let Err(error) = connection.io.write_all(&connection.out).await {
             // The upstream cannot have acted on part of a head.
             return Err(SendError {
                 error: UpstreamError::Io(error),
@@ -293,7 +297,14 @@ impl ConnectionPool {
             }
         }
         loop {
-            let parsed = match head::take_response(&mut connection.buffer, method) {
+            // Nothing read yet (the usual case for a kept-alive connection):
+            // nothing to parse.
+            let taken = if connection.buffer.is_empty() {
+                Ok(None)
+            } else {
+                head::take_response(&mut connection.buffer, method)
+            };
+            let parsed = match taken {
                 Ok(Some(parsed)) => parsed,
                 Ok(None) => {
                     connection.buffer.reserve(8 * 1024);

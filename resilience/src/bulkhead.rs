@@ -4,54 +4,54 @@
 //! and starve healthy routes too. The bulkhead never queues: a full bulkhead refuses at once, so the
 //! caller can shed load (503) or fall back to the monolith.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, TryAcquireError};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 /// Caps concurrent requests to one backend; refuses immediately when full.
+///
+/// A plain counter rather than a semaphore: the bulkhead never waits, so it
+/// needs no waiter list, and every request enters and leaves it, so its
+/// cost is two atomic additions (a semaphore's release also takes a lock).
 #[derive(Debug)]
 pub struct Bulkhead {
-    semaphore: Arc<Semaphore>,
+    in_flight: AtomicUsize,
     capacity: usize,
     rejected: AtomicU64,
 }
 
-/// One occupied slot of a [`Bulkhead`]; the slot is released when this is dropped. Owned (`'static`),
-/// so it can travel with the request into a spawned task.
+/// One occupied slot of a [`Bulkhead`]; the slot is released when this is dropped.
 #[derive(Debug)]
 #[must_use = "the slot is released as soon as the permit is dropped"]
-pub struct BulkheadPermit {
-    _permit: OwnedSemaphorePermit,
+pub struct BulkheadPermit<'a> {
+    bulkhead: &'a Bulkhead,
 }
 
 impl Bulkhead {
-    /// A bulkhead admitting up to `max_concurrent` requests at once. 0 refuses everything; values above
-    /// tokio's `Semaphore::MAX_PERMITS` are clamped to it (it would panic otherwise).
+    /// A bulkhead admitting up to `max_concurrent` requests at once. 0 refuses everything.
     pub fn new(max_concurrent: usize) -> Self {
-        let capacity = max_concurrent.min(Semaphore::MAX_PERMITS);
         Self {
-            semaphore: Arc::new(Semaphore::new(capacity)),
-            capacity,
+            in_flight: AtomicUsize::new(0),
+            capacity: max_concurrent,
             rejected: AtomicU64::new(0),
         }
     }
 
     /// Takes a slot, or returns `None` at once when all are taken (never waits).
-    pub fn try_enter(&self) -> Option<BulkheadPermit> {
-        match Arc::clone(&self.semaphore).try_acquire_owned() {
-            Ok(permit) => Some(BulkheadPermit { _permit: permit }),
-            // The semaphore is never closed, but a closed one must refuse as well.
-            Err(TryAcquireError::NoPermits | TryAcquireError::Closed) => {
-                self.rejected.fetch_add(1, Ordering::Relaxed);
-                None
-            }
+    pub fn try_enter(&self) -> Option<BulkheadPermit<'_>> {
+        let taken = self
+            .in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < self.capacity).then_some(n + 1)
+            });
+        if taken.is_ok() {
+            return Some(BulkheadPermit { bulkhead: self });
         }
+        self.rejected.fetch_add(1, Ordering::Relaxed);
+        None
     }
 
     /// Requests currently holding a slot.
     pub fn in_flight(&self) -> usize {
-        self.capacity.saturating_sub(self.semaphore.available_permits())
+        self.in_flight.load(Ordering::Acquire)
     }
 
     /// Maximum concurrent requests.
@@ -62,6 +62,12 @@ impl Bulkhead {
     /// Refusals so far (monotonic counter, for metrics).
     pub fn rejected(&self) -> u64 {
         self.rejected.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for BulkheadPermit<'_> {
+    fn drop(&mut self) {
+        self.bulkhead.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -98,25 +104,25 @@ mod tests {
     }
 
     #[test]
-    fn huge_capacity_is_clamped_not_a_panic() {
+    fn huge_capacity_is_not_a_panic() {
         let b = Bulkhead::new(usize::MAX);
-        assert_eq!(b.capacity(), Semaphore::MAX_PERMITS);
+        assert_eq!(b.capacity(), usize::MAX);
         let _permit = b.try_enter().unwrap();
         assert_eq!(b.in_flight(), 1);
     }
 
     #[test]
-    fn permit_outlives_borrow_and_moves_to_tasks() {
-        let b = Arc::new(Bulkhead::new(1));
+    fn permit_moves_to_another_thread() {
+        let b = Bulkhead::new(1);
         let permit = b.try_enter().unwrap();
-        let b2 = Arc::clone(&b);
-        std::thread::spawn(move || {
-            assert!(b2.try_enter().is_none());
-            drop(permit);
-        })
-        .join()
-        .unwrap();
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                assert!(b.try_enter().is_none());
+                drop(permit);
+            });
+        });
         assert_eq!(b.in_flight(), 0);
+        assert!(b.try_enter().is_some());
     }
 
     #[test]

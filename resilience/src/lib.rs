@@ -50,7 +50,7 @@ mod tests {
         check::<CircuitBreaker>();
         check::<Attempt>();
         check::<Bulkhead>();
-        check::<BulkheadPermit>();
+        check::<BulkheadPermit<'static>>();
         check::<ErrorBudget>();
     }
 }

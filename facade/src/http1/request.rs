@@ -7,6 +7,7 @@ use std::mem::MaybeUninit;
 use bytes::BytesMut;
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Request, Uri, Version};
+use smallvec::SmallVec;
 
 /// Header lines the fast path reads; a head with more goes to hyper, which
 /// allows up to 100 and answers 431 beyond.
@@ -78,7 +79,9 @@ pub(super) fn take_request(buffer: &mut BytesMut, max_head: usize) -> Parsed {
     let target = (path.as_ptr() as usize - base, path.len());
     let mut body_length = None;
     let mut close = false;
-    let mut fields = Vec::with_capacity(parsed.headers.len());
+    // On the stack for the usual few lines: a request need not allocate
+    // for them.
+    let mut fields: SmallVec<[_; 16]> = SmallVec::new();
     for line in parsed.headers.iter() {
         let Ok(name) = HeaderName::from_bytes(line.name.as_bytes()) else {
             return Parsed::Handoff;

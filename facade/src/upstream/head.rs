@@ -6,6 +6,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{HeaderMap, Method, Response, StatusCode, Version};
+use smallvec::SmallVec;
 
 /// The most header lines a response head may have.
 const MAX_HEADERS: usize = 128;
@@ -209,7 +210,9 @@ pub(super) fn take_response(
     // all agree on, or an error.
     let mut declared: Option<Result<u64, HeadError>> = None;
     let base = buffer.as_ptr() as usize;
-    let mut fields = Vec::with_capacity(parsed.headers.len());
+    // On the stack for the usual few lines: a request need not allocate
+    // for them.
+    let mut fields: SmallVec<[_; 16]> = SmallVec::new();
     for line in parsed.headers.iter() {
         let name = HeaderName::from_bytes(line.name.as_bytes())
             .map_err(|_| HeadError::Malformed("invalid header name"))?;

@@ -1,13 +1,105 @@
 //! Graceful shutdown: a request in flight when the shutdown begins still
-//! gets its answer, while new connections are refused.
+//! gets its answer, while new connections are refused; idle connections
+//! close as soon as the drain starts, and whatever is still running when
+//! the grace period ends is cut.
 
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::helpers::{sqlite_store, start_facade, wait_until, Shop, WAIT_LIMIT};
+use crate::helpers::{read_response, sqlite_store, start_facade, wait_until, Shop, WAIT_LIMIT};
+
+/// The grace period of `Shop::config`.
+const GRACE: Duration = Duration::from_secs(5);
+
+/// Reads until the facade closes the connection; fails if it sends
+/// anything or keeps it open past `WAIT_LIMIT`.
+async fn expect_closed(stream: &mut TcpStream, what: &str) {
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(WAIT_LIMIT, stream.read_to_end(&mut rest))
+        .await
+        .unwrap_or_else(|_| panic!("{what}: the facade kept the connection open"));
+    // A reset is a close too; what matters is that nothing more came.
+    if read.is_ok() {
+        assert!(
+            rest.is_empty(),
+            "{what}: unexpected bytes {:?}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+}
+
+#[tokio::test]
+async fn idle_connections_close_as_soon_as_the_drain_starts() {
+    let store = sqlite_store();
+    let shop = Shop::spawn().await;
+    let mut facade = start_facade(&shop.config(""), store.url()).await;
+
+    // One connection that served a request and is kept alive, one that
+    // never sent anything.
+    let mut served = TcpStream::connect(facade.proxy).await.unwrap();
+    served
+        .write_all(b"GET /orders/1 HTTP/1.1\r\nHost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    let (response, _) = read_response(&mut served).await;
+    assert_eq!(response.status, 200);
+    let mut silent = TcpStream::connect(facade.proxy).await.unwrap();
+
+    let started = Instant::now();
+    let running = facade.stop();
+    expect_closed(&mut served, "the kept-alive connection").await;
+    expect_closed(&mut silent, "the connection that sent nothing").await;
+    tokio::time::timeout(WAIT_LIMIT, running)
+        .await
+        .expect("the facade did not stop")
+        .unwrap()
+        .unwrap();
+    // Had the idle connections been waited for, the drain would have
+    // taken the whole grace period.
+    assert!(
+        started.elapsed() < GRACE - Duration::from_secs(1),
+        "stopping took {:?} with only idle connections open",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn a_request_still_running_when_the_grace_period_ends_is_cut() {
+    let store = sqlite_store();
+    let shop = Shop::spawn().await;
+    let mut facade = start_facade(&shop.config(""), store.url()).await;
+
+    let mut slow = TcpStream::connect(facade.proxy).await.unwrap();
+    slow.write_all(b"GET /orders/1?sleep_ms=60000 HTTP/1.1\r\nHost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    wait_until("the slow request to reach the upstream", || {
+        shop.legacy.hits() == 1
+    })
+    .await;
+
+    let started = Instant::now();
+    let running = facade.stop();
+    expect_closed(
+        &mut slow,
+        "the connection whose request outlived the grace period",
+    )
+    .await;
+    tokio::time::timeout(WAIT_LIMIT, running)
+        .await
+        .expect("the facade did not stop when the grace period ended")
+        .unwrap()
+        .unwrap();
+    let took = started.elapsed();
+    assert!(
+        took >= GRACE - Duration::from_millis(100) && took < GRACE + Duration::from_secs(3),
+        "the facade stopped after {took:?}, not at the end of its {GRACE:?} grace period"
+    );
+}
 
 #[tokio::test]
 async fn an_in_flight_request_completes_after_shutdown_begins() {
