@@ -45,7 +45,6 @@ pub mod stage;
 pub mod upgrade;
 pub mod upstream;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -159,7 +158,7 @@ impl Facade {
             backends: backends
                 .iter()
                 .map(|b| (b.name.clone(), Arc::clone(b)))
-                .collect::<HashMap<_, _>>(),
+                .collect::<foldhash::HashMap<_, _>>(),
             capabilities,
             limits: config.limits,
             metrics,

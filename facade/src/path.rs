@@ -61,8 +61,13 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
     if bytes.contains(&b'\\') {
         return Err(PathError::EncodedSeparator);
     }
-    // Fast path: nothing to decode, no dot segment, no empty segment.
-    if !bytes.contains(&b'%') && !path.contains("//") && !path.contains("/.") {
+    // Fast path, in one pass: nothing to decode, no dot segment, no empty
+    // segment.
+    let plain = bytes
+        .windows(2)
+        .all(|pair| pair[0] != b'%' && !(pair[0] == b'/' && matches!(pair[1], b'/' | b'.')))
+        && bytes.last() != Some(&b'%');
+    if plain {
         return Ok(path.to_owned());
     }
     let mut decoded = Vec::with_capacity(bytes.len());

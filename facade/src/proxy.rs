@@ -82,8 +82,9 @@ impl Peer {
 pub struct ProxyState {
     /// The routing table in force; swapped whole on a change.
     pub table: ArcSwap<RouteTable>,
-    /// Backends by name.
-    pub backends: std::collections::HashMap<String, Arc<Backend>>,
+    /// Backends by name (foldhash: the names are the operator's, and one
+    /// is looked up for every request).
+    pub backends: foldhash::HashMap<String, Arc<Backend>>,
     /// Per-capability policy and runtime state, by capability index.
     pub capabilities: Vec<CapabilityState>,
     /// Request size limits.

@@ -10,7 +10,6 @@
 //! (A ready-made router such as `matchit` picks the most specific pattern,
 //! not the first in the user's order, hence this small trie.)
 
-use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -173,7 +172,10 @@ impl CapabilityDef {
 
 #[derive(Debug, Default, Clone)]
 struct Node {
-    literal: HashMap<String, Node>,
+    /// foldhash, not SipHash: the keys are the operator's own route
+    /// segments, fixed when the table is built, so there is no flooding to
+    /// defend against, and a lookup per path segment is on every request.
+    literal: foldhash::HashMap<String, Node>,
     param: Option<Box<Node>>,
     /// Exact and template routes that end here.
     terminal: Vec<usize>,

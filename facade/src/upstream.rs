@@ -172,7 +172,11 @@ impl Connection {
 pub struct ConnectionPool {
     authority: Authority,
     connect_timeout: Duration,
-    idle: Mutex<Vec<Connection>>,
+    #[allow(
+        clippy::vec_box,
+        reason = "a connection moves between the pool and an answer's body many times; boxed, it moves as a pointer"
+    )]
+    idle: Mutex<Vec<Box<Connection>>>,
 }
 
 impl fmt::Debug for ConnectionPool {
@@ -224,7 +228,7 @@ impl ConnectionPool {
         }
     }
 
-    fn checkout(&self) -> Option<Connection> {
+    fn checkout(&self) -> Option<Box<Connection>> {
         loop {
             let mut connection = {
                 let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -236,7 +240,7 @@ impl ConnectionPool {
         }
     }
 
-    fn checkin(&self, mut connection: Connection) {
+    fn checkin(&self, mut connection: Box<Connection>) {
         connection.reused = true;
         let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if idle.len() < MAX_IDLE {
@@ -244,7 +248,9 @@ impl ConnectionPool {
         }
     }
 
-    async fn connect(&self) -> Result<Connection, UpstreamError> {
+    /// Connections are boxed: an answer's body carries its connection, and
+    /// the answer is moved several times on its way to the client.
+    async fn connect(&self) -> Result<Box<Connection>, UpstreamError> {
         let address = self.authority.as_str();
         let io = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address)).await {
             Ok(Ok(io)) => io,
@@ -252,18 +258,18 @@ impl ConnectionPool {
             Err(_) => return Err(UpstreamError::ConnectTimeout(self.connect_timeout)),
         };
         let _ = io.set_nodelay(true);
-        Ok(Connection {
+        Ok(Box::new(Connection {
             io,
             buffer: BytesMut::new(),
             out: BytesMut::new(),
             reused: false,
-        })
+        }))
     }
 
     /// One request and its answer's head on `connection`.
     async fn exchange(
         self: &Arc<Self>,
-        mut connection: Connection,
+        mut connection: Box<Connection>,
         head: &RequestHead,
         host: &HeaderValue,
         mut body: UpstreamBody,

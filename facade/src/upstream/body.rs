@@ -53,7 +53,7 @@ enum Step {
 /// pool once read to the end. Dropped before that, it closes the
 /// connection: a connection is reused only at a clean message boundary.
 pub struct PooledBody {
-    connection: Option<Connection>,
+    connection: Option<Box<Connection>>,
     pool: Arc<ConnectionPool>,
     state: State,
     reusable: bool,
@@ -71,7 +71,7 @@ impl std::fmt::Debug for PooledBody {
 impl PooledBody {
     /// The body framed by `framing` on `connection`.
     pub(super) fn new(
-        connection: Option<Connection>,
+        connection: Option<Box<Connection>>,
         pool: Arc<ConnectionPool>,
         framing: ResponseFraming,
         reusable: bool,
