@@ -5,6 +5,7 @@
 #
 #   bash bench/facade-instructions.sh
 #   BINARY=/path/to/strangler bash bench/facade-instructions.sh   # another build
+#   PROXY=nginx bash bench/facade-instructions.sh                 # nginx, for scale
 #
 # Needs valgrind, wrk and nginx (Debian: apt-get install valgrind wrk
 # nginx-light). The facade runs the configuration of bench/facade.sh
@@ -14,6 +15,10 @@
 # the counters are dumped: the total divided by the requests wrk counted is
 # the figure. It includes everything the process did meanwhile (the
 # runtime, timers, the route watcher), which is what a request costs.
+#
+# PROXY=nginx counts nginx instead, configured as bench/facade.sh's reverse
+# proxy (upstream keep-alive, X-Forwarded-*, a request id), in one process
+# (no master, one worker) so that callgrind sees all of it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/facade-config.sh
@@ -34,7 +39,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
-if [ -z "${BINARY:-}" ]; then
+PROXY=${PROXY:-facade}
+case $PROXY in
+    facade | nginx) ;;
+    *) echo "error: PROXY must be facade or nginx, not '$PROXY'" >&2; exit 1 ;;
+esac
+if [ "$PROXY" = facade ] && [ -z "${BINARY:-}" ]; then
     echo "building the facade (release)…" >&2
     cargo build --release -q -p strangler-cli
     BINARY=./target/release/strangler
@@ -65,16 +75,54 @@ http {
 EOF
 nginx -c "$work/nginx.conf" -p "$work"
 
-facade_config "$work/facade.toml" "$FACADE_PORT" legacy "$UPSTREAM_PORT" "$work/facade.db"
-STRANGLER_ADMIN_TOKEN=bench-token RUST_LOG=warn valgrind --tool=callgrind \
-    --callgrind-out-file="$work/callgrind.out" "$BINARY" facade --config "$work/facade.toml" \
-    2> "$work/valgrind.log" &
+if [ "$PROXY" = facade ]; then
+    facade_config "$work/facade.toml" "$FACADE_PORT" legacy "$UPSTREAM_PORT" "$work/facade.db"
+    STRANGLER_ADMIN_TOKEN=bench-token RUST_LOG=warn valgrind --tool=callgrind \
+        --callgrind-out-file="$work/callgrind.out" "$BINARY" facade --config "$work/facade.toml" \
+        2> "$work/valgrind.log" &
+else
+    mkdir -p "$work/proxy"
+    cat > "$work/proxy/nginx.conf" <<EOF
+worker_processes 1;
+master_process off;
+daemon off;
+pid $work/proxy/nginx.pid;
+error_log $work/proxy/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $work/proxy;
+    proxy_temp_path $work/proxy;
+    fastcgi_temp_path $work/proxy;
+    uwsgi_temp_path $work/proxy;
+    scgi_temp_path $work/proxy;
+    keepalive_requests 1000000;
+    upstream shop { server 127.0.0.1:$UPSTREAM_PORT; keepalive 256; }
+    server {
+        listen 127.0.0.1:$FACADE_PORT;
+        location / {
+            proxy_pass http://shop;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header X-Request-Id \$request_id;
+            add_header X-Request-Id \$request_id;
+        }
+    }
+}
+EOF
+    valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \
+        nginx -c "$work/proxy/nginx.conf" -p "$work/proxy" 2> "$work/valgrind.log" &
+fi
 ready=
 for _ in $(seq 240); do
     curl -sf -o /dev/null "http://127.0.0.1:$FACADE_PORT/products/1" && { ready=1; break; }
     sleep 0.5
 done
-[ -n "$ready" ] || { echo "error: the facade did not start under valgrind; see below" >&2; cat "$work/valgrind.log" >&2; exit 1; }
+[ -n "$ready" ] || { echo "error: the $PROXY did not start under valgrind; see below" >&2; cat "$work/valgrind.log" >&2; exit 1; }
 
 wrk -t1 -c8 -d3s "http://127.0.0.1:$FACADE_PORT/products/1" > /dev/null
 callgrind_control -z > /dev/null 2>&1
@@ -84,4 +132,4 @@ dump=$(ls "$work"/callgrind.out.* | head -1)
 total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
 echo "requests: $requests"
 echo "instructions: $total"
-echo "instructions per proxied request: $((total / requests))"
+echo "instructions per proxied request ($PROXY): $((total / requests))"
