@@ -27,6 +27,7 @@ pub mod config;
 pub mod correlation;
 pub mod dispatch;
 pub mod gate;
+mod header_names;
 pub mod headers;
 pub mod health_check;
 pub mod http1;

@@ -5,7 +5,7 @@
 use std::mem::MaybeUninit;
 
 use bytes::BytesMut;
-use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::header::{self, HeaderValue};
 use hyper::{HeaderMap, Method, Request, Uri, Version};
 use smallvec::SmallVec;
 
@@ -83,7 +83,7 @@ pub(super) fn take_request(buffer: &mut BytesMut, max_head: usize) -> Parsed {
     // for them.
     let mut fields: SmallVec<[_; 16]> = SmallVec::new();
     for line in parsed.headers.iter() {
-        let Ok(name) = HeaderName::from_bytes(line.name.as_bytes()) else {
+        let Ok(name) = crate::header_names::parse(line.name.as_bytes()) else {
             return Parsed::Handoff;
         };
         if name == header::TRANSFER_ENCODING || name == header::UPGRADE || name == header::EXPECT {

@@ -214,7 +214,7 @@ pub(super) fn take_response(
     // for them.
     let mut fields: SmallVec<[_; 16]> = SmallVec::new();
     for line in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(line.name.as_bytes())
+        let name = crate::header_names::parse(line.name.as_bytes())
             .map_err(|_| HeadError::Malformed("invalid header name"))?;
         if name == header::CONNECTION {
             let mut only_options = true;
