@@ -1,4 +1,5 @@
-# Sourced by the facade benchmarks: the one configuration they measure.
+# Sourced by the facade benchmarks: the one configuration they measure,
+# and nginx's equivalent reverse proxy.
 #
 #   facade_config FILE PORT STAGE UPSTREAM_PORT STORE_FILE
 #
@@ -29,4 +30,31 @@ capability = "catalog"
 path = "/products/{id}"
 methods = ["GET"]
 CONFIG
+}
+
+# nginx_proxy PORT UPSTREAM_PORT
+#
+# prints the `upstream` and `server` blocks of nginx as the reverse proxy
+# the facade is measured against: upstream keep-alive, Host kept,
+# X-Forwarded-* set, and a request id sent upstream and back, as the
+# facade does.
+nginx_proxy() {
+    local port=$1 upstream_port=$2
+    cat <<NGINX
+    upstream shop { server 127.0.0.1:$upstream_port; keepalive 256; }
+    server {
+        listen 127.0.0.1:$port;
+        location / {
+            proxy_pass http://shop;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$host;
+            proxy_set_header X-Request-Id \$request_id;
+            add_header X-Request-Id \$request_id;
+        }
+    }
+NGINX
 }

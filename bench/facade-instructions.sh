@@ -97,21 +97,7 @@ http {
     uwsgi_temp_path $work/proxy;
     scgi_temp_path $work/proxy;
     keepalive_requests 1000000;
-    upstream shop { server 127.0.0.1:$UPSTREAM_PORT; keepalive 256; }
-    server {
-        listen 127.0.0.1:$FACADE_PORT;
-        location / {
-            proxy_pass http://shop;
-            proxy_http_version 1.1;
-            proxy_set_header Connection "";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$host;
-            proxy_set_header X-Request-Id \$request_id;
-            add_header X-Request-Id \$request_id;
-        }
-    }
+$(nginx_proxy "$FACADE_PORT" "$UPSTREAM_PORT")
 }
 EOF
     valgrind --tool=callgrind --callgrind-out-file="$work/callgrind.out" \

@@ -93,22 +93,7 @@ nginx_instance upstream "
             return 200 '{\"id\":1,\"sku\":\"SKU-00001\",\"name\":\"Vintage Umbrella\",\"price_cents\":3796,\"stock\":140}';
         }
     }"
-nginx_instance proxy "
-    upstream shop { server 127.0.0.1:$UPSTREAM_PORT; keepalive 256; }
-    server {
-        listen 127.0.0.1:$NGINX_PORT;
-        location / {
-            proxy_pass http://shop;
-            proxy_http_version 1.1;
-            proxy_set_header Connection \"\";
-            proxy_set_header Host \$host;
-            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-            proxy_set_header X-Forwarded-Proto \$scheme;
-            proxy_set_header X-Forwarded-Host \$host;
-            proxy_set_header X-Request-Id \$request_id;
-            add_header X-Request-Id \$request_id;
-        }
-    }"
+nginx_instance proxy "$(nginx_proxy "$NGINX_PORT" "$UPSTREAM_PORT")"
 
 # One facade per stage: the same configuration but for the capability's
 # initial stage, ports (admin on the next port) and store.
