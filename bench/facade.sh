@@ -100,7 +100,11 @@ nginx_instance proxy "$(nginx_proxy "$NGINX_PORT" "$UPSTREAM_PORT")"
 start_facade() {
     local name=$1 port=$2 stage=$3 binary=${4:-./target/release/strangler}
     facade_config "$work/$name.toml" "$port" "$stage" "$UPSTREAM_PORT" "$work/$name.db"
-    STRANGLER_ADMIN_TOKEN=bench-token RUST_LOG=warn "$binary" facade --config "$work/$name.toml" \
+    # In a session of its own, as nginx puts itself when it daemonizes (and
+    # as a service manager starts a service): with the kernel's autogroup
+    # scheduling on, the CPU is shared out by session first, and a facade
+    # left in this script's session would share wrk's share.
+    STRANGLER_ADMIN_TOKEN=bench-token RUST_LOG=warn setsid "$binary" facade --config "$work/$name.toml" \
         2> "$work/$name.log" &
     pids+=("$!")
     for _ in $(seq 100); do
