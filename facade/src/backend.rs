@@ -97,8 +97,9 @@ pub struct Backend {
 
 impl Backend {
     /// Builds a backend and its client from its config; `label` is its
-    /// name interned for metrics.
-    pub fn new(config: &BackendConfig, label: &'static str) -> Self {
+    /// name interned for metrics, and each instance's pool has a shard for
+    /// each of the facade's `proxy_threads`.
+    pub fn new(config: &BackendConfig, label: &'static str, proxy_threads: usize) -> Self {
         Self {
             name: config.name.clone(),
             label,
@@ -108,7 +109,7 @@ impl Backend {
                 .filter_map(|url| url.authority().cloned())
                 .map(|authority| {
                     Arc::new(Instance {
-                        pool: ConnectionPool::new(authority.clone(), config.connect_timeout),
+                        pool: ConnectionPool::new(authority.clone(), config.connect_timeout, proxy_threads),
                         // An authority is always a valid header value.
                         host: HeaderValue::from_str(authority.as_str())
                             .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
@@ -195,6 +196,7 @@ mod tests {
                     .unwrap(),
             },
             "b",
+            2,
         )
     }
 

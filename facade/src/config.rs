@@ -188,6 +188,8 @@ pub struct FacadeConfig {
     pub grace_period: Duration,
     /// Log one line per request.
     pub access_log: bool,
+    /// Threads serving client connections, each with its own event loop.
+    pub proxy_threads: usize,
     /// Shadow copies that may wait; beyond, a copy is dropped and counted.
     pub shadow_queue: usize,
     /// Shadow copies in flight to services at once.
@@ -229,6 +231,7 @@ struct RawFacade {
     max_header_bytes: Option<Spanned<u64>>,
     grace_seconds: Option<u64>,
     access_log: Option<bool>,
+    proxy_threads: Option<Spanned<usize>>,
     shadow_queue: Option<Spanned<usize>>,
     shadow_concurrency: Option<Spanned<usize>>,
     shadow_max_per_second: Option<Spanned<usize>>,
@@ -472,6 +475,13 @@ impl FacadeConfig {
             },
             grace_period: Duration::from_secs(raw.facade.grace_seconds.unwrap_or(10)),
             access_log: raw.facade.access_log.unwrap_or(true),
+            proxy_threads: bounded(
+                &raw.facade.proxy_threads,
+                crate::proxy_threads::default_count(),
+                1..=1024,
+                "proxy_threads",
+            )
+            .map_err(|(offset, m)| invalid(offset, m))?,
             shadow_queue: bounded(&raw.facade.shadow_queue, 1_000, 1..=1_000_000, "shadow_queue")
                 .map_err(|(offset, m)| invalid(offset, m))?,
             shadow_concurrency: bounded(

@@ -9,8 +9,9 @@
 //!   resilience state (breaker, retry budget, bulkhead).
 //! - [`proxy`]: forwarding one request; [`dispatch`]: attempts, retries and
 //!   fallback; [`upgrade`]: WebSocket pass-through; [`server`]: the listener
-//!   and graceful drain; [`http1`]: the HTTP/1.1 connection plain requests
-//!   are served on (hyper serves the rest).
+//!   and graceful drain; [`proxy_threads`]: one event loop per thread, each
+//!   accepting its own connections; [`http1`]: the HTTP/1.1 connection
+//!   plain requests are served on (hyper serves the rest).
 //! - [`shadow`]: copies to the service and their comparison; [`rollback`]:
 //!   the error budget's automatic move back; [`gate`]: evidence for moving
 //!   forward; [`policy`]: their settings.
@@ -35,6 +36,7 @@ pub mod metrics;
 pub mod path;
 pub mod policy;
 pub mod proxy;
+pub mod proxy_threads;
 pub mod rollback;
 pub mod route_store;
 pub mod route_watch;
@@ -131,7 +133,7 @@ impl Facade {
         let backends: Vec<Arc<Backend>> = config
             .backends
             .iter()
-            .map(|b| Arc::new(Backend::new(b, metrics.name(&b.name))))
+            .map(|b| Arc::new(Backend::new(b, metrics.name(&b.name), config.proxy_threads)))
             .collect();
         metrics.reloaded(snapshot.revision);
         metrics.store_reachable(true);
@@ -234,12 +236,15 @@ impl Facade {
             shutdown.await;
             trigger.cancel();
         });
-        server::serve(
+        let served = server::serve(
             self.proxy_listener,
             self.state,
-            self.config.limits.max_header_bytes,
+            server::Settings {
+                max_header_bytes: self.config.limits.max_header_bytes,
+                threads: self.config.proxy_threads,
+                grace: self.config.grace_period,
+            },
             stop.clone(),
-            self.config.grace_period,
         )
         .await;
         stop.cancel();
@@ -247,6 +252,7 @@ impl Facade {
         // Shadow results counted during the drain are written once more.
         flush_stop.cancel();
         let _ = flusher.await;
+        served?;
         match admin_result {
             Ok(result) => result,
             Err(error) => Err(std::io::Error::other(error)),

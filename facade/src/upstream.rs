@@ -42,6 +42,7 @@ pub use body::PooledBody;
 pub use head::{HeadError, RequestHead};
 
 use crate::backend::UpstreamBody;
+use crate::proxy_threads;
 use head::RequestFraming;
 
 /// The most idle connections kept per instance.
@@ -168,10 +169,20 @@ impl Connection {
     }
 }
 
-/// The idle connections to one instance.
+/// The idle connections to one instance, in one shard per proxy thread
+/// (and one for every other thread): a connection is registered with the
+/// reactor of the thread that opened it, and is reused only there (see
+/// [`crate::proxy_threads`]).
 pub struct ConnectionPool {
     authority: Authority,
     connect_timeout: Duration,
+    shards: Box<[Shard]>,
+}
+
+/// One thread's idle connections, on a cache line of its own so that two
+/// threads taking connections never share one.
+#[repr(align(64))]
+struct Shard {
     #[allow(
         clippy::vec_box,
         reason = "a connection moves between the pool and an answer's body many times; boxed, it moves as a pointer"
@@ -188,13 +199,27 @@ impl fmt::Debug for ConnectionPool {
 }
 
 impl ConnectionPool {
-    /// An empty pool for `authority` (`host:port`).
-    pub fn new(authority: Authority, connect_timeout: Duration) -> Arc<Self> {
+    /// An empty pool for `authority` (`host:port`), for a facade with
+    /// `proxy_threads` proxy threads.
+    pub fn new(authority: Authority, connect_timeout: Duration, proxy_threads: usize) -> Arc<Self> {
         Arc::new(Self {
             authority,
             connect_timeout,
-            idle: Mutex::new(Vec::new()),
+            shards: (0..=proxy_threads)
+                .map(|_| Shard {
+                    idle: Mutex::new(Vec::new()),
+                })
+                .collect(),
         })
+    }
+
+    /// The current thread's idle connections.
+    #[allow(clippy::vec_box, reason = "see `Shard`")]
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Box<Connection>>> {
+        self.shards[proxy_threads::pool_shard(self.shards.len())]
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Sends `head` with `host` and `body` and returns the response,
@@ -230,10 +255,7 @@ impl ConnectionPool {
 
     fn checkout(&self) -> Option<Box<Connection>> {
         loop {
-            let mut connection = {
-                let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-                idle.pop()?
-            };
+            let mut connection = self.idle().pop()?;
             if connection.is_usable() {
                 return Some(connection);
             }
@@ -242,7 +264,7 @@ impl ConnectionPool {
 
     fn checkin(&self, mut connection: Box<Connection>) {
         connection.reused = true;
-        let mut idle = self.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut idle = self.idle();
         if idle.len() < MAX_IDLE {
             idle.push(connection);
         }
