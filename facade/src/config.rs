@@ -36,9 +36,8 @@ use hyper::header::HeaderName;
 use hyper::http::HeaderValue;
 use hyper::{Method, Uri};
 use serde::Deserialize;
-use service_runtime::text_position::line_of;
-use service_runtime::DatabaseUrl;
 use toml::Spanned;
+use toolkit_db::DatabaseUrl;
 
 use crate::canary::StickyKey;
 use crate::policy::{
@@ -606,6 +605,12 @@ fn resolve(config: &Path, file: &str) -> PathBuf {
     } else {
         config.parent().unwrap_or(Path::new(".")).join(file)
     }
+}
+
+/// The 1-based line that byte `offset` of `text` is on (the last line when
+/// `offset` is past the end).
+fn line_of(text: &str, offset: usize) -> usize {
+    memchr::memchr_iter(b'\n', &text.as_bytes()[..offset.min(text.len())]).count() + 1
 }
 
 #[cfg(test)]

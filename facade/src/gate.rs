@@ -13,7 +13,7 @@
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
-use service_runtime::Database;
+use toolkit_db::Database;
 
 use crate::policy::GatePolicy;
 use crate::shadow::recorder::current_bucket;

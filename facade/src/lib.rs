@@ -27,6 +27,7 @@ pub mod client_body;
 pub mod config;
 pub mod correlation;
 pub mod dispatch;
+mod error_chain;
 pub mod gate;
 mod header_names;
 pub mod headers;
@@ -170,8 +171,8 @@ impl Facade {
             rollbacks,
         });
         let updater = Arc::new(TableUpdater::new(store, Arc::clone(&state)));
-        let proxy_listener = service_runtime::server::bind(config.listen).await?;
-        let admin_listener = service_runtime::server::bind(config.admin_listen).await?;
+        let proxy_listener = server::bind(config.listen).await?;
+        let admin_listener = server::bind(config.admin_listen).await?;
         Ok(Self {
             admin: AdminState {
                 proxy: Arc::clone(&state),
@@ -225,9 +226,9 @@ impl Facade {
             Arc::clone(&self.updater),
             stop.clone(),
         ));
-        let admin = tokio::spawn(service_runtime::server::serve(
+        let admin = tokio::spawn(admin::serve(
             self.admin_listener,
-            admin::router(self.admin),
+            self.admin,
             stop.clone().cancelled_owned(),
             self.config.grace_period,
         ));

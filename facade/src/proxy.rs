@@ -526,5 +526,5 @@ fn classify(error: &UpstreamError) -> (StatusCode, Fault, UpstreamErrorKind, Str
 }
 
 fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    service_runtime::api_error::error_chain(error)
+    crate::error_chain::error_chain(error)
 }

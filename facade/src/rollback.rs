@@ -127,7 +127,7 @@ async fn roll_back(updater: &TableUpdater, request: &RollbackRequest) {
         Err(error) => {
             tracing::error!(
                 capability = capability.name,
-                error = %service_runtime::api_error::error_chain(&error),
+                error = %crate::error_chain::error_chain(&error),
                 "automatic rollback could not be recorded; the next failure will try again"
             );
             capability.stage_changed();

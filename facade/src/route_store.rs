@@ -9,8 +9,8 @@
 use std::collections::HashMap;
 
 use serde::Serialize;
-use service_runtime::{timestamp, Database, DatabaseError, DatabaseUrl, Engine};
 use sqlx::FromRow;
+use toolkit_db::{timestamp, Database, DatabaseError, DatabaseUrl, Engine};
 
 use crate::config::CapabilityConfig;
 use crate::stage::Stage;

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use service_runtime::{DatabaseUrl, Engine};
 use tokio_util::sync::CancellationToken;
+use toolkit_db::{DatabaseUrl, Engine};
 
 use crate::proxy::ProxyState;
 use crate::route_store::{RouteStore, StoreError, NOTIFY_CHANNEL};
@@ -78,12 +78,12 @@ impl TableUpdater {
             Err(error) => {
                 if self.store_reachable.swap(false, Ordering::Relaxed) {
                     tracing::error!(
-                        error = %service_runtime::api_error::error_chain(error),
+                        error = %crate::error_chain::error_chain(error),
                         "route store unreachable; serving the last good route table"
                     );
                 }
                 if let Ok(mut last) = self.last_error.lock() {
-                    *last = Some(service_runtime::api_error::error_chain(error));
+                    *last = Some(crate::error_chain::error_chain(error));
                 }
             }
         }

@@ -154,3 +154,13 @@ async fn serve_until_halted(stream: TcpStream, peer: Peer, shared: Arc<http1::Sh
     })
     .await;
 }
+
+/// Binds `addr`, with an error that names the address and what to do.
+pub async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|error| {
+        std::io::Error::new(
+            error.kind(),
+            format!("cannot listen on {addr}: {error} (is another process using it? choose another address)"),
+        )
+    })
+}

@@ -12,9 +12,9 @@
 use std::path::Path;
 use std::process::ExitCode;
 
-use backfill::Mapping;
+use mapping::Mapping;
 use reconciler::{reconcile, Options, Status};
-use service_runtime::DatabaseUrl;
+use toolkit_db::DatabaseUrl;
 
 fn main() -> ExitCode {
     let runtime = match tokio::runtime::Runtime::new() {

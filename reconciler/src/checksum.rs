@@ -31,8 +31,8 @@
 
 use std::time::{Duration, Instant};
 
-use service_runtime::sql_value::SqlValue;
-use service_runtime::Engine;
+use toolkit_db::sql_value::SqlValue;
+use toolkit_db::Engine;
 
 use crate::merge::{merge_range, range_where, Judge, KeyRange, ReadSizes};
 use crate::plan::{SidePlan, TablePlan};

@@ -2,7 +2,7 @@
 //! (monolith or service) and never carries a password: URLs in errors are
 //! `DatabaseUrl`s, whose `Display` masks it.
 
-use backfill::copy::Side;
+use mapping::Side;
 
 /// A reconciliation that could not run to the end; nothing it found is
 /// reported as a result.
@@ -10,7 +10,7 @@ use backfill::copy::Side;
 pub enum ReconcileError {
     /// The mapping file is unusable.
     #[error(transparent)]
-    Mapping(#[from] backfill::MappingError),
+    Mapping(#[from] mapping::MappingError),
     /// A SQLite database file does not exist (it would otherwise be
     /// created empty and compared as such).
     #[error("the {side} database {path} does not exist; check the path")]
@@ -139,7 +139,7 @@ pub enum ReconcileError {
     Store(#[source] sqlx::Error),
     /// The toolkit store could not be opened.
     #[error("cannot open the toolkit store")]
-    StoreOpen(#[source] service_runtime::DatabaseError),
+    StoreOpen(#[source] toolkit_db::DatabaseError),
 }
 
 impl ReconcileError {

@@ -5,7 +5,7 @@
 //!
 //! The two sides may be PostgreSQL, MySQL/MariaDB or SQLite in any pairing.
 //! What to compare comes from the backfill mapping file plus its reconciler
-//! fields (`backfill::compare`). A run:
+//! fields (`mapping::compare`). A run:
 //! 1. connects to both sides read-only, under a statement timeout
 //!    ([`source`]);
 //! 2. checks every mapped table and column against both live schemas before
@@ -39,10 +39,10 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use backfill::copy::Side;
-use backfill::CapabilityMapping;
 use chrono::{DateTime, SecondsFormat, Utc};
-use service_runtime::DatabaseUrl;
+use mapping::CapabilityMapping;
+use mapping::Side;
+use toolkit_db::DatabaseUrl;
 
 pub use error::ReconcileError;
 pub use report::{Method, Report, Status, TableReport, Totals};

@@ -12,10 +12,10 @@
 use std::cmp::Ordering;
 use std::time::Duration;
 
-use backfill::copy::Side;
-use backfill::Normalization;
 use chrono::{DateTime, Utc};
-use service_runtime::sql_value::SqlValue;
+use mapping::Normalization;
+use mapping::Side;
+use toolkit_db::sql_value::SqlValue;
 
 use crate::normalize::{compare_keys, normalize, parse_timestamp, same};
 use tokio::sync::mpsc;

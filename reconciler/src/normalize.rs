@@ -5,10 +5,10 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
-use backfill::copy::Side;
-use backfill::Normalization;
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
-use service_runtime::sql_value::SqlValue;
+use mapping::Normalization;
+use mapping::Side;
+use toolkit_db::sql_value::SqlValue;
 
 /// Applies a column's value map (legacy side only: legacy value → service
 /// value) and then its normalizations in order.

@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use backfill::copy::Side;
-use backfill::{Identifier, Normalization, TableMapping};
-use service_runtime::Engine;
+use mapping::Side;
+use mapping::{Identifier, Normalization, TableMapping};
+use toolkit_db::Engine;
 
 use crate::source::Source;
 use crate::sql::{ColumnClass, Dialect};
@@ -132,7 +132,7 @@ pub async fn plan_table(
                      dialect: Dialect,
                      name: &Identifier,
                      types: &[String],
-                     pick: &dyn Fn(&backfill::ColumnPair) -> Identifier,
+                     pick: &dyn Fn(&mapping::ColumnPair) -> Identifier,
                      filter: Option<String>| {
         let classes: Vec<ColumnClass> = types.iter().map(|t| dialect.classify(t)).collect();
         let names: Vec<Identifier> = selected.iter().map(pick).collect();

@@ -22,15 +22,15 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use service_runtime::sql_value::{bind_value, SqlValue};
 use tokio::sync::mpsc;
+use toolkit_db::sql_value::{bind_value, SqlValue};
 
 use crate::merge::{range_where, KeyRange};
 use crate::plan::SidePlan;
 use crate::source::{decode, Source};
 use crate::sql::{Bound, ColumnClass};
 use crate::ReconcileError;
-use backfill::copy::Side;
+use mapping::Side;
 
 /// Rows per chunk handed from a reader to the merge.
 const CHUNK_ROWS: usize = 1024;

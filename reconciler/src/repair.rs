@@ -15,7 +15,7 @@
 //! inserts and updates parents first.
 //!
 //! Two mapping fields let a repair write what plain copies cannot (see
-//! `backfill::repair_settings`): `follower_defaults` fills follower columns
+//! `mapping::repair_settings`): `follower_defaults` fills follower columns
 //! the mapping does not map on every inserted row (the monolith's `origin`
 //! marker), and `repair_filter` limits updates and deletes to the follower
 //! rows a repair may change. A row outside it is listed in
@@ -26,11 +26,11 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use backfill::copy::Side;
-use backfill::{CapabilityMapping, DefaultValue, Identifier, SourceOfTruth, TableMapping};
+use mapping::Side;
+use mapping::{CapabilityMapping, DefaultValue, Identifier, SourceOfTruth, TableMapping};
 use serde_json::Value;
-use service_runtime::sql_value::{bind_value, SqlValue};
-use service_runtime::{Database, DatabaseUrl};
+use toolkit_db::sql_value::{bind_value, SqlValue};
+use toolkit_db::{Database, DatabaseUrl};
 
 use crate::plan::{plan_table, SidePlan, TablePlan};
 use crate::report::{Report, TableReport};

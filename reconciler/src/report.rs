@@ -40,10 +40,10 @@
 //! side is the source of truth. Settling rows (changed within the settle
 //! window) are not divergences and do not make a run diverged.
 
-use backfill::SourceOfTruth;
+use mapping::SourceOfTruth;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use service_runtime::sql_value::SqlValue;
+use toolkit_db::sql_value::SqlValue;
 
 /// The version of the JSON schema above.
 pub const SCHEMA_VERSION: u32 = 1;

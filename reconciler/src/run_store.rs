@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use service_runtime::{timestamp, DatabaseUrl};
+use toolkit_db::{timestamp, DatabaseUrl};
 use toolkit_store::StateStore;
 
 use crate::report::Report;

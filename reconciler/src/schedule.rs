@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use backfill::{CapabilityMapping, Mapping};
-use service_runtime::DatabaseUrl;
+use mapping::{CapabilityMapping, Mapping};
 use tokio_cron_scheduler::{Job, JobScheduler};
+use toolkit_db::DatabaseUrl;
 
 use crate::metrics::ScheduleMetrics;
 use crate::render::{self, TrendPoint};
@@ -159,7 +159,7 @@ pub async fn run_schedule(
         let Some(expression) = &capability.schedule else {
             continue;
         };
-        let resolve = |source: &Option<backfill::mapping::DatabaseSource>, which| {
+        let resolve = |source: &Option<mapping::DatabaseSource>, which| {
             source
                 .as_ref()
                 .ok_or_else(|| ScheduleError::MissingDatabase {

@@ -23,13 +23,13 @@ use sqlx::mysql::MySqlConnectOptions;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{MySqlConnection, PgConnection};
 
-use backfill::copy::Side;
-use backfill::Identifier;
-use service_runtime::sql_value::{bind_value, decode_row, SqlValue};
-use service_runtime::{DatabaseUrl, Engine};
+use mapping::Identifier;
+use mapping::Side;
 use sqlx::any::AnyConnectOptions;
 use sqlx::AnyConnection;
 use sqlx::{ConnectOptions, Connection};
+use toolkit_db::sql_value::{bind_value, decode_row, SqlValue};
+use toolkit_db::{DatabaseUrl, Engine};
 
 use crate::sql::{ColumnClass, Dialect};
 use crate::ReconcileError;

@@ -10,9 +10,9 @@
 
 use std::fmt::Write as _;
 
-use backfill::Identifier;
-use service_runtime::sql_value::SqlValue;
-use service_runtime::Engine;
+use mapping::Identifier;
+use toolkit_db::sql_value::SqlValue;
+use toolkit_db::Engine;
 
 /// What kind of values a column holds, from its declared type; decides how
 /// it is selected and decoded.

@@ -5,14 +5,14 @@
 //! called as `strangler reconcile run|repair` calls it, recording each run
 //! in a toolkit store.
 
-use backfill::Mapping;
+use mapping::Mapping;
 use orders_service::dual_write::DualWriteConfig;
 use reconciler::repair::{apply_repair, plan_repair, Action};
 use reconciler::report::Status;
 use reconciler::{reconcile_and_record, Options, Report, RunStore};
 use serde_json::{json, Value};
-use service_runtime::DatabaseUrl;
 use test_harness::{workspace_path, Engine};
+use toolkit_db::DatabaseUrl;
 
 use crate::helpers::{count, ints, spawn_stack, Stack};
 

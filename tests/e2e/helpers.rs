@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use backfill::{backfill, BackfillOptions, Mapping};
+use backfill::{backfill, BackfillOptions};
 use legacy_monolith::seed::{seed_if_empty, SeedSize};
+use mapping::Mapping;
 use orders_service::dual_write::DualWriteConfig;
-use service_runtime::Database;
 use test_harness::{wait_until_healthy, workspace_path, Engine, TestDatabase};
+use toolkit_db::Database;
 
 /// The three running applications and their databases.
 pub struct Stack {
@@ -19,8 +20,8 @@ pub struct Stack {
     pub orders_db: Database,
     pub client: reqwest::Client,
     /// The databases' URLs, for tools that open their own connections.
-    pub monolith_url: service_runtime::DatabaseUrl,
-    pub orders_url: service_runtime::DatabaseUrl,
+    pub monolith_url: toolkit_db::DatabaseUrl,
+    pub orders_url: toolkit_db::DatabaseUrl,
     _databases: [TestDatabase; 3],
 }
 
@@ -116,11 +117,11 @@ pub async fn spawn_stack(engine: Engine, dual_write: DualWriteConfig) -> Option<
 pub async fn ints(db: &Database, sql: &str, id: i64) -> Vec<i64> {
     let row = sqlx::query(sql).bind(id).fetch_optional(db.pool()).await.unwrap();
     row.map(|row| {
-        service_runtime::sql_value::decode_row(&row)
+        toolkit_db::sql_value::decode_row(&row)
             .unwrap()
             .into_iter()
             .map(|v| match v {
-                service_runtime::sql_value::SqlValue::Int(i) => i,
+                toolkit_db::sql_value::SqlValue::Int(i) => i,
                 other => panic!("expected an integer, got {other:?}"),
             })
             .collect()

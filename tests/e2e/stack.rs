@@ -280,7 +280,7 @@ async fn cancelling_through_the_service_restores_the_monolith(engine: Engine) {
 }
 
 async fn reconcile_orders(stack: &Stack) -> reconciler::Report {
-    let mapping = backfill::Mapping::load(&test_harness::workspace_path("demo/mapping.toml")).unwrap();
+    let mapping = mapping::Mapping::load(&test_harness::workspace_path("demo/mapping.toml")).unwrap();
     reconciler::reconcile(
         mapping.capability("orders").unwrap(),
         &stack.monolith_url,

@@ -4,13 +4,13 @@
 
 use std::time::Instant;
 
+use crate::admin::api_error::ApiError;
+use crate::admin::api_error::{JsonBody, PathParams, QueryParams};
 use axum::extract::State;
 use axum::Json;
 use hyper::Method;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use service_runtime::extract::{JsonBody, PathParams, QueryParams};
-use service_runtime::ApiError;
 
 use super::AdminState;
 use crate::gate;

@@ -3,13 +3,13 @@
 
 use std::net::IpAddr;
 
+use crate::admin::api_error::ApiError;
+use crate::admin::api_error::QueryParams;
 use axum::extract::State;
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::Json;
 use hyper::{HeaderMap, Method, Uri};
 use serde::{Deserialize, Serialize};
-use service_runtime::extract::QueryParams;
-use service_runtime::ApiError;
 
 use super::AdminState;
 use crate::path;

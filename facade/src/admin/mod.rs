@@ -6,6 +6,7 @@
 //! constant-time. The token comes from the environment or a file, never from
 //! a command-line argument (which would show in `ps`).
 
+pub(crate) mod api_error;
 mod capabilities;
 mod explain;
 mod shadow_report;
@@ -17,6 +18,8 @@ pub use shadow_report::{FieldCount, ShadowReport};
 use std::sync::Arc;
 use std::time::Instant;
 
+use api_error::ApiError;
+use api_error::{method_not_allowed_fallback, not_found_fallback};
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
@@ -24,8 +27,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use service_runtime::api_error::{method_not_allowed_fallback, not_found_fallback};
-use service_runtime::ApiError;
 use subtle::ConstantTimeEq;
 
 use crate::config::AdminToken;
@@ -97,7 +98,7 @@ impl From<StoreError> for ApiError {
                 ApiError::conflict(error.to_string())
             }
             _ => {
-                tracing::error!(error = %service_runtime::api_error::error_chain(&error), "route store operation failed");
+                tracing::error!(error = %crate::error_chain::error_chain(&error), "route store operation failed");
                 ApiError::unavailable(format!(
                     "the route store is unavailable: {error}; nothing changed"
                 ))
@@ -155,4 +156,32 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
         )],
         state.proxy.metrics.render(),
     )
+}
+
+/// Serves the admin API on `listener` until `shutdown` resolves, then lets
+/// requests in flight finish for up to `grace`.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
+) -> std::io::Result<()> {
+    use futures::FutureExt;
+    let shutdown = shutdown.shared();
+    let server = axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone());
+    let deadline = async move {
+        shutdown.await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!("admin API: grace period expired with requests still in flight; closing them");
+            Ok(())
+        }
+    }
 }

@@ -2,11 +2,11 @@
 //! over a recent window: the mismatch rate against the gate's threshold,
 //! the fields that differ most often, learned noise and sample diffs.
 
+use crate::admin::api_error::ApiError;
+use crate::admin::api_error::{PathParams, QueryParams};
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use service_runtime::extract::{PathParams, QueryParams};
-use service_runtime::ApiError;
 
 use super::AdminState;
 use crate::route_store::StoreError;

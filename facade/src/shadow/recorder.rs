@@ -6,11 +6,11 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use service_runtime::timestamp;
 use tokio_util::sync::CancellationToken;
+use toolkit_db::timestamp;
 
 use super::store::{self, Bucket, Sample};
-use service_runtime::Database;
+use toolkit_db::Database;
 
 /// Mismatch samples kept per capability per flush; the store keeps the
 /// latest few hundred.
@@ -117,7 +117,7 @@ impl Recorder {
                 () = tokio::time::sleep(FLUSH_INTERVAL) => false,
             };
             if let Err(error) = self.flush(&db).await {
-                tracing::warn!(error = %service_runtime::api_error::error_chain(&error), "shadow results not written to the store yet");
+                tracing::warn!(error = %crate::error_chain::error_chain(&error), "shadow results not written to the store yet");
             }
             if stopped {
                 return;

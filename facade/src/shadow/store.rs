@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
-use service_runtime::Database;
 use sqlx::FromRow;
+use toolkit_db::Database;
 
 /// Samples kept per capability.
 const SAMPLES_KEPT: i64 = 200;

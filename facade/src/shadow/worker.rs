@@ -12,9 +12,9 @@ use std::sync::Arc;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{HeaderName, HeaderValue};
 use response_diff::{Captured, Comparison};
-use service_runtime::timestamp;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
+use toolkit_db::timestamp;
 
 use super::store::Sample;
 use super::{ShadowJob, SkipReason};

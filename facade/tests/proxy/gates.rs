@@ -8,8 +8,8 @@
 use chrono::{SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use service_runtime::Database;
 use test_harness::{on_each_engine, DatabaseUrl, Engine, TestDatabase};
+use toolkit_db::Database;
 
 use crate::helpers::{sqlite_store, start_facade, Cutover, Settings, TestFacade, CAPABILITY};
 

@@ -8,8 +8,8 @@ use legacy_monolith::{Application, Config};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
-use service_runtime::sql_value::SqlValue;
 use service_runtime::Database;
+use test_harness::SqlValue;
 use test_harness::{Engine, TestDatabase};
 
 /// A running monolith and the database behind it.

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use reconciler::{reconcile_and_record, Options, ReconcileError, RunStore};
-use service_runtime::DatabaseUrl;
 use test_harness::{Engine, TestDatabase};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use toolkit_db::DatabaseUrl;
 
 use crate::helpers::{exec, fresh, mapping, pair};
 

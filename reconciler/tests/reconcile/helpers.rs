@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use backfill::Mapping;
+use mapping::Mapping;
 use reconciler::{reconcile, Options, ReconcileError, Report};
 use test_harness::{Database, Engine, TestDatabase};
 

@@ -1,7 +1,7 @@
 //! Repair: planned from a fresh report, applied to the follower, verified
 //! clean by the next comparison; refused where values cannot be derived.
 
-use backfill::Mapping;
+use mapping::Mapping;
 use reconciler::repair::{apply_repair, plan_repair, Action};
 use reconciler::{Options, Status};
 use std::path::Path;

@@ -4,10 +4,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use backfill::Mapping;
+use mapping::Mapping;
 use reconciler::schedule::run_schedule;
 use reconciler::{Options, RunStore};
-use service_runtime::{Database, DatabaseUrl};
+use toolkit_db::{Database, DatabaseUrl};
 
 async fn sqlite_table(path: &Path, rows: &[(i64, &str)]) -> DatabaseUrl {
     let url = DatabaseUrl::sqlite_file(path);

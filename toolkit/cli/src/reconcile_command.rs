@@ -1,0 +1,518 @@
+//! `strangler reconcile run <capability>`: compares a capability's tables in
+//! the monolith's and the service's databases once, prints the report and
+//! records the run in the toolkit store. `strangler reconcile report
+//! <capability>` shows the latest recorded run and the trend before it.
+//!
+//! Exit codes: 0 clean, 1 divergence found, 2 error (the run could not
+//! finish, or the arguments are wrong).
+
+use crate::output::{say, say_raw};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+use mapping::DatabaseSource;
+use mapping::{CapabilityMapping, Mapping};
+use reconciler::metrics::ScheduleMetrics;
+use reconciler::render::{self, TrendPoint};
+use reconciler::repair::{apply_repair, plan_repair};
+use reconciler::schedule::run_schedule;
+use reconciler::{reconcile_and_record, Options, Report, RunStore, Status, Strategy};
+use toolkit_db::DatabaseUrl;
+
+/// The demo's toolkit store, the default store when it exists.
+const DEMO_STORE: &str = ".strangler-demo/toolkit.db";
+
+/// Exit code of a clean run.
+pub const EXIT_CLEAN: u8 = 0;
+/// Exit code of a run that found divergence.
+pub const EXIT_DIVERGED: u8 = 1;
+/// Exit code of a run that could not finish.
+pub const EXIT_ERROR: u8 = 2;
+
+#[derive(Args)]
+pub struct ReconcileArgs {
+    #[command(subcommand)]
+    command: ReconcileCommand,
+}
+
+#[derive(Subcommand)]
+enum ReconcileCommand {
+    /// Compare one capability once. Exit code 0: clean; 1: divergence
+    /// found; 2: error.
+    Run(RunArgs),
+    /// Show the latest recorded run of a capability and the trend of the
+    /// runs before it. Exit code: that of the latest run (a failed run is 2).
+    Report(ReportArgs),
+    /// Compare every capability that has a `schedule` in the mapping file on
+    /// that cron expression, until Ctrl-C.
+    Schedule(ScheduleArgs),
+    /// Plan (and with --apply, make) the changes that bring the follower side
+    /// in line with the source of truth, then compare again. Exit code 0:
+    /// nothing (left) to repair; 1: divergence remains; 2: error.
+    Repair(RepairArgs),
+}
+
+#[derive(Args)]
+struct RepairArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    /// Execute the plan (in transactions of 100 statements) instead of only
+    /// showing it.
+    #[arg(long)]
+    apply: bool,
+}
+
+#[derive(Args)]
+struct ScheduleArgs {
+    /// The mapping file; each scheduled capability names its databases
+    /// (`legacy_database_url`, `service_database_url`: a URL or `env:NAME`).
+    #[arg(long, env = "STRANGLER_MAPPING", default_value = "demo/mapping.toml")]
+    mapping: PathBuf,
+    /// The toolkit store every pass is recorded in.
+    #[arg(long, env = "STRANGLER_STORE_URL")]
+    store_url: Option<DatabaseUrl>,
+    /// Folder for each pass's JSON, Markdown and HTML reports (and `latest.*`).
+    #[arg(long)]
+    report_dir: Option<PathBuf>,
+    /// How tables are compared.
+    #[arg(long, value_enum, default_value = "auto")]
+    strategy: StrategyArg,
+    /// Serve Prometheus metrics (divergences per capability, last-run age)
+    /// at `http://ADDR/metrics`.
+    #[arg(long, env = "STRANGLER_RECONCILE_METRICS_LISTEN")]
+    metrics_listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Args)]
+struct ReportArgs {
+    /// The capability.
+    capability: String,
+    /// The toolkit store the runs were recorded in.
+    #[arg(long, env = "STRANGLER_STORE_URL")]
+    store_url: DatabaseUrl,
+    /// How many runs the trend shows.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    last: u32,
+    /// Output style.
+    #[arg(long, value_enum, default_value = "human")]
+    output: Format,
+}
+
+/// Output style of `reconcile run` and `reconcile report`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Format {
+    /// Readable lines.
+    Human,
+    /// The report's documented JSON schema.
+    Json,
+    /// Markdown, for a pull request or a ticket.
+    Markdown,
+    /// A self-contained HTML page with side-by-side row differences and the
+    /// divergence trend.
+    Html,
+}
+
+/// `--strategy`.
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum StrategyArg {
+    /// Checksums where sound (same server engine on both sides) until merging
+    /// the rest is measured to be cheaper; merge elsewhere.
+    Auto,
+    /// Streaming merge of both sides in key order.
+    Merge,
+    /// Checksum-and-bisect wherever sound.
+    Bisect,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// The capability to compare, as named in the mapping file.
+    capability: String,
+    /// The mapping file: tables, keys, columns and comparison rules.
+    #[arg(long, env = "STRANGLER_MAPPING", default_value = "demo/mapping.toml")]
+    mapping: PathBuf,
+    /// The monolith's database (read only); by default the capability's
+    /// `legacy_database_url` in the mapping file.
+    #[arg(long, env = "STRANGLER_LEGACY_DATABASE_URL")]
+    legacy_database_url: Option<DatabaseUrl>,
+    /// The service's database (read only); by default the capability's
+    /// `service_database_url` in the mapping file.
+    #[arg(long, env = "STRANGLER_SERVICE_DATABASE_URL")]
+    service_database_url: Option<DatabaseUrl>,
+    /// The toolkit store the run is recorded in; by default the demo's
+    /// `.strangler-demo/toolkit.db` if it exists, and otherwise the run is
+    /// not recorded.
+    #[arg(long, env = "STRANGLER_STORE_URL")]
+    store_url: Option<DatabaseUrl>,
+    /// Output style.
+    #[arg(long, value_enum, default_value = "human")]
+    output: Format,
+    /// How tables are compared.
+    #[arg(long, value_enum, default_value = "auto")]
+    strategy: StrategyArg,
+    /// Rows of each side's first batch; later batches grow or shrink so that
+    /// a query takes about a second. Rows are streamed: memory stays a few
+    /// thousand rows per side whatever the batch.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    batch_size: u32,
+    /// Limit on every statement, in seconds.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    statement_timeout: u64,
+    /// Connections per side that checksum key ranges at once.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=16))]
+    parallel: u8,
+}
+
+impl ReconcileArgs {
+    /// Whether this runs until stopped (and so should log its progress).
+    pub fn is_long_running(&self) -> bool {
+        matches!(self.command, ReconcileCommand::Schedule(_))
+    }
+}
+
+/// Runs the subcommand; an `Err` means exit code 2.
+pub async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        ReconcileCommand::Run(args) => run_once(args).await,
+        ReconcileCommand::Report(args) => report(args).await,
+        ReconcileCommand::Schedule(args) => schedule(args).await,
+        ReconcileCommand::Repair(args) => repair(args).await,
+    }
+}
+
+async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
+    let run = &args.run;
+    let mapping = Mapping::load(&run.mapping)?;
+    let capability = mapping.capability(&run.capability)?;
+    let store = open_store(run.store_url.as_ref(), "this run is").await?;
+    let options = Options {
+        strategy: strategy(run.strategy),
+        batch_size: run.batch_size as usize,
+        statement_timeout: Duration::from_secs(run.statement_timeout),
+        ..Options::default()
+    };
+    let (legacy, service) = &databases(run, capability)?;
+    let report = reconcile_and_record(store.as_ref(), capability, legacy, service, &options)
+        .await
+        .with_context(|| format!("reconciling capability `{}`", run.capability))?;
+    let plan = plan_repair(capability, &report, legacy, service, options.statement_timeout)
+        .await
+        .with_context(|| format!("planning the repair of `{}`", run.capability))?;
+    if plan.statements.is_empty() && plan.skipped.is_empty() {
+        say!("nothing to repair: `{}` is clean", run.capability);
+        return Ok(ExitCode::from(EXIT_CLEAN));
+    }
+    match run.output {
+        Format::Json => say!("{}", serde_json::to_string_pretty(&plan)?),
+        _ => {
+            say!(
+                "{} to the {} database make `{}` match its source of truth:",
+                plural(plan.statements.len(), "statement"),
+                plan.follower,
+                run.capability
+            );
+            for statement in &plan.statements {
+                say!("  {};", statement.display);
+            }
+            if !plan.skipped.is_empty() {
+                say!(
+                    "{} left alone (repair it by hand, or from the other side):",
+                    plural(plan.skipped.len(), "divergence")
+                );
+                for skipped in &plan.skipped {
+                    let key: Vec<String> = skipped.key.iter().map(|v| v.to_string()).collect();
+                    say!(
+                        "  {} {} ({}): {}",
+                        skipped.table,
+                        key.join(", "),
+                        serde_json::to_value(skipped.action)?.as_str().unwrap_or("change"),
+                        skipped.reason
+                    );
+                }
+            }
+        }
+    }
+    if plan.statements.is_empty() {
+        return Ok(ExitCode::from(EXIT_DIVERGED));
+    }
+    if !args.apply {
+        say!("dry run: nothing was changed; add --apply to execute these statements");
+        return Ok(ExitCode::from(EXIT_DIVERGED));
+    }
+    let follower = if plan.follower == "service" {
+        service
+    } else {
+        legacy
+    };
+    let applied = apply_repair(&plan, follower, 100).await.with_context(|| {
+        format!(
+            "applying the repair of `{}` to the {} database",
+            run.capability, plan.follower
+        )
+    })?;
+    say!("applied {}; comparing again:", plural(applied, "statement"));
+    let after = reconcile_and_record(store.as_ref(), capability, legacy, service, &options)
+        .await
+        .with_context(|| format!("verifying the repair of `{}`", run.capability))?;
+    say_raw!("{}", after.to_human());
+    Ok(ExitCode::from(match after.status {
+        Status::Clean => EXIT_CLEAN,
+        Status::Diverged => EXIT_DIVERGED,
+    }))
+}
+
+/// The databases of a run: the flags (or their environment variables), and
+/// otherwise the capability's own in the mapping file.
+fn databases(args: &RunArgs, capability: &CapabilityMapping) -> anyhow::Result<(DatabaseUrl, DatabaseUrl)> {
+    let pick = |given: &Option<DatabaseUrl>,
+                mapped: &Option<DatabaseSource>,
+                flag: &str,
+                field: &str|
+     -> anyhow::Result<DatabaseUrl> {
+        if let Some(url) = given {
+            return Ok(url.clone());
+        }
+        match mapped {
+            Some(source) => source
+                .resolve()
+                .map_err(|message| anyhow::anyhow!("{field} of capability `{}`: {message}", capability.name)),
+            None => anyhow::bail!(
+                "no {flag} given, and capability `{}` has no {field} in {}",
+                capability.name,
+                args.mapping.display()
+            ),
+        }
+    };
+    Ok((
+        pick(
+            &args.legacy_database_url,
+            &capability.legacy_database,
+            "--legacy-database-url",
+            "legacy_database_url",
+        )?,
+        pick(
+            &args.service_database_url,
+            &capability.service_database,
+            "--service-database-url",
+            "service_database_url",
+        )?,
+    ))
+}
+
+fn plural(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("1 {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
+async fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
+    let mapping = Mapping::load(&args.mapping)?;
+    let store = open_store(args.store_url.as_ref(), "passes are").await?;
+    let options = Options {
+        strategy: strategy(args.strategy),
+        ..Options::default()
+    };
+    let metrics = Arc::new(ScheduleMetrics::new());
+    let stop = tokio_util::sync::CancellationToken::new();
+    if let Some(addr) = args.metrics_listen {
+        let listener = facade::server::bind(addr).await?;
+        tracing::info!(addr = %listener.local_addr()?, "reconciliation metrics at /metrics");
+        let served = Arc::clone(&metrics);
+        let router = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let metrics = Arc::clone(&served);
+                async move { metrics.render() }
+            }),
+        );
+        let stopped = stop.clone().cancelled_owned();
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, router)
+                .with_graceful_shutdown(stopped)
+                .await
+            {
+                tracing::error!(%error, "the reconciliation metrics endpoint stopped");
+            }
+        });
+    }
+    tracing::info!("reconciliation schedule running; Ctrl-C stops it after the pass in progress");
+    let result = run_schedule(
+        &mapping,
+        store,
+        args.report_dir,
+        options,
+        Some(metrics),
+        crate::signals::shutdown_signal(),
+    )
+    .await;
+    stop.cancel();
+    result?;
+    Ok(ExitCode::from(EXIT_CLEAN))
+}
+
+/// The toolkit store runs are recorded in, if one is given; without one,
+/// says that `what` not recorded.
+async fn open_store(url: Option<&DatabaseUrl>, what: &str) -> anyhow::Result<Option<RunStore>> {
+    // Inside the repository, runs go where the running demo's facade and
+    // scheduled passes keep theirs, as `strangler routes` finds its token.
+    let demo_store = Path::new(DEMO_STORE);
+    let fallback = (url.is_none() && demo_store.exists()).then(|| DatabaseUrl::sqlite_file(demo_store));
+    let Some(url) = url.or(fallback.as_ref()) else {
+        tracing::warn!("no --store-url or STRANGLER_STORE_URL: {what} not recorded");
+        return Ok(None);
+    };
+    let store = RunStore::open(url)
+        .await
+        .with_context(|| format!("opening the toolkit store {url}"))?;
+    Ok(Some(store))
+}
+
+fn strategy(arg: StrategyArg) -> Strategy {
+    match arg {
+        StrategyArg::Auto => Strategy::Auto,
+        StrategyArg::Merge => Strategy::Merge,
+        StrategyArg::Bisect => Strategy::Bisect,
+    }
+}
+
+async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
+    if let Some(path) = args.store_url.sqlite_path() {
+        anyhow::ensure!(
+            path.exists(),
+            "the toolkit store {} does not exist; check the path",
+            path.display()
+        );
+    }
+    let store = RunStore::open(&args.store_url)
+        .await
+        .with_context(|| format!("opening the toolkit store {}", args.store_url))?;
+    let runs = store.runs(&args.capability).await?;
+    let Some(latest) = runs.last() else {
+        anyhow::bail!(
+            "no recorded runs of `{0}` in {1}; record one with `strangler reconcile run {0} --store-url …`",
+            args.capability,
+            args.store_url
+        );
+    };
+    let trend = &runs[runs.len().saturating_sub(args.last as usize)..];
+    let latest_report: Option<Report> = latest
+        .report
+        .as_deref()
+        .and_then(|json| serde_json::from_str(json).ok());
+    let points: Vec<TrendPoint> = trend.iter().map(TrendPoint::from).collect();
+    match (args.output, &latest_report) {
+        (Format::Markdown, Some(report)) => say_raw!("{}", render::markdown(report, &points)),
+        (Format::Html, Some(report)) => say_raw!("{}", render::html(report, &points)),
+        (Format::Markdown | Format::Html, None) => anyhow::bail!(
+            "the latest run of `{}` (#{}) has no report to render: {}",
+            args.capability,
+            latest.id,
+            latest.error.as_deref().unwrap_or("it has not finished")
+        ),
+        (Format::Json, _) => {
+            let trend: Vec<serde_json::Value> = trend
+                .iter()
+                .map(|run| {
+                    serde_json::json!({
+                        "id": run.id,
+                        "status": run.status,
+                        "started_at": run.started_at,
+                        "finished_at": run.finished_at,
+                        "rows_compared": run.rows_compared,
+                        "missing": run.missing,
+                        "extra": run.extra,
+                        "changed": run.changed,
+                        "error": run.error,
+                    })
+                })
+                .collect();
+            let body = serde_json::json!({ "latest": latest_report, "trend": trend });
+            say!("{}", serde_json::to_string_pretty(&body)?);
+        }
+        (Format::Human, _) => {
+            say!(
+                "latest run of `{}`: #{} {} (started {})",
+                args.capability,
+                latest.id,
+                latest.status,
+                latest.started_at
+            );
+            match (&latest_report, &latest.error) {
+                (Some(report), _) => say_raw!("{}", report.to_human()),
+                (None, Some(error)) => say!("  failed: {error}"),
+                (None, None) => say!("  (still running, or ended without a report)"),
+            }
+            say!("trend, oldest first:");
+            say!(
+                "  {:>6}  {:<25} {:<9} {:>9} {:>8} {:>8} {:>8}",
+                "RUN",
+                "STARTED",
+                "STATUS",
+                "COMPARED",
+                "MISSING",
+                "EXTRA",
+                "CHANGED"
+            );
+            let count = |n: Option<i64>| n.map_or("-".to_owned(), |n| n.to_string());
+            for run in trend {
+                say!(
+                    "  {:>6}  {:<25} {:<9} {:>9} {:>8} {:>8} {:>8}",
+                    format!("#{}", run.id),
+                    run.started_at,
+                    run.status,
+                    count(run.rows_compared),
+                    count(run.missing),
+                    count(run.extra),
+                    count(run.changed)
+                );
+            }
+        }
+    }
+    Ok(ExitCode::from(match latest.status.as_str() {
+        "clean" => EXIT_CLEAN,
+        "diverged" => EXIT_DIVERGED,
+        _ => EXIT_ERROR,
+    }))
+}
+
+async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mapping = Mapping::load(&args.mapping)?;
+    let capability = mapping.capability(&args.capability)?;
+    let store = open_store(args.store_url.as_ref(), "this run is").await?;
+    let options = Options {
+        strategy: strategy(args.strategy),
+        batch_size: args.batch_size as usize,
+        statement_timeout: Duration::from_secs(args.statement_timeout),
+        parallel: usize::from(args.parallel),
+        ..Options::default()
+    };
+    let (legacy, service) = databases(&args, capability)?;
+    let report = reconcile_and_record(store.as_ref(), capability, &legacy, &service, &options)
+        .await
+        .with_context(|| format!("reconciling capability `{}`", args.capability))?;
+    let trend = match &store {
+        Some(store) => store
+            .runs(&args.capability)
+            .await?
+            .iter()
+            .map(TrendPoint::from)
+            .collect(),
+        None => Vec::new(),
+    };
+    match args.output {
+        Format::Json => say!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Human => say_raw!("{}", report.to_human()),
+        Format::Markdown => say_raw!("{}", render::markdown(&report, &trend)),
+        Format::Html => say_raw!("{}", render::html(&report, &trend)),
+    }
+    Ok(ExitCode::from(match report.status {
+        Status::Clean => EXIT_CLEAN,
+        Status::Diverged => EXIT_DIVERGED,
+    }))
+}
