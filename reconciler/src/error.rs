@@ -140,6 +140,15 @@ pub enum ReconcileError {
     /// The toolkit store could not be opened.
     #[error("cannot open the toolkit store")]
     StoreOpen(#[source] toolkit_db::DatabaseError),
+    /// A recorded run holds what this version cannot read.
+    #[error("run #{id} in the toolkit store cannot be read")]
+    StoredRun {
+        /// The run's id.
+        id: i64,
+        /// What is wrong with it.
+        #[source]
+        source: crate::run_store::UnknownRunStatus,
+    },
 }
 
 impl ReconcileError {

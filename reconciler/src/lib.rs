@@ -5,35 +5,39 @@
 //!
 //! The two sides may be PostgreSQL, MySQL/MariaDB or SQLite in any pairing.
 //! What to compare comes from the backfill mapping file plus its reconciler
-//! fields (`mapping::compare`). A run:
+//! fields ([`mapping::CompareSettings`]). A run:
 //! 1. connects to both sides read-only, under a statement timeout
-//!    ([`source`]);
+//!    (`source`);
 //! 2. checks every mapped table and column against both live schemas before
-//!    comparing anything ([`plan`]);
-//! 3. compares each table by a streaming sorted merge ([`merge`], reading
-//!    each side as [`read`] says) or by checksum-and-bisect ([`checksum`]),
-//!    as [`Strategy`] says: by default, checksums where they are sound until
+//!    comparing anything (`plan`);
+//! 3. compares each table by a streaming sorted merge (`merge`, reading
+//!    each side as `read` says) or by checksum-and-bisect (`checksum`), as
+//!    [`Strategy`] says: by default, checksums where they are sound until
 //!    the measured costs say that merging the rest is cheaper;
 //! 4. returns a [`Report`] ([`report`]), which [`reconcile_and_record`] also
-//!    writes to the toolkit store ([`run_store`]).
+//!    writes to the toolkit store ([`RunStore`]).
+//!
+//! Each table's comparison runs in a `reconcile_table` tracing span
+//! (capability, table, strategy, rows compared, differences found).
 //!
 //! *Invariant:* the reconciler never writes to a compared database; every
 //! session it opens there is read-only.
 
-pub mod checksum;
+mod checksum;
+mod copy_text;
 mod error;
-pub mod merge;
+mod merge;
 pub mod metrics;
-pub mod normalize;
-pub mod plan;
-pub mod read;
+mod normalize;
+mod plan;
+mod read;
 pub mod render;
 pub mod repair;
 pub mod report;
-pub mod run_store;
+mod run_store;
 pub mod schedule;
-pub mod source;
-pub mod sql;
+mod source;
+mod sql;
 
 use std::fmt;
 use std::str::FromStr;
@@ -46,11 +50,11 @@ use toolkit_db::DatabaseUrl;
 
 pub use error::ReconcileError;
 pub use report::{Method, Report, Status, TableReport, Totals};
-pub use run_store::{RunId, RunRecord, RunStore};
+pub use run_store::{RunId, RunRecord, RunStatus, RunStore, UnknownRunStatus};
 
 use crate::checksum::{Lane, SegmentOptions};
 use crate::merge::{merge_range, Judge, KeyRange, ReadSizes};
-use crate::plan::plan_table;
+use crate::plan::{plan_table, TablePlan};
 use crate::source::Source;
 
 /// How tables are compared.
@@ -206,63 +210,96 @@ async fn compare_all(
     let target = options.target_query_time.min(options.statement_timeout / 4);
     let mut reports = Vec::with_capacity(plans.len());
     for plan in &plans {
-        let unsupported = checksum::unsupported_reason(plan);
-        let (method, note) = match (options.strategy, unsupported) {
-            (Strategy::Merge, _) => (Method::Merge, None),
-            (Strategy::Auto | Strategy::Bisect, None) => (Method::Bisect, None),
-            (Strategy::Auto, Some(_)) => (Method::Merge, None),
-            (Strategy::Bisect, Some(reason)) => (Method::Merge, Some(reason)),
-        };
-        let report = TableReport {
-            legacy_table: plan.legacy.table.to_string(),
-            service_table: plan.service.table.to_string(),
-            key_columns: plan.key_columns.clone(),
-            strategy: method,
-            strategy_note: note,
-            rows_legacy: 0,
-            rows_service: 0,
-            rows_compared: 0,
-            rows_fetched: 0,
-            missing: Vec::new(),
-            extra: Vec::new(),
-            changed: Vec::new(),
-            settling: Vec::new(),
-        };
-        let mut judge = Judge::new(plan, now, report);
-        let mut sizes = ReadSizes::new(options.batch_size, MAX_BATCH_ROWS.max(options.batch_size), target);
-        match method {
-            Method::Merge => {
-                let main = &mut lanes[0];
-                merge_range(
-                    plan,
-                    &mut main.legacy,
-                    &mut main.service,
-                    &KeyRange::default(),
-                    &mut sizes,
-                    &mut judge,
-                )
-                .await?
-            }
-            Method::Bisect => {
-                while lanes.len() < options.parallel.max(1) {
-                    lanes.push(connect_lane(urls.0, urls.1, options).await?);
-                }
-                let segments = SegmentOptions {
-                    segment_rows: options.segment_rows,
-                    leaf_rows: options.bisect_leaf_rows,
-                    target_query_time: target,
-                    adaptive: options.strategy == Strategy::Auto,
-                };
-                if let Some(costs) = checksum::bisect(plan, lanes, &segments, &mut sizes, &mut judge).await? {
-                    tracing::info!(table = %plan.legacy.table, "{}", costs.note());
-                    judge.report.strategy = Method::Merge;
-                    judge.report.strategy_note = Some(costs.note());
-                }
-            }
-        }
-        reports.push(judge.report);
+        reports.push(compare_table(&capability.name, plan, lanes, urls, options, now, target).await?);
     }
     Ok(reports)
+}
+
+/// Compares one planned table, in a span that records what was found.
+#[tracing::instrument(
+    name = "reconcile_table",
+    skip_all,
+    fields(
+        capability = %capability,
+        table = %plan.legacy.table,
+        strategy = tracing::field::Empty,
+        rows_compared = tracing::field::Empty,
+        differences = tracing::field::Empty,
+    )
+)]
+async fn compare_table(
+    capability: &str,
+    plan: &TablePlan,
+    lanes: &mut Vec<Lane>,
+    urls: (&DatabaseUrl, &DatabaseUrl),
+    options: &Options,
+    now: DateTime<Utc>,
+    target: Duration,
+) -> Result<TableReport, ReconcileError> {
+    let span = tracing::Span::current();
+    let unsupported = checksum::unsupported_reason(plan);
+    let (method, note) = match (options.strategy, unsupported) {
+        (Strategy::Merge, _) => (Method::Merge, None),
+        (Strategy::Auto | Strategy::Bisect, None) => (Method::Bisect, None),
+        (Strategy::Auto, Some(_)) => (Method::Merge, None),
+        (Strategy::Bisect, Some(reason)) => (Method::Merge, Some(reason)),
+    };
+    span.record("strategy", method.as_str());
+    let report = TableReport {
+        legacy_table: plan.legacy.table.to_string(),
+        service_table: plan.service.table.to_string(),
+        key_columns: plan.key_columns.clone(),
+        strategy: method,
+        strategy_note: note,
+        rows_legacy: 0,
+        rows_service: 0,
+        rows_compared: 0,
+        rows_fetched: 0,
+        missing: Vec::new(),
+        extra: Vec::new(),
+        changed: Vec::new(),
+        settling: Vec::new(),
+    };
+    let mut judge = Judge::new(plan, now, report);
+    let mut sizes = ReadSizes::new(options.batch_size, MAX_BATCH_ROWS.max(options.batch_size), target);
+    match method {
+        Method::Merge => {
+            let main = &mut lanes[0];
+            merge_range(
+                plan,
+                &mut main.legacy,
+                &mut main.service,
+                &KeyRange::default(),
+                &mut sizes,
+                &mut judge,
+            )
+            .await?
+        }
+        Method::Bisect => {
+            while lanes.len() < options.parallel.max(1) {
+                lanes.push(connect_lane(urls.0, urls.1, options).await?);
+            }
+            let segments = SegmentOptions {
+                segment_rows: options.segment_rows,
+                leaf_rows: options.bisect_leaf_rows,
+                target_query_time: target,
+                adaptive: options.strategy == Strategy::Auto,
+            };
+            if let Some(costs) = checksum::bisect(plan, lanes, &segments, &mut sizes, &mut judge).await? {
+                tracing::info!(table = %plan.legacy.table, "{}", costs.note());
+                judge.report.strategy = Method::Merge;
+                judge.report.strategy_note = Some(costs.note());
+                span.record("strategy", Method::Merge.as_str());
+            }
+        }
+    }
+    let report = judge.report;
+    span.record("rows_compared", report.rows_compared);
+    span.record(
+        "differences",
+        report.missing.len() + report.extra.len() + report.changed.len(),
+    );
+    Ok(report)
 }
 
 /// [`reconcile`], recorded in the toolkit store when one is given: the run

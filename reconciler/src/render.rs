@@ -9,10 +9,14 @@
 
 use std::fmt::Write as _;
 
+// Escapes `&`, `<`, `>`, `"` and `'`: safe in element text and in quoted
+// attribute values alike.
+use html_escape::encode_quoted_attribute as escape;
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
 use crate::report::{Report, TableReport};
+use crate::run_store::{RunRecord, RunStatus};
 
 /// One past run, for the trend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,8 +25,8 @@ pub struct TrendPoint {
     pub id: i64,
     /// When it started.
     pub started_at: String,
-    /// `clean`, `diverged`, `failed` or `running`.
-    pub status: String,
+    /// Running, clean, diverged or failed.
+    pub status: RunStatus,
     /// Keys in the monolith only (none for a failed run).
     pub missing: Option<i64>,
     /// Keys in the service only.
@@ -37,12 +41,12 @@ impl TrendPoint {
     }
 }
 
-impl From<&crate::RunRecord> for TrendPoint {
-    fn from(run: &crate::RunRecord) -> Self {
+impl From<&RunRecord> for TrendPoint {
+    fn from(run: &RunRecord) -> Self {
         Self {
             id: run.id,
             started_at: run.started_at.clone(),
-            status: run.status.clone(),
+            status: run.status,
             missing: run.missing,
             extra: run.extra,
             changed: run.changed,
@@ -60,22 +64,6 @@ fn value_text(value: &Value) -> String {
 
 fn key_text(key: &[Value]) -> String {
     key.iter().map(value_text).collect::<Vec<_>>().join(", ")
-}
-
-/// Escapes text for HTML element content and attribute values.
-fn html_escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
 }
 
 /// Escapes text for a Markdown table cell inside a code span.
@@ -201,12 +189,12 @@ fn markdown_table(out: &mut String, table: &TableReport) {
 fn html_values(legacy: &Value, service: &Value) -> (String, String) {
     let (old, new) = (value_text(legacy), value_text(service));
     if !(legacy.is_string() && service.is_string()) {
-        return (html_escape(&old), html_escape(&new));
+        return (escape(&old).into_owned(), escape(&new).into_owned());
     }
     let diff = TextDiff::from_chars(&old, &new);
     let (mut left, mut right) = (String::new(), String::new());
     for change in diff.iter_all_changes() {
-        let text = html_escape(change.value());
+        let text = escape(change.value());
         match change.tag() {
             ChangeTag::Equal => {
                 left.push_str(&text);
@@ -241,12 +229,12 @@ pub fn html(report: &Report, trend: &[TrendPoint]) -> String {
          <p class=\"note\">{le} → {se}, {start} to {end}. Source of truth: {sot:?}.</p>\
          <table><tr><th>compared</th><th>missing in service</th><th>extra in service</th><th>changed</th><th>settling</th></tr>\
          <tr><td>{c}</td><td>{m}</td><td>{x}</td><td>{ch}</td><td>{s}</td></tr></table>",
-        cap = html_escape(&report.capability),
+        cap = escape(&report.capability),
         upper = status.to_uppercase(),
-        le = html_escape(&report.legacy_engine),
-        se = html_escape(&report.service_engine),
-        start = html_escape(&report.started_at),
-        end = html_escape(&report.finished_at),
+        le = escape(&report.legacy_engine),
+        se = escape(&report.service_engine),
+        start = escape(&report.started_at),
+        end = escape(&report.finished_at),
         sot = report.source_of_truth,
         c = t.rows_compared,
         m = t.missing,
@@ -290,7 +278,7 @@ fn html_trend(out: &mut String, trend: &[TrendPoint]) {
                     HEIGHT - h,
                     bar - 2,
                     point.id,
-                    html_escape(&point.started_at)
+                    escape(&point.started_at)
                 );
             }
             None => {
@@ -299,7 +287,7 @@ fn html_trend(out: &mut String, trend: &[TrendPoint]) {
                     "<rect x=\"{x}\" y=\"0\" width=\"{}\" height=\"{HEIGHT}\" fill=\"#ccc\"><title>run #{}: {}</title></rect>",
                     bar - 2,
                     point.id,
-                    html_escape(&point.status)
+                    point.status
                 );
             }
         }
@@ -311,8 +299,8 @@ fn html_trend(out: &mut String, trend: &[TrendPoint]) {
             out,
             "<tr><td>#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             point.id,
-            html_escape(&point.started_at),
-            html_escape(&point.status),
+            escape(&point.started_at),
+            point.status,
             count(point.missing),
             count(point.extra),
             count(point.changed)
@@ -325,12 +313,12 @@ fn html_table(out: &mut String, table: &TableReport) {
     let _ = write!(
         out,
         "<h2><code>{}</code> → <code>{}</code></h2><p class=\"note\">{} keys compared by {:?}; key: {}.{}</p>",
-        html_escape(&table.legacy_table),
-        html_escape(&table.service_table),
+        escape(&table.legacy_table),
+        escape(&table.service_table),
         table.rows_compared,
         table.strategy,
-        html_escape(&table.key_columns.join(", ")),
-        table.strategy_note.as_deref().map(|n| format!(" {}", html_escape(n))).unwrap_or_default()
+        escape(&table.key_columns.join(", ")),
+        table.strategy_note.as_deref().map(|n| format!(" {}", escape(n))).unwrap_or_default()
     );
     for (title, keys) in [
         ("Missing in the service", &table.missing),
@@ -348,7 +336,7 @@ fn html_table(out: &mut String, table: &TableReport) {
             let _ = write!(
                 out,
                 "<tr><td class=\"v\">{}</td></tr>",
-                html_escape(&key_text(&entry.key))
+                escape(&key_text(&entry.key))
             );
         }
         out.push_str("</table>");
@@ -365,9 +353,9 @@ fn html_table(out: &mut String, table: &TableReport) {
                 let _ = write!(
                     out,
                     "<tr><td class=\"v\">{}</td><td><code>{}</code> → <code>{}</code></td><td class=\"v\">{legacy}</td><td class=\"v\">{service}</td></tr>",
-                    html_escape(&key_text(&row.key)),
-                    html_escape(&column.column),
-                    html_escape(&column.service_column)
+                    escape(&key_text(&row.key)),
+                    escape(&column.column),
+                    escape(&column.service_column)
                 );
             }
         }
@@ -383,7 +371,7 @@ fn html_table(out: &mut String, table: &TableReport) {
             let _ = write!(
                 out,
                 "<tr><td class=\"v\">{}</td><td>{:?}</td></tr>",
-                html_escape(&key_text(&row.key)),
+                escape(&key_text(&row.key)),
                 row.kind
             );
         }
@@ -407,5 +395,133 @@ mod tests {
     #[test]
     fn markdown_cells_cannot_break_the_table() {
         assert_eq!(md_cell("a|b`c\nd"), "`a\\|b'c d`");
+    }
+
+    const HOSTILE: &str = "<script>alert('x')</script>\"><img onerror=x>";
+    const ESCAPED: &str = "&lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt;&quot;&gt;&lt;img onerror=x&gt;";
+
+    fn hostile_report() -> Report {
+        use crate::report::{ChangedRow, ColumnDiff, KeyEntry, Kind, Method, SettlingRow, Status, Totals};
+        let key = || vec![Value::from(HOSTILE)];
+        Report {
+            schema_version: crate::report::SCHEMA_VERSION,
+            capability: HOSTILE.to_owned(),
+            source_of_truth: mapping::SourceOfTruth::Legacy,
+            legacy_engine: HOSTILE.to_owned(),
+            service_engine: HOSTILE.to_owned(),
+            started_at: HOSTILE.to_owned(),
+            finished_at: HOSTILE.to_owned(),
+            status: Status::Diverged,
+            totals: Totals::default(),
+            tables: vec![TableReport {
+                legacy_table: HOSTILE.to_owned(),
+                service_table: HOSTILE.to_owned(),
+                key_columns: vec![HOSTILE.to_owned()],
+                strategy: Method::Merge,
+                strategy_note: Some(HOSTILE.to_owned()),
+                rows_legacy: 1,
+                rows_service: 1,
+                rows_compared: 1,
+                rows_fetched: 2,
+                missing: vec![KeyEntry { key: key() }],
+                extra: vec![KeyEntry { key: key() }],
+                changed: vec![ChangedRow {
+                    key: key(),
+                    columns: vec![
+                        ColumnDiff {
+                            column: HOSTILE.to_owned(),
+                            service_column: HOSTILE.to_owned(),
+                            legacy: Value::from(HOSTILE),
+                            service: Value::from(1),
+                        },
+                        ColumnDiff {
+                            column: HOSTILE.to_owned(),
+                            service_column: HOSTILE.to_owned(),
+                            legacy: Value::from(HOSTILE),
+                            service: Value::from(format!("{HOSTILE}!")),
+                        },
+                    ],
+                }],
+                settling: vec![SettlingRow {
+                    key: key(),
+                    kind: Kind::Changed,
+                }],
+            }],
+        }
+    }
+
+    #[test]
+    fn hostile_values_come_out_escaped_in_text_and_attributes() {
+        let trend = [
+            TrendPoint {
+                id: 1,
+                started_at: HOSTILE.to_owned(),
+                status: RunStatus::Failed,
+                missing: None,
+                extra: None,
+                changed: None,
+            },
+            TrendPoint {
+                id: 2,
+                started_at: HOSTILE.to_owned(),
+                status: RunStatus::Diverged,
+                missing: Some(1),
+                extra: Some(1),
+                changed: Some(1),
+            },
+        ];
+        let page = html(&hostile_report(), &trend);
+        for raw in ["<script", "<img", "onerror=x>", "\"><img", "'x'"] {
+            assert!(!page.contains(raw), "`{raw}` came out unescaped:\n{page}");
+        }
+        assert!(
+            page.contains(&format!("<title>Reconciliation of {ESCAPED}</title>")),
+            "{page}"
+        );
+        assert!(
+            page.contains(&format!("<td class=\"v\">{ESCAPED}</td>")),
+            "{page}"
+        );
+        // The same escaping holds inside a quoted attribute, whichever quote.
+        for (open, close) in [("<td title=\"", "\">"), ("<td title='", "'>")] {
+            let cell = format!("{open}{}{close}", escape(HOSTILE));
+            let quote = &open[open.len() - 1..];
+            assert_eq!(cell.matches(quote).count(), 2, "{cell}");
+            assert_eq!(cell.matches('<').count(), 1, "{cell}");
+        }
+    }
+
+    #[test]
+    fn the_trend_shows_each_run_status_by_its_stored_name() {
+        let point = |id, status| TrendPoint {
+            id,
+            started_at: "2026-01-01T00:00:00.000Z".to_owned(),
+            status,
+            missing: Some(0),
+            extra: Some(0),
+            changed: Some(0),
+        };
+        let trend: Vec<TrendPoint> = RunStatus::ALL
+            .into_iter()
+            .zip(1..)
+            .map(|(s, id)| point(id, s))
+            .collect();
+        let report = hostile_report();
+        let markdown = markdown(&report, &trend);
+        let page = html(&report, &trend);
+        for (id, name) in [(1, "running"), (2, "clean"), (3, "diverged"), (4, "failed")] {
+            assert!(
+                markdown.contains(&format!(
+                    "| #{id} | 2026-01-01T00:00:00.000Z | {name} | 0 | 0 | 0 |"
+                )),
+                "{markdown}"
+            );
+            assert!(
+                page.contains(&format!(
+                    "<td>#{id}</td><td>2026-01-01T00:00:00.000Z</td><td>{name}</td>"
+                )),
+                "{page}"
+            );
+        }
     }
 }

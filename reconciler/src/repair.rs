@@ -15,7 +15,7 @@
 //! inserts and updates parents first.
 //!
 //! Two mapping fields let a repair write what plain copies cannot (see
-//! `mapping::repair_settings`): `follower_defaults` fills follower columns
+//! `mapping::RepairSettings`): `follower_defaults` fills follower columns
 //! the mapping does not map on every inserted row (the monolith's `origin`
 //! marker), and `repair_filter` limits updates and deletes to the follower
 //! rows a repair may change. A row outside it is listed in
@@ -26,8 +26,10 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use tracing::Instrument as _;
+
 use mapping::Side;
-use mapping::{CapabilityMapping, DefaultValue, Identifier, SourceOfTruth, TableMapping};
+use mapping::{CapabilityMapping, DefaultValue, Identifier, TableMapping};
 use serde_json::Value;
 use toolkit_db::sql_value::{bind_value, SqlValue};
 use toolkit_db::{Database, DatabaseUrl};
@@ -83,8 +85,8 @@ pub struct Skipped {
 pub struct RepairPlan {
     /// The capability.
     pub capability: String,
-    /// The side the statements write to.
-    pub follower: String,
+    /// The side the statements write to (`monolith` or `service` in JSON).
+    pub follower: Side,
     /// The statements.
     pub statements: Vec<Statement>,
     /// Divergences no statement repairs (outside the table's `repair_filter`).
@@ -150,6 +152,7 @@ fn statement(
 }
 
 /// Plans the repair of every diverged table in `report`.
+#[tracing::instrument(skip_all, fields(capability = %capability.name))]
 pub async fn plan_repair(
     capability: &CapabilityMapping,
     report: &Report,
@@ -159,7 +162,7 @@ pub async fn plan_repair(
 ) -> Result<RepairPlan, ReconcileError> {
     let mut legacy = Source::connect(Side::Legacy, legacy_url, timeout).await?;
     let mut service = Source::connect(Side::Service, service_url, timeout).await?;
-    let truth_is_legacy = report.source_of_truth == SourceOfTruth::Legacy;
+    let truth = report.source_of_truth.side();
     let mut writes = Vec::new();
     let mut deletes = Vec::new();
     let mut skipped = Vec::new();
@@ -174,127 +177,22 @@ pub async fn plan_repair(
         if result.missing.is_empty() && result.extra.is_empty() && result.changed.is_empty() {
             continue;
         }
-        let plan = plan_table(table, &mut legacy, &mut service).await?;
-        check_repairable(&plan)?;
-        let (truth, follower, follower_plan) = if truth_is_legacy {
-            (&mut legacy, &mut service, &plan.service)
-        } else {
-            (&mut service, &mut legacy, &plan.legacy)
-        };
-        check_defaults(table, follower, follower_plan).await?;
-        let filter = table.repair.filter.as_deref();
-        // The text after a WHERE clause's last key value: the filter, if any.
-        let guard = filter.map_or_else(String::new, |f| format!(" AND ({f})"));
-        let truth_plan = if truth_is_legacy {
-            &plan.legacy
-        } else {
-            &plan.service
-        };
-        let (to_copy, to_delete) = keys_to_fix(result, truth_is_legacy);
-        let columns: Vec<&Identifier> = follower_plan.checksum_columns.iter().collect();
-        let key_len = plan.key_len();
-        let table_name = follower_plan.dialect.quote(&follower_plan.table);
-        for (key, action) in to_copy {
-            if let (Action::Update, Some(filter)) = (action, filter) {
-                if !within_filter(follower, follower_plan, key_len, &key, filter).await? {
-                    skipped.push(outside_filter(follower_plan, action, key, filter));
-                    continue;
-                }
-            }
-            let row = fetch_row(truth, truth_plan, key_len, &key).await?;
-            let Some(row) = row else { continue };
-            let mut values: Vec<SqlValue> = row.into_iter().take(columns.len()).collect();
-            match action {
-                Action::Insert => {
-                    let defaults = &table.repair.follower_defaults;
-                    let names: Vec<String> = columns
-                        .iter()
-                        .copied()
-                        .chain(defaults.iter().map(|(column, _)| column))
-                        .map(|c| follower_plan.dialect.quote(c))
-                        .collect();
-                    values.extend(defaults.iter().map(|(_, value)| match value {
-                        DefaultValue::Text(text) => SqlValue::Text(text.clone()),
-                        DefaultValue::Integer(number) => SqlValue::Int(*number),
-                    }));
-                    let mut parts = vec![format!(
-                        "INSERT INTO {table_name} ({}) VALUES (",
-                        names.join(", ")
-                    )];
-                    parts.extend((1..values.len()).map(|_| ", ".to_owned()));
-                    parts.push(")".to_owned());
-                    writes.push(statement(
-                        follower_plan,
-                        follower_plan.table.as_str(),
-                        Action::Insert,
-                        parts,
-                        values,
-                    ));
-                }
-                _ => {
-                    let mut parts = Vec::new();
-                    let mut binds = Vec::new();
-                    let mut first = format!("UPDATE {table_name} SET ");
-                    for (i, column) in columns.iter().enumerate().skip(key_len) {
-                        if i > key_len {
-                            first.push_str(", ");
-                        }
-                        let _ = write!(first, "{} = ", follower_plan.dialect.quote(column));
-                        parts.push(std::mem::take(&mut first));
-                        binds.push(values[i].clone());
-                    }
-                    let mut tail = " WHERE ".to_owned();
-                    for (i, column) in columns.iter().take(key_len).enumerate() {
-                        if i > 0 {
-                            tail.push_str(" AND ");
-                        }
-                        let _ = write!(tail, "{} = ", follower_plan.dialect.quote(column));
-                        parts.push(std::mem::take(&mut tail));
-                        binds.push(values[i].clone());
-                    }
-                    parts.push(guard.clone());
-                    writes.push(statement(
-                        follower_plan,
-                        follower_plan.table.as_str(),
-                        Action::Update,
-                        parts,
-                        binds,
-                    ));
-                }
-            }
-        }
-        let mut table_deletes = Vec::new();
-        for key in to_delete {
-            if let Some(filter) = filter {
-                if !within_filter(follower, follower_plan, key_len, &key, filter).await? {
-                    skipped.push(outside_filter(follower_plan, Action::Delete, key, filter));
-                    continue;
-                }
-            }
-            let mut parts: Vec<String> = columns
-                .iter()
-                .take(key_len)
-                .enumerate()
-                .map(|(i, column)| {
-                    let prefix = if i == 0 {
-                        format!("DELETE FROM {table_name} WHERE ")
-                    } else {
-                        " AND ".to_owned()
-                    };
-                    format!("{prefix}{} = ", follower_plan.dialect.quote(column))
-                })
-                .collect();
-            parts.push(guard.clone());
-            let binds: Vec<SqlValue> = key.iter().map(json_to_sql).collect();
-            table_deletes.push(statement(
-                follower_plan,
-                follower_plan.table.as_str(),
-                Action::Delete,
-                parts,
-                binds,
-            ));
-        }
-        deletes.push(table_deletes);
+        let span = tracing::info_span!(
+            "repair_table",
+            capability = %capability.name,
+            table = %table.legacy_table,
+            follower = %report.source_of_truth.follower(),
+            statements = tracing::field::Empty,
+            skipped = tracing::field::Empty,
+        );
+        let repair = plan_table_repair(table, result, truth, &mut legacy, &mut service)
+            .instrument(span.clone())
+            .await?;
+        span.record("statements", repair.writes.len() + repair.deletes.len());
+        span.record("skipped", repair.skipped.len());
+        writes.extend(repair.writes);
+        deletes.push(repair.deletes);
+        skipped.extend(repair.skipped);
     }
     legacy.close().await;
     service.close().await;
@@ -303,10 +201,154 @@ pub async fn plan_repair(
     statements.extend(writes);
     Ok(RepairPlan {
         capability: capability.name.clone(),
-        follower: if truth_is_legacy { "service" } else { "monolith" }.to_owned(),
+        follower: report.source_of_truth.follower(),
         statements,
         skipped,
     })
+}
+
+/// One table's share of a repair plan.
+struct TableRepair {
+    /// Inserts and updates, in key order.
+    writes: Vec<Statement>,
+    /// Deletes, in key order.
+    deletes: Vec<Statement>,
+    /// Divergences outside the table's `repair_filter`.
+    skipped: Vec<Skipped>,
+}
+
+/// Plans the statements that repair one diverged table, `truth` being the
+/// source of truth's side.
+async fn plan_table_repair(
+    table: &TableMapping,
+    result: &TableReport,
+    truth: Side,
+    legacy: &mut Source,
+    service: &mut Source,
+) -> Result<TableRepair, ReconcileError> {
+    let plan = plan_table(table, legacy, service).await?;
+    check_repairable(&plan)?;
+    let (truth_source, follower, truth_plan, follower_plan) = match truth {
+        Side::Legacy => (legacy, service, &plan.legacy, &plan.service),
+        Side::Service => (service, legacy, &plan.service, &plan.legacy),
+    };
+    check_defaults(table, follower, follower_plan).await?;
+    let filter = table.repair.filter.as_deref();
+    // The text after a WHERE clause's last key value: the filter, if any.
+    let guard = filter.map_or_else(String::new, |f| format!(" AND ({f})"));
+    let (to_copy, to_delete) = keys_to_fix(result, truth);
+    let columns: Vec<&Identifier> = follower_plan.checksum_columns.iter().collect();
+    let key_len = plan.key_len();
+    let table_name = follower_plan.dialect.quote(&follower_plan.table);
+    let mut repair = TableRepair {
+        writes: Vec::new(),
+        deletes: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for (key, action) in to_copy {
+        if let (Action::Update, Some(filter)) = (action, filter) {
+            if !within_filter(follower, follower_plan, key_len, &key, filter).await? {
+                repair
+                    .skipped
+                    .push(outside_filter(follower_plan, action, key, filter));
+                continue;
+            }
+        }
+        let row = fetch_row(truth_source, truth_plan, key_len, &key).await?;
+        let Some(row) = row else { continue };
+        let mut values: Vec<SqlValue> = row.into_iter().take(columns.len()).collect();
+        match action {
+            Action::Insert => {
+                let defaults = &table.repair.follower_defaults;
+                let names: Vec<String> = columns
+                    .iter()
+                    .copied()
+                    .chain(defaults.iter().map(|(column, _)| column))
+                    .map(|c| follower_plan.dialect.quote(c))
+                    .collect();
+                values.extend(defaults.iter().map(|(_, value)| match value {
+                    DefaultValue::Text(text) => SqlValue::Text(text.clone()),
+                    DefaultValue::Integer(number) => SqlValue::Int(*number),
+                }));
+                let mut parts = vec![format!(
+                    "INSERT INTO {table_name} ({}) VALUES (",
+                    names.join(", ")
+                )];
+                parts.extend((1..values.len()).map(|_| ", ".to_owned()));
+                parts.push(")".to_owned());
+                repair.writes.push(statement(
+                    follower_plan,
+                    follower_plan.table.as_str(),
+                    Action::Insert,
+                    parts,
+                    values,
+                ));
+            }
+            _ => {
+                let mut parts = Vec::new();
+                let mut binds = Vec::new();
+                let mut first = format!("UPDATE {table_name} SET ");
+                for (i, column) in columns.iter().enumerate().skip(key_len) {
+                    if i > key_len {
+                        first.push_str(", ");
+                    }
+                    let _ = write!(first, "{} = ", follower_plan.dialect.quote(column));
+                    parts.push(std::mem::take(&mut first));
+                    binds.push(values[i].clone());
+                }
+                let mut tail = " WHERE ".to_owned();
+                for (i, column) in columns.iter().take(key_len).enumerate() {
+                    if i > 0 {
+                        tail.push_str(" AND ");
+                    }
+                    let _ = write!(tail, "{} = ", follower_plan.dialect.quote(column));
+                    parts.push(std::mem::take(&mut tail));
+                    binds.push(values[i].clone());
+                }
+                parts.push(guard.clone());
+                repair.writes.push(statement(
+                    follower_plan,
+                    follower_plan.table.as_str(),
+                    Action::Update,
+                    parts,
+                    binds,
+                ));
+            }
+        }
+    }
+    for key in to_delete {
+        if let Some(filter) = filter {
+            if !within_filter(follower, follower_plan, key_len, &key, filter).await? {
+                repair
+                    .skipped
+                    .push(outside_filter(follower_plan, Action::Delete, key, filter));
+                continue;
+            }
+        }
+        let mut parts: Vec<String> = columns
+            .iter()
+            .take(key_len)
+            .enumerate()
+            .map(|(i, column)| {
+                let prefix = if i == 0 {
+                    format!("DELETE FROM {table_name} WHERE ")
+                } else {
+                    " AND ".to_owned()
+                };
+                format!("{prefix}{} = ", follower_plan.dialect.quote(column))
+            })
+            .collect();
+        parts.push(guard.clone());
+        let binds: Vec<SqlValue> = key.iter().map(json_to_sql).collect();
+        repair.deletes.push(statement(
+            follower_plan,
+            follower_plan.table.as_str(),
+            Action::Delete,
+            parts,
+            binds,
+        ));
+    }
+    Ok(repair)
 }
 
 /// A key's values, in key order.
@@ -314,11 +356,10 @@ type Key = Vec<Value>;
 
 /// Keys to copy from the source of truth (with the action), and keys to
 /// delete from the follower.
-fn keys_to_fix(result: &TableReport, truth_is_legacy: bool) -> (Vec<(Key, Action)>, Vec<Key>) {
-    let (only_truth, only_follower) = if truth_is_legacy {
-        (&result.missing, &result.extra)
-    } else {
-        (&result.extra, &result.missing)
+fn keys_to_fix(result: &TableReport, truth: Side) -> (Vec<(Key, Action)>, Vec<Key>) {
+    let (only_truth, only_follower) = match truth {
+        Side::Legacy => (&result.missing, &result.extra),
+        Side::Service => (&result.extra, &result.missing),
     };
     let mut copy: Vec<(Key, Action)> = only_truth
         .iter()
@@ -495,4 +536,30 @@ pub async fn apply_repair(
     }
     db.close().await;
     Ok(applied)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_follower_is_the_side_opposite_the_source_of_truth_and_is_written_by_name() {
+        use mapping::SourceOfTruth;
+        for (truth, follower, name) in [
+            (SourceOfTruth::Legacy, Side::Service, "service"),
+            (SourceOfTruth::Service, Side::Legacy, "monolith"),
+        ] {
+            assert_eq!(truth.follower(), follower);
+            let plan = RepairPlan {
+                capability: "orders".to_owned(),
+                follower: truth.follower(),
+                statements: Vec::new(),
+                skipped: Vec::new(),
+            };
+            assert_eq!(
+                serde_json::to_string(&plan).unwrap(),
+                format!(r#"{{"capability":"orders","follower":"{name}","statements":[],"skipped":[]}}"#)
+            );
+        }
+    }
 }

@@ -59,7 +59,8 @@ pub enum Status {
 }
 
 impl Status {
-    /// The name stored in `reconciliation_runs.status`.
+    /// Its name in the JSON report, and in the store as a
+    /// [`RunStatus`](crate::RunStatus).
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Clean => "clean",
@@ -76,6 +77,16 @@ pub enum Method {
     Merge,
     /// Checksums of key ranges in each database, merging only ranges that differ.
     Bisect,
+}
+
+impl Method {
+    /// Its name in the JSON report: `merge` or `bisect`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Merge => "merge",
+            Method::Bisect => "bisect",
+        }
+    }
 }
 
 /// A key that exists on one side only.
@@ -238,10 +249,7 @@ impl Report {
                 "  {} → {} [{}]: {} keys, {} missing, {} extra, {} changed, {} settling\n",
                 t.legacy_table,
                 t.service_table,
-                match t.strategy {
-                    Method::Merge => "merge",
-                    Method::Bisect => "bisect",
-                },
+                t.strategy.as_str(),
                 t.rows_compared,
                 t.missing.len(),
                 t.extra.len(),

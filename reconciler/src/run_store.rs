@@ -3,13 +3,15 @@
 //! `diverged` or `failed` when it ends, with its counts and its JSON report,
 //! or with its error (which never holds a connection string).
 
+use std::fmt;
 use std::future::Future;
+use std::str::FromStr;
 use std::time::Duration;
 
 use toolkit_db::{timestamp, DatabaseUrl};
 use toolkit_store::StateStore;
 
-use crate::report::Report;
+use crate::report::{Report, Status};
 use crate::ReconcileError;
 
 /// How long any statement on the store may take.
@@ -19,15 +21,82 @@ const STORE_TIMEOUT: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RunId(pub i64);
 
+/// Where a run is: its `reconciliation_runs.status`, written (by `Display`,
+/// in the store and in JSON) as `running`, `clean`, `diverged` or `failed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Started and not ended.
+    Running,
+    /// Ended with no divergence.
+    Clean,
+    /// Ended with at least one divergence.
+    Diverged,
+    /// Could not finish; the run's `error` says why.
+    Failed,
+}
+
+impl RunStatus {
+    /// Every status, in the order a run goes through them.
+    pub const ALL: [RunStatus; 4] = [
+        RunStatus::Running,
+        RunStatus::Clean,
+        RunStatus::Diverged,
+        RunStatus::Failed,
+    ];
+
+    /// The name stored in `reconciliation_runs.status`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Clean => "clean",
+            RunStatus::Diverged => "diverged",
+            RunStatus::Failed => "failed",
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored run status that [`RunStatus`] does not know.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown run status `{0}`; a run is running, clean, diverged or failed")]
+pub struct UnknownRunStatus(pub String);
+
+impl FromStr for RunStatus {
+    type Err = UnknownRunStatus;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        RunStatus::ALL
+            .into_iter()
+            .find(|status| status.as_str() == text)
+            .ok_or_else(|| UnknownRunStatus(text.to_owned()))
+    }
+}
+
+/// A finished comparison's outcome as a run status.
+impl From<Status> for RunStatus {
+    fn from(status: Status) -> Self {
+        match status {
+            Status::Clean => RunStatus::Clean,
+            Status::Diverged => RunStatus::Diverged,
+        }
+    }
+}
+
 /// One recorded run, as read back.
-#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunRecord {
     /// Its id.
     pub id: i64,
     /// The capability.
     pub capability: String,
-    /// `running`, `clean`, `diverged` or `failed`.
-    pub status: String,
+    /// Running, clean, diverged or failed.
+    pub status: RunStatus,
     /// When it started (RFC 3339, UTC).
     pub started_at: String,
     /// When it ended, if it did.
@@ -44,6 +113,46 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// The JSON report of a finished run.
     pub report: Option<String>,
+}
+
+/// A row of `reconciliation_runs` as stored, its status still text.
+#[derive(sqlx::FromRow)]
+struct RunRow {
+    id: i64,
+    capability: String,
+    status: String,
+    started_at: String,
+    finished_at: Option<String>,
+    rows_compared: Option<i64>,
+    missing: Option<i64>,
+    extra: Option<i64>,
+    changed: Option<i64>,
+    error: Option<String>,
+    report: Option<String>,
+}
+
+impl TryFrom<RunRow> for RunRecord {
+    type Error = ReconcileError;
+
+    fn try_from(row: RunRow) -> Result<Self, Self::Error> {
+        let status = row
+            .status
+            .parse()
+            .map_err(|source| ReconcileError::StoredRun { id: row.id, source })?;
+        Ok(Self {
+            id: row.id,
+            capability: row.capability,
+            status,
+            started_at: row.started_at,
+            finished_at: row.finished_at,
+            rows_compared: row.rows_compared,
+            missing: row.missing,
+            extra: row.extra,
+            changed: row.changed,
+            error: row.error,
+            report: row.report,
+        })
+    }
 }
 
 /// The reconciler's view of the toolkit store.
@@ -85,9 +194,10 @@ impl RunStore {
             "recording the start of a run",
             sqlx::query_scalar(
                 "INSERT INTO reconciliation_runs (capability, status, started_at) \
-                 VALUES ($1, 'running', $2) RETURNING id",
+                 VALUES ($1, $2, $3) RETURNING id",
             )
             .bind(capability)
+            .bind(RunStatus::Running.as_str())
             .bind(timestamp::now())
             .fetch_one(self.store.database().pool()),
         )
@@ -106,7 +216,7 @@ impl RunStore {
                 "UPDATE reconciliation_runs SET status = $1, finished_at = $2, rows_compared = $3, \
                  missing = $4, extra = $5, changed = $6, report = $7 WHERE id = $8",
             )
-            .bind(report.status.as_str())
+            .bind(RunStatus::from(report.status).as_str())
             .bind(timestamp::now())
             .bind(totals.rows_compared as i64)
             .bind(totals.missing as i64)
@@ -125,8 +235,9 @@ impl RunStore {
         bounded(
             "recording a failed run",
             sqlx::query(
-                "UPDATE reconciliation_runs SET status = 'failed', finished_at = $1, error = $2 WHERE id = $3",
+                "UPDATE reconciliation_runs SET status = $1, finished_at = $2, error = $3 WHERE id = $4",
             )
+            .bind(RunStatus::Failed.as_str())
             .bind(timestamp::now())
             .bind(error)
             .bind(id.0)
@@ -137,8 +248,9 @@ impl RunStore {
     }
 
     /// The runs of `capability`, oldest first.
+    /// A run whose status this version does not know is an error naming it.
     pub async fn runs(&self, capability: &str) -> Result<Vec<RunRecord>, ReconcileError> {
-        bounded(
+        let rows: Vec<RunRow> = bounded(
             "reading past runs",
             sqlx::query_as(
                 "SELECT id, capability, status, started_at, finished_at, rows_compared, missing, extra, changed, error, report \
@@ -147,6 +259,58 @@ impl RunStore {
             .bind(capability)
             .fetch_all(self.store.database().pool()),
         )
-        .await
+        .await?;
+        rows.into_iter().map(RunRecord::try_from).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(status: &str) -> RunRow {
+        RunRow {
+            id: 7,
+            capability: "orders".to_owned(),
+            status: status.to_owned(),
+            started_at: "2026-01-01T00:00:00.000Z".to_owned(),
+            finished_at: None,
+            rows_compared: None,
+            missing: None,
+            extra: None,
+            changed: None,
+            error: None,
+            report: None,
+        }
+    }
+
+    #[test]
+    fn statuses_read_and_write_the_stored_names() {
+        for (status, name) in RunStatus::ALL
+            .into_iter()
+            .zip(["running", "clean", "diverged", "failed"])
+        {
+            assert_eq!(status.as_str(), name);
+            assert_eq!(status.to_string(), name);
+            assert_eq!(name.parse::<RunStatus>(), Ok(status));
+            assert_eq!(serde_json::to_value(status).unwrap(), name);
+            assert_eq!(RunRecord::try_from(row(name)).unwrap().status, status);
+        }
+        assert_eq!(RunStatus::from(Status::Clean), RunStatus::Clean);
+        assert_eq!(RunStatus::from(Status::Diverged), RunStatus::Diverged);
+    }
+
+    #[test]
+    fn an_unknown_stored_status_is_an_error_naming_it() {
+        assert_eq!(
+            "cancelled".parse::<RunStatus>(),
+            Err(UnknownRunStatus("cancelled".to_owned()))
+        );
+        let error = RunRecord::try_from(row("cancelled")).unwrap_err().chain();
+        assert_eq!(
+            error,
+            "run #7 in the toolkit store cannot be read: \
+             unknown run status `cancelled`; a run is running, clean, diverged or failed"
+        );
     }
 }

@@ -4,18 +4,27 @@
 //! - Each pass is recorded in the toolkit store (clean, diverged or failed
 //!   with the reason) and, with a report folder, written there as JSON,
 //!   Markdown and HTML, plus `latest.*` copies.
+//! - Each capability's cron expression, parsed once by the mapping
+//!   ([`mapping::Schedule`]), gives its next occurrence; a task per
+//!   capability sleeps until then and queues a pass. Occurrences are whole
+//!   seconds in UTC.
 //! - Two passes of one capability never run at once: a tick that finds the
 //!   previous pass still running (or still waiting) is skipped and logged.
-//!   Passes run one after another in the caller's task; the cron jobs only
-//!   queue them.
+//!   Passes run one after another in the caller's task; the timers only
+//!   queue them. Occurrences missed meanwhile are not made up for.
 //! - A database being down fails that pass only; the next tick runs as usual.
 
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use mapping::{CapabilityMapping, Mapping};
-use tokio_cron_scheduler::{Job, JobScheduler};
+use chrono::{DateTime, SubsecRound, Utc};
+use croner::errors::CronError;
+use mapping::{CapabilityMapping, Mapping, Schedule};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::task::JoinSet;
 use toolkit_db::DatabaseUrl;
 
 use crate::metrics::ScheduleMetrics;
@@ -55,9 +64,18 @@ pub enum ScheduleError {
         #[source]
         source: std::io::Error,
     },
-    /// The scheduler itself failed.
-    #[error("the scheduler failed: {0}")]
-    Scheduler(String),
+    /// A schedule has no next occurrence (it names a date that never
+    /// comes, like 30 February).
+    #[error("capability `{capability}`: schedule `{schedule}` never comes due; fix it in the mapping file")]
+    Scheduler {
+        /// The capability.
+        capability: String,
+        /// Its cron expression.
+        schedule: String,
+        /// Why no occurrence was found.
+        #[source]
+        source: CronError,
+    },
 }
 
 /// One scheduled capability and what a pass needs.
@@ -139,6 +157,61 @@ fn write_reports(dir: &Path, report: &crate::Report, trend: &[TrendPoint]) -> st
     Ok(())
 }
 
+/// The longest a timer sleeps before it reads the wall clock again, so that
+/// a clock change, or a machine that was suspended, delays a tick by at most
+/// this much.
+const LONGEST_NAP: Duration = Duration::from_secs(1);
+
+/// The first occurrence of `schedule` after `after`'s second: a whole
+/// second, in UTC.
+fn next_occurrence(schedule: &Schedule, after: DateTime<Utc>) -> Result<DateTime<Utc>, CronError> {
+    // croner keeps the start's fraction of a second; occurrences are whole
+    // seconds.
+    schedule
+        .cron()
+        .find_next_occurrence(&after.trunc_subsecs(0), false)
+}
+
+/// Calls `tick` at each occurrence of `schedule` by the clock `now`, until
+/// `tick` breaks. Occurrences missed while this was not polled (or while the
+/// clock jumped ahead) are not made up for: the next tick is the first
+/// occurrence after the present.
+async fn every_occurrence(
+    schedule: &Schedule,
+    now: impl Fn() -> DateTime<Utc>,
+    mut tick: impl FnMut() -> ControlFlow<()>,
+) -> Result<(), CronError> {
+    let mut after = now();
+    loop {
+        let next = next_occurrence(schedule, after)?;
+        // A timer that fires before the clock says it is time sleeps again.
+        while let Ok(left) = (next - now()).to_std() {
+            if left.is_zero() {
+                break;
+            }
+            tokio::time::sleep(left.min(LONGEST_NAP)).await;
+        }
+        if tick().is_break() {
+            return Ok(());
+        }
+        after = next.max(now());
+    }
+}
+
+/// A tick of `pass`'s schedule: queues the pass unless its previous pass is
+/// still queued or running. Breaks once the queue is gone.
+fn queue_pass(pass: &Arc<Pass>, queue: &UnboundedSender<Arc<Pass>>) -> ControlFlow<()> {
+    if pass.busy.swap(true, Ordering::AcqRel) {
+        tracing::warn!(capability = %pass.capability.name, "the previous pass is still running; this tick is skipped");
+        return ControlFlow::Continue(());
+    }
+    if queue.send(Arc::clone(pass)).is_err() {
+        tracing::debug!("the schedule is shutting down; tick dropped");
+        return ControlFlow::Break(());
+    }
+    ControlFlow::Continue(())
+}
+
 /// Checks every scheduled capability and runs the schedule until `shutdown`.
 pub async fn run_schedule(
     mapping: &Mapping,
@@ -156,7 +229,7 @@ pub async fn run_schedule(
     }
     let mut passes = Vec::new();
     for capability in mapping.capabilities() {
-        let Some(expression) = &capability.schedule else {
+        let Some(schedule) = &capability.schedule else {
             continue;
         };
         let resolve = |source: &Option<mapping::DatabaseSource>, which| {
@@ -182,34 +255,36 @@ pub async fn run_schedule(
             metrics: metrics.clone(),
             busy: AtomicBool::new(false),
         });
-        passes.push((expression.clone(), pass));
+        next_occurrence(schedule, Utc::now()).map_err(|source| ScheduleError::Scheduler {
+            capability: capability.name.clone(),
+            schedule: schedule.to_string(),
+            source,
+        })?;
+        passes.push((schedule.clone(), pass));
     }
     if passes.is_empty() {
         return Err(ScheduleError::NothingScheduled);
     }
-    let scheduler_error =
-        |e: tokio_cron_scheduler::JobSchedulerError| ScheduleError::Scheduler(e.to_string());
     let (queue, mut due) = tokio::sync::mpsc::unbounded_channel::<Arc<Pass>>();
-    let mut scheduler = JobScheduler::new().await.map_err(scheduler_error)?;
-    for (expression, pass) in passes {
-        tracing::info!(capability = %pass.capability.name, schedule = %expression, "scheduled");
+    // The timers run on tasks of their own, so that they tick (and skip)
+    // while a pass runs here.
+    let mut timers = JoinSet::new();
+    for (schedule, pass) in passes {
+        tracing::info!(capability = %pass.capability.name, schedule = %schedule, "scheduled");
         let queue = queue.clone();
-        let job = Job::new_async(expression.as_str(), move |_, _| {
-            let pass = Arc::clone(&pass);
-            let queue = queue.clone();
-            Box::pin(async move {
-                if pass.busy.swap(true, Ordering::AcqRel) {
-                    tracing::warn!(capability = %pass.capability.name, "the previous pass is still running; this tick is skipped");
-                } else if queue.send(pass).is_err() {
-                    tracing::debug!("the schedule is shutting down; tick dropped");
-                }
-            })
-        })
-        .map_err(scheduler_error)?;
-        scheduler.add(job).await.map_err(scheduler_error)?;
+        timers.spawn(async move {
+            let ticks = every_occurrence(&schedule, Utc::now, || queue_pass(&pass, &queue)).await;
+            if let Err(error) = ticks {
+                tracing::error!(
+                    capability = %pass.capability.name,
+                    %schedule,
+                    %error,
+                    "the schedule has no next occurrence; this capability is not compared again"
+                );
+            }
+        });
     }
     drop(queue);
-    scheduler.start().await.map_err(scheduler_error)?;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
@@ -220,5 +295,124 @@ pub async fn run_schedule(
             },
         }
     }
-    scheduler.shutdown().await.map_err(scheduler_error)
+    timers.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::Cell;
+    use std::path::Path;
+
+    use chrono::TimeDelta;
+
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    /// A wall clock that starts at `origin` and runs with tokio's clock
+    /// (paused in these tests), plus `jump`.
+    fn clock(origin: DateTime<Utc>, jump: &Cell<TimeDelta>) -> impl Fn() -> DateTime<Utc> + '_ {
+        let started = tokio::time::Instant::now();
+        move || origin + TimeDelta::from_std(started.elapsed()).unwrap() + jump.get()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ticks_fall_on_each_occurrence_in_whole_seconds() {
+        let schedule = Schedule::parse("*/10 * * * * *").unwrap();
+        let jump = Cell::new(TimeDelta::zero());
+        let now = clock(at("2026-03-01T00:00:03.250Z"), &jump);
+        let started = tokio::time::Instant::now();
+        let mut ticks = Vec::new();
+        every_occurrence(&schedule, &now, || {
+            ticks.push(now());
+            if ticks.len() == 3 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(
+            ticks,
+            [
+                at("2026-03-01T00:00:10Z"),
+                at("2026-03-01T00:00:20Z"),
+                at("2026-03-01T00:00:30Z")
+            ]
+        );
+        assert_eq!(started.elapsed(), Duration::from_millis(26_750));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn missed_occurrences_collapse_into_the_next_one() {
+        let schedule = Schedule::parse("*/10 * * * * *").unwrap();
+        let jump = Cell::new(TimeDelta::zero());
+        let now = clock(at("2026-03-01T00:00:00Z"), &jump);
+        let mut ticks = Vec::new();
+        every_occurrence(&schedule, &now, || {
+            ticks.push(now());
+            // The first tick is held up for 35 s, past three occurrences.
+            jump.set(TimeDelta::seconds(35));
+            if ticks.len() == 2 {
+                ControlFlow::Break(())
+            } else {
+                ControlFlow::Continue(())
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(ticks, [at("2026-03-01T00:00:10Z"), at("2026-03-01T00:00:50Z")]);
+    }
+
+    #[test]
+    fn a_schedule_that_never_comes_due_is_an_error() {
+        let never = Schedule::parse("0 0 0 30 2 *").unwrap();
+        assert!(next_occurrence(&never, at("2026-03-01T00:00:00Z")).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_tick_is_skipped_while_the_previous_pass_is_queued_or_running() {
+        let text = r#"
+[capabilities.items]
+schedule = "* * * * * *"
+[[capabilities.items.tables]]
+legacy = "items"
+service = "items"
+key = ["id"]
+columns = { id = "id" }
+"#;
+        let mapping = Mapping::parse(Path::new("m.toml"), text).unwrap();
+        let url = DatabaseUrl::parse("unused.db").unwrap();
+        let pass = Arc::new(Pass {
+            capability: mapping.capability("items").unwrap().clone(),
+            legacy: url.clone(),
+            service: url,
+            store: None,
+            report_dir: None,
+            options: Options::default(),
+            metrics: None,
+            busy: AtomicBool::new(false),
+        });
+        let (queue, mut due) = tokio::sync::mpsc::unbounded_channel();
+        assert_eq!(queue_pass(&pass, &queue), ControlFlow::Continue(()));
+        assert_eq!(queue_pass(&pass, &queue), ControlFlow::Continue(()));
+        assert!(due.try_recv().is_ok(), "the first tick queues the pass");
+        assert!(
+            due.try_recv().is_err(),
+            "the second finds it queued and is skipped"
+        );
+        // Taken off the queue it is running, and still busy until it ends.
+        assert_eq!(queue_pass(&pass, &queue), ControlFlow::Continue(()));
+        assert!(due.try_recv().is_err());
+        pass.busy.store(false, Ordering::Release);
+        assert_eq!(queue_pass(&pass, &queue), ControlFlow::Continue(()));
+        assert!(due.try_recv().is_ok());
+        drop(due);
+        pass.busy.store(false, Ordering::Release);
+        assert_eq!(queue_pass(&pass, &queue), ControlFlow::Break(()));
+    }
 }

@@ -155,7 +155,7 @@ async fn dropped_dual_writes_are_reported_and_repaired(engine: Engine) {
     // The plan inserts them into the monolith, orders before their lines,
     // and a dry run changes nothing.
     let plan = repair(&stack, &report, false).await;
-    assert_eq!(plan.follower, "monolith");
+    assert_eq!(plan.follower, mapping::Side::Legacy);
     assert!(plan.skipped.is_empty(), "{:?}", plan.skipped);
     assert_eq!(plan.statements.len(), dropped.len() + line_count);
     assert!(plan.statements.iter().all(|s| s.action == Action::Insert));

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use reconciler::{reconcile_and_record, Options, ReconcileError, RunStore};
+use reconciler::{reconcile_and_record, Options, ReconcileError, RunStatus, RunStore};
 use test_harness::{Engine, TestDatabase};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -95,7 +95,7 @@ async fn an_unreachable_database_fails_clearly_without_its_password_and_is_recor
     let runs = store.runs("people").await.unwrap();
     assert_eq!(runs.len(), 2);
     for run in runs {
-        assert_eq!(run.status, "failed");
+        assert_eq!(run.status, RunStatus::Failed);
         let error = run.error.unwrap();
         assert!(
             error.contains("cannot connect to the service database"),
@@ -176,7 +176,7 @@ async fn a_database_going_down_mid_run_fails_the_run_and_is_recorded() {
     );
     let runs = store.runs("people").await.unwrap();
     assert_eq!(runs.len(), 1);
-    assert_eq!(runs[0].status, "failed");
+    assert_eq!(runs[0].status, RunStatus::Failed);
     assert!(runs[0].report.is_none());
 }
 
@@ -221,7 +221,9 @@ async fn unknown_tables_and_columns_are_refused_before_comparing() {
         "{error}"
     );
     let runs = store.runs("people").await.unwrap();
-    assert!(runs.iter().all(|r| r.status == "failed" && r.report.is_none()));
+    assert!(runs
+        .iter()
+        .all(|r| r.status == RunStatus::Failed && r.report.is_none()));
 }
 
 #[tokio::test]
@@ -254,9 +256,9 @@ async fn finished_runs_are_recorded_with_counts_and_report() {
         .await
         .unwrap();
     let runs = store.runs("people").await.unwrap();
-    assert_eq!(runs[0].status, "clean");
+    assert_eq!(runs[0].status, RunStatus::Clean);
     assert_eq!(runs[0].rows_compared, Some(10));
-    assert_eq!(runs[1].status, "diverged");
+    assert_eq!(runs[1].status, RunStatus::Diverged);
     assert_eq!(
         (runs[1].missing, runs[1].extra, runs[1].changed),
         (Some(1), Some(0), Some(1))

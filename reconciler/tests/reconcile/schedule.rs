@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use mapping::Mapping;
 use reconciler::schedule::run_schedule;
-use reconciler::{Options, RunStore};
+use reconciler::{Options, RunStatus, RunStore};
 use toolkit_db::{Database, DatabaseUrl};
 
 async fn sqlite_table(path: &Path, rows: &[(i64, &str)]) -> DatabaseUrl {
@@ -86,17 +86,22 @@ columns = {{ id = "id", name = "name" }}
         loop {
             let items = store.runs("items").await.unwrap();
             let down = store.runs("down").await.unwrap();
-            let finished =
-                |runs: &[reconciler::RunRecord]| runs.iter().filter(|r| r.status != "running").count();
+            let finished = |runs: &[reconciler::RunRecord]| {
+                runs.iter().filter(|r| r.status != RunStatus::Running).count()
+            };
             if finished(&items) >= 2 && finished(&down) >= 2 {
                 assert!(
                     items
                         .iter()
-                        .filter(|r| r.status != "running")
-                        .all(|r| r.status == "diverged"),
+                        .filter(|r| r.status != RunStatus::Running)
+                        .all(|r| r.status == RunStatus::Diverged),
                     "{items:?}"
                 );
-                let last = items.iter().rev().find(|r| r.status == "diverged").unwrap();
+                let last = items
+                    .iter()
+                    .rev()
+                    .find(|r| r.status == RunStatus::Diverged)
+                    .unwrap();
                 assert_eq!(
                     (last.missing, last.extra, last.changed),
                     (Some(1), Some(0), Some(1))
@@ -104,8 +109,8 @@ columns = {{ id = "id", name = "name" }}
                 // The database that is down fails every pass, and passes go on.
                 assert!(
                     down.iter()
-                        .filter(|r| r.status != "running")
-                        .all(|r| r.status == "failed"),
+                        .filter(|r| r.status != RunStatus::Running)
+                        .all(|r| r.status == RunStatus::Failed),
                     "{down:?}"
                 );
                 assert!(
@@ -179,4 +184,23 @@ columns = { id = "id" }
         .await
         .unwrap_err();
     assert!(error.to_string().contains("no capability"), "{error}");
+    // 30 February never comes: refused at the start, with croner's reason.
+    let never = Mapping::parse(
+        Path::new("m.toml"),
+        &text.replace(
+            "schedule = \"0 * * * * *\"",
+            "schedule = \"0 0 0 30 2 *\"\nlegacy_database_url = \"a.db\"\nservice_database_url = \"b.db\"",
+        ),
+    )
+    .unwrap();
+    let error = run_schedule(&never, None, None, Options::default(), None, async {})
+        .await
+        .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("capability `items`: schedule `0 0 0 30 2 *` never comes due"),
+        "{error}"
+    );
+    assert!(std::error::Error::source(&error).is_some(), "{error:?}");
 }

@@ -1,6 +1,7 @@
 //! `strangler backfill <capability>`.
 
 use crate::output::say;
+use crate::table::{Column, TextTable};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
@@ -106,20 +107,75 @@ pub async fn open_existing(url: &DatabaseUrl, role: &str) -> anyhow::Result<Data
 
 pub fn print_reports(capability: &str, reports: &[TableReport]) {
     say!("backfill of `{capability}`, monolith → service:");
+    for line in report_table(reports).lines() {
+        say!("{line}");
+    }
+}
+
+/// One line per table, aligned.
+fn report_table(reports: &[TableReport]) -> TextTable {
+    let mut table = TextTable::without_header(&[
+        Column::left("MONOLITH", 14),
+        Column::left("", 1),
+        Column::left("SERVICE", 14),
+        Column::right("ROWS", 7),
+        Column::left("", 0),
+    ])
+    .indent("  ");
     for report in reports {
-        say!(
-            "  {:<14} → {:<14} {:>7} rows in {} batch{}{}{}",
-            report.legacy_table,
-            report.service_table,
-            report.rows_copied,
-            report.batches,
-            if report.batches == 1 { "" } else { "es" },
-            if report.resumed { ", resumed" } else { "" },
-            if report.complete {
-                ", complete"
-            } else {
-                ", INCOMPLETE"
-            },
+        table.row([
+            report.legacy_table.clone(),
+            "→".to_owned(),
+            report.service_table.clone(),
+            report.rows_copied.to_string(),
+            format!(
+                "rows in {} batch{}{}{}",
+                report.batches,
+                if report.batches == 1 { "" } else { "es" },
+                if report.resumed { ", resumed" } else { "" },
+                if report.complete {
+                    ", complete"
+                } else {
+                    ", INCOMPLETE"
+                },
+            ),
+        ]);
+    }
+    table
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(legacy: &str, service: &str, rows: u64, batches: u64) -> TableReport {
+        TableReport {
+            legacy_table: legacy.to_owned(),
+            service_table: service.to_owned(),
+            rows_copied: rows,
+            batches,
+            resumed: false,
+            complete: true,
+        }
+    }
+
+    #[test]
+    fn reports_keep_their_layout_and_widen_for_long_names() {
+        assert_eq!(
+            report_table(&[report("products", "products", 200, 1)]).lines(),
+            ["  products       → products           200 rows in 1 batch, complete"]
         );
+        assert_eq!(
+            report_table(&[
+                report("order_lines", "order_lines", 12, 2),
+                report("customer_loyalty_accounts", "loyalty_accounts", 3, 1),
+            ])
+            .lines(),
+            [
+                "  order_lines               → order_lines           12 rows in 2 batches, complete",
+                "  customer_loyalty_accounts → loyalty_accounts       3 rows in 1 batch, complete",
+            ]
+        );
+        assert!(report_table(&[]).lines().is_empty());
     }
 }

@@ -14,6 +14,7 @@ mod reconcile_command;
 mod routes_command;
 mod routes_view;
 mod signals;
+mod table;
 mod telemetry;
 
 use std::process::ExitCode;

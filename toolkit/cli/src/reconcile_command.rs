@@ -6,6 +6,8 @@
 //! Exit codes: 0 clean, 1 divergence found, 2 error (the run could not
 //! finish, or the arguments are wrong).
 
+mod report;
+
 use crate::output::{say, say_raw};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -15,12 +17,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use mapping::DatabaseSource;
-use mapping::{CapabilityMapping, Mapping};
+use mapping::{CapabilityMapping, Mapping, Side};
 use reconciler::metrics::ScheduleMetrics;
 use reconciler::render::{self, TrendPoint};
 use reconciler::repair::{apply_repair, plan_repair};
 use reconciler::schedule::run_schedule;
-use reconciler::{reconcile_and_record, Options, Report, RunStore, Status, Strategy};
+use reconciler::{reconcile_and_record, Options, RunStore, Status, Strategy};
 use toolkit_db::DatabaseUrl;
 
 /// The demo's toolkit store, the default store when it exists.
@@ -46,7 +48,7 @@ enum ReconcileCommand {
     Run(RunArgs),
     /// Show the latest recorded run of a capability and the trend of the
     /// runs before it. Exit code: that of the latest run (a failed run is 2).
-    Report(ReportArgs),
+    Report(report::ReportArgs),
     /// Compare every capability that has a `schedule` in the mapping file on
     /// that cron expression, until Ctrl-C.
     Schedule(ScheduleArgs),
@@ -87,24 +89,9 @@ struct ScheduleArgs {
     metrics_listen: Option<std::net::SocketAddr>,
 }
 
-#[derive(Args)]
-struct ReportArgs {
-    /// The capability.
-    capability: String,
-    /// The toolkit store the runs were recorded in.
-    #[arg(long, env = "STRANGLER_STORE_URL")]
-    store_url: DatabaseUrl,
-    /// How many runs the trend shows.
-    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    last: u32,
-    /// Output style.
-    #[arg(long, value_enum, default_value = "human")]
-    output: Format,
-}
-
 /// Output style of `reconcile run` and `reconcile report`.
 #[derive(Clone, Copy, Debug, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     /// Readable lines.
     Human,
     /// The report's documented JSON schema.
@@ -178,7 +165,7 @@ impl ReconcileArgs {
 pub async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         ReconcileCommand::Run(args) => run_once(args).await,
-        ReconcileCommand::Report(args) => report(args).await,
+        ReconcileCommand::Report(args) => report::report(args).await,
         ReconcileCommand::Schedule(args) => schedule(args).await,
         ReconcileCommand::Repair(args) => repair(args).await,
     }
@@ -243,10 +230,9 @@ async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
         say!("dry run: nothing was changed; add --apply to execute these statements");
         return Ok(ExitCode::from(EXIT_DIVERGED));
     }
-    let follower = if plan.follower == "service" {
-        service
-    } else {
-        legacy
+    let follower = match plan.follower {
+        Side::Service => service,
+        Side::Legacy => legacy,
     };
     let applied = apply_repair(&plan, follower, 100).await.with_context(|| {
         format!(
@@ -379,106 +365,6 @@ fn strategy(arg: StrategyArg) -> Strategy {
         StrategyArg::Merge => Strategy::Merge,
         StrategyArg::Bisect => Strategy::Bisect,
     }
-}
-
-async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
-    if let Some(path) = args.store_url.sqlite_path() {
-        anyhow::ensure!(
-            path.exists(),
-            "the toolkit store {} does not exist; check the path",
-            path.display()
-        );
-    }
-    let store = RunStore::open(&args.store_url)
-        .await
-        .with_context(|| format!("opening the toolkit store {}", args.store_url))?;
-    let runs = store.runs(&args.capability).await?;
-    let Some(latest) = runs.last() else {
-        anyhow::bail!(
-            "no recorded runs of `{0}` in {1}; record one with `strangler reconcile run {0} --store-url …`",
-            args.capability,
-            args.store_url
-        );
-    };
-    let trend = &runs[runs.len().saturating_sub(args.last as usize)..];
-    let latest_report: Option<Report> = latest
-        .report
-        .as_deref()
-        .and_then(|json| serde_json::from_str(json).ok());
-    let points: Vec<TrendPoint> = trend.iter().map(TrendPoint::from).collect();
-    match (args.output, &latest_report) {
-        (Format::Markdown, Some(report)) => say_raw!("{}", render::markdown(report, &points)),
-        (Format::Html, Some(report)) => say_raw!("{}", render::html(report, &points)),
-        (Format::Markdown | Format::Html, None) => anyhow::bail!(
-            "the latest run of `{}` (#{}) has no report to render: {}",
-            args.capability,
-            latest.id,
-            latest.error.as_deref().unwrap_or("it has not finished")
-        ),
-        (Format::Json, _) => {
-            let trend: Vec<serde_json::Value> = trend
-                .iter()
-                .map(|run| {
-                    serde_json::json!({
-                        "id": run.id,
-                        "status": run.status,
-                        "started_at": run.started_at,
-                        "finished_at": run.finished_at,
-                        "rows_compared": run.rows_compared,
-                        "missing": run.missing,
-                        "extra": run.extra,
-                        "changed": run.changed,
-                        "error": run.error,
-                    })
-                })
-                .collect();
-            let body = serde_json::json!({ "latest": latest_report, "trend": trend });
-            say!("{}", serde_json::to_string_pretty(&body)?);
-        }
-        (Format::Human, _) => {
-            say!(
-                "latest run of `{}`: #{} {} (started {})",
-                args.capability,
-                latest.id,
-                latest.status,
-                latest.started_at
-            );
-            match (&latest_report, &latest.error) {
-                (Some(report), _) => say_raw!("{}", report.to_human()),
-                (None, Some(error)) => say!("  failed: {error}"),
-                (None, None) => say!("  (still running, or ended without a report)"),
-            }
-            say!("trend, oldest first:");
-            say!(
-                "  {:>6}  {:<25} {:<9} {:>9} {:>8} {:>8} {:>8}",
-                "RUN",
-                "STARTED",
-                "STATUS",
-                "COMPARED",
-                "MISSING",
-                "EXTRA",
-                "CHANGED"
-            );
-            let count = |n: Option<i64>| n.map_or("-".to_owned(), |n| n.to_string());
-            for run in trend {
-                say!(
-                    "  {:>6}  {:<25} {:<9} {:>9} {:>8} {:>8} {:>8}",
-                    format!("#{}", run.id),
-                    run.started_at,
-                    run.status,
-                    count(run.rows_compared),
-                    count(run.missing),
-                    count(run.extra),
-                    count(run.changed)
-                );
-            }
-        }
-    }
-    Ok(ExitCode::from(match latest.status.as_str() {
-        "clean" => EXIT_CLEAN,
-        "diverged" => EXIT_DIVERGED,
-        _ => EXIT_ERROR,
-    }))
 }
 
 async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {

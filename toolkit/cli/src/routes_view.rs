@@ -2,6 +2,7 @@
 //! tables for people, the API's JSON untouched for scripts.
 
 use crate::output::say;
+use crate::table::{Column, TextTable};
 use facade::admin::{ChangeOutcome, Listing, ShadowReport};
 use facade::route_store::Transition;
 use serde_json::Value;
@@ -11,39 +12,58 @@ pub fn print_json(body: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn print_listing(listing: &Listing) {
-    say!(
-        "{:<14} {:<14} {:<10} {:<10} {:<12} ROUTES",
-        "CAPABILITY",
-        "STAGE",
-        "LEGACY",
-        "SERVICE",
-        "ERRORS"
-    );
+fn print_table(table: TextTable) {
+    for line in table.lines() {
+        say!("{line}");
+    }
+}
+
+fn capability_table(listing: &Listing) -> TextTable {
+    let mut table = TextTable::new(&[
+        Column::left("CAPABILITY", 14),
+        Column::left("STAGE", 14),
+        Column::left("LEGACY", 10),
+        Column::left("SERVICE", 10),
+        Column::left("ERRORS", 12),
+        Column::left("ROUTES", 0),
+    ]);
     for c in &listing.capabilities {
         let (failures, requests) = c.error_budget;
-        say!(
-            "{:<14} {:<14} {:<10} {:<10} {:<12} {}",
-            c.name,
+        table.row([
+            c.name.clone(),
             c.stage.to_string(),
-            c.legacy_backend,
-            c.service_backend,
+            c.legacy_backend.clone(),
+            c.service_backend.clone(),
             format!("{failures}/{requests}"),
-            c.routes.join(", ")
-        );
+            c.routes.join(", "),
+        ]);
     }
-    say!("");
-    say!("{:<14} {:<10} {:<14} RETRIES", "BACKEND", "BREAKER", "IN FLIGHT");
+    table
+}
+
+fn backend_table(listing: &Listing) -> TextTable {
+    let mut table = TextTable::new(&[
+        Column::left("BACKEND", 14),
+        Column::left("BREAKER", 10),
+        Column::left("IN FLIGHT", 14),
+        Column::left("RETRIES", 0),
+    ]);
     for b in &listing.backends {
         let (requests, retries) = b.retry_budget;
-        say!(
-            "{:<14} {:<10} {:<14} {}",
-            b.name,
-            b.breaker,
+        table.row([
+            b.name.clone(),
+            b.breaker.clone(),
             format!("{}/{}", b.in_flight, b.max_concurrent),
-            format!("{retries}/{requests}")
-        );
+            format!("{retries}/{requests}"),
+        ]);
     }
+    table
+}
+
+pub fn print_listing(listing: &Listing) {
+    print_table(capability_table(listing));
+    say!("");
+    print_table(backend_table(listing));
     say!(
         "(route table revision {}; unmatched requests go to {}; ERRORS: service failures/requests in the \
          rollback window; RETRIES: retries/requests in the last 10s)",
@@ -55,27 +75,30 @@ pub fn print_listing(listing: &Listing) {
     }
 }
 
-pub fn print_history(transitions: &[Transition]) {
-    say!(
-        "{:<25} {:<12} {:<28} {:<14} REASON",
-        "AT",
-        "CAPABILITY",
-        "CHANGE",
-        "ACTOR"
-    );
+fn history_table(transitions: &[Transition]) -> TextTable {
+    let mut table = TextTable::new(&[
+        Column::left("AT", 25),
+        Column::left("CAPABILITY", 12),
+        Column::left("CHANGE", 28),
+        Column::left("ACTOR", 14),
+        Column::left("REASON", 0),
+    ]);
     for t in transitions {
         let from = t.from.map_or("(new)".to_owned(), |s| s.to_string());
-        let change = format!("{from} → {}", t.to);
         let forced = if t.forced { " [forced past a gate]" } else { "" };
-        say!(
-            "{:<25} {:<12} {:<28} {:<14} {}{forced}",
-            t.at,
-            t.capability,
-            change,
-            t.actor,
-            t.reason
-        );
+        table.row([
+            t.at.clone(),
+            t.capability.clone(),
+            format!("{from} → {}", t.to),
+            t.actor.clone(),
+            format!("{}{forced}", t.reason),
+        ]);
     }
+    table
+}
+
+pub fn print_history(transitions: &[Transition]) {
+    print_table(history_table(transitions));
 }
 
 pub fn print_change(body: Value, json: bool) -> anyhow::Result<()> {
@@ -161,5 +184,111 @@ fn reason_suffix(reason: &str) -> String {
         String::new()
     } else {
         format!(": {reason}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const LONG: &str = "loyalty-points-and-gift-card-balances";
+
+    fn capability(name: &str, stage: &str) -> Value {
+        json!({
+            "name": name,
+            "stage": stage,
+            "legacy_backend": "legacy",
+            "service_backend": "catalog",
+            "routes": ["GET /products"],
+            "error_budget": [1, 20],
+        })
+    }
+
+    /// Where each of `header`'s column titles starts, in characters.
+    fn starts(header: &str, titles: &[&str]) -> Vec<usize> {
+        titles
+            .iter()
+            .map(|title| header[..header.find(title).unwrap()].chars().count())
+            .collect()
+    }
+
+    /// Checks that every row has a value starting exactly where each
+    /// column's title does, after a space.
+    fn assert_aligned(lines: &[String], titles: &[&str]) {
+        let columns = starts(&lines[0], titles);
+        for line in &lines[1..] {
+            let chars: Vec<char> = line.chars().collect();
+            for &at in &columns {
+                assert!(
+                    chars[at - 1] == ' ' && chars[at] != ' ',
+                    "column at {at} misaligned in:\n{}",
+                    lines.join("\n")
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_listing_keeps_its_layout_for_short_names() {
+        let listing: Listing = serde_json::from_value(json!({
+            "revision": 3,
+            "store_reachable": true,
+            "default_backend": "legacy",
+            "capabilities": [capability("catalog", "legacy")],
+            "backends": [{ "name": "legacy", "breaker": "closed", "in_flight": 0,
+                           "max_concurrent": 64, "retry_budget": [10, 1] }],
+        }))
+        .unwrap();
+        assert_eq!(
+            capability_table(&listing).lines(),
+            [
+                "CAPABILITY     STAGE          LEGACY     SERVICE    ERRORS       ROUTES",
+                "catalog        legacy         legacy     catalog    1/20         GET /products",
+            ]
+        );
+        assert_eq!(
+            backend_table(&listing).lines(),
+            [
+                "BACKEND        BREAKER    IN FLIGHT      RETRIES",
+                "legacy         closed     0/64           1/10",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_long_capability_name_keeps_the_columns_aligned() {
+        let listing: Listing = serde_json::from_value(json!({
+            "revision": 3,
+            "store_reachable": true,
+            "default_backend": null,
+            "capabilities": [capability("catalog", "canary 50%"), capability(LONG, "legacy")],
+            "backends": [{ "name": LONG, "breaker": "half_open", "in_flight": 12,
+                           "max_concurrent": 64, "retry_budget": [100, 7] }],
+        }))
+        .unwrap();
+        let lines = capability_table(&listing).lines();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[2].starts_with(&format!("{LONG} legacy")), "{lines:?}");
+        assert_aligned(&lines, &["STAGE", "LEGACY", "SERVICE", "ERRORS", "ROUTES"]);
+        assert_aligned(
+            &backend_table(&listing).lines(),
+            &["BREAKER", "IN FLIGHT", "RETRIES"],
+        );
+
+        let transitions: Vec<Transition> = serde_json::from_value(json!([
+            { "id": 1, "capability": "orders", "from": "legacy", "to": "canary 50%",
+              "actor": "cli", "reason": "first orders", "at": "2026-01-01T00:00:00.000Z" },
+            { "id": 2, "capability": LONG, "from": null, "to": "legacy",
+              "actor": "auto-rollback", "reason": "error budget", "forced": true,
+              "at": "2026-01-01T00:00:01.000Z" },
+        ]))
+        .unwrap();
+        let lines = history_table(&transitions).lines();
+        assert_aligned(&lines, &["CAPABILITY", "CHANGE", "ACTOR", "REASON"]);
+        assert!(
+            lines[2].ends_with("error budget [forced past a gate]"),
+            "{lines:?}"
+        );
     }
 }

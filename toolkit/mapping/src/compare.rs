@@ -24,6 +24,7 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::identifier::{ColumnPair, Identifier};
+use crate::side::Side;
 
 /// Which side is right when the two disagree: the other side is the one a
 /// repair would change.
@@ -46,6 +47,19 @@ impl SourceOfTruth {
                 "source_of_truth must be \"legacy\" or \"service\", not {other:?}"
             )),
         }
+    }
+
+    /// The database that is right.
+    pub fn side(self) -> Side {
+        match self {
+            Self::Legacy => Side::Legacy,
+            Self::Service => Side::Service,
+        }
+    }
+
+    /// The database a repair changes: the one that is not the source of truth.
+    pub fn follower(self) -> Side {
+        self.side().other()
     }
 }
 

@@ -2,27 +2,33 @@
 //! the monolith's side and on its service's, and how the reconciler compares
 //! and repairs them.
 //!
-//! - [`identifier`]: table and column names ([`Identifier`]) and a
-//!   column's name on each side ([`ColumnPair`]).
-//! - [`side`]: [`Side`], the monolith's database or the service's.
-//! - [`compare`]: the reconciler's per-table settings ([`CompareSettings`])
+//! The modules are private and what they define is exported here; each
+//! module's own documentation describes its part of the file (`cargo doc
+//! --document-private-items` shows it):
+//! - `identifier`: table and column names ([`Identifier`]) and a column's
+//!   name on each side ([`ColumnPair`]).
+//! - `side`: [`Side`], the monolith's database or the service's.
+//! - `compare`: the reconciler's per-table settings ([`CompareSettings`])
 //!   and the capability's [`SourceOfTruth`].
-//! - [`repair_settings`]: what a repair may write ([`RepairSettings`]).
-//! - [`mapping`]: the file itself ([`Mapping`]), checked at load with the
+//! - `repair_settings`: what a repair may write ([`RepairSettings`]).
+//! - `schedule`: a capability's cron [`Schedule`], parsed once.
+//! - `mapping`: the file itself ([`Mapping`]), checked at load with the
 //!   line of every error.
 //!
 //! Modules import only those listed above them, so the crate has no circle.
 
-pub mod identifier;
-pub mod side;
+mod identifier;
+mod side;
 
-pub mod compare;
-pub mod repair_settings;
+mod compare;
+mod repair_settings;
+mod schedule;
 
-pub mod mapping;
+mod mapping;
 
 pub use compare::{CompareSettings, Normalization, SettleWindow, SourceOfTruth};
 pub use identifier::{ColumnPair, Identifier};
 pub use mapping::{CapabilityMapping, DatabaseSource, Mapping, MappingError, TableMapping};
 pub use repair_settings::{DefaultValue, RepairSettings};
+pub use schedule::Schedule;
 pub use side::Side;

@@ -32,6 +32,7 @@ use toolkit_db::DatabaseUrl;
 use crate::compare::{check_compare, CompareSettings, RawCompare, RawNormalize, SourceOfTruth};
 use crate::identifier::{ColumnPair, Identifier};
 use crate::repair_settings::{check_repair, RawRepair, RepairSettings};
+use crate::schedule::Schedule;
 
 /// A mapping file that cannot be used, with where and why.
 #[derive(Debug, thiserror::Error)]
@@ -101,8 +102,8 @@ pub struct CapabilityMapping {
     /// Which side is right when they disagree (unused by backfill).
     pub source_of_truth: SourceOfTruth,
     /// When `strangler reconcile schedule` compares it: a cron expression
-    /// with seconds (`0 */5 * * * *`).
-    pub schedule: Option<String>,
+    /// with seconds (`0 */5 * * * *`), parsed.
+    pub schedule: Option<Schedule>,
     /// Where the scheduled comparison finds the monolith's database.
     pub legacy_database: Option<DatabaseSource>,
     /// Where the scheduled comparison finds the service's database.
@@ -144,19 +145,6 @@ impl DatabaseSource {
             }
         }
     }
-}
-
-/// Checks a cron expression with seconds, as the scheduler reads it.
-fn check_schedule(expression: &str) -> Result<(), String> {
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Required)
-        .dom_and_dow(true)
-        .build()
-        .parse(expression)
-        .map(drop)
-        .map_err(|error| {
-            format!("schedule `{expression}` is not a cron expression with seconds (like `0 */5 * * * *`): {error}")
-        })
 }
 
 /// A whole mapping file.
@@ -246,10 +234,9 @@ impl Mapping {
                 None => SourceOfTruth::default(),
             };
             let schedule = match capability.schedule {
-                Some(expression) => {
-                    check_schedule(expression.get_ref()).map_err(|m| invalid(expression.span().start, m))?;
-                    Some(expression.into_inner())
-                }
+                Some(expression) => Some(
+                    Schedule::parse(expression.get_ref()).map_err(|m| invalid(expression.span().start, m))?,
+                ),
                 None => None,
             };
             let database = |source: Option<Spanned<String>>| match source {
@@ -536,7 +523,10 @@ columns = { name = "title", id = "id", price_cents = "unit_price_cents" }
         )
         .unwrap();
         let catalog = mapping.capability("catalog").unwrap();
-        assert_eq!(catalog.schedule.as_deref(), Some("*/30 * * * * *"));
+        assert_eq!(
+            catalog.schedule.as_ref().map(Schedule::as_str),
+            Some("*/30 * * * * *")
+        );
         assert_eq!(
             catalog.legacy_database,
             Some(DatabaseSource::Env("MONOLITH_DB".into()))
