@@ -26,7 +26,7 @@
 //! methods = ["GET", "PUT"]
 //! ```
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -39,12 +39,13 @@ use serde::Deserialize;
 use toml::Spanned;
 use toolkit_db::DatabaseUrl;
 
-use crate::canary::StickyKey;
-use crate::policy::{
-    CapabilityPolicy, RawGates, RawPolicy, RawResilience, RawRollback, RawShadow, ResiliencePolicy,
-};
-use crate::routing::{CapabilityDef, PathPattern, Route};
-use crate::stage::Stage;
+use crate::decision::canary::StickyKey;
+use crate::decision::policy::{CapabilityPolicy, RawPolicy, RawResilience, ResiliencePolicy};
+use crate::decision::routing::{CapabilityDef, PathPattern, Route};
+use crate::decision::stage::Stage;
+use raw::{RawBackend, RawFile};
+
+mod raw;
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -203,89 +204,6 @@ pub struct FacadeConfig {
     pub routes: Vec<Route>,
     /// Backend for unmatched requests.
     pub default_backend: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawFile {
-    #[serde(default)]
-    facade: RawFacade,
-    store: Option<RawStore>,
-    #[serde(default)]
-    backends: BTreeMap<String, Spanned<RawBackend>>,
-    #[serde(default)]
-    capabilities: BTreeMap<String, Spanned<RawCapability>>,
-    #[serde(default)]
-    routes: Vec<Spanned<RawRoute>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawFacade {
-    listen: Option<Spanned<String>>,
-    admin_listen: Option<Spanned<String>>,
-    default_backend: Option<Spanned<String>>,
-    admin_token_file: Option<String>,
-    max_body_bytes: Option<u64>,
-    max_header_bytes: Option<Spanned<u64>>,
-    grace_seconds: Option<u64>,
-    access_log: Option<bool>,
-    proxy_threads: Option<Spanned<usize>>,
-    shadow_queue: Option<Spanned<usize>>,
-    shadow_concurrency: Option<Spanned<usize>>,
-    shadow_max_per_second: Option<Spanned<usize>>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawStore {
-    url: Spanned<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawBackend {
-    urls: Spanned<Vec<String>>,
-    balance: Option<Balance>,
-    connect_timeout_ms: Option<u64>,
-    request_timeout_ms: Option<u64>,
-    host_header: Option<HostHeader>,
-    health_path: Option<String>,
-    health_interval_ms: Option<u64>,
-    retries: Option<u32>,
-    retry_budget: Option<f64>,
-    retry_backoff_ms: Option<u64>,
-    total_timeout_ms: Option<u64>,
-    breaker_failures: Option<u32>,
-    breaker_open_ms: Option<u64>,
-    max_concurrent: Option<usize>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawCapability {
-    legacy: Spanned<String>,
-    service: Spanned<String>,
-    initial: Option<Spanned<String>>,
-    sticky: Option<Spanned<String>>,
-    #[serde(default)]
-    shadow: RawShadow,
-    #[serde(default)]
-    rollback: RawRollback,
-    #[serde(default)]
-    gates: RawGates,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawRoute {
-    capability: Spanned<String>,
-    path: Spanned<String>,
-    #[serde(default)]
-    methods: Vec<Spanned<String>>,
-    host: Option<String>,
-    #[serde(default)]
-    headers: BTreeMap<String, String>,
 }
 
 impl FacadeConfig {
@@ -476,7 +394,7 @@ impl FacadeConfig {
             access_log: raw.facade.access_log.unwrap_or(true),
             proxy_threads: bounded(
                 &raw.facade.proxy_threads,
-                crate::proxy_threads::default_count(),
+                crate::wire::proxy_threads::default_count(),
                 1..=1024,
                 "proxy_threads",
             )

@@ -1,53 +1,72 @@
 //! The strangler facade: a reverse proxy in front of the monolith that sends
 //! each capability's routes to the monolith or to its extracted service.
 //!
-//! - [`config`]: `strangler.toml`, validated with line numbers.
-//! - [`path`]: request-path normalization before matching.
-//! - [`routing`]: the pure route decision over an ordered route table;
-//!   [`stage`]: a capability's migration stage; [`canary`]: the sticky split.
-//! - [`backend`]: instances, balancing, the pooled upstream client, and the
-//!   resilience state (breaker, retry budget, bulkhead).
-//! - [`proxy`]: forwarding one request; [`dispatch`]: attempts, retries and
-//!   fallback; [`upgrade`]: WebSocket pass-through; [`server`]: the listener
-//!   and graceful drain; [`proxy_threads`]: one event loop per thread, each
-//!   accepting its own connections; [`http1`]: the HTTP/1.1 connection
-//!   plain requests are served on (hyper serves the rest).
-//! - [`shadow`]: copies to the service and their comparison; [`rollback`]:
-//!   the error budget's automatic move back; [`gate`]: evidence for moving
-//!   forward; [`policy`]: their settings.
-//! - [`route_store`]: stages and their audit log in the toolkit store;
-//!   [`route_watch`]: following the store, swapping tables atomically.
-//! - [`admin`]: the token-protected admin API; [`metrics`]: Prometheus.
+//! The crate is four layers, each a folder, bottom to top: `wire`,
+//! `decision`, `flow`, `control`; with [`config`] between the decisions and
+//! the flow. A file imports only from its own layer and those below, and no
+//! files import each other in a circle; the unit test in `layering.rs`
+//! checks both on the source. This file is the top and wires the layers
+//! together ([`Facade::build`], [`Facade::run_until_stopped`]). What a lower
+//! layer needs of a higher one at run time it is handed, never imports: the
+//! wire serves requests with the flow's `Handler`, given to it here, and
+//! the flow asks control for a rollback over a channel.
+//!
+//! - `wire`: connections and HTTP/1.1 on both sides. `server` binds the
+//!   listener, accepts on the listener's task and deals each connection to
+//!   the proxy thread with the fewest open (`proxy_threads`: one
+//!   single-threaded event loop per thread, which serves the connections
+//!   it is dealt to their end), and drains on shutdown (`shutdown`).
+//!   `http1` is the facade's own HTTP/1.1 server connection for plain
+//!   requests, handing everything else to hyper; `upstream` is its own
+//!   pooled HTTP/1.1 client. Also the one body type (`body`), the client's
+//!   request body (`client_body`), header rules (`headers`,
+//!   `header_names`, `correlation`, and `content_length`, the one
+//!   `Content-Length` parser), the facade's error answer
+//!   (`error_response`), the upgrade tunnel (`tunnel`), and what the wire
+//!   asks of the layer above (`service`: `Peer` and `Handler`).
+//! - `decision`: pure functions of the request and the settings, no I/O.
+//!   [`path`] normalizes the request path; [`routing`] is the route
+//!   decision over an ordered table; [`stage`] a capability's migration
+//!   stage; `canary` the sticky split; `policy` the safe-cutover settings.
+//! - [`config`]: `strangler.toml`, validated once with line numbers, in the
+//!   decisions' vocabulary; read at start-up by the flow and control.
+//! - `flow`: one request's way through. `handle` refuses, routes, forwards
+//!   and finishes it; `dispatch` makes the attempts, retries and the
+//!   fallback against a `backend` (instances, balancing, breaker, retry
+//!   budget, bulkhead); `answer` maps a failure to an answer that says
+//!   which side failed; `upgrade` forwards WebSocket upgrades; `shadow`
+//!   copies requests to the service and compares the answers; `rollback`
+//!   counts the error budget; `state` is what every request reads, with
+//!   `capability_state` and `metrics` (Prometheus).
+//! - `control`: [`route_store`] (stages and their audit log in the toolkit
+//!   store), `route_watch` (following the store, swapping tables
+//!   atomically), `auto_rollback` (acting on a breached budget), `gate`
+//!   (evidence for moving forward), `health_check`, and [`admin`], the
+//!   token-protected admin API.
 
-pub mod admin;
-pub mod backend;
-pub mod canary;
-pub mod capability_state;
-pub mod client_body;
 pub mod config;
-pub mod correlation;
-pub mod dispatch;
-mod error_chain;
-pub mod gate;
-mod header_names;
-pub mod headers;
-pub mod health_check;
-pub mod http1;
-pub mod metrics;
-pub mod path;
-pub mod policy;
-pub mod proxy;
-pub mod proxy_threads;
-pub mod rollback;
-pub mod route_store;
-pub mod route_watch;
-pub mod routing;
-pub mod server;
-pub mod shadow;
-mod shutdown;
-pub mod stage;
-pub mod upgrade;
-pub mod upstream;
+mod control;
+mod decision;
+mod flow;
+mod wire;
+
+#[cfg(test)]
+mod layering;
+
+// The public API, at the paths other crates have always used.
+pub use control::{admin, route_store};
+pub use decision::{path, routing, stage};
+
+/// The headers the facade marks its answers with (see `flow::answer`).
+pub mod proxy {
+    pub use crate::flow::answer::{FALLBACK, SERVED_BY};
+}
+
+/// Binding a listener the way the facade does, for tools that serve
+/// beside it.
+pub mod server {
+    pub use crate::wire::server::bind;
+}
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -57,19 +76,20 @@ use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::admin::AdminState;
-use crate::backend::Backend;
-use crate::capability_state::CapabilityState;
 use crate::config::{ConfigError, FacadeConfig};
-use crate::metrics::Metrics;
-use crate::proxy::ProxyState;
-use crate::rollback::RollbackRequest;
-use crate::route_store::{RouteStore, StoreError};
-use crate::route_watch::TableUpdater;
-use crate::routing::{Matcher, RouteTable};
-use crate::shadow::recorder::Recorder;
-use crate::shadow::{ShadowJob, Shadower};
-use crate::stage::Stage;
+use crate::control::admin::AdminState;
+use crate::control::route_store::{RouteStore, StoreError};
+use crate::control::route_watch::TableUpdater;
+use crate::control::{auto_rollback, health_check};
+use crate::decision::routing::{Matcher, RouteTable};
+use crate::decision::stage::Stage;
+use crate::flow::backend::Backend;
+use crate::flow::capability_state::CapabilityState;
+use crate::flow::metrics::Metrics;
+use crate::flow::rollback::RollbackRequest;
+use crate::flow::shadow::recorder::Recorder;
+use crate::flow::shadow::{self, ShadowJob, Shadower};
+use crate::flow::state::ProxyState;
 
 /// Why the facade could not start.
 #[derive(Debug, thiserror::Error)]
@@ -171,8 +191,8 @@ impl Facade {
             rollbacks,
         });
         let updater = Arc::new(TableUpdater::new(store, Arc::clone(&state)));
-        let proxy_listener = server::bind(config.listen).await?;
-        let admin_listener = server::bind(config.admin_listen).await?;
+        let proxy_listener = wire::server::bind(config.listen).await?;
+        let admin_listener = wire::server::bind(config.admin_listen).await?;
         Ok(Self {
             admin: AdminState {
                 proxy: Arc::clone(&state),
@@ -221,7 +241,7 @@ impl Facade {
             let flush_stop = flush_stop.clone();
             async move { recorder.run(db, flush_stop).await }
         });
-        tokio::spawn(rollback::run(
+        tokio::spawn(auto_rollback::run(
             self.rollback_requests,
             Arc::clone(&self.updater),
             stop.clone(),
@@ -237,10 +257,10 @@ impl Facade {
             shutdown.await;
             trigger.cancel();
         });
-        let served = server::serve(
+        let served = wire::server::serve(
             self.proxy_listener,
             self.state,
-            server::Settings {
+            wire::server::Settings {
                 max_header_bytes: self.config.limits.max_header_bytes,
                 threads: self.config.proxy_threads,
                 grace: self.config.grace_period,

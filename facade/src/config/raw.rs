@@ -1,0 +1,94 @@
+//! The file as written: serde's view of `strangler.toml`, every value that
+//! can be wrong kept with its position ([`Spanned`]), so that validation
+//! (in the parent module) can say on which line.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::{Balance, HostHeader};
+use crate::decision::policy::{RawGates, RawRollback, RawShadow};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    #[serde(default)]
+    pub(super) facade: RawFacade,
+    pub(super) store: Option<RawStore>,
+    #[serde(default)]
+    pub(super) backends: BTreeMap<String, Spanned<RawBackend>>,
+    #[serde(default)]
+    pub(super) capabilities: BTreeMap<String, Spanned<RawCapability>>,
+    #[serde(default)]
+    pub(super) routes: Vec<Spanned<RawRoute>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFacade {
+    pub(super) listen: Option<Spanned<String>>,
+    pub(super) admin_listen: Option<Spanned<String>>,
+    pub(super) default_backend: Option<Spanned<String>>,
+    pub(super) admin_token_file: Option<String>,
+    pub(super) max_body_bytes: Option<u64>,
+    pub(super) max_header_bytes: Option<Spanned<u64>>,
+    pub(super) grace_seconds: Option<u64>,
+    pub(super) access_log: Option<bool>,
+    pub(super) proxy_threads: Option<Spanned<usize>>,
+    pub(super) shadow_queue: Option<Spanned<usize>>,
+    pub(super) shadow_concurrency: Option<Spanned<usize>>,
+    pub(super) shadow_max_per_second: Option<Spanned<usize>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStore {
+    pub(super) url: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBackend {
+    pub(super) urls: Spanned<Vec<String>>,
+    pub(super) balance: Option<Balance>,
+    pub(super) connect_timeout_ms: Option<u64>,
+    pub(super) request_timeout_ms: Option<u64>,
+    pub(super) host_header: Option<HostHeader>,
+    pub(super) health_path: Option<String>,
+    pub(super) health_interval_ms: Option<u64>,
+    pub(super) retries: Option<u32>,
+    pub(super) retry_budget: Option<f64>,
+    pub(super) retry_backoff_ms: Option<u64>,
+    pub(super) total_timeout_ms: Option<u64>,
+    pub(super) breaker_failures: Option<u32>,
+    pub(super) breaker_open_ms: Option<u64>,
+    pub(super) max_concurrent: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCapability {
+    pub(super) legacy: Spanned<String>,
+    pub(super) service: Spanned<String>,
+    pub(super) initial: Option<Spanned<String>>,
+    pub(super) sticky: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) shadow: RawShadow,
+    #[serde(default)]
+    pub(super) rollback: RawRollback,
+    #[serde(default)]
+    pub(super) gates: RawGates,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub(super) capability: Spanned<String>,
+    pub(super) path: Spanned<String>,
+    #[serde(default)]
+    pub(super) methods: Vec<Spanned<String>>,
+    pub(super) host: Option<String>,
+    #[serde(default)]
+    pub(super) headers: BTreeMap<String, String>,
+}

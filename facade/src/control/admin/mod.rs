@@ -1,0 +1,187 @@
+//! The admin API, on its own listener: list capabilities and routes, flip
+//! and roll back a capability, read the audit log, explain a request's
+//! route, health, readiness and Prometheus metrics.
+//!
+//! Every endpoint wants `Authorization: Bearer <token>`; the comparison is
+//! constant-time. The token comes from the environment or a file, never from
+//! a command-line argument (which would show in `ps`).
+
+pub(crate) mod api_error;
+mod capabilities;
+mod explain;
+mod shadow_report;
+
+pub use capabilities::{BackendView, CapabilityView, ChangeBody, ChangeOutcome, Listing};
+pub use explain::Explanation;
+pub use shadow_report::{FieldCount, ShadowReport};
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use api_error::ApiError;
+use api_error::{method_not_allowed_fallback, not_found_fallback};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use subtle::ConstantTimeEq;
+
+use crate::config::AdminToken;
+use crate::control::route_store::StoreError;
+use crate::control::route_watch::TableUpdater;
+use crate::flow::state::ProxyState;
+
+/// What the admin handlers share.
+#[derive(Clone, Debug)]
+pub struct AdminState {
+    /// The proxy's state (table, backends, metrics).
+    pub proxy: Arc<ProxyState>,
+    /// The store and table updater.
+    pub updater: Arc<TableUpdater>,
+    /// The bearer token.
+    pub token: AdminToken,
+}
+
+/// The admin router.
+pub fn router(state: AdminState) -> Router {
+    Router::new()
+        .route("/capabilities", get(capabilities::list))
+        .route("/capabilities/{name}/flip", post(capabilities::flip))
+        .route("/capabilities/{name}/rollback", post(capabilities::rollback))
+        .route("/capabilities/{name}/shadow", get(shadow_report::report))
+        .route("/history", get(capabilities::history))
+        .route("/explain", get(explain::explain))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(not_found_fallback)
+        .method_not_allowed_fallback(method_not_allowed_fallback)
+        .layer(middleware::from_fn_with_state(state.clone(), require_token))
+        .with_state(state)
+}
+
+async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        // The scheme is case-insensitive (RFC 9110 §11.1).
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim().as_bytes());
+    let valid = presented.is_some_and(|p| {
+        p.len() == state.token.as_bytes().len() && bool::from(p.ct_eq(state.token.as_bytes()))
+    });
+    if !valid {
+        let mut response = ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong admin token: send `Authorization: Bearer <token>`",
+        )
+        .into_response();
+        response.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        return response;
+    }
+    next.run(request).await
+}
+
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match &error {
+            StoreError::UnknownCapability { .. } => ApiError::not_found(error.to_string()),
+            StoreError::AlreadyAt { .. } | StoreError::NothingToRollBack(_) => {
+                ApiError::conflict(error.to_string())
+            }
+            _ => {
+                tracing::error!(error = %crate::flow::error_chain::error_chain(&error), "route store operation failed");
+                ApiError::unavailable(format!(
+                    "the route store is unavailable: {error}; nothing changed"
+                ))
+            }
+        }
+    }
+}
+
+async fn health(State(state): State<AdminState>) -> Json<Value> {
+    let (store_reachable, store_error) = state.updater.store_status();
+    let table = state.proxy.table.load();
+    let backends: Vec<Value> = state
+        .proxy
+        .backends
+        .values()
+        .map(|b| {
+            json!({
+                "name": b.name,
+                "instances": b.instances().iter().map(|i| json!({
+                    "instance": i.authority.to_string(),
+                    "healthy": i.is_healthy(),
+                    "outstanding": i.outstanding(),
+                })).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    // Serving on the last good table is degraded, not down: the proxy works.
+    Json(json!({
+        "status": if store_reachable { "ok" } else { "degraded" },
+        "route_store": if store_reachable { "reachable" } else { "unreachable; serving the last good route table" },
+        "route_store_error": store_error,
+        "table_revision": table.revision(),
+        "backends": backends,
+    }))
+}
+
+async fn ready() -> (StatusCode, Json<Value>) {
+    // A facade answers only after it has loaded a table, so listening is ready.
+    (StatusCode::OK, Json(json!({ "ready": true })))
+}
+
+async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
+    let now = Instant::now();
+    for backend in state.proxy.backends.values() {
+        state.proxy.metrics.backend_state(
+            state.proxy.metrics.name(&backend.name),
+            backend.breaker.state(now).as_str(),
+            backend.bulkhead.in_flight(),
+        );
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.proxy.metrics.render(),
+    )
+}
+
+/// Serves the admin API on `listener` until `shutdown` resolves, then lets
+/// requests in flight finish for up to `grace`.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AdminState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    grace: std::time::Duration,
+) -> std::io::Result<()> {
+    use futures::FutureExt;
+    let shutdown = shutdown.shared();
+    let server = axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.clone());
+    let deadline = async move {
+        shutdown.await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        result = server => result,
+        () = deadline => {
+            tracing::warn!("admin API: grace period expired with requests still in flight; closing them");
+            Ok(())
+        }
+    }
+}

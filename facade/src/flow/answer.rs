@@ -1,0 +1,130 @@
+//! What the client is told besides the upstream's answer: which side served
+//! it, and, when no upstream answered, a status that says whose fault that
+//! was (pingora's error source: the status and the metric differ for the
+//! client, the upstream and the facade).
+
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{HeaderMap, StatusCode};
+
+use crate::decision::routing::Target;
+use crate::flow::backend::Backend;
+use crate::flow::dispatch::Failure;
+use crate::flow::error_chain::error_chain;
+use crate::flow::metrics::UpstreamErrorKind;
+use crate::wire::client_body::ClientBodyError;
+use crate::wire::error_response::Fault;
+use crate::wire::upstream::UpstreamError;
+
+/// The answer's header naming the side that served it: `legacy` or `service`.
+pub const SERVED_BY: HeaderName = HeaderName::from_static("x-strangler-served-by");
+
+/// The answer's header saying the monolith served it because the service
+/// failed, and how: `connect`, `timeout`, `status`, `circuit_open`, …
+pub const FALLBACK: HeaderName = HeaderName::from_static("x-strangler-fallback");
+
+/// Says on the answer which side served it, and why when it was the
+/// fallback. Only routed requests are marked: without a capability there
+/// is no side to speak of.
+pub(crate) fn mark_side(
+    headers: &mut HeaderMap,
+    routed: bool,
+    side: Target,
+    fallback_from: Option<&'static str>,
+) {
+    if !routed {
+        return;
+    }
+    headers.insert(SERVED_BY, HeaderValue::from_static(side.as_str()));
+    if let Some(reason) = fallback_from {
+        headers.insert(FALLBACK, HeaderValue::from_static(reason));
+    }
+}
+
+/// The status, fault and message for a dispatch that got no answer.
+pub(crate) fn failure_answer(failure: &Failure, backend: &Backend) -> (StatusCode, Fault, String) {
+    match failure {
+        Failure::Timeout(limit) => (
+            StatusCode::GATEWAY_TIMEOUT,
+            Fault::Upstream,
+            format!("backend `{}` did not answer within {limit:?}", backend.name),
+        ),
+        Failure::Connect(_) => (
+            StatusCode::BAD_GATEWAY,
+            Fault::Upstream,
+            "the backend is unreachable".to_owned(),
+        ),
+        Failure::Broken(error) => {
+            let (status, fault, _, message) = classify(error);
+            (status, fault, message)
+        }
+        Failure::CircuitOpen => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Fault::Facade,
+            format!(
+                "backend `{}` is failing; its circuit breaker is open",
+                backend.name
+            ),
+        ),
+        Failure::BulkheadFull => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Fault::Facade,
+            format!(
+                "backend `{}` has {} requests in flight, its limit",
+                backend.name,
+                backend.bulkhead.capacity()
+            ),
+        ),
+        Failure::NoInstance => (
+            StatusCode::BAD_GATEWAY,
+            Fault::Facade,
+            "the backend has no instances".to_owned(),
+        ),
+        Failure::Status(response) => (
+            response.status(),
+            Fault::Upstream,
+            "the backend failed".to_owned(),
+        ),
+    }
+}
+
+/// The failure with all its causes, for the log line.
+pub(crate) fn failure_detail(failure: &Failure) -> String {
+    match failure {
+        Failure::Connect(error) | Failure::Broken(error) => error_chain(error),
+        other => other.reason().to_owned(),
+    }
+}
+
+/// Maps a failed upstream call to the answer and to whose fault it was: a
+/// failure of the client's body is the client's (413, 408, 400); a refused
+/// connection is a 502; anything else that broke on the way is a 502 too.
+fn classify(error: &UpstreamError) -> (StatusCode, Fault, UpstreamErrorKind, String) {
+    if let Some(body_error) = ClientBodyError::find(error) {
+        let status = match body_error {
+            ClientBodyError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ClientBodyError::Stalled => StatusCode::REQUEST_TIMEOUT,
+            ClientBodyError::Aborted => StatusCode::BAD_REQUEST,
+        };
+        return (
+            status,
+            Fault::Client,
+            UpstreamErrorKind::Protocol,
+            body_error.to_string(),
+        );
+    }
+    if error.is_connect() {
+        (
+            StatusCode::BAD_GATEWAY,
+            Fault::Upstream,
+            UpstreamErrorKind::Connect,
+            "the backend is unreachable".to_owned(),
+        )
+    } else {
+        (
+            StatusCode::BAD_GATEWAY,
+            Fault::Upstream,
+            UpstreamErrorKind::Protocol,
+            "the backend closed the connection or answered something unreadable".to_owned(),
+        )
+    }
+}

@@ -1,0 +1,414 @@
+//! Sending one request to its backend with the safety net its stage and
+//! backend call for: a bulkhead and a circuit breaker in front of every
+//! attempt, retries with exponential backoff and full jitter under a retry
+//! budget, and the monolith as the fallback when the service fails.
+//!
+//! A request is sent again (retried, or to the fallback) only when that is
+//! safe: its method is idempotent, it carries an `Idempotency-Key`, or none
+//! of its bytes reached the failed backend (no connection, breaker open,
+//! bulkhead full, or hyper handed it back unsent). A body is sent again from
+//! a bounded copy kept while it streamed; a body larger than the copy's cap
+//! is sent once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::header::{self, HeaderValue};
+use hyper::{Method, Response, Uri};
+use tokio::time::Instant;
+
+use crate::config::HostHeader;
+use crate::flow::backend::{Backend, Instance};
+use crate::flow::metrics::{Metrics, UpstreamErrorKind};
+use crate::wire::body::{self, ProxyBody};
+use crate::wire::client_body::{BodyCopy, BodySent, ClientBodyError};
+use crate::wire::correlation;
+use crate::wire::headers::{self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+use crate::wire::upstream::{PooledBody, RequestHead, UpstreamError};
+
+/// The parts of a request that every attempt sends alike.
+#[derive(Debug)]
+pub(crate) struct Outgoing {
+    /// Method.
+    pub method: Method,
+    /// Origin-form target.
+    pub uri: Uri,
+    /// The head as upstreams get it, encoded once, without `Host`.
+    pub head: RequestHead,
+    /// The client's `Host`, for backends that preserve it.
+    pub original_host: Option<HeaderValue>,
+}
+
+impl Outgoing {
+    /// The request as upstreams get it: hop-by-hop headers removed (an
+    /// upgrade's own `Connection: upgrade` and `Upgrade` put back),
+    /// `X-Forwarded-*` added, the correlation id set, `Host` left to each
+    /// attempt. The head is encoded here, once: the client's headers are
+    /// not copied, and the facade's own go straight into the encoding.
+    pub(crate) fn new(
+        parts: hyper::http::request::Parts,
+        uri: Uri,
+        peer_ip: &HeaderValue,
+        original_host: Option<HeaderValue>,
+        request_id: &HeaderValue,
+        upgrade: Option<HeaderValue>,
+    ) -> Self {
+        let mut headers = parts.headers;
+        headers::strip_hop_by_hop(&mut headers);
+        let forwarded_for = headers::forwarded_for(&headers, peer_ip);
+        let proto = HeaderValue::from_static("http");
+        let upgrade_token = HeaderValue::from_static("upgrade");
+        let (host, xff, xfp, xfh, rid) = (
+            header::HOST,
+            X_FORWARDED_FOR,
+            X_FORWARDED_PROTO,
+            X_FORWARDED_HOST,
+            correlation::REQUEST_ID,
+        );
+        let (connection, upgrade_name) = (header::CONNECTION, header::UPGRADE);
+        // Replaced, not passed on: the facade sets these itself.
+        let skip = [&host, &xff, &xfp, &rid, &xfh];
+        let skip = if original_host.is_some() {
+            &skip[..]
+        } else {
+            &skip[..4]
+        };
+        let mut extra = [(&xff, &forwarded_for); 7];
+        let mut count = 0;
+        let mut add = |pair| {
+            extra[count] = pair;
+            count += 1;
+        };
+        add((&xff, &forwarded_for));
+        add((&xfp, &proto));
+        add((&rid, request_id));
+        if let Some(host) = &original_host {
+            add((&xfh, host));
+        }
+        if let Some(protocol) = &upgrade {
+            add((&connection, &upgrade_token));
+            add((&upgrade_name, protocol));
+        }
+        let target = uri.path_and_query().map_or("/", |target| target.as_str());
+        let head = RequestHead::new(&parts.method, target, &headers, skip, &extra[..count]);
+        Self {
+            method: parts.method,
+            uri,
+            head,
+            original_host,
+        }
+    }
+
+    /// The `Host` an attempt to `instance` of `backend` sends. HTTP/1.1
+    /// needs one: without one from the client (HTTP/1.0, or HTTP/2's
+    /// `:authority`), the instance's is used.
+    pub(crate) fn host<'a>(&'a self, backend: &Backend, instance: &'a Instance) -> &'a HeaderValue {
+        match (backend.host_header, &self.original_host) {
+            (HostHeader::Preserve, Some(original)) => original,
+            _ => &instance.host,
+        }
+    }
+}
+
+/// The request body, with what it takes to send it more than once.
+pub(crate) struct RequestBody {
+    /// The client's body, not yet (or not really) sent.
+    first: Option<ProxyBody>,
+    /// Its copy, for sending it again once the first has gone.
+    copy: Option<Arc<BodyCopy>>,
+    /// When the client's body has gone; `None` when there is nothing to
+    /// wait for (no body, or one sent from the copy).
+    sent: Option<Arc<BodySent>>,
+    empty: bool,
+}
+
+impl RequestBody {
+    /// No body at all.
+    pub fn empty() -> Self {
+        Self {
+            first: None,
+            copy: None,
+            sent: None,
+            empty: true,
+        }
+    }
+
+    /// The client's streaming body; `copy` (if any) is filled as it streams.
+    pub fn streaming(body: ProxyBody, sent: Arc<BodySent>, copy: Option<Arc<BodyCopy>>) -> Self {
+        Self {
+            first: Some(body),
+            copy,
+            sent: Some(sent),
+            empty: false,
+        }
+    }
+
+    /// The copy kept of the body, if any.
+    pub fn copy(&self) -> Option<Arc<BodyCopy>> {
+        self.copy.clone()
+    }
+
+    /// The body for the next attempt, and the signal that it was sent.
+    fn next(&mut self) -> Option<(ProxyBody, Option<Arc<BodySent>>)> {
+        if self.empty {
+            return Some((body::empty(), None));
+        }
+        if let Some(body) = self.first.take() {
+            return Some((body, self.sent.clone()));
+        }
+        let bytes = self.copy.as_ref()?.bytes()?;
+        Some((body::full(bytes), None))
+    }
+
+    /// Whether another attempt could be sent a body.
+    fn can_send_again(&self) -> bool {
+        self.empty || self.first.is_some() || self.copy.as_ref().is_some_and(|c| c.bytes().is_some())
+    }
+}
+
+/// Why an attempt (or a whole dispatch) failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// No connection could be made, or the request came back unsent:
+    /// nothing reached the backend.
+    Connect(UpstreamError),
+    /// No response head in time.
+    Timeout(Duration),
+    /// The connection broke, or the answer was unreadable (may include a
+    /// failure of the client's own body, found in the error's sources).
+    Broken(UpstreamError),
+    /// The backend answered with a 5xx.
+    Status(Box<Response<PooledBody>>),
+    /// The circuit breaker is open: nothing was sent.
+    CircuitOpen,
+    /// The bulkhead is full: nothing was sent.
+    BulkheadFull,
+    /// The backend has no instances.
+    NoInstance,
+}
+
+impl Failure {
+    /// The short name used in metrics and the fallback header.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Failure::Connect(_) => "connect",
+            Failure::Timeout(_) => "timeout",
+            Failure::Broken(_) => "broken",
+            Failure::Status(_) => "status",
+            Failure::CircuitOpen => "circuit_open",
+            Failure::BulkheadFull => "bulkhead_full",
+            Failure::NoInstance => "no_instance",
+        }
+    }
+
+    /// Whether no byte of the request reached the backend.
+    fn nothing_sent(&self) -> bool {
+        matches!(
+            self,
+            Failure::Connect(_) | Failure::CircuitOpen | Failure::BulkheadFull | Failure::NoInstance
+        )
+    }
+}
+
+/// What the client gets.
+pub(crate) struct Dispatched<'a> {
+    /// The backend whose answer (or failure) this is.
+    pub backend: &'a Arc<Backend>,
+    /// Its answer, or why there is none.
+    pub result: Result<Response<PooledBody>, Failure>,
+    /// Set when the fallback answered: why the primary failed.
+    pub fallback_from: Option<&'static str>,
+    /// Whether the primary backend failed in the end (for error budgets).
+    pub primary_failed: bool,
+}
+
+/// Where a request may go.
+pub(crate) struct Plan<'a> {
+    /// The backend the route decision chose.
+    pub primary: &'a Arc<Backend>,
+    /// The monolith, when the stage allows falling back to it.
+    pub fallback: Option<&'a Arc<Backend>>,
+    /// Idempotent method or `Idempotency-Key`: may be repeated.
+    pub repeatable: bool,
+    /// The capability's metric label.
+    pub capability: &'static str,
+}
+
+/// Sends the request per `plan`.
+pub(crate) async fn dispatch<'a>(
+    plan: &Plan<'a>,
+    outgoing: &Outgoing,
+    body: &mut RequestBody,
+    metrics: &Metrics,
+) -> Dispatched<'a> {
+    let primary = plan.primary;
+    let started = Instant::now();
+    let policy = primary.resilience;
+    primary.retry_budget.record_request(started.into_std());
+    let label = primary.label;
+    let mut retry = 0;
+    let failure = loop {
+        // The total bounds all attempts together: a retry gets what is left
+        // of it. (The first attempt's clock starts once the client's body is
+        // sent, so a slow upload does not eat into it.)
+        let left = match retry {
+            0 => policy.total_timeout,
+            _ => policy.total_timeout.saturating_sub(started.elapsed()),
+        };
+        let timeout = primary.request_timeout.min(left);
+        let failure = match guarded_attempt(primary, outgoing, body, metrics, timeout).await {
+            Ok(response) => {
+                return Dispatched {
+                    backend: primary,
+                    result: Ok(response),
+                    fallback_from: None,
+                    primary_failed: false,
+                }
+            }
+            Err(failure) => failure,
+        };
+        let again = (plan.repeatable || failure.nothing_sent()) && body.can_send_again();
+        if !again || retry >= policy.retries || failure.nothing_sent_by_guard() {
+            break failure;
+        }
+        let delay = policy.backoff.delay(retry, &mut rand::thread_rng());
+        if started.elapsed() + delay >= policy.total_timeout {
+            break failure;
+        }
+        if !primary.retry_budget.try_retry(Instant::now().into_std()) {
+            metrics.refused(label, "retry_budget");
+            break failure;
+        }
+        metrics.retry(label);
+        tokio::time::sleep(delay).await;
+        retry += 1;
+    };
+    if let Some(fallback) = plan.fallback {
+        if (plan.repeatable || failure.nothing_sent()) && body.can_send_again() {
+            let reason = failure.reason();
+            metrics.fallback(plan.capability, reason);
+            // The failed answer is dropped unread: its connection closes.
+            drop(failure);
+            let result = guarded_attempt(fallback, outgoing, body, metrics, fallback.request_timeout).await;
+            return Dispatched {
+                backend: fallback,
+                result,
+                fallback_from: Some(reason),
+                primary_failed: true,
+            };
+        }
+    }
+    Dispatched {
+        backend: primary,
+        result: Err(failure),
+        fallback_from: None,
+        primary_failed: true,
+    }
+}
+
+impl Failure {
+    /// Refusals by the facade's own guards: retrying at once would be
+    /// refused again, so they go straight to the fallback (or the client).
+    fn nothing_sent_by_guard(&self) -> bool {
+        matches!(
+            self,
+            Failure::CircuitOpen | Failure::BulkheadFull | Failure::NoInstance
+        )
+    }
+}
+
+/// One attempt behind the backend's bulkhead and circuit breaker, with
+/// `timeout` for the response head. A 5xx answer is returned as a failure
+/// (carrying the answer).
+async fn guarded_attempt(
+    backend: &Arc<Backend>,
+    outgoing: &Outgoing,
+    body: &mut RequestBody,
+    metrics: &Metrics,
+    timeout: Duration,
+) -> Result<Response<PooledBody>, Failure> {
+    let label = backend.label;
+    let Some(_slot) = backend.bulkhead.try_enter() else {
+        metrics.refused(label, "bulkhead_full");
+        return Err(Failure::BulkheadFull);
+    };
+    let Ok(permit) = backend.breaker.try_acquire(Instant::now().into_std()) else {
+        metrics.refused(label, "circuit_open");
+        return Err(Failure::CircuitOpen);
+    };
+    let Some((upstream_body, sent)) = body.next() else {
+        // Nothing left to send: the caller checked, so this is a bug
+        // guard, reported as the backend being unreachable.
+        permit.success(Instant::now().into_std());
+        return Err(Failure::NoInstance);
+    };
+    let result = attempt(backend, outgoing, upstream_body, sent, body, timeout).await;
+    let now = Instant::now().into_std();
+    match &result {
+        Ok(_) => permit.success(now),
+        Err(Failure::Broken(error)) if is_client_fault(error) => permit.success(now),
+        Err(_) => permit.failure(now),
+    }
+    if let Err(failure) = &result {
+        let kind = match failure {
+            Failure::Connect(_) => Some(UpstreamErrorKind::Connect),
+            Failure::Timeout(_) => Some(UpstreamErrorKind::Timeout),
+            Failure::Broken(error) if !is_client_fault(error) => Some(UpstreamErrorKind::Protocol),
+            _ => None,
+        };
+        if let Some(kind) = kind {
+            metrics.upstream_error(label, kind);
+        }
+    }
+    result
+}
+
+/// Whether a failed upstream call failed because of the client's body: then
+/// the backend is not to blame, and its breaker and error count are spared.
+fn is_client_fault(error: &UpstreamError) -> bool {
+    ClientBodyError::find(error).is_some()
+}
+
+/// One attempt at one instance, `timeout` for its response head. An unsent
+/// body is put back into `body`.
+#[tracing::instrument(level = "debug", name = "upstream_attempt", skip_all, fields(backend = backend.label))]
+async fn attempt(
+    backend: &Backend,
+    outgoing: &Outgoing,
+    upstream_body: ProxyBody,
+    sent: Option<Arc<BodySent>>,
+    body: &mut RequestBody,
+    timeout: Duration,
+) -> Result<Response<PooledBody>, Failure> {
+    let Some(picked) = backend.pick() else {
+        return Err(Failure::NoInstance);
+    };
+    let instance = picked.instance();
+    let host = outgoing.host(backend, instance);
+    // The upstream's clock starts once the whole body is sent: a slow client
+    // upload is not the upstream being slow.
+    let deadline = async move {
+        if let Some(sent) = sent {
+            sent.wait().await;
+        }
+        tokio::time::sleep(timeout).await;
+    };
+    let result = tokio::select! {
+        result = instance.pool.send(&outgoing.head, host, upstream_body) => result,
+        () = deadline => return Err(Failure::Timeout(timeout)),
+    };
+    drop(picked);
+    match result {
+        Ok(response) if response.status().is_server_error() => Err(Failure::Status(Box::new(response))),
+        Ok(response) => Ok(response),
+        Err(error) => {
+            // Handed back unsent (no connection, or a pooled one that had
+            // closed): nothing reached the backend.
+            if let Some(unsent) = error.unsent {
+                body.first = Some(unsent);
+                return Err(Failure::Connect(error.error));
+            }
+            Err(Failure::Broken(error.error))
+        }
+    }
+}

@@ -1,0 +1,540 @@
+//! Serving one request, in four steps:
+//!
+//! 1. [`refuse`] what the facade will not forward, before routing: a body
+//!    whose framing could be read two ways, a declared body over the
+//!    limit, a path that does not normalize safely;
+//! 2. [`route`] it: the pure decision over the table in force, and the
+//!    backends it names;
+//! 3. [`forward`] it with the backend's safety net ([`dispatch`]), keeping
+//!    of its body what a retry, the fallback or a shadow copy needs;
+//! 4. [`finish`] the answer: count it, say which side served it, and copy
+//!    the monolith's answer for the shadow comparison as it streams.
+//!
+//! Bodies are streamed, never buffered: a request body goes upstream as the
+//! client sends it, within the size limit; an answer goes back as the
+//! upstream sends it.
+//!
+//! This is the hot path, tuned against nginx: the steps borrow the request
+//! and the state, copy nothing they can borrow, and take no lock. Each step
+//! has a debug span with `skip_all`; with the default filter (info) a span
+//! costs a check of its level, its fields are never evaluated, and an async
+//! step's future is awaited as it is, not wrapped.
+//!
+//! [`dispatch`]: crate::flow::dispatch
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::body::Body;
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode, Uri};
+
+use crate::decision::path;
+use crate::decision::routing::{host_of, Decision, RouteTable, ShadowCopy, Target};
+use crate::flow::answer::{failure_answer, failure_detail, mark_side};
+use crate::flow::backend::Backend;
+use crate::flow::capability_state::CapabilityState;
+use crate::flow::dispatch::{dispatch, Dispatched, Failure, Outgoing, Plan, RequestBody};
+use crate::flow::metrics::UpstreamErrorKind;
+use crate::flow::rollback;
+use crate::flow::shadow::capture::{self, CapturingBody, PendingShadow};
+use crate::flow::shadow::SkipReason;
+use crate::flow::state::ProxyState;
+use crate::flow::upgrade;
+use crate::wire::body::{self, ProxyBody};
+use crate::wire::client_body::{BodyCopy, BodySent, ClientBody, ClientIncoming};
+use crate::wire::correlation;
+use crate::wire::error_response::{error_response, Fault};
+use crate::wire::headers::{only_chunked, request_length, strip_hop_by_hop, wants_upgrade};
+use crate::wire::service::{Handler, Peer};
+use crate::wire::upstream::PooledBody;
+
+/// How long a client may pause between two pieces of its request body.
+const CLIENT_BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Largest request body kept to be sent again (a retry or a fallback);
+/// larger bodies are sent once.
+const REPLAY_LIMIT: usize = 1024 * 1024;
+
+/// The header that marks a non-idempotent request as safe to repeat.
+const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+impl Handler for ProxyState {
+    #[inline]
+    fn handle(
+        &self,
+        peer: &Peer,
+        request: Request<ClientIncoming>,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send {
+        handle(self, peer, request)
+    }
+}
+
+/// What every step of one request reads.
+struct Exchange<'s> {
+    state: &'s ProxyState,
+    peer: &'s Peer,
+    /// When the request arrived: its latency counts from here.
+    started: Instant,
+    /// Its correlation id, sent upstream and back to the client.
+    request_id: HeaderValue,
+}
+
+impl Exchange<'_> {
+    /// The correlation id as log lines carry it.
+    fn request_id(&self) -> &str {
+        self.request_id.to_str().unwrap_or("-")
+    }
+
+    /// The facade's own answer to a request it does not forward, counted.
+    fn refused(&self, refusal: Refusal) -> Response<ProxyBody> {
+        let metrics = &self.state.metrics;
+        match refusal {
+            Refusal::Client(status, message) => {
+                metrics.request("-", "-", status.as_u16(), self.started.elapsed());
+                error_response(status, Fault::Client, &message, &self.request_id)
+            }
+            Refusal::NoRoute { capability } => {
+                let response = error_response(
+                    StatusCode::NOT_FOUND,
+                    Fault::Facade,
+                    "no route matches this request and no default backend is configured",
+                    &self.request_id,
+                );
+                metrics.request(capability, "-", 404, self.started.elapsed());
+                response
+            }
+        }
+    }
+}
+
+/// Why a request gets the facade's own answer instead of being forwarded.
+enum Refusal {
+    /// The client's request is unusable. Counted under capability and
+    /// backend `-`: it is refused whatever its route.
+    Client(StatusCode, Cow<'static, str>),
+    /// No route and no default backend (404), counted under the
+    /// capability's label.
+    NoRoute { capability: &'static str },
+}
+
+/// Where [`route`] sends a request.
+struct Routed<'s, 't> {
+    /// The decision, which the steps after forwarding read too (the error
+    /// budget, the side, the shadow copy).
+    decision: Decision<'t>,
+    /// The capability's runtime state, when a route matched.
+    capability: Option<&'s CapabilityState>,
+    /// The capability's metric label, `-` without one.
+    label: &'static str,
+    /// The backend that gets the request.
+    backend: &'s Arc<Backend>,
+    /// The backend that answers when it fails, if the stage allows.
+    fallback: Option<&'s Arc<Backend>>,
+}
+
+/// The request's target and `Host` as they go upstream; forwarding takes
+/// them.
+struct Upstream {
+    uri: Uri,
+    original_host: Option<HeaderValue>,
+}
+
+/// What [`forward`] got back, with what [`finish`] needs of the request.
+struct Forwarded<'s> {
+    dispatched: Dispatched<'s>,
+    /// The request as upstreams got it: for the access log and the shadow
+    /// copy.
+    outgoing: Outgoing,
+    /// Whether a shadow copy was admitted.
+    shadowing: bool,
+    /// The request body's copy, if one was kept.
+    request_copy: Option<Arc<BodyCopy>>,
+}
+
+/// Serves one request: refuse, route, forward, finish. An upgrade is
+/// forwarded on its own path ([`upgrade::forward`]), which finishes it too.
+pub(crate) async fn handle(
+    state: &ProxyState,
+    peer: &Peer,
+    request: Request<ClientIncoming>,
+) -> Response<ProxyBody> {
+    let x = Exchange {
+        state,
+        peer,
+        started: Instant::now(),
+        request_id: correlation::request_id(request.headers()),
+    };
+    let normalized = match refuse(&x, &request) {
+        Ok(normalized) => normalized,
+        Err(refusal) => return x.refused(refusal),
+    };
+    // A request sees one table from start to end, even if it is swapped
+    // meanwhile.
+    let table = state.table.load();
+    let (routed, upstream) = match route(&x, &table, &request, &normalized) {
+        Ok(routed) => routed,
+        Err(refusal) => return x.refused(refusal),
+    };
+    if let Some(protocol) = wants_upgrade(request.headers()) {
+        return upgrade::forward(
+            state,
+            routed.backend,
+            routed.label,
+            peer,
+            request,
+            upstream.uri,
+            protocol,
+            upstream.original_host,
+            &x.request_id,
+            x.started,
+        )
+        .await;
+    }
+    let forwarded = forward(&x, &routed, upstream, request).await;
+    finish(&x, &routed, forwarded, normalized)
+}
+
+/// Refuses, before routing, what the facade will not forward; returns the
+/// normalized path otherwise. Framing is checked first: a request whose
+/// body could be read two ways is refused whatever its path.
+#[inline]
+#[tracing::instrument(level = "debug", skip_all, fields(request_id = x.request_id()))]
+fn refuse(x: &Exchange<'_>, request: &Request<ClientIncoming>) -> Result<String, Refusal> {
+    let limit = x.state.limits.max_body_bytes;
+    match request_length(request.headers()) {
+        Err((status, problem)) => return Err(Refusal::Client(status, Cow::Borrowed(problem))),
+        Ok(Some(length)) if length > limit => {
+            let message = format!("the request body exceeds the limit of {limit} bytes");
+            return Err(Refusal::Client(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                Cow::Owned(message),
+            ));
+        }
+        Ok(_) => {}
+    }
+    path::normalize(request.uri().path())
+        .map_err(|error| Refusal::Client(StatusCode::BAD_REQUEST, Cow::Owned(error.to_string())))
+}
+
+/// Decides where the request goes, finds the backends the decision names,
+/// and makes the target it goes upstream with.
+#[inline]
+#[tracing::instrument(level = "debug", skip_all, fields(path = normalized))]
+fn route<'s, 't>(
+    x: &Exchange<'s>,
+    table: &'t RouteTable,
+    request: &Request<ClientIncoming>,
+    normalized: &str,
+) -> Result<(Routed<'s, 't>, Upstream), Refusal> {
+    let state = x.state;
+    let original_host = request.headers().get(header::HOST).cloned().or_else(|| {
+        request
+            .uri()
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    let host = host_of(original_host.as_ref());
+    let decision = table.decide(
+        request.method(),
+        host.as_deref(),
+        normalized,
+        request.headers(),
+        x.peer.addr.ip(),
+    );
+    let capability = decision.capability_index.and_then(|i| state.capabilities.get(i));
+    let label = capability.map_or("-", |c| c.name);
+    let Some(backend) = decision.backend.and_then(|name| state.backends.get(name)) else {
+        return Err(Refusal::NoRoute { capability: label });
+    };
+    let fallback = decision.fallback.and_then(|name| state.backends.get(name));
+    // The usual target needs no normalizing: it goes upstream as it came.
+    let uri = match request.uri().path_and_query() {
+        Some(target) if target.path() == normalized => Ok(Uri::from(target.clone())),
+        _ => Backend::uri(&match request.uri().query() {
+            Some(query) => format!("{normalized}?{query}"),
+            None => normalized.to_owned(),
+        }),
+    };
+    let Ok(uri) = uri else {
+        let message = Cow::Borrowed("the request target is invalid");
+        return Err(Refusal::Client(StatusCode::BAD_REQUEST, message));
+    };
+    let routed = Routed {
+        decision,
+        capability,
+        label,
+        backend,
+        fallback,
+    };
+    Ok((routed, Upstream { uri, original_host }))
+}
+
+/// Sends the request where it was routed, with the backend's safety net
+/// (retries, the fallback). Of its body it keeps a copy only as large as
+/// what needs one: sending it again, or the shadow copy, each with its cap.
+/// Copies beyond the shadow rate are not made at all: no capture, no job.
+#[tracing::instrument(
+    level = "debug",
+    skip_all,
+    fields(request_id = x.request_id(), capability = routed.label, backend = routed.backend.label)
+)]
+async fn forward<'s>(
+    x: &Exchange<'s>,
+    routed: &Routed<'s, '_>,
+    upstream: Upstream,
+    request: Request<ClientIncoming>,
+) -> Forwarded<'s> {
+    let state = x.state;
+    let repeatable = request.method().is_idempotent() || request.headers().contains_key(&IDEMPOTENCY_KEY);
+    let (parts, incoming) = request.into_parts();
+    let outgoing = Outgoing::new(
+        parts,
+        upstream.uri,
+        &x.peer.ip,
+        upstream.original_host,
+        &x.request_id,
+        None,
+    );
+    let shadowing = matches!(routed.decision.shadow, ShadowCopy::To(_))
+        && routed.capability.is_some_and(|c| state.shadower.admit(c.name));
+    let shadow_cap = match routed.capability {
+        Some(c) if shadowing => Some(c.policy.shadow.max_body_bytes),
+        _ => None,
+    };
+    if let (ShadowCopy::RefusedUnsafeMethod, Some(c)) = (routed.decision.shadow, routed.capability) {
+        state.shadower.skipped(c.name, SkipReason::UnsafeMethod);
+    }
+    let resend_cap = (repeatable && (routed.backend.resilience.retries > 0 || routed.fallback.is_some()))
+        .then_some(REPLAY_LIMIT);
+    let mut request_body = if incoming.is_end_stream() {
+        RequestBody::empty()
+    } else {
+        let copy = shadow_cap.max(resend_cap).map(BodyCopy::new);
+        let sent = BodySent::new();
+        let client_body = ClientBody::new(
+            incoming,
+            state.limits.max_body_bytes,
+            CLIENT_BODY_IDLE_TIMEOUT,
+            Arc::clone(&sent),
+            copy.clone(),
+        );
+        RequestBody::streaming(body::boxed(client_body), sent, copy)
+    };
+    let request_copy = request_body.copy();
+    let plan = Plan {
+        primary: routed.backend,
+        fallback: routed.fallback,
+        repeatable,
+        capability: routed.label,
+    };
+    let dispatched = dispatch(&plan, &outgoing, &mut request_body, &state.metrics).await;
+    drop(request_body);
+    Forwarded {
+        dispatched,
+        outgoing,
+        shadowing,
+        request_copy,
+    }
+}
+
+/// Makes the client's answer of what forwarding got back: counts it (the
+/// error budget, the metrics, the access log), marks the side that served
+/// it, and, when shadowing, copies the monolith's answer as it streams.
+#[inline]
+#[tracing::instrument(level = "debug", skip_all, fields(request_id = x.request_id()))]
+fn finish(
+    x: &Exchange<'_>,
+    routed: &Routed<'_, '_>,
+    forwarded: Forwarded<'_>,
+    normalized: String,
+) -> Response<ProxyBody> {
+    let state = x.state;
+    let decision = &routed.decision;
+    let Forwarded {
+        dispatched,
+        outgoing,
+        shadowing,
+        request_copy,
+    } = forwarded;
+    // The error budget counts the service's own answers in canary and
+    // service stages; a failure there may roll the capability back.
+    if let (Some(Target::Service), Some(stage), Some(index)) =
+        (decision.target, decision.stage, decision.capability_index)
+    {
+        if stage.has_fallback() {
+            rollback::record(
+                &state.capabilities,
+                &state.rollbacks,
+                index,
+                stage,
+                dispatched.primary_failed,
+            );
+        }
+    }
+    let served_by = dispatched.backend;
+    let backend_label = served_by.label;
+    let side = match dispatched.fallback_from {
+        Some(_) => Target::Legacy,
+        None => decision.target.unwrap_or(Target::Legacy),
+    };
+    let mut response = match dispatched.result {
+        Ok(response) => response,
+        Err(Failure::Status(response)) => *response,
+        Err(failure) => return failed(x, routed, &failure, served_by, side, dispatched.fallback_from),
+    };
+    if let Some(refused) = unforwardable_coding(x, routed, backend_label, &response) {
+        return refused;
+    }
+    strip_hop_by_hop(response.headers_mut());
+    response
+        .headers_mut()
+        .insert(correlation::REQUEST_ID, x.request_id.clone());
+    mark_side(
+        response.headers_mut(),
+        decision.capability.is_some(),
+        side,
+        dispatched.fallback_from,
+    );
+    let status = response.status();
+    state
+        .metrics
+        .request(routed.label, backend_label, status.as_u16(), x.started.elapsed());
+    if state.access_log {
+        log_access(x, routed, &outgoing, served_by, status, dispatched.fallback_from);
+    }
+    // Shadow: the monolith answered; its answer is copied as it streams and
+    // the job offered once the client has it all.
+    if let (true, Some(capability), Some(index), None) = (
+        shadowing,
+        routed.capability,
+        decision.capability_index,
+        dispatched.fallback_from,
+    ) {
+        return captured(x, capability, index, outgoing, normalized, request_copy, response);
+    }
+    response.map(body::boxed)
+}
+
+/// The answer when no upstream answered: a status that says whose fault it
+/// was, and the failure logged with its causes.
+fn failed(
+    x: &Exchange<'_>,
+    routed: &Routed<'_, '_>,
+    failure: &Failure,
+    served_by: &Backend,
+    side: Target,
+    fallback_from: Option<&'static str>,
+) -> Response<ProxyBody> {
+    let (status, fault, message) = failure_answer(failure, served_by);
+    tracing::warn!(
+        request_id = x.request_id(),
+        backend = %served_by.name,
+        fault = fault.as_str(),
+        failure = failure.reason(),
+        error = %failure_detail(failure),
+        "upstream call failed"
+    );
+    x.state.metrics.request(
+        routed.label,
+        served_by.label,
+        status.as_u16(),
+        x.started.elapsed(),
+    );
+    let mut response = error_response(status, fault, &message, &x.request_id);
+    mark_side(
+        response.headers_mut(),
+        routed.decision.capability.is_some(),
+        side,
+        fallback_from,
+    );
+    response
+}
+
+/// A 502 for an answer with a transfer coding other than `chunked`: the
+/// upstream client removed only the chunking, and passing the rest on
+/// unlabelled would corrupt the body.
+fn unforwardable_coding(
+    x: &Exchange<'_>,
+    routed: &Routed<'_, '_>,
+    backend_label: &'static str,
+    response: &Response<PooledBody>,
+) -> Option<Response<ProxyBody>> {
+    let codings: Vec<&HeaderValue> = response
+        .headers()
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .collect();
+    if only_chunked(&codings) {
+        return None;
+    }
+    let metrics = &x.state.metrics;
+    metrics.upstream_error(backend_label, UpstreamErrorKind::Protocol);
+    metrics.request(routed.label, backend_label, 502, x.started.elapsed());
+    Some(error_response(
+        StatusCode::BAD_GATEWAY,
+        Fault::Upstream,
+        "the backend answered with a transfer coding other than chunked",
+        &x.request_id,
+    ))
+}
+
+/// The access log's line for an answered request.
+fn log_access(
+    x: &Exchange<'_>,
+    routed: &Routed<'_, '_>,
+    outgoing: &Outgoing,
+    served_by: &Backend,
+    status: StatusCode,
+    fallback_from: Option<&'static str>,
+) {
+    tracing::info!(
+        request_id = x.request_id(),
+        method = %outgoing.method,
+        target = %outgoing.uri,
+        capability = routed.label,
+        backend = %served_by.name,
+        status = status.as_u16(),
+        fallback = fallback_from.unwrap_or("-"),
+        elapsed_ms = x.started.elapsed().as_secs_f64() * 1000.0,
+        "proxied"
+    );
+}
+
+/// The monolith's answer with a copy kept as it streams for the shadow
+/// comparison of capability `index`; the job is offered once the client has
+/// had the answer in full. `path` is the normalized path, for samples.
+fn captured(
+    x: &Exchange<'_>,
+    capability: &CapabilityState,
+    index: usize,
+    outgoing: Outgoing,
+    path: String,
+    request_copy: Option<Arc<BodyCopy>>,
+    response: Response<PooledBody>,
+) -> Response<ProxyBody> {
+    let pending = PendingShadow {
+        shadower: Arc::clone(&x.state.shadower),
+        capability: index,
+        name: capability.name,
+        method: outgoing.method,
+        uri: outgoing.uri,
+        path,
+        head: outgoing.head,
+        original_host: outgoing.original_host,
+        request_body: request_copy,
+        cap: capability.policy.shadow.max_body_bytes,
+        request_id: x.request_id().to_owned(),
+    };
+    let (parts, upstream_body) = response.into_parts();
+    let mut capturing = CapturingBody::new(
+        upstream_body,
+        parts.status.as_u16(),
+        parts.headers.clone(),
+        pending,
+    );
+    capture::finish_if_empty(&mut capturing);
+    Response::from_parts(parts, body::boxed(capturing))
+}

@@ -1,0 +1,169 @@
+//! Replaying queued requests against the service, learning the monolith's
+//! own noise, and comparing the answers.
+//!
+//! A dispatcher takes jobs from the queue only while fewer than the
+//! configured number of copies are in flight; meanwhile the queue fills
+//! and further copies are dropped (and counted). Copies carry the client's
+//! correlation id and `X-Strangler-Shadow: 1`, so a service can tell them
+//! from real traffic.
+
+use std::sync::Arc;
+
+use http_body_util::{BodyExt, Limited};
+use hyper::header::{HeaderName, HeaderValue};
+use response_diff::{Captured, Comparison};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+use toolkit_db::timestamp;
+
+use super::store::Sample;
+use super::{ShadowJob, SkipReason};
+use crate::flow::backend::Backend;
+use crate::flow::dispatch::Outgoing;
+use crate::flow::state::ProxyState;
+use crate::wire::body;
+
+/// The field reported when the service gave no comparable answer.
+pub const SERVICE_ERROR_FIELD: &str = "service_error";
+
+/// Runs until `stop`, with at most `concurrency` copies in flight.
+pub async fn run(
+    mut jobs: mpsc::Receiver<ShadowJob>,
+    state: Arc<ProxyState>,
+    concurrency: usize,
+    stop: CancellationToken,
+) {
+    let in_flight = Arc::new(Semaphore::new(concurrency.max(1)));
+    loop {
+        let permit = tokio::select! {
+            () = stop.cancelled() => return,
+            permit = Arc::clone(&in_flight).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        let job = tokio::select! {
+            () = stop.cancelled() => return,
+            job = jobs.recv() => match job {
+                Some(job) => job,
+                None => return,
+            },
+        };
+        let state = Arc::clone(&state);
+        tokio::spawn(async move {
+            shadow_one(&state, job).await;
+            drop(permit);
+        });
+    }
+}
+
+enum Answer {
+    Captured(Captured),
+    Failed(String),
+    TooLarge,
+}
+
+async fn call(backend: &Backend, job: &ShadowJob, cap: usize) -> Answer {
+    let Some(picked) = backend.pick() else {
+        return Answer::Failed(format!("backend `{}` has no instances", backend.name));
+    };
+    let outgoing = Outgoing {
+        method: job.method.clone(),
+        uri: job.uri.clone(),
+        head: job.head.with_header(
+            &HeaderName::from_static("x-strangler-shadow"),
+            &HeaderValue::from_static("1"),
+        ),
+        original_host: job.original_host.clone(),
+    };
+    let body = body::full(job.body.clone());
+    let host = outgoing.host(backend, picked.instance());
+    let exchange = async {
+        let response = picked
+            .instance()
+            .pool
+            .send(&outgoing.head, host, body)
+            .await
+            .map_err(|e| e.error.to_string())?;
+        let (parts, body) = response.into_parts();
+        match Limited::new(body, cap).collect().await {
+            Ok(collected) => Ok(Some(Captured {
+                status: parts.status.as_u16(),
+                headers: parts.headers,
+                body: collected.to_bytes(),
+            })),
+            Err(error) if error.is::<http_body_util::LengthLimitError>() => Ok(None),
+            Err(error) => Err(format!("reading the answer failed: {error}")),
+        }
+    };
+    match tokio::time::timeout(backend.request_timeout, exchange).await {
+        Err(_) => Answer::Failed(format!("no complete answer within {:?}", backend.request_timeout)),
+        Ok(Err(message)) => Answer::Failed(message),
+        Ok(Ok(None)) => Answer::TooLarge,
+        Ok(Ok(Some(captured))) => Answer::Captured(captured),
+    }
+}
+
+async fn shadow_one(state: &ProxyState, job: ShadowJob) {
+    let table = state.table.load();
+    let Some(def) = table.matcher().capabilities().get(job.capability) else {
+        return;
+    };
+    let Some(capability) = state.capabilities.get(job.capability) else {
+        return;
+    };
+    let policy = &capability.policy.shadow;
+    let (Some(service), Some(legacy)) = (
+        state.backends.get(&def.service_backend),
+        state.backends.get(&def.legacy_backend),
+    ) else {
+        return;
+    };
+    let shadower = &state.shadower;
+    let answer = call(service, &job, policy.max_body_bytes).await;
+    if policy.learn_noise && job.method.is_safe() {
+        if let Answer::Captured(again) = call(legacy, &job, policy.max_body_bytes).await {
+            let differing = response_diff::differing_fields(&job.legacy, &again, &policy.rules);
+            let new = capability.learn(differing);
+            if !new.is_empty() {
+                tracing::info!(capability = job.name, fields = ?new, "learned shadow noise: the monolith's own answers differ here");
+                shadower.recorder.learned(job.name, &new);
+            }
+        }
+    }
+    let (comparison, service_status) = match answer {
+        Answer::TooLarge => {
+            shadower.skipped(job.name, SkipReason::BodyTooLarge);
+            return;
+        }
+        Answer::Failed(message) => (
+            Comparison {
+                fields: vec![SERVICE_ERROR_FIELD.to_owned()],
+                diff: format!("the service gave no answer to compare: {message}\n"),
+            },
+            0,
+        ),
+        Answer::Captured(captured) => (
+            response_diff::compare(&job.legacy, &captured, &policy.rules, &capability.noise()),
+            captured.status,
+        ),
+    };
+    let matched = comparison.is_match();
+    state
+        .metrics
+        .shadow(job.name, if matched { "match" } else { "mismatch" });
+    let sample = (!matched).then(|| Sample {
+        at: timestamp::now(),
+        request_id: job.request_id.clone(),
+        method: job.method.to_string(),
+        path: job.path.clone(),
+        legacy_status: i64::from(job.legacy.status),
+        service_status: i64::from(service_status),
+        fields: serde_json::to_string(&comparison.fields).unwrap_or_else(|_| "[]".to_owned()),
+        diff: comparison.diff.clone(),
+    });
+    if !matched {
+        tracing::debug!(capability = job.name, request_id = %job.request_id, fields = ?comparison.fields, "shadow mismatch");
+    }
+    shadower.recorder.compared(job.name, &comparison.fields, sample);
+}

@@ -1,0 +1,118 @@
+//! Forwarding a protocol upgrade (WebSocket and the like): the request goes
+//! to the chosen backend once (an upgrade is never retried or sent to a
+//! fallback), and after `101 Switching Protocols` the wire's tunnel joins
+//! both connections ([`crate::wire::tunnel`]).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use hyper::header::HeaderValue;
+use hyper::{Request, Response, StatusCode, Uri};
+
+use crate::flow::backend::Backend;
+use crate::flow::dispatch::Outgoing;
+use crate::flow::metrics::UpstreamErrorKind;
+use crate::flow::state::ProxyState;
+use crate::wire::body::{self, ProxyBody};
+use crate::wire::client_body::ClientIncoming;
+use crate::wire::correlation;
+use crate::wire::error_response::{error_response, Fault};
+use crate::wire::headers::strip_hop_by_hop;
+use crate::wire::service::Peer;
+use crate::wire::tunnel;
+use crate::wire::upstream::UpstreamUpgrade;
+
+/// Forwards an upgrade request for `protocol` to `backend`.
+#[allow(clippy::too_many_arguments)]
+#[tracing::instrument(level = "debug", name = "upgrade", skip_all, fields(capability = capability, backend = backend.label))]
+pub(crate) async fn forward(
+    state: &ProxyState,
+    backend: &Arc<Backend>,
+    capability: &'static str,
+    peer: &Peer,
+    mut request: Request<ClientIncoming>,
+    uri: Uri,
+    protocol: HeaderValue,
+    original_host: Option<HeaderValue>,
+    request_id: &HeaderValue,
+    started: Instant,
+) -> Response<ProxyBody> {
+    let backend_label = backend.label;
+    let client_upgrade = hyper::upgrade::on(&mut request);
+    let (parts, _body) = request.into_parts();
+    let outgoing = Outgoing::new(parts, uri, &peer.ip, original_host, request_id, Some(protocol));
+    let Some(picked) = backend.pick() else {
+        state
+            .metrics
+            .request(capability, backend_label, 502, started.elapsed());
+        return error_response(
+            StatusCode::BAD_GATEWAY,
+            Fault::Facade,
+            "the backend has no instances",
+            request_id,
+        );
+    };
+    let host = outgoing.host(backend, picked.instance());
+    let sent = tokio::time::timeout(
+        backend.request_timeout,
+        picked.instance().pool.send(&outgoing.head, host, body::empty()),
+    )
+    .await;
+    let mut response = match sent {
+        Ok(Ok(response)) => response,
+        Ok(Err(error)) => {
+            let kind = if error.error.is_connect() {
+                UpstreamErrorKind::Connect
+            } else {
+                UpstreamErrorKind::Protocol
+            };
+            state.metrics.upstream_error(backend_label, kind);
+            state
+                .metrics
+                .request(capability, backend_label, 502, started.elapsed());
+            tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), backend = %backend.name, error = %error.error, "upgrade request failed");
+            return error_response(
+                StatusCode::BAD_GATEWAY,
+                Fault::Upstream,
+                "the backend is unreachable or closed the connection",
+                request_id,
+            );
+        }
+        Err(_) => {
+            state
+                .metrics
+                .upstream_error(backend_label, UpstreamErrorKind::Timeout);
+            state
+                .metrics
+                .request(capability, backend_label, 504, started.elapsed());
+            return error_response(
+                StatusCode::GATEWAY_TIMEOUT,
+                Fault::Upstream,
+                &format!(
+                    "backend `{}` did not answer within {:?}",
+                    backend.name, backend.request_timeout
+                ),
+                request_id,
+            );
+        }
+    };
+    drop(picked);
+    let status = response.status();
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        let upstream_upgrade = response
+            .extensions_mut()
+            .remove::<UpstreamUpgrade>()
+            .and_then(|upgrade| upgrade.take());
+        let request_id_text = request_id.to_str().unwrap_or("-").to_owned();
+        tunnel::spawn(client_upgrade, upstream_upgrade, request_id_text);
+    } else {
+        strip_hop_by_hop(response.headers_mut());
+    }
+    response
+        .headers_mut()
+        .insert(correlation::REQUEST_ID, request_id.clone());
+    state
+        .metrics
+        .request(capability, backend_label, status.as_u16(), started.elapsed());
+    response.map(body::boxed)
+}

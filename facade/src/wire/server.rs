@@ -1,0 +1,173 @@
+//! The proxy listener: accept connections on the listener's task and deal
+//! each to the least busy proxy thread (see [`crate::wire::proxy_threads`]),
+//! serve them there (plain HTTP/1.1 on the facade's own connection,
+//! everything else, HTTP/2 and upgrades included, on hyper's; see
+//! [`crate::wire::http1`]) with the [`Handler`] it is given, and drain on
+//! shutdown.
+
+use std::future::{poll_fn, Future};
+use std::pin::pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::wire::http1::{self, HEADER_READ_TIMEOUT};
+use crate::wire::proxy_threads::{self, Inbox};
+use crate::wire::service::{Handler, Peer};
+use crate::wire::shutdown::{Phase, Shutdown, Watch};
+
+/// How long the proxy threads get to end once the grace period is over
+/// and every connection has been told to close at once.
+const HALT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How the proxy listener serves.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Settings {
+    /// The request-head size limit.
+    pub max_header_bytes: usize,
+    /// Proxy threads, each with its own event loop.
+    pub threads: usize,
+    /// How long in-flight requests may take to finish on shutdown.
+    pub grace: Duration,
+}
+
+/// Serves the proxy until `stop` is cancelled, then stops accepting and
+/// lets in-flight requests finish for up to `settings.grace`.
+///
+/// Fails, having served nothing, if the proxy threads cannot be started.
+pub(crate) async fn serve<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    settings: Settings,
+    stop: CancellationToken,
+) -> std::io::Result<()> {
+    let mut hyper = auto::Builder::new(TokioExecutor::new());
+    hyper
+        .http1()
+        .max_buf_size(settings.max_header_bytes.max(8192))
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_READ_TIMEOUT);
+    let shared = Arc::new(http1::Shared {
+        handler,
+        max_head: settings.max_header_bytes,
+        hyper,
+        stop: stop.clone(),
+    });
+    // Closes idle connections when the drain starts, and every connection
+    // still open when the grace period is over.
+    let shutdown = Shutdown::new();
+    // Every proxy thread holds a sender until its connections have ended;
+    // when the last is dropped, `recv` returns `None` and the drain is over.
+    let (open, mut drained) = mpsc::channel::<()>(1);
+    let (mut threads, _handles) = proxy_threads::start(settings.threads, {
+        let shutdown = Arc::clone(&shutdown);
+        move |inbox| serve_thread(inbox, Arc::clone(&shared), Arc::clone(&shutdown), open.clone())
+    })?;
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(error) => {
+                        // Out of file descriptors and the like: back off, keep serving.
+                        tracing::warn!(%error, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let _ = stream.set_nodelay(true);
+                match stream.into_std() {
+                    Ok(stream) => threads.deal(stream, peer),
+                    Err(error) => tracing::warn!(%error, %peer, "a connection could not be handed to a proxy thread"),
+                }
+            }
+            () = stop.cancelled() => break,
+        }
+    }
+    drop(listener);
+    // Closes the threads' inboxes: each serves what it has, then ends.
+    drop(threads);
+    shutdown.enter(Phase::Stopping);
+    tracing::info!(
+        grace_seconds = settings.grace.as_secs_f64(),
+        "facade shutting down: draining in-flight requests"
+    );
+    tokio::select! {
+        _ = drained.recv() => tracing::info!("all connections drained"),
+        () = tokio::time::sleep(settings.grace) => {
+            tracing::warn!("grace period expired with requests still in flight; closing them");
+            shutdown.enter(Phase::Halted);
+            // Every connection now ends the next time it runs.
+            if tokio::time::timeout(HALT_TIMEOUT, drained.recv()).await.is_err() {
+                tracing::error!("proxy threads did not stop after the grace period");
+            }
+        }
+    }
+    shutdown.enter(Phase::Halted);
+    Ok(())
+}
+
+/// One proxy thread: serves each connection it is given as a task on its
+/// runtime until the listener stops, then until they have all ended.
+async fn serve_thread<H: Handler>(
+    mut inbox: Inbox,
+    shared: Arc<http1::Shared<H>>,
+    shutdown: Arc<Shutdown>,
+    open: mpsc::Sender<()>,
+) {
+    let (local_open, mut local_drained) = mpsc::channel::<()>(1);
+    while let Some(incoming) = inbox.recv().await {
+        let stream = match TcpStream::from_std(incoming.stream) {
+            Ok(stream) => stream,
+            Err(error) => {
+                tracing::warn!(%error, peer = %incoming.peer, "a connection could not be registered; closed");
+                continue;
+            }
+        };
+        let shared = Arc::clone(&shared);
+        let local_open = local_open.clone();
+        let watch = shutdown.watch();
+        let counted = incoming.open;
+        tokio::spawn(async move {
+            serve_until_halted(stream, Peer::new(incoming.peer), shared, &watch).await;
+            drop(counted);
+            drop(local_open);
+        });
+    }
+    drop(local_open);
+    // The connections still open are tasks on this thread's runtime, which
+    // must keep running until they end.
+    let _ = local_drained.recv().await;
+    drop(open);
+}
+
+/// Serves one connection, cut off when the grace period is over.
+async fn serve_until_halted<H: Handler>(
+    stream: TcpStream,
+    peer: Peer,
+    shared: Arc<http1::Shared<H>>,
+    watch: &Watch,
+) {
+    let mut connection = pin!(http1::serve_connection(stream, peer, shared, watch));
+    poll_fn(|cx| match watch.poll_phase(cx) {
+        Phase::Halted => Poll::Ready(()),
+        Phase::Running | Phase::Stopping => connection.as_mut().poll(cx),
+    })
+    .await;
+}
+
+/// Binds `addr`, with an error that names the address and what to do.
+pub async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await.map_err(|error| {
+        std::io::Error::new(
+            error.kind(),
+            format!("cannot listen on {addr}: {error} (is another process using it? choose another address)"),
+        )
+    })
+}

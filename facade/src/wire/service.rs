@@ -1,0 +1,48 @@
+//! What the wire asks of the layer above it: something that answers one
+//! request from one client connection.
+//!
+//! The connections and the accept loop are generic over the [`Handler`],
+//! so the wire never names the flow that implements it, and the call on
+//! the hot path is a direct one that can be inlined.
+
+use std::future::Future;
+use std::net::SocketAddr;
+
+use hyper::header::HeaderValue;
+use hyper::{Request, Response};
+
+use crate::wire::body::ProxyBody;
+use crate::wire::client_body::ClientIncoming;
+
+/// The client connection a request arrived on.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The client's address.
+    pub addr: SocketAddr,
+    /// Its IP address as `X-Forwarded-For` carries it, made once per
+    /// connection rather than once per request.
+    pub ip: HeaderValue,
+}
+
+impl Peer {
+    /// The peer at `addr`.
+    pub fn new(addr: SocketAddr) -> Self {
+        Self {
+            addr,
+            ip: crate::wire::headers::peer_ip_value(addr),
+        }
+    }
+}
+
+/// Answers requests; shared by every connection of the listener.
+///
+/// An answer is always produced: a failure is the handler's to turn into
+/// an error answer, so the connection only ever writes responses.
+pub(crate) trait Handler: Send + Sync + 'static {
+    /// Answers `request`, which arrived from `peer`.
+    fn handle(
+        &self,
+        peer: &Peer,
+        request: Request<ClientIncoming>,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send;
+}

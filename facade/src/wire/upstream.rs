@@ -1,0 +1,454 @@
+//! Connections to one backend instance: HTTP/1.1 keep-alive connections
+//! kept in a small pool, handed out one request at a time.
+//!
+//! This is the facade's own HTTP/1.1 client, and the one place it writes
+//! HTTP by hand (the client side stays on hyper). hyper's client runs each
+//! connection in a task of its own and passes requests, answers and body
+//! chunks to it over channels; on the proxy's hot path that machinery cost
+//! more than the rest of the facade put together (measured with callgrind,
+//! see `docs/performance.md`). Here the request that holds a connection
+//! does its I/O itself, in the client connection's own task: it writes the
+//! head and streams the body, reads the answer's head with `httparse`, and
+//! the answer's body decodes straight out of the connection's buffer as
+//! the client reads it. Upstreams are the operator's own services, but
+//! their answers are still checked: a malformed head, differing
+//! `Content-Length` values, a broken chunk or a connection closed early is
+//! an error, never passed on as if it were a complete answer.
+//!
+//! A connection is reused only once its previous response has been read
+//! to the end; a response cut short closes its connection. An idle
+//! connection is not polled; one the upstream closed meanwhile is found
+//! (from the reactor's readiness, without a system call in the usual case)
+//! and dropped when next checked out.
+
+mod body;
+mod head;
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::Body;
+use hyper::http::uri::Authority;
+use hyper::http::HeaderValue;
+use hyper::{Response, StatusCode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+pub use body::PooledBody;
+pub use head::{HeadError, RequestHead};
+
+use crate::wire::body::ProxyBody;
+use crate::wire::proxy_threads;
+use head::RequestFraming;
+
+/// The most idle connections kept per instance.
+const MAX_IDLE: usize = 1024;
+
+/// How long one write of a request body may wait for the upstream to take
+/// it.
+const BODY_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why a request could not be sent or answered.
+#[derive(Debug)]
+pub enum UpstreamError {
+    /// No connection could be opened.
+    Connect(std::io::Error),
+    /// Opening a connection took longer than the connect timeout.
+    ConnectTimeout(Duration),
+    /// Reading or writing the connection failed.
+    Io(std::io::Error),
+    /// The upstream closed the connection before its answer was complete.
+    Closed,
+    /// The answer's head is not one the facade can pass on.
+    Head(HeadError),
+    /// The answer's chunked body is malformed.
+    Chunk(&'static str),
+    /// The client's body failed while it was being sent (too large,
+    /// stalled, aborted: found in the source).
+    Body(Box<dyn std::error::Error + Send + Sync>),
+    /// The upstream answered, or closed, before it had the whole body.
+    AnsweredEarly,
+}
+
+impl UpstreamError {
+    /// Whether no connection to the instance could be made.
+    pub fn is_connect(&self) -> bool {
+        matches!(self, UpstreamError::Connect(_) | UpstreamError::ConnectTimeout(_))
+    }
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UpstreamError::Connect(error) => write!(f, "connecting failed: {error}"),
+            UpstreamError::ConnectTimeout(limit) => write!(f, "connecting took longer than {limit:?}"),
+            UpstreamError::Io(error) => write!(f, "the connection failed: {error}"),
+            UpstreamError::Closed => {
+                f.write_str("the backend closed the connection before the answer was complete")
+            }
+            UpstreamError::Head(error) => write!(f, "{error}"),
+            UpstreamError::Chunk(problem) => write!(f, "the backend's chunked body is malformed: {problem}"),
+            UpstreamError::Body(_) => f.write_str("the client's request body failed"),
+            UpstreamError::AnsweredEarly => {
+                f.write_str("the backend answered before it had the whole request body")
+            }
+        }
+    }
+}
+
+impl std::error::Error for UpstreamError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            UpstreamError::Connect(error) | UpstreamError::Io(error) => Some(error),
+            UpstreamError::Head(error) => Some(error),
+            UpstreamError::Body(error) => Some(error.as_ref()),
+            UpstreamError::ConnectTimeout(_)
+            | UpstreamError::Closed
+            | UpstreamError::Chunk(_)
+            | UpstreamError::AnsweredEarly => None,
+        }
+    }
+}
+
+/// A request that failed, with its body when none of the request was sent.
+#[derive(Debug)]
+pub struct SendError {
+    /// What went wrong.
+    pub error: UpstreamError,
+    /// The request's body, if no byte of the request reached the upstream
+    /// (or, on a reused connection, the upstream closed it unanswered and
+    /// the request is safe to repeat).
+    pub unsent: Option<ProxyBody>,
+}
+
+/// The socket taken over by a protocol upgrade (`101 Switching
+/// Protocols`), with any bytes the upstream sent after its answer. Found in
+/// the response's extensions; taken once.
+#[derive(Debug, Clone)]
+pub struct UpstreamUpgrade(Arc<Mutex<Option<(TcpStream, Bytes)>>>);
+
+impl UpstreamUpgrade {
+    /// The socket and the bytes already read from it, the first time.
+    pub fn take(&self) -> Option<(TcpStream, Bytes)> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take()
+    }
+}
+
+/// One open connection and what has been read from it but not used yet.
+struct Connection {
+    io: TcpStream,
+    buffer: BytesMut,
+    /// Where each request's head is put together; kept with the
+    /// connection so that a request does not allocate one.
+    out: BytesMut,
+    reused: bool,
+}
+
+impl Connection {
+    /// Whether an idle connection can take a request. Anything readable on
+    /// it (the upstream closing it, or talking out of turn) says no. The
+    /// reactor's readiness is checked first, so the usual case costs no
+    /// system call.
+    fn is_usable(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => true,
+            Poll::Ready(Err(_)) => false,
+            Poll::Ready(Ok(())) => {
+                let mut probe = [0u8; 1];
+                matches!(self.io.try_read(&mut probe), Err(error) if error.kind() == std::io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+}
+
+/// The idle connections to one instance, in one shard per proxy thread
+/// (and one for every other thread): a connection is registered with the
+/// reactor of the thread that opened it, and is reused only there (see
+/// [`crate::wire::proxy_threads`]).
+pub struct ConnectionPool {
+    authority: Authority,
+    connect_timeout: Duration,
+    shards: Box<[Shard]>,
+}
+
+/// One thread's idle connections, on a cache line of its own so that two
+/// threads taking connections never share one.
+#[repr(align(64))]
+struct Shard {
+    #[allow(
+        clippy::vec_box,
+        reason = "a connection moves between the pool and an answer's body many times; boxed, it moves as a pointer"
+    )]
+    idle: Mutex<Vec<Box<Connection>>>,
+}
+
+impl fmt::Debug for ConnectionPool {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectionPool")
+            .field("authority", &self.authority)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConnectionPool {
+    /// An empty pool for `authority` (`host:port`), for a facade with
+    /// `proxy_threads` proxy threads.
+    pub fn new(authority: Authority, connect_timeout: Duration, proxy_threads: usize) -> Arc<Self> {
+        Arc::new(Self {
+            authority,
+            connect_timeout,
+            shards: (0..=proxy_threads)
+                .map(|_| Shard {
+                    idle: Mutex::new(Vec::new()),
+                })
+                .collect(),
+        })
+    }
+
+    /// The current thread's idle connections.
+    #[allow(clippy::vec_box, reason = "see `Shard`")]
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<Box<Connection>>> {
+        self.shards[proxy_threads::pool_shard(self.shards.len())]
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Sends `head` with `host` and `body` and returns the response,
+    /// whose body gives the connection back to the pool when it ends. When
+    /// no byte of the request left the facade, the error hands the body
+    /// back, so the caller may send the request elsewhere.
+    pub async fn send(
+        self: &Arc<Self>,
+        head: &RequestHead,
+        host: &HeaderValue,
+        body: ProxyBody,
+    ) -> Result<Response<PooledBody>, SendError> {
+        let mut body = body;
+        // A pooled connection may have been closed by the upstream just as
+        // it was picked; the request then comes back unsent and one fresh
+        // connection is tried.
+        if let Some(connection) = self.checkout() {
+            match self.exchange(connection, head, host, body).await {
+                Err(SendError {
+                    unsent: Some(unsent), ..
+                }) => body = unsent,
+                done => return done,
+            }
+        }
+        match self.connect().await {
+            Ok(connection) => self.exchange(connection, head, host, body).await,
+            Err(error) => Err(SendError {
+                error,
+                unsent: Some(body),
+            }),
+        }
+    }
+
+    fn checkout(&self) -> Option<Box<Connection>> {
+        loop {
+            let mut connection = self.idle().pop()?;
+            if connection.is_usable() {
+                return Some(connection);
+            }
+        }
+    }
+
+    fn checkin(&self, mut connection: Box<Connection>) {
+        connection.reused = true;
+        let mut idle = self.idle();
+        if idle.len() < MAX_IDLE {
+            idle.push(connection);
+        }
+    }
+
+    /// Connections are boxed: an answer's body carries its connection, and
+    /// the answer is moved several times on its way to the client.
+    async fn connect(&self) -> Result<Box<Connection>, UpstreamError> {
+        let address = self.authority.as_str();
+        let io = match tokio::time::timeout(self.connect_timeout, TcpStream::connect(address)).await {
+            Ok(Ok(io)) => io,
+            Ok(Err(error)) => return Err(UpstreamError::Connect(error)),
+            Err(_) => return Err(UpstreamError::ConnectTimeout(self.connect_timeout)),
+        };
+        let _ = io.set_nodelay(true);
+        Ok(Box::new(Connection {
+            io,
+            buffer: BytesMut::new(),
+            out: BytesMut::new(),
+            reused: false,
+        }))
+    }
+
+    /// One request and its answer's head on `connection`.
+    async fn exchange(
+        self: &Arc<Self>,
+        mut connection: Box<Connection>,
+        head: &RequestHead,
+        host: &HeaderValue,
+        mut body: ProxyBody,
+    ) -> Result<Response<PooledBody>, SendError> {
+        let method = head.method();
+        let length = body.size_hint().exact();
+        let framing = head.framing(body.is_end_stream(), length);
+        connection.out.clear();
+        head.write(&mut connection.out, host, framing, length);
+        if let Err(error) = connection.io.write_all(&connection.out).await {
+            // The upstream cannot have acted on part of a head.
+            return Err(SendError {
+                error: UpstreamError::Io(error),
+                unsent: Some(body),
+            });
+        }
+        // An upstream may answer before it has the whole body (a 413, say)
+        // and stop reading, or close. Its answer, if it sent one, is what
+        // the client gets; the connection is not reused.
+        let mut answered_early = false;
+        let mut write_failure = None;
+        if framing != RequestFraming::Empty {
+            match send_body(&mut connection, &mut body, framing).await {
+                Ok(()) => {}
+                Err(UpstreamError::AnsweredEarly) => answered_early = true,
+                Err(error @ UpstreamError::Io(_)) => {
+                    answered_early = true;
+                    write_failure = Some(error);
+                }
+                Err(error) => return Err(SendError { error, unsent: None }),
+            }
+        }
+        loop {
+            // Nothing read yet (the usual case for a kept-alive connection):
+            // nothing to parse.
+            let taken = if connection.buffer.is_empty() {
+                Ok(None)
+            } else {
+                head::take_response(&mut connection.buffer, method)
+            };
+            let parsed = match taken {
+                Ok(Some(parsed)) => parsed,
+                Ok(None) => {
+                    connection.buffer.reserve(8 * 1024);
+                    let read = connection.io.read_buf(&mut connection.buffer).await;
+                    if matches!(read, Ok(n) if n > 0) {
+                        continue;
+                    }
+                    // A reused connection the upstream closed or reset
+                    // without a word: the request was not answered and, with
+                    // no body and a method safe to repeat, goes again.
+                    let unanswered = match &read {
+                        Ok(_) => true,
+                        Err(error) => matches!(
+                            error.kind(),
+                            std::io::ErrorKind::ConnectionReset
+                                | std::io::ErrorKind::ConnectionAborted
+                                | std::io::ErrorKind::BrokenPipe
+                        ),
+                    };
+                    let repeat = unanswered
+                        && connection.reused
+                        && connection.buffer.is_empty()
+                        && framing == RequestFraming::Empty
+                        && method.is_idempotent();
+                    let error = match (write_failure, read) {
+                        (Some(failure), _) => failure,
+                        (None, Ok(_)) => UpstreamError::Closed,
+                        (None, Err(error)) => UpstreamError::Io(error),
+                    };
+                    return Err(SendError {
+                        error,
+                        unsent: repeat.then_some(body),
+                    });
+                }
+                Err(error) => {
+                    return Err(SendError {
+                        error: UpstreamError::Head(error),
+                        unsent: None,
+                    })
+                }
+            };
+            let status = parsed.response.status();
+            // Interim answers (100 Continue, 103 Early Hints) are not
+            // passed on; the final one follows on the same connection.
+            if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+                continue;
+            }
+            if status == StatusCode::SWITCHING_PROTOCOLS {
+                let leftover = connection.buffer.split().freeze();
+                let upgrade = UpstreamUpgrade(Arc::new(Mutex::new(Some((connection.io, leftover)))));
+                let mut response = parsed.response.map(|()| PooledBody::empty(Arc::clone(self)));
+                response.extensions_mut().insert(upgrade);
+                return Ok(response);
+            }
+            let pool = Arc::clone(self);
+            return Ok(parsed.response.map(|()| {
+                PooledBody::new(
+                    Some(connection),
+                    pool,
+                    parsed.framing,
+                    parsed.reusable && !answered_early,
+                )
+            }));
+        }
+    }
+}
+
+/// Streams the client's body upstream, framed as `framing` says. While it
+/// waits for the client's next piece it watches the upstream too: anything
+/// the upstream sends before it has the whole body (an early answer, or a
+/// close) ends the upload with [`UpstreamError::AnsweredEarly`].
+async fn send_body(
+    connection: &mut Connection,
+    body: &mut ProxyBody,
+    framing: RequestFraming,
+) -> Result<(), UpstreamError> {
+    let chunked = framing == RequestFraming::Chunked;
+    loop {
+        let frame = tokio::select! {
+            biased;
+            frame = body.frame() => frame,
+            ready = connection.io.readable() => {
+                ready.map_err(UpstreamError::Io)?;
+                // Readiness can be stale; only bytes or a close count.
+                match connection.io.try_read_buf(&mut connection.buffer) {
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    _ => return Err(UpstreamError::AnsweredEarly),
+                }
+            }
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(UpstreamError::Body)?;
+        // Trailers from the client are not passed on.
+        let Ok(data) = frame.into_data() else { continue };
+        if data.is_empty() {
+            continue;
+        }
+        let io = &mut connection.io;
+        if chunked {
+            write(io, format!("{:x}\r\n", data.len()).as_bytes()).await?;
+            write(io, &data).await?;
+            write(io, b"\r\n").await?;
+        } else {
+            write(io, &data).await?;
+        }
+    }
+    if chunked {
+        write(&mut connection.io, b"0\r\n\r\n").await?;
+    }
+    Ok(())
+}
+
+async fn write(io: &mut TcpStream, bytes: &[u8]) -> Result<(), UpstreamError> {
+    match tokio::time::timeout(BODY_WRITE_TIMEOUT, io.write_all(bytes)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(UpstreamError::Io(error)),
+        Err(_) => Err(UpstreamError::Io(std::io::ErrorKind::TimedOut.into())),
+    }
+}
