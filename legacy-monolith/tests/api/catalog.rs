@@ -8,7 +8,7 @@ use shop_api::{Customer, Product, StockLevel};
 use test_harness::Engine;
 
 use crate::helpers::{
-    error_body, json_body, price, snapshot_all, spawn_app, TestApp, NO_SUCH_PRODUCT, PRICES, STOCK,
+    json_body, price, spawn_app, Refusal, Request, TestApp, NO_SUCH_PRODUCT, PRICES, STOCK,
 };
 
 async fn page(app: &TestApp, query: &str) -> Page<Product> {
@@ -96,29 +96,26 @@ async fn bad_page_parameters_are_400(engine: Engine) {
     };
     app.load_fixture().await;
 
-    for query in ["?limit=0", "?limit=201", "?limit=-1"] {
-        let body = error_body(
-            app.get(&format!("/products{query}")).await,
+    let bad_page = |query: &str| {
+        Refusal::new(
+            query,
+            Request::get(format!("/products{query}")),
             StatusCode::BAD_REQUEST,
         )
-        .await;
-        let message = body["error"].as_str().unwrap_or_default();
-        assert!(message.contains("limit"), "{query}: {message}");
-    }
-    for query in [
+    };
+    let out_of_range =
+        ["?limit=0", "?limit=201", "?limit=-1"].map(|query| bad_page(query).error_contains("limit"));
+    let malformed = [
         "?limit=abc",
         "?limit=",
         "?limit=1.5",
         "?cursor=abc",
         "?page=2",
         "?limit=1&limit=2",
-    ] {
-        error_body(
-            app.get(&format!("/products{query}")).await,
-            StatusCode::BAD_REQUEST,
-        )
+    ]
+    .map(bad_page);
+    app.assert_refusals(out_of_range.into_iter().chain(malformed))
         .await;
-    }
 }
 
 async fn a_product_is_fetched_by_id(engine: Engine) {
@@ -136,18 +133,20 @@ async fn a_product_is_fetched_by_id(engine: Engine) {
     let listed = page(&app, "").await;
     assert_eq!(Some(&product), listed.items.iter().find(|p| p.id == 3));
 
-    let missing = error_body(app.get("/products/999").await, StatusCode::NOT_FOUND).await;
-    assert!(
-        missing["error"].as_str().unwrap_or_default().contains("999"),
-        "{missing}"
-    );
-    error_body(app.get("/products/0").await, StatusCode::NOT_FOUND).await;
-    error_body(app.get("/products/abc").await, StatusCode::BAD_REQUEST).await;
-    error_body(app.get("/products/1.5").await, StatusCode::BAD_REQUEST).await;
-    error_body(
-        app.get("/products/99999999999999999999").await,
-        StatusCode::BAD_REQUEST,
-    )
+    let product = |id: &str, status| {
+        Refusal::new(
+            format!("product {id}"),
+            Request::get(format!("/products/{id}")),
+            status,
+        )
+    };
+    app.assert_refusals([
+        product("999", StatusCode::NOT_FOUND).error_contains("999"),
+        product("0", StatusCode::NOT_FOUND),
+        product("abc", StatusCode::BAD_REQUEST),
+        product("1.5", StatusCode::BAD_REQUEST),
+        product("99999999999999999999", StatusCode::BAD_REQUEST),
+    ])
     .await;
 }
 
@@ -218,87 +217,69 @@ async fn invalid_product_updates_change_nothing(engine: Engine) {
         return;
     };
     app.load_fixture().await;
-    let before = snapshot_all(&app).await;
 
-    let cases: [(Value, StatusCode, Option<&str>); 7] = [
-        (
-            json!({ "price_cents": -1 }),
+    let update = |name: &str, body: Value| {
+        Refusal::new(
+            name,
+            Request::put_json("/products/1", body),
             StatusCode::UNPROCESSABLE_ENTITY,
-            Some("price_cents"),
-        ),
-        (
-            json!({ "stock": -1 }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some("stock"),
-        ),
-        (
+        )
+    };
+    let field = |name: &str| json!({ "field": name });
+    let raw = |name: &str, content_type, text: &str, status| {
+        Refusal::new(
+            name,
+            Request::raw(Method::PUT, "/products/1", content_type, text),
+            status,
+        )
+    };
+    let json_type = Some("application/json");
+    app.assert_refusals([
+        update("a negative price", json!({ "price_cents": -1 })).detail(field("price_cents")),
+        update("a negative stock", json!({ "stock": -1 })).detail(field("stock")),
+        update(
+            "a price and a negative stock",
             json!({ "price_cents": 100, "stock": -5 }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some("stock"),
-        ),
-        (json!({}), StatusCode::UNPROCESSABLE_ENTITY, None),
-        (
-            json!({ "price_cents": null }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            None,
-        ),
-        (
-            json!({ "price_cents": 100, "colour": "red" }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            None,
-        ),
-        (
-            json!({ "price_cents": "cheap" }),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            None,
-        ),
-    ];
-    for (update, status, field) in cases {
-        let body = error_body(app.put_json("/products/1", &update).await, status).await;
-        if let Some(field) = field {
-            assert_eq!(body["detail"]["field"], field, "{update}: {body}");
-        }
-        assert_eq!(snapshot_all(&app).await, before, "{update} changed the database");
-    }
-
-    let raw = [
-        (
-            Some("application/json"),
+        )
+        .detail(field("stock")),
+        update("nothing to change", json!({})),
+        update("a null price", json!({ "price_cents": null })),
+        update("an unknown field", json!({ "price_cents": 100, "colour": "red" })),
+        update("a price as text", json!({ "price_cents": "cheap" })),
+        raw(
+            "truncated JSON",
+            json_type,
             "{\"price_cents\": 1",
             StatusCode::BAD_REQUEST,
         ),
-        (Some("application/json"), "", StatusCode::BAD_REQUEST),
-        (None, "{\"price_cents\": 1}", StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        (
+        raw("an empty body", json_type, "", StatusCode::BAD_REQUEST),
+        raw(
+            "no content type",
+            None,
+            "{\"price_cents\": 1}",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        raw(
+            "a text content type",
             Some("text/plain"),
             "{\"price_cents\": 1}",
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
         ),
-    ];
-    for (content_type, text, status) in raw {
-        error_body(
-            app.send_raw(Method::PUT, "/products/1", content_type, text).await,
-            status,
-        )
-        .await;
-        assert_eq!(snapshot_all(&app).await, before, "{text:?} changed the database");
-    }
-
-    error_body(
-        app.put_json(
-            &format!("/products/{NO_SUCH_PRODUCT}"),
-            &json!({ "price_cents": 1 }),
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-    )
+        Refusal::new(
+            "an unknown product",
+            Request::put_json(
+                format!("/products/{NO_SUCH_PRODUCT}"),
+                json!({ "price_cents": 1 }),
+            ),
+            StatusCode::NOT_FOUND,
+        ),
+        Refusal::new(
+            "an id that is not a number",
+            Request::put_json("/products/abc", json!({ "price_cents": 1 })),
+            StatusCode::BAD_REQUEST,
+        ),
+    ])
     .await;
-    error_body(
-        app.put_json("/products/abc", &json!({ "price_cents": 1 })).await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert_eq!(snapshot_all(&app).await, before);
 }
 
 async fn stock_levels_are_read_and_set(engine: Engine) {
@@ -334,36 +315,36 @@ async fn stock_levels_are_read_and_set(engine: Engine) {
     assert_eq!(body, json!({ "product_id": 2, "stock": 25 }));
     assert_eq!(app.stock(2).await, 25);
 
-    let before = snapshot_all(&app).await;
-    let body = error_body(
-        app.put_json("/inventory/2", &json!({ "stock": -1 })).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert_eq!(body["detail"]["field"], "stock");
-    error_body(
-        app.put_json("/inventory/999", &json!({ "stock": 1 })).await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    error_body(
-        app.put_json("/inventory/2", &json!({})).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    error_body(
-        app.get("/inventory?product_ids=1,x").await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    error_body(app.get("/inventory").await, StatusCode::BAD_REQUEST).await;
     let too_many = (1..=201).map(|n| n.to_string()).collect::<Vec<_>>().join(",");
-    error_body(
-        app.get(&format!("/inventory?product_ids={too_many}")).await,
-        StatusCode::BAD_REQUEST,
-    )
+    let levels = |name: &str, query: &str| {
+        Refusal::new(
+            name,
+            Request::get(format!("/inventory{query}")),
+            StatusCode::BAD_REQUEST,
+        )
+    };
+    app.assert_refusals([
+        Refusal::new(
+            "a negative stock",
+            Request::put_json("/inventory/2", json!({ "stock": -1 })),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .detail(json!({ "field": "stock" })),
+        Refusal::new(
+            "an unknown product",
+            Request::put_json("/inventory/999", json!({ "stock": 1 })),
+            StatusCode::NOT_FOUND,
+        ),
+        Refusal::new(
+            "no stock",
+            Request::put_json("/inventory/2", json!({})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        levels("an id that is not a number", "?product_ids=1,x"),
+        levels("no ids", ""),
+        levels("201 ids", &format!("?product_ids={too_many}")),
+    ])
     .await;
-    assert_eq!(snapshot_all(&app).await, before);
 }
 
 async fn customers_are_fetched_by_id(engine: Engine) {
@@ -382,8 +363,19 @@ async fn customers_are_fetched_by_id(engine: Engine) {
     assert_eq!(customer, Customer { id: 2, email, name });
     assert!(customer.email.ends_with("2@example.com"), "{}", customer.email);
 
-    error_body(app.get("/customers/999").await, StatusCode::NOT_FOUND).await;
-    error_body(app.get("/customers/abc").await, StatusCode::BAD_REQUEST).await;
+    app.assert_refusals([
+        Refusal::new(
+            "an unknown customer",
+            Request::get("/customers/999"),
+            StatusCode::NOT_FOUND,
+        ),
+        Refusal::new(
+            "an id that is not a number",
+            Request::get("/customers/abc"),
+            StatusCode::BAD_REQUEST,
+        ),
+    ])
+    .await;
 }
 
 test_harness::on_each_engine!(

@@ -2,10 +2,10 @@
 //! errors for unknown routes and methods, and the `X-Request-Id` header.
 
 use reqwest::{Method, StatusCode};
-use serde_json::json;
+use serde_json::{json, Value};
 use test_harness::Engine;
 
-use crate::helpers::{error_body, json_body, order_body, spawn_app, POOR, RICH};
+use crate::helpers::{error_body, json_body, order_body, spawn_app, Refusal, Request, POOR, RICH};
 
 async fn health_reports_the_database(engine: Engine) {
     let Some(app) = spawn_app(engine).await else {
@@ -66,7 +66,7 @@ async fn wrong_methods_are_405_json(engine: Engine) {
 }
 
 /// One request per kind of failure: each answers a JSON body with a string
-/// `error` (checked by `error_body`).
+/// `error` (checked by `error_body`) and changes nothing.
 async fn every_error_is_json_with_an_error_string(engine: Engine) {
     let Some(app) = spawn_app(engine).await else {
         return;
@@ -74,49 +74,65 @@ async fn every_error_is_json_with_an_error_string(engine: Engine) {
     app.load_fixture().await;
     app.set_stock(3, 0).await;
 
-    error_body(app.get("/orders/abc").await, StatusCode::BAD_REQUEST).await;
-    error_body(app.get("/products?limit=0").await, StatusCode::BAD_REQUEST).await;
-    error_body(
-        app.send_raw(Method::POST, "/orders", Some("application/json"), "{")
-            .await,
-        StatusCode::BAD_REQUEST,
-    )
-    .await;
-    error_body(
-        app.send_raw(Method::POST, "/orders", None, "{}").await,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-    )
-    .await;
-    error_body(
-        app.post_json("/orders", &json!({})).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    error_body(
-        app.post_json("/orders", &order_body(RICH, &[])).await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    error_body(
-        app.post_json("/orders", &order_body(RICH, &[(3, 1)])).await,
-        StatusCode::CONFLICT,
-    )
-    .await;
-    error_body(
-        app.post_json("/orders", &order_body(POOR, &[(4, 1)])).await,
-        StatusCode::PAYMENT_REQUIRED,
-    )
-    .await;
-    error_body(app.get("/customers/999").await, StatusCode::NOT_FOUND).await;
-    error_body(
-        app.post_empty("/payments/nope/refund").await,
-        StatusCode::NOT_FOUND,
-    )
-    .await;
-    error_body(
-        app.send_raw(Method::PATCH, "/products/1", None, "").await,
-        StatusCode::METHOD_NOT_ALLOWED,
-    )
+    let place = |body: Value| Request::post_json("/orders", body);
+    let raw_order = |content_type, text: &str| Request::raw(Method::POST, "/orders", content_type, text);
+    app.assert_refusals([
+        Refusal::new(
+            "a malformed id",
+            Request::get("/orders/abc"),
+            StatusCode::BAD_REQUEST,
+        ),
+        Refusal::new(
+            "a bad query",
+            Request::get("/products?limit=0"),
+            StatusCode::BAD_REQUEST,
+        ),
+        Refusal::new(
+            "malformed JSON",
+            raw_order(Some("application/json"), "{"),
+            StatusCode::BAD_REQUEST,
+        ),
+        Refusal::new(
+            "no content type",
+            raw_order(None, "{}"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        Refusal::new(
+            "a body of the wrong shape",
+            place(json!({})),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        Refusal::new(
+            "a broken business rule",
+            place(order_body(RICH, &[])),
+            StatusCode::UNPROCESSABLE_ENTITY,
+        ),
+        Refusal::new(
+            "too little stock",
+            place(order_body(RICH, &[(3, 1)])),
+            StatusCode::CONFLICT,
+        ),
+        Refusal::new(
+            "a declined payment",
+            place(order_body(POOR, &[(4, 1)])),
+            StatusCode::PAYMENT_REQUIRED,
+        ),
+        Refusal::new(
+            "an unknown customer",
+            Request::get("/customers/999"),
+            StatusCode::NOT_FOUND,
+        ),
+        Refusal::new(
+            "an unknown payment",
+            Request::post_empty("/payments/nope/refund"),
+            StatusCode::NOT_FOUND,
+        ),
+        Refusal::new(
+            "an unsupported method",
+            Request::raw(Method::PATCH, "/products/1", None, ""),
+            StatusCode::METHOD_NOT_ALLOWED,
+        ),
+    ])
     .await;
 }
 

@@ -1,16 +1,15 @@
 //! Starting the monolith on a fresh database, loading a small fixture with
-//! known values, and the request and assertion helpers every module shares.
-
-use std::time::Duration;
+//! known values, and the request and assertion helpers every module shares:
+//! among them [`Refusal`], one case of a table of requests the monolith must
+//! refuse without changing a row.
 
 use legacy_monolith::seed::{seed_if_empty, SeedReport, SeedSize};
-use legacy_monolith::{Application, Config};
 use reqwest::header::CONTENT_TYPE;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::Value;
 use service_runtime::Database;
-use test_harness::SqlValue;
-use test_harness::{Engine, TestDatabase};
+use shop_test_support::{spawn_empty_monolith, SpawnedApp};
+use test_harness::{Engine, SqlValue};
 
 /// A running monolith and the database behind it.
 pub struct TestApp {
@@ -20,36 +19,21 @@ pub struct TestApp {
     pub db: Database,
     /// A client whose requests time out.
     pub client: reqwest::Client,
-    // Keeps the SQLite file (or the PostgreSQL database) for the test.
-    _database: TestDatabase,
+    // Serves until the test ends; keeps the SQLite file (or the PostgreSQL
+    // database) for the test.
+    _app: SpawnedApp,
 }
 
 /// Starts the monolith on port 0 against a fresh database of `engine` and
 /// waits until `/health` answers; `None` when the engine's server is absent
 /// (the harness has printed why).
 pub async fn spawn_app(engine: Engine) -> Option<TestApp> {
-    let database = TestDatabase::fresh(engine).await?;
-    let app = Application::build(Config {
-        listen: "127.0.0.1:0".parse().expect("a valid listen address"),
-        database_url: database.url().clone(),
-        seed: false,
-        grace_period: Duration::from_secs(1),
-    })
-    .await
-    .expect("building the monolith");
-    let address = format!("http://{}", app.local_addr());
-    let db = app.database().clone();
-    tokio::spawn(async move {
-        app.run_until_stopped(std::future::pending())
-            .await
-            .expect("serving the monolith");
-    });
-    test_harness::wait_until_healthy(&address).await;
+    let app = spawn_empty_monolith(engine).await?;
     Some(TestApp {
-        address,
-        db,
+        address: app.url.clone(),
+        db: app.db.clone(),
         client: test_harness::http_client(),
-        _database: database,
+        _app: app,
     })
 }
 
@@ -157,20 +141,21 @@ impl TestApp {
 
     /// The one integer a query returns.
     pub async fn scalar(&self, sql: &str, binds: &[i64]) -> i64 {
-        let mut query = sqlx::query_as::<_, (i64,)>(sql);
-        for value in binds {
-            query = query.bind(*value);
-        }
-        query
-            .fetch_one(self.db.pool())
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e}"))
-            .0
+        self.one(sql, binds).await
     }
 
     /// The one text a query returns.
     pub async fn text(&self, sql: &str, binds: &[i64]) -> String {
-        let mut query = sqlx::query_as::<_, (String,)>(sql);
+        self.one(sql, binds).await
+    }
+
+    /// The one value a query with integer parameters returns.
+    async fn one<T>(&self, sql: &str, binds: &[i64]) -> T
+    where
+        for<'r> (T,): sqlx::FromRow<'r, sqlx::any::AnyRow>,
+        T: Send + Unpin,
+    {
+        let mut query = sqlx::query_as::<_, (T,)>(sql);
         for value in binds {
             query = query.bind(*value);
         }
@@ -227,42 +212,41 @@ impl TestApp {
         format!("{}{path}", self.address)
     }
 
-    /// `GET path`.
-    pub async fn get(&self, path: &str) -> Response {
-        self.client
-            .get(self.url(path))
+    /// Sends `request`.
+    pub async fn send(&self, request: &Request) -> Response {
+        let builder = self
+            .client
+            .request(request.method.clone(), self.url(&request.path));
+        let builder = match &request.body {
+            Body::Empty => builder,
+            Body::Json(body) => builder.json(body),
+            Body::Raw { content_type, text } => {
+                let builder = builder.body(text.clone());
+                match content_type {
+                    Some(content_type) => builder.header(CONTENT_TYPE, *content_type),
+                    None => builder,
+                }
+            }
+        };
+        builder
             .send()
             .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .unwrap_or_else(|e| panic!("{} {}: {e}", request.method, request.path))
+    }
+
+    /// `GET path`.
+    pub async fn get(&self, path: &str) -> Response {
+        self.send(&Request::get(path)).await
     }
 
     /// `POST path` with a JSON body.
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+        self.send(&Request::post_json(path, body.clone())).await
     }
 
     /// `PUT path` with a JSON body.
     pub async fn put_json(&self, path: &str, body: &Value) -> Response {
-        self.client
-            .put(self.url(path))
-            .json(body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("PUT {path}: {e}"))
-    }
-
-    /// `POST path` without a body (cancel, release, refund).
-    pub async fn post_empty(&self, path: &str) -> Response {
-        self.client
-            .post(self.url(path))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+        self.send(&Request::put_json(path, body.clone())).await
     }
 
     /// Any method with a raw body and an optional `Content-Type`.
@@ -270,20 +254,42 @@ impl TestApp {
         &self,
         method: Method,
         path: &str,
-        content_type: Option<&str>,
+        content_type: Option<&'static str>,
         body: &str,
     ) -> Response {
-        let mut request = self
-            .client
-            .request(method.clone(), self.url(path))
-            .body(body.to_owned());
-        if let Some(content_type) = content_type {
-            request = request.header(CONTENT_TYPE, content_type);
+        self.send(&Request::raw(method, path, content_type, body)).await
+    }
+
+    /// Sends every case in turn: each must be refused with its status, a
+    /// JSON error body (its `detail` and `error` as the case pins them) and
+    /// leave every table as it was before the first.
+    pub async fn assert_refusals(&self, cases: impl IntoIterator<Item = Refusal>) {
+        let before = snapshot_all(self).await;
+        for case in cases {
+            let name = &case.name;
+            let body = error_body_of(name, self.send(&case.request).await, case.status).await;
+            if let Some(detail) = &case.detail {
+                assert_eq!(&body["detail"], detail, "{name}: {body}");
+            }
+            if let Some(text) = &case.error_contains {
+                let error = body["error"].as_str().unwrap_or_default();
+                assert!(error.contains(text.as_str()), "{name}: `{text}` not in {body}");
+            }
+            assert_eq!(snapshot_all(self).await, before, "{name} changed the database");
         }
-        request
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// Sends `request` again, as a client retrying after a timeout would:
+    /// it must be answered 200 with `expected`, the first answer, and change
+    /// no row.
+    pub async fn assert_replay(&self, name: &str, request: &Request, expected: &Value) {
+        let before = snapshot_all(self).await;
+        let body = json_body_of(name, self.send(request).await, StatusCode::OK).await;
+        assert_eq!(
+            &body, expected,
+            "{name}: the replay answers what the first request did"
+        );
+        assert_eq!(snapshot_all(self).await, before, "{name} changed the database");
     }
 
     /// Places an order that must succeed and returns its body.
@@ -311,11 +317,136 @@ pub fn lines_json(lines: &[(i64, i64)]) -> Value {
 }
 
 // ---------------------------------------------------------------------------
+// Tables of requests
+// ---------------------------------------------------------------------------
+
+/// One request: method, path and body.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Its method.
+    pub method: Method,
+    /// Its path and query, for example `/orders/1`.
+    pub path: String,
+    /// What it carries.
+    pub body: Body,
+}
+
+/// What a [`Request`] carries.
+#[derive(Debug, Clone)]
+pub enum Body {
+    /// Nothing.
+    Empty,
+    /// A JSON value, sent with a JSON `Content-Type`.
+    Json(Value),
+    /// Text as given, with a `Content-Type` or none.
+    Raw {
+        content_type: Option<&'static str>,
+        text: String,
+    },
+}
+
+impl Request {
+    /// `GET path`.
+    pub fn get(path: impl Into<String>) -> Self {
+        Self::new(Method::GET, path, Body::Empty)
+    }
+
+    /// `POST path` without a body (cancel, release, refund).
+    pub fn post_empty(path: impl Into<String>) -> Self {
+        Self::new(Method::POST, path, Body::Empty)
+    }
+
+    /// `POST path` with a JSON body.
+    pub fn post_json(path: impl Into<String>, body: Value) -> Self {
+        Self::new(Method::POST, path, Body::Json(body))
+    }
+
+    /// `PUT path` with a JSON body.
+    pub fn put_json(path: impl Into<String>, body: Value) -> Self {
+        Self::new(Method::PUT, path, Body::Json(body))
+    }
+
+    /// Any method with a raw body and an optional `Content-Type`.
+    pub fn raw(
+        method: Method,
+        path: impl Into<String>,
+        content_type: Option<&'static str>,
+        text: impl Into<String>,
+    ) -> Self {
+        let text = text.into();
+        Self::new(method, path, Body::Raw { content_type, text })
+    }
+
+    fn new(method: Method, path: impl Into<String>, body: Body) -> Self {
+        Self {
+            method,
+            path: path.into(),
+            body,
+        }
+    }
+}
+
+/// A request the monolith must refuse without changing a single row: one
+/// case of a table for [`TestApp::assert_refusals`].
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    /// Names the case in every assertion message.
+    pub name: String,
+    /// What is sent.
+    pub request: Request,
+    /// The status expected.
+    pub status: StatusCode,
+    /// The whole `detail` expected, when the case pins it.
+    pub detail: Option<Value>,
+    /// Text the `error` message must contain, when the case pins it.
+    pub error_contains: Option<String>,
+}
+
+impl Refusal {
+    /// A case that pins the status only (and a JSON error body).
+    pub fn new(name: impl Into<String>, request: Request, status: StatusCode) -> Self {
+        Self {
+            name: name.into(),
+            request,
+            status,
+            detail: None,
+            error_contains: None,
+        }
+    }
+
+    /// The case also pins the whole `detail`.
+    pub fn detail(self, detail: Value) -> Self {
+        Self {
+            detail: Some(detail),
+            ..self
+        }
+    }
+
+    /// The case also pins text the `error` message contains.
+    pub fn error_contains(self, text: impl Into<String>) -> Self {
+        Self {
+            error_contains: Some(text.into()),
+            ..self
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Response assertions
 // ---------------------------------------------------------------------------
 
 /// Asserts the status and a JSON `Content-Type`, and returns the parsed body.
 pub async fn json_body(response: Response, expected: StatusCode) -> Value {
+    json_body_of("", response, expected).await
+}
+
+/// [`json_body`], naming the case `name` in its assertion messages.
+pub async fn json_body_of(name: &str, response: Response, expected: StatusCode) -> Value {
+    let case = if name.is_empty() {
+        String::new()
+    } else {
+        format!("{name}: ")
+    };
     let status = response.status();
     let url = response.url().to_string();
     let content_type = response
@@ -325,26 +456,31 @@ pub async fn json_body(response: Response, expected: StatusCode) -> Value {
         .unwrap_or_default()
         .to_owned();
     let text = response.text().await.expect("reading a response body");
-    assert_eq!(status, expected, "status of {url}; body: {text}");
+    assert_eq!(status, expected, "{case}status of {url}; body: {text}");
     assert!(
         content_type.starts_with("application/json"),
-        "{url} answered Content-Type `{content_type}`, not JSON; body: {text}"
+        "{case}{url} answered Content-Type `{content_type}`, not JSON; body: {text}"
     );
-    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url} answered invalid JSON ({e}): {text}"))
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{case}{url} answered invalid JSON ({e}): {text}"))
 }
 
 /// Asserts an error response: the status, a JSON body whose `error` is a
 /// non-empty string, and a `detail` key (null when there is none). Returns
 /// the body.
 pub async fn error_body(response: Response, expected: StatusCode) -> Value {
-    let body = json_body(response, expected).await;
+    error_body_of("", response, expected).await
+}
+
+/// [`error_body`], naming the case `name` in its assertion messages.
+pub async fn error_body_of(name: &str, response: Response, expected: StatusCode) -> Value {
+    let body = json_body_of(name, response, expected).await;
     let error = body["error"]
         .as_str()
-        .unwrap_or_else(|| panic!("the error body has no string `error`: {body}"));
-    assert!(!error.trim().is_empty(), "empty error message: {body}");
+        .unwrap_or_else(|| panic!("{name}: the error body has no string `error`: {body}"));
+    assert!(!error.trim().is_empty(), "{name}: empty error message: {body}");
     assert!(
         body.as_object().is_some_and(|o| o.contains_key("detail")),
-        "the error body has no `detail`: {body}"
+        "{name}: the error body has no `detail`: {body}"
     );
     body
 }

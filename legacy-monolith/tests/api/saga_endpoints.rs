@@ -1,6 +1,11 @@
 //! The endpoints the extracted orders service calls: stock reservations and
 //! payments (both idempotent by the caller's reference) and
 //! `PUT /internal/orders/{id}`, which receives the service's dual writes.
+//!
+//! Requests that must be refused are tables of [`Refusal`] cases; retries
+//! go through [`TestApp::assert_replay`].
+
+use std::fmt::Display;
 
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -9,24 +14,52 @@ use shop_api::{Order, OrderLine, OrderStatus, Payment, Reservation, ReservedLine
 use test_harness::Engine;
 
 use crate::helpers::{
-    error_body, json_body, lines_json, snapshot_all, spawn_app, TestApp, NO_SUCH_CUSTOMER, NO_SUCH_PRODUCT,
-    POOR, POOR_LIMIT, RICH, STOCK,
+    json_body, lines_json, spawn_app, Refusal, Request, TestApp, NO_SUCH_CUSTOMER, NO_SUCH_PRODUCT, POOR,
+    POOR_LIMIT, RICH, STOCK,
 };
 
 /// An order id from the orders service's own range.
 const SERVICE_ORDER: i64 = 1_000_001;
 
-fn reservation_body(reference: &str, lines: &[(i64, i64)]) -> Value {
-    json!({ "reference": reference, "lines": lines_json(lines) })
+/// `POST /inventory/reservations`.
+fn reserve(reference: &str, lines: &[(i64, i64)]) -> Request {
+    Request::post_json(
+        "/inventory/reservations",
+        json!({ "reference": reference, "lines": lines_json(lines) }),
+    )
 }
 
-fn payment_body(reference: &str, order_id: i64, customer_id: i64, amount_cents: i64) -> Value {
-    json!({
-        "reference": reference,
-        "order_id": order_id,
-        "customer_id": customer_id,
-        "amount_cents": amount_cents,
-    })
+/// `POST /inventory/reservations/{reference}/release`.
+fn release(reference: &str) -> Request {
+    Request::post_empty(format!("/inventory/reservations/{reference}/release"))
+}
+
+/// `POST /payments`.
+fn pay(reference: &str, order_id: i64, customer_id: i64, amount_cents: i64) -> Request {
+    Request::post_json(
+        "/payments",
+        json!({
+            "reference": reference,
+            "order_id": order_id,
+            "customer_id": customer_id,
+            "amount_cents": amount_cents,
+        }),
+    )
+}
+
+/// `POST /payments/{reference}/refund`.
+fn refund(reference: &str) -> Request {
+    Request::post_empty(format!("/payments/{reference}/refund"))
+}
+
+/// `PUT /internal/orders/{id}`: a dual write.
+fn replicate(id: impl Display, replica: Value) -> Request {
+    Request::put_json(format!("/internal/orders/{id}"), replica)
+}
+
+/// Sends `request`, which must succeed with `status`, and returns the body.
+async fn accepted(app: &TestApp, request: &Request, status: StatusCode) -> Value {
+    json_body(app.send(request).await, status).await
 }
 
 async fn reservation_status(app: &TestApp, reference: &str) -> String {
@@ -48,13 +81,9 @@ async fn a_reservation_holds_stock_once_per_reference(engine: Engine) {
     };
     app.load_fixture().await;
 
-    let request = reservation_body("orders-service:order:1000001", &[(3, 1), (1, 2)]);
-    let body = json_body(
-        app.post_json("/inventory/reservations", &request).await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let reservation: Reservation = serde_json::from_value(body).expect("a reservation");
+    let request = reserve("orders-service:order:1000001", &[(3, 1), (1, 2)]);
+    let body = accepted(&app, &request, StatusCode::CREATED).await;
+    let reservation: Reservation = serde_json::from_value(body.clone()).expect("a reservation");
     assert_eq!(reservation.reference, "orders-service:order:1000001");
     assert_eq!(reservation.status, "held");
     assert_eq!(
@@ -82,26 +111,11 @@ async fn a_reservation_holds_stock_once_per_reference(engine: Engine) {
     );
 
     // A retry after a timeout: the same reservation, stock taken only once.
-    let before = snapshot_all(&app).await;
-    let body = json_body(
-        app.post_json("/inventory/reservations", &request).await,
-        StatusCode::OK,
-    )
-    .await;
-    let replay: Reservation = serde_json::from_value(body).expect("a reservation");
-    assert_eq!(replay, reservation);
-    assert_eq!(snapshot_all(&app).await, before);
+    app.assert_replay("a retried reservation", &request, &body).await;
 
     // Another reference is another reservation.
-    let body = json_body(
-        app.post_json(
-            "/inventory/reservations",
-            &reservation_body("orders-service:order:1000002", &[(1, 1)]),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await;
+    let other = reserve("orders-service:order:1000002", &[(1, 1)]);
+    let body = accepted(&app, &other, StatusCode::CREATED).await;
     assert_ne!(body["id"].as_i64(), Some(reservation.id));
     assert_eq!(app.stock(1).await, STOCK - 3);
     assert_eq!(
@@ -117,36 +131,19 @@ async fn a_reference_reused_with_other_lines_is_409(engine: Engine) {
         return;
     };
     app.load_fixture().await;
-    json_body(
-        app.post_json(
-            "/inventory/reservations",
-            &reservation_body("saga-1", &[(1, 2), (2, 1)]),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await;
-    let before = snapshot_all(&app).await;
+    accepted(&app, &reserve("saga-1", &[(1, 2), (2, 1)]), StatusCode::CREATED).await;
 
-    for lines in [
-        vec![(1, 3), (2, 1)],
-        vec![(1, 2)],
-        vec![(1, 2), (2, 1), (3, 1)],
-        vec![(2, 1), (1, 2)],
-        vec![(1, 2), (4, 1)],
-    ] {
-        let body = error_body(
-            app.post_json("/inventory/reservations", &reservation_body("saga-1", &lines))
-                .await,
-            StatusCode::CONFLICT,
-        )
-        .await;
-        assert!(
-            body["error"].as_str().unwrap_or_default().contains("saga-1"),
-            "{body}"
-        );
-        assert_eq!(snapshot_all(&app).await, before, "{lines:?} changed the database");
-    }
+    let cases = [
+        ("another quantity", vec![(1, 3), (2, 1)]),
+        ("a line fewer", vec![(1, 2)]),
+        ("a line more", vec![(1, 2), (2, 1), (3, 1)]),
+        ("the lines in another order", vec![(2, 1), (1, 2)]),
+        ("another product", vec![(1, 2), (4, 1)]),
+    ];
+    app.assert_refusals(cases.map(|(name, lines)| {
+        Refusal::new(name, reserve("saga-1", &lines), StatusCode::CONFLICT).error_contains("saga-1")
+    }))
+    .await;
 }
 
 async fn releasing_returns_stock_once(engine: Engine) {
@@ -154,78 +151,37 @@ async fn releasing_returns_stock_once(engine: Engine) {
         return;
     };
     app.load_fixture().await;
-    let body = json_body(
-        app.post_json(
-            "/inventory/reservations",
-            &reservation_body("saga-2", &[(2, 4), (5, 10)]),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await;
+    let request = reserve("saga-2", &[(2, 4), (5, 10)]);
+    let body = accepted(&app, &request, StatusCode::CREATED).await;
     let held: Reservation = serde_json::from_value(body).expect("a reservation");
     assert_eq!(app.all_stock().await, vec![STOCK, STOCK - 4, STOCK, STOCK, 0]);
 
-    let body = json_body(
-        app.post_empty("/inventory/reservations/saga-2/release").await,
-        StatusCode::OK,
-    )
-    .await;
-    let released: Reservation = serde_json::from_value(body).expect("a reservation");
+    let body = accepted(&app, &release("saga-2"), StatusCode::OK).await;
+    let released: Reservation = serde_json::from_value(body.clone()).expect("a reservation");
     assert_eq!(
         released,
         Reservation {
             status: "released".to_owned(),
-            ..held.clone()
+            ..held
         }
     );
     assert_eq!(app.all_stock().await, vec![STOCK; 5]);
     assert_eq!(reservation_status(&app, "saga-2").await, "released");
 
     // A repeated release changes nothing at all.
-    let before = snapshot_all(&app).await;
-    let body = json_body(
-        app.post_empty("/inventory/reservations/saga-2/release").await,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(
-        serde_json::from_value::<Reservation>(body).expect("a reservation"),
-        released
-    );
-    assert_eq!(snapshot_all(&app).await, before);
-
+    app.assert_replay("a repeated release", &release("saga-2"), &body)
+        .await;
     // A late duplicate of the original request gets the released
     // reservation back and takes no stock.
-    let body = json_body(
-        app.post_json(
-            "/inventory/reservations",
-            &reservation_body("saga-2", &[(2, 4), (5, 10)]),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
-    assert_eq!(
-        serde_json::from_value::<Reservation>(body).expect("a reservation"),
-        released
-    );
-    assert_eq!(snapshot_all(&app).await, before);
-
-    let body = error_body(
-        app.post_empty("/inventory/reservations/no-such-saga/release")
-            .await,
+    app.assert_replay("a late duplicate of the reservation", &request, &body)
+        .await;
+    app.assert_refusals([Refusal::new(
+        "an unknown reference",
+        release("no-such-saga"),
         StatusCode::NOT_FOUND,
     )
-    .await;
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("no-such-saga"),
-        "{body}"
-    );
-    assert_eq!(snapshot_all(&app).await, before);
+    .error_contains("no-such-saga")])
+        .await;
 }
 
 async fn rejected_reservations_change_nothing(engine: Engine) {
@@ -234,77 +190,42 @@ async fn rejected_reservations_change_nothing(engine: Engine) {
     };
     app.load_fixture().await;
     app.set_stock(2, 1).await;
-    let before = snapshot_all(&app).await;
-
-    // The second line is short after the first line's stock was taken.
-    let body = error_body(
-        app.post_json(
-            "/inventory/reservations",
-            &reservation_body("short", &[(1, 5), (2, 2)]),
-        )
-        .await,
-        StatusCode::CONFLICT,
-    )
-    .await;
-    assert_eq!(
-        body["detail"],
-        json!({ "line": 1, "product_id": 2, "requested": 2, "available": 1 })
-    );
-    assert_eq!(snapshot_all(&app).await, before);
 
     let long_reference = "r".repeat(201);
-    let cases: [(Value, Value); 7] = [
-        (
-            reservation_body("unknown", &[(1, 1), (NO_SUCH_PRODUCT, 1)]),
-            json!({ "line": 1, "product_id": NO_SUCH_PRODUCT }),
-        ),
-        (reservation_body("", &[(1, 1)]), json!({ "field": "reference" })),
-        (
-            reservation_body("   ", &[(1, 1)]),
-            json!({ "field": "reference" }),
-        ),
-        (
-            reservation_body(&long_reference, &[(1, 1)]),
-            json!({ "field": "reference" }),
-        ),
-        (reservation_body("empty", &[]), json!({ "field": "lines" })),
-        (
-            reservation_body("zero", &[(1, 0)]),
-            json!({ "line": 0, "field": "quantity" }),
-        ),
-        (
-            reservation_body("twice", &[(1, 1), (1, 1)]),
-            json!({ "line": 1, "field": "product_id" }),
-        ),
-    ];
-    for (request, detail) in cases {
-        let body = error_body(
-            app.post_json("/inventory/reservations", &request).await,
-            StatusCode::UNPROCESSABLE_ENTITY,
+    let unprocessable = |name: &str, request| Refusal::new(name, request, StatusCode::UNPROCESSABLE_ENTITY);
+    let bad_reference = json!({ "field": "reference" });
+    app.assert_refusals([
+        // The second line is short after the first line's stock was taken.
+        Refusal::new(
+            "the second line short",
+            reserve("short", &[(1, 5), (2, 2)]),
+            StatusCode::CONFLICT,
         )
-        .await;
-        assert_eq!(body["detail"], detail, "{request}: {body}");
-        assert_eq!(snapshot_all(&app).await, before, "{request} changed the database");
-    }
-    error_body(
-        app.post_json(
-            "/inventory/reservations",
-            &json!({ "reference": "x", "lines": [], "extra": 1 }),
+        .detail(json!({ "line": 1, "product_id": 2, "requested": 2, "available": 1 })),
+        unprocessable(
+            "an unknown product",
+            reserve("unknown", &[(1, 1), (NO_SUCH_PRODUCT, 1)]),
         )
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
+        .detail(json!({ "line": 1, "product_id": NO_SUCH_PRODUCT })),
+        unprocessable("an empty reference", reserve("", &[(1, 1)])).detail(bad_reference.clone()),
+        unprocessable("a blank reference", reserve("   ", &[(1, 1)])).detail(bad_reference.clone()),
+        unprocessable("a reference too long", reserve(&long_reference, &[(1, 1)])).detail(bad_reference),
+        unprocessable("no lines", reserve("empty", &[])).detail(json!({ "field": "lines" })),
+        unprocessable("quantity 0", reserve("zero", &[(1, 0)]))
+            .detail(json!({ "line": 0, "field": "quantity" })),
+        unprocessable("a product twice", reserve("twice", &[(1, 1), (1, 1)]))
+            .detail(json!({ "line": 1, "field": "product_id" })),
+        unprocessable(
+            "an unknown field",
+            Request::post_json(
+                "/inventory/reservations",
+                json!({ "reference": "x", "lines": [], "extra": 1 }),
+            ),
+        ),
+    ])
     .await;
     // A reference of exactly 200 characters is accepted.
-    json_body(
-        app.post_json(
-            "/inventory/reservations",
-            &reservation_body(&"r".repeat(200), &[(1, 1)]),
-        )
-        .await,
-        StatusCode::CREATED,
-    )
-    .await;
+    accepted(&app, &reserve(&"r".repeat(200), &[(1, 1)]), StatusCode::CREATED).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -317,9 +238,9 @@ async fn a_payment_is_captured_once_per_reference(engine: Engine) {
     };
     app.load_fixture().await;
 
-    let request = payment_body("pay:1000001", SERVICE_ORDER, RICH, 2_500);
-    let body = json_body(app.post_json("/payments", &request).await, StatusCode::CREATED).await;
-    let payment: Payment = serde_json::from_value(body).expect("a payment");
+    let request = pay("pay:1000001", SERVICE_ORDER, RICH, 2_500);
+    let body = accepted(&app, &request, StatusCode::CREATED).await;
+    let payment: Payment = serde_json::from_value(body.clone()).expect("a payment");
     assert_eq!(
         (
             payment.reference.as_str(),
@@ -341,18 +262,13 @@ async fn a_payment_is_captured_once_per_reference(engine: Engine) {
         ))
     );
 
-    let before = snapshot_all(&app).await;
-    let body = json_body(app.post_json("/payments", &request).await, StatusCode::OK).await;
-    assert_eq!(
-        serde_json::from_value::<Payment>(body).expect("a payment"),
-        payment
-    );
-    assert_eq!(snapshot_all(&app).await, before, "a replay captures nothing more");
+    // A replay captures nothing more.
+    app.assert_replay("a retried payment", &request, &body).await;
 
     // A zero amount is a valid payment.
-    json_body(
-        app.post_json("/payments", &payment_body("pay:free", SERVICE_ORDER + 1, RICH, 0))
-            .await,
+    accepted(
+        &app,
+        &pay("pay:free", SERVICE_ORDER + 1, RICH, 0),
         StatusCode::CREATED,
     )
     .await;
@@ -364,26 +280,21 @@ async fn a_conflicting_payment_replay_is_409(engine: Engine) {
         return;
     };
     app.load_fixture().await;
-    json_body(
-        app.post_json("/payments", &payment_body("pay-x", SERVICE_ORDER, RICH, 2_500))
-            .await,
+    accepted(
+        &app,
+        &pay("pay-x", SERVICE_ORDER, RICH, 2_500),
         StatusCode::CREATED,
     )
     .await;
-    let before = snapshot_all(&app).await;
 
-    for request in [
-        payment_body("pay-x", SERVICE_ORDER, RICH, 2_501),
-        payment_body("pay-x", SERVICE_ORDER, POOR, 2_500),
-        payment_body("pay-x", SERVICE_ORDER + 1, RICH, 2_500),
-    ] {
-        let body = error_body(app.post_json("/payments", &request).await, StatusCode::CONFLICT).await;
-        assert!(
-            body["error"].as_str().unwrap_or_default().contains("pay-x"),
-            "{body}"
-        );
-        assert_eq!(snapshot_all(&app).await, before, "{request} changed the database");
-    }
+    let conflict =
+        |name: &str, request| Refusal::new(name, request, StatusCode::CONFLICT).error_contains("pay-x");
+    app.assert_refusals([
+        conflict("another amount", pay("pay-x", SERVICE_ORDER, RICH, 2_501)),
+        conflict("another customer", pay("pay-x", SERVICE_ORDER, POOR, 2_500)),
+        conflict("another order", pay("pay-x", SERVICE_ORDER + 1, RICH, 2_500)),
+    ])
+    .await;
 }
 
 async fn declined_and_invalid_payments_change_nothing(engine: Engine) {
@@ -391,70 +302,47 @@ async fn declined_and_invalid_payments_change_nothing(engine: Engine) {
         return;
     };
     app.load_fixture().await;
-    let before = snapshot_all(&app).await;
 
-    let body = error_body(
-        app.post_json(
-            "/payments",
-            &payment_body("over", SERVICE_ORDER, POOR, POOR_LIMIT + 1),
+    let unprocessable = |name: &str, request| Refusal::new(name, request, StatusCode::UNPROCESSABLE_ENTITY);
+    let raw = |body: Value| Request::post_json("/payments", body);
+    let bad_reference = json!({ "field": "reference" });
+    app.assert_refusals([
+        Refusal::new(
+            "over the credit limit",
+            pay("over", SERVICE_ORDER, POOR, POOR_LIMIT + 1),
+            StatusCode::PAYMENT_REQUIRED,
         )
-        .await,
-        StatusCode::PAYMENT_REQUIRED,
-    )
+        .detail(json!({ "amount_cents": POOR_LIMIT + 1, "credit_limit_cents": POOR_LIMIT })),
+        unprocessable(
+            "an unknown customer",
+            pay("nobody", SERVICE_ORDER, NO_SUCH_CUSTOMER, 100),
+        )
+        .detail(json!({ "field": "customer_id" })),
+        unprocessable("a negative amount", pay("negative", SERVICE_ORDER, RICH, -1))
+            .detail(json!({ "field": "amount_cents" })),
+        unprocessable("an empty reference", pay("", SERVICE_ORDER, RICH, 100)).detail(bad_reference.clone()),
+        unprocessable("a blank reference", pay(" ", SERVICE_ORDER, RICH, 100)).detail(bad_reference),
+        unprocessable(
+            "no amount",
+            raw(json!({ "reference": "r", "order_id": 1, "customer_id": RICH })),
+        ),
+        unprocessable(
+            "the amount as text",
+            raw(json!({ "reference": "r", "order_id": 1, "customer_id": RICH, "amount_cents": "10" })),
+        ),
+        unprocessable(
+            "an unknown field",
+            raw(
+                json!({ "reference": "r", "order_id": 1, "customer_id": RICH, "amount_cents": 10, "currency": "EUR" }),
+            ),
+        ),
+    ])
     .await;
-    assert_eq!(
-        body["detail"],
-        json!({ "amount_cents": POOR_LIMIT + 1, "credit_limit_cents": POOR_LIMIT })
-    );
-    assert_eq!(snapshot_all(&app).await, before);
-
-    let cases: [(Value, Value); 4] = [
-        (
-            payment_body("nobody", SERVICE_ORDER, NO_SUCH_CUSTOMER, 100),
-            json!({ "field": "customer_id" }),
-        ),
-        (
-            payment_body("negative", SERVICE_ORDER, RICH, -1),
-            json!({ "field": "amount_cents" }),
-        ),
-        (
-            payment_body("", SERVICE_ORDER, RICH, 100),
-            json!({ "field": "reference" }),
-        ),
-        (
-            payment_body(" ", SERVICE_ORDER, RICH, 100),
-            json!({ "field": "reference" }),
-        ),
-    ];
-    for (request, detail) in cases {
-        let body = error_body(
-            app.post_json("/payments", &request).await,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
-        assert_eq!(body["detail"], detail, "{request}: {body}");
-        assert_eq!(snapshot_all(&app).await, before, "{request} changed the database");
-    }
-    for request in [
-        json!({ "reference": "r", "order_id": 1, "customer_id": RICH }),
-        json!({ "reference": "r", "order_id": 1, "customer_id": RICH, "amount_cents": "10" }),
-        json!({ "reference": "r", "order_id": 1, "customer_id": RICH, "amount_cents": 10, "currency": "EUR" }),
-    ] {
-        error_body(
-            app.post_json("/payments", &request).await,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
-        assert_eq!(snapshot_all(&app).await, before, "{request} changed the database");
-    }
 
     // Exactly the limit is accepted.
-    json_body(
-        app.post_json(
-            "/payments",
-            &payment_body("at-limit", SERVICE_ORDER, POOR, POOR_LIMIT),
-        )
-        .await,
+    accepted(
+        &app,
+        &pay("at-limit", SERVICE_ORDER, POOR, POOR_LIMIT),
         StatusCode::CREATED,
     )
     .await;
@@ -465,16 +353,16 @@ async fn a_payment_is_refunded_once(engine: Engine) {
         return;
     };
     app.load_fixture().await;
-    let body = json_body(
-        app.post_json("/payments", &payment_body("pay-r", SERVICE_ORDER, RICH, 1_234))
-            .await,
+    let body = accepted(
+        &app,
+        &pay("pay-r", SERVICE_ORDER, RICH, 1_234),
         StatusCode::CREATED,
     )
     .await;
     let captured: Payment = serde_json::from_value(body).expect("a payment");
 
-    let body = json_body(app.post_empty("/payments/pay-r/refund").await, StatusCode::OK).await;
-    let refunded: Payment = serde_json::from_value(body).expect("a payment");
+    let body = accepted(&app, &refund("pay-r"), StatusCode::OK).await;
+    let refunded: Payment = serde_json::from_value(body.clone()).expect("a payment");
     assert_eq!(
         refunded,
         Payment {
@@ -487,24 +375,15 @@ async fn a_payment_is_refunded_once(engine: Engine) {
         Some("refunded".to_owned())
     );
 
-    let before = snapshot_all(&app).await;
-    let body = json_body(app.post_empty("/payments/pay-r/refund").await, StatusCode::OK).await;
-    assert_eq!(
-        serde_json::from_value::<Payment>(body).expect("a payment"),
-        refunded
-    );
-    assert_eq!(
-        snapshot_all(&app).await,
-        before,
-        "a second refund changes nothing"
-    );
-
-    error_body(
-        app.post_empty("/payments/no-such-payment/refund").await,
+    // A second refund changes nothing.
+    app.assert_replay("a second refund", &refund("pay-r"), &body)
+        .await;
+    app.assert_refusals([Refusal::new(
+        "an unknown payment",
+        refund("no-such-payment"),
         StatusCode::NOT_FOUND,
-    )
+    )])
     .await;
-    assert_eq!(snapshot_all(&app).await, before);
 }
 
 // ---------------------------------------------------------------------------
@@ -553,16 +432,8 @@ async fn a_replica_is_inserted_and_served(engine: Engine) {
     app.load_fixture().await;
     let untouched = stock_and_money(&app).await;
 
-    let path = format!("/internal/orders/{SERVICE_ORDER}");
-    let body = json_body(
-        app.put_json(
-            &path,
-            &replica_body(POOR, "placed", &[(1, 4, 1, 9_000), (2, 1, 2, 1_000)]),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    let replica = replica_body(POOR, "placed", &[(1, 4, 1, 9_000), (2, 1, 2, 1_000)]);
+    let body = accepted(&app, &replicate(SERVICE_ORDER, replica), StatusCode::OK).await;
     let order: Order = serde_json::from_value(body).expect("an order");
     assert_eq!(
         order,
@@ -614,26 +485,19 @@ async fn a_replica_write_replaces_the_lines(engine: Engine) {
         return;
     };
     app.load_fixture().await;
-    let path = format!("/internal/orders/{SERVICE_ORDER}");
-    json_body(
-        app.put_json(
-            &path,
-            &replica_body(
-                RICH,
-                "placed",
-                &[(1, 1, 1, 1_000), (2, 2, 1, 2_500), (3, 3, 1, 399)],
-            ),
-        )
-        .await,
-        StatusCode::OK,
-    )
-    .await;
+    let replica = replica_body(
+        RICH,
+        "placed",
+        &[(1, 1, 1, 1_000), (2, 2, 1, 2_500), (3, 3, 1, 399)],
+    );
+    accepted(&app, &replicate(SERVICE_ORDER, replica), StatusCode::OK).await;
     let untouched = stock_and_money(&app).await;
 
     let mut update = replica_body(RICH, "cancelled", &[(1, 5, 3, 50)]);
     update["updated_at"] = json!("2026-11-23T11:30:00.000Z");
-    let body = json_body(app.put_json(&path, &update).await, StatusCode::OK).await;
-    let order: Order = serde_json::from_value(body).expect("an order");
+    let update = replicate(SERVICE_ORDER, update);
+    let body = accepted(&app, &update, StatusCode::OK).await;
+    let order: Order = serde_json::from_value(body.clone()).expect("an order");
     assert_eq!(order.status, OrderStatus::Cancelled);
     assert_eq!(order.total_cents, 150);
     assert_eq!(
@@ -663,10 +527,8 @@ async fn a_replica_write_replaces_the_lines(engine: Engine) {
     );
 
     // The same write again is idempotent.
-    let before = snapshot_all(&app).await;
-    let again = json_body(app.put_json(&path, &update).await, StatusCode::OK).await;
-    assert_eq!(serde_json::from_value::<Order>(again).expect("an order"), order);
-    assert_eq!(snapshot_all(&app).await, before);
+    app.assert_replay("the same replica write again", &update, &body)
+        .await;
     assert_eq!(stock_and_money(&app).await, untouched);
 }
 
@@ -677,16 +539,12 @@ async fn invalid_replicas_change_nothing(engine: Engine) {
     app.load_fixture().await;
     // One replica exists already: an invalid update must not touch it either.
     let existing = SERVICE_ORDER + 1;
-    json_body(
-        app.put_json(
-            &format!("/internal/orders/{existing}"),
-            &replica_body(RICH, "placed", &[(1, 1, 2, 1_000)]),
-        )
-        .await,
+    accepted(
+        &app,
+        &replicate(existing, replica_body(RICH, "placed", &[(1, 1, 2, 1_000)])),
         StatusCode::OK,
     )
     .await;
-    let before = snapshot_all(&app).await;
 
     let mut wrong_total = replica_body(RICH, "placed", &[(1, 1, 2, 1_000)]);
     wrong_total["total_cents"] = json!(1_999);
@@ -717,30 +575,21 @@ async fn invalid_replicas_change_nothing(engine: Engine) {
         ("unknown status", unknown_status),
         ("unknown field", unknown_field),
     ];
-    for id in [SERVICE_ORDER, existing] {
-        for (what, replica) in &cases {
-            error_body(
-                app.put_json(&format!("/internal/orders/{id}"), replica).await,
+    let for_each_order = [SERVICE_ORDER, existing].into_iter().flat_map(|id| {
+        cases.iter().map(move |(what, replica)| {
+            Refusal::new(
+                format!("{what} for order {id}"),
+                replicate(id, replica.clone()),
                 StatusCode::UNPROCESSABLE_ENTITY,
             )
-            .await;
-            assert_eq!(
-                snapshot_all(&app).await,
-                before,
-                "{what} for order {id} changed the database"
-            );
-        }
-    }
-    error_body(
-        app.put_json(
-            "/internal/orders/abc",
-            &replica_body(RICH, "placed", &[(1, 1, 1, 1_000)]),
-        )
-        .await,
+        })
+    });
+    let not_an_id = Refusal::new(
+        "an id that is not a number",
+        replicate("abc", replica_body(RICH, "placed", &[(1, 1, 1, 1_000)])),
         StatusCode::BAD_REQUEST,
-    )
-    .await;
-    assert_eq!(snapshot_all(&app).await, before);
+    );
+    app.assert_refusals(for_each_order.chain([not_an_id])).await;
 }
 
 async fn a_monolith_order_cannot_be_overwritten_by_a_replica(engine: Engine) {
@@ -749,24 +598,16 @@ async fn a_monolith_order_cannot_be_overwritten_by_a_replica(engine: Engine) {
     };
     app.load_fixture().await;
     let placed = app.place_order(RICH, &[(1, 1)]).await;
-    let before = snapshot_all(&app).await;
 
-    for id in [1, placed.id] {
-        let body = error_body(
-            app.put_json(
-                &format!("/internal/orders/{id}"),
-                &replica_body(RICH, "cancelled", &[(1, 2, 1, 1)]),
-            )
-            .await,
-            StatusCode::CONFLICT,
-        )
-        .await;
-        assert!(
-            body["error"].as_str().unwrap_or_default().contains("monolith"),
-            "{body}"
-        );
-        assert_eq!(snapshot_all(&app).await, before);
-    }
+    let overwrite = |name: &str, id: i64| {
+        let replica = replica_body(RICH, "cancelled", &[(1, 2, 1, 1)]);
+        Refusal::new(name, replicate(id, replica), StatusCode::CONFLICT).error_contains("monolith")
+    };
+    app.assert_refusals([
+        overwrite("a seeded order", 1),
+        overwrite("an order placed in the monolith", placed.id),
+    ])
+    .await;
     let fetched = json_body(app.get(&format!("/orders/{}", placed.id)).await, StatusCode::OK).await;
     assert_eq!(
         serde_json::from_value::<Order>(fetched).expect("an order"),
@@ -779,44 +620,28 @@ async fn a_replica_cannot_be_cancelled_in_the_monolith(engine: Engine) {
         return;
     };
     app.load_fixture().await;
-    json_body(
-        app.put_json(
-            &format!("/internal/orders/{SERVICE_ORDER}"),
-            &replica_body(RICH, "placed", &[(1, 1, 2, 1_000)]),
-        )
-        .await,
+    accepted(
+        &app,
+        &replicate(SERVICE_ORDER, replica_body(RICH, "placed", &[(1, 1, 2, 1_000)])),
         StatusCode::OK,
     )
     .await;
     // The service's saga paid for it under its own reference.
-    json_body(
-        app.post_json(
-            "/payments",
-            &payment_body("orders-service:order:1000001", SERVICE_ORDER, RICH, 2_000),
-        )
-        .await,
+    accepted(
+        &app,
+        &pay("orders-service:order:1000001", SERVICE_ORDER, RICH, 2_000),
         StatusCode::CREATED,
     )
     .await;
-    let before = snapshot_all(&app).await;
 
-    let body = error_body(
-        app.post_empty(&format!("/orders/{SERVICE_ORDER}/cancel")).await,
+    // Neither stock nor the payment moves.
+    app.assert_refusals([Refusal::new(
+        "cancelling a replica in the monolith",
+        Request::post_empty(format!("/orders/{SERVICE_ORDER}/cancel")),
         StatusCode::CONFLICT,
     )
-    .await;
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("orders service"),
-        "{body}"
-    );
-    assert_eq!(
-        snapshot_all(&app).await,
-        before,
-        "neither stock nor the payment moved"
-    );
+    .error_contains("orders service")])
+        .await;
 }
 
 async fn the_monolith_s_own_references_are_reserved(engine: Engine) {
@@ -825,42 +650,31 @@ async fn the_monolith_s_own_references_are_reserved(engine: Engine) {
     };
     app.load_fixture().await;
     let order = app.place_order(RICH, &[(1, 1)]).await;
-    let before = snapshot_all(&app).await;
-    // Taking `order:<next id>` would block the monolith's next order.
-    let body = error_body(
-        app.post_json(
-            "/payments",
-            &payment_body(&format!("order:{}", order.id + 1), order.id + 1, RICH, 1),
+    let next = order.id + 1;
+    let bad_reference = json!({ "field": "reference" });
+    app.assert_refusals([
+        // Taking `order:<next id>` would block the monolith's next order.
+        Refusal::new(
+            "a payment under the monolith's next reference",
+            pay(&format!("order:{next}"), next, RICH, 1),
+            StatusCode::UNPROCESSABLE_ENTITY,
         )
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
-    .await;
-    assert_eq!(body["detail"]["field"], "reference");
-    error_body(
-        app.post_json(
-            "/inventory/reservations",
-            &reservation_body("order:77", &[(1, 1)]),
+        .detail(bad_reference.clone()),
+        Refusal::new(
+            "a reservation under a monolith reference",
+            reserve("order:77", &[(1, 1)]),
+            StatusCode::UNPROCESSABLE_ENTITY,
         )
-        .await,
-        StatusCode::UNPROCESSABLE_ENTITY,
-    )
+        .detail(bad_reference),
+        // A monolith order's payment is refunded by cancelling the order.
+        Refusal::new(
+            "refunding a monolith order's payment",
+            refund(&format!("order:{}", order.id)),
+            StatusCode::CONFLICT,
+        )
+        .error_contains("cancel the order"),
+    ])
     .await;
-    // A monolith order's payment is refunded by cancelling the order.
-    let body = error_body(
-        app.post_empty(&format!("/payments/order:{}/refund", order.id))
-            .await,
-        StatusCode::CONFLICT,
-    )
-    .await;
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap_or_default()
-            .contains("cancel the order"),
-        "{body}"
-    );
-    assert_eq!(snapshot_all(&app).await, before);
 }
 
 async fn a_replica_on_the_next_order_id_does_not_block_placing_orders(engine: Engine) {
@@ -871,12 +685,9 @@ async fn a_replica_on_the_next_order_id_does_not_block_placing_orders(engine: En
     let next = app
         .scalar("SELECT next_id FROM id_allocations WHERE name = 'orders'", &[])
         .await;
-    json_body(
-        app.put_json(
-            &format!("/internal/orders/{next}"),
-            &replica_body(RICH, "placed", &[(1, 1, 2, 1_000)]),
-        )
-        .await,
+    accepted(
+        &app,
+        &replicate(next, replica_body(RICH, "placed", &[(1, 1, 2, 1_000)])),
         StatusCode::OK,
     )
     .await;

@@ -1,4 +1,6 @@
-//! Test support shared by every crate's integration tests.
+//! Test support shared by every crate's integration tests, the toolkit's
+//! and the sample's alike: it knows no application. What starts the sample
+//! shop's apps lives with the sample, in `shop-test-support`.
 //!
 //! - [`TestDatabase`]: a fresh database per test — a new SQLite file, or a
 //!   uniquely named PostgreSQL database on the server at
@@ -278,40 +280,4 @@ macro_rules! on_each_engine {
             }
         )*
     };
-}
-
-/// An app serving in the background of a test, stoppable on demand.
-pub struct RunningApp {
-    /// Its base URL, without a trailing slash.
-    pub url: String,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-}
-
-impl RunningApp {
-    /// Serves `app` and waits until its `/health` answers.
-    pub async fn start(app: service_runtime::app::BoundApp) -> Self {
-        let url = format!("http://{}", app.local_addr());
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(app.run_until_stopped(async {
-            let _ = stopped.await;
-        }));
-        wait_until_healthy(&url).await;
-        Self {
-            url,
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    /// Shuts the app down and waits until it no longer listens; its pool is
-    /// closed with it.
-    pub async fn stop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.expect("the app's task").expect("the app served");
-        }
-    }
 }

@@ -5,16 +5,9 @@ use axum::http::StatusCode;
 use serde_json::{json, Value};
 use test_harness::{http_client, Engine};
 
-use crate::helpers::{get, insert_product, put_json, sample_product, send, spawn_app, SEEDED_PRODUCTS};
-
-/// The stored price of the product at `id`, read from the service's database.
-async fn stored_price(db: &test_harness::Database, id: i64) -> i64 {
-    sqlx::query_scalar("SELECT unit_price_cents FROM products WHERE id = $1")
-        .bind(id)
-        .fetch_one(db.pool())
-        .await
-        .expect("reading a stored price")
-}
+use crate::helpers::{
+    catalog_price, get, insert_product, put_json, sample_product, send, spawn_app, SEEDED_PRODUCTS,
+};
 
 async fn the_price_bug_changes_served_prices_only(engine: Engine) {
     let Some(app) = spawn_app(engine).await else {
@@ -56,13 +49,13 @@ async fn the_price_bug_changes_served_prices_only(engine: Engine) {
         assert_eq!(served["price_cents"], (exact + 50) / 100 * 100, "product {id}");
     }
     // Only the answers are wrong: the database keeps the exact price.
-    assert_eq!(stored_price(&app.catalog.db, odd.id).await, 1999);
+    assert_eq!(catalog_price(&app.catalog.db, odd.id).await.0, 1999);
 
     let (status, _) = put_json(&settings_url, &json!({ "price_rounding_bug": false })).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(get(&product_url).await.1["price_cents"], 1999);
     assert_eq!(listed_price(&get(&list_url).await.1), json!(1999));
-    assert_eq!(stored_price(&app.catalog.db, odd.id).await, 1999);
+    assert_eq!(catalog_price(&app.catalog.db, odd.id).await.0, 1999);
 }
 
 async fn bad_settings_are_refused_and_change_nothing(engine: Engine) {

@@ -4,7 +4,7 @@ use axum::http::StatusCode;
 use serde_json::json;
 use test_harness::{http_client, snapshot, Database, Engine};
 
-use crate::helpers::{get, put_json, send, spawn_app};
+use crate::helpers::{catalog_price, get, put_json, send, spawn_app};
 
 async fn monolith_stock(db: &Database, id: i64) -> i64 {
     let (stock,): (i64,) = sqlx::query_as("SELECT stock FROM inventory WHERE product_id = $1")
@@ -13,14 +13,6 @@ async fn monolith_stock(db: &Database, id: i64) -> i64 {
         .await
         .expect("reading the monolith's inventory");
     stock
-}
-
-async fn catalog_price(db: &Database, id: i64) -> (i64, String) {
-    sqlx::query_as("SELECT unit_price_cents, updated_at FROM products WHERE id = $1")
-        .bind(id)
-        .fetch_one(db.pool())
-        .await
-        .expect("reading the catalog's products")
 }
 
 async fn price_update_persists_in_the_service_only(engine: Engine) {

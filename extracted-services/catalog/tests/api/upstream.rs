@@ -2,16 +2,18 @@
 //! inventory dependency, nothing changed locally; and correlation ids
 //! travel to the monolith.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::http::StatusCode;
 use serde_json::{json, Value};
 use service_runtime::request_id::REQUEST_ID_HEADER;
+use shop_test_support::http::{generated_request_id, send_within};
+use shop_test_support::upstreams::{closed_port_url, SeenRequest, SilentUpstream};
 use test_harness::{http_client, snapshot, Engine};
 
 use crate::helpers::{
-    closed_port_url, get, insert_product, put_json, sample_product, send, spawn_app, Answer, Catalog,
-    SeenRequest, StubMonolith, STUB_STOCK, UPSTREAM_TIMEOUT,
+    get, insert_product, put_json, sample_product, send, spawn_app, spawn_catalog, stub_monolith, STUB_STOCK,
+    UPSTREAM_TIMEOUT,
 };
 
 /// Sends `request`, asserts it failed with `status` naming the inventory
@@ -21,10 +23,8 @@ async fn assert_dependency_error(
     status: StatusCode,
     failure: &str,
     within: Duration,
-) -> Value {
-    let started = Instant::now();
-    let (answered, body): Answer = send(request).await;
-    let elapsed = started.elapsed();
+) -> (Value, Duration) {
+    let ((answered, body), elapsed) = send_within(request, within).await;
     assert_eq!(answered, status, "{body}");
     assert_eq!(body["detail"]["dependency"], "inventory", "{body}");
     assert_eq!(body["detail"]["failure"], failure, "{body}");
@@ -33,11 +33,20 @@ async fn assert_dependency_error(
         message.contains("inventory") && message.contains("monolith"),
         "{message}"
     );
-    assert!(
-        elapsed < within,
-        "answered after {elapsed:?}, expected within {within:?}"
-    );
-    body
+    (body, elapsed)
+}
+
+/// Sends `request` to a catalog whose monolith refuses connections: a 503
+/// naming the unreachable inventory, and since a refused connection is
+/// immediate, well within the upstream timeout.
+async fn assert_unreachable(request: reqwest::RequestBuilder) {
+    assert_dependency_error(
+        request,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unreachable",
+        UPSTREAM_TIMEOUT,
+    )
+    .await;
 }
 
 async fn monolith_stopped_answers_503_quickly(engine: Engine) {
@@ -62,14 +71,7 @@ async fn monolith_stopped_answers_503_quickly(engine: Engine) {
             .json(&json!({ "price_cents": 1, "stock": 1 })),
     ];
     for request in requests {
-        // A refused connection is immediate: well within the upstream timeout.
-        assert_dependency_error(
-            request,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unreachable",
-            UPSTREAM_TIMEOUT,
-        )
-        .await;
+        assert_unreachable(request).await;
     }
     assert_eq!(
         snapshot(&app.catalog.db, &["products"]).await,
@@ -85,20 +87,13 @@ async fn monolith_stopped_answers_503_quickly(engine: Engine) {
 }
 
 async fn unreachable_monolith_fails_only_what_needs_stock(engine: Engine) {
-    let Some(catalog) = Catalog::spawn(engine, &closed_port_url(), UPSTREAM_TIMEOUT).await else {
+    let Some(catalog) = spawn_catalog(engine, &closed_port_url(), UPSTREAM_TIMEOUT).await else {
         return;
     };
     insert_product(&catalog.db, &sample_product(1)).await;
     let client = http_client();
     for path in ["/products", "/products/1"] {
-        let request = client.get(format!("{}{path}", catalog.url));
-        assert_dependency_error(
-            request,
-            StatusCode::SERVICE_UNAVAILABLE,
-            "unreachable",
-            UPSTREAM_TIMEOUT,
-        )
-        .await;
+        assert_unreachable(client.get(format!("{}{path}", catalog.url))).await;
     }
     // Answers that hold no product need no stock, so no monolith.
     let (status, body) = get(&format!("{}/products/2", catalog.url)).await;
@@ -113,14 +108,10 @@ async fn unreachable_monolith_fails_only_what_needs_stock(engine: Engine) {
 }
 
 async fn silent_monolith_times_out_with_503(engine: Engine) {
-    // Bound but never accepting: connections complete in the kernel's
-    // backlog and then no answer ever comes.
-    let silent = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("binding");
-    let url = format!("http://{}", silent.local_addr().expect("an address"));
+    // Connections are accepted and then no answer ever comes.
+    let silent = SilentUpstream::spawn().await;
     let timeout = Duration::from_millis(300);
-    let Some(catalog) = Catalog::spawn(engine, &url, timeout).await else {
+    let Some(catalog) = spawn_catalog(engine, &silent.url, timeout).await else {
         return;
     };
     insert_product(&catalog.db, &sample_product(1)).await;
@@ -135,18 +126,17 @@ async fn silent_monolith_times_out_with_503(engine: Engine) {
             .json(&json!({ "price_cents": 5, "stock": 5 })),
     ];
     for request in requests {
-        let started = Instant::now();
-        assert_dependency_error(
+        let (_, elapsed) = assert_dependency_error(
             request,
             StatusCode::SERVICE_UNAVAILABLE,
             "timed_out",
             Duration::from_secs(5),
         )
         .await;
-        assert!(started.elapsed() >= timeout, "gave up before the timeout");
+        assert!(elapsed >= timeout, "gave up before the timeout");
     }
+    assert!(silent.accepted() >= 1, "the service did connect");
     assert_eq!(snapshot(&catalog.db, &["products"]).await, before);
-    drop(silent);
 }
 
 async fn unexpected_monolith_answers_are_502_or_503(engine: Engine) {
@@ -167,8 +157,8 @@ async fn unexpected_monolith_answers_are_502_or_503(engine: Engine) {
             "unavailable",
         ),
     ] {
-        let stub = StubMonolith::spawn(upstream).await;
-        let Some(catalog) = Catalog::spawn(engine, &stub.url, UPSTREAM_TIMEOUT).await else {
+        let stub = stub_monolith(upstream).await;
+        let Some(catalog) = spawn_catalog(engine, &stub.url, UPSTREAM_TIMEOUT).await else {
             return;
         };
         insert_product(&catalog.db, &sample_product(1)).await;
@@ -181,7 +171,7 @@ async fn unexpected_monolith_answers_are_502_or_503(engine: Engine) {
                 .put(&product)
                 .json(&json!({ "price_cents": 5, "stock": 5 })),
         ] {
-            let body = assert_dependency_error(request, expected, failure, UPSTREAM_TIMEOUT).await;
+            let (body, _) = assert_dependency_error(request, expected, failure, UPSTREAM_TIMEOUT).await;
             assert_eq!(body["detail"]["upstream_status"], upstream.as_u16(), "{body}");
         }
         assert_eq!(snapshot(&catalog.db, &["products"]).await, before);
@@ -189,8 +179,8 @@ async fn unexpected_monolith_answers_are_502_or_503(engine: Engine) {
 }
 
 async fn request_ids_travel_to_the_monolith(engine: Engine) {
-    let stub = StubMonolith::spawn(StatusCode::OK).await;
-    let Some(catalog) = Catalog::spawn(engine, &stub.url, UPSTREAM_TIMEOUT).await else {
+    let stub = stub_monolith(StatusCode::OK).await;
+    let Some(catalog) = spawn_catalog(engine, &stub.url, UPSTREAM_TIMEOUT).await else {
         return;
     };
     for id in 1..=3 {
@@ -221,27 +211,20 @@ async fn request_ids_travel_to_the_monolith(engine: Engine) {
     )
     .await;
     assert_eq!(status, StatusCode::OK);
-    let response = client
-        .get(format!("{}/products/3", catalog.url))
-        .send()
-        .await
-        .expect("a response");
-    let generated = response.headers()[REQUEST_ID_HEADER.as_str()]
-        .to_str()
-        .expect("an ASCII id")
-        .to_owned();
+    let generated = generated_request_id(client.get(format!("{}/products/3", catalog.url))).await;
 
-    let seen = |method, target: &str, request_id: &str| SeenRequest {
-        method,
+    let seen = |method: &str, target: &str, request_id: &str, body: Value| SeenRequest {
+        method: method.to_owned(),
         target: target.to_owned(),
         request_id: Some(request_id.to_owned()),
+        body,
     };
     assert_eq!(
         stub.seen(),
         [
-            seen("GET", "/inventory?product_ids=1,2,3", "req-list"),
-            seen("PUT", "/inventory/2", "req-put"),
-            seen("GET", "/inventory?product_ids=3", &generated),
+            seen("GET", "/inventory?product_ids=1,2,3", "req-list", Value::Null),
+            seen("PUT", "/inventory/2", "req-put", json!({ "stock": 9 })),
+            seen("GET", "/inventory?product_ids=3", &generated, Value::Null),
         ],
         "one batched call per request, each carrying the request's id"
     );

@@ -4,9 +4,10 @@ use std::time::Duration;
 
 use orders_service::dual_write::DualWriteConfig;
 use orders_service::{Application, StartError};
+use shop_test_support::upstreams::closed_port_url;
 use test_harness::{Database, Engine, TestDatabase};
 
-use crate::helpers::{closed_port_url, config, MONOLITH_TIMEOUT};
+use crate::helpers::{config, MONOLITH_TIMEOUT};
 
 fn dual_write(fault_rate: f64) -> DualWriteConfig {
     DualWriteConfig {
@@ -48,7 +49,7 @@ async fn out_of_range_settings_refuse_to_start(engine: Engine) {
         ),
     ];
     for (dual_write, timeout, expected) in invalid {
-        match Application::build(config(&database, &monolith, timeout, dual_write)).await {
+        match Application::build(config(database.url().clone(), &monolith, timeout, dual_write)).await {
             Err(StartError::Config(message)) => {
                 assert_eq!(message, expected);
                 let error = StartError::Config(message);
@@ -75,7 +76,7 @@ async fn out_of_range_settings_refuse_to_start(engine: Engine) {
     // The bounds themselves are valid.
     for fault_rate in [0.0, 1.0] {
         let app = Application::build(config(
-            &database,
+            database.url().clone(),
             &monolith,
             Duration::from_millis(1),
             dual_write(fault_rate),

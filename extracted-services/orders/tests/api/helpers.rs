@@ -1,30 +1,29 @@
-//! Spawning the real monolith and the orders service for one test, stub and
-//! silent upstreams for the failure cases, and small HTTP and SQL helpers.
+//! The orders service on a fresh database against the real monolith (both
+//! started with `shop-test-support`), a stub of the monolith's saga
+//! endpoints for the failure cases, and small HTTP and SQL helpers.
 //!
 //! The monolith is seeded small and then given exact prices, stock levels
 //! and credit limits with SQL, so that every expected value in the tests is
 //! a literal.
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::{Json, Router};
-use legacy_monolith::seed::{seed_if_empty, SeedReport, SeedSize};
+use axum::Json;
+use legacy_monolith::seed::SeedSize;
 use orders_service::dual_write::DualWriteConfig;
 use orders_service::order_store::FIRST_SERVICE_ORDER_ID;
 use orders_service::{Application, Config};
 use serde_json::{json, Value};
-use service_runtime::request_id::REQUEST_ID_HEADER;
+use service_runtime::DatabaseUrl;
 use shop_api::{Payment, PaymentRequest, Reservation, ReservationRequest, ReservedLine};
+use shop_test_support::upstreams::{refusal, SeenRequest, StubUpstream};
+use shop_test_support::{any_port, Monolith, SpawnedApp, GRACE_PERIOD};
 use sqlx::FromRow;
-use test_harness::{http_client, wait_until_healthy, Database, Engine, RunningApp, TestDatabase};
-use tokio::task::JoinHandle;
+use test_harness::{http_client, Database, Engine};
+
+pub use shop_test_support::http::{get, send, Answer};
 
 /// The id of the first order the service places.
 pub const FIRST_ID: i64 = FIRST_SERVICE_ORDER_ID;
@@ -88,132 +87,68 @@ pub fn reference(order_id: i64) -> String {
     format!("orders-service:order:{order_id}")
 }
 
-fn any_port() -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], 0))
-}
-
-/// The real monolith, seeded small, serving on a free port.
-pub struct Monolith {
-    /// Its base URL, without a trailing slash.
-    pub url: String,
-    /// The app's own pool; closed once [`Monolith::stop`] has run.
-    pub db: Database,
-    app: RunningApp,
-    _database: TestDatabase,
-}
-
-impl Monolith {
-    /// `None` when the engine's server is unavailable (the test then skips).
-    pub async fn spawn(engine: Engine) -> Option<Self> {
-        let database = TestDatabase::fresh(engine).await?;
-        let app = legacy_monolith::Application::build(legacy_monolith::Config {
-            listen: any_port(),
-            database_url: database.url().clone(),
-            seed: false,
-            grace_period: Duration::from_secs(1),
-        })
-        .await
-        .expect("starting the monolith");
-        let db = app.database().clone();
-        let size = SeedSize {
-            products: PRICES.len(),
-            customers: CUSTOMERS,
-            orders: 2,
-        };
-        let report = seed_if_empty(&db, size).await.expect("seeding the monolith");
-        assert_eq!(
-            report,
-            SeedReport::Loaded {
-                products: PRICES.len(),
-                customers: CUSTOMERS,
-                orders: 2
-            }
-        );
-        for (product_id, price) in (1i64..).zip(PRICES) {
-            execute(
-                &db,
-                "UPDATE products SET price_cents = $1 WHERE id = $2",
-                &[price, product_id],
-            )
-            .await;
-            execute(
-                &db,
-                "UPDATE inventory SET stock = $1 WHERE product_id = $2",
-                &[STOCK, product_id],
-            )
-            .await;
-        }
+/// The real monolith, seeded small and then given [`PRICES`], [`STOCK`]
+/// and [`CREDIT_LIMIT`]; `None` when the engine's server is unavailable.
+pub async fn spawn_monolith(engine: Engine) -> Option<Monolith> {
+    let size = SeedSize {
+        products: PRICES.len(),
+        customers: CUSTOMERS,
+        orders: SEEDED_ORDERS as usize,
+    };
+    let monolith = Monolith::spawn(engine, size).await?;
+    let db = &monolith.db;
+    for (product_id, price) in (1i64..).zip(PRICES) {
         execute(
-            &db,
-            "UPDATE customers SET credit_limit_cents = $1",
-            &[CREDIT_LIMIT],
+            db,
+            "UPDATE products SET price_cents = $1 WHERE id = $2",
+            &[price, product_id],
         )
         .await;
-        let app = RunningApp::start(app).await;
-        Some(Self {
-            url: app.url.clone(),
+        execute(
             db,
-            app,
-            _database: database,
-        })
+            "UPDATE inventory SET stock = $1 WHERE product_id = $2",
+            &[STOCK, product_id],
+        )
+        .await;
     }
-
-    /// Shuts the monolith down and waits until it no longer listens. Its
-    /// pool ([`Monolith::db`]) is closed with it.
-    pub async fn stop(&mut self) {
-        self.app.stop().await;
-    }
-}
-
-/// The orders service under test, serving on a free port.
-pub struct OrdersService {
-    /// Its base URL, without a trailing slash.
-    pub url: String,
-    /// Its own database (the app's pool).
-    pub db: Database,
-    _database: TestDatabase,
+    execute(
+        db,
+        "UPDATE customers SET credit_limit_cents = $1",
+        &[CREDIT_LIMIT],
+    )
+    .await;
+    Some(monolith)
 }
 
 /// Builds the service's settings.
 pub fn config(
-    database: &TestDatabase,
+    database_url: DatabaseUrl,
     monolith_url: &str,
     timeout: Duration,
     dual_write: DualWriteConfig,
 ) -> Config {
     Config {
         listen: any_port(),
-        database_url: database.url().clone(),
+        database_url,
         monolith_url: format!("{monolith_url}/").parse().expect("a valid monolith URL"),
         monolith_timeout: timeout,
         dual_write,
-        grace_period: Duration::from_secs(1),
+        grace_period: GRACE_PERIOD,
     }
 }
 
-impl OrdersService {
-    /// Starts the service against `monolith_url` on a fresh database; `None`
-    /// when the engine's server is unavailable.
-    pub async fn spawn(
-        engine: Engine,
-        monolith_url: &str,
-        timeout: Duration,
-        dual_write: DualWriteConfig,
-    ) -> Option<Self> {
-        let database = TestDatabase::fresh(engine).await?;
-        let app = Application::build(config(&database, monolith_url, timeout, dual_write))
-            .await
-            .expect("starting the orders service");
-        let db = app.database().clone();
-        let url = format!("http://{}", app.local_addr());
-        tokio::spawn(app.run_until_stopped(std::future::pending()));
-        wait_until_healthy(&url).await;
-        Some(Self {
-            url,
-            db,
-            _database: database,
-        })
-    }
+/// Starts the orders service against `monolith_url` on a fresh database;
+/// `None` when the engine's server is unavailable.
+pub async fn spawn_orders(
+    engine: Engine,
+    monolith_url: &str,
+    timeout: Duration,
+    dual_write: DualWriteConfig,
+) -> Option<SpawnedApp> {
+    SpawnedApp::spawn(engine, |database_url| {
+        Application::build(config(database_url, monolith_url, timeout, dual_write))
+    })
+    .await
 }
 
 /// The real monolith and the orders service pointed at it.
@@ -221,33 +156,17 @@ pub struct TestApp {
     /// The monolith: stock, payments, customers, dual-write target.
     pub monolith: Monolith,
     /// The service under test.
-    pub orders: OrdersService,
+    pub orders: SpawnedApp,
 }
 
 /// Spawns both apps on `engine`; `None` when its server is unavailable.
 pub async fn spawn_app(engine: Engine, dual_write: DualWriteConfig) -> Option<TestApp> {
-    let monolith = Monolith::spawn(engine).await?;
-    let orders = OrdersService::spawn(engine, &monolith.url, MONOLITH_TIMEOUT, dual_write).await?;
+    let monolith = spawn_monolith(engine).await?;
+    let orders = spawn_orders(engine, &monolith.url, MONOLITH_TIMEOUT, dual_write).await?;
     Some(TestApp { monolith, orders })
 }
 
 // ---------------------------------------------------------------- HTTP
-
-/// An HTTP status and JSON body.
-pub type Answer = (StatusCode, Value);
-
-/// Sends a request and reads the JSON answer (panics when it is not JSON).
-pub async fn send(request: reqwest::RequestBuilder) -> Answer {
-    let response = request.send().await.expect("sending a request");
-    let status = StatusCode::from_u16(response.status().as_u16()).expect("a valid status");
-    let body: Value = response.json().await.expect("a JSON body");
-    (status, body)
-}
-
-/// `GET url`.
-pub async fn get(url: &str) -> Answer {
-    send(http_client().get(url)).await
-}
 
 /// The body of `POST /orders`.
 pub fn new_order(customer_id: i64, lines: &[(i64, i64)]) -> Value {
@@ -478,67 +397,8 @@ pub async fn backfill_order(monolith: &Database, service: &Database, id: i64) {
 
 // ---------------------------------------------------------------- upstreams
 
-/// The base URL of a port nothing listens on: bound, then released.
-pub fn closed_port_url() -> String {
-    let listener = std::net::TcpListener::bind(any_port()).expect("binding a port");
-    let addr = listener.local_addr().expect("a local address");
-    drop(listener);
-    format!("http://{addr}")
-}
-
-/// An upstream that accepts connections, holds them open and never
-/// answers a byte.
-pub struct SilentUpstream {
-    /// Its base URL.
-    pub url: String,
-    accepted: Arc<AtomicUsize>,
-    task: JoinHandle<()>,
-}
-
-impl SilentUpstream {
-    /// Listens on a free port and accepts in the background.
-    pub async fn spawn() -> Self {
-        let listener = tokio::net::TcpListener::bind(any_port())
-            .await
-            .expect("binding the silent upstream");
-        let url = format!("http://{}", listener.local_addr().expect("an address"));
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&accepted);
-        let task = tokio::spawn(async move {
-            let mut held = Vec::new();
-            while let Ok((socket, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                held.push(socket);
-            }
-        });
-        Self { url, accepted, task }
-    }
-
-    /// Connections accepted so far.
-    pub fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
-    }
-}
-
-impl Drop for SilentUpstream {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
 /// The unit price the stub monolith reserves every product at.
 pub const STUB_UNIT_PRICE: i64 = 100;
-
-/// A request the stub monolith received.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SeenRequest {
-    /// `METHOD /path`, for example `POST /payments`.
-    pub call: String,
-    /// Its `X-Request-Id`, if any.
-    pub request_id: Option<String>,
-    /// Its JSON body, `null` when it had none.
-    pub body: Value,
-}
 
 /// Which stub endpoints answer late (after the service gave up).
 #[derive(Debug, Clone, Copy, Default)]
@@ -551,65 +411,29 @@ pub struct StubDelays {
 
 /// A stand-in for the monolith that implements just enough of the saga's
 /// endpoints and records every request it receives.
-pub struct StubMonolith {
-    /// Its base URL.
-    pub url: String,
-    seen: Arc<Mutex<Vec<SeenRequest>>>,
+pub async fn stub_monolith(delays: StubDelays) -> StubUpstream {
+    StubUpstream::spawn(move |request| saga_answer(delays, request)).await
 }
 
-#[derive(Clone)]
-struct StubState {
-    delays: StubDelays,
-    seen: Arc<Mutex<Vec<SeenRequest>>>,
-}
-
-fn stub_refusal(status: StatusCode, message: String) -> Response {
-    (status, Json(json!({ "error": message, "detail": null }))).into_response()
-}
-
-async fn stub_handler(
-    State(state): State<StubState>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let path = uri.path().to_owned();
-    let body: Value = if body.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_slice(&body)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()))
-    };
-    state.seen.lock().expect("the stub's log").push(SeenRequest {
-        call: format!("{method} {path}"),
-        request_id: headers
-            .get(REQUEST_ID_HEADER)
-            .map(|value| value.to_str().expect("an ASCII request id").to_owned()),
-        body: body.clone(),
-    });
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match (method.as_str(), segments.as_slice()) {
+async fn saga_answer(delays: StubDelays, request: SeenRequest) -> Response {
+    match (request.method.as_str(), request.segments().as_slice()) {
         ("GET", ["customers", id]) => {
             let id: i64 = id.parse().unwrap_or_default();
             Json(json!({ "id": id, "email": format!("customer{id}@example.com"), "name": "Stub Customer" }))
                 .into_response()
         }
         ("POST", ["inventory", "reservations"]) => {
-            if let Some(delay) = state.delays.reservation {
+            if let Some(delay) = delays.reservation {
                 tokio::time::sleep(delay).await;
             }
-            let Ok(request) = serde_json::from_value::<ReservationRequest>(body) else {
-                return stub_refusal(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "not a reservation request".to_owned(),
-                );
+            let Ok(reservation) = serde_json::from_value::<ReservationRequest>(request.body.clone()) else {
+                return refusal(StatusCode::UNPROCESSABLE_ENTITY, "not a reservation request");
             };
             let reservation = Reservation {
                 id: 1,
-                reference: request.reference,
+                reference: reservation.reference,
                 status: "held".to_owned(),
-                lines: request
+                lines: reservation
                     .lines
                     .iter()
                     .map(|line| ReservedLine {
@@ -629,21 +453,18 @@ async fn stub_handler(
         })
         .into_response(),
         ("POST", ["payments"]) => {
-            if let Some(delay) = state.delays.payment {
+            if let Some(delay) = delays.payment {
                 tokio::time::sleep(delay).await;
             }
-            let Ok(request) = serde_json::from_value::<PaymentRequest>(body) else {
-                return stub_refusal(
-                    StatusCode::UNPROCESSABLE_ENTITY,
-                    "not a payment request".to_owned(),
-                );
+            let Ok(payment) = serde_json::from_value::<PaymentRequest>(request.body.clone()) else {
+                return refusal(StatusCode::UNPROCESSABLE_ENTITY, "not a payment request");
             };
             let payment = Payment {
                 id: 1,
-                reference: request.reference,
-                order_id: request.order_id,
-                customer_id: request.customer_id,
-                amount_cents: request.amount_cents,
+                reference: payment.reference,
+                order_id: payment.order_id,
+                customer_id: payment.customer_id,
+                amount_cents: payment.amount_cents,
                 status: "captured".to_owned(),
             };
             (StatusCode::CREATED, Json(payment)).into_response()
@@ -658,37 +479,9 @@ async fn stub_handler(
         })
         .into_response(),
         ("PUT", ["internal", "orders", _]) => Json(json!({})).into_response(),
-        _ => stub_refusal(
+        _ => refusal(
             StatusCode::NOT_FOUND,
-            format!("the stub does not serve {method} {path}"),
+            &format!("the stub does not serve {}", request.call()),
         ),
-    }
-}
-
-impl StubMonolith {
-    /// Serves on a free port; requests queue in the listen backlog until the
-    /// spawned server first runs, so no readiness wait is needed.
-    pub async fn spawn(delays: StubDelays) -> Self {
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let router = Router::new().fallback(stub_handler).with_state(StubState {
-            delays,
-            seen: Arc::clone(&seen),
-        });
-        let listener = tokio::net::TcpListener::bind(any_port())
-            .await
-            .expect("binding the stub");
-        let url = format!("http://{}", listener.local_addr().expect("the stub's address"));
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        Self { url, seen }
-    }
-
-    /// Every request received so far, in order.
-    pub fn seen(&self) -> Vec<SeenRequest> {
-        self.seen.lock().expect("the stub's log").clone()
-    }
-
-    /// `METHOD /path` of every request received so far, in order.
-    pub fn calls(&self) -> Vec<String> {
-        self.seen().into_iter().map(|seen| seen.call).collect()
     }
 }
