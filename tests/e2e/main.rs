@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
+mod dependency_rules;
 mod dual_write_repair;
 mod helpers;
 mod stack;
