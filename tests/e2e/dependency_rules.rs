@@ -67,21 +67,27 @@ fn family_of(relative: &Path) -> Option<Family> {
     }
 }
 
-/// Reads the workspace's crates from `cargo metadata`.
-fn workspace() -> Vec<Crate> {
-    let root = test_harness::workspace_path("");
+/// Runs this cargo on the workspace and returns what it printed.
+fn cargo(args: &[&str]) -> String {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let output = Command::new(cargo)
-        .args(["metadata", "--format-version", "1", "--no-deps", "--offline"])
-        .current_dir(&root)
+        .args(args)
+        .current_dir(test_harness::workspace_path(""))
         .output()
-        .expect("running cargo metadata");
+        .expect("running cargo");
     assert!(
         output.status.success(),
-        "cargo metadata failed: {}",
+        "cargo {} failed: {}",
+        args.join(" "),
         String::from_utf8_lossy(&output.stderr)
     );
-    let metadata: Value = serde_json::from_slice(&output.stdout).expect("cargo metadata's JSON");
+    String::from_utf8(output.stdout).expect("cargo prints UTF-8")
+}
+
+/// Reads the workspace's crates from `cargo metadata`.
+fn workspace() -> Vec<Crate> {
+    let output = cargo(&["metadata", "--format-version", "1", "--no-deps", "--offline"]);
+    let metadata: Value = serde_json::from_str(&output).expect("cargo metadata's JSON");
     let root = Path::new(metadata["workspace_root"].as_str().expect("workspace_root"));
     let packages = metadata["packages"].as_array().expect("packages");
     let members: Vec<&str> = packages.iter().filter_map(|p| p["name"].as_str()).collect();
@@ -300,29 +306,17 @@ fn the_demo_must_stay_a_default_feature() {
 
 #[test]
 fn the_production_command_links_no_sample_crate() {
-    let root = test_harness::workspace_path("");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let output = Command::new(cargo)
-        .args([
-            "tree",
-            "--offline",
-            "-e",
-            "normal",
-            "-p",
-            CLI,
-            "--no-default-features",
-            "--prefix",
-            "none",
-        ])
-        .current_dir(&root)
-        .output()
-        .expect("running cargo tree");
-    assert!(
-        output.status.success(),
-        "cargo tree failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let tree = String::from_utf8_lossy(&output.stdout);
+    let tree = cargo(&[
+        "tree",
+        "--offline",
+        "-e",
+        "normal",
+        "-p",
+        CLI,
+        "--no-default-features",
+        "--prefix",
+        "none",
+    ]);
     assert!(tree.contains("facade v"), "the tree lists the facade: {tree}");
     let sample: Vec<String> = workspace()
         .into_iter()

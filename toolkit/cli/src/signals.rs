@@ -1,29 +1,28 @@
 //! The signals that stop a long-running command.
 
-/// Resolves on Ctrl-C or SIGTERM, whichever comes first.
+/// Resolves on Ctrl-C or, on Unix, SIGTERM (what a service manager sends).
+///
+/// A signal that cannot be listened for is logged and left out, never taken
+/// as a request to stop.
 pub async fn shutdown_signal() {
-    let ctrl_c = async {
+    let interrupt = async {
         if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!(%error, "cannot listen for Ctrl-C; only SIGTERM will stop the command");
+            tracing::warn!(%error, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
     };
     #[cfg(unix)]
     let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut sigterm) => drop(sigterm.recv().await),
             Err(error) => {
-                tracing::error!(%error, "cannot listen for SIGTERM; only Ctrl-C will stop the command");
+                tracing::warn!(%error, "cannot listen for SIGTERM");
                 std::future::pending::<()>().await;
             }
         }
     };
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
+    futures::future::select(std::pin::pin!(interrupt), std::pin::pin!(terminate)).await;
 }

@@ -1,43 +1,31 @@
-//! The one place that builds the command's tracing subscriber.
+//! The command's log subscriber: human lines or JSON objects on standard
+//! error, filtered by `RUST_LOG` or the subcommand's default.
 
-use tracing_subscriber::EnvFilter;
+use std::io::IsTerminal;
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{fmt, EnvFilter, Layer};
 
 /// How log lines are written.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
-    /// Human-readable lines, for terminals.
+    /// Human-readable lines; coloured only when standard error is a
+    /// terminal, so files and log collectors get plain text.
     #[default]
     Human,
     /// One JSON object a line, for log shippers.
     Json,
 }
 
-impl std::str::FromStr for LogFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "human" => Ok(Self::Human),
-            "json" => Ok(Self::Json),
-            other => Err(format!("unknown log format `{other}`: use `human` or `json`")),
-        }
-    }
-}
-
 /// Installs the global subscriber. `RUST_LOG` overrides `default_filter`.
-///
-/// Does nothing when a subscriber is already installed (tests that start
-/// several apps in one process call this more than once).
 pub fn init(format: LogFormat, default_filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _already_installed = match format {
-        LogFormat::Human => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(true)
-            .try_init(),
+    let lines = fmt::layer().with_writer(std::io::stderr);
+    let layer = match format {
+        LogFormat::Human => lines.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Json => lines.json().flatten_event(true).with_current_span(true).boxed(),
     };
+    // Installing twice is harmless: the first subscriber stays.
+    let _ = tracing_subscriber::registry().with(layer).with(filter).try_init();
 }

@@ -169,8 +169,8 @@ async fn apply(
     dry_run: bool,
 ) -> Result<Json<ChangeOutcome>, ApiError> {
     if change.actor.trim().is_empty() || change.actor.len() > 200 || change.reason.len() > 2_000 {
-        return Err(ApiError::unprocessable(
-            "actor must be 1 to 200 bytes and reason at most 2000",
+        return Err(ApiError::Unprocessable(
+            "actor must be 1 to 200 bytes and reason at most 2000".to_owned(),
         ));
     }
     let store = state.updater.store();
@@ -194,7 +194,7 @@ async fn apply(
             .map_err(|e| ApiError::from(crate::control::route_store::StoreError::Query(e)))?;
         if !checked.passed() {
             if !change.forced {
-                return Err(ApiError::conflict(format!(
+                return Err(ApiError::Conflict(format!(
                     "moving `{}` from {from} to {} is refused: {}. Fix that, or pass --force to override (the override is recorded)",
                     change.capability,
                     change.to,
@@ -243,12 +243,12 @@ pub(super) async fn flip(
     JsonBody(body): JsonBody<ChangeBody>,
 ) -> Result<Json<ChangeOutcome>, ApiError> {
     let Some(to) = body.to.as_deref() else {
-        return Err(ApiError::unprocessable(format!(
+        return Err(ApiError::Unprocessable(format!(
             "`to` is required: one of {}",
             Stage::NAMES.join(", ")
         )));
     };
-    let to = Stage::from_user(to, body.percent).map_err(ApiError::unprocessable)?;
+    let to = Stage::from_user(to, body.percent).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
     let change = ChangeRequest {
         capability: name,
         to,
@@ -266,8 +266,8 @@ pub(super) async fn rollback(
     JsonBody(body): JsonBody<ChangeBody>,
 ) -> Result<Json<ChangeOutcome>, ApiError> {
     if body.to.is_some() || body.percent.is_some() {
-        return Err(ApiError::unprocessable(
-            "rollback goes back to the previous stage; do not give `to` or `percent`",
+        return Err(ApiError::Unprocessable(
+            "rollback goes back to the previous stage; do not give `to` or `percent`".to_owned(),
         ));
     }
     let to = state.updater.store().previous_stage(&name).await?;
@@ -295,7 +295,7 @@ pub(super) async fn history(
 ) -> Result<Json<Vec<Transition>>, ApiError> {
     let limit = query.limit.unwrap_or(100);
     if !(1..=10_000).contains(&limit) {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::BadRequest(format!(
             "limit must be between 1 and 10000, got {limit}"
         )));
     }

@@ -67,12 +67,12 @@ pub(super) async fn explain(
         .method
         .to_ascii_uppercase()
         .parse()
-        .map_err(|_| ApiError::bad_request(format!("`{}` is not an HTTP method", query.method)))?;
+        .map_err(|_| ApiError::BadRequest(format!("`{}` is not an HTTP method", query.method)))?;
     let uri: Uri = query
         .url
         .parse()
-        .map_err(|_| ApiError::bad_request(format!("`{}` is not a URL or path", query.url)))?;
-    let normalized = path::normalize(uri.path()).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        .map_err(|_| ApiError::BadRequest(format!("`{}` is not a URL or path", query.url)))?;
+    let normalized = path::normalize(uri.path()).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let host_value = query
         .host
         .clone()
@@ -89,18 +89,18 @@ pub(super) async fn explain(
     {
         let (name, value) = line
             .split_once(':')
-            .ok_or_else(|| ApiError::bad_request(format!("`{line}` is not a header; write `Name: value`")))?;
+            .ok_or_else(|| ApiError::BadRequest(format!("`{line}` is not a header; write `Name: value`")))?;
         let name = HeaderName::from_bytes(name.trim().as_bytes())
-            .map_err(|_| ApiError::bad_request(format!("`{name}` is not a header name")))?;
+            .map_err(|_| ApiError::BadRequest(format!("`{name}` is not a header name")))?;
         let value = HeaderValue::from_str(value.trim())
-            .map_err(|_| ApiError::bad_request(format!("`{value}` is not a valid header value")))?;
+            .map_err(|_| ApiError::BadRequest(format!("`{value}` is not a valid header value")))?;
         headers.append(name, value);
     }
     let client: IpAddr = match query.client.as_deref() {
         None => IpAddr::from([127, 0, 0, 1]),
         Some(text) => text
             .parse()
-            .map_err(|_| ApiError::bad_request(format!("`{text}` is not an IP address")))?,
+            .map_err(|_| ApiError::BadRequest(format!("`{text}` is not an IP address")))?,
     };
     let table = state.proxy.table.load();
     let decision = table.decide(&method, host.as_deref(), &normalized, &headers, client);

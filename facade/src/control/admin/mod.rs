@@ -15,6 +15,7 @@ pub use capabilities::{BackendView, CapabilityView, ChangeBody, ChangeOutcome, L
 pub use explain::Explanation;
 pub use shadow_report::{FieldCount, ShadowReport};
 
+use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -76,9 +77,9 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
         p.len() == state.token.as_bytes().len() && bool::from(p.ct_eq(state.token.as_bytes()))
     });
     if !valid {
-        let mut response = ApiError::new(
+        let mut response = ApiError::Other(
             StatusCode::UNAUTHORIZED,
-            "missing or wrong admin token: send `Authorization: Bearer <token>`",
+            "missing or wrong admin token: send `Authorization: Bearer <token>`".to_owned(),
         )
         .into_response();
         response.headers_mut().insert(
@@ -93,13 +94,13 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match &error {
-            StoreError::UnknownCapability { .. } => ApiError::not_found(error.to_string()),
+            StoreError::UnknownCapability { .. } => ApiError::NotFound(error.to_string()),
             StoreError::AlreadyAt { .. } | StoreError::NothingToRollBack(_) => {
-                ApiError::conflict(error.to_string())
+                ApiError::Conflict(error.to_string())
             }
             _ => {
                 tracing::error!(error = %crate::flow::error_chain::error_chain(&error), "route store operation failed");
-                ApiError::unavailable(format!(
+                ApiError::Unavailable(format!(
                     "the route store is unavailable: {error}; nothing changed"
                 ))
             }
@@ -159,27 +160,27 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
 }
 
 /// Serves the admin API on `listener` until `shutdown` resolves, then lets
-/// requests in flight finish for up to `grace`.
+/// requests in flight finish for up to `grace` and drops what is left.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     state: AdminState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     grace: std::time::Duration,
 ) -> std::io::Result<()> {
-    use futures::FutureExt;
-    let shutdown = shutdown.shared();
-    let server = axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown.clone());
-    let deadline = async move {
+    let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();
+    let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
-        tokio::time::sleep(grace).await;
-    };
+        let _ = draining.send(());
+    });
+    let mut server = std::pin::pin!(server.into_future());
     tokio::select! {
-        result = server => result,
-        () = deadline => {
+        result = &mut server => return result,
+        Ok(()) = drain_started => {}
+    }
+    match tokio::time::timeout(grace, server).await {
+        Ok(result) => result,
+        Err(_) => {
             tracing::warn!("admin API: grace period expired with requests still in flight; closing them");
             Ok(())
         }

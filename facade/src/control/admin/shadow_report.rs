@@ -68,20 +68,20 @@ pub(super) async fn report(
         .capability_index(&name)
         .and_then(|i| state.proxy.capabilities.get(i))
     else {
-        return Err(ApiError::not_found(format!(
+        return Err(ApiError::NotFound(format!(
             "capability `{name}` is in the store but not in this facade's configuration"
         )));
     };
     let gates = capability.policy.gates;
     let window_seconds = query.window_seconds.unwrap_or(gates.shadow_window.as_secs());
     if !(10..=30 * 24 * 3600).contains(&window_seconds) {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::BadRequest(format!(
             "window_seconds must be between 10 and 2592000, got {window_seconds}"
         )));
     }
     let samples = query.samples.unwrap_or(3);
     if !(0..=100).contains(&samples) {
-        return Err(ApiError::bad_request(format!(
+        return Err(ApiError::BadRequest(format!(
             "samples must be between 0 and 100, got {samples}"
         )));
     }
