@@ -4,7 +4,11 @@
 //! For a key range, each database computes `COUNT(*)` and the sum of a
 //! 64-bit hash of every row's key and compared columns (see
 //! [`crate::sql::Dialect::checksum_expr`]); only those two numbers travel.
-//! Equal on both sides: the range's rows are equal and none is read.
+//! Equal on both sides: the range's rows are equal and none is read. Where
+//! the catalog does not prove a side's key unique, its checksum also counts
+//! distinct keys: the same repeated row on both sides leaves the checksums
+//! equal, so a range with fewer distinct keys than rows is merged instead,
+//! and the merge stops at the repeat and names it ([`range`]).
 //!
 //! The table is cut into segments of consecutive keys (boundaries found on
 //! the monolith's side through the key index), whose checksums are computed
@@ -34,11 +38,14 @@ use std::time::{Duration, Instant};
 use toolkit_db::sql_value::SqlValue;
 use toolkit_db::Engine;
 
-use crate::merge::{merge_range, range_where, Judge, KeyRange, ReadSizes};
-use crate::plan::{SidePlan, TablePlan};
+use crate::merge::{merge_range, Judge, KeyRange, ReadSizes};
+use crate::plan::TablePlan;
 use crate::source::Source;
-use crate::sql::ColumnClass;
 use crate::ReconcileError;
+
+mod range;
+
+use range::{boundaries, checksum, key_at, settled};
 
 /// Why bisection cannot be used for `plan`, or `None` when it can.
 pub fn unsupported_reason(plan: &TablePlan) -> Option<String> {
@@ -58,119 +65,6 @@ pub fn unsupported_reason(plan: &TablePlan) -> Option<String> {
         );
     }
     None
-}
-
-/// `COUNT(*)` and the checksum of `plan`'s rows in `range`.
-async fn checksum(
-    source: &mut Source,
-    plan: &SidePlan,
-    range: &KeyRange,
-) -> Result<(u64, String), ReconcileError> {
-    let Some(sum) = plan.dialect.checksum_expr(&plan.checksum_columns) else {
-        return Err(ReconcileError::Unsupported(format!(
-            "the {} database's engine has no checksum",
-            plan.side
-        )));
-    };
-    let (clause, binds) = range_where(plan, range.lower.as_deref(), range.upper.as_deref());
-    let sql = format!(
-        "SELECT COUNT(*), {sum} FROM {} t {clause}",
-        plan.dialect.quote(&plan.table)
-    );
-    let binds: Vec<&SqlValue> = binds.iter().collect();
-    let rows = source
-        .fetch(
-            &sql,
-            &binds,
-            &[ColumnClass::Integer, ColumnClass::Text],
-            &format!("computing a checksum of table `{}`", plan.table),
-        )
-        .await?;
-    let row = rows.into_iter().next().unwrap_or_default();
-    let count = match row.first() {
-        Some(SqlValue::Int(n)) => (*n).max(0) as u64,
-        _ => 0,
-    };
-    let sum = match row.get(1) {
-        Some(SqlValue::Text(t)) => t.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    };
-    Ok((count, sum))
-}
-
-/// The keys of every `every`th row after `range.lower` (the `every`th,
-/// the `2·every`th, …), at most `count` of them; fewer when the table ends
-/// first. One query reads just the keys through the key's index, instead
-/// of one `OFFSET` query per segment.
-async fn boundaries(
-    source: &mut Source,
-    plan: &SidePlan,
-    key_len: usize,
-    range: &KeyRange,
-    every: u64,
-    count: usize,
-) -> Result<Vec<Vec<SqlValue>>, ReconcileError> {
-    let (clause, binds) = range_where(plan, range.lower.as_deref(), range.upper.as_deref());
-    let keys = plan.key_exprs.join(", ");
-    // The inner query keeps the key columns' own names under the alias `t`,
-    // so that the select list and key expressions apply to it unchanged.
-    let raw: Vec<String> = plan.checksum_columns[..key_len.min(plan.checksum_columns.len())]
-        .iter()
-        .map(|c| plan.dialect.column(c))
-        .collect();
-    let sql = format!(
-        "SELECT * FROM (SELECT {}, ROW_NUMBER() OVER (ORDER BY {keys}) AS strangler_rn \
-         FROM (SELECT {} FROM {} t {clause} ORDER BY {keys} LIMIT {}) t) w \
-         WHERE MOD(strangler_rn, {every}) = 0 ORDER BY strangler_rn",
-        plan.key_select,
-        raw.join(", "),
-        plan.dialect.quote(&plan.table),
-        every.saturating_mul(count as u64),
-    );
-    let binds: Vec<&SqlValue> = binds.iter().collect();
-    let rows = source
-        .fetch(
-            &sql,
-            &binds,
-            &plan.classes[..key_len.min(plan.classes.len())],
-            &format!("finding segment boundaries of table `{}`", plan.table),
-        )
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| row[..key_len.min(row.len())].to_vec())
-        .collect())
-}
-
-/// The key of the `offset`th (0-based) row of `plan` in `range`.
-async fn key_at(
-    source: &mut Source,
-    plan: &SidePlan,
-    key_len: usize,
-    range: &KeyRange,
-    offset: u64,
-) -> Result<Option<Vec<SqlValue>>, ReconcileError> {
-    let (clause, binds) = range_where(plan, range.lower.as_deref(), range.upper.as_deref());
-    let keys = plan.key_exprs.join(", ");
-    let sql = format!(
-        "SELECT {} FROM {} t {clause} ORDER BY {keys} LIMIT 1 OFFSET {offset}",
-        plan.key_select,
-        plan.dialect.quote(&plan.table),
-    );
-    let binds: Vec<&SqlValue> = binds.iter().collect();
-    let rows = source
-        .fetch(
-            &sql,
-            &binds,
-            &plan.classes[..key_len.min(plan.classes.len())],
-            &format!("finding a split key of table `{}`", plan.table),
-        )
-        .await?;
-    Ok(rows
-        .into_iter()
-        .next()
-        .map(|row| row[..key_len.min(row.len())].to_vec()))
 }
 
 /// How many segments' worth of rows [`bisect`] merges first under
@@ -370,26 +264,29 @@ pub async fn bisect(
                 }))
                 .await?;
             let (mut rows, mut differing) = (0, 0);
-            for ((lc, ls), (sc, ss), took) in &sums {
-                rows += lc.max(sc);
+            for (l, s, took) in &sums {
+                rows += l.rows.max(s.rows);
                 slowest = slowest.max(*took);
-                if lc != sc || ls != ss {
-                    differing += lc.max(sc);
+                if !settled(l, s) {
+                    differing += l.rows.max(s.rows);
                 }
             }
             let elapsed = timed.elapsed() + boundary_time.take().unwrap_or_default();
             costs.checksummed(rows, differing, elapsed);
             let merge_rest = options.adaptive && costs.merge_is_cheaper();
-            for (range, ((lc, ls), (sc, ss), _)) in group.iter().zip(&sums) {
-                if lc == sc && ls == ss {
-                    judge.equal_rows(*lc);
+            for (range, (l, s, _)) in group.iter().zip(&sums) {
+                if settled(l, s) {
+                    judge.equal_rows(l.rows);
                 } else if merge_rest {
                     let main = &mut lanes[0];
                     let rest = after(&range.lower);
                     merge_range(plan, &mut main.legacy, &mut main.service, &rest, sizes, judge).await?;
                     return Ok(Some(costs));
+                } else if !(l.distinct && s.distinct) {
+                    let lane = &mut lanes[0];
+                    timed_merge(plan, lane, range, sizes, judge, &mut costs).await?;
                 } else {
-                    let counts = (*lc, *sc);
+                    let counts = (l.rows, s.rows);
                     let lane = &mut lanes[0];
                     bisect_range(
                         plan,
@@ -471,15 +368,20 @@ async fn bisect_range(
         let (lc, sc) = if let Some(counts) = known {
             counts
         } else {
-            let ((lc, ls), (sc, ss)) = tokio::try_join!(
+            let (l, s) = tokio::try_join!(
                 checksum(&mut lane.legacy, &plan.legacy, &range),
                 checksum(&mut lane.service, &plan.service, &range)
             )?;
-            if lc == sc && ls == ss {
-                judge.equal_rows(lc);
+            if settled(&l, &s) {
+                judge.equal_rows(l.rows);
                 continue;
             }
-            (lc, sc)
+            if !(l.distinct && s.distinct) {
+                // The merge finds the repeated key and stops the run there.
+                timed_merge(plan, lane, &range, sizes, judge, costs).await?;
+                continue;
+            }
+            (l.rows, s.rows)
         };
         if lc.max(sc) <= leaf_rows {
             timed_merge(plan, lane, &range, sizes, judge, costs).await?;

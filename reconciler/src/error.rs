@@ -96,15 +96,33 @@ pub enum ReconcileError {
         /// The table.
         table: String,
     },
-    /// Keys came back out of order or twice: the key is not unique.
-    #[error("table `{table}` in the {side} database returned key {key} twice or out of order; the mapped key must be unique")]
+    /// More than one row holds the same key.
+    #[error(
+        "table `{table}` in the {side} database has more than one row with key {key}; the mapped key must be unique: remove the duplicate rows or map columns that are unique (nothing was reported)"
+    )]
     KeyNotUnique {
         /// Which database.
         side: Side,
         /// The table.
         table: String,
-        /// The key, as text.
+        /// The key with its column names, as a user would write it
+        /// (`code = C015`).
         key: String,
+    },
+    /// Keys came back in an order other than the one the comparison
+    /// merges in, which would turn equal rows into missing and extra ones.
+    #[error(
+        "table `{table}` in the {side} database returned key {key} after {previous}, out of byte order; map key columns that hold only integers or only text (nothing was reported)"
+    )]
+    KeyOutOfOrder {
+        /// Which database.
+        side: Side,
+        /// The table.
+        table: String,
+        /// The key that came too late, with its column names.
+        key: String,
+        /// The key before it.
+        previous: String,
     },
     /// Something the reconciler cannot do (a bug if it ever shows).
     #[error("{0}")]

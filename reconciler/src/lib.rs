@@ -9,7 +9,10 @@
 //! 1. connects to both sides read-only, under a statement timeout
 //!    (`source`);
 //! 2. checks every mapped table and column against both live schemas before
-//!    comparing anything (`plan`);
+//!    comparing anything (`plan`), and asks each catalog whether a primary
+//!    key or unique index proves the mapped key unique (`catalog`); where
+//!    none does, the comparison checks it in the data, so that a repeated
+//!    key stops the run instead of passing as clean;
 //! 3. compares each table by a streaming sorted merge (`merge`, reading
 //!    each side as `read` says) or by checksum-and-bisect (`checksum`), as
 //!    [`Strategy`] says: by default, checksums where they are sound until
@@ -23,9 +26,11 @@
 //! *Invariant:* the reconciler never writes to a compared database; every
 //! session it opens there is read-only.
 
+mod catalog;
 mod checksum;
 mod copy_text;
 mod error;
+pub mod key_text;
 mod merge;
 pub mod metrics;
 mod normalize;

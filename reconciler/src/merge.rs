@@ -20,6 +20,7 @@ use toolkit_db::sql_value::SqlValue;
 use crate::normalize::{compare_keys, normalize, parse_timestamp, same};
 use tokio::sync::mpsc;
 
+use crate::key_text::{key_text, named_key_text};
 use crate::plan::{ComparedColumn, SidePlan, TablePlan};
 use crate::read::{read_range, BatchSize, ReadRow, CHANNEL_CHUNKS};
 use crate::report::{json_key, json_value, ChangedRow, ColumnDiff, KeyEntry, Kind, SettlingRow, TableReport};
@@ -44,18 +45,26 @@ pub fn range_where(
     after: Option<&[SqlValue]>,
     upper: Option<&[SqlValue]>,
 ) -> (String, Vec<SqlValue>) {
+    bounded_where(plan, after.map(|key| (key, Bound::After)), upper)
+}
+
+/// [`range_where`] with the lower bound's kind given: [`Bound::After`] or
+/// [`Bound::From`].
+pub fn bounded_where(
+    plan: &SidePlan,
+    lower: Option<(&[SqlValue], Bound)>,
+    upper: Option<&[SqlValue]>,
+) -> (String, Vec<SqlValue>) {
     let mut conditions = Vec::new();
     let mut binds = Vec::new();
     if let Some(filter) = &plan.filter {
         conditions.push(format!("({filter})"));
     }
     let mut next = 1;
-    for (key, bound) in [(after, Bound::After), (upper, Bound::UpTo)] {
-        if let Some(key) = key {
-            let (sql, order) = plan.dialect.key_bound(&plan.key_exprs, bound, &mut next);
-            conditions.push(sql);
-            binds.extend(order.into_iter().filter_map(|i| key.get(i).cloned()));
-        }
+    for (key, bound) in [lower, upper.map(|key| (key, Bound::UpTo))].into_iter().flatten() {
+        let (sql, order) = plan.dialect.key_bound(&plan.key_exprs, bound, &mut next);
+        conditions.push(sql);
+        binds.extend(order.into_iter().filter_map(|i| key.get(i).cloned()));
     }
     let clause = if conditions.is_empty() {
         String::new()
@@ -66,7 +75,10 @@ pub fn range_where(
 }
 
 /// One side's rows as they arrive from its reader, checked on arrival:
-/// no NULL in a key, keys strictly increasing.
+/// no NULL in a key, keys strictly increasing. A repeated key shows up
+/// here as two equal keys in a row, also across keyset batches (the reader
+/// re-reads each batch's last key when the catalog does not prove the key
+/// unique; see [`crate::read`]).
 struct Feed<'a> {
     rx: mpsc::Receiver<Vec<ReadRow>>,
     plan: &'a SidePlan,
@@ -82,6 +94,11 @@ impl<'a> Feed<'a> {
             buffer: Vec::new().into_iter(),
             previous: None,
         }
+    }
+
+    /// `key` with this side's key column names.
+    fn key_text(&self, key: &[SqlValue]) -> String {
+        named_key_text(&self.plan.key_columns, &json_key(key))
     }
 
     async fn next(&mut self) -> Result<Option<ReadRow>, ReconcileError> {
@@ -102,12 +119,25 @@ impl<'a> Feed<'a> {
                         table: self.plan.table.to_string(),
                     });
                 }
-                if previous.is_some_and(|p| compare_keys(p, row.key()) != Ordering::Less) {
-                    return Err(ReconcileError::KeyNotUnique {
-                        side: self.plan.side,
-                        table: self.plan.table.to_string(),
-                        key: format!("{:?}", json_key(row.key())),
-                    });
+                if let Some(previous) = previous {
+                    match compare_keys(previous, row.key()) {
+                        Ordering::Less => {}
+                        Ordering::Equal => {
+                            return Err(ReconcileError::KeyNotUnique {
+                                side: self.plan.side,
+                                table: self.plan.table.to_string(),
+                                key: self.key_text(row.key()),
+                            })
+                        }
+                        Ordering::Greater => {
+                            return Err(ReconcileError::KeyOutOfOrder {
+                                side: self.plan.side,
+                                table: self.plan.table.to_string(),
+                                key: self.key_text(row.key()),
+                                previous: key_text(&json_key(previous)),
+                            })
+                        }
+                    }
                 }
                 previous = Some(row.key());
             }

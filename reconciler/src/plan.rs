@@ -11,6 +11,7 @@ use mapping::Side;
 use mapping::{Identifier, Normalization, TableMapping};
 use toolkit_db::Engine;
 
+use crate::catalog::key_is_unique;
 use crate::source::Source;
 use crate::sql::{ColumnClass, Dialect};
 use crate::ReconcileError;
@@ -36,6 +37,11 @@ pub struct SidePlan {
     pub filter: Option<String>,
     /// The key and compared columns, for checksums.
     pub checksum_columns: Vec<Identifier>,
+    /// This side's names of the key columns, in key order.
+    pub key_columns: Vec<String>,
+    /// Whether a primary key or unique index proves the key unique here;
+    /// otherwise reads and checksums check it in the data.
+    pub unique_key: bool,
 }
 
 /// A compared, non-key column.
@@ -162,9 +168,11 @@ pub async fn plan_table(
             classes,
             filter,
             checksum_columns: names[..key.len() + compared.len()].to_vec(),
+            key_columns: names[..key.len()].iter().map(Identifier::to_string).collect(),
+            unique_key: false,
         }
     };
-    let legacy_plan = side_plan(
+    let mut legacy_plan = side_plan(
         Side::Legacy,
         legacy_dialect,
         &table.legacy_table,
@@ -172,7 +180,7 @@ pub async fn plan_table(
         &|c| c.legacy.clone(),
         table.legacy_filter.clone(),
     );
-    let service_plan = side_plan(
+    let mut service_plan = side_plan(
         Side::Service,
         service_dialect,
         &table.service_table,
@@ -180,6 +188,10 @@ pub async fn plan_table(
         &|c| c.service.clone(),
         compare.service_filter.clone(),
     );
+    let legacy_key: Vec<Identifier> = key.iter().map(|c| c.legacy.clone()).collect();
+    let service_key: Vec<Identifier> = key.iter().map(|c| c.service.clone()).collect();
+    legacy_plan.unique_key = key_is_unique(legacy, &table.legacy_table, &legacy_key).await;
+    service_plan.unique_key = key_is_unique(service, &table.service_table, &service_key).await;
     let checksum_sound = compare.values.is_empty()
         && compare
             .normalize

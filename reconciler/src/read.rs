@@ -18,6 +18,7 @@
 //! type in between cost a third of the client's time); on SQLite they
 //! come through the `Any` driver.
 
+use std::cmp::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -26,7 +27,8 @@ use tokio::sync::mpsc;
 use toolkit_db::sql_value::{bind_value, SqlValue};
 
 use crate::copy_text::{decode_field, text};
-use crate::merge::{range_where, KeyRange};
+use crate::merge::{bounded_where, KeyRange};
+use crate::normalize::compare_keys;
 use crate::plan::SidePlan;
 use crate::source::{decode, Source};
 use crate::sql::{Bound, ColumnClass};
@@ -125,24 +127,36 @@ impl ReadRow {
 struct Chunker<'a> {
     tx: &'a mpsc::Sender<Vec<ReadRow>>,
     chunk: Vec<ReadRow>,
+    /// Rows read, the dropped re-read one included.
     rows: usize,
     last: Option<Vec<SqlValue>>,
+    /// The previous batch's last key, when this batch starts at it: its
+    /// first row with that key was handed on already.
+    reread: Option<&'a [SqlValue]>,
 }
 
 impl<'a> Chunker<'a> {
-    fn new(tx: &'a mpsc::Sender<Vec<ReadRow>>) -> Self {
+    fn new(tx: &'a mpsc::Sender<Vec<ReadRow>>, reread: Option<&'a [SqlValue]>) -> Self {
         Self {
             tx,
             chunk: Vec::with_capacity(CHUNK_ROWS),
             rows: 0,
             last: None,
+            reread,
         }
     }
 
     /// Adds a row; `false` when the merge is gone.
     async fn push(&mut self, row: ReadRow) -> bool {
-        self.chunk.push(row);
         self.rows += 1;
+        if self.rows == 1
+            && self
+                .reread
+                .is_some_and(|key| compare_keys(key, row.key()) == Ordering::Equal)
+        {
+            return true;
+        }
+        self.chunk.push(row);
         if self.chunk.len() < CHUNK_ROWS {
             return true;
         }
@@ -163,9 +177,40 @@ impl<'a> Chunker<'a> {
     }
 }
 
+/// One keyset batch: its bounds and size.
+#[derive(Debug, Clone, Copy)]
+struct Batch<'a> {
+    /// The previous batch's last key (or the range's lower bound), with
+    /// `>` or, when that key is read again, `>=`.
+    lower: Option<(&'a [SqlValue], Bound)>,
+    /// The range's upper bound, inclusive.
+    upper: Option<&'a [SqlValue]>,
+    /// Rows to ask for.
+    limit: usize,
+}
+
+impl<'a> Batch<'a> {
+    /// The key whose first row this batch reads again, if it does.
+    fn reread(&self) -> Option<&'a [SqlValue]> {
+        match self.lower {
+            Some((key, Bound::From)) => Some(key),
+            _ => None,
+        }
+    }
+}
+
 /// Reads `plan`'s rows in `range`, in key order, into `tx`; returns how
 /// many rows were read. Stops early, without error, when the receiver is
 /// gone.
+///
+/// Keyset pagination alone would hide a repeated key: when a batch ends on
+/// the first of two rows with one key, `key > last` skips the second. So,
+/// unless the catalog proves the key unique, every batch after the range's
+/// first starts *at* the last key handed on (`key >= last`) and asks for
+/// one row more; its first row, the one already handed on, is dropped, and
+/// any further row with that key reaches the merge, whose feed stops at two
+/// equal keys in a row. That costs one row per batch; a full-table query
+/// to look for duplicates up front would cost a pass over the table.
 pub(crate) async fn read_range(
     source: &mut Source,
     plan: &SidePlan,
@@ -175,70 +220,65 @@ pub(crate) async fn read_range(
     tx: mpsc::Sender<Vec<ReadRow>>,
 ) -> Result<u64, ReconcileError> {
     let mut last = range.lower.clone();
+    // Whether `last` came from this range's previous batch, not its bound.
+    let mut read_before = false;
     let mut fetched = 0;
     loop {
-        let limit = size.rows();
+        let reread = read_before && !plan.unique_key;
+        let lower_bound = if reread { Bound::From } else { Bound::After };
+        let batch = Batch {
+            lower: last.as_deref().map(|key| (key, lower_bound)),
+            upper: range.upper.as_deref(),
+            limit: size.rows() + usize::from(reread),
+        };
         let started = Instant::now();
         let copy_sql = if source.can_copy() {
-            copy_query(plan, last.as_deref(), range.upper.as_deref(), limit)
+            copy_query(plan, &batch)
         } else {
             None
         };
-        let batch = match copy_sql {
-            Some(sql) => copy_batch(source, plan, key_len, &sql, &tx).await?,
-            None if source.mysql().is_some() => {
-                let (sql, binds) = batch_query(plan, last.as_deref(), range.upper.as_deref(), limit);
-                mysql_batch(source, plan, key_len, &sql, &binds, &tx).await?
-            }
-            None => {
-                let bounds = (last.as_deref(), range.upper.as_deref());
-                any_batch(source, plan, key_len, bounds, limit, &tx).await?
-            }
+        let result = match copy_sql {
+            Some(sql) => copy_batch(source, plan, key_len, &sql, batch.reread(), &tx).await?,
+            None if source.mysql().is_some() => mysql_batch(source, plan, key_len, &batch, &tx).await?,
+            None => any_batch(source, plan, key_len, &batch, &tx).await?,
         };
-        let Some((rows, last_key)) = batch else {
+        let Some((rows, last_key)) = result else {
             return Ok(fetched);
         };
         fetched += rows as u64;
-        size.record(rows, started.elapsed());
-        if rows < limit {
+        size.record(rows - usize::from(reread).min(rows), started.elapsed());
+        if rows < batch.limit {
             return Ok(fetched);
         }
         last = last_key;
+        read_before = true;
     }
 }
 
 /// A keyset batch with bound parameters.
-fn batch_query(
-    plan: &SidePlan,
-    after: Option<&[SqlValue]>,
-    upper: Option<&[SqlValue]>,
-    limit: usize,
-) -> (String, Vec<SqlValue>) {
-    let (clause, binds) = range_where(plan, after, upper);
+fn batch_query(plan: &SidePlan, batch: &Batch<'_>) -> (String, Vec<SqlValue>) {
+    let (clause, binds) = bounded_where(plan, batch.lower, batch.upper);
     let sql = format!(
-        "SELECT {} FROM {} t {clause} ORDER BY {} LIMIT {limit}",
+        "SELECT {} FROM {} t {clause} ORDER BY {} LIMIT {}",
         plan.select_list,
         plan.dialect.quote(&plan.table),
         plan.key_exprs.join(", "),
+        batch.limit,
     );
     (sql, binds)
 }
 
 /// The text of a `COPY` batch, or `None` when a bound has no literal.
-fn copy_query(
-    plan: &SidePlan,
-    after: Option<&[SqlValue]>,
-    upper: Option<&[SqlValue]>,
-    limit: usize,
-) -> Option<String> {
+fn copy_query(plan: &SidePlan, batch: &Batch<'_>) -> Option<String> {
     let mut conditions = Vec::new();
     if let Some(filter) = &plan.filter {
         conditions.push(format!("({filter})"));
     }
-    for (key, bound) in [(after, Bound::After), (upper, Bound::UpTo)] {
-        if let Some(key) = key {
-            conditions.push(plan.dialect.key_bound_literal(&plan.key_exprs, bound, key)?);
-        }
+    for (key, bound) in [batch.lower, batch.upper.map(|key| (key, Bound::UpTo))]
+        .into_iter()
+        .flatten()
+    {
+        conditions.push(plan.dialect.key_bound_literal(&plan.key_exprs, bound, key)?);
     }
     let clause = if conditions.is_empty() {
         String::new()
@@ -246,10 +286,11 @@ fn copy_query(
         format!("WHERE {}", conditions.join(" AND "))
     };
     Some(format!(
-        "SELECT {} FROM {} t {clause} ORDER BY {} LIMIT {limit}",
+        "SELECT {} FROM {} t {clause} ORDER BY {} LIMIT {}",
         plan.select_list,
         plan.dialect.quote(&plan.table),
         plan.key_exprs.join(", "),
+        batch.limit,
     ))
 }
 
@@ -260,13 +301,14 @@ async fn copy_batch(
     plan: &SidePlan,
     key_len: usize,
     sql: &str,
+    reread: Option<&[SqlValue]>,
     tx: &mpsc::Sender<Vec<ReadRow>>,
 ) -> Result<Option<(usize, Option<Vec<SqlValue>>)>, ReconcileError> {
     let doing = format!("reading table `{}`", plan.table);
     let (side, limit) = (source.side(), source.timeout());
     let deadline = tokio::time::Instant::now() + limit;
     let mut stream = source.copy_out(sql, &doing).await?;
-    let mut out = Chunker::new(tx);
+    let mut out = Chunker::new(tx, reread);
     loop {
         let next = match tokio::time::timeout_at(deadline, stream.next()).await {
             Ok(next) => next,
@@ -315,12 +357,11 @@ async fn any_batch(
     source: &mut Source,
     plan: &SidePlan,
     key_len: usize,
-    (after, upper): (Option<&[SqlValue]>, Option<&[SqlValue]>),
-    limit: usize,
+    batch: &Batch<'_>,
     tx: &mpsc::Sender<Vec<ReadRow>>,
 ) -> Result<Option<(usize, Option<Vec<SqlValue>>)>, ReconcileError> {
     let doing = format!("reading table `{}`", plan.table);
-    let (sql, binds) = batch_query(plan, after, upper, limit);
+    let (sql, binds) = batch_query(plan, batch);
     let deadline = tokio::time::Instant::now() + source.timeout();
     let (side, seconds) = (source.side(), source.timeout().as_secs());
     let mut query = sqlx::query(&sql);
@@ -329,7 +370,8 @@ async fn any_batch(
     }
     let stream = query.fetch(source.connection());
     let decode_row = |row: &sqlx::any::AnyRow| decode(row, &plan.classes);
-    stream_decoded(stream, decode_row, key_len, deadline, (side, doing, seconds), tx).await
+    let out = Chunker::new(tx, batch.reread());
+    stream_decoded(stream, decode_row, key_len, deadline, (side, doing, seconds), out).await
 }
 
 /// One batch streamed through the native MySQL driver, each column decoded
@@ -338,11 +380,11 @@ async fn mysql_batch(
     source: &mut Source,
     plan: &SidePlan,
     key_len: usize,
-    sql: &str,
-    binds: &[SqlValue],
+    batch: &Batch<'_>,
     tx: &mpsc::Sender<Vec<ReadRow>>,
 ) -> Result<Option<(usize, Option<Vec<SqlValue>>)>, ReconcileError> {
     let doing = format!("reading table `{}`", plan.table);
+    let (sql, binds) = batch_query(plan, batch);
     let deadline = tokio::time::Instant::now() + source.timeout();
     let (side, seconds) = (source.side(), source.timeout().as_secs());
     let Some(conn) = source.mysql() else {
@@ -350,8 +392,8 @@ async fn mysql_batch(
             "the {side} database has no MySQL connection"
         )));
     };
-    let mut query = sqlx::query::<sqlx::MySql>(sql);
-    for value in binds {
+    let mut query = sqlx::query::<sqlx::MySql>(&sql);
+    for value in &binds {
         query = match value {
             SqlValue::Null => query.bind(None::<String>),
             SqlValue::Int(v) => query.bind(*v),
@@ -362,7 +404,8 @@ async fn mysql_batch(
     }
     let stream = query.fetch(conn);
     let decode_row = |row: &sqlx::mysql::MySqlRow| decode_mysql(row, &plan.classes);
-    stream_decoded(stream, decode_row, key_len, deadline, (side, doing, seconds), tx).await
+    let out = Chunker::new(tx, batch.reread());
+    stream_decoded(stream, decode_row, key_len, deadline, (side, doing, seconds), out).await
 }
 
 /// Hands the decoded rows of one batch to the merge in chunks, every row
@@ -373,9 +416,8 @@ async fn stream_decoded<R>(
     key_len: usize,
     deadline: tokio::time::Instant,
     (side, doing, seconds): (Side, String, u64),
-    tx: &mpsc::Sender<Vec<ReadRow>>,
+    mut out: Chunker<'_>,
 ) -> Result<Option<(usize, Option<Vec<SqlValue>>)>, ReconcileError> {
-    let mut out = Chunker::new(tx);
     loop {
         let next = match tokio::time::timeout_at(deadline, stream.next()).await {
             Ok(next) => next,

@@ -15,6 +15,7 @@ use html_escape::encode_quoted_attribute as escape;
 use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
+use crate::key_text::key_text;
 use crate::report::{Report, TableReport};
 use crate::run_store::{RunRecord, RunStatus};
 
@@ -60,10 +61,6 @@ fn value_text(value: &Value) -> String {
         Value::String(text) => text.clone(),
         other => other.to_string(),
     }
-}
-
-fn key_text(key: &[Value]) -> String {
-    key.iter().map(value_text).collect::<Vec<_>>().join(", ")
 }
 
 /// Escapes text for a Markdown table cell inside a code span.

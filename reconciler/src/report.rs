@@ -45,6 +45,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use toolkit_db::sql_value::SqlValue;
 
+use crate::key_text::key_text;
+
 /// The version of the JSON schema above.
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -256,15 +258,14 @@ impl Report {
                 t.changed.len(),
                 t.settling.len()
             ));
-            let key = |k: &[Value]| k.iter().map(Value::to_string).collect::<Vec<_>>().join(", ");
             for m in &t.missing {
-                out.push_str(&format!("    missing in service: ({})\n", key(&m.key)));
+                out.push_str(&format!("    missing in service: {}\n", key_text(&m.key)));
             }
             for e in &t.extra {
-                out.push_str(&format!("    extra in service:   ({})\n", key(&e.key)));
+                out.push_str(&format!("    extra in service:   {}\n", key_text(&e.key)));
             }
             for c in &t.changed {
-                out.push_str(&format!("    changed:            ({})\n", key(&c.key)));
+                out.push_str(&format!("    changed:            {}\n", key_text(&c.key)));
                 for d in &c.columns {
                     out.push_str(&format!(
                         "      {} / {}: monolith {} ≠ service {}\n",

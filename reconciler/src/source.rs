@@ -357,13 +357,53 @@ async fn within<T>(
 }
 
 /// Decodes `row`, reading each column as `classes` say (MySQL reports `TEXT`
-/// as binary; it is read as text).
+/// as binary; it is read as text). A boolean stored as text (SQLite, as
+/// older Rails wrote them: `t`, `f`) is read as 1 or 0, like every other
+/// boolean.
 pub(crate) fn decode(row: &sqlx::any::AnyRow, classes: &[ColumnClass]) -> Result<Vec<SqlValue>, sqlx::Error> {
     let mut values = decode_row(row)?;
     for (value, class) in values.iter_mut().zip(classes) {
-        if let (SqlValue::Bytes(bytes), false) = (&*value, *class == ColumnClass::Bytes) {
-            *value = SqlValue::Text(String::from_utf8_lossy(bytes).into_owned());
+        match (&*value, *class) {
+            (SqlValue::Bytes(_), ColumnClass::Bytes) => {}
+            (SqlValue::Bytes(bytes), _) => {
+                *value = SqlValue::Text(String::from_utf8_lossy(bytes).into_owned());
+            }
+            (SqlValue::Text(text), ColumnClass::Bool) => {
+                if let Some(flag) = text_bool(text) {
+                    *value = SqlValue::Int(flag);
+                }
+            }
+            _ => {}
         }
     }
     Ok(values)
+}
+
+/// A boolean spelled as text, as 1 or 0; `None` for any other text, which
+/// is then compared as it is.
+fn text_bool(text: &str) -> Option<i64> {
+    match text.to_ascii_lowercase().as_str() {
+        "t" | "true" | "1" => Some(1),
+        "f" | "false" | "0" => Some(0),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn booleans_spelled_as_text_read_as_integers() {
+        for (text, flag) in [
+            ("t", Some(1)),
+            ("TRUE", Some(1)),
+            ("1", Some(1)),
+            ("f", Some(0)),
+            ("false", Some(0)),
+        ] {
+            assert_eq!(text_bool(text), flag, "{text}");
+        }
+        assert_eq!(text_bool("yes"), None);
+    }
 }

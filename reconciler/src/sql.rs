@@ -24,7 +24,8 @@ pub enum ColumnClass {
     Float,
     /// Character data.
     Text,
-    /// PostgreSQL booleans (read as 0/1).
+    /// Booleans (read as 0/1): PostgreSQL's, and SQLite columns declared
+    /// `BOOLEAN`.
     Bool,
     /// Binary data.
     Bytes,
@@ -52,11 +53,14 @@ pub struct Dialect {
     engine: Engine,
 }
 
-/// `>` (after a keyset position) or `<=` (up to a range's upper bound).
+/// `>` (after a keyset position), `>=` (from one) or `<=` (up to a range's
+/// upper bound).
 #[derive(Debug, Clone, Copy)]
 pub enum Bound {
     /// Keys strictly after the given key.
     After,
+    /// The given key and those after it.
+    From,
     /// Keys up to and including the given key.
     UpTo,
 }
@@ -118,7 +122,9 @@ impl Dialect {
             },
             // SQLite's type affinity rules (https://sqlite.org/datatype3.html).
             Engine::Sqlite => {
-                if t.contains("int") {
+                if t == "boolean" || t == "bool" {
+                    ColumnClass::Bool
+                } else if t.contains("int") {
                     ColumnClass::Integer
                 } else if t.contains("char") || t.contains("clob") || t.contains("text") {
                     ColumnClass::Text
@@ -141,6 +147,12 @@ impl Dialect {
             (Engine::Postgres, ColumnClass::Other) => format!("CAST({column} AS TEXT)"),
             (Engine::MySql, ColumnClass::Integer) => format!("CAST({column} AS SIGNED)"),
             (Engine::MySql, ColumnClass::Other) => format!("CAST({column} AS CHAR)"),
+            // sqlx types a SQLite column by its declared type, and the `Any`
+            // driver refuses `BOOLEAN`, `DATE`, `TIME`, `DATETIME` and
+            // `TIMESTAMP` outright. An expression has no declared type, so
+            // unary `+` (a no-op in SQLite, which keeps the value and its
+            // storage class) has it read as stored: integers, reals or text.
+            (Engine::Sqlite, ColumnClass::Bool | ColumnClass::Other) => format!("+{column}"),
             _ => column,
         }
     }
@@ -196,6 +208,7 @@ impl Dialect {
     fn key_bound_with(keys: &[String], bound: Bound, value: &mut dyn FnMut(usize) -> String) -> String {
         let (strict, last) = match bound {
             Bound::After => (">", ">"),
+            Bound::From => (">", ">="),
             Bound::UpTo => ("<", "<="),
         };
         let mut alternatives = Vec::with_capacity(keys.len());
@@ -305,6 +318,28 @@ mod tests {
         assert_eq!(next, 4);
         let (sql, _) = Dialect::new(Engine::MySql).key_bound(&keys, Bound::UpTo, &mut next);
         assert_eq!(sql, "((t.a < ?) OR (t.a = ? AND t.b <= ?))");
+    }
+
+    #[test]
+    fn a_batch_that_rereads_its_lower_bound_starts_at_it() {
+        let keys = vec!["t.a".to_owned(), "t.b".to_owned()];
+        let mut next = 1;
+        let (sql, binds) = Dialect::new(Engine::Sqlite).key_bound(&keys, Bound::From, &mut next);
+        assert_eq!(sql, "((t.a > $1) OR (t.a = $2 AND t.b >= $3))");
+        assert_eq!(binds, vec![0, 0, 1]);
+    }
+
+    #[test]
+    fn sqlite_types_the_any_driver_refuses_are_read_as_stored() {
+        let sqlite = Dialect::new(Engine::Sqlite);
+        let name = Identifier::parse("at").unwrap();
+        for declared in ["BOOLEAN", "bool", "DATETIME", "DATE", "TIMESTAMP", "TIME"] {
+            let class = sqlite.classify(declared);
+            assert_eq!(sqlite.select_expr(&name, class), "+t.\"at\"", "{declared}");
+        }
+        assert_eq!(sqlite.classify("BOOLEAN"), ColumnClass::Bool);
+        assert_eq!(sqlite.classify("DATETIME"), ColumnClass::Other);
+        assert_eq!(sqlite.select_expr(&name, ColumnClass::Text), "t.\"at\"");
     }
 
     #[test]

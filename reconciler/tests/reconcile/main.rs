@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a failed unwrap is a failed test
 
 mod big_tables;
+mod declared_types;
 mod divergences;
 mod failures;
 mod helpers;
@@ -12,5 +13,6 @@ mod keys_and_names;
 mod normalization;
 mod performance;
 mod repair;
+mod repeated_keys;
 mod schedule;
 mod settle;

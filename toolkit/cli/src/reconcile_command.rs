@@ -18,6 +18,7 @@ use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
 use mapping::DatabaseSource;
 use mapping::{CapabilityMapping, Mapping, Side};
+use reconciler::key_text::key_text;
 use reconciler::metrics::ScheduleMetrics;
 use reconciler::render::{self, TrendPoint};
 use reconciler::repair::{apply_repair, plan_repair};
@@ -154,6 +155,20 @@ struct RunArgs {
     parallel: u8,
 }
 
+impl RunArgs {
+    /// The comparison options these flags ask for; `run` and `repair` share
+    /// them, so that a flag cannot work in one and be ignored by the other.
+    fn options(&self) -> Options {
+        Options {
+            strategy: strategy(self.strategy),
+            batch_size: self.batch_size as usize,
+            statement_timeout: Duration::from_secs(self.statement_timeout),
+            parallel: usize::from(self.parallel),
+            ..Options::default()
+        }
+    }
+}
+
 impl ReconcileArgs {
     /// Whether this runs until stopped (and so should log its progress).
     pub fn is_long_running(&self) -> bool {
@@ -176,12 +191,7 @@ async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
     let mapping = Mapping::load(&run.mapping)?;
     let capability = mapping.capability(&run.capability)?;
     let store = open_store(run.store_url.as_ref(), "this run is").await?;
-    let options = Options {
-        strategy: strategy(run.strategy),
-        batch_size: run.batch_size as usize,
-        statement_timeout: Duration::from_secs(run.statement_timeout),
-        ..Options::default()
-    };
+    let options = run.options();
     let (legacy, service) = &databases(run, capability)?;
     let report = reconcile_and_record(store.as_ref(), capability, legacy, service, &options)
         .await
@@ -211,11 +221,10 @@ async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
                     plural(plan.skipped.len(), "divergence")
                 );
                 for skipped in &plan.skipped {
-                    let key: Vec<String> = skipped.key.iter().map(|v| v.to_string()).collect();
                     say!(
                         "  {} {} ({}): {}",
                         skipped.table,
-                        key.join(", "),
+                        key_text(&skipped.key),
                         serde_json::to_value(skipped.action)?.as_str().unwrap_or("change"),
                         skipped.reason
                     );
@@ -371,13 +380,7 @@ async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
     let mapping = Mapping::load(&args.mapping)?;
     let capability = mapping.capability(&args.capability)?;
     let store = open_store(args.store_url.as_ref(), "this run is").await?;
-    let options = Options {
-        strategy: strategy(args.strategy),
-        batch_size: args.batch_size as usize,
-        statement_timeout: Duration::from_secs(args.statement_timeout),
-        parallel: usize::from(args.parallel),
-        ..Options::default()
-    };
+    let options = args.options();
     let (legacy, service) = databases(&args, capability)?;
     let report = reconcile_and_record(store.as_ref(), capability, &legacy, &service, &options)
         .await
@@ -401,4 +404,53 @@ async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
         Status::Clean => EXIT_CLEAN,
         Status::Diverged => EXIT_DIVERGED,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    /// `strangler reconcile …` as clap sees it.
+    #[derive(Parser)]
+    struct Command {
+        #[command(subcommand)]
+        command: ReconcileCommand,
+    }
+
+    fn run_args(args: &[&str]) -> RunArgs {
+        let parsed = Command::try_parse_from(std::iter::once("reconcile").chain(args.iter().copied()));
+        match parsed.map(|c| c.command) {
+            Ok(ReconcileCommand::Run(run)) => run,
+            Ok(ReconcileCommand::Repair(repair)) => repair.run,
+            Ok(_) => panic!("not a run or a repair: {args:?}"),
+            Err(error) => panic!("{args:?}: {error}"),
+        }
+    }
+
+    #[test]
+    fn run_and_repair_build_the_same_options_from_the_same_flags() {
+        let flags = [
+            "orders",
+            "--strategy",
+            "bisect",
+            "--batch-size",
+            "15",
+            "--statement-timeout",
+            "7",
+            "--parallel",
+            "5",
+        ];
+        for command in ["run", "repair"] {
+            let args: Vec<&str> = std::iter::once(command).chain(flags).collect();
+            let options = run_args(&args).options();
+            assert_eq!(options.parallel, 5, "{command}");
+            assert_eq!(options.batch_size, 15, "{command}");
+            assert_eq!(options.strategy, Strategy::Bisect, "{command}");
+            assert_eq!(options.statement_timeout, Duration::from_secs(7), "{command}");
+        }
+        let defaults = run_args(&["repair", "orders"]).options();
+        assert_eq!(defaults.parallel, Options::default().parallel);
+    }
 }

@@ -98,7 +98,7 @@ async fn repair_writes_the_dropped_dual_writes_into_the_monolith() {
     assert_eq!(
         extra,
         [
-            "    extra in service:   (1000000)",
+            "    extra in service:   1000000",
             "    extra in service:   (1000000, 1)",
             "    extra in service:   (1000000, 2)"
         ],

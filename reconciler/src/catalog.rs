@@ -1,0 +1,157 @@
+//! What a side's catalog proves about a mapped key: whether a primary key
+//! or a unique index makes a repeated key impossible.
+//!
+//! A repeated key must never pass as clean, and the checks that catch one
+//! in the data cost something: the merge re-reads one row per keyset batch,
+//! and each checksum counts distinct keys too (see [`crate::read`] and
+//! [`crate::checksum`]). When the catalog proves the key unique, those
+//! checks are skipped and the comparison costs what it always did; no
+//! full-table query is ever added.
+
+use std::collections::BTreeMap;
+
+use mapping::Identifier;
+use toolkit_db::sql_value::SqlValue;
+use toolkit_db::Engine;
+
+use crate::source::Source;
+use crate::sql::ColumnClass;
+
+/// Whether a primary key or a unique index of `table` makes the `key`
+/// columns unique on this side. Only plain indexes count: a partial index,
+/// or one over an expression, proves nothing about the whole table. An
+/// index on some of the key columns proves the whole key unique.
+///
+/// A catalog that cannot be read proves nothing: the run goes on with the
+/// checks in the data, so a refusal costs time, never exactness.
+pub async fn key_is_unique(source: &mut Source, table: &Identifier, key: &[Identifier]) -> bool {
+    let sql = match source.dialect().engine() {
+        // `indkey` lists the INCLUDE columns after the `indnkeyatts` key
+        // columns; an expression's column number is 0, which finds no name.
+        Engine::Postgres => {
+            "SELECT CAST(ic.relname AS TEXT), CAST(a.attname AS TEXT) FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_class ic ON ic.oid = i.indexrelid \
+             CROSS JOIN LATERAL unnest(CAST(i.indkey AS int2[])) WITH ORDINALITY AS k(attnum, position) \
+             LEFT JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum AND k.attnum > 0 \
+             WHERE n.nspname = current_schema() AND c.relname = $1 \
+             AND i.indisunique AND i.indisvalid AND i.indpred IS NULL AND k.position <= i.indnkeyatts"
+        }
+        // A functional key part (MySQL 8) has no column name. A unique
+        // prefix index makes the whole values unique too.
+        Engine::MySql => {
+            "SELECT CAST(index_name AS CHAR), CAST(column_name AS CHAR) FROM information_schema.statistics \
+             WHERE table_schema = DATABASE() AND table_name = ? AND non_unique = 0"
+        }
+        // An INTEGER PRIMARY KEY is the rowid and has no index, hence the
+        // primary key from `table_info`; an expression has no name.
+        Engine::Sqlite => {
+            "SELECT il.name, ii.name FROM pragma_index_list($1) AS il \
+             JOIN pragma_index_info(il.name) AS ii WHERE il.\"unique\" = 1 AND il.partial = 0 \
+             UNION ALL SELECT '(primary key)', name FROM pragma_table_info($2) WHERE pk > 0"
+        }
+    };
+    let name = SqlValue::Text(table.as_str().to_owned());
+    let binds: Vec<&SqlValue> = match source.dialect().engine() {
+        Engine::Sqlite => vec![&name, &name],
+        Engine::Postgres | Engine::MySql => vec![&name],
+    };
+    let doing = format!("reading the unique indexes of table `{table}`");
+    let rows = match source
+        .fetch(sql, &binds, &[ColumnClass::Text, ColumnClass::Text], &doing)
+        .await
+    {
+        Ok(rows) => rows,
+        Err(error) => {
+            tracing::warn!(side = %source.side(), %table, error = %error.chain(),
+                "cannot read the catalog's unique indexes; checking the key's uniqueness in the data instead");
+            return false;
+        }
+    };
+    let entries = rows.into_iter().filter_map(|row| {
+        let mut values = row.into_iter();
+        let index = match values.next() {
+            Some(SqlValue::Text(index)) => index,
+            _ => return None,
+        };
+        let column = match values.next() {
+            Some(SqlValue::Text(column)) => Some(column),
+            _ => None,
+        };
+        Some((index, column))
+    });
+    let case_insensitive = source.dialect().engine() == Engine::MySql;
+    proves_unique(entries, key, case_insensitive)
+}
+
+/// Whether one of the indexes, given as (index, column) pairs with `None`
+/// for an expression, lies within the `key` columns.
+fn proves_unique(
+    entries: impl IntoIterator<Item = (String, Option<String>)>,
+    key: &[Identifier],
+    case_insensitive: bool,
+) -> bool {
+    let mut indexes: BTreeMap<String, Vec<Option<String>>> = BTreeMap::new();
+    for (index, column) in entries {
+        indexes.entry(index).or_default().push(column);
+    }
+    let in_key = |column: &str| {
+        key.iter()
+            .any(|k| k.as_str() == column || (case_insensitive && k.as_str().eq_ignore_ascii_case(column)))
+    };
+    indexes.values().any(|columns| {
+        !columns.is_empty() && columns.iter().all(|column| column.as_deref().is_some_and(in_key))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(names: &[&str]) -> Vec<Identifier> {
+        names.iter().map(|n| Identifier::parse(n).unwrap()).collect()
+    }
+
+    fn entry(index: &str, column: Option<&str>) -> (String, Option<String>) {
+        (index.to_owned(), column.map(str::to_owned))
+    }
+
+    #[test]
+    fn an_index_within_the_key_proves_it_unique() {
+        let pk = [entry("pk", Some("order_id")), entry("pk", Some("line_no"))];
+        assert!(proves_unique(pk.clone(), &ids(&["order_id", "line_no"]), false));
+        assert!(proves_unique(pk.clone(), &ids(&["line_no", "order_id"]), false));
+        // Unique on fewer columns than the key: the key is unique too.
+        assert!(proves_unique(
+            [entry("u", Some("code"))],
+            &ids(&["code", "region"]),
+            false
+        ));
+        // Unique on more columns than the key proves nothing about the key.
+        assert!(!proves_unique(pk, &ids(&["order_id"]), false));
+    }
+
+    #[test]
+    fn expressions_and_other_columns_prove_nothing() {
+        assert!(!proves_unique([entry("lower", None)], &ids(&["code"]), false));
+        assert!(!proves_unique(
+            [entry("u", Some("code")), entry("u", None)],
+            &ids(&["code"]),
+            false
+        ));
+        assert!(!proves_unique(
+            [entry("u", Some("email"))],
+            &ids(&["code"]),
+            false
+        ));
+        assert!(!proves_unique([], &ids(&["code"]), false));
+    }
+
+    #[test]
+    fn mysql_column_names_match_whatever_their_case() {
+        let index = [entry("PRIMARY", Some("Code"))];
+        assert!(proves_unique(index.clone(), &ids(&["code"]), true));
+        assert!(!proves_unique(index, &ids(&["code"]), false));
+    }
+}

@@ -1,0 +1,228 @@
+//! What each database says about a key range of a table, for the
+//! bisection: its row count, its checksum and whether a key repeats in it
+//! ([`checksum`]), and the keys that cut it into segments ([`boundaries`])
+//! or halves ([`key_at`]).
+
+use toolkit_db::sql_value::SqlValue;
+use toolkit_db::Engine;
+
+use crate::merge::{range_where, KeyRange};
+use crate::plan::SidePlan;
+use crate::source::Source;
+use crate::sql::ColumnClass;
+use crate::ReconcileError;
+
+/// What one side's checksum of a range says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Sum {
+    /// `COUNT(*)`.
+    pub rows: u64,
+    /// The checksum, as text.
+    pub sum: String,
+    /// Whether no key repeats in the range: proven by the catalog, or
+    /// counted (`COUNT(DISTINCT key)` equal to `COUNT(*)`).
+    pub distinct: bool,
+}
+
+/// Whether both sides' sums stand for equal rows that need no reading: the
+/// same count and checksum, and no repeated key on either side. Two sides
+/// holding the same repeated row have equal checksums, so only the distinct
+/// count catches it; a range with a repeat is merged, and the merge names
+/// the key.
+pub(super) fn settled(legacy: &Sum, service: &Sum) -> bool {
+    legacy.distinct && service.distinct && legacy.rows == service.rows && legacy.sum == service.sum
+}
+
+/// The `SELECT` of a range's checksum: `COUNT(*)`, the checksum, and, when
+/// the catalog does not prove the key unique, `COUNT(DISTINCT key)`.
+fn checksum_sql(plan: &SidePlan, sum: &str, clause: &str) -> String {
+    let distinct = if plan.unique_key {
+        String::new()
+    } else {
+        match (plan.dialect.engine(), plan.key_exprs.as_slice()) {
+            (_, [single]) => format!(", COUNT(DISTINCT {single})"),
+            (Engine::MySql, keys) => format!(", COUNT(DISTINCT {})", keys.join(", ")),
+            (_, keys) => format!(", COUNT(DISTINCT ROW({}))", keys.join(", ")),
+        }
+    };
+    format!(
+        "SELECT COUNT(*), {sum}{distinct} FROM {} t {clause}",
+        plan.dialect.quote(&plan.table)
+    )
+}
+
+/// `COUNT(*)` and the checksum of `plan`'s rows in `range`, and whether
+/// its keys are distinct.
+pub(super) async fn checksum(
+    source: &mut Source,
+    plan: &SidePlan,
+    range: &KeyRange,
+) -> Result<Sum, ReconcileError> {
+    let Some(sum) = plan.dialect.checksum_expr(&plan.checksum_columns) else {
+        return Err(ReconcileError::Unsupported(format!(
+            "the {} database's engine has no checksum",
+            plan.side
+        )));
+    };
+    let (clause, binds) = range_where(plan, range.lower.as_deref(), range.upper.as_deref());
+    let sql = checksum_sql(plan, &sum, &clause);
+    let binds: Vec<&SqlValue> = binds.iter().collect();
+    let rows = source
+        .fetch(
+            &sql,
+            &binds,
+            &[ColumnClass::Integer, ColumnClass::Text, ColumnClass::Integer],
+            &format!("computing a checksum of table `{}`", plan.table),
+        )
+        .await?;
+    let row = rows.into_iter().next().unwrap_or_default();
+    let count = |value: Option<&SqlValue>| match value {
+        Some(SqlValue::Int(n)) => (*n).max(0) as u64,
+        _ => 0,
+    };
+    let rows = count(row.first());
+    let sum = match row.get(1) {
+        Some(SqlValue::Text(t)) => t.clone(),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    };
+    let distinct = plan.unique_key || count(row.get(2)) == rows;
+    Ok(Sum { rows, sum, distinct })
+}
+
+/// The keys of every `every`th row after `range.lower` (the `every`th,
+/// the `2·every`th, …), at most `count` of them; fewer when the table ends
+/// first. One query reads just the keys through the key's index, instead
+/// of one `OFFSET` query per segment.
+pub(super) async fn boundaries(
+    source: &mut Source,
+    plan: &SidePlan,
+    key_len: usize,
+    range: &KeyRange,
+    every: u64,
+    count: usize,
+) -> Result<Vec<Vec<SqlValue>>, ReconcileError> {
+    let (clause, binds) = range_where(plan, range.lower.as_deref(), range.upper.as_deref());
+    let keys = plan.key_exprs.join(", ");
+    // The inner query keeps the key columns' own names under the alias `t`,
+    // so that the select list and key expressions apply to it unchanged.
+    let raw: Vec<String> = plan.checksum_columns[..key_len.min(plan.checksum_columns.len())]
+        .iter()
+        .map(|c| plan.dialect.column(c))
+        .collect();
+    let sql = format!(
+        "SELECT * FROM (SELECT {}, ROW_NUMBER() OVER (ORDER BY {keys}) AS strangler_rn \
+         FROM (SELECT {} FROM {} t {clause} ORDER BY {keys} LIMIT {}) t) w \
+         WHERE MOD(strangler_rn, {every}) = 0 ORDER BY strangler_rn",
+        plan.key_select,
+        raw.join(", "),
+        plan.dialect.quote(&plan.table),
+        every.saturating_mul(count as u64),
+    );
+    let binds: Vec<&SqlValue> = binds.iter().collect();
+    let rows = source
+        .fetch(
+            &sql,
+            &binds,
+            &plan.classes[..key_len.min(plan.classes.len())],
+            &format!("finding segment boundaries of table `{}`", plan.table),
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| row[..key_len.min(row.len())].to_vec())
+        .collect())
+}
+
+/// The key of the `offset`th (0-based) row of `plan` in `range`.
+pub(super) async fn key_at(
+    source: &mut Source,
+    plan: &SidePlan,
+    key_len: usize,
+    range: &KeyRange,
+    offset: u64,
+) -> Result<Option<Vec<SqlValue>>, ReconcileError> {
+    let (clause, binds) = range_where(plan, range.lower.as_deref(), range.upper.as_deref());
+    let keys = plan.key_exprs.join(", ");
+    let sql = format!(
+        "SELECT {} FROM {} t {clause} ORDER BY {keys} LIMIT 1 OFFSET {offset}",
+        plan.key_select,
+        plan.dialect.quote(&plan.table),
+    );
+    let binds: Vec<&SqlValue> = binds.iter().collect();
+    let rows = source
+        .fetch(
+            &sql,
+            &binds,
+            &plan.classes[..key_len.min(plan.classes.len())],
+            &format!("finding a split key of table `{}`", plan.table),
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .next()
+        .map(|row| row[..key_len.min(row.len())].to_vec()))
+}
+
+#[cfg(test)]
+mod tests {
+    use mapping::{Identifier, Side};
+
+    use super::*;
+    use crate::sql::Dialect;
+
+    fn side(engine: Engine, keys: &[&str], unique_key: bool) -> SidePlan {
+        let dialect = Dialect::new(engine);
+        let names: Vec<Identifier> = keys.iter().map(|k| Identifier::parse(k).unwrap()).collect();
+        SidePlan {
+            side: Side::Legacy,
+            table: Identifier::parse("lines").unwrap(),
+            dialect,
+            select_list: String::new(),
+            key_select: String::new(),
+            key_exprs: names
+                .iter()
+                .map(|n| dialect.key_expr(n, ColumnClass::Integer))
+                .collect(),
+            classes: vec![ColumnClass::Integer; keys.len()],
+            filter: None,
+            checksum_columns: names,
+            key_columns: keys.iter().map(|k| (*k).to_owned()).collect(),
+            unique_key,
+        }
+    }
+
+    #[test]
+    fn keys_are_counted_distinct_only_where_the_catalog_does_not_prove_them_unique() {
+        let sql = |engine, keys: &[&str], unique| checksum_sql(&side(engine, keys, unique), "S", "WHERE x");
+        assert_eq!(
+            sql(Engine::Postgres, &["id"], true),
+            "SELECT COUNT(*), S FROM \"lines\" t WHERE x"
+        );
+        assert_eq!(
+            sql(Engine::Postgres, &["id"], false),
+            "SELECT COUNT(*), S, COUNT(DISTINCT t.\"id\") FROM \"lines\" t WHERE x"
+        );
+        assert_eq!(
+            sql(Engine::Postgres, &["a", "b"], false),
+            "SELECT COUNT(*), S, COUNT(DISTINCT ROW(t.\"a\", t.\"b\")) FROM \"lines\" t WHERE x"
+        );
+        assert_eq!(
+            sql(Engine::MySql, &["a", "b"], false),
+            "SELECT COUNT(*), S, COUNT(DISTINCT t.`a`, t.`b`) FROM `lines` t WHERE x"
+        );
+    }
+
+    #[test]
+    fn a_range_is_settled_only_when_equal_and_free_of_repeated_keys() {
+        let sum = |rows, distinct| Sum {
+            rows,
+            sum: "7".to_owned(),
+            distinct,
+        };
+        assert!(settled(&sum(3, true), &sum(3, true)));
+        assert!(!settled(&sum(3, false), &sum(3, false)));
+        assert!(!settled(&sum(3, true), &sum(3, false)));
+        assert!(!settled(&sum(3, true), &sum(4, true)));
+    }
+}
