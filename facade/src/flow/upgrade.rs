@@ -38,18 +38,26 @@ pub(crate) async fn forward(
     started: Instant,
 ) -> Response<ProxyBody> {
     let backend_label = backend.label;
+    // Every way this can fail is counted and answered the same way.
+    let refuse = |status: StatusCode, fault: Fault, error: Option<UpstreamErrorKind>, message: &str| {
+        if let Some(kind) = error {
+            state.metrics.upstream_error(backend_label, kind);
+        }
+        let elapsed = started.elapsed();
+        state
+            .metrics
+            .request(capability, backend_label, status.as_u16(), elapsed);
+        error_response(status, fault, message, request_id)
+    };
     let client_upgrade = hyper::upgrade::on(&mut request);
     let (parts, _body) = request.into_parts();
     let outgoing = Outgoing::new(parts, uri, &peer.ip, original_host, request_id, Some(protocol));
     let Some(picked) = backend.pick() else {
-        state
-            .metrics
-            .request(capability, backend_label, 502, started.elapsed());
-        return error_response(
+        return refuse(
             StatusCode::BAD_GATEWAY,
             Fault::Facade,
+            None,
             "the backend has no instances",
-            request_id,
         );
     };
     let host = outgoing.host(backend, picked.instance());
@@ -66,33 +74,24 @@ pub(crate) async fn forward(
             } else {
                 UpstreamErrorKind::Protocol
             };
-            state.metrics.upstream_error(backend_label, kind);
-            state
-                .metrics
-                .request(capability, backend_label, 502, started.elapsed());
             tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), backend = %backend.name, error = %error.error, "upgrade request failed");
-            return error_response(
+            return refuse(
                 StatusCode::BAD_GATEWAY,
                 Fault::Upstream,
+                Some(kind),
                 "the backend is unreachable or closed the connection",
-                request_id,
             );
         }
         Err(_) => {
-            state
-                .metrics
-                .upstream_error(backend_label, UpstreamErrorKind::Timeout);
-            state
-                .metrics
-                .request(capability, backend_label, 504, started.elapsed());
-            return error_response(
+            let message = format!(
+                "backend `{}` did not answer within {:?}",
+                backend.name, backend.request_timeout
+            );
+            return refuse(
                 StatusCode::GATEWAY_TIMEOUT,
                 Fault::Upstream,
-                &format!(
-                    "backend `{}` did not answer within {:?}",
-                    backend.name, backend.request_timeout
-                ),
-                request_id,
+                Some(UpstreamErrorKind::Timeout),
+                &message,
             );
         }
     };
