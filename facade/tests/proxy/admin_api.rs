@@ -4,13 +4,11 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::helpers::{json_of, sqlite_store, start_facade, Shop};
+use crate::helpers::{json_of, Shop};
 
 #[tokio::test]
 async fn the_bearer_scheme_is_case_insensitive() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(""), store.url()).await;
+    let (_store, _shop, facade) = Shop::start("").await;
     for scheme in ["Bearer", "bearer", "BEARER"] {
         let response = facade
             .client
@@ -25,9 +23,7 @@ async fn the_bearer_scheme_is_case_insensitive() {
 
 #[tokio::test]
 async fn every_admin_endpoint_wants_the_token() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(""), store.url()).await;
+    let (_store, _shop, facade) = Shop::start("").await;
     let wrong = format!("{}x", facade.token);
     let prefix = &facade.token[..facade.token.len() - 1];
 
@@ -102,9 +98,7 @@ fn sample(metrics: &str, series: &str) -> Option<f64> {
 
 #[tokio::test]
 async fn metrics_count_requests_by_capability() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(""), store.url()).await;
+    let (_store, _shop, facade) = Shop::start("").await;
     for _ in 0..3 {
         assert_eq!(facade.side(Method::GET, "/products/1").await, "catalog");
     }
@@ -113,15 +107,7 @@ async fn metrics_count_requests_by_capability() {
     }
     assert_eq!(facade.side(Method::GET, "/unrouted").await, "legacy");
 
-    let response = facade
-        .client
-        .get(facade.admin_url("/metrics"))
-        .bearer_auth(&facade.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    let metrics = response.text().await.unwrap();
+    let metrics = facade.metrics().await;
     assert!(metrics.contains("strangler_facade_requests"), "{metrics}");
     assert_eq!(
         sample(
@@ -155,9 +141,7 @@ async fn metrics_count_requests_by_capability() {
 
 #[tokio::test]
 async fn health_and_explain_describe_the_table() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(""), store.url()).await;
+    let (_store, shop, facade) = Shop::start("").await;
 
     let (status, health) = facade.admin_get("/health").await;
     assert_eq!(status, StatusCode::OK, "{health}");

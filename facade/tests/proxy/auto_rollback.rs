@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::helpers::{sqlite_store, start_facade, Behavior, Cutover, Settings, CAPABILITY, WAIT_LIMIT};
+use crate::helpers::{Behavior, Cutover, Settings, CAPABILITY, WAIT_LIMIT};
 
 const BUDGET: &str =
     "[capabilities.orders.rollback]\nmax_error_rate = 0.2\nwindow_seconds = 10\nmin_requests = 10";
@@ -16,15 +16,13 @@ const BUDGET: &str =
 #[tokio::test]
 async fn a_service_over_its_error_budget_is_rolled_back_to_legacy() {
     for initial in ["canary 100%", "service"] {
-        let store = sqlite_store();
-        let cutover = Cutover::spawn().await;
-        let settings = Settings {
+        let (_store, cutover, facade) = Cutover::start(Settings {
             initial,
             capability: BUDGET,
             service: "retries = 0",
             ..Settings::default()
-        };
-        let facade = start_facade(&cutover.config(&settings), store.url()).await;
+        })
+        .await;
 
         // A healthy service stays.
         for n in 0..30 {
@@ -102,15 +100,13 @@ async fn a_service_over_its_error_budget_is_rolled_back_to_legacy() {
 
 #[tokio::test]
 async fn a_disabled_budget_never_rolls_back() {
-    let store = sqlite_store();
-    let cutover = Cutover::spawn().await;
-    let settings = Settings {
+    let (_store, cutover, facade) = Cutover::start(Settings {
         initial: "service",
         capability: "[capabilities.orders.rollback]\nenabled = false\nmin_requests = 5",
         service: "retries = 0",
         ..Settings::default()
-    };
-    let facade = start_facade(&cutover.config(&settings), store.url()).await;
+    })
+    .await;
     cutover.service.set(Behavior::Status(500));
     for n in 0..30 {
         let answer = facade.get(&format!("/orders/{n}")).await;

@@ -6,7 +6,7 @@ use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
-use crate::helpers::{sqlite_store, start_facade, Cutover, Settings, TestFacade, CAPABILITY, USER_HEADER};
+use crate::helpers::{Cutover, Settings, TestFacade, CAPABILITY, USER_HEADER};
 
 /// Distinct sticky keys.
 const KEYS: usize = 10_000;
@@ -34,25 +34,22 @@ async fn sides_of_every_key(facade: &TestFacade) -> Vec<bool> {
 }
 
 async fn flip_to_canary(facade: &TestFacade, percent: f64) {
-    let (status, outcome) = facade
-        .flip(
+    facade
+        .flip_ok(
             CAPABILITY,
             json!({"to": "canary", "percent": percent, "reason": "widen the canary", "actor": "test"}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{outcome}");
     assert_eq!(facade.target_of(CAPABILITY).await, format!("canary {percent}%"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sticky_canary_keeps_every_key_on_one_side_as_the_share_grows() {
-    let store = sqlite_store();
-    let cutover = Cutover::spawn().await;
-    let settings = Settings {
+    let (_store, cutover, facade) = Cutover::start(Settings {
         capability: "sticky = \"header:x-user\"",
         ..Settings::default()
-    };
-    let facade = start_facade(&cutover.config(&settings), store.url()).await;
+    })
+    .await;
 
     flip_to_canary(&facade, 10.0).await;
     let at_ten = sides_of_every_key(&facade).await;
@@ -87,14 +84,12 @@ async fn a_sticky_canary_keeps_every_key_on_one_side_as_the_share_grows() {
 
 #[tokio::test]
 async fn without_its_header_a_request_is_keyed_by_the_client_address() {
-    let store = sqlite_store();
-    let cutover = Cutover::spawn().await;
-    let settings = Settings {
+    let (_store, _cutover, facade) = Cutover::start(Settings {
         initial: "canary 50%",
         capability: "sticky = \"header:x-user\"",
         ..Settings::default()
-    };
-    let facade = start_facade(&cutover.config(&settings), store.url()).await;
+    })
+    .await;
 
     // Every request from this one address, without the header, is one key.
     let first = facade.get("/orders/1").await;

@@ -8,33 +8,29 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use reqwest::{Method, StatusCode};
+use test_harness::TestDatabase;
 
 use crate::helpers::{
-    sqlite_store, start_facade, wait_until, Answer, Behavior, Cutover, Settings, TestFacade, CAPABILITY,
-    USER_HEADER,
+    assert_fell_back, wait_until, Answer, Behavior, Cutover, Settings, TestFacade, CAPABILITY, USER_HEADER,
 };
 
-/// No automatic rollback: these cases are about the fallback alone.
-const NO_ROLLBACK: &str = "sticky = \"header:x-user\"\n[capabilities.orders.rollback]\nenabled = false";
-
-fn assert_fell_back(answer: &Answer, reason: &str) {
-    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
-    assert_eq!(answer.upstream.as_deref(), Some("legacy"), "{answer:?}");
-    assert_eq!(answer.served_by.as_deref(), Some("legacy"), "{answer:?}");
-    assert_eq!(answer.fallback.as_deref(), Some(reason), "{answer:?}");
+/// The cut-over fixture with `orders` in `initial`, sticky on
+/// [`USER_HEADER`] and without automatic rollback (these cases are about
+/// the fallback alone), `service` the lines of the service's backend.
+async fn start_without_rollback(initial: &str, service: &str) -> (TestDatabase, Cutover, TestFacade) {
+    Cutover::start(Settings {
+        initial,
+        capability: "sticky = \"header:x-user\"\n[capabilities.orders.rollback]\nenabled = false",
+        service,
+        ..Settings::default()
+    })
+    .await
 }
 
 #[tokio::test]
 async fn a_dead_service_is_covered_by_legacy_for_requests_safe_to_repeat() {
-    let store = sqlite_store();
-    let mut cutover = Cutover::spawn().await;
-    let settings = Settings {
-        initial: "canary 100%",
-        capability: NO_ROLLBACK,
-        service: "breaker_failures = 1000",
-        ..Settings::default()
-    };
-    let facade = start_facade(&cutover.config(&settings), store.url()).await;
+    let (_store, mut cutover, facade) =
+        start_without_rollback("canary 100%", "breaker_failures = 1000").await;
     let served = facade.get("/orders/1").await;
     assert_eq!(served.served_by.as_deref(), Some("service"), "{served:?}");
     assert_eq!(served.fallback, None, "{served:?}");
@@ -56,15 +52,8 @@ async fn a_dead_service_is_covered_by_legacy_for_requests_safe_to_repeat() {
 
 #[tokio::test]
 async fn a_failed_write_is_replayed_to_legacy_only_with_an_idempotency_key() {
-    let store = sqlite_store();
-    let cutover = Cutover::spawn().await;
-    let settings = Settings {
-        initial: "service",
-        capability: NO_ROLLBACK,
-        service: "breaker_failures = 1000\nretries = 0",
-        ..Settings::default()
-    };
-    let facade = start_facade(&cutover.config(&settings), store.url()).await;
+    let (_store, cutover, facade) =
+        start_without_rollback("service", "breaker_failures = 1000\nretries = 0").await;
     cutover.service.set(Behavior::Status(500));
 
     let posted = facade.send(Method::POST, "/orders", &[]).await;
@@ -101,13 +90,11 @@ async fn a_failed_write_is_replayed_to_legacy_only_with_an_idempotency_key() {
 
 #[tokio::test]
 async fn a_retired_capability_never_falls_back() {
-    let store = sqlite_store();
-    let mut cutover = Cutover::spawn().await;
-    let settings = Settings {
+    let (_store, mut cutover, facade) = Cutover::start(Settings {
         initial: "retired",
         ..Settings::default()
-    };
-    let facade = start_facade(&cutover.config(&settings), store.url()).await;
+    })
+    .await;
     cutover.service.kill().await;
     let answer = facade.get("/orders/1").await;
     assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{answer:?}");
@@ -175,15 +162,8 @@ fn spawn_load(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steady_load_loses_nothing_while_the_service_is_killed_and_restarted() {
-    let store = sqlite_store();
-    let mut cutover = Cutover::spawn().await;
-    let settings = Settings {
-        initial: "canary 50%",
-        capability: NO_ROLLBACK,
-        service: "breaker_failures = 3\nbreaker_open_ms = 200",
-        ..Settings::default()
-    };
-    let facade = start_facade(&cutover.config(&settings), store.url()).await;
+    let (_store, mut cutover, facade) =
+        start_without_rollback("canary 50%", "breaker_failures = 3\nbreaker_open_ms = 200").await;
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
     let clients = spawn_load(&facade, &tally, &stop);

@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
-use test_harness::{on_each_engine, Engine, TestDatabase};
+use test_harness::{on_each_engine, Engine};
 
-use crate::helpers::{start_facade, wait_until, Shop, TestFacade};
+use crate::helpers::{wait_until, Shop, TestFacade};
 
 on_each_engine!(
     a_flip_under_load_loses_no_request,
@@ -29,11 +29,9 @@ struct Sample {
 }
 
 async fn a_flip_under_load_loses_no_request(engine: Engine) {
-    let Some(store) = TestDatabase::fresh(engine).await else {
+    let Some((_store, _shop, facade)) = Shop::start_on(engine).await else {
         return;
     };
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(""), store.url()).await;
     let stop = Arc::new(AtomicBool::new(false));
     let completed = Arc::new(AtomicUsize::new(0));
     let mut clients = Vec::new();
@@ -65,14 +63,13 @@ async fn a_flip_under_load_loses_no_request(engine: Engine) {
         completed.load(Ordering::SeqCst) >= REQUESTS_EACH_SIDE
     })
     .await;
-    let (status, body) = facade
-        .flip(
+    facade
+        .flip_ok(
             "orders",
             json!({"to": "service", "reason": "cut over under load", "actor": "load-test"}),
         )
         .await;
     let flipped_at = Instant::now();
-    assert_eq!(status, StatusCode::OK, "{body}");
     let at_flip = completed.load(Ordering::SeqCst);
     wait_until("requests after the flip", || {
         completed.load(Ordering::SeqCst) >= at_flip + REQUESTS_EACH_SIDE + CLIENTS
@@ -120,19 +117,16 @@ async fn a_flip_under_load_loses_no_request(engine: Engine) {
 }
 
 async fn a_flip_is_audited_and_rollback_returns(engine: Engine) {
-    let Some(store) = TestDatabase::fresh(engine).await else {
+    let Some((_store, _shop, facade)) = Shop::start_on(engine).await else {
         return;
     };
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(""), store.url()).await;
 
-    let (status, outcome) = facade
-        .flip(
+    let outcome = facade
+        .flip_ok(
             "orders",
             json!({"to": "service", "reason": "parity reached", "actor": "alice"}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{outcome}");
     assert_eq!(outcome["applied"], true);
     let transition = &outcome["transition"];
     assert_eq!(transition["capability"], "orders");
@@ -191,21 +185,18 @@ async fn state_of(facade: &TestFacade) -> (Value, Value) {
 }
 
 async fn refused_changes_change_nothing(engine: Engine) {
-    let Some(store) = TestDatabase::fresh(engine).await else {
+    let Some((_store, _shop, facade)) = Shop::start_on(engine).await else {
         return;
     };
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(""), store.url()).await;
     let before = state_of(&facade).await;
 
     // A dry run says what would happen and does nothing.
-    let (status, outcome) = facade
-        .flip(
+    let outcome = facade
+        .flip_ok(
             "orders",
             json!({"to": "service", "reason": "just looking", "actor": "carol", "dry_run": true}),
         )
         .await;
-    assert_eq!(status, StatusCode::OK, "{outcome}");
     assert_eq!(outcome["applied"], false);
     assert_eq!(outcome["transition"]["from"], "legacy");
     assert_eq!(outcome["transition"]["to"], "service");

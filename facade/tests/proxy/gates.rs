@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use test_harness::{on_each_engine, DatabaseUrl, Engine, TestDatabase};
 use toolkit_db::Database;
 
-use crate::helpers::{sqlite_store, start_facade, Cutover, Settings, TestFacade, CAPABILITY};
+use crate::helpers::{Cutover, Settings, TestFacade, CAPABILITY};
 
 on_each_engine!(
     leaving_shadow_needs_a_low_mismatch_rate_over_enough_comparisons,
@@ -46,7 +46,6 @@ async fn leaving_shadow_needs_a_low_mismatch_rate_over_enough_comparisons(engine
     let Some(store) = TestDatabase::fresh(engine).await else {
         return;
     };
-    let cutover = Cutover::spawn().await;
     let settings = Settings {
         initial: "shadow",
         capability: "[capabilities.orders.shadow]\nignore = [\"$.served_at\", \"$.updated_at\"]\n\
@@ -54,7 +53,7 @@ async fn leaving_shadow_needs_a_low_mismatch_rate_over_enough_comparisons(engine
                      shadow_min_comparisons = 10\nshadow_window_seconds = 600\nreconciliation = false",
         ..Settings::default()
     };
-    let facade = start_facade(&cutover.config(&settings), store.url()).await;
+    let (cutover, facade) = Cutover::start_on(store.url(), settings).await;
     let canary = json!({"to": "canary", "percent": 10});
 
     let message = refusal(&facade, canary.clone(), "shadow").await;
@@ -129,13 +128,12 @@ async fn reaching_service_needs_a_fresh_clean_reconciliation(engine: Engine) {
     let Some(store) = TestDatabase::fresh(engine).await else {
         return;
     };
-    let cutover = Cutover::spawn().await;
     let settings = Settings {
         initial: "canary 50%",
         capability: "[capabilities.orders.gates]\nreconciliation_max_age_seconds = 600",
         ..Settings::default()
     };
-    let facade = start_facade(&cutover.config(&settings), store.url()).await;
+    let (_cutover, facade) = Cutover::start_on(store.url(), settings).await;
     let service = json!({"to": "service"});
 
     // Another capability's clean run is no evidence for this one.
@@ -191,9 +189,7 @@ async fn reaching_service_needs_a_fresh_clean_reconciliation(engine: Engine) {
 
 #[tokio::test]
 async fn forcing_a_move_no_gate_refuses_is_not_recorded_as_an_override() {
-    let store = sqlite_store();
-    let cutover = Cutover::spawn().await;
-    let facade = start_facade(&cutover.config(&Settings::default()), store.url()).await;
+    let (store, _cutover, facade) = Cutover::start(Settings::default()).await;
     record_reconciliation(store.url(), CAPABILITY, "clean", 0).await;
     let (status, outcome) = flip(&facade, json!({"to": "service", "force": true})).await;
     assert_eq!(status, StatusCode::OK, "{outcome}");

@@ -7,7 +7,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{raw_request, sqlite_store, start_facade, RawResponse, Shop};
+use crate::helpers::{raw_request, RawResponse, Shop};
 
 /// The values the upstream received for header `name`.
 fn received<'v>(echo: &'v Value, name: &str) -> Vec<&'v str> {
@@ -37,9 +37,7 @@ fn assert_no_hop_by_hop_in_response(response: &RawResponse) {
 
 #[tokio::test]
 async fn hop_by_hop_headers_stop_at_the_facade_both_ways() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(""), store.url()).await;
+    let (_store, _shop, facade) = Shop::start("").await;
 
     let request = "GET /orders/1?hop_headers=1 HTTP/1.1\r\n\
                    Host: shop.example\r\n\
@@ -85,9 +83,7 @@ async fn hop_by_hop_headers_stop_at_the_facade_both_ways() {
 
 #[tokio::test]
 async fn forwarded_headers_are_set_and_host_is_kept_or_rewritten() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(""), store.url()).await;
+    let (_store, shop, facade) = Shop::start("").await;
 
     // The legacy backend keeps the client's Host.
     let response = raw_request(
@@ -120,9 +116,7 @@ async fn forwarded_headers_are_set_and_host_is_kept_or_rewritten() {
 
 #[tokio::test]
 async fn x_forwarded_for_keeps_every_earlier_hop() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(""), store.url()).await;
+    let (_store, _shop, facade) = Shop::start("").await;
 
     // Two field lines of one header are one list (RFC 9110 §5.3).
     let response = raw_request(
@@ -141,9 +135,7 @@ async fn x_forwarded_for_keeps_every_earlier_hop() {
 
 #[tokio::test]
 async fn correlation_ids_are_kept_minted_and_returned() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(""), store.url()).await;
+    let (_store, _shop, facade) = Shop::start("").await;
     let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
     // Sent: passed upstream and returned; traceparent untouched.

@@ -1,8 +1,10 @@
 //! What every module shares: a facade started on port 0 against a fresh
-//! store and awaited on its admin `/ready`, the sample shop configuration,
-//! and admin API helpers. Tiny real upstreams (`upstream`) and a raw
-//! HTTP/1.1 client (`raw_http`) live in submodules, as do the upstreams that
-//! fail on purpose (`controlled`) and the safe-cutover fixture (`cutover`).
+//! store and awaited on its admin `/ready`, the sample shop configuration
+//! (and the shop started behind a facade), polling until a deadline
+//! (`eventually`, `wait_until`), and admin API helpers. Tiny real upstreams
+//! (`upstream`) and a raw HTTP/1.1 client (`raw_http`) live in submodules,
+//! as do the upstreams that fail on purpose (`controlled`) and the
+//! safe-cutover fixture (`cutover`).
 
 mod controlled;
 mod cutover;
@@ -18,12 +20,12 @@ use facade::Facade;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
-use test_harness::{DatabaseUrl, TestDatabase};
+use test_harness::{DatabaseUrl, Engine, TestDatabase};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use controlled::Behavior;
-pub use cutover::{metric_value, Answer, Cutover, Settings, CAPABILITY, USER_HEADER};
+pub use controlled::{Behavior, Controlled};
+pub use cutover::{assert_fell_back, metric_value, Answer, Cutover, Settings, CAPABILITY, USER_HEADER};
 pub use raw_http::{raw_request, read_response, read_response_after, RawResponse};
 pub use upstream::{
     closed_address, payload_checksum, payload_chunk, spawn_upgrade_upstream, spawn_upstream, Checksum,
@@ -55,6 +57,25 @@ impl Shop {
             catalog: spawn_upstream("catalog").await,
             orders: spawn_upstream("orders").await,
         }
+    }
+
+    /// The shop behind a facade (its configuration with `extra_facade`) on
+    /// a fresh SQLite store: the store (keep it), the shop and the facade.
+    pub async fn start(extra_facade: &str) -> (TestDatabase, Self, TestFacade) {
+        Self::start_on_store(sqlite_store(), extra_facade).await
+    }
+
+    /// [`Shop::start`] on a fresh store of `engine`, or `None` when its
+    /// server is absent (see [`TestDatabase::fresh`]).
+    pub async fn start_on(engine: Engine) -> Option<(TestDatabase, Self, TestFacade)> {
+        let store = TestDatabase::fresh(engine).await?;
+        Some(Self::start_on_store(store, "").await)
+    }
+
+    async fn start_on_store(store: TestDatabase, extra_facade: &str) -> (TestDatabase, Self, TestFacade) {
+        let shop = Self::spawn().await;
+        let facade = start_facade(&shop.config(extra_facade), store.url()).await;
+        (store, shop, facade)
     }
 
     /// Hits on every upstream, for "never reached an upstream" checks.
@@ -230,32 +251,51 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         .join(": ")
 }
 
+/// Calls `attempt` every `every` until it returns `Ok`, and returns that;
+/// panics with `what` and the last `Err` once `limit` has passed.
+pub async fn eventually<T>(
+    what: &str,
+    limit: Duration,
+    every: Duration,
+    mut attempt: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match attempt().await {
+            Ok(value) => return value,
+            Err(last) => assert!(
+                Instant::now() < deadline,
+                "timed out after {limit:?} waiting for {what}: {last}"
+            ),
+        }
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Polls `condition` every few milliseconds until it holds; panics with
 /// `what` after [`WAIT_LIMIT`].
 pub async fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + WAIT_LIMIT;
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let every = Duration::from_millis(5);
+    eventually(what, WAIT_LIMIT, every, async || match condition() {
+        true => Ok(()),
+        false => Err("it does not hold yet".to_owned()),
+    })
+    .await;
 }
 
 impl TestFacade {
     async fn wait_ready(&self) {
-        let deadline = Instant::now() + WAIT_LIMIT;
         let url = self.admin_url("/ready");
-        loop {
-            let last = match self.client.get(&url).bearer_auth(&self.token).send().await {
-                Ok(response) if response.status() == StatusCode::OK => return,
-                Ok(response) => format!("status {}", response.status()),
-                Err(error) => error.to_string(),
-            };
-            assert!(
-                Instant::now() < deadline,
-                "{url} did not answer 200 within {WAIT_LIMIT:?}: {last}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let what = format!("{url} to answer 200");
+        eventually(&what, WAIT_LIMIT, Duration::from_millis(10), async || {
+            let response = self.client.get(&url).bearer_auth(&self.token).send().await;
+            match response {
+                Ok(response) if response.status() == StatusCode::OK => Ok(()),
+                Ok(response) => Err(format!("status {}", response.status())),
+                Err(error) => Err(error.to_string()),
+            }
+        })
+        .await;
     }
 
     /// `http://proxy{path}`.
@@ -270,10 +310,7 @@ impl TestFacade {
 
     /// Sends `method path` through the proxy; status and JSON body.
     pub async fn call(&self, method: Method, path: &str) -> (StatusCode, Value) {
-        let response = self.client.request(method, self.url(path)).send().await.unwrap();
-        let status = response.status();
-        let text = response.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        json_of(self.client.request(method, self.url(path)).send().await.unwrap()).await
     }
 
     /// The upstream that answered `method path` (which must succeed).
@@ -314,16 +351,30 @@ impl TestFacade {
             .await
     }
 
-    /// The stage of `capability` in `GET /capabilities`.
-    pub async fn target_of(&self, capability: &str) -> String {
-        let (status, body) = self.admin_get("/capabilities").await;
-        assert_eq!(status, StatusCode::OK, "{body}");
-        body["capabilities"]
+    /// [`TestFacade::flip`], which must answer 200 OK; the outcome.
+    pub async fn flip_ok(&self, capability: &str, body: Value) -> Value {
+        let (status, outcome) = self.flip(capability, body).await;
+        assert_eq!(status, StatusCode::OK, "flipping {capability}: {outcome}");
+        outcome
+    }
+
+    /// The entry named `name` in the list `section` (`capabilities` or
+    /// `backends`) of `GET /capabilities`.
+    pub async fn listed(&self, section: &str, name: &str) -> Value {
+        let (status, listing) = self.admin_get("/capabilities").await;
+        assert_eq!(status, StatusCode::OK, "{listing}");
+        listing[section]
             .as_array()
             .unwrap()
             .iter()
-            .find(|c| c["name"] == capability)
-            .unwrap_or_else(|| panic!("no capability {capability} in {body}"))["stage"]
+            .find(|entry| entry["name"] == name)
+            .unwrap_or_else(|| panic!("no {name} in the {section} of {listing}"))
+            .clone()
+    }
+
+    /// The stage of `capability` in `GET /capabilities`.
+    pub async fn target_of(&self, capability: &str) -> String {
+        self.listed("capabilities", capability).await["stage"]
             .as_str()
             .unwrap()
             .to_owned()

@@ -12,19 +12,58 @@ use hyper::body::Frame;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use reqwest::{Method, StatusCode};
+use test_harness::TestDatabase;
 
 use crate::helpers::{
-    closed_address, raw_request, spawn_upstream, sqlite_store, start_facade, Shop, Upstream,
+    closed_address, raw_request, spawn_upstream, sqlite_store, start_facade, RawResponse, Shop, TestFacade,
+    Upstream,
 };
 
 /// The shop with small limits: bodies up to 1 KiB, heads up to 8 KiB.
 const SMALL_LIMITS: &str = "max_body_bytes = 1024\nmax_header_bytes = 8192";
 
+/// Sends `POST /orders` with the header lines `framing` and then `body`,
+/// as they are, through `facade`.
+async fn post_orders(facade: &TestFacade, framing: &str, body: &str) -> RawResponse {
+    let request =
+        format!("POST /orders HTTP/1.1\r\nHost: shop.example\r\n{framing}Connection: close\r\n\r\n{body}");
+    raw_request(facade.proxy, request.as_bytes()).await
+}
+
+/// `POST /upload` of `length` times `byte`, its length declared.
+fn declared_upload(length: usize, byte: u8) -> Vec<u8> {
+    let mut request = format!(
+        "POST /upload HTTP/1.1\r\nHost: shop.example\r\nContent-Length: {length}\r\nConnection: close\r\n\r\n"
+    )
+    .into_bytes();
+    request.resize(request.len() + length, byte);
+    request
+}
+
+/// `POST /upload` of `chunks` chunks of 256 bytes, so that its size shows
+/// only while it streams.
+fn chunked_upload(chunks: usize) -> Vec<u8> {
+    let mut request =
+        b"POST /upload HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+            .to_vec();
+    for _ in 0..chunks {
+        request.extend_from_slice(b"100\r\n");
+        request.extend_from_slice(&[b'y'; 256]);
+        request.extend_from_slice(b"\r\n");
+    }
+    request.extend_from_slice(b"0\r\n\r\n");
+    request
+}
+
+/// Checks that the facade refused the client's request with `status`.
+fn assert_refused_as_the_clients(response: &RawResponse, status: u16) {
+    assert_eq!(response.status, status, "{response:?}");
+    assert_eq!(response.json()["source"], "client", "{response:?}");
+}
+
 #[tokio::test]
 async fn both_content_length_and_transfer_encoding_never_reach_an_upstream_together() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(""), store.url()).await;
+    let (_store, _shop, facade) = Shop::start("").await;
 
     // hyper parses the head before the facade sees it: Transfer-Encoding
     // wins and Content-Length is dropped, as RFC 9112 §6.1 allows instead of
@@ -57,18 +96,16 @@ async fn both_content_length_and_transfer_encoding_never_reach_an_upstream_toget
 
 #[tokio::test]
 async fn a_transfer_coding_other_than_chunked_is_not_dropped_on_the_way() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(""), store.url()).await;
+    let (_store, shop, facade) = Shop::start("").await;
 
     // The client says the body is gzip-coded, then chunked. The facade only
     // removes the chunking: it must refuse the request (RFC 9112 §6.1
     // suggests 501) or let the upstream know the body is still gzip-coded.
     let before = shop.hits();
-    let response = raw_request(
-        facade.proxy,
-        b"POST /orders HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: gzip, chunked\r\n\
-          Connection: close\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+    let response = post_orders(
+        &facade,
+        "Transfer-Encoding: gzip, chunked\r\n",
+        "5\r\nhello\r\n0\r\n\r\n",
     )
     .await;
     if response.status == 200 {
@@ -86,17 +123,10 @@ async fn a_transfer_coding_other_than_chunked_is_not_dropped_on_the_way() {
 
 #[tokio::test]
 async fn differing_content_lengths_are_refused_unforwarded() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(""), store.url()).await;
+    let (_store, shop, facade) = Shop::start("").await;
 
     let before = shop.hits();
-    let response = raw_request(
-        facade.proxy,
-        b"POST /orders HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 5\r\nContent-Length: 6\r\n\
-          Connection: close\r\n\r\nhello!",
-    )
-    .await;
+    let response = post_orders(&facade, "Content-Length: 5\r\nContent-Length: 6\r\n", "hello!").await;
     assert_eq!(response.status, 400, "{response:?}");
     assert_eq!(
         shop.hits(),
@@ -105,99 +135,44 @@ async fn differing_content_lengths_are_refused_unforwarded() {
     );
 
     // Repeating the same length is not ambiguous.
-    let response = raw_request(
-        facade.proxy,
-        b"POST /orders HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 5\r\nContent-Length: 5\r\n\
-          Connection: close\r\n\r\nhello",
-    )
-    .await;
+    let response = post_orders(&facade, "Content-Length: 5\r\nContent-Length: 5\r\n", "hello").await;
     assert_eq!(response.status, 200, "{response:?}");
     assert_eq!(response.json()["body_bytes"], 5);
 }
 
 #[tokio::test]
 async fn bodies_over_the_limit_get_413() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(SMALL_LIMITS), store.url()).await;
+    let (_store, shop, facade) = Shop::start(SMALL_LIMITS).await;
 
     // Declared too large: refused at once, never forwarded.
     let before = shop.hits();
-    let body = vec![b'x'; 2048];
-    let mut request = b"POST /upload HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 2048\r\n\
-                        Connection: close\r\n\r\n"
-        .to_vec();
-    request.extend_from_slice(&body);
-    let response = raw_request(facade.proxy, &request).await;
-    assert_eq!(response.status, 413, "{response:?}");
-    assert_eq!(response.json()["source"], "client");
+    let response = raw_request(facade.proxy, &declared_upload(2048, b'x')).await;
+    assert_refused_as_the_clients(&response, 413);
     assert_eq!(shop.hits(), before, "a body declared too large was forwarded");
 
     // Chunked, so the size shows only while streaming: still a 413.
-    let mut request =
-        b"POST /upload HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-            .to_vec();
-    for _ in 0..8 {
-        request.extend_from_slice(b"100\r\n");
-        request.extend_from_slice(&[b'y'; 256]);
-        request.extend_from_slice(b"\r\n");
-    }
-    request.extend_from_slice(b"0\r\n\r\n");
-    let response = raw_request(facade.proxy, &request).await;
-    assert_eq!(response.status, 413, "{response:?}");
-    assert_eq!(response.json()["source"], "client");
+    let response = raw_request(facade.proxy, &chunked_upload(8)).await;
+    assert_refused_as_the_clients(&response, 413);
 
     // At the limit, both ways, the body goes through whole.
-    let mut request = b"POST /upload HTTP/1.1\r\nHost: shop.example\r\nContent-Length: 1024\r\n\
-                        Connection: close\r\n\r\n"
-        .to_vec();
-    request.extend_from_slice(&[b'z'; 1024]);
-    let response = raw_request(facade.proxy, &request).await;
-    assert_eq!(response.status, 200, "{response:?}");
-    assert_eq!(response.json()["bytes"], 1024);
-    let mut request =
-        b"POST /upload HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-            .to_vec();
-    for _ in 0..4 {
-        request.extend_from_slice(b"100\r\n");
-        request.extend_from_slice(&[b'y'; 256]);
-        request.extend_from_slice(b"\r\n");
+    for (way, request) in [
+        ("declared", declared_upload(1024, b'z')),
+        ("chunked", chunked_upload(4)),
+    ] {
+        let response = raw_request(facade.proxy, &request).await;
+        assert_eq!(response.status, 200, "{way}: {response:?}");
+        assert_eq!(response.json()["bytes"], 1024, "{way}: {response:?}");
     }
-    request.extend_from_slice(b"0\r\n\r\n");
-    let response = raw_request(facade.proxy, &request).await;
-    assert_eq!(response.status, 200, "{response:?}");
-    assert_eq!(response.json()["bytes"], 1024);
 }
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_not_counted_as_an_upstream_error() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(SMALL_LIMITS), store.url()).await;
+    let (_store, _shop, facade) = Shop::start(SMALL_LIMITS).await;
 
-    let mut request =
-        b"POST /upload HTTP/1.1\r\nHost: shop.example\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
-            .to_vec();
-    for _ in 0..8 {
-        request.extend_from_slice(b"100\r\n");
-        request.extend_from_slice(&[b'y'; 256]);
-        request.extend_from_slice(b"\r\n");
-    }
-    request.extend_from_slice(b"0\r\n\r\n");
-    let response = raw_request(facade.proxy, &request).await;
-    assert_eq!(response.status, 413, "{response:?}");
-    assert_eq!(response.json()["source"], "client");
+    let response = raw_request(facade.proxy, &chunked_upload(8)).await;
+    assert_refused_as_the_clients(&response, 413);
 
-    let metrics = facade
-        .client
-        .get(facade.admin_url("/metrics"))
-        .bearer_auth(&facade.token)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = facade.metrics().await;
     let upstream_errors: Vec<&str> = metrics
         .lines()
         .filter(|line| line.starts_with("strangler_facade_upstream_errors_total"))
@@ -210,28 +185,31 @@ async fn a_body_over_the_limit_is_not_counted_as_an_upstream_error() {
 
 #[tokio::test]
 async fn a_head_over_the_limit_gets_431() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(SMALL_LIMITS), store.url()).await;
+    let (_store, shop, facade) = Shop::start(SMALL_LIMITS).await;
+    let with_header_of = |bytes: usize| {
+        let big = "a".repeat(bytes);
+        format!("GET /orders/1 HTTP/1.1\r\nHost: shop.example\r\nX-Big: {big}\r\nConnection: close\r\n\r\n")
+    };
 
     let before = shop.hits();
-    let big = "a".repeat(10 * 1024);
-    let request =
-        format!("GET /orders/1 HTTP/1.1\r\nHost: shop.example\r\nX-Big: {big}\r\nConnection: close\r\n\r\n");
-    let response = raw_request(facade.proxy, request.as_bytes()).await;
+    let response = raw_request(facade.proxy, with_header_of(10 * 1024).as_bytes()).await;
     assert_eq!(response.status, 431, "{response:?}");
     assert_eq!(shop.hits(), before);
 
     // A head within the limit is served.
-    let fits = "a".repeat(4 * 1024);
-    let request =
-        format!("GET /orders/1 HTTP/1.1\r\nHost: shop.example\r\nX-Big: {fits}\r\nConnection: close\r\n\r\n");
-    let response = raw_request(facade.proxy, request.as_bytes()).await;
+    let response = raw_request(facade.proxy, with_header_of(4 * 1024).as_bytes()).await;
     assert_eq!(response.status, 200, "{response:?}");
 }
 
 /// A facade with a `slow` capability (`/slow/*`, 300 ms request timeout)
-/// and a `dead` one (`/dead/*`, nothing listening).
+/// and a `dead` one (`/dead/*`, nothing listening), on a fresh store.
+async fn start_failing() -> (TestDatabase, TestFacade) {
+    let store = sqlite_store();
+    let (legacy, slow) = (spawn_upstream("legacy").await, spawn_upstream("slow").await);
+    let facade = start_facade(&failing_config(&legacy, &slow).await, store.url()).await;
+    (store, facade)
+}
+
 async fn failing_config(legacy: &Upstream, slow: &Upstream) -> String {
     let dead = closed_address().await;
     let (legacy, slow) = (legacy.addr, slow.addr);
@@ -272,9 +250,7 @@ path = "/dead/*"
 
 #[tokio::test]
 async fn an_unreachable_upstream_is_a_502_from_the_upstream() {
-    let store = sqlite_store();
-    let (legacy, slow) = (spawn_upstream("legacy").await, spawn_upstream("slow").await);
-    let facade = start_facade(&failing_config(&legacy, &slow).await, store.url()).await;
+    let (_store, facade) = start_failing().await;
 
     let response = facade.client.get(facade.url("/dead/x")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
@@ -289,9 +265,7 @@ async fn an_unreachable_upstream_is_a_502_from_the_upstream() {
 
 #[tokio::test]
 async fn a_slow_client_upload_is_not_blamed_on_the_upstream() {
-    let store = sqlite_store();
-    let (legacy, slow) = (spawn_upstream("legacy").await, spawn_upstream("slow").await);
-    let facade = start_facade(&failing_config(&legacy, &slow).await, store.url()).await;
+    let (_store, facade) = start_failing().await;
 
     // The client takes about 600 ms to send its body; the upstream answers
     // as soon as it has it. The 300 ms limit is on the upstream's answer.
@@ -318,9 +292,7 @@ async fn a_slow_client_upload_is_not_blamed_on_the_upstream() {
 
 #[tokio::test]
 async fn a_slow_upstream_is_a_504() {
-    let store = sqlite_store();
-    let (legacy, slow) = (spawn_upstream("legacy").await, spawn_upstream("slow").await);
-    let facade = start_facade(&failing_config(&legacy, &slow).await, store.url()).await;
+    let (_store, facade) = start_failing().await;
 
     assert_eq!(facade.side(Method::GET, "/slow/x?sleep_ms=50").await, "slow");
     let started = std::time::Instant::now();

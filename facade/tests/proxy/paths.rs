@@ -6,7 +6,7 @@
 //! Raw connections, because an HTTP client library would normalize the
 //! URL itself before sending it.
 
-use crate::helpers::{raw_request, sqlite_store, start_facade, Shop};
+use crate::helpers::{raw_request, Shop};
 
 fn get(target: &str) -> Vec<u8> {
     format!("GET {target} HTTP/1.1\r\nHost: shop.example\r\nConnection: close\r\n\r\n").into_bytes()
@@ -14,9 +14,7 @@ fn get(target: &str) -> Vec<u8> {
 
 #[tokio::test]
 async fn requests_go_where_the_normalized_path_says() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(""), store.url()).await;
+    let (_store, _shop, facade) = Shop::start("").await;
 
     let cases = [
         // (request target, upstream that must answer, path it must see)
@@ -55,9 +53,7 @@ async fn requests_go_where_the_normalized_path_says() {
 
 #[tokio::test]
 async fn unreadable_paths_are_refused_before_any_upstream() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let facade = start_facade(&shop.config(""), store.url()).await;
+    let (_store, shop, facade) = Shop::start("").await;
 
     for target in [
         "/public%2F..%2Fadmin",

@@ -9,13 +9,26 @@ use std::time::Duration;
 use futures::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use test_harness::TestDatabase;
 
-use crate::helpers::{
-    sqlite_store, start_facade, wait_until, Answer, Behavior, Cutover, Settings, TestFacade,
-};
+use crate::helpers::{wait_until, Answer, Behavior, Cutover, Settings, TestFacade};
 
 /// The shadow settings of the comparison case.
 const COMPARED: &str = "[capabilities.orders.shadow]\nignore = [\"$.updated_at\"]\nlearn_noise = true";
+
+/// The shadow settings of the cases about the body cap.
+const CAPPED: &str = "[capabilities.orders.shadow]\nmax_body_bytes = 300";
+
+/// The cut-over fixture with `orders` in shadow, `capability` the lines
+/// under its table.
+async fn start_in_shadow(capability: &str) -> (TestDatabase, Cutover, TestFacade) {
+    Cutover::start(Settings {
+        initial: "shadow",
+        capability,
+        ..Settings::default()
+    })
+    .await
+}
 
 fn assert_from_legacy(answer: &Answer, price: i64) {
     assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
@@ -38,14 +51,7 @@ async fn compared_at_least(facade: &TestFacade, n: i64) -> Value {
 
 #[tokio::test]
 async fn shadow_ignores_configured_and_learned_noise_but_catches_a_real_change() {
-    let store = sqlite_store();
-    let cutover = Cutover::spawn().await;
-    let settings = Settings {
-        initial: "shadow",
-        capability: COMPARED,
-        ..Settings::default()
-    };
-    let facade = start_facade(&cutover.config(&settings), store.url()).await;
+    let (_store, cutover, facade) = start_in_shadow(COMPARED).await;
 
     // `updated_at` differs by configuration, `served_at` on every call.
     for n in 0..20 {
@@ -104,16 +110,9 @@ async fn shadow_ignores_configured_and_learned_noise_but_catches_a_real_change()
 #[tokio::test]
 async fn writes_are_shadowed_only_to_a_service_that_owns_its_database() {
     for owns_database in [false, true] {
-        let store = sqlite_store();
-        let cutover = Cutover::spawn().await;
         let capability =
             format!("[capabilities.orders.shadow]\nservice_writes_own_database = {owns_database}");
-        let settings = Settings {
-            initial: "shadow",
-            capability: &capability,
-            ..Settings::default()
-        };
-        let facade = start_facade(&cutover.config(&settings), store.url()).await;
+        let (_store, cutover, facade) = start_in_shadow(&capability).await;
 
         let posted = facade.send_body(Method::POST, "/orders", vec![b'o'; 50]).await;
         assert_eq!(posted.upstream.as_deref(), Some("legacy"), "{posted:?}");
@@ -136,14 +135,7 @@ async fn writes_are_shadowed_only_to_a_service_that_owns_its_database() {
 
 #[tokio::test]
 async fn answers_over_the_cap_are_not_shadowed_and_are_counted() {
-    let store = sqlite_store();
-    let cutover = Cutover::spawn().await;
-    let settings = Settings {
-        initial: "shadow",
-        capability: "[capabilities.orders.shadow]\nmax_body_bytes = 300",
-        ..Settings::default()
-    };
-    let facade = start_facade(&cutover.config(&settings), store.url()).await;
+    let (_store, cutover, facade) = start_in_shadow(CAPPED).await;
 
     let big = facade.get("/orders/1?pad=1000").await;
     assert_eq!(big.upstream.as_deref(), Some("legacy"), "{big:?}");
@@ -162,14 +154,7 @@ async fn answers_over_the_cap_are_not_shadowed_and_are_counted() {
 
 #[tokio::test]
 async fn requests_with_bodies_over_the_cap_are_not_shadowed() {
-    let store = sqlite_store();
-    let cutover = Cutover::spawn().await;
-    let settings = Settings {
-        initial: "shadow",
-        capability: "[capabilities.orders.shadow]\nmax_body_bytes = 300",
-        ..Settings::default()
-    };
-    let facade = start_facade(&cutover.config(&settings), store.url()).await;
+    let (_store, cutover, facade) = start_in_shadow(CAPPED).await;
 
     let big = facade.send_body(Method::PUT, "/orders/1", vec![b'b'; 1000]).await;
     assert_eq!(big.upstream.as_deref(), Some("legacy"), "{big:?}");
@@ -195,14 +180,12 @@ const FLOOD: usize = 40;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_shadow_queue_never_slows_the_primary() {
-    let store = sqlite_store();
-    let cutover = Cutover::spawn().await;
-    let settings = Settings {
+    let (_store, cutover, facade) = Cutover::start(Settings {
         initial: "shadow",
         facade: "shadow_queue = 1\nshadow_concurrency = 1",
         ..Settings::default()
-    };
-    let facade = start_facade(&cutover.config(&settings), store.url()).await;
+    })
+    .await;
     // The service never answers a copy: one is in flight for good, one
     // waits in the queue, and every other copy must be dropped at once.
     cutover.service.set(Behavior::Hang);

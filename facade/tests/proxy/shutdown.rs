@@ -9,8 +9,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
 
-use crate::helpers::{read_response, sqlite_store, start_facade, wait_until, Shop, WAIT_LIMIT};
+use crate::helpers::{eventually, read_response, wait_until, Shop, WAIT_LIMIT};
 
 /// The grace period of `Shop::config`.
 const GRACE: Duration = Duration::from_secs(5);
@@ -32,11 +33,19 @@ async fn expect_closed(stream: &mut TcpStream, what: &str) {
     }
 }
 
+/// Waits for `running`, the task of a stopped facade, to end without an
+/// error; fails saying `when` if it does not end within `WAIT_LIMIT`.
+async fn assert_stops(running: JoinHandle<std::io::Result<()>>, when: &str) {
+    tokio::time::timeout(WAIT_LIMIT, running)
+        .await
+        .unwrap_or_else(|_| panic!("the facade did not stop {when}"))
+        .unwrap()
+        .unwrap();
+}
+
 #[tokio::test]
 async fn idle_connections_close_as_soon_as_the_drain_starts() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let mut facade = start_facade(&shop.config(""), store.url()).await;
+    let (_store, _shop, mut facade) = Shop::start("").await;
 
     // One connection that served a request and is kept alive, one that
     // never sent anything.
@@ -53,11 +62,7 @@ async fn idle_connections_close_as_soon_as_the_drain_starts() {
     let running = facade.stop();
     expect_closed(&mut served, "the kept-alive connection").await;
     expect_closed(&mut silent, "the connection that sent nothing").await;
-    tokio::time::timeout(WAIT_LIMIT, running)
-        .await
-        .expect("the facade did not stop")
-        .unwrap()
-        .unwrap();
+    assert_stops(running, "with only idle connections open").await;
     // Had the idle connections been waited for, the drain would have
     // taken the whole grace period.
     assert!(
@@ -69,9 +74,7 @@ async fn idle_connections_close_as_soon_as_the_drain_starts() {
 
 #[tokio::test]
 async fn a_request_still_running_when_the_grace_period_ends_is_cut() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let mut facade = start_facade(&shop.config(""), store.url()).await;
+    let (_store, shop, mut facade) = Shop::start("").await;
 
     let mut slow = TcpStream::connect(facade.proxy).await.unwrap();
     slow.write_all(b"GET /orders/1?sleep_ms=60000 HTTP/1.1\r\nHost: shop\r\n\r\n")
@@ -89,11 +92,7 @@ async fn a_request_still_running_when_the_grace_period_ends_is_cut() {
         "the connection whose request outlived the grace period",
     )
     .await;
-    tokio::time::timeout(WAIT_LIMIT, running)
-        .await
-        .expect("the facade did not stop when the grace period ended")
-        .unwrap()
-        .unwrap();
+    assert_stops(running, "when the grace period ended").await;
     let took = started.elapsed();
     assert!(
         took >= GRACE - Duration::from_millis(100) && took < GRACE + Duration::from_secs(3),
@@ -103,9 +102,7 @@ async fn a_request_still_running_when_the_grace_period_ends_is_cut() {
 
 #[tokio::test]
 async fn an_in_flight_request_completes_after_shutdown_begins() {
-    let store = sqlite_store();
-    let shop = Shop::spawn().await;
-    let mut facade = start_facade(&shop.config(""), store.url()).await;
+    let (_store, shop, mut facade) = Shop::start("").await;
     let proxy = facade.proxy;
 
     let client = facade.client.clone();
@@ -124,14 +121,15 @@ async fn an_in_flight_request_completes_after_shutdown_begins() {
 
     let running = facade.stop();
     // New connections are refused while the slow request is still running.
-    let deadline = Instant::now() + WAIT_LIMIT;
-    while TcpStream::connect(proxy).await.is_ok() {
-        assert!(
-            Instant::now() < deadline,
-            "the proxy still accepts connections after shutdown"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let every = Duration::from_millis(5);
+    eventually("the proxy to refuse connections", WAIT_LIMIT, every, async || {
+        let accepted = TcpStream::connect(proxy).await.is_ok();
+        match accepted {
+            true => Err("it still accepts connections after shutdown".to_owned()),
+            false => Ok(()),
+        }
+    })
+    .await;
     assert!(
         !slow.is_finished(),
         "the slow request ended before the listener closed"
@@ -141,11 +139,7 @@ async fn an_in_flight_request_completes_after_shutdown_begins() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["name"], "legacy");
     assert!(started.elapsed() >= Duration::from_millis(500));
-    tokio::time::timeout(WAIT_LIMIT, running)
-        .await
-        .expect("the facade did not stop after draining")
-        .unwrap()
-        .unwrap();
+    assert_stops(running, "after draining").await;
     assert!(TcpStream::connect(proxy).await.is_err());
     assert_eq!(shop.legacy.hits(), 1);
 }

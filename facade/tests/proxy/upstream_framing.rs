@@ -7,10 +7,11 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use test_harness::TestDatabase;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-use crate::helpers::{json_of, legacy_only_config, sqlite_store, start_facade};
+use crate::helpers::{json_of, legacy_only_config, sqlite_store, start_facade, TestFacade};
 
 /// What the scripted upstream does with one request.
 struct Reply {
@@ -92,6 +93,50 @@ async fn serve(
     }
 }
 
+/// A facade with every route on a [`scripted_upstream`], and its store.
+struct ScriptedStack {
+    _store: TestDatabase,
+    facade: TestFacade,
+    accepted: Arc<AtomicUsize>,
+}
+
+impl ScriptedStack {
+    async fn start(
+        read_bodies: bool,
+        script: impl Fn(usize, usize) -> Reply + Send + Sync + 'static,
+    ) -> Self {
+        let store = sqlite_store();
+        let (upstream, accepted) = scripted_upstream(read_bodies, script).await;
+        let facade = start_facade(&legacy_only_config(upstream), store.url()).await;
+        Self {
+            _store: store,
+            facade,
+            accepted,
+        }
+    }
+
+    /// The connections the upstream has accepted.
+    fn connections(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Sends `GET path` `times` times, one after the other; each must be
+    /// answered 200 with `body`.
+    async fn get_each_time(&self, times: usize, path: &str, body: &str) {
+        for time in 0..times {
+            let response = self
+                .facade
+                .client
+                .get(self.facade.url(path))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), 200, "GET {path}, time {time}");
+            assert_eq!(response.text().await.unwrap(), body, "GET {path}, time {time}");
+        }
+    }
+}
+
 /// Reads until a whole head is in `buffer`; its length with the blank line.
 async fn read_head(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<usize> {
     loop {
@@ -108,22 +153,16 @@ async fn read_head(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> Option<usize
 
 #[tokio::test]
 async fn chunked_answers_are_decoded_with_extensions_and_trailers_and_the_connection_reused() {
-    let store = sqlite_store();
-    let (upstream, accepted) = scripted_upstream(true, |_, _| {
+    let stack = ScriptedStack::start(true, |_, _| {
         reply(
             "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n\
              5;name=value\r\nhello\r\n1\r\n,\r\n6\r\n world\r\n0\r\nx-trailer: 1\r\n\r\n",
         )
     })
     .await;
-    let facade = start_facade(&legacy_only_config(upstream), store.url()).await;
-    for _ in 0..3 {
-        let response = facade.client.get(facade.url("/greeting")).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.text().await.unwrap(), "hello, world");
-    }
+    stack.get_each_time(3, "/greeting", "hello, world").await;
     assert_eq!(
-        accepted.load(Ordering::SeqCst),
+        stack.connections(),
         1,
         "a chunked answer read to its end leaves the connection reusable"
     );
@@ -131,28 +170,21 @@ async fn chunked_answers_are_decoded_with_extensions_and_trailers_and_the_connec
 
 #[tokio::test]
 async fn answers_framed_by_the_close_are_passed_on_whole_and_their_connection_dropped() {
-    let store = sqlite_store();
-    let (upstream, accepted) = scripted_upstream(true, |_, _| {
+    let stack = ScriptedStack::start(true, |_, _| {
         reply_and_close("HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end")
     })
     .await;
-    let facade = start_facade(&legacy_only_config(upstream), store.url()).await;
-    for _ in 0..2 {
-        let response = facade.client.get(facade.url("/stream")).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.text().await.unwrap(), "until the end");
-    }
-    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    stack.get_each_time(2, "/stream", "until the end").await;
+    assert_eq!(stack.connections(), 2);
 }
 
 #[tokio::test]
 async fn differing_content_lengths_from_an_upstream_are_a_502_not_a_guess() {
-    let store = sqlite_store();
-    let (upstream, _) = scripted_upstream(true, |_, _| {
+    let stack = ScriptedStack::start(true, |_, _| {
         reply("HTTP/1.1 200 OK\r\ncontent-length: 5\r\ncontent-length: 6\r\n\r\nhello!")
     })
     .await;
-    let facade = start_facade(&legacy_only_config(upstream), store.url()).await;
+    let facade = &stack.facade;
     let (status, body) = json_of(facade.client.get(facade.url("/x")).send().await.unwrap()).await;
     assert_eq!(status, 502);
     assert_eq!(body["source"], "upstream");
@@ -160,13 +192,12 @@ async fn differing_content_lengths_from_an_upstream_are_a_502_not_a_guess() {
 
 #[tokio::test]
 async fn an_answer_cut_short_fails_the_client_read_and_is_not_reused() {
-    let store = sqlite_store();
-    let (upstream, accepted) = scripted_upstream(true, |connection, _| match connection {
+    let stack = ScriptedStack::start(true, |connection, _| match connection {
         0 => reply_and_close("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b"),
         _ => reply("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"),
     })
     .await;
-    let facade = start_facade(&legacy_only_config(upstream), store.url()).await;
+    let facade = &stack.facade;
     // The client sees the answer fail: at its head when the facade had not
     // flushed it yet, else in its body. Never a short answer taken as whole.
     let outcome = match facade.client.get(facade.url("/short")).send().await {
@@ -182,20 +213,19 @@ async fn an_answer_cut_short_fails_the_client_read_and_is_not_reused() {
         .await
         .unwrap();
     assert_eq!(response.text().await.unwrap(), "ok");
-    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(stack.connections(), 2);
 }
 
 #[tokio::test]
 async fn interim_answers_are_skipped() {
-    let store = sqlite_store();
-    let (upstream, _) = scripted_upstream(true, |_, _| {
+    let stack = ScriptedStack::start(true, |_, _| {
         reply(
             "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nlink: </a.css>\r\n\r\n\
              HTTP/1.1 201 Created\r\ncontent-length: 7\r\n\r\ncreated",
         )
     })
     .await;
-    let facade = start_facade(&legacy_only_config(upstream), store.url()).await;
+    let facade = &stack.facade;
     let response = facade
         .client
         .post(facade.url("/orders"))
@@ -209,18 +239,16 @@ async fn interim_answers_are_skipped() {
 
 #[tokio::test]
 async fn an_answer_given_before_the_upload_was_read_reaches_the_client() {
-    let store = sqlite_store();
     // The upstream refuses at once, reads none of the body, and closes.
-    let (upstream, _) = scripted_upstream(false, |_, _| {
+    let stack = ScriptedStack::start(false, |_, _| {
         reply_and_close(
             "HTTP/1.1 413 Payload Too Large\r\ncontent-length: 8\r\nconnection: close\r\n\r\ntoo big!",
         )
     })
     .await;
-    let facade = start_facade(&legacy_only_config(upstream), store.url()).await;
     // A client that announces a large upload and sends only its start: the
     // answer must not wait for the rest.
-    let mut client = TcpStream::connect(facade.proxy).await.unwrap();
+    let mut client = TcpStream::connect(stack.facade.proxy).await.unwrap();
     client
         .write_all(b"POST /upload HTTP/1.1\r\nhost: shop\r\ncontent-length: 1000000\r\n\r\nfirst bytes")
         .await
@@ -247,23 +275,17 @@ async fn an_answer_given_before_the_upload_was_read_reaches_the_client() {
 
 #[tokio::test]
 async fn a_reused_connection_closed_without_an_answer_is_retried_on_a_fresh_one() {
-    let store = sqlite_store();
     // Each connection answers its first request and drops the second
     // unanswered, as an upstream closing an idle connection at that very
     // moment does.
-    let (upstream, accepted) = scripted_upstream(true, |_, request| match request {
+    let stack = ScriptedStack::start(true, |_, request| match request {
         0 => reply("HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"),
         _ => reply_and_close(""),
     })
     .await;
-    let facade = start_facade(&legacy_only_config(upstream), store.url()).await;
-    for _ in 0..3 {
-        let response = facade.client.get(facade.url("/again")).send().await.unwrap();
-        assert_eq!(response.status(), 200);
-        assert_eq!(response.text().await.unwrap(), "ok");
-    }
+    stack.get_each_time(3, "/again", "ok").await;
     assert_eq!(
-        accepted.load(Ordering::SeqCst),
+        stack.connections(),
         3,
         "each unanswered request moved to a new connection"
     );

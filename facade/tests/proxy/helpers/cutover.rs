@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+use test_harness::{DatabaseUrl, TestDatabase};
 
 use super::controlled::{Controlled, UPSTREAM_HEADER};
-use super::{TestFacade, WAIT_LIMIT};
+use super::{eventually, sqlite_store, start_facade, TestFacade, WAIT_LIMIT};
 
 /// The capability every cut-over case moves.
 pub const CAPABILITY: &str = "orders";
@@ -61,6 +62,21 @@ impl Cutover {
             legacy: Controlled::spawn("legacy").await,
             service: Controlled::spawn("service").await,
         }
+    }
+
+    /// Both upstreams behind a facade configured with `settings`, on a
+    /// fresh SQLite store: the store (keep it), the upstreams and the facade.
+    pub async fn start(settings: Settings<'_>) -> (TestDatabase, Self, TestFacade) {
+        let store = sqlite_store();
+        let (cutover, facade) = Self::start_on(store.url(), settings).await;
+        (store, cutover, facade)
+    }
+
+    /// [`Cutover::start`] on `store`.
+    pub async fn start_on(store: &DatabaseUrl, settings: Settings<'_>) -> (Self, TestFacade) {
+        let cutover = Self::spawn().await;
+        let facade = start_facade(&cutover.config(&settings), store).await;
+        (cutover, facade)
     }
 
     /// The configuration: every method of `/orders` and `/orders/*` belongs
@@ -153,6 +169,14 @@ impl Answer {
     }
 }
 
+/// Checks that legacy answered 200 in the service's place, saying `reason`.
+pub fn assert_fell_back(answer: &Answer, reason: &str) {
+    assert_eq!(answer.status, StatusCode::OK, "{answer:?}");
+    assert_eq!(answer.upstream.as_deref(), Some("legacy"), "{answer:?}");
+    assert_eq!(answer.served_by.as_deref(), Some("legacy"), "{answer:?}");
+    assert_eq!(answer.fallback.as_deref(), Some(reason), "{answer:?}");
+}
+
 impl TestFacade {
     /// Sends `method path` with `headers` through the proxy.
     pub async fn send(&self, method: Method, path: &str, headers: &[(&str, &str)]) -> Answer {
@@ -185,15 +209,7 @@ impl TestFacade {
 
     /// The backend `name` in `GET /capabilities`.
     pub async fn backend_view(&self, name: &str) -> Value {
-        let (status, listing) = self.admin_get("/capabilities").await;
-        assert_eq!(status, StatusCode::OK, "{listing}");
-        listing["backends"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|b| b["name"] == name)
-            .unwrap_or_else(|| panic!("no backend {name} in {listing}"))
-            .clone()
+        self.listed("backends", name).await
     }
 
     /// The state of backend `name`'s circuit breaker, as listed.
@@ -215,18 +231,15 @@ impl TestFacade {
 
     /// Polls the shadow report until `condition` holds on it; returns it.
     pub async fn wait_for_shadow(&self, what: &str, condition: impl Fn(&Value) -> bool) -> Value {
-        let deadline = Instant::now() + WAIT_LIMIT;
-        loop {
+        eventually(what, WAIT_LIMIT, Duration::from_millis(20), async || {
             let report = self.shadow_report(300).await;
             if condition(&report) {
-                return report;
+                Ok(report)
+            } else {
+                Err(report.to_string())
             }
-            assert!(
-                Instant::now() < deadline,
-                "timed out waiting for {what}: {report}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        })
+        .await
     }
 
     /// The newest entries of `GET /history?capability=orders`.
