@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use crate::flow::backend::{Backend, Instance};
 use crate::flow::metrics::Metrics;
 use crate::wire::body;
-use crate::wire::upstream::RequestHead;
+use crate::wire::upstream::{AnswerWait, RequestHead};
 
 /// Consecutive failed probes that mark an instance unhealthy.
 const UNHEALTHY_AFTER: u32 = 2;
@@ -82,7 +82,16 @@ async fn probe(instance: &Instance, path: &str, timeout: Duration) -> bool {
         &[],
         &[(&header::USER_AGENT, &agent)],
     );
-    match tokio::time::timeout(timeout, instance.pool.send(&head, &instance.host, body::empty())).await {
+    let wait = AnswerWait {
+        answer_timeout: timeout,
+        interim: None,
+    };
+    match tokio::time::timeout(
+        timeout,
+        instance.pool.send(&head, &instance.host, body::empty(), wait),
+    )
+    .await
+    {
         Ok(Ok(response)) => {
             let healthy = response.status().is_success();
             // Drain the body so the connection goes back to the pool.

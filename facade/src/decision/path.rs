@@ -1,12 +1,17 @@
-//! Request-path normalization, done before matching and forwarded as is.
+//! Request-path normalization, for routing and refusal.
 //!
 //! Routing on the raw path invites bypasses: `/products/../admin` or
-//! `/%2e%2e/admin` must not reach a route it should not, and the upstream
-//! must see exactly the path the facade matched, never a different reading
-//! of it. So the facade decodes percent-encoded unreserved characters
-//! (RFC 3986 §2.3, which includes `.`), collapses duplicate slashes, removes
-//! dot segments (§5.2.4), and refuses encodings it cannot read safely: a
-//! malformed `%` escape, an encoded `/` or `\`, or an encoded NUL.
+//! `/%2e%2e/admin` must not reach a route it should not. So the facade
+//! decodes percent-encoded unreserved characters (RFC 3986 §2.3, which
+//! includes `.`), collapses duplicate slashes, removes dot segments
+//! (§5.2.4), and refuses encodings it cannot read safely: a malformed `%`
+//! escape, an encoded `/` or `\`, or an encoded NUL.
+//!
+//! The upstream gets the target as the client sent it, byte for byte
+//! (upstreams that check request signatures need that), unless a dot
+//! segment had to be removed: then the upstream could read the raw path
+//! as a different resource than the one the facade matched, and it gets
+//! the normalized path instead ([`Normalized::dot_segments_removed`]).
 
 use std::fmt;
 
@@ -50,8 +55,24 @@ fn is_unreserved(b: u8) -> bool {
     b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
 }
 
+/// A path as the facade routes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Normalized {
+    /// The normalized path.
+    pub path: String,
+    /// Whether a `.` or `..` segment (perhaps percent-encoded) was
+    /// removed: the raw path may then name something else upstream.
+    pub dot_segments_removed: bool,
+}
+
 /// Returns the normalized form of `path` (no query string).
 pub fn normalize(path: &str) -> Result<String, PathError> {
+    normalize_for_routing(path).map(|normalized| normalized.path)
+}
+
+/// Normalizes `path` (no query string) and says whether dot segments were
+/// removed on the way.
+pub fn normalize_for_routing(path: &str) -> Result<Normalized, PathError> {
     let bytes = path.as_bytes();
     if bytes.first() != Some(&b'/') {
         return Err(PathError::NotAbsolute);
@@ -68,7 +89,10 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
         .all(|pair| pair[0] != b'%' && !(pair[0] == b'/' && matches!(pair[1], b'/' | b'.')))
         && bytes.last() != Some(&b'%');
     if plain {
-        return Ok(path.to_owned());
+        return Ok(Normalized {
+            path: path.to_owned(),
+            dot_segments_removed: false,
+        });
     }
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -102,10 +126,13 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
     let last = decoded.rsplit('/').next().unwrap_or("");
     let ends_in_directory = matches!(last, "" | "." | "..");
     let mut segments: Vec<&str> = Vec::new();
+    let mut dot_segments_removed = false;
     for segment in decoded.split('/') {
         match segment {
-            "" | "." => {}
+            "" => {}
+            "." => dot_segments_removed = true,
             ".." => {
+                dot_segments_removed = true;
                 segments.pop();
             }
             other => segments.push(other),
@@ -119,7 +146,10 @@ pub fn normalize(path: &str) -> Result<String, PathError> {
     if normalized.is_empty() || ends_in_directory {
         normalized.push('/');
     }
-    Ok(normalized)
+    Ok(Normalized {
+        path: normalized,
+        dot_segments_removed,
+    })
 }
 
 #[cfg(test)]
@@ -130,6 +160,24 @@ mod tests {
     fn leaves_ordinary_paths_alone() {
         for path in ["/", "/products", "/products/42", "/orders/7/cancel", "/a/b/"] {
             assert_eq!(normalize(path).unwrap(), path);
+        }
+    }
+
+    #[test]
+    fn says_when_a_dot_segment_was_removed() {
+        for (path, removed) in [
+            ("/products/1", false),
+            ("/%41pi//x", false),
+            ("/a/./b", true),
+            ("/a/../b", true),
+            ("/a/%2e%2E/b", true),
+            ("/a/..", true),
+        ] {
+            assert_eq!(
+                normalize_for_routing(path).unwrap().dot_segments_removed,
+                removed,
+                "{path}"
+            );
         }
     }
 

@@ -120,11 +120,17 @@ fn classify(error: &UpstreamError) -> (StatusCode, Fault, UpstreamErrorKind, Str
             "the backend is unreachable".to_owned(),
         )
     } else {
+        // A head the facade will not pass on says why; other breaks do not
+        // tell more than this.
+        let message = match error {
+            UpstreamError::Head(head) => head.to_string(),
+            _ => "the backend closed the connection or answered something unreadable".to_owned(),
+        };
         (
             StatusCode::BAD_GATEWAY,
             Fault::Upstream,
             UpstreamErrorKind::Protocol,
-            "the backend closed the connection or answered something unreadable".to_owned(),
+            message,
         )
     }
 }

@@ -24,7 +24,8 @@ use crate::wire::body::{self, ProxyBody};
 use crate::wire::client_body::{BodyCopy, BodySent, ClientBodyError};
 use crate::wire::correlation;
 use crate::wire::headers::{self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
-use crate::wire::upstream::{PooledBody, RequestHead, UpstreamError};
+use crate::wire::interim::InterimSink;
+use crate::wire::upstream::{AnswerWait, PooledBody, RequestHead, SendError, UpstreamError};
 
 /// The parts of a request that every attempt sends alike.
 #[derive(Debug)]
@@ -65,13 +66,16 @@ impl Outgoing {
             X_FORWARDED_HOST,
             correlation::REQUEST_ID,
         );
-        let (connection, upgrade_name) = (header::CONNECTION, header::UPGRADE);
-        // Replaced, not passed on: the facade sets these itself.
-        let skip = [&host, &xff, &xfp, &rid, &xfh];
+        let (connection, upgrade_name, expect) = (header::CONNECTION, header::UPGRADE, header::EXPECT);
+        // Replaced, not passed on: the facade sets these itself. `Expect`
+        // too: the facade answers `100-continue` to the client itself (its
+        // HTTP/1.1 server does when the body is first read) and streams the
+        // body at once, so the upstream is never left waiting to be asked.
+        let skip = [&host, &xff, &xfp, &rid, &expect, &xfh];
         let skip = if original_host.is_some() {
             &skip[..]
         } else {
-            &skip[..4]
+            &skip[..5]
         };
         let mut extra = [(&xff, &forwarded_for); 7];
         let mut count = 0;
@@ -232,6 +236,9 @@ pub(crate) struct Plan<'a> {
     pub repeatable: bool,
     /// The capability's metric label.
     pub capability: &'static str,
+    /// Where the upstream's interim answers go, if the client can take
+    /// them.
+    pub interim: Option<&'a InterimSink>,
 }
 
 /// Sends the request per `plan`.
@@ -256,7 +263,7 @@ pub(crate) async fn dispatch<'a>(
             _ => policy.total_timeout.saturating_sub(started.elapsed()),
         };
         let timeout = primary.request_timeout.min(left);
-        let failure = match guarded_attempt(primary, outgoing, body, metrics, timeout).await {
+        let failure = match guarded_attempt(primary, outgoing, body, metrics, timeout, plan.interim).await {
             Ok(response) => {
                 return Dispatched {
                     backend: primary,
@@ -289,7 +296,15 @@ pub(crate) async fn dispatch<'a>(
             metrics.fallback(plan.capability, reason);
             // The failed answer is dropped unread: its connection closes.
             drop(failure);
-            let result = guarded_attempt(fallback, outgoing, body, metrics, fallback.request_timeout).await;
+            let result = guarded_attempt(
+                fallback,
+                outgoing,
+                body,
+                metrics,
+                fallback.request_timeout,
+                plan.interim,
+            )
+            .await;
             return Dispatched {
                 backend: fallback,
                 result,
@@ -326,6 +341,7 @@ async fn guarded_attempt(
     body: &mut RequestBody,
     metrics: &Metrics,
     timeout: Duration,
+    interim: Option<&InterimSink>,
 ) -> Result<Response<PooledBody>, Failure> {
     let label = backend.label;
     let Some(_slot) = backend.bulkhead.try_enter() else {
@@ -342,7 +358,7 @@ async fn guarded_attempt(
         permit.success(Instant::now().into_std());
         return Err(Failure::NoInstance);
     };
-    let result = attempt(backend, outgoing, upstream_body, sent, body, timeout).await;
+    let result = attempt(backend, outgoing, upstream_body, sent, body, timeout, interim).await;
     let now = Instant::now().into_std();
     match &result {
         Ok(_) => permit.success(now),
@@ -379,6 +395,7 @@ async fn attempt(
     sent: Option<Arc<BodySent>>,
     body: &mut RequestBody,
     timeout: Duration,
+    interim: Option<&InterimSink>,
 ) -> Result<Response<PooledBody>, Failure> {
     let Some(picked) = backend.pick() else {
         return Err(Failure::NoInstance);
@@ -394,13 +411,17 @@ async fn attempt(
         tokio::time::sleep(timeout).await;
     };
     let result = tokio::select! {
-        result = instance.pool.send(&outgoing.head, host, upstream_body) => result,
+        result = instance.pool.send(&outgoing.head, host, upstream_body, AnswerWait { answer_timeout: timeout, interim }) => result,
         () = deadline => return Err(Failure::Timeout(timeout)),
     };
     drop(picked);
     match result {
         Ok(response) if response.status().is_server_error() => Err(Failure::Status(Box::new(response))),
         Ok(response) => Ok(response),
+        Err(SendError {
+            error: UpstreamError::AnswerTimeout(limit),
+            ..
+        }) => Err(Failure::Timeout(limit)),
         Err(error) => {
             // Handed back unsent (no connection, or a pooled one that had
             // closed): nothing reached the backend.

@@ -29,7 +29,7 @@ use std::time::Instant;
 
 use hyper::body::Body;
 use hyper::header::{self, HeaderName, HeaderValue};
-use hyper::{Request, Response, StatusCode, Uri};
+use hyper::{Request, Response, StatusCode, Uri, Version};
 
 use crate::decision::path;
 use crate::decision::routing::{host_of, Decision, RouteTable, ShadowCopy, Target};
@@ -167,14 +167,17 @@ pub(crate) async fn handle(
         started: Instant::now(),
         request_id: correlation::request_id(request.headers()),
     };
-    let normalized = match refuse(&x, &request) {
+    let path::Normalized {
+        path: normalized,
+        dot_segments_removed,
+    } = match refuse(&x, &request) {
         Ok(normalized) => normalized,
         Err(refusal) => return x.refused(refusal),
     };
     // A request sees one table from start to end, even if it is swapped
     // meanwhile.
     let table = state.table.load();
-    let (routed, upstream) = match route(&x, &table, &request, &normalized) {
+    let (routed, upstream) = match route(&x, &table, &request, &normalized, dot_segments_removed) {
         Ok(routed) => routed,
         Err(refusal) => return x.refused(refusal),
     };
@@ -202,7 +205,11 @@ pub(crate) async fn handle(
 /// body could be read two ways is refused whatever its path.
 #[inline]
 #[tracing::instrument(level = "debug", skip_all, fields(request_id = x.request_id()))]
-fn refuse(x: &Exchange<'_>, request: &Request<ClientIncoming>) -> Result<String, Refusal> {
+fn refuse(x: &Exchange<'_>, request: &Request<ClientIncoming>) -> Result<path::Normalized, Refusal> {
+    if request.version() == Version::HTTP_11 {
+        host_field(request.headers())
+            .map_err(|problem| Refusal::Client(StatusCode::BAD_REQUEST, Cow::Borrowed(problem)))?;
+    }
     let limit = x.state.limits.max_body_bytes;
     match request_length(request.headers()) {
         Err((status, problem)) => return Err(Refusal::Client(status, Cow::Borrowed(problem))),
@@ -215,8 +222,30 @@ fn refuse(x: &Exchange<'_>, request: &Request<ClientIncoming>) -> Result<String,
         }
         Ok(_) => {}
     }
-    path::normalize(request.uri().path())
+    path::normalize_for_routing(request.uri().path())
         .map_err(|error| Refusal::Client(StatusCode::BAD_REQUEST, Cow::Owned(error.to_string())))
+}
+
+/// Checks an HTTP/1.1 request's `Host` as RFC 9112 §3.2 asks of a server:
+/// exactly one field, holding a host and an optional port (or nothing, for
+/// a target without an authority). Otherwise the request is a 400.
+fn host_field(headers: &hyper::HeaderMap) -> Result<(), &'static str> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (None, _) => Err("an HTTP/1.1 request needs a Host header (RFC 9112 §3.2)"),
+        (Some(_), Some(_)) => Err("the request has more than one Host header (RFC 9112 §3.2)"),
+        // RFC 3986's reg-name, IP literal or IPv4 address, and a port: what
+        // else a value holds (a user, a path, spaces) makes it no host.
+        (Some(host), None)
+            if host
+                .as_bytes()
+                .iter()
+                .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b)) =>
+        {
+            Ok(())
+        }
+        (Some(_), None) => Err("the Host header is not a host and port (RFC 9112 §3.2)"),
+    }
 }
 
 /// Decides where the request goes, finds the backends the decision names,
@@ -228,14 +257,15 @@ fn route<'s, 't>(
     table: &'t RouteTable,
     request: &Request<ClientIncoming>,
     normalized: &str,
+    dot_segments_removed: bool,
 ) -> Result<(Routed<'s, 't>, Upstream), Refusal> {
     let state = x.state;
-    let original_host = request.headers().get(header::HOST).cloned().or_else(|| {
-        request
-            .uri()
-            .authority()
-            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
-    });
+    // An absolute-form target names the host, and a proxy uses it instead
+    // of `Host` (RFC 9112 §3.2.2); HTTP/2's `:authority` arrives there too.
+    let original_host = match request.uri().authority() {
+        Some(authority) => HeaderValue::from_str(authority.as_str()).ok(),
+        None => request.headers().get(header::HOST).cloned(),
+    };
     let host = host_of(original_host.as_ref());
     let decision = table.decide(
         request.method(),
@@ -250,9 +280,10 @@ fn route<'s, 't>(
         return Err(Refusal::NoRoute { capability: label });
     };
     let fallback = decision.fallback.and_then(|name| state.backends.get(name));
-    // The usual target needs no normalizing: it goes upstream as it came.
+    // The target goes upstream as the client sent it, unless a dot segment
+    // had to be removed: the upstream then gets the path the facade routed.
     let uri = match request.uri().path_and_query() {
-        Some(target) if target.path() == normalized => Ok(Uri::from(target.clone())),
+        Some(target) if !dot_segments_removed => Ok(Uri::from(target.clone())),
         _ => Backend::uri(&match request.uri().query() {
             Some(query) => format!("{normalized}?{query}"),
             None => normalized.to_owned(),
@@ -329,6 +360,7 @@ async fn forward<'s>(
         fallback: routed.fallback,
         repeatable,
         capability: routed.label,
+        interim: x.peer.interim.as_deref(),
     };
     let dispatched = dispatch(&plan, &outgoing, &mut request_body, &state.metrics).await;
     drop(request_body);

@@ -20,7 +20,7 @@ use crate::wire::error_response::{error_response, Fault};
 use crate::wire::headers::strip_hop_by_hop;
 use crate::wire::service::Peer;
 use crate::wire::tunnel;
-use crate::wire::upstream::UpstreamUpgrade;
+use crate::wire::upstream::{AnswerWait, UpstreamUpgrade};
 
 /// Forwards an upgrade request for `protocol` to `backend`.
 #[allow(clippy::too_many_arguments)]
@@ -61,9 +61,16 @@ pub(crate) async fn forward(
         );
     };
     let host = outgoing.host(backend, picked.instance());
+    let wait = AnswerWait {
+        answer_timeout: backend.request_timeout,
+        interim: None,
+    };
     let sent = tokio::time::timeout(
         backend.request_timeout,
-        picked.instance().pool.send(&outgoing.head, host, body::empty()),
+        picked
+            .instance()
+            .pool
+            .send(&outgoing.head, host, body::empty(), wait),
     )
     .await;
     let mut response = match sent {

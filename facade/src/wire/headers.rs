@@ -27,6 +27,12 @@ pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forw
 /// `X-Forwarded-Host`.
 pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
+/// Whether `name` describes one connection rather than the message (the
+/// fields a `Connection` header lists aside).
+pub(crate) fn is_hop_by_hop(name: &HeaderName) -> bool {
+    HOP_BY_HOP.contains(name) || name.as_str().starts_with("proxy-")
+}
+
 /// Removes hop-by-hop headers, including those the `Connection` header
 /// names, and any `Proxy-*` header.
 ///
@@ -34,7 +40,7 @@ pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwa
 /// common case, no such header at all, is one scan over the names without
 /// a lookup or an allocation.
 pub fn strip_hop_by_hop(headers: &mut HeaderMap) {
-    let is_hop = |name: &HeaderName| HOP_BY_HOP.contains(name) || name.as_str().starts_with("proxy-");
+    let is_hop = is_hop_by_hop;
     if !headers.keys().any(is_hop) {
         return;
     }

@@ -55,6 +55,7 @@ use tokio_util::sync::CancellationToken;
 use crate::wire::client_body::ClientIncoming;
 use crate::wire::correlation;
 use crate::wire::error_response::{error_response, Fault};
+use crate::wire::interim::{relay_while, InterimSink};
 use crate::wire::service::{Handler, Peer};
 use crate::wire::shutdown::{Phase, Watch};
 use body::FastBody;
@@ -90,11 +91,14 @@ pub(crate) struct Shared<H> {
 /// starts and it is idle, or after the request it is serving.
 pub(crate) async fn serve_connection<H: Handler>(
     stream: TcpStream,
-    peer: Peer,
+    mut peer: Peer,
     shared: Arc<Shared<H>>,
     watch: &Watch,
 ) {
     let (read_half, mut writer) = stream.into_split();
+    // This connection writes interim answers itself (hyper's could not).
+    let interim = InterimSink::new();
+    peer.interim = Some(Arc::clone(&interim));
     let mut reader = Some(read_half);
     let mut buffer = BytesMut::new();
     let mut out = Vec::new();
@@ -111,10 +115,12 @@ pub(crate) async fn serve_connection<H: Handler>(
                     Parsed::Partial => {}
                     Parsed::Handoff => return handoff(read_half, writer, buffer, peer, &shared).await,
                     Parsed::Invalid(problem) => {
-                        let request_id = correlation::request_id(&hyper::HeaderMap::new());
-                        let answer =
-                            error_response(StatusCode::BAD_REQUEST, Fault::Client, problem, &request_id);
-                        let _ = response::write(&mut writer, &mut out, answer, false, true).await;
+                        refuse(&mut writer, &mut out, StatusCode::BAD_REQUEST, problem).await;
+                        return;
+                    }
+                    Parsed::TargetTooLong => {
+                        let problem = "the request target is longer than the head limit (max_header_bytes)";
+                        refuse(&mut writer, &mut out, StatusCode::URI_TOO_LONG, problem).await;
                         return;
                     }
                 }
@@ -142,7 +148,7 @@ pub(crate) async fn serve_connection<H: Handler>(
             (body, Some(returned))
         };
         let request = request.map(|()| ClientIncoming::Fast(body));
-        let response = shared.handler.handle(&peer, request).await;
+        let response = relay_while(shared.handler.handle(&peer, request), &interim, &mut writer).await;
         // The handler has dropped the body by now, which handed the read
         // side back; whether the body was read to its end decides whether
         // the connection can go on.
@@ -172,6 +178,14 @@ pub(crate) async fn serve_connection<H: Handler>(
             }
         }
     }
+}
+
+/// Answers a head the connection cannot serve with `status`, as the
+/// client's fault; the caller then closes the connection.
+async fn refuse(writer: &mut OwnedWriteHalf, out: &mut Vec<u8>, status: StatusCode, problem: &str) {
+    let request_id = correlation::request_id(&hyper::HeaderMap::new());
+    let answer = error_response(status, Fault::Client, problem, &request_id);
+    let _ = response::write(writer, out, answer, false, true).await;
 }
 
 /// How waiting for more of a request head ended.
@@ -262,9 +276,11 @@ async fn handoff<H: Handler>(
     reader: OwnedReadHalf,
     writer: OwnedWriteHalf,
     buffer: BytesMut,
-    peer: Peer,
+    mut peer: Peer,
     shared: &Shared<H>,
 ) {
+    // hyper's server cannot send interim answers: they are dropped.
+    peer.interim = None;
     let Ok(stream) = reader.reunite(writer) else {
         return;
     };

@@ -15,6 +15,7 @@ pub(crate) mod error_response;
 pub(crate) mod header_names;
 pub(crate) mod headers;
 pub(crate) mod http1;
+pub(crate) mod interim;
 pub(crate) mod proxy_threads;
 pub(crate) mod server;
 pub(crate) mod service;

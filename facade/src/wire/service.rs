@@ -7,12 +7,14 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use hyper::header::HeaderValue;
 use hyper::{Request, Response};
 
 use crate::wire::body::ProxyBody;
 use crate::wire::client_body::ClientIncoming;
+use crate::wire::interim::InterimSink;
 
 /// The client connection a request arrived on.
 #[derive(Debug, Clone)]
@@ -22,6 +24,9 @@ pub struct Peer {
     /// Its IP address as `X-Forwarded-For` carries it, made once per
     /// connection rather than once per request.
     pub ip: HeaderValue,
+    /// Where interim answers for this client go, on connections that can
+    /// write them (the facade's own HTTP/1.1 connections).
+    pub interim: Option<Arc<InterimSink>>,
 }
 
 impl Peer {
@@ -30,6 +35,7 @@ impl Peer {
         Self {
             addr,
             ip: crate::wire::headers::peer_ip_value(addr),
+            interim: None,
         }
     }
 }

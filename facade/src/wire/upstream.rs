@@ -34,7 +34,7 @@ use http_body_util::BodyExt;
 use hyper::body::Body;
 use hyper::http::uri::Authority;
 use hyper::http::HeaderValue;
-use hyper::{Response, StatusCode};
+use hyper::{Method, Response, StatusCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -42,6 +42,7 @@ pub use body::PooledBody;
 pub use head::{HeadError, RequestHead};
 
 use crate::wire::body::ProxyBody;
+use crate::wire::interim::InterimSink;
 use crate::wire::proxy_threads;
 use head::RequestFraming;
 
@@ -72,6 +73,9 @@ pub enum UpstreamError {
     Body(Box<dyn std::error::Error + Send + Sync>),
     /// The upstream answered, or closed, before it had the whole body.
     AnsweredEarly,
+    /// No answer came within the request timeout after an upload the
+    /// upstream cut short.
+    AnswerTimeout(Duration),
 }
 
 impl UpstreamError {
@@ -93,6 +97,7 @@ impl fmt::Display for UpstreamError {
             UpstreamError::Head(error) => write!(f, "{error}"),
             UpstreamError::Chunk(problem) => write!(f, "the backend's chunked body is malformed: {problem}"),
             UpstreamError::Body(_) => f.write_str("the client's request body failed"),
+            UpstreamError::AnswerTimeout(limit) => write!(f, "the backend did not answer within {limit:?}"),
             UpstreamError::AnsweredEarly => {
                 f.write_str("the backend answered before it had the whole request body")
             }
@@ -109,9 +114,21 @@ impl std::error::Error for UpstreamError {
             UpstreamError::ConnectTimeout(_)
             | UpstreamError::Closed
             | UpstreamError::Chunk(_)
-            | UpstreamError::AnsweredEarly => None,
+            | UpstreamError::AnsweredEarly
+            | UpstreamError::AnswerTimeout(_) => None,
         }
     }
+}
+
+/// How an exchange waits for its answer.
+#[derive(Debug, Clone, Copy)]
+pub struct AnswerWait<'a> {
+    /// The longest wait for the answer's head after an upload the upstream
+    /// cut short (the caller times every other wait itself).
+    pub answer_timeout: Duration,
+    /// Where interim answers go, when the client's connection can take
+    /// them.
+    pub interim: Option<&'a InterimSink>,
 }
 
 /// A request that failed, with its body when none of the request was sent.
@@ -231,13 +248,14 @@ impl ConnectionPool {
         head: &RequestHead,
         host: &HeaderValue,
         body: ProxyBody,
+        wait: AnswerWait<'_>,
     ) -> Result<Response<PooledBody>, SendError> {
         let mut body = body;
         // A pooled connection may have been closed by the upstream just as
         // it was picked; the request then comes back unsent and one fresh
         // connection is tried.
         if let Some(connection) = self.checkout() {
-            match self.exchange(connection, head, host, body).await {
+            match self.exchange(connection, head, host, body, wait).await {
                 Err(SendError {
                     unsent: Some(unsent), ..
                 }) => body = unsent,
@@ -245,7 +263,7 @@ impl ConnectionPool {
             }
         }
         match self.connect().await {
-            Ok(connection) => self.exchange(connection, head, host, body).await,
+            Ok(connection) => self.exchange(connection, head, host, body, wait).await,
             Err(error) => Err(SendError {
                 error,
                 unsent: Some(body),
@@ -295,6 +313,7 @@ impl ConnectionPool {
         head: &RequestHead,
         host: &HeaderValue,
         mut body: ProxyBody,
+        wait: AnswerWait<'_>,
     ) -> Result<Response<PooledBody>, SendError> {
         let method = head.method();
         let length = body.size_hint().exact();
@@ -314,7 +333,7 @@ impl ConnectionPool {
         let mut answered_early = false;
         let mut write_failure = None;
         if framing != RequestFraming::Empty {
-            match send_body(&mut connection, &mut body, framing).await {
+            match send_body(&mut connection, &mut body, framing, method, wait.interim).await {
                 Ok(()) => {}
                 Err(UpstreamError::AnsweredEarly) => answered_early = true,
                 Err(error @ UpstreamError::Io(_)) => {
@@ -324,78 +343,103 @@ impl ConnectionPool {
                 Err(error) => return Err(SendError { error, unsent: None }),
             }
         }
-        loop {
-            // Nothing read yet (the usual case for a kept-alive connection):
-            // nothing to parse.
-            let taken = if connection.buffer.is_empty() {
-                Ok(None)
-            } else {
-                head::take_response(&mut connection.buffer, method)
-            };
-            let parsed = match taken {
-                Ok(Some(parsed)) => parsed,
-                Ok(None) => {
-                    connection.buffer.reserve(8 * 1024);
-                    let read = connection.io.read_buf(&mut connection.buffer).await;
-                    if matches!(read, Ok(n) if n > 0) {
-                        continue;
+        let cut_short = answered_early;
+        let answer = async move {
+            loop {
+                // Nothing read yet (the usual case for a kept-alive connection):
+                // nothing to parse.
+                let taken = if connection.buffer.is_empty() {
+                    Ok(None)
+                } else {
+                    head::take_response(&mut connection.buffer, method)
+                };
+                let parsed = match taken {
+                    Ok(Some(parsed)) => parsed,
+                    Ok(None) => {
+                        connection.buffer.reserve(8 * 1024);
+                        let read = connection.io.read_buf(&mut connection.buffer).await;
+                        if matches!(read, Ok(n) if n > 0) {
+                            continue;
+                        }
+                        // A reused connection the upstream closed or reset
+                        // without a word: the request was not answered and, with
+                        // no body and a method safe to repeat, goes again.
+                        let unanswered = match &read {
+                            Ok(_) => true,
+                            Err(error) => matches!(
+                                error.kind(),
+                                std::io::ErrorKind::ConnectionReset
+                                    | std::io::ErrorKind::ConnectionAborted
+                                    | std::io::ErrorKind::BrokenPipe
+                            ),
+                        };
+                        let repeat = unanswered
+                            && connection.reused
+                            && connection.buffer.is_empty()
+                            && framing == RequestFraming::Empty
+                            && method.is_idempotent();
+                        let error = match (write_failure, read) {
+                            (Some(failure), _) => failure,
+                            (None, Ok(_)) => UpstreamError::Closed,
+                            (None, Err(error)) => UpstreamError::Io(error),
+                        };
+                        return Err(SendError {
+                            error,
+                            unsent: repeat.then_some(body),
+                        });
                     }
-                    // A reused connection the upstream closed or reset
-                    // without a word: the request was not answered and, with
-                    // no body and a method safe to repeat, goes again.
-                    let unanswered = match &read {
-                        Ok(_) => true,
-                        Err(error) => matches!(
-                            error.kind(),
-                            std::io::ErrorKind::ConnectionReset
-                                | std::io::ErrorKind::ConnectionAborted
-                                | std::io::ErrorKind::BrokenPipe
-                        ),
-                    };
-                    let repeat = unanswered
-                        && connection.reused
-                        && connection.buffer.is_empty()
-                        && framing == RequestFraming::Empty
-                        && method.is_idempotent();
-                    let error = match (write_failure, read) {
-                        (Some(failure), _) => failure,
-                        (None, Ok(_)) => UpstreamError::Closed,
-                        (None, Err(error)) => UpstreamError::Io(error),
-                    };
+                    Err(error) => {
+                        return Err(SendError {
+                            error: UpstreamError::Head(error),
+                            unsent: None,
+                        })
+                    }
+                };
+                let status = parsed.response.status();
+                // Interim answers go to the client where it can take them
+                // (not `100 Continue`: the facade answers the client's
+                // expectation itself); the final one follows.
+                if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
+                    pass_interim(&parsed.response, wait.interim);
+                    continue;
+                }
+                if status == StatusCode::SWITCHING_PROTOCOLS && !head.asks_upgrade() {
                     return Err(SendError {
-                        error,
-                        unsent: repeat.then_some(body),
+                        error: UpstreamError::Head(HeadError::UnsolicitedUpgrade),
+                        unsent: None,
                     });
                 }
-                Err(error) => {
-                    return Err(SendError {
-                        error: UpstreamError::Head(error),
-                        unsent: None,
-                    })
+                if status == StatusCode::SWITCHING_PROTOCOLS {
+                    let leftover = connection.buffer.split().freeze();
+                    let upgrade = UpstreamUpgrade(Arc::new(Mutex::new(Some((connection.io, leftover)))));
+                    let mut response = parsed.response.map(|()| PooledBody::empty(Arc::clone(self)));
+                    response.extensions_mut().insert(upgrade);
+                    return Ok(response);
                 }
-            };
-            let status = parsed.response.status();
-            // Interim answers (100 Continue, 103 Early Hints) are not
-            // passed on; the final one follows on the same connection.
-            if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
-                continue;
+                let pool = Arc::clone(self);
+                return Ok(parsed.response.map(|()| {
+                    PooledBody::new(
+                        Some(connection),
+                        pool,
+                        parsed.framing,
+                        parsed.reusable && !answered_early,
+                    )
+                }));
             }
-            if status == StatusCode::SWITCHING_PROTOCOLS {
-                let leftover = connection.buffer.split().freeze();
-                let upgrade = UpstreamUpgrade(Arc::new(Mutex::new(Some((connection.io, leftover)))));
-                let mut response = parsed.response.map(|()| PooledBody::empty(Arc::clone(self)));
-                response.extensions_mut().insert(upgrade);
-                return Ok(response);
-            }
-            let pool = Arc::clone(self);
-            return Ok(parsed.response.map(|()| {
-                PooledBody::new(
-                    Some(connection),
-                    pool,
-                    parsed.framing,
-                    parsed.reusable && !answered_early,
-                )
-            }));
+        };
+        // The caller's clock for the answer starts when the whole body has
+        // gone out. An upload the upstream cut short never gets there, so
+        // its answer gets a clock here: nothing the upstream does can hold
+        // the request past the timeout.
+        if !cut_short {
+            return answer.await;
+        }
+        match tokio::time::timeout(wait.answer_timeout, answer).await {
+            Ok(result) => result,
+            Err(_) => Err(SendError {
+                error: UpstreamError::AnswerTimeout(wait.answer_timeout),
+                unsent: None,
+            }),
         }
     }
 }
@@ -403,11 +447,15 @@ impl ConnectionPool {
 /// Streams the client's body upstream, framed as `framing` says. While it
 /// waits for the client's next piece it watches the upstream too: anything
 /// the upstream sends before it has the whole body (an early answer, or a
-/// close) ends the upload with [`UpstreamError::AnsweredEarly`].
+/// close) ends the upload with [`UpstreamError::AnsweredEarly`], except
+/// interim answers (`100 Continue`, `103 Early Hints`), which are passed
+/// on or dropped while the upload goes on.
 async fn send_body(
     connection: &mut Connection,
     body: &mut ProxyBody,
     framing: RequestFraming,
+    method: &Method,
+    interim: Option<&InterimSink>,
 ) -> Result<(), UpstreamError> {
     let chunked = framing == RequestFraming::Chunked;
     loop {
@@ -419,6 +467,11 @@ async fn send_body(
                 // Readiness can be stale; only bytes or a close count.
                 match connection.io.try_read_buf(&mut connection.buffer) {
                     Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+                    Ok(read) if read > 0 => match take_interims(&mut connection.buffer, method, interim) {
+                        Ok(Waiting::Interim) => continue,
+                        Ok(Waiting::Final) => return Err(UpstreamError::AnsweredEarly),
+                        Err(error) => return Err(UpstreamError::Head(error)),
+                    },
                     _ => return Err(UpstreamError::AnsweredEarly),
                 }
             }
@@ -443,6 +496,60 @@ async fn send_body(
         write(&mut connection.io, b"0\r\n\r\n").await?;
     }
     Ok(())
+}
+
+/// What the bytes read during an upload hold, once interim answers are
+/// taken out.
+enum Waiting {
+    /// Nothing, or the start of an interim answer: the upload goes on.
+    Interim,
+    /// (The start of) a final answer: the upstream answered early.
+    Final,
+}
+
+/// Takes every complete interim answer off the front of `buffer`, passing
+/// each on as [`pass_interim`] says.
+fn take_interims(
+    buffer: &mut BytesMut,
+    method: &Method,
+    interim: Option<&InterimSink>,
+) -> Result<Waiting, HeadError> {
+    loop {
+        // `HTTP/1.1 1xx` but `101`: the status is bytes 9 to 11.
+        let status = buffer.get(9..12);
+        let interim_status = match status {
+            Some(code) => code[0] == b'1' && code != b"101",
+            // Too short to tell: wait for more, unless it is no status line.
+            None => {
+                return Ok(if b"HTTP/1.".starts_with(&buffer[..buffer.len().min(7)]) {
+                    Waiting::Interim
+                } else {
+                    Waiting::Final
+                })
+            }
+        };
+        if !interim_status {
+            return Ok(Waiting::Final);
+        }
+        match head::take_response(buffer, method)? {
+            Some(parsed) => pass_interim(&parsed.response, interim),
+            None => return Ok(Waiting::Interim),
+        }
+        if buffer.is_empty() {
+            return Ok(Waiting::Interim);
+        }
+    }
+}
+
+/// Passes an interim answer on to the client if its connection can take
+/// one. `100 Continue` never is: the facade answers the client's
+/// expectation itself, and does not pass `Expect` upstream.
+fn pass_interim(response: &Response<()>, interim: Option<&InterimSink>) {
+    if let Some(sink) = interim {
+        if response.status() != StatusCode::CONTINUE {
+            sink.push(response.status(), response.headers());
+        }
+    }
 }
 
 async fn write(io: &mut TcpStream, bytes: &[u8]) -> Result<(), UpstreamError> {

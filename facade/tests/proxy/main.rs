@@ -15,6 +15,7 @@ mod auto_rollback;
 mod canary;
 mod client_connection;
 mod config;
+mod conformance;
 mod fallback;
 mod flips;
 mod gates;

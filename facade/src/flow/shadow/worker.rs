@@ -22,6 +22,7 @@ use crate::flow::backend::Backend;
 use crate::flow::dispatch::Outgoing;
 use crate::flow::state::ProxyState;
 use crate::wire::body;
+use crate::wire::upstream::AnswerWait;
 
 /// The field reported when the service gave no comparable answer.
 pub const SERVICE_ERROR_FIELD: &str = "service_error";
@@ -78,11 +79,16 @@ async fn call(backend: &Backend, job: &ShadowJob, cap: usize) -> Answer {
     };
     let body = body::full(job.body.clone());
     let host = outgoing.host(backend, picked.instance());
+    // The copy has its own deadline around the whole exchange.
+    let wait = AnswerWait {
+        answer_timeout: backend.request_timeout,
+        interim: None,
+    };
     let exchange = async {
         let response = picked
             .instance()
             .pool
-            .send(&outgoing.head, host, body)
+            .send(&outgoing.head, host, body, wait)
             .await
             .map_err(|e| e.error.to_string())?;
         let (parts, body) = response.into_parts();

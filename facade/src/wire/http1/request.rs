@@ -39,6 +39,10 @@ pub(super) enum Parsed {
     /// A head taken out of the buffer that `http` refuses although
     /// `httparse` accepted it; answered with 400, and the connection closed.
     Invalid(&'static str),
+    /// A request line longer than the head limit by itself: answered with
+    /// 414 (RFC 9112 §3), where a head too large for its header lines gets
+    /// hyper's 431. The connection is closed.
+    TargetTooLong,
 }
 
 /// A request the fast path serves.
@@ -50,6 +54,15 @@ pub(super) struct PlainRequest {
     pub body_length: u64,
     /// Whether the client asked to close the connection after this answer.
     pub close: bool,
+}
+
+/// A head over the limit: 414 when its request line alone is (no line end
+/// within the limit), hyper's 431 otherwise.
+fn over_limit(buffer: &[u8], max_head: usize) -> Parsed {
+    match memchr::memchr(b'\n', &buffer[..buffer.len().min(max_head)]) {
+        None => Parsed::TargetTooLong,
+        Some(_) => Parsed::Handoff,
+    }
 }
 
 /// Takes the request head at the start of `buffer` if it is complete and
@@ -71,7 +84,8 @@ pub(super) fn take_request(buffer: &mut BytesMut, max_head: usize) -> Parsed {
     ) {
         Ok(httparse::Status::Complete(length)) if length <= max_head => length,
         Ok(httparse::Status::Partial) if buffer.len() < max_head => return Parsed::Partial,
-        _ => return Parsed::Handoff,
+        Ok(_) => return over_limit(buffer, max_head),
+        Err(_) => return Parsed::Handoff,
     };
     if parsed.version != Some(1) {
         return Parsed::Handoff;

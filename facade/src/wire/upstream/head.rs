@@ -35,6 +35,7 @@ pub struct RequestHead {
     method: Method,
     lines: Bytes,
     has_length: bool,
+    upgrade: bool,
 }
 
 impl RequestHead {
@@ -65,6 +66,8 @@ impl RequestHead {
             lines: out.freeze(),
             has_length: headers.contains_key(header::CONTENT_LENGTH)
                 && !skip.contains(&&header::CONTENT_LENGTH),
+            upgrade: extra.iter().any(|(name, _)| **name == header::UPGRADE)
+                || (headers.contains_key(header::UPGRADE) && !skip.contains(&&header::UPGRADE)),
         }
     }
 
@@ -77,12 +80,19 @@ impl RequestHead {
             method: self.method.clone(),
             lines: out.freeze(),
             has_length: self.has_length,
+            upgrade: self.upgrade || *name == header::UPGRADE,
         }
     }
 
     /// The method.
     pub fn method(&self) -> &Method {
         &self.method
+    }
+
+    /// Whether the request asks to switch protocols, the one case where a
+    /// `101` answer is expected.
+    pub(crate) fn asks_upgrade(&self) -> bool {
+        self.upgrade
     }
 
     /// The framing a body gets: what the client declared if it declared a
@@ -144,6 +154,9 @@ pub enum HeadError {
     /// Not a valid HTTP/1.x response head.
     #[error("the backend's response head is malformed ({0})")]
     Malformed(&'static str),
+    /// A `101 Switching Protocols` to a request that asked for no upgrade.
+    #[error("the backend switched protocols although the request asked for no upgrade")]
+    UnsolicitedUpgrade,
     /// Larger than [`MAX_HEAD_BYTES`] or with too many header lines.
     #[error("the backend's response head is too large")]
     TooLarge,

@@ -50,7 +50,7 @@ pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> RawResponse {
 }
 
 /// Reads one response head and its body (by `Content-Length`, chunked, or
-/// to the end of the stream; none for a 101); also returns the bytes read
+/// to the end of the stream; none for a 1xx); also returns the bytes read
 /// past the response. A connection reset after a complete head ends the body.
 pub async fn read_response(stream: &mut TcpStream) -> (RawResponse, Vec<u8>) {
     read_response_after(stream, Vec::new()).await
@@ -109,7 +109,7 @@ async fn read_response_inner(stream: &mut TcpStream, mut buffer: Vec<u8>) -> (Ra
         headers,
         body: Vec::new(),
     };
-    if status == 101 || status == 204 || status == 304 {
+    if (100..200).contains(&status) || status == 204 || status == 304 {
         return (response, rest);
     }
     let chunked = response
