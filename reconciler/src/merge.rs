@@ -202,28 +202,24 @@ impl<'a> Judge<'a> {
     /// A row in the monolith only.
     pub fn legacy_only(&mut self, row: &[SqlValue]) {
         self.report.rows_legacy += 1;
-        self.report.rows_compared += 1;
-        let key = self.key(row);
-        if self.settling(row) {
-            self.report.settling.push(SettlingRow {
-                key,
-                kind: Kind::Missing,
-            });
-        } else {
-            self.report.missing.push(KeyEntry { key });
-        }
+        self.one_side_only(row, Kind::Missing);
     }
 
     /// A row in the service only.
     pub fn service_only(&mut self, row: &[SqlValue]) {
         self.report.rows_service += 1;
+        self.one_side_only(row, Kind::Extra);
+    }
+
+    /// A row on one side only: `kind` is [`Kind::Missing`] (in the service)
+    /// or [`Kind::Extra`].
+    fn one_side_only(&mut self, row: &[SqlValue], kind: Kind) {
         self.report.rows_compared += 1;
         let key = self.key(row);
         if self.settling(row) {
-            self.report.settling.push(SettlingRow {
-                key,
-                kind: Kind::Extra,
-            });
+            self.report.settling.push(SettlingRow { key, kind });
+        } else if kind == Kind::Missing {
+            self.report.missing.push(KeyEntry { key });
         } else {
             self.report.extra.push(KeyEntry { key });
         }

@@ -134,31 +134,24 @@ pub async fn plan_table(
             });
         }
     }
-    let side_plan = |side: Side,
-                     dialect: Dialect,
-                     name: &Identifier,
-                     types: &[String],
-                     pick: &dyn Fn(&mapping::ColumnPair) -> Identifier,
-                     filter: Option<String>| {
+    let side_plan = |side: Side, dialect: Dialect, types: &[String]| {
+        let (name, filter) = match side {
+            Side::Legacy => (&table.legacy_table, &table.legacy_filter),
+            Side::Service => (&table.service_table, &compare.service_filter),
+        };
         let classes: Vec<ColumnClass> = types.iter().map(|t| dialect.classify(t)).collect();
-        let names: Vec<Identifier> = selected.iter().map(pick).collect();
+        let names: Vec<Identifier> = selected.iter().map(|c| c.on(side).clone()).collect();
+        let selects: Vec<String> = names
+            .iter()
+            .zip(&classes)
+            .map(|(n, c)| dialect.select_expr(n, *c))
+            .collect();
         SidePlan {
             side,
             table: name.clone(),
             dialect,
-            select_list: names
-                .iter()
-                .zip(&classes)
-                .map(|(n, c)| dialect.select_expr(n, *c))
-                .collect::<Vec<_>>()
-                .join(", "),
-            key_select: names
-                .iter()
-                .zip(&classes)
-                .take(key.len())
-                .map(|(n, c)| dialect.select_expr(n, *c))
-                .collect::<Vec<_>>()
-                .join(", "),
+            select_list: selects.join(", "),
+            key_select: selects[..key.len()].join(", "),
             key_exprs: names
                 .iter()
                 .zip(&classes)
@@ -166,32 +159,18 @@ pub async fn plan_table(
                 .map(|(n, c)| dialect.key_expr(n, *c))
                 .collect(),
             classes,
-            filter,
+            filter: filter.clone(),
             checksum_columns: names[..key.len() + compared.len()].to_vec(),
             key_columns: names[..key.len()].iter().map(Identifier::to_string).collect(),
             unique_key: false,
         }
     };
-    let mut legacy_plan = side_plan(
-        Side::Legacy,
-        legacy_dialect,
-        &table.legacy_table,
-        &legacy_types,
-        &|c| c.legacy.clone(),
-        table.legacy_filter.clone(),
-    );
-    let mut service_plan = side_plan(
-        Side::Service,
-        service_dialect,
-        &table.service_table,
-        &service_types,
-        &|c| c.service.clone(),
-        compare.service_filter.clone(),
-    );
-    let legacy_key: Vec<Identifier> = key.iter().map(|c| c.legacy.clone()).collect();
-    let service_key: Vec<Identifier> = key.iter().map(|c| c.service.clone()).collect();
-    legacy_plan.unique_key = key_is_unique(legacy, &table.legacy_table, &legacy_key).await;
-    service_plan.unique_key = key_is_unique(service, &table.service_table, &service_key).await;
+    let mut legacy_plan = side_plan(Side::Legacy, legacy_dialect, &legacy_types);
+    let mut service_plan = side_plan(Side::Service, service_dialect, &service_types);
+    // The key columns lead each side's checksum columns.
+    let key_of = |plan: &SidePlan| plan.checksum_columns[..key.len()].to_vec();
+    legacy_plan.unique_key = key_is_unique(legacy, &table.legacy_table, &key_of(&legacy_plan)).await;
+    service_plan.unique_key = key_is_unique(service, &table.service_table, &key_of(&service_plan)).await;
     let checksum_sound = compare.values.is_empty()
         && compare
             .normalize

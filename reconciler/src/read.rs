@@ -239,8 +239,7 @@ pub(crate) async fn read_range(
         };
         let result = match copy_sql {
             Some(sql) => copy_batch(source, plan, key_len, &sql, batch.reread(), &tx).await?,
-            None if source.mysql().is_some() => mysql_batch(source, plan, key_len, &batch, &tx).await?,
-            None => any_batch(source, plan, key_len, &batch, &tx).await?,
+            None => decoded_batch(source, plan, key_len, &batch, &tx).await?,
         };
         let Some((rows, last_key)) = result else {
             return Ok(fetched);
@@ -255,17 +254,20 @@ pub(crate) async fn read_range(
     }
 }
 
-/// A keyset batch with bound parameters.
-fn batch_query(plan: &SidePlan, batch: &Batch<'_>) -> (String, Vec<SqlValue>) {
-    let (clause, binds) = bounded_where(plan, batch.lower, batch.upper);
-    let sql = format!(
-        "SELECT {} FROM {} t {clause} ORDER BY {} LIMIT {}",
+/// The `SELECT` of a keyset batch whose `WHERE` clause is `clause`.
+fn batch_select(plan: &SidePlan, clause: &str, limit: usize) -> String {
+    format!(
+        "SELECT {} FROM {} t {clause} ORDER BY {} LIMIT {limit}",
         plan.select_list,
         plan.dialect.quote(&plan.table),
         plan.key_exprs.join(", "),
-        batch.limit,
-    );
-    (sql, binds)
+    )
+}
+
+/// A keyset batch with bound parameters.
+fn batch_query(plan: &SidePlan, batch: &Batch<'_>) -> (String, Vec<SqlValue>) {
+    let (clause, binds) = bounded_where(plan, batch.lower, batch.upper);
+    (batch_select(plan, &clause, batch.limit), binds)
 }
 
 /// The text of a `COPY` batch, or `None` when a bound has no literal.
@@ -285,13 +287,52 @@ fn copy_query(plan: &SidePlan, batch: &Batch<'_>) -> Option<String> {
     } else {
         format!("WHERE {}", conditions.join(" AND "))
     };
-    Some(format!(
-        "SELECT {} FROM {} t {clause} ORDER BY {} LIMIT {}",
-        plan.select_list,
-        plan.dialect.quote(&plan.table),
-        plan.key_exprs.join(", "),
-        batch.limit,
-    ))
+    Some(batch_select(plan, &clause, batch.limit))
+}
+
+/// What a batch's reader needs to bound each row in time and to name a
+/// failure: the side, what it was doing, and the statement's deadline.
+struct Reading {
+    side: Side,
+    doing: String,
+    seconds: u64,
+    deadline: tokio::time::Instant,
+}
+
+impl Reading {
+    /// Reading a batch of `plan`'s table from `source`, from now on.
+    fn new(source: &Source, plan: &SidePlan) -> Self {
+        Self {
+            side: source.side(),
+            doing: format!("reading table `{}`", plan.table),
+            seconds: source.timeout().as_secs(),
+            deadline: tokio::time::Instant::now() + source.timeout(),
+        }
+    }
+
+    /// The stream's next item, `None` at its end, or an error when it fails
+    /// or the deadline passes first.
+    async fn next<T>(
+        &self,
+        stream: &mut (impl futures::Stream<Item = Result<T, sqlx::Error>> + Unpin),
+    ) -> Result<Option<T>, ReconcileError> {
+        match tokio::time::timeout_at(self.deadline, stream.next()).await {
+            Err(_) => Err(ReconcileError::Timeout {
+                side: self.side,
+                doing: self.doing.clone(),
+                seconds: self.seconds,
+            }),
+            Ok(next) => next.transpose().map_err(|source| self.failed(source)),
+        }
+    }
+
+    fn failed(&self, source: sqlx::Error) -> ReconcileError {
+        ReconcileError::Query {
+            side: self.side,
+            doing: self.doing.clone(),
+            source,
+        }
+    }
 }
 
 /// One batch read by `COPY`: the rows sent and the last key, or `None` when
@@ -304,27 +345,10 @@ async fn copy_batch(
     reread: Option<&[SqlValue]>,
     tx: &mpsc::Sender<Vec<ReadRow>>,
 ) -> Result<Option<(usize, Option<Vec<SqlValue>>)>, ReconcileError> {
-    let doing = format!("reading table `{}`", plan.table);
-    let (side, limit) = (source.side(), source.timeout());
-    let deadline = tokio::time::Instant::now() + limit;
-    let mut stream = source.copy_out(sql, &doing).await?;
+    let reading = Reading::new(source, plan);
+    let mut stream = source.copy_out(sql, &reading.doing).await?;
     let mut out = Chunker::new(tx, reread);
-    loop {
-        let next = match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(next) => next,
-            Err(_) => {
-                return Err(ReconcileError::Timeout {
-                    side,
-                    doing,
-                    seconds: limit.as_secs(),
-                })
-            }
-        };
-        let data = match next {
-            None => break,
-            Some(Ok(data)) => data,
-            Some(Err(source)) => return Err(ReconcileError::Query { side, doing, source }),
-        };
+    while let Some(data) = reading.next(&mut stream).await? {
         // PostgreSQL sends one line per message; splitting anyway costs
         // nothing and does not depend on it. A newline inside a value is
         // escaped, so a raw one always ends a row.
@@ -352,60 +376,42 @@ async fn copy_batch(
     Ok(out.finish().await)
 }
 
-/// One batch streamed through the `Any` driver.
-async fn any_batch(
+/// One batch streamed through the native MySQL driver when `source` has
+/// one and through the `Any` driver otherwise, each column decoded as its
+/// class says; `None` inside when the merge is gone.
+async fn decoded_batch(
     source: &mut Source,
     plan: &SidePlan,
     key_len: usize,
     batch: &Batch<'_>,
     tx: &mpsc::Sender<Vec<ReadRow>>,
 ) -> Result<Option<(usize, Option<Vec<SqlValue>>)>, ReconcileError> {
-    let doing = format!("reading table `{}`", plan.table);
+    let reading = Reading::new(source, plan);
     let (sql, binds) = batch_query(plan, batch);
-    let deadline = tokio::time::Instant::now() + source.timeout();
-    let (side, seconds) = (source.side(), source.timeout().as_secs());
-    let mut query = sqlx::query(&sql);
-    for value in &binds {
-        query = bind_value(query, value);
+    let out = Chunker::new(tx, batch.reread());
+    if let Some(conn) = source.mysql() {
+        let query = binds
+            .iter()
+            .fold(sqlx::query::<sqlx::MySql>(&sql), |query, value| match value {
+                SqlValue::Null => query.bind(None::<String>),
+                SqlValue::Int(v) => query.bind(*v),
+                SqlValue::Float(v) => query.bind(*v),
+                SqlValue::Text(v) => query.bind(v.clone()),
+                SqlValue::Bytes(v) => query.bind(v.clone()),
+            });
+        let decode_row = |row: &sqlx::mysql::MySqlRow| decode_mysql(row, &plan.classes);
+        return stream_decoded(query.fetch(conn), decode_row, key_len, &reading, out).await;
     }
-    let stream = query.fetch(source.connection());
+    let query = binds.iter().fold(sqlx::query(&sql), bind_value);
     let decode_row = |row: &sqlx::any::AnyRow| decode(row, &plan.classes);
-    let out = Chunker::new(tx, batch.reread());
-    stream_decoded(stream, decode_row, key_len, deadline, (side, doing, seconds), out).await
-}
-
-/// One batch streamed through the native MySQL driver, each column decoded
-/// as its class says; `None` inside when the merge is gone.
-async fn mysql_batch(
-    source: &mut Source,
-    plan: &SidePlan,
-    key_len: usize,
-    batch: &Batch<'_>,
-    tx: &mpsc::Sender<Vec<ReadRow>>,
-) -> Result<Option<(usize, Option<Vec<SqlValue>>)>, ReconcileError> {
-    let doing = format!("reading table `{}`", plan.table);
-    let (sql, binds) = batch_query(plan, batch);
-    let deadline = tokio::time::Instant::now() + source.timeout();
-    let (side, seconds) = (source.side(), source.timeout().as_secs());
-    let Some(conn) = source.mysql() else {
-        return Err(ReconcileError::Unsupported(format!(
-            "the {side} database has no MySQL connection"
-        )));
-    };
-    let mut query = sqlx::query::<sqlx::MySql>(&sql);
-    for value in &binds {
-        query = match value {
-            SqlValue::Null => query.bind(None::<String>),
-            SqlValue::Int(v) => query.bind(*v),
-            SqlValue::Float(v) => query.bind(*v),
-            SqlValue::Text(v) => query.bind(v.clone()),
-            SqlValue::Bytes(v) => query.bind(v.clone()),
-        };
-    }
-    let stream = query.fetch(conn);
-    let decode_row = |row: &sqlx::mysql::MySqlRow| decode_mysql(row, &plan.classes);
-    let out = Chunker::new(tx, batch.reread());
-    stream_decoded(stream, decode_row, key_len, deadline, (side, doing, seconds), out).await
+    stream_decoded(
+        query.fetch(source.connection()),
+        decode_row,
+        key_len,
+        &reading,
+        out,
+    )
+    .await
 }
 
 /// Hands the decoded rows of one batch to the merge in chunks, every row
@@ -414,25 +420,11 @@ async fn stream_decoded<R>(
     mut stream: impl futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
     decode_row: impl Fn(&R) -> Result<Vec<SqlValue>, sqlx::Error>,
     key_len: usize,
-    deadline: tokio::time::Instant,
-    (side, doing, seconds): (Side, String, u64),
+    reading: &Reading,
     mut out: Chunker<'_>,
 ) -> Result<Option<(usize, Option<Vec<SqlValue>>)>, ReconcileError> {
-    loop {
-        let next = match tokio::time::timeout_at(deadline, stream.next()).await {
-            Ok(next) => next,
-            Err(_) => return Err(ReconcileError::Timeout { side, doing, seconds }),
-        };
-        let row = match next {
-            None => break,
-            Some(Ok(row)) => row,
-            Some(Err(source)) => return Err(ReconcileError::Query { side, doing, source }),
-        };
-        let values = decode_row(&row).map_err(|source| ReconcileError::Query {
-            side,
-            doing: doing.clone(),
-            source,
-        })?;
+    while let Some(row) = reading.next(&mut stream).await? {
+        let values = decode_row(&row).map_err(|source| reading.failed(source))?;
         if !out.push(ReadRow::decoded(values, key_len)).await {
             return Ok(None);
         }

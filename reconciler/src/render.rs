@@ -16,7 +16,7 @@ use serde_json::Value;
 use similar::{ChangeTag, TextDiff};
 
 use crate::key_text::key_text;
-use crate::report::{Report, TableReport};
+use crate::report::{ChangedRow, ColumnDiff, KeyEntry, Kind, Report, SettlingRow, TableReport};
 use crate::run_store::{RunRecord, RunStatus};
 
 /// One past run, for the trend.
@@ -40,6 +40,11 @@ impl TrendPoint {
     fn divergences(&self) -> Option<i64> {
         Some(self.missing? + self.extra? + self.changed?)
     }
+
+    /// Missing, extra and changed as shown: `-` for a run without counts.
+    fn counts(&self) -> [String; 3] {
+        [self.missing, self.extra, self.changed].map(|n| n.map_or("-".to_owned(), |n| n.to_string()))
+    }
 }
 
 impl From<&RunRecord> for TrendPoint {
@@ -61,6 +66,26 @@ fn value_text(value: &Value) -> String {
         Value::String(text) => text.clone(),
         other => other.to_string(),
     }
+}
+
+/// Writes a part of a report only when it has `items`: `head` given their
+/// count, then each item's text, then `end`. Both renderings show the same
+/// parts in the same order; only their markup differs.
+fn section<T>(
+    out: &mut String,
+    items: &[T],
+    head: impl FnOnce(usize) -> String,
+    item: impl Fn(&T) -> String,
+    end: &str,
+) {
+    if items.is_empty() {
+        return;
+    }
+    out.push_str(&head(items.len()));
+    for each in items {
+        out.push_str(&item(each));
+    }
+    out.push_str(end);
 }
 
 /// Escapes text for a Markdown table cell inside a code span.
@@ -99,85 +124,167 @@ pub fn markdown(report: &Report, trend: &[TrendPoint]) -> String {
         t.rows_compared, t.missing, t.extra, t.changed, t.settling
     );
     for table in &report.tables {
-        markdown_table(&mut out, table);
+        table_parts::<Markdown>(&mut out, table);
     }
-    if !trend.is_empty() {
-        let _ = writeln!(
-            out,
-            "## Trend\n\n| run | started | status | missing | extra | changed |\n|---|---|---|---|---|---|"
-        );
-        let count = |n: Option<i64>| n.map_or("-".to_owned(), |n| n.to_string());
-        for point in trend {
-            let _ = writeln!(
-                out,
-                "| #{} | {} | {} | {} | {} | {} |",
-                point.id,
-                point.started_at,
-                point.status,
-                count(point.missing),
-                count(point.extra),
-                count(point.changed)
-            );
-        }
-    }
+    section(
+        &mut out,
+        trend,
+        |_| {
+            "## Trend\n\n| run | started | status | missing | extra | changed |\n|---|---|---|---|---|---|\n"
+                .to_owned()
+        },
+        |point| {
+            let [missing, extra, changed] = point.counts();
+            format!(
+                "| #{} | {} | {} | {missing} | {extra} | {changed} |\n",
+                point.id, point.started_at, point.status
+            )
+        },
+        "",
+    );
     out
 }
 
-fn markdown_table(out: &mut String, table: &TableReport) {
-    let _ = writeln!(
-        out,
-        "## `{}` → `{}`\n\n{} keys compared by {:?}; key: {}.\n",
-        table.legacy_table,
-        table.service_table,
-        table.rows_compared,
-        table.strategy,
-        table.key_columns.join(", ")
-    );
-    if let Some(note) = &table.strategy_note {
-        let _ = writeln!(out, "> {note}\n");
-    }
+/// How a rendering marks up the parts of a table's report: [`table_parts`] walks
+/// the parts, the same for both renderings.
+trait Markup {
+    /// What ends each part.
+    const END: &'static str;
+    /// The table's heading, with how it was compared.
+    fn heading(table: &TableReport) -> String;
+    /// The heading of a list of keys (`Missing in the service`, …).
+    fn keys(title: &str, count: usize) -> String;
+    /// One key of such a list, as the user writes it.
+    fn key(key: &str) -> String;
+    /// The heading of the changed rows.
+    fn changed(count: usize) -> String;
+    /// One changed column of the row with `key`.
+    fn changed_column(key: &str, column: &ColumnDiff) -> String;
+    /// The heading of the settling rows.
+    fn settling(count: usize) -> String;
+    /// One settling row and what it would be.
+    fn settling_row(key: &str, kind: Kind) -> String;
+}
+
+/// A table's report: its heading, then each part that has rows.
+fn table_parts<M: Markup>(out: &mut String, table: &TableReport) {
+    out.push_str(&M::heading(table));
     for (title, keys) in [
         ("Missing in the service", &table.missing),
         ("Extra in the service", &table.extra),
     ] {
-        if !keys.is_empty() {
-            let _ = writeln!(out, "### {title} ({})\n", keys.len());
-            for entry in keys {
-                let _ = writeln!(out, "- {}", md_cell(&key_text(&entry.key)));
-            }
-            out.push('\n');
-        }
+        let key = |entry: &KeyEntry| M::key(&key_text(&entry.key));
+        section(out, keys, |n| M::keys(title, n), key, M::END);
     }
-    if !table.changed.is_empty() {
-        let _ = writeln!(
-            out,
-            "### Changed ({})\n\n| key | column | monolith | service |\n|---|---|---|---|",
-            table.changed.len()
+    let changed = |row: &ChangedRow| {
+        let key = key_text(&row.key);
+        row.columns.iter().map(|c| M::changed_column(&key, c)).collect()
+    };
+    section(out, &table.changed, M::changed, changed, M::END);
+    let settling = |row: &SettlingRow| M::settling_row(&key_text(&row.key), row.kind);
+    section(out, &table.settling, M::settling, settling, M::END);
+}
+
+/// Markdown, for a pull request or a ticket.
+struct Markdown;
+
+impl Markup for Markdown {
+    const END: &'static str = "\n";
+
+    fn heading(table: &TableReport) -> String {
+        let mut out = format!(
+            "## `{}` → `{}`\n\n{} keys compared by {:?}; key: {}.\n\n",
+            table.legacy_table,
+            table.service_table,
+            table.rows_compared,
+            table.strategy,
+            table.key_columns.join(", ")
         );
-        for row in &table.changed {
-            for column in &row.columns {
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {} | {} |",
-                    md_cell(&key_text(&row.key)),
-                    md_cell(&format!("{} → {}", column.column, column.service_column)),
-                    md_cell(&value_text(&column.legacy)),
-                    md_cell(&value_text(&column.service))
-                );
-            }
+        if let Some(note) = &table.strategy_note {
+            let _ = writeln!(out, "> {note}\n");
         }
-        out.push('\n');
+        out
     }
-    if !table.settling.is_empty() {
-        let _ = writeln!(
-            out,
-            "### Settling ({}), judged after the settle window\n",
-            table.settling.len()
-        );
-        for row in &table.settling {
-            let _ = writeln!(out, "- {} ({:?})", md_cell(&key_text(&row.key)), row.kind);
-        }
-        out.push('\n');
+
+    fn keys(title: &str, count: usize) -> String {
+        format!("### {title} ({count})\n\n")
+    }
+
+    fn key(key: &str) -> String {
+        format!("- {}\n", md_cell(key))
+    }
+
+    fn changed(count: usize) -> String {
+        format!("### Changed ({count})\n\n| key | column | monolith | service |\n|---|---|---|---|\n")
+    }
+
+    fn changed_column(key: &str, column: &ColumnDiff) -> String {
+        format!(
+            "| {} | {} | {} | {} |\n",
+            md_cell(key),
+            md_cell(&format!("{} → {}", column.column, column.service_column)),
+            md_cell(&value_text(&column.legacy)),
+            md_cell(&value_text(&column.service))
+        )
+    }
+
+    fn settling(count: usize) -> String {
+        format!("### Settling ({count}), judged after the settle window\n\n")
+    }
+
+    fn settling_row(key: &str, kind: Kind) -> String {
+        format!("- {} ({kind:?})\n", md_cell(key))
+    }
+}
+
+/// A self-contained HTML page.
+struct Html;
+
+impl Markup for Html {
+    const END: &'static str = "</table>";
+
+    fn heading(table: &TableReport) -> String {
+        format!(
+            "<h2><code>{}</code> → <code>{}</code></h2><p class=\"note\">{} keys compared by {:?}; key: {}.{}</p>",
+            escape(&table.legacy_table),
+            escape(&table.service_table),
+            table.rows_compared,
+            table.strategy,
+            escape(&table.key_columns.join(", ")),
+            table.strategy_note.as_deref().map(|n| format!(" {}", escape(n))).unwrap_or_default()
+        )
+    }
+
+    fn keys(title: &str, count: usize) -> String {
+        format!("<h3>{title} ({count})</h3><table><tr><th>key</th></tr>")
+    }
+
+    fn key(key: &str) -> String {
+        format!("<tr><td class=\"v\">{}</td></tr>", escape(key))
+    }
+
+    fn changed(count: usize) -> String {
+        format!(
+            "<h3>Changed ({count})</h3><table><tr><th>key</th><th>column</th><th>monolith</th><th>service</th></tr>"
+        )
+    }
+
+    fn changed_column(key: &str, column: &ColumnDiff) -> String {
+        let (legacy, service) = html_values(&column.legacy, &column.service);
+        format!(
+            "<tr><td class=\"v\">{}</td><td><code>{}</code> → <code>{}</code></td><td class=\"v\">{legacy}</td><td class=\"v\">{service}</td></tr>",
+            escape(key),
+            escape(&column.column),
+            escape(&column.service_column)
+        )
+    }
+
+    fn settling(count: usize) -> String {
+        format!("<h3>Settling ({count})</h3><table><tr><th>key</th><th>would be</th></tr>")
+    }
+
+    fn settling_row(key: &str, kind: Kind) -> String {
+        format!("<tr><td class=\"v\">{}</td><td>{kind:?}</td></tr>", escape(key))
     }
 }
 
@@ -243,7 +350,7 @@ pub fn html(report: &Report, trend: &[TrendPoint]) -> String {
         html_trend(&mut out, trend);
     }
     for table in &report.tables {
-        html_table(&mut out, table);
+        table_parts::<Html>(&mut out, table);
     }
     out.push_str("</body></html>\n");
     out
@@ -290,90 +397,17 @@ fn html_trend(out: &mut String, trend: &[TrendPoint]) {
         }
     }
     out.push_str("</svg><table><tr><th>run</th><th>started</th><th>status</th><th>missing</th><th>extra</th><th>changed</th></tr>");
-    let count = |n: Option<i64>| n.map_or("-".to_owned(), |n| n.to_string());
     for point in trend {
+        let [missing, extra, changed] = point.counts();
         let _ = write!(
             out,
-            "<tr><td>#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>#{}</td><td>{}</td><td>{}</td><td>{missing}</td><td>{extra}</td><td>{changed}</td></tr>",
             point.id,
             escape(&point.started_at),
             point.status,
-            count(point.missing),
-            count(point.extra),
-            count(point.changed)
         );
     }
     out.push_str("</table>");
-}
-
-fn html_table(out: &mut String, table: &TableReport) {
-    let _ = write!(
-        out,
-        "<h2><code>{}</code> → <code>{}</code></h2><p class=\"note\">{} keys compared by {:?}; key: {}.{}</p>",
-        escape(&table.legacy_table),
-        escape(&table.service_table),
-        table.rows_compared,
-        table.strategy,
-        escape(&table.key_columns.join(", ")),
-        table.strategy_note.as_deref().map(|n| format!(" {}", escape(n))).unwrap_or_default()
-    );
-    for (title, keys) in [
-        ("Missing in the service", &table.missing),
-        ("Extra in the service", &table.extra),
-    ] {
-        if keys.is_empty() {
-            continue;
-        }
-        let _ = write!(
-            out,
-            "<h3>{title} ({})</h3><table><tr><th>key</th></tr>",
-            keys.len()
-        );
-        for entry in keys {
-            let _ = write!(
-                out,
-                "<tr><td class=\"v\">{}</td></tr>",
-                escape(&key_text(&entry.key))
-            );
-        }
-        out.push_str("</table>");
-    }
-    if !table.changed.is_empty() {
-        let _ = write!(
-            out,
-            "<h3>Changed ({})</h3><table><tr><th>key</th><th>column</th><th>monolith</th><th>service</th></tr>",
-            table.changed.len()
-        );
-        for row in &table.changed {
-            for column in &row.columns {
-                let (legacy, service) = html_values(&column.legacy, &column.service);
-                let _ = write!(
-                    out,
-                    "<tr><td class=\"v\">{}</td><td><code>{}</code> → <code>{}</code></td><td class=\"v\">{legacy}</td><td class=\"v\">{service}</td></tr>",
-                    escape(&key_text(&row.key)),
-                    escape(&column.column),
-                    escape(&column.service_column)
-                );
-            }
-        }
-        out.push_str("</table>");
-    }
-    if !table.settling.is_empty() {
-        let _ = write!(
-            out,
-            "<h3>Settling ({})</h3><table><tr><th>key</th><th>would be</th></tr>",
-            table.settling.len()
-        );
-        for row in &table.settling {
-            let _ = write!(
-                out,
-                "<tr><td class=\"v\">{}</td><td>{:?}</td></tr>",
-                escape(&key_text(&row.key)),
-                row.kind
-            );
-        }
-        out.push_str("</table>");
-    }
 }
 
 #[cfg(test)]

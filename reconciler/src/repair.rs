@@ -37,7 +37,7 @@ use toolkit_db::{Database, DatabaseUrl};
 use crate::plan::{plan_table, SidePlan, TablePlan};
 use crate::report::{Report, TableReport};
 use crate::source::Source;
-use crate::sql::ColumnClass;
+use crate::sql::{ColumnClass, Dialect};
 use crate::ReconcileError;
 
 /// What a statement does.
@@ -128,13 +128,7 @@ fn display(sql_parts: &[String], binds: &[SqlValue]) -> String {
 
 /// Builds SQL from pieces separated by placeholders: returns the SQL for
 /// the follower's dialect and the text with literals.
-fn statement(
-    follower: &SidePlan,
-    table: &str,
-    action: Action,
-    parts: Vec<String>,
-    binds: Vec<SqlValue>,
-) -> Statement {
+fn statement(follower: &SidePlan, action: Action, parts: Vec<String>, binds: Vec<SqlValue>) -> Statement {
     let mut sql = String::new();
     for (i, part) in parts.iter().enumerate() {
         sql.push_str(part);
@@ -143,12 +137,25 @@ fn statement(
         }
     }
     Statement {
-        table: table.to_owned(),
+        table: follower.table.to_string(),
         action,
         display: display(&parts, &binds),
         sql,
         binds,
     }
+}
+
+/// The pieces `lead c1 = `, `separator c2 = `, … of a statement, one per
+/// column of `columns`, each followed by its bound value.
+fn equalities(dialect: Dialect, lead: &str, separator: &str, columns: &[&Identifier]) -> Vec<String> {
+    columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            let before = if i == 0 { lead } else { separator };
+            format!("{before}{} = ", dialect.quote(column))
+        })
+        .collect()
 }
 
 /// Plans the repair of every diverged table in `report`.
@@ -245,14 +252,14 @@ async fn plan_table_repair(
         deletes: Vec::new(),
         skipped: Vec::new(),
     };
+    let dialect = follower_plan.dialect;
     for (key, action) in to_copy {
-        if let (Action::Update, Some(filter)) = (action, filter) {
-            if !within_filter(follower, follower_plan, key_len, &key, filter).await? {
-                repair
-                    .skipped
-                    .push(outside_filter(follower_plan, action, key, filter));
-                continue;
-            }
+        // Only an update changes a follower row; an insert adds one.
+        let checked = if action == Action::Update { filter } else { None };
+        if let Some(skipped) = outside_filter(follower, follower_plan, key_len, &key, action, checked).await?
+        {
+            repair.skipped.push(skipped);
+            continue;
         }
         let row = fetch_row(truth_source, truth_plan, key_len, &key).await?;
         let Some(row) = row else { continue };
@@ -264,7 +271,7 @@ async fn plan_table_repair(
                     .iter()
                     .copied()
                     .chain(defaults.iter().map(|(column, _)| column))
-                    .map(|c| follower_plan.dialect.quote(c))
+                    .map(|c| dialect.quote(c))
                     .collect();
                 values.extend(defaults.iter().map(|(_, value)| match value {
                     DefaultValue::Text(text) => SqlValue::Text(text.clone()),
@@ -276,77 +283,42 @@ async fn plan_table_repair(
                 )];
                 parts.extend((1..values.len()).map(|_| ", ".to_owned()));
                 parts.push(")".to_owned());
-                repair.writes.push(statement(
-                    follower_plan,
-                    follower_plan.table.as_str(),
-                    Action::Insert,
-                    parts,
-                    values,
-                ));
+                repair
+                    .writes
+                    .push(statement(follower_plan, Action::Insert, parts, values));
             }
             _ => {
-                let mut parts = Vec::new();
-                let mut binds = Vec::new();
-                let mut first = format!("UPDATE {table_name} SET ");
-                for (i, column) in columns.iter().enumerate().skip(key_len) {
-                    if i > key_len {
-                        first.push_str(", ");
-                    }
-                    let _ = write!(first, "{} = ", follower_plan.dialect.quote(column));
-                    parts.push(std::mem::take(&mut first));
-                    binds.push(values[i].clone());
-                }
-                let mut tail = " WHERE ".to_owned();
-                for (i, column) in columns.iter().take(key_len).enumerate() {
-                    if i > 0 {
-                        tail.push_str(" AND ");
-                    }
-                    let _ = write!(tail, "{} = ", follower_plan.dialect.quote(column));
-                    parts.push(std::mem::take(&mut tail));
-                    binds.push(values[i].clone());
-                }
+                // Every compared column set, the row found by its key.
+                let (key_columns, compared) = columns.split_at(key_len);
+                let mut parts = equalities(dialect, &format!("UPDATE {table_name} SET "), ", ", compared);
+                parts.extend(equalities(dialect, " WHERE ", " AND ", key_columns));
                 parts.push(guard.clone());
-                repair.writes.push(statement(
-                    follower_plan,
-                    follower_plan.table.as_str(),
-                    Action::Update,
-                    parts,
-                    binds,
-                ));
+                let (key_values, compared_values) = values.split_at(key_len);
+                let binds = compared_values.iter().chain(key_values).cloned().collect();
+                repair
+                    .writes
+                    .push(statement(follower_plan, Action::Update, parts, binds));
             }
         }
     }
     for key in to_delete {
-        if let Some(filter) = filter {
-            if !within_filter(follower, follower_plan, key_len, &key, filter).await? {
-                repair
-                    .skipped
-                    .push(outside_filter(follower_plan, Action::Delete, key, filter));
-                continue;
-            }
+        if let Some(skipped) =
+            outside_filter(follower, follower_plan, key_len, &key, Action::Delete, filter).await?
+        {
+            repair.skipped.push(skipped);
+            continue;
         }
-        let mut parts: Vec<String> = columns
-            .iter()
-            .take(key_len)
-            .enumerate()
-            .map(|(i, column)| {
-                let prefix = if i == 0 {
-                    format!("DELETE FROM {table_name} WHERE ")
-                } else {
-                    " AND ".to_owned()
-                };
-                format!("{prefix}{} = ", follower_plan.dialect.quote(column))
-            })
-            .collect();
+        let mut parts = equalities(
+            dialect,
+            &format!("DELETE FROM {table_name} WHERE "),
+            " AND ",
+            &columns[..key_len],
+        );
         parts.push(guard.clone());
         let binds: Vec<SqlValue> = key.iter().map(json_to_sql).collect();
-        repair.deletes.push(statement(
-            follower_plan,
-            follower_plan.table.as_str(),
-            Action::Delete,
-            parts,
-            binds,
-        ));
+        repair
+            .deletes
+            .push(statement(follower_plan, Action::Delete, parts, binds));
     }
     Ok(repair)
 }
@@ -464,13 +436,28 @@ async fn within_filter(
     Ok(!rows.is_empty())
 }
 
-fn outside_filter(plan: &SidePlan, action: Action, key: Key, filter: &str) -> Skipped {
-    Skipped {
+/// Why `action` leaves the follower's row with `key` alone, when the
+/// table's `repair_filter` (`filter`, if it is checked) does not hold for it.
+async fn outside_filter(
+    follower: &mut Source,
+    plan: &SidePlan,
+    key_len: usize,
+    key: &Key,
+    action: Action,
+    filter: Option<&str>,
+) -> Result<Option<Skipped>, ReconcileError> {
+    let Some(filter) = filter else {
+        return Ok(None);
+    };
+    if within_filter(follower, plan, key_len, key, filter).await? {
+        return Ok(None);
+    }
+    Ok(Some(Skipped {
         table: plan.table.to_string(),
         action,
-        key,
+        key: key.clone(),
         reason: format!("the {} row is outside repair_filter `{filter}`", plan.side),
-    }
+    }))
 }
 
 /// The source of truth's current row for `key`, in select-list order.

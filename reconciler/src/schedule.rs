@@ -319,16 +319,23 @@ mod tests {
         move || origin + TimeDelta::from_std(started.elapsed()).unwrap() + jump.get()
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn ticks_fall_on_each_occurrence_in_whole_seconds() {
+    /// The first `count` ticks of `*/10 * * * * *` on a wall clock that
+    /// starts at `origin`, and how long they took on tokio's clock;
+    /// `at_tick` runs at each tick, given the clock's jump to set.
+    async fn first_ticks(
+        origin: &str,
+        count: usize,
+        at_tick: impl Fn(&Cell<TimeDelta>),
+    ) -> (Vec<DateTime<Utc>>, Duration) {
         let schedule = Schedule::parse("*/10 * * * * *").unwrap();
         let jump = Cell::new(TimeDelta::zero());
-        let now = clock(at("2026-03-01T00:00:03.250Z"), &jump);
+        let now = clock(at(origin), &jump);
         let started = tokio::time::Instant::now();
         let mut ticks = Vec::new();
         every_occurrence(&schedule, &now, || {
             ticks.push(now());
-            if ticks.len() == 3 {
+            at_tick(&jump);
+            if ticks.len() == count {
                 ControlFlow::Break(())
             } else {
                 ControlFlow::Continue(())
@@ -336,6 +343,12 @@ mod tests {
         })
         .await
         .unwrap();
+        (ticks, started.elapsed())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ticks_fall_on_each_occurrence_in_whole_seconds() {
+        let (ticks, took) = first_ticks("2026-03-01T00:00:03.250Z", 3, |_| {}).await;
         assert_eq!(
             ticks,
             [
@@ -344,27 +357,14 @@ mod tests {
                 at("2026-03-01T00:00:30Z")
             ]
         );
-        assert_eq!(started.elapsed(), Duration::from_millis(26_750));
+        assert_eq!(took, Duration::from_millis(26_750));
     }
 
     #[tokio::test(start_paused = true)]
     async fn missed_occurrences_collapse_into_the_next_one() {
-        let schedule = Schedule::parse("*/10 * * * * *").unwrap();
-        let jump = Cell::new(TimeDelta::zero());
-        let now = clock(at("2026-03-01T00:00:00Z"), &jump);
-        let mut ticks = Vec::new();
-        every_occurrence(&schedule, &now, || {
-            ticks.push(now());
-            // The first tick is held up for 35 s, past three occurrences.
-            jump.set(TimeDelta::seconds(35));
-            if ticks.len() == 2 {
-                ControlFlow::Break(())
-            } else {
-                ControlFlow::Continue(())
-            }
-        })
-        .await
-        .unwrap();
+        // The first tick is held up for 35 s, past three occurrences.
+        let (ticks, _) =
+            first_ticks("2026-03-01T00:00:00Z", 2, |jump| jump.set(TimeDelta::seconds(35))).await;
         assert_eq!(ticks, [at("2026-03-01T00:00:10Z"), at("2026-03-01T00:00:50Z")]);
     }
 
@@ -376,16 +376,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_tick_is_skipped_while_the_previous_pass_is_queued_or_running() {
-        let text = r#"
-[capabilities.items]
-schedule = "* * * * * *"
-[[capabilities.items.tables]]
-legacy = "items"
-service = "items"
-key = ["id"]
-columns = { id = "id" }
-"#;
-        let mapping = Mapping::parse(Path::new("m.toml"), text).unwrap();
+        let table = r#"{ legacy = "items", service = "items", key = ["id"], columns = { id = "id" } }"#;
+        let text = format!("capabilities.items = {{ schedule = \"* * * * * *\", tables = [{table}] }}");
+        let mapping = Mapping::parse(Path::new("m.toml"), &text).unwrap();
         let url = DatabaseUrl::parse("unused.db").unwrap();
         let pass = Arc::new(Pass {
             capability: mapping.capability("items").unwrap().clone(),

@@ -14,7 +14,6 @@
 //! rows are decoded straight from the driver's rows. Both cost far less per
 //! row than going through the `Any` driver's own row type.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -72,44 +71,14 @@ impl Source {
             }
         }
         sqlx::any::install_default_drivers();
-        let connect_error = |source| ReconcileError::Connect {
-            side,
-            url: url.to_string(),
-            source,
-        };
-        let options = AnyConnectOptions::from_str(url.expose())
-            .map_err(connect_error)?
-            .disable_statement_logging();
-        let conn = match tokio::time::timeout(CONNECT_TIMEOUT, AnyConnection::connect_with(&options)).await {
-            Ok(Ok(conn)) => conn,
-            Ok(Err(source)) => return Err(connect_error(source)),
-            Err(_) => {
-                return Err(ReconcileError::Timeout {
-                    side,
-                    doing: format!("connecting to {url}"),
-                    seconds: CONNECT_TIMEOUT.as_secs(),
-                })
-            }
-        };
+        let conn = connect_with::<AnyConnectOptions>(side, url).await?;
         let native = match url.engine() {
-            Engine::Postgres => {
-                let options = PgConnectOptions::from_str(url.expose())
-                    .map_err(connect_error)?
-                    .disable_statement_logging();
-                let connect = PgConnection::connect_with(&options);
-                Some(Native::Postgres(
-                    within(side, url, connect).await?.map_err(connect_error)?,
-                ))
-            }
-            Engine::MySql => {
-                let options = MySqlConnectOptions::from_str(url.expose())
-                    .map_err(connect_error)?
-                    .disable_statement_logging();
-                let connect = MySqlConnection::connect_with(&options);
-                Some(Native::MySql(
-                    within(side, url, connect).await?.map_err(connect_error)?,
-                ))
-            }
+            Engine::Postgres => Some(Native::Postgres(
+                connect_with::<PgConnectOptions>(side, url).await?,
+            )),
+            Engine::MySql => Some(Native::MySql(
+                connect_with::<MySqlConnectOptions>(side, url).await?,
+            )),
             Engine::Sqlite => None,
         };
         let mut source = Self {
@@ -339,6 +308,24 @@ impl Source {
             seconds: self.timeout.as_secs(),
         }
     }
+}
+
+/// A connection to `url` by the driver of the options `O`, with statement
+/// logging off, within the connect timeout.
+async fn connect_with<O>(side: Side, url: &DatabaseUrl) -> Result<O::Connection, ReconcileError>
+where
+    O: ConnectOptions,
+    O::Connection: Sized,
+{
+    let connect_error = |source| ReconcileError::Connect {
+        side,
+        url: url.to_string(),
+        source,
+    };
+    let options = O::from_str(url.expose())
+        .map_err(connect_error)?
+        .disable_statement_logging();
+    within(side, url, options.connect()).await?.map_err(connect_error)
 }
 
 /// Runs `connect` within the connect timeout.

@@ -102,36 +102,24 @@ pub(super) async fn boundaries(
     every: u64,
     count: usize,
 ) -> Result<Vec<Vec<SqlValue>>, ReconcileError> {
-    let (clause, binds) = range_where(plan, range.lower.as_deref(), range.upper.as_deref());
-    let keys = plan.key_exprs.join(", ");
     // The inner query keeps the key columns' own names under the alias `t`,
     // so that the select list and key expressions apply to it unchanged.
     let raw: Vec<String> = plan.checksum_columns[..key_len.min(plan.checksum_columns.len())]
         .iter()
         .map(|c| plan.dialect.column(c))
         .collect();
-    let sql = format!(
-        "SELECT * FROM (SELECT {}, ROW_NUMBER() OVER (ORDER BY {keys}) AS strangler_rn \
-         FROM (SELECT {} FROM {} t {clause} ORDER BY {keys} LIMIT {}) t) w \
-         WHERE MOD(strangler_rn, {every}) = 0 ORDER BY strangler_rn",
-        plan.key_select,
-        raw.join(", "),
-        plan.dialect.quote(&plan.table),
-        every.saturating_mul(count as u64),
-    );
-    let binds: Vec<&SqlValue> = binds.iter().collect();
-    let rows = source
-        .fetch(
-            &sql,
-            &binds,
-            &plan.classes[..key_len.min(plan.classes.len())],
-            &format!("finding segment boundaries of table `{}`", plan.table),
+    let select = |clause: &str, keys: &str| {
+        format!(
+            "SELECT * FROM (SELECT {}, ROW_NUMBER() OVER (ORDER BY {keys}) AS strangler_rn \
+             FROM (SELECT {} FROM {} t {clause} ORDER BY {keys} LIMIT {}) t) w \
+             WHERE MOD(strangler_rn, {every}) = 0 ORDER BY strangler_rn",
+            plan.key_select,
+            raw.join(", "),
+            plan.dialect.quote(&plan.table),
+            every.saturating_mul(count as u64),
         )
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|row| row[..key_len.min(row.len())].to_vec())
-        .collect())
+    };
+    fetch_keys(source, plan, key_len, range, "finding segment boundaries", select).await
 }
 
 /// The key of the `offset`th (0-based) row of `plan` in `range`.
@@ -142,26 +130,43 @@ pub(super) async fn key_at(
     range: &KeyRange,
     offset: u64,
 ) -> Result<Option<Vec<SqlValue>>, ReconcileError> {
+    let select = |clause: &str, keys: &str| {
+        format!(
+            "SELECT {} FROM {} t {clause} ORDER BY {keys} LIMIT 1 OFFSET {offset}",
+            plan.key_select,
+            plan.dialect.quote(&plan.table),
+        )
+    };
+    let keys = fetch_keys(source, plan, key_len, range, "finding a split key", select).await?;
+    Ok(keys.into_iter().next())
+}
+
+/// The keys that `select` reads from `plan`'s rows in `range`, given the
+/// range's `WHERE` clause and the key expressions joined; `doing` names
+/// the query in an error.
+async fn fetch_keys(
+    source: &mut Source,
+    plan: &SidePlan,
+    key_len: usize,
+    range: &KeyRange,
+    doing: &str,
+    select: impl FnOnce(&str, &str) -> String,
+) -> Result<Vec<Vec<SqlValue>>, ReconcileError> {
     let (clause, binds) = range_where(plan, range.lower.as_deref(), range.upper.as_deref());
-    let keys = plan.key_exprs.join(", ");
-    let sql = format!(
-        "SELECT {} FROM {} t {clause} ORDER BY {keys} LIMIT 1 OFFSET {offset}",
-        plan.key_select,
-        plan.dialect.quote(&plan.table),
-    );
+    let sql = select(&clause, &plan.key_exprs.join(", "));
     let binds: Vec<&SqlValue> = binds.iter().collect();
     let rows = source
         .fetch(
             &sql,
             &binds,
             &plan.classes[..key_len.min(plan.classes.len())],
-            &format!("finding a split key of table `{}`", plan.table),
+            &format!("{doing} of table `{}`", plan.table),
         )
         .await?;
     Ok(rows
         .into_iter()
-        .next()
-        .map(|row| row[..key_len.min(row.len())].to_vec()))
+        .map(|row| row[..key_len.min(row.len())].to_vec())
+        .collect())
 }
 
 #[cfg(test)]

@@ -2,18 +2,10 @@
 //! same-engine server pairs, reading only a few thousand rows, and by the
 //! merge on SQLite.
 
-use reconciler::{Method, Options, Status, Strategy};
+use reconciler::{Method, Status, Strategy};
 use test_harness::Engine;
 
-use crate::helpers::{exec, keys, pair, run};
-
-const MAPPING: &str = r#"
-[[capabilities.big.tables]]
-legacy = "big"
-service = "big"
-key = ["id"]
-columns = { id = "id", name = "name", amount = "amount" }
-"#;
+use crate::helpers::{assert_findings, batches_of, exec, mapping_text, pair_holding, run, same};
 
 const ROWS: u64 = 100_000;
 
@@ -31,39 +23,41 @@ fn fill(engine: Engine) -> &'static str {
 }
 
 async fn one_row_in_100k(engine: Engine, change: &str, expect_missing: bool) {
-    let Some((legacy, service)) = pair(engine, engine).await else {
+    let table = format!(
+        "CREATE TABLE big (id {{INT}} PRIMARY KEY, name {{TEXT}} NOT NULL, amount {{INT}});\n{}",
+        fill(engine)
+    );
+    let Some((legacy, service)) = pair_holding(engine, engine, &table).await else {
         return;
     };
-    for db in [&legacy, &service] {
-        exec(
-            db,
-            "CREATE TABLE big (id {INT} PRIMARY KEY, name {TEXT} NOT NULL, amount {INT})",
-        )
-        .await;
-        exec(db, fill(engine)).await;
-    }
     exec(&service, change).await;
     // Forced: `Auto` would first merge a probe of the table to measure it.
-    let options = Options {
-        strategy: Strategy::Bisect,
-        batch_size: 1000,
-        bisect_leaf_rows: 1000,
-        ..Options::default()
-    };
-    let report = run(MAPPING, "big", &legacy, &service, &options).await.unwrap();
+    let text = mapping_text(
+        "big",
+        ("big", "big"),
+        &["id"],
+        &same(&["id", "name", "amount"]),
+        "",
+    );
+    let report = run(
+        &text,
+        "big",
+        &legacy,
+        &service,
+        &batches_of(Strategy::Bisect, 1000),
+    )
+    .await
+    .unwrap();
     let table = &report.tables[0];
     assert_eq!(report.status, Status::Diverged);
     if expect_missing {
-        assert_eq!(keys(table.missing.iter().map(|m| m.key.clone())), ["[77777]"]);
-        assert!(table.changed.is_empty());
+        assert_findings(table, [&["[77777]"], &[], &[]], &format!("{engine}"));
         assert_eq!(table.rows_service, ROWS - 1);
     } else {
-        assert_eq!(keys(table.changed.iter().map(|m| m.key.clone())), ["[77777]"]);
+        assert_findings(table, [&[], &[], &["[77777]"]], &format!("{engine}"));
         assert_eq!(table.changed[0].columns[0].service, "changed");
-        assert!(table.missing.is_empty());
         assert_eq!(table.rows_service, ROWS);
     }
-    assert!(table.extra.is_empty());
     assert_eq!(table.rows_legacy, ROWS);
     assert_eq!(table.rows_compared, ROWS);
     println!("{engine}: {:?} read {} rows", table.strategy, table.rows_fetched);

@@ -3,19 +3,32 @@
 //! MariaDB's and SQLite's own under every strategy: equal rows are clean,
 //! and one changed value of each type is reported.
 
-use reconciler::{Options, Status, Strategy};
+use reconciler::{Options, Report, Status, Strategy};
 use test_harness::{Engine, TestDatabase};
 
-use crate::helpers::{exec, keys, pair, run};
+use crate::helpers::{exec, keys, mapping_text, pair, run, same};
 
-const MAPPING: &str = r#"
-[[capabilities.people.tables]]
-legacy = "people"
-service = "people"
-key = ["id"]
-columns = { id = "id", active = "active", created_at = "created_at", born_on = "born_on", seen_at = "seen_at" }
-normalize = { created_at = "timestamp_ms", seen_at = "timestamp_ms" }
-"#;
+/// Compares both sides' `people` with `strategy`: the report, and what a
+/// failed assertion shows (the case, and the report for people).
+async fn compare(legacy: &TestDatabase, service: &TestDatabase, strategy: Strategy) -> (Report, String) {
+    let case = format!("{} → {} {strategy}", legacy.engine(), service.engine());
+    let text = mapping_text(
+        "people",
+        ("people", "people"),
+        &["id"],
+        &same(&["id", "active", "created_at", "born_on", "seen_at"]),
+        r#"normalize = { created_at = "timestamp_ms", seen_at = "timestamp_ms" }"#,
+    );
+    let options = Options {
+        strategy,
+        ..Options::default()
+    };
+    let report = run(&text, "people", legacy, service, &options)
+        .await
+        .unwrap_or_else(|e| panic!("{case}: {}", e.chain()));
+    let context = format!("{case}\n{}", report.to_human());
+    (report, context)
+}
 
 /// The table in `db`'s engine's own types.
 async fn create(db: &TestDatabase) {
@@ -66,20 +79,9 @@ async fn declared_types(legacy_engine: Engine, service_engine: Engine) {
     create(&service).await;
     let strategies = [Strategy::Merge, Strategy::Bisect, Strategy::Auto];
     for strategy in strategies {
-        let options = Options {
-            strategy,
-            ..Options::default()
-        };
-        let report = run(MAPPING, "people", &legacy, &service, &options)
-            .await
-            .unwrap_or_else(|e| panic!("{legacy_engine} → {service_engine} {strategy}: {}", e.chain()));
-        assert_eq!(
-            report.status,
-            Status::Clean,
-            "{legacy_engine} → {service_engine} {strategy}\n{}",
-            report.to_human()
-        );
-        assert_eq!(report.tables[0].rows_compared, 8);
+        let (report, context) = compare(&legacy, &service, strategy).await;
+        assert_eq!(report.status, Status::Clean, "{context}");
+        assert_eq!(report.tables[0].rows_compared, 8, "{context}");
     }
     exec(
         &service,
@@ -90,17 +92,7 @@ UPDATE "people" SET "seen_at" = '2026-01-02 03:04:21{Z}' WHERE "id" = 8"#,
     )
     .await;
     for strategy in strategies {
-        let options = Options {
-            strategy,
-            ..Options::default()
-        };
-        let report = run(MAPPING, "people", &legacy, &service, &options)
-            .await
-            .unwrap_or_else(|e| panic!("{legacy_engine} → {service_engine} {strategy}: {}", e.chain()));
-        let context = format!(
-            "{legacy_engine} → {service_engine} {strategy}\n{}",
-            report.to_human()
-        );
+        let (report, context) = compare(&legacy, &service, strategy).await;
         let table = &report.tables[0];
         assert_eq!(
             keys(table.changed.iter().map(|c| c.key.clone())),

@@ -3,50 +3,32 @@
 use reconciler::{Method, Options, Status, Strategy};
 use test_harness::Engine;
 
-use crate::helpers::{exec, keys, pair, run, PAIRINGS};
-
-const MAPPING: &str = r#"
-[[capabilities.people.tables]]
-legacy = "customers"
-service = "clients"
-key = ["id"]
-columns = { id = "client_id", name = "full_name", email = "email", score = "score" }
-"#;
+use crate::helpers::{
+    assert_findings, batches_of, clients_mapping, customers_and_clients, each_pairing, pair, run, PAIRINGS,
+};
 
 async fn divergences(legacy_engine: Engine, service_engine: Engine) {
     let Some((legacy, service)) = pair(legacy_engine, service_engine).await else {
         return;
     };
-    exec(
+    customers_and_clients(
         &legacy,
-        r#"CREATE TABLE "customers" ("id" {INT} PRIMARY KEY, "name" {TEXT} NOT NULL, "email" {TEXT}, "score" {INT});
-INSERT INTO "customers" VALUES (1, 'ann', 'a@x', 10), (2, 'bob', NULL, 20), (3, 'cid', 'c@x', NULL),
-  (4, 'dan', 'd@x', 40), (6, 'fay', NULL, NULL), (7, 'gil', 'g@x', 70)"#,
-    )
-    .await;
-    exec(
         &service,
-        r#"CREATE TABLE "clients" ("client_id" {INT} PRIMARY KEY, "full_name" {TEXT} NOT NULL, "email" {TEXT}, "score" {INT});
-INSERT INTO "clients" VALUES (1, 'ann', 'a@x', 10), (2, 'bob', 'b@x', 20), (3, 'cid', 'c@x', 30),
-  (5, 'eve', 'e@x', 50), (6, 'fay', NULL, NULL), (7, 'Gil', 'g@x', 70)"#,
+        "(1, 'ann', 'a@x', 10), (2, 'bob', NULL, 20), (3, 'cid', 'c@x', NULL),
+  (4, 'dan', 'd@x', 40), (6, 'fay', NULL, NULL), (7, 'gil', 'g@x', 70)",
+        "(1, 'ann', 'a@x', 10), (2, 'bob', 'b@x', 20), (3, 'cid', 'c@x', 30),
+  (5, 'eve', 'e@x', 50), (6, 'fay', NULL, NULL), (7, 'Gil', 'g@x', 70)",
     )
     .await;
+    let text = clients_mapping("");
     for strategy in [Strategy::Merge, Strategy::Auto] {
-        let options = Options {
-            strategy,
-            batch_size: 2,
-            bisect_leaf_rows: 2,
-            ..Options::default()
-        };
-        let report = run(MAPPING, "people", &legacy, &service, &options).await.unwrap();
+        let report = run(&text, "people", &legacy, &service, &batches_of(strategy, 2))
+            .await
+            .unwrap();
+        let context = format!("{legacy_engine} → {service_engine} {strategy}");
         let table = &report.tables[0];
-        assert_eq!(report.status, Status::Diverged);
-        assert_eq!(keys(table.missing.iter().map(|m| m.key.clone())), ["[4]"]);
-        assert_eq!(keys(table.extra.iter().map(|m| m.key.clone())), ["[5]"]);
-        assert_eq!(
-            keys(table.changed.iter().map(|m| m.key.clone())),
-            ["[2]", "[3]", "[7]"]
-        );
+        assert_eq!(report.status, Status::Diverged, "{context}");
+        assert_findings(table, [&["[4]"], &["[5]"], &["[2]", "[3]", "[7]"]], &context);
         let email = &table.changed[0].columns;
         assert_eq!(email.len(), 1);
         assert_eq!(email[0].column, "email");
@@ -68,7 +50,7 @@ INSERT INTO "clients" VALUES (1, 'ann', 'a@x', 10), (2, 'bob', 'b@x', 20), (3, '
         } else {
             Method::Merge
         };
-        assert_eq!(table.strategy, expected, "{legacy_engine} → {service_engine}");
+        assert_eq!(table.strategy, expected, "{context}");
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(json["schema_version"], 1);
         assert_eq!(json["status"], "diverged");
@@ -78,9 +60,7 @@ INSERT INTO "clients" VALUES (1, 'ann', 'a@x', 10), (2, 'bob', 'b@x', 20), (3, '
 
 #[tokio::test]
 async fn every_pairing_finds_missing_extra_and_changed_rows() {
-    for (legacy, service) in PAIRINGS {
-        divergences(legacy, service).await;
-    }
+    each_pairing(&PAIRINGS, divergences).await;
 }
 
 #[tokio::test]
@@ -88,21 +68,15 @@ async fn identical_tables_are_clean_and_forced_bisection_across_engines_says_why
     let Some((legacy, service)) = pair(Engine::Sqlite, Engine::Postgres).await else {
         return;
     };
-    let ddl = r#"CREATE TABLE "customers" ("id" {INT} PRIMARY KEY, "name" {TEXT} NOT NULL, "email" {TEXT}, "score" {INT});
-INSERT INTO "customers" VALUES (1, 'ann', NULL, 10), (2, 'bob', 'b@x', NULL)"#;
-    exec(&legacy, ddl).await;
-    exec(
-        &service,
-        &ddl.replace("customers", "clients")
-            .replace("\"id\"", "\"client_id\"")
-            .replace("\"name\"", "\"full_name\""),
-    )
-    .await;
+    let rows = "(1, 'ann', NULL, 10), (2, 'bob', 'b@x', NULL)";
+    customers_and_clients(&legacy, &service, rows, rows).await;
     let options = Options {
         strategy: Strategy::Bisect,
         ..Options::default()
     };
-    let report = run(MAPPING, "people", &legacy, &service, &options).await.unwrap();
+    let report = run(&clients_mapping(""), "people", &legacy, &service, &options)
+        .await
+        .unwrap();
     assert_eq!(report.status, Status::Clean, "{}", report.to_human());
     assert_eq!(report.tables[0].strategy, Method::Merge);
     assert!(report.tables[0]

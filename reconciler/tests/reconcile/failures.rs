@@ -11,15 +11,19 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use toolkit_db::DatabaseUrl;
 
-use crate::helpers::{exec, fresh, mapping, pair};
+use crate::helpers::{exec, fresh, mapping, mapping_text, pair, run};
 
-const MAPPING: &str = r#"
-[[capabilities.people.tables]]
-legacy = "people"
-service = "people"
-key = ["id"]
-columns = { id = "id", name = "name" }
-"#;
+/// The mapping of `people`'s `id` and `name`: `legacy` the monolith's
+/// table, `name` the service's name of the column, `more` added as it is.
+fn people_mapping(legacy: &str, name: &str, more: &str) -> String {
+    mapping_text(
+        "people",
+        (legacy, "people"),
+        &["id"],
+        &[("id", "id"), ("name", name)],
+        more,
+    )
+}
 
 async fn store() -> (tempfile::TempDir, RunStore) {
     let dir = tempfile::tempdir().unwrap();
@@ -50,13 +54,29 @@ async fn people(db: &TestDatabase, rows: u32) {
     exec(db, &fill).await;
 }
 
+/// The mapping of `people` as both sides have it.
+fn plain() -> String {
+    people_mapping("people", "name", "")
+}
+
+/// Both databases of a pairing, each with `rows` people, or `None` when a
+/// server is absent.
+async fn people_on_both(legacy: Engine, service: Engine, rows: u32) -> Option<(TestDatabase, TestDatabase)> {
+    let (legacy, service) = pair(legacy, service).await?;
+    people(&legacy, rows).await;
+    people(&service, rows).await;
+    Some((legacy, service))
+}
+
+/// Compares `people` as `text` maps it and records the run in `store`.
 async fn record(
     store: &RunStore,
+    text: &str,
     legacy: &DatabaseUrl,
     service: &DatabaseUrl,
     options: &Options,
 ) -> Result<reconciler::Report, ReconcileError> {
-    let mapping = mapping(MAPPING);
+    let mapping = mapping(text);
     reconcile_and_record(
         Some(store),
         mapping.capability("people").unwrap(),
@@ -81,7 +101,7 @@ async fn an_unreachable_database_fails_clearly_without_its_password_and_is_recor
         format!("mariadb://app:s3cret@127.0.0.1:{port}/shop"),
     ] {
         let service = DatabaseUrl::parse(&url).unwrap();
-        let error = record(&store, legacy.url(), &service, &Options::default())
+        let error = record(&store, &plain(), legacy.url(), &service, &Options::default())
             .await
             .unwrap_err();
         let text = error.chain();
@@ -145,11 +165,9 @@ async fn cutting_proxy(target: String, limit: usize) -> std::net::SocketAddr {
 
 #[tokio::test]
 async fn a_database_going_down_mid_run_fails_the_run_and_is_recorded() {
-    let Some((legacy, service)) = pair(Engine::Sqlite, Engine::Postgres).await else {
+    let Some((legacy, service)) = people_on_both(Engine::Sqlite, Engine::Postgres, 5000).await else {
         return;
     };
-    people(&legacy, 5000).await;
-    people(&service, 5000).await;
     // The service's URL, pointed at the proxy.
     let real = service.url().expose().to_owned();
     let after_scheme = &real["postgres://".len()..];
@@ -162,7 +180,7 @@ async fn a_database_going_down_mid_run_fails_the_run_and_is_recorded() {
         batch_size: 100,
         ..Options::default()
     };
-    let error = record(&store, legacy.url(), &through_proxy, &options)
+    let error = record(&store, &plain(), legacy.url(), &through_proxy, &options)
         .await
         .unwrap_err();
     let text = error.chain();
@@ -182,44 +200,30 @@ async fn a_database_going_down_mid_run_fails_the_run_and_is_recorded() {
 
 #[tokio::test]
 async fn unknown_tables_and_columns_are_refused_before_comparing() {
-    let Some((legacy, service)) = pair(Engine::MySql, Engine::Sqlite).await else {
+    let Some((legacy, service)) = people_on_both(Engine::MySql, Engine::Sqlite, 3).await else {
         return;
     };
-    people(&legacy, 3).await;
-    people(&service, 3).await;
     let (_dir, store) = store().await;
-    let mapping_text = MAPPING.replace(r#"name = "name""#, r#"name = "full_name""#);
-    let parsed = mapping(&mapping_text);
-    let error = reconcile_and_record(
-        Some(&store),
-        parsed.capability("people").unwrap(),
-        legacy.url(),
-        service.url(),
-        &Options::default(),
-    )
-    .await
-    .unwrap_err()
-    .to_string();
-    assert!(
-        error.contains("the service table `people` has no column `full_name`") && error.contains("id, name"),
-        "{error}"
-    );
-    let mapping_text = MAPPING.replace(r#"legacy = "people""#, r#"legacy = "persons""#);
-    let parsed = mapping(&mapping_text);
-    let error = reconcile_and_record(
-        Some(&store),
-        parsed.capability("people").unwrap(),
-        legacy.url(),
-        service.url(),
-        &Options::default(),
-    )
-    .await
-    .unwrap_err()
-    .to_string();
-    assert!(
-        error.contains("the monolith database has no table `persons`"),
-        "{error}"
-    );
+    for (case, text, expected) in [
+        (
+            "an unknown service column",
+            people_mapping("people", "full_name", ""),
+            &["the service table `people` has no column `full_name`", "id, name"][..],
+        ),
+        (
+            "an unknown monolith table",
+            people_mapping("persons", "name", ""),
+            &["the monolith database has no table `persons`"],
+        ),
+    ] {
+        let error = record(&store, &text, legacy.url(), service.url(), &Options::default())
+            .await
+            .unwrap_err()
+            .to_string();
+        for part in expected {
+            assert!(error.contains(part), "{case}: `{part}` not in: {error}");
+        }
+    }
     let runs = store.runs("people").await.unwrap();
     assert!(runs
         .iter()
@@ -231,7 +235,7 @@ async fn a_missing_sqlite_file_is_an_error_not_an_empty_table() {
     let dir = tempfile::tempdir().unwrap();
     let missing = DatabaseUrl::parse(dir.path().join("nope.db").to_str().unwrap()).unwrap();
     let (_store_dir, store) = store().await;
-    let error = record(&store, &missing, &missing, &Options::default())
+    let error = record(&store, &plain(), &missing, &missing, &Options::default())
         .await
         .unwrap_err();
     assert!(error.to_string().contains("monolith database") && error.to_string().contains("does not exist"));
@@ -240,19 +244,14 @@ async fn a_missing_sqlite_file_is_an_error_not_an_empty_table() {
 
 #[tokio::test]
 async fn finished_runs_are_recorded_with_counts_and_report() {
-    let (legacy, service) = (
-        fresh(Engine::Sqlite).await.unwrap(),
-        fresh(Engine::Sqlite).await.unwrap(),
-    );
-    people(&legacy, 10).await;
-    people(&service, 10).await;
+    let (legacy, service) = people_on_both(Engine::Sqlite, Engine::Sqlite, 10).await.unwrap();
     let (_dir, store) = store().await;
-    record(&store, legacy.url(), service.url(), &Options::default())
+    record(&store, &plain(), legacy.url(), service.url(), &Options::default())
         .await
         .unwrap();
     exec(&service, "DELETE FROM people WHERE id = 3").await;
     exec(&service, "UPDATE people SET name = 'x' WHERE id = 4").await;
-    record(&store, legacy.url(), service.url(), &Options::default())
+    record(&store, &plain(), legacy.url(), service.url(), &Options::default())
         .await
         .unwrap();
     let runs = store.runs("people").await.unwrap();
@@ -269,57 +268,51 @@ async fn finished_runs_are_recorded_with_counts_and_report() {
 
 #[tokio::test]
 async fn sessions_are_read_only_and_statements_time_out() {
-    let Some((legacy, service)) = pair(Engine::Postgres, Engine::MySql).await else {
+    let Some((legacy, service)) = people_on_both(Engine::Postgres, Engine::MySql, 3).await else {
         return;
     };
-    people(&legacy, 3).await;
-    people(&service, 3).await;
     exec(&legacy, "CREATE SEQUENCE s").await;
-    // A filter that would write is refused by the read-only session.
-    let writing = MAPPING.replace(
-        r#"columns = { id = "id", name = "name" }"#,
-        "columns = { id = \"id\", name = \"name\" }\nlegacy_filter = \"nextval('s') > 0\"",
-    );
-    let parsed = mapping(&writing);
-    let options = Options::default();
-    let error = reconciler::reconcile(
-        parsed.capability("people").unwrap(),
-        legacy.url(),
-        service.url(),
-        &options,
-    )
-    .await
-    .unwrap_err()
-    .chain();
-    assert!(
-        error.contains("monolith database") && error.contains("read-only"),
-        "{error}"
-    );
-    // A slow statement is cut off by the statement timeout.
-    for (side, filter) in [
-        ("monolith", "legacy_filter = \"(SELECT 1 FROM pg_sleep(5)) = 1\""),
-        ("service", "service_filter = \"SLEEP(5) = 0\""),
+    let timeout = std::time::Duration::from_secs(1);
+    for (case, filter, statement_timeout, expected) in [
+        // A filter that would write is refused by the read-only session.
+        (
+            "a writing filter",
+            "legacy_filter = \"nextval('s') > 0\"",
+            None,
+            &["monolith database", "read-only"][..],
+        ),
+        // A slow statement is cut off by the statement timeout.
+        (
+            "a slow monolith statement",
+            "legacy_filter = \"(SELECT 1 FROM pg_sleep(5)) = 1\"",
+            Some(timeout),
+            &["the monolith database"],
+        ),
+        (
+            "a slow service statement",
+            "service_filter = \"SLEEP(5) = 0\"",
+            Some(timeout),
+            &["the service database"],
+        ),
     ] {
-        let slow = MAPPING.replace(
-            r#"columns = { id = "id", name = "name" }"#,
-            &format!("columns = {{ id = \"id\", name = \"name\" }}\n{filter}"),
-        );
-        let parsed = mapping(&slow);
         let options = Options {
-            statement_timeout: std::time::Duration::from_secs(1),
+            statement_timeout: statement_timeout.unwrap_or(Options::default().statement_timeout),
             ..Options::default()
         };
+        let text = people_mapping("people", "name", filter);
         let started = std::time::Instant::now();
-        let error = reconciler::reconcile(
-            parsed.capability("people").unwrap(),
-            legacy.url(),
-            service.url(),
-            &options,
-        )
-        .await
-        .unwrap_err()
-        .chain();
-        assert!(started.elapsed() < std::time::Duration::from_secs(4), "{error}");
-        assert!(error.contains(&format!("the {side} database")), "{error}");
+        let error = run(&text, "people", &legacy, &service, &options)
+            .await
+            .unwrap_err()
+            .chain();
+        if statement_timeout.is_some() {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(4),
+                "{case}: {error}"
+            );
+        }
+        for part in expected {
+            assert!(error.contains(part), "{case}: `{part}` not in: {error}");
+        }
     }
 }

@@ -4,7 +4,9 @@
 use reconciler::{Method, Options, Status, Strategy};
 use test_harness::{Database, Engine, TestDatabase};
 
-use crate::helpers::{exec, keys, pair, run};
+use crate::helpers::{
+    assert_findings, batches_of, each_pairing, exec, keys, mapping_text, pair, pair_holding, run, same,
+};
 
 const TABLE: &str = "Line Items\"; DROP TABLE keep; --";
 const ORDER: &str = "Order Id";
@@ -17,7 +19,8 @@ fn quote(engine: Engine, name: &str) -> String {
     }
 }
 
-async fn create_lines(db: &TestDatabase, rows: &[(&str, i64, &str)]) {
+/// `keep`, and the table of lines holding `rows`, an SQL `VALUES` list.
+async fn create_lines(db: &TestDatabase, rows: &str) {
     let e = db.engine();
     let key_type = if e == Engine::MySql {
         "VARCHAR(100)"
@@ -25,7 +28,7 @@ async fn create_lines(db: &TestDatabase, rows: &[(&str, i64, &str)]) {
         "TEXT"
     };
     let database = Database::open(db.url()).await.unwrap();
-    let mut statements = vec![
+    let statements = [
         "CREATE TABLE keep (id BIGINT PRIMARY KEY)".to_owned(),
         "INSERT INTO keep VALUES (1)".to_owned(),
         format!(
@@ -36,13 +39,8 @@ async fn create_lines(db: &TestDatabase, rows: &[(&str, i64, &str)]) {
             quote(e, ORDER),
             quote(e, LINE)
         ),
+        format!("INSERT INTO {} VALUES {rows}", quote(e, TABLE)),
     ];
-    for (order, line, qty) in rows {
-        statements.push(format!(
-            "INSERT INTO {} VALUES ('{order}', {line}, {qty})",
-            quote(e, TABLE)
-        ));
-    }
     for statement in statements {
         sqlx::raw_sql(&statement).execute(database.pool()).await.unwrap();
     }
@@ -59,71 +57,44 @@ async fn keep_survives(db: &TestDatabase) {
     database.close().await;
 }
 
-const MAPPING: &str = r#"
-[[capabilities.lines.tables]]
-legacy = 'Line Items"; DROP TABLE keep; --'
-service = 'Line Items"; DROP TABLE keep; --'
-key = ['Order Id', 'line`no"; DELETE FROM keep; --']
-columns = { 'Order Id' = 'Order Id', 'line`no"; DELETE FROM keep; --' = 'line`no"; DELETE FROM keep; --', qty = 'qty' }
-"#;
-
 async fn composite(legacy_engine: Engine, service_engine: Engine) {
     let Some((legacy, service)) = pair(legacy_engine, service_engine).await else {
         return;
     };
-    create_lines(
-        &legacy,
-        &[
-            ("B", 1, "1"),
-            ("a", 1, "1"),
-            ("a", 2, "2"),
-            ("é", 1, "3"),
-            ("Z", 3, "NULL"),
-            ("a", 10, "4"),
-        ],
-    )
-    .await;
-    create_lines(
-        &service,
-        &[
-            ("B", 1, "1"),
-            ("a", 1, "1"),
-            ("é", 1, "30"),
-            ("Z", 3, "NULL"),
-            ("b", 9, "9"),
-            ("a", 10, "4"),
-        ],
-    )
-    .await;
+    for (db, rows) in [
+        (
+            &legacy,
+            "('B', 1, 1), ('a', 1, 1), ('a', 2, 2), ('é', 1, 3), ('Z', 3, NULL), ('a', 10, 4)",
+        ),
+        (
+            &service,
+            "('B', 1, 1), ('a', 1, 1), ('é', 1, 30), ('Z', 3, NULL), ('b', 9, 9), ('a', 10, 4)",
+        ),
+    ] {
+        create_lines(db, rows).await;
+    }
+    let text = mapping_text(
+        "lines",
+        (TABLE, TABLE),
+        &[ORDER, LINE],
+        &same(&[ORDER, LINE, "qty"]),
+        "",
+    );
     for strategy in [Strategy::Merge, Strategy::Bisect] {
-        let options = Options {
-            strategy,
-            batch_size: 1,
-            bisect_leaf_rows: 1,
-            ..Options::default()
-        };
-        let report = run(MAPPING, "lines", &legacy, &service, &options).await.unwrap();
+        let report = run(&text, "lines", &legacy, &service, &batches_of(strategy, 1))
+            .await
+            .unwrap();
         let context = format!(
             "{legacy_engine} → {service_engine} {strategy}\n{}",
             report.to_human()
         );
         let table = &report.tables[0];
-        assert_eq!(
-            keys(table.missing.iter().map(|m| m.key.clone())),
-            [r#"["a",2]"#],
-            "{context}"
+        assert_findings(
+            table,
+            [&[r#"["a",2]"#], &[r#"["b",9]"#], &[r#"["é",1]"#]],
+            &context,
         );
-        assert_eq!(
-            keys(table.extra.iter().map(|m| m.key.clone())),
-            [r#"["b",9]"#],
-            "{context}"
-        );
-        assert_eq!(
-            keys(table.changed.iter().map(|m| m.key.clone())),
-            [r#"["é",1]"#],
-            "{context}"
-        );
-        assert_eq!(table.key_columns, [ORDER, LINE]);
+        assert_eq!(table.key_columns, [ORDER, LINE], "{context}");
         assert_eq!(table.rows_compared, 7, "{context}");
     }
     keep_survives(&legacy).await;
@@ -132,24 +103,15 @@ async fn composite(legacy_engine: Engine, service_engine: Engine) {
 
 #[tokio::test]
 async fn composite_keys_and_hostile_names_in_several_pairings() {
-    for (legacy, service) in [
+    let pairings = [
         (Engine::Postgres, Engine::MySql),
         (Engine::MySql, Engine::Sqlite),
         (Engine::Sqlite, Engine::Postgres),
         (Engine::Postgres, Engine::Postgres),
         (Engine::MySql, Engine::MySql),
-    ] {
-        composite(legacy, service).await;
-    }
+    ];
+    each_pairing(&pairings, composite).await;
 }
-
-const PEOPLE: &str = r#"
-[[capabilities.people.tables]]
-legacy = "people"
-service = "people"
-key = ["id"]
-columns = { id = "id", name = "name" }
-"#;
 
 #[tokio::test]
 async fn empty_tables_are_clean_and_an_empty_side_reports_every_key() {
@@ -157,19 +119,24 @@ async fn empty_tables_are_clean_and_an_empty_side_reports_every_key() {
         (Engine::Sqlite, Engine::MySql),
         (Engine::Postgres, Engine::Postgres),
     ] {
-        let Some((legacy, service)) = pair(legacy_engine, service_engine).await else {
+        let ddl = r#"CREATE TABLE "people" ("id" {INT} PRIMARY KEY, "name" {TEXT})"#;
+        let Some((legacy, service)) = pair_holding(legacy_engine, service_engine, ddl).await else {
             return;
         };
-        let ddl = r#"CREATE TABLE "people" ("id" {INT} PRIMARY KEY, "name" {TEXT})"#;
-        exec(&legacy, ddl).await;
-        exec(&service, ddl).await;
-        let report = run(PEOPLE, "people", &legacy, &service, &Options::default())
+        let text = mapping_text(
+            "people",
+            ("people", "people"),
+            &["id"],
+            &same(&["id", "name"]),
+            "",
+        );
+        let report = run(&text, "people", &legacy, &service, &Options::default())
             .await
             .unwrap();
         assert_eq!(report.status, Status::Clean);
         assert_eq!(report.totals.rows_compared, 0);
         exec(&service, r#"INSERT INTO "people" VALUES (1, 'a'), (2, NULL)"#).await;
-        let report = run(PEOPLE, "people", &legacy, &service, &Options::default())
+        let report = run(&text, "people", &legacy, &service, &Options::default())
             .await
             .unwrap();
         assert_eq!(

@@ -4,17 +4,33 @@
 //! read as PostgreSQL `COPY` text must compare like decoded rows.
 
 use reconciler::{Method, Options, Report, Strategy};
-use test_harness::Engine;
+use test_harness::{Engine, TestDatabase};
 
-use crate::helpers::{exec, keys, pair, run};
+use crate::helpers::{assert_findings, exec, findings, keys, mapping_text, pair, pair_holding, run, same};
 
-const MAPPING: &str = r#"
-[[capabilities.orders.tables]]
-legacy = "orders"
-service = "orders"
-key = ["id"]
-columns = { id = "id", status = "status", total = "total", note = "note" }
-"#;
+/// Compares both sides' table `table`, keyed on its first column `columns[0]`.
+async fn compare(
+    table: &str,
+    columns: &[&str],
+    legacy: &TestDatabase,
+    service: &TestDatabase,
+    options: &Options,
+) -> Report {
+    let text = mapping_text(table, (table, table), &columns[..1], &same(columns), "");
+    run(&text, table, legacy, service, options).await.unwrap()
+}
+
+/// Compares both sides' `orders`.
+async fn compare_orders(legacy: &TestDatabase, service: &TestDatabase, options: &Options) -> Report {
+    compare(
+        "orders",
+        &["id", "status", "total", "note"],
+        legacy,
+        service,
+        options,
+    )
+    .await
+}
 
 const ROWS: u32 = 20_000;
 
@@ -23,7 +39,6 @@ async fn orders(
     engine: Engine,
     changes: &str,
 ) -> Option<(test_harness::TestDatabase, test_harness::TestDatabase)> {
-    let (legacy, service) = pair(engine, engine).await?;
     let fill = match engine {
         Engine::Postgres => format!(
             "INSERT INTO orders SELECT g, 'placed', g * 7, 'note ' || g FROM generate_series(1, {ROWS}) g"
@@ -32,25 +47,12 @@ async fn orders(
             "INSERT INTO orders SELECT seq, 'placed', seq * 7, CONCAT('note ', seq) FROM seq_1_to_{ROWS}"
         ),
     };
-    for db in [&legacy, &service] {
-        exec(
-            db,
-            "CREATE TABLE orders (id {INT} PRIMARY KEY, status {TEXT} NOT NULL, total {INT}, note {TEXT})",
-        )
-        .await;
-        exec(db, &fill).await;
-    }
+    let table = format!(
+        "CREATE TABLE orders (id {{INT}} PRIMARY KEY, status {{TEXT}} NOT NULL, total {{INT}}, note {{TEXT}});\n{fill}"
+    );
+    let (legacy, service) = pair_holding(engine, engine, &table).await?;
     exec(&service, changes).await;
     Some((legacy, service))
-}
-
-fn findings(report: &Report) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let table = &report.tables[0];
-    (
-        keys(table.missing.iter().map(|m| m.key.clone())),
-        keys(table.extra.iter().map(|m| m.key.clone())),
-        keys(table.changed.iter().map(|m| m.key.clone())),
-    )
 }
 
 const SPARSE: &str = "DELETE FROM orders WHERE id IN (3, 9000);\n\
@@ -69,21 +71,14 @@ async fn parallel_bisection_matches_sequential(engine: Engine) {
         parallel,
         ..Options::default()
     };
-    let one = run(MAPPING, "orders", &legacy, &service, &options(1))
-        .await
-        .unwrap();
-    let three = run(MAPPING, "orders", &legacy, &service, &options(3))
-        .await
-        .unwrap();
+    let one = compare_orders(&legacy, &service, &options(1)).await;
+    let three = compare_orders(&legacy, &service, &options(3)).await;
     assert_eq!(three.tables[0].strategy, Method::Bisect);
-    assert_eq!(findings(&one), findings(&three));
-    assert_eq!(
-        findings(&three),
-        (
-            vec!["[3]".to_owned(), "[9000]".to_owned()],
-            vec!["[20500]".to_owned()],
-            vec!["[4500]".to_owned(), "[19999]".to_owned()]
-        )
+    assert_eq!(findings(&one.tables[0]), findings(&three.tables[0]));
+    assert_findings(
+        &three.tables[0],
+        [&["[3]", "[9000]"], &["[20500]"], &["[4500]", "[19999]"]],
+        &format!("{engine}"),
     );
     assert_eq!(three.tables[0].rows_compared, u64::from(ROWS) + 1);
     assert!(
@@ -118,7 +113,7 @@ async fn auto_merges_the_rest_when_differences_are_dense() {
         bisect_leaf_rows: 100,
         ..Options::default()
     };
-    let report = run(MAPPING, "orders", &legacy, &service, &options).await.unwrap();
+    let report = compare_orders(&legacy, &service, &options).await;
     let table = &report.tables[0];
     assert_eq!(table.changed.len(), (ROWS / 50) as usize);
     assert_eq!(table.rows_compared, u64::from(ROWS));
@@ -135,8 +130,8 @@ async fn auto_merges_the_rest_when_differences_are_dense() {
         strategy: Strategy::Merge,
         ..Options::default()
     };
-    let merged = run(MAPPING, "orders", &legacy, &service, &forced).await.unwrap();
-    assert_eq!(findings(&report), findings(&merged));
+    let merged = compare_orders(&legacy, &service, &forced).await;
+    assert_eq!(findings(&report.tables[0]), findings(&merged.tables[0]));
 }
 
 #[tokio::test]
@@ -144,41 +139,24 @@ async fn copy_text_compares_like_decoded_rows() {
     // Tabs, newlines, backslashes, quotes and NULLs, in keys and values:
     // the COPY text escapes them all, and keyset bounds spell them as
     // literals.
-    let Some((legacy, service)) = pair(Engine::Postgres, Engine::Postgres).await else {
+    let table = "CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT, n BIGINT, b BYTEA, f DOUBLE PRECISION, ok BOOLEAN);\n\
+        INSERT INTO t VALUES (E'a\\tb', E'x\\ny', 1, '\\x00ff', 1.5, true), (E'q''s\\\\', NULL, NULL, NULL, NULL, NULL), \
+        ('plain', '', 3, '\\x', -0.25, false)";
+    let Some((legacy, service)) = pair_holding(Engine::Postgres, Engine::Postgres, table).await else {
         return;
     };
-    for db in [&legacy, &service] {
-        exec(
-            db,
-            "CREATE TABLE t (k TEXT PRIMARY KEY, v TEXT, n BIGINT, b BYTEA, f DOUBLE PRECISION, ok BOOLEAN)",
-        )
-        .await;
-        exec(
-            db,
-            "INSERT INTO t VALUES (E'a\\tb', E'x\\ny', 1, '\\x00ff', 1.5, true), (E'q''s\\\\', NULL, NULL, NULL, NULL, NULL), \
-             ('plain', '', 3, '\\x', -0.25, false)",
-        )
-        .await;
-    }
     exec(
         &service,
         "UPDATE t SET v = E'x\\n\\\\y' WHERE k = E'a\\tb';\nDELETE FROM t WHERE k = 'plain'",
     )
     .await;
-    let mapping = r#"
-[[capabilities.t.tables]]
-legacy = "t"
-service = "t"
-key = ["k"]
-columns = { k = "k", v = "v", n = "n", b = "b", f = "f", ok = "ok" }
-"#;
     // Batches of one row: every bound is a literal of a tricky key.
     let options = Options {
         strategy: Strategy::Merge,
         batch_size: 1,
         ..Options::default()
     };
-    let report = run(mapping, "t", &legacy, &service, &options).await.unwrap();
+    let report = compare("t", &["k", "v", "n", "b", "f", "ok"], &legacy, &service, &options).await;
     let table = &report.tables[0];
     assert_eq!(keys(table.missing.iter().map(|m| m.key.clone())), ["[\"plain\"]"]);
     assert_eq!(table.changed.len(), 1);
@@ -208,13 +186,6 @@ async fn native_readers_decode_like_the_any_driver() {
         Engine::Sqlite => "INSERT INTO v VALUES (1, 0.5, 0.25, X'00FF', 1, 4000000000, 'tab\there'), (2, NULL, NULL, NULL, NULL, NULL, NULL)",
     }
     };
-    let mapping = r#"
-[[capabilities.v.tables]]
-legacy = "v"
-service = "v"
-key = ["id"]
-columns = { id = "id", f = "f", d = "d", b = "b", flag = "flag", u = "u", t = "t" }
-"#;
     for (l, s) in [
         (Engine::MySql, Engine::Sqlite),
         (Engine::Postgres, Engine::Sqlite),
@@ -231,7 +202,8 @@ columns = { id = "id", f = "f", d = "d", b = "b", flag = "flag", u = "u", t = "t
             strategy: Strategy::Merge,
             ..Options::default()
         };
-        let report = run(mapping, "v", &legacy, &service, &options).await.unwrap();
+        let columns = ["id", "f", "d", "b", "flag", "u", "t"];
+        let report = compare("v", &columns, &legacy, &service, &options).await;
         let table = &report.tables[0];
         assert!(
             table.changed.is_empty() && table.missing.is_empty() && table.extra.is_empty(),

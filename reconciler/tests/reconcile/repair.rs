@@ -1,47 +1,53 @@
 //! Repair: planned from a fresh report, applied to the follower, verified
 //! clean by the next comparison; refused where values cannot be derived.
 
-use mapping::Mapping;
-use reconciler::repair::{apply_repair, plan_repair, Action};
-use reconciler::{Options, Status};
-use std::path::Path;
+use reconciler::repair::{apply_repair, plan_repair, Action, RepairPlan};
+use reconciler::{Options, ReconcileError, Report, Status};
 use std::time::Duration;
-use test_harness::Engine;
+use test_harness::{Engine, TestDatabase};
 
-use crate::helpers::{exec, pair, run, PAIRINGS};
+use crate::helpers::{clients_mapping, customers_and_clients, each_pairing, mapping, pair, run, PAIRINGS};
 
-fn mapping_text(source_of_truth: &str) -> String {
+/// [`clients_mapping`] with `source_of_truth` its capability's, and `more`.
+fn truth_mapping(source_of_truth: &str, more: &str) -> String {
     format!(
-        r#"
-[capabilities.people]
-source_of_truth = "{source_of_truth}"
-[[capabilities.people.tables]]
-legacy = "customers"
-service = "clients"
-key = ["id"]
-columns = {{ id = "client_id", name = "full_name", email = "email", score = "score" }}
-"#
+        "[capabilities.people]\nsource_of_truth = \"{source_of_truth}\"\n{}",
+        clients_mapping(more)
     )
 }
 
-async fn diverged(
-    legacy_engine: Engine,
-    service_engine: Engine,
-) -> Option<(test_harness::TestDatabase, test_harness::TestDatabase)> {
+async fn diverged(legacy_engine: Engine, service_engine: Engine) -> Option<(TestDatabase, TestDatabase)> {
     let (legacy, service) = pair(legacy_engine, service_engine).await?;
-    exec(
+    customers_and_clients(
         &legacy,
-        r#"CREATE TABLE "customers" ("id" {INT} PRIMARY KEY, "name" {TEXT} NOT NULL, "email" {TEXT}, "score" {INT});
-INSERT INTO "customers" VALUES (1, 'ann', 'a@x', 10), (2, 'bob', NULL, 20), (3, 'it''s cid', 'c@x', NULL), (4, 'dan', 'd@x', 40)"#,
-    )
-    .await;
-    exec(
         &service,
-        r#"CREATE TABLE "clients" ("client_id" {INT} PRIMARY KEY, "full_name" {TEXT} NOT NULL, "email" {TEXT}, "score" {INT});
-INSERT INTO "clients" VALUES (1, 'ann', 'a@x', 10), (2, 'bob', 'b@x', 20), (3, 'it''s cid', 'c@x', 30), (5, 'eve', 'e@x', 50)"#,
+        "(1, 'ann', 'a@x', 10), (2, 'bob', NULL, 20), (3, 'it''s cid', 'c@x', NULL), (4, 'dan', 'd@x', 40)",
+        "(1, 'ann', 'a@x', 10), (2, 'bob', 'b@x', 20), (3, 'it''s cid', 'c@x', 30), (5, 'eve', 'e@x', 50)",
     )
     .await;
     Some((legacy, service))
+}
+
+/// Compares `people` as `text` maps it, and plans its repair from the report.
+async fn compare_and_plan(
+    text: &str,
+    legacy: &TestDatabase,
+    service: &TestDatabase,
+) -> (Report, Result<RepairPlan, ReconcileError>) {
+    let report = run(text, "people", legacy, service, &Options::default())
+        .await
+        .unwrap();
+    let mapping = mapping(text);
+    let capability = mapping.capability("people").unwrap();
+    let plan = plan_repair(
+        capability,
+        &report,
+        legacy.url(),
+        service.url(),
+        Duration::from_secs(10),
+    )
+    .await;
+    (report, plan)
 }
 
 async fn repair_makes_the_follower_match(legacy_engine: Engine, service_engine: Engine) {
@@ -49,26 +55,13 @@ async fn repair_makes_the_follower_match(legacy_engine: Engine, service_engine: 
         let Some((legacy, service)) = diverged(legacy_engine, service_engine).await else {
             return;
         };
-        let text = mapping_text(truth);
-        let mapping = Mapping::parse(Path::new("m.toml"), &text).unwrap();
-        let capability = mapping.capability("people").unwrap();
-        let report = run(&text, "people", &legacy, &service, &Options::default())
-            .await
-            .unwrap();
+        let text = truth_mapping(truth, "");
+        let (report, plan) = compare_and_plan(&text, &legacy, &service).await;
         assert_eq!(
             (report.totals.missing, report.totals.extra, report.totals.changed),
             (1, 1, 2)
         );
-
-        let plan = plan_repair(
-            capability,
-            &report,
-            legacy.url(),
-            service.url(),
-            Duration::from_secs(10),
-        )
-        .await
-        .unwrap();
+        let plan = plan.unwrap();
         let actions: Vec<Action> = plan.statements.iter().map(|s| s.action).collect();
         assert_eq!(
             actions,
@@ -105,9 +98,7 @@ async fn repair_makes_the_follower_match(legacy_engine: Engine, service_engine: 
 
 #[tokio::test]
 async fn every_pairing_is_repaired_in_either_direction() {
-    for (legacy, service) in PAIRINGS {
-        repair_makes_the_follower_match(legacy, service).await;
-    }
+    each_pairing(&PAIRINGS, repair_makes_the_follower_match).await;
 }
 
 #[tokio::test]
@@ -115,21 +106,12 @@ async fn normalized_columns_are_not_repaired_automatically() {
     let Some((legacy, service)) = diverged(Engine::Sqlite, Engine::Sqlite).await else {
         return;
     };
-    let text = format!("{}normalize = {{ name = \"lower\" }}\n", mapping_text("legacy"));
-    let mapping = Mapping::parse(Path::new("m.toml"), &text).unwrap();
-    let report = run(&text, "people", &legacy, &service, &Options::default())
+    let text = truth_mapping("legacy", r#"normalize = { name = "lower" }"#);
+    let error = compare_and_plan(&text, &legacy, &service)
         .await
-        .unwrap();
-    let error = plan_repair(
-        mapping.capability("people").unwrap(),
-        &report,
-        legacy.url(),
-        service.url(),
-        Duration::from_secs(10),
-    )
-    .await
-    .unwrap_err()
-    .to_string();
+        .1
+        .unwrap_err()
+        .to_string();
     assert!(
         error.contains("`customers`") && error.contains("`name`") && error.contains("by hand"),
         "{error}"

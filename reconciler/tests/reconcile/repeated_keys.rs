@@ -7,15 +7,23 @@
 use reconciler::{Options, ReconcileError, Status, Strategy};
 use test_harness::{Engine, TestDatabase};
 
-use crate::helpers::{exec, pair, run};
+use crate::helpers::{each_pairing, exec, mapping_text, pair, pair_holding, run, same};
 
-const MAPPING: &str = r#"
-[[capabilities.customers.tables]]
-legacy = "customers"
-service = "customers"
-key = ["code"]
-columns = { code = "code", name = "name" }
-"#;
+/// Compares both sides' `customers`, keyed on `code`.
+async fn compare(
+    legacy: &TestDatabase,
+    service: &TestDatabase,
+    options: &Options,
+) -> Result<reconciler::Report, ReconcileError> {
+    let text = mapping_text(
+        "customers",
+        ("customers", "customers"),
+        &["code"],
+        &same(&["code", "name"]),
+        "",
+    );
+    run(&text, "customers", legacy, service, options).await
+}
 
 /// `customers` with codes `C0001`…`C{rows}` and no primary key or unique
 /// index, unless `constraint` adds one.
@@ -71,9 +79,7 @@ async fn repeated_at_a_batch_boundary(legacy_engine: Engine, service_engine: Eng
     };
     customers(&legacy, 1500, "").await;
     customers(&service, 1500, "").await;
-    let clean = run(MAPPING, "customers", &legacy, &service, &Options::default())
-        .await
-        .unwrap();
+    let clean = compare(&legacy, &service, &Options::default()).await.unwrap();
     assert_eq!(clean.status, Status::Clean);
     // Batches of 15 rows end on the 15th key, the default batches of 1000
     // on the 1000th: the repeat is the next batch's first row.
@@ -87,7 +93,7 @@ async fn repeated_at_a_batch_boundary(legacy_engine: Engine, service_engine: Eng
                     ..Options::default()
                 };
                 let context = format!("{legacy_engine} → {service_engine}, {side} repeats {key}, {strategy}, batches of {batch_size}");
-                let result = run(MAPPING, "customers", &legacy, &service, &options).await;
+                let result = compare(&legacy, &service, &options).await;
                 assert_repeated(result, side, &format!("code = {key}"), &context);
             }
             exec(db, "DELETE FROM customers WHERE name = 'again'").await;
@@ -97,15 +103,14 @@ async fn repeated_at_a_batch_boundary(legacy_engine: Engine, service_engine: Eng
 
 #[tokio::test]
 async fn a_key_repeated_at_a_batch_boundary_stops_the_run_on_either_side() {
-    for (legacy, service) in [
+    let pairings = [
         (Engine::Postgres, Engine::Postgres),
         (Engine::MySql, Engine::MySql),
         (Engine::Sqlite, Engine::Sqlite),
         (Engine::Sqlite, Engine::Postgres),
         (Engine::MySql, Engine::Sqlite),
-    ] {
-        repeated_at_a_batch_boundary(legacy, service).await;
-    }
+    ];
+    each_pairing(&pairings, repeated_at_a_batch_boundary).await;
 }
 
 #[tokio::test]
@@ -127,40 +132,33 @@ async fn the_same_repeated_row_on_both_sides_is_found_inside_matching_checksums(
                 bisect_leaf_rows: leaf_rows,
                 ..Options::default()
             };
-            let result = run(MAPPING, "customers", &legacy, &service, &options).await;
+            let result = compare(&legacy, &service, &options).await;
             let context = format!("{engine}, segments of {segment_rows}");
             assert_repeated(result, "monolith", "code = C2500", &context);
         }
     }
 }
 
-const LINES: &str = r#"
-[[capabilities.lines.tables]]
-legacy = "lines"
-service = "lines"
-key = ["order_id", "line_no"]
-columns = { order_id = "order_id", line_no = "line_no", qty = "qty" }
-"#;
-
 #[tokio::test]
 async fn a_repeated_composite_key_is_named_with_its_columns() {
     for engine in [Engine::Postgres, Engine::MySql] {
-        let Some((legacy, service)) = pair(engine, engine).await else {
+        let table = r#"CREATE TABLE "lines" ("order_id" {INT} NOT NULL, "line_no" {INT} NOT NULL, "qty" {INT});
+INSERT INTO "lines" VALUES (7, 1, 1), (7, 2, 1), (7, 2, 1), (8, 1, 5)"#;
+        let Some((legacy, service)) = pair_holding(engine, engine, table).await else {
             return;
         };
-        for db in [&legacy, &service] {
-            exec(
-                db,
-                r#"CREATE TABLE "lines" ("order_id" {INT} NOT NULL, "line_no" {INT} NOT NULL, "qty" {INT});
-INSERT INTO "lines" VALUES (7, 1, 1), (7, 2, 1), (7, 2, 1), (8, 1, 5)"#,
-            )
-            .await;
-        }
         let options = Options {
             strategy: Strategy::Bisect,
             ..Options::default()
         };
-        let error = run(LINES, "lines", &legacy, &service, &options)
+        let text = mapping_text(
+            "lines",
+            ("lines", "lines"),
+            &["order_id", "line_no"],
+            &same(&["order_id", "line_no", "qty"]),
+            "",
+        );
+        let error = run(&text, "lines", &legacy, &service, &options)
             .await
             .unwrap_err();
         assert_eq!(
@@ -186,9 +184,7 @@ async fn a_key_the_catalog_proves_unique_is_read_once() {
                 batch_size: 15,
                 ..Options::default()
             };
-            let report = run(MAPPING, "customers", &legacy, &service, &options)
-                .await
-                .unwrap();
+            let report = compare(&legacy, &service, &options).await.unwrap();
             assert_eq!(report.status, Status::Clean);
             let fetched = report.tables[0].rows_fetched;
             if constraint.is_empty() {
@@ -203,23 +199,15 @@ async fn a_key_the_catalog_proves_unique_is_read_once() {
 
 #[tokio::test]
 async fn a_sqlite_rowid_primary_key_proves_the_key_unique() {
-    let Some((legacy, service)) = pair(Engine::Sqlite, Engine::Sqlite).await else {
+    let table = r#"CREATE TABLE "customers" ("code" INTEGER PRIMARY KEY, "name" TEXT);
+WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 100) INSERT INTO customers SELECT n, 'c' FROM s"#;
+    let Some((legacy, service)) = pair_holding(Engine::Sqlite, Engine::Sqlite, table).await else {
         return;
     };
-    for db in [&legacy, &service] {
-        exec(
-            db,
-            r#"CREATE TABLE "customers" ("code" INTEGER PRIMARY KEY, "name" TEXT);
-WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 100) INSERT INTO customers SELECT n, 'c' FROM s"#,
-        )
-        .await;
-    }
     let options = Options {
         batch_size: 15,
         ..Options::default()
     };
-    let report = run(MAPPING, "customers", &legacy, &service, &options)
-        .await
-        .unwrap();
+    let report = compare(&legacy, &service, &options).await.unwrap();
     assert_eq!(report.tables[0].rows_fetched, 200);
 }

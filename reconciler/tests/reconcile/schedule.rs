@@ -4,10 +4,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use mapping::Mapping;
 use reconciler::schedule::run_schedule;
 use reconciler::{Options, RunStatus, RunStore};
 use toolkit_db::{Database, DatabaseUrl};
+
+use crate::helpers::{mapping, mapping_text, same};
 
 async fn sqlite_table(path: &Path, rows: &[(i64, &str)]) -> DatabaseUrl {
     let url = DatabaseUrl::sqlite_file(path);
@@ -34,35 +35,22 @@ async fn scheduled_passes_are_recorded_written_and_survive_a_database_being_down
     let legacy = sqlite_table(&dir.path().join("legacy.db"), &[(1, "a"), (2, "b"), (3, "c")]).await;
     let service = sqlite_table(&dir.path().join("service.db"), &[(1, "a"), (2, "B")]).await;
     let missing = dir.path().join("gone.db");
-    let text = format!(
-        r#"
-[capabilities.items]
-schedule = "* * * * * *"
-legacy_database_url = "{legacy}"
-service_database_url = "env:STRANGLER_TEST_SCHEDULE_SERVICE_URL"
-[[capabilities.items.tables]]
-legacy = "items"
-service = "items"
-key = ["id"]
-columns = {{ id = "id", name = "name" }}
-
-[capabilities.down]
-schedule = "* * * * * *"
-legacy_database_url = "{down}"
-service_database_url = "{service}"
-[[capabilities.down.tables]]
-legacy = "items"
-service = "items"
-key = ["id"]
-columns = {{ id = "id", name = "name" }}
-"#,
-        legacy = legacy.expose(),
-        service = service.expose(),
-        down = missing.display(),
-    );
+    // Both compare `items`; `down`'s monolith database does not exist.
+    let capability = |name: &str, legacy_url: &str, service_url: &str| {
+        format!(
+            "[capabilities.{name}]\nschedule = \"* * * * * *\"\n\
+             legacy_database_url = \"{legacy_url}\"\nservice_database_url = \"{service_url}\"\n{}",
+            mapping_text(name, ("items", "items"), &["id"], &same(&["id", "name"]), "")
+        )
+    };
+    let text = capability(
+        "items",
+        legacy.expose(),
+        "env:STRANGLER_TEST_SCHEDULE_SERVICE_URL",
+    ) + &capability("down", &missing.display().to_string(), service.expose());
     // The service's URL comes from the environment, as a password would.
     std::env::set_var("STRANGLER_TEST_SCHEDULE_SERVICE_URL", service.expose());
-    let mapping = Mapping::parse(Path::new("mapping.toml"), &text).unwrap();
+    let mapping = mapping(&text);
     let store_url = DatabaseUrl::sqlite_file(&dir.path().join("toolkit.db"));
     let store = RunStore::open(&store_url).await.unwrap();
     let reports = dir.path().join("reports");
@@ -156,46 +144,29 @@ columns = {{ id = "id", name = "name" }}
 
 #[tokio::test]
 async fn a_schedule_without_databases_or_schedules_is_refused() {
-    let text = r#"
-[capabilities.items]
-schedule = "0 * * * * *"
-[[capabilities.items.tables]]
-legacy = "items"
-service = "items"
-key = ["id"]
-columns = { id = "id" }
-"#;
-    let mapping = Mapping::parse(Path::new("m.toml"), text).unwrap();
-    let error = run_schedule(&mapping, None, None, Options::default(), None, async {})
-        .await
-        .unwrap_err();
+    // Why the schedule of `items`, with `head` added to the capability,
+    // is refused.
+    let refused = |head: &str| {
+        let table = mapping_text("items", ("items", "items"), &["id"], &same(&["id"]), "");
+        let mapping = mapping(&format!("[capabilities.items]\n{head}\n{table}"));
+        async move {
+            run_schedule(&mapping, None, None, Options::default(), None, async {})
+                .await
+                .unwrap_err()
+        }
+    };
+    let error = refused("schedule = \"0 * * * * *\"").await.to_string();
     assert!(
-        error
-            .to_string()
-            .contains("`items` is scheduled but has no legacy_database_url"),
+        error.contains("`items` is scheduled but has no legacy_database_url"),
         "{error}"
     );
-    let unscheduled = Mapping::parse(
-        Path::new("m.toml"),
-        &text.replace("schedule = \"0 * * * * *\"\n", ""),
-    )
-    .unwrap();
-    let error = run_schedule(&unscheduled, None, None, Options::default(), None, async {})
-        .await
-        .unwrap_err();
-    assert!(error.to_string().contains("no capability"), "{error}");
+    let error = refused("").await.to_string();
+    assert!(error.contains("no capability"), "{error}");
     // 30 February never comes: refused at the start, with croner's reason.
-    let never = Mapping::parse(
-        Path::new("m.toml"),
-        &text.replace(
-            "schedule = \"0 * * * * *\"",
-            "schedule = \"0 0 0 30 2 *\"\nlegacy_database_url = \"a.db\"\nservice_database_url = \"b.db\"",
-        ),
+    let error = refused(
+        "schedule = \"0 0 0 30 2 *\"\nlegacy_database_url = \"a.db\"\nservice_database_url = \"b.db\"",
     )
-    .unwrap();
-    let error = run_schedule(&never, None, None, Options::default(), None, async {})
-        .await
-        .unwrap_err();
+    .await;
     assert!(
         error
             .to_string()

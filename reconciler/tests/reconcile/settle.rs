@@ -1,36 +1,43 @@
 //! The settle window: differences on rows changed within the last N seconds
 //! are held back as settling, and judged once the window has passed.
 
-use chrono::{Duration, SecondsFormat, Utc};
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use reconciler::report::Kind;
-use reconciler::{Options, Status};
-use test_harness::Engine;
+use reconciler::{Options, Report, Status};
+use test_harness::{Engine, TestDatabase};
 
-use crate::helpers::{exec, keys, pair, run};
+use crate::helpers::{assert_findings, each_pairing, exec, mapping_text, pair_holding, run, same};
 
-const MAPPING: &str = r#"
-[[capabilities.orders.tables]]
-legacy = "orders"
-service = "orders"
-key = ["id"]
-columns = { id = "id", status = "status", updated_at = "updated_at" }
-ignore = ["updated_at"]
+const ORDERS: &str = r#"CREATE TABLE "orders" ("id" {INT} PRIMARY KEY, "status" {TEXT} NOT NULL, "updated_at" {TEXT} NOT NULL)"#;
+
+/// Compares both sides' `orders`, settling for 30 s, as if at `now`.
+async fn compare(legacy: &TestDatabase, service: &TestDatabase, now: Option<DateTime<Utc>>) -> Report {
+    let text = mapping_text(
+        "orders",
+        ("orders", "orders"),
+        &["id"],
+        &same(&["id", "status", "updated_at"]),
+        r#"ignore = ["updated_at"]
 normalize = { updated_at = "timestamp_ms" }
 settle_seconds = 30
 updated_at_column = "updated_at"
-"#;
+"#,
+    );
+    let options = Options {
+        now,
+        ..Options::default()
+    };
+    run(&text, "orders", legacy, service, &options).await.unwrap()
+}
 
 async fn settle(legacy_engine: Engine, service_engine: Engine) {
-    let Some((legacy, service)) = pair(legacy_engine, service_engine).await else {
+    let Some((legacy, service)) = pair_holding(legacy_engine, service_engine, ORDERS).await else {
         return;
     };
     let now = Utc::now();
     let at = |seconds_ago: i64| {
         (now - Duration::seconds(seconds_ago)).to_rfc3339_opts(SecondsFormat::Millis, true)
     };
-    let ddl = r#"CREATE TABLE "orders" ("id" {INT} PRIMARY KEY, "status" {TEXT} NOT NULL, "updated_at" {TEXT} NOT NULL)"#;
-    exec(&legacy, ddl).await;
-    exec(&service, ddl).await;
     exec(
         &legacy,
         &format!(
@@ -52,24 +59,10 @@ async fn settle(legacy_engine: Engine, service_engine: Engine) {
         ),
     )
     .await;
-    let options = Options {
-        now: Some(now),
-        ..Options::default()
-    };
-    let report = run(MAPPING, "orders", &legacy, &service, &options).await.unwrap();
+    let report = compare(&legacy, &service, Some(now)).await;
     let table = &report.tables[0];
-    let context = report.to_human();
-    assert_eq!(
-        keys(table.missing.iter().map(|m| m.key.clone())),
-        ["[2]"],
-        "{context}"
-    );
-    assert_eq!(
-        keys(table.changed.iter().map(|m| m.key.clone())),
-        ["[4]"],
-        "{context}"
-    );
-    assert!(table.extra.is_empty(), "{context}");
+    let context = format!("{legacy_engine} → {service_engine}\n{}", report.to_human());
+    assert_findings(table, [&["[2]"], &[], &["[4]"]], &context);
     let settling: Vec<(String, Kind)> = table
         .settling
         .iter()
@@ -81,51 +74,41 @@ async fn settle(legacy_engine: Engine, service_engine: Engine) {
             ("[1]".to_owned(), Kind::Missing),
             ("[3]".to_owned(), Kind::Changed),
             ("[5]".to_owned(), Kind::Extra)
-        ]
+        ],
+        "{context}"
     );
     assert_eq!(report.totals.settling, 3);
 
     // After the window the same rows are judged.
-    let later = Options {
-        now: Some(now + Duration::seconds(60)),
-        ..Options::default()
-    };
-    let report = run(MAPPING, "orders", &legacy, &service, &later).await.unwrap();
+    let report = compare(&legacy, &service, Some(now + Duration::seconds(60))).await;
     let table = &report.tables[0];
-    assert!(table.settling.is_empty());
-    assert_eq!(keys(table.missing.iter().map(|m| m.key.clone())), ["[1]", "[2]"]);
-    assert_eq!(keys(table.extra.iter().map(|m| m.key.clone())), ["[5]"]);
-    assert_eq!(keys(table.changed.iter().map(|m| m.key.clone())), ["[3]", "[4]"]);
+    let context = format!("{legacy_engine} → {service_engine}, later\n{}", report.to_human());
+    assert!(table.settling.is_empty(), "{context}");
+    assert_findings(table, [&["[1]", "[2]"], &["[5]"], &["[3]", "[4]"]], &context);
     assert_eq!(report.status, Status::Diverged);
 }
 
 #[tokio::test]
 async fn settle_window_holds_back_recent_rows_then_judges_them() {
-    for (legacy, service) in [
+    let pairings = [
         (Engine::Sqlite, Engine::Sqlite),
         (Engine::MySql, Engine::Postgres),
-    ] {
-        settle(legacy, service).await;
-    }
+    ];
+    each_pairing(&pairings, settle).await;
 }
 
 #[tokio::test]
 async fn only_settling_rows_make_a_clean_run() {
-    let Some((legacy, service)) = pair(Engine::Sqlite, Engine::Sqlite).await else {
+    let Some((legacy, service)) = pair_holding(Engine::Sqlite, Engine::Sqlite, ORDERS).await else {
         return;
     };
-    let ddl = r#"CREATE TABLE "orders" ("id" {INT} PRIMARY KEY, "status" {TEXT} NOT NULL, "updated_at" {TEXT} NOT NULL)"#;
-    exec(&legacy, ddl).await;
-    exec(&service, ddl).await;
     let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
     exec(
         &legacy,
         &format!(r#"INSERT INTO "orders" VALUES (1, 'placed', '{now}')"#),
     )
     .await;
-    let report = run(MAPPING, "orders", &legacy, &service, &Options::default())
-        .await
-        .unwrap();
+    let report = compare(&legacy, &service, None).await;
     assert_eq!(report.status, Status::Clean);
     assert_eq!(report.totals.settling, 1);
 }

@@ -8,7 +8,7 @@
 //! upserted); a run whose previous run was interrupted resumes after the last
 //! committed key.
 
-use mapping::{CapabilityMapping, Side, TableMapping};
+use mapping::{CapabilityMapping, ColumnPair, Side, TableMapping};
 use sqlx::any::AnyRow;
 use toolkit_db::sql_value::{bind_value, decode_row, SqlValue};
 use toolkit_db::{timestamp, Database};
@@ -97,20 +97,13 @@ pub async fn backfill(
     options: BackfillOptions,
 ) -> Result<Vec<TableReport>, BackfillError> {
     for table in &capability.tables {
-        check_columns(
-            legacy,
-            Side::Legacy,
-            &table.legacy_table.quoted(),
-            table.columns.iter().map(|c| &c.legacy),
-        )
-        .await?;
-        check_columns(
-            service,
-            Side::Service,
-            &table.service_table.quoted(),
-            table.columns.iter().map(|c| &c.service),
-        )
-        .await?;
+        for (db, side, name) in [
+            (legacy, Side::Legacy, &table.legacy_table),
+            (service, Side::Service, &table.service_table),
+        ] {
+            let columns = table.columns.iter().map(|c| c.on(side));
+            check_columns(db, side, &name.quoted(), columns).await?;
+        }
     }
     ensure_checkpoint_table(service).await?;
     let mut reports = Vec::with_capacity(capability.tables.len());
@@ -227,18 +220,8 @@ async fn copy_table(
         .clamp(1, (MAX_PARAMETERS / table.columns.len().max(1)).max(1));
     // Columns are qualified (`t."name"`) because SQLite reads an unknown
     // bare "name" as a string literal instead of failing.
-    let select_list = table
-        .columns
-        .iter()
-        .map(|c| format!("t.{}", c.legacy.quoted()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    let key_list = table
-        .key
-        .iter()
-        .map(|c| format!("t.{}", c.legacy.quoted()))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let select_list = column_list(&table.columns, Side::Legacy, "t.");
+    let key_list = column_list(&table.key, Side::Legacy, "t.");
     let mut report = TableReport {
         legacy_table: table.legacy_table.to_string(),
         service_table: table.service_table.to_string(),
@@ -308,6 +291,16 @@ async fn copy_table(
     }
 }
 
+/// The names of `columns` on `side`, quoted, each after `prefix`, joined
+/// by commas.
+fn column_list(columns: &[ColumnPair], side: Side, prefix: &str) -> String {
+    columns
+        .iter()
+        .map(|c| format!("{prefix}{}", c.on(side).quoted()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Upserts `rows` and moves the checkpoint, in one transaction.
 async fn write_batch(
     service: &Database,
@@ -317,18 +310,8 @@ async fn write_batch(
     last_key: &[SqlValue],
     total_rows: i64,
 ) -> Result<(), sqlx::Error> {
-    let columns = table
-        .columns
-        .iter()
-        .map(|c| c.service.quoted())
-        .collect::<Vec<_>>()
-        .join(", ");
-    let key = table
-        .key
-        .iter()
-        .map(|c| c.service.quoted())
-        .collect::<Vec<_>>()
-        .join(", ");
+    let columns = column_list(&table.columns, Side::Service, "");
+    let key = column_list(&table.key, Side::Service, "");
     let updates: Vec<String> = table.columns[table.key.len()..]
         .iter()
         .map(|c| format!("{0} = excluded.{0}", c.service.quoted()))

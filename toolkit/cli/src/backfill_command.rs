@@ -1,8 +1,8 @@
 //! `strangler backfill <capability>`.
 
+use crate::databases::DatabaseArgs;
 use crate::output::say;
 use crate::table::{Column, TextTable};
-use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use backfill::{backfill, BackfillOptions, TableReport};
@@ -23,17 +23,8 @@ pub enum Output {
 pub struct BackfillArgs {
     /// The capability to copy, as named in the mapping file.
     capability: String,
-    /// The mapping file: tables, keys and column names per capability.
-    #[arg(long, env = "STRANGLER_MAPPING", default_value = "demo/mapping.toml")]
-    mapping: PathBuf,
-    /// The monolith's database (read only); by default the capability's
-    /// `legacy_database_url` in the mapping file.
-    #[arg(long, env = "STRANGLER_LEGACY_DATABASE_URL")]
-    legacy_database_url: Option<DatabaseUrl>,
-    /// The service's database (written; its schema must already exist); by
-    /// default the capability's `service_database_url` in the mapping file.
-    #[arg(long, env = "STRANGLER_SERVICE_DATABASE_URL")]
-    service_database_url: Option<DatabaseUrl>,
+    #[command(flatten)]
+    databases: DatabaseArgs,
     /// Rows per batch and per transaction.
     #[arg(long, default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     batch_size: u32,
@@ -43,32 +34,9 @@ pub struct BackfillArgs {
 }
 
 pub async fn run(args: BackfillArgs) -> anyhow::Result<()> {
-    let mapping = Mapping::load(&args.mapping)?;
+    let mapping = Mapping::load(&args.databases.mapping)?;
     let capability = mapping.capability(&args.capability)?;
-    let pick = |given: &Option<DatabaseUrl>, mapped: &Option<mapping::DatabaseSource>, field: &str| match (
-        given, mapped,
-    ) {
-        (Some(url), _) => Ok(url.clone()),
-        (None, Some(source)) => source
-            .resolve()
-            .map_err(|message| anyhow::anyhow!("{field} of capability `{}`: {message}", args.capability)),
-        (None, None) => Err(anyhow::anyhow!(
-            "no --{} given, and capability `{}` has no {field} in {}",
-            field.replace('_', "-"),
-            args.capability,
-            args.mapping.display()
-        )),
-    };
-    let legacy_url = pick(
-        &args.legacy_database_url,
-        &capability.legacy_database,
-        "legacy_database_url",
-    )?;
-    let service_url = pick(
-        &args.service_database_url,
-        &capability.service_database,
-        "service_database_url",
-    )?;
+    let (legacy_url, service_url) = args.databases.resolve(capability)?;
     let legacy = open_existing(&legacy_url, "monolith").await?;
     let service = open_existing(&service_url, "service").await?;
     let reports = backfill(
@@ -107,41 +75,39 @@ pub async fn open_existing(url: &DatabaseUrl, role: &str) -> anyhow::Result<Data
 
 pub fn print_reports(capability: &str, reports: &[TableReport]) {
     say!("backfill of `{capability}`, monolith → service:");
-    for line in report_table(reports).lines() {
-        say!("{line}");
-    }
+    report_table(reports).print();
 }
 
 /// One line per table, aligned.
 fn report_table(reports: &[TableReport]) -> TextTable {
-    let mut table = TextTable::without_header(&[
+    let columns = [
         Column::left("MONOLITH", 14),
         Column::left("", 1),
         Column::left("SERVICE", 14),
         Column::right("ROWS", 7),
         Column::left("", 0),
-    ])
-    .indent("  ");
-    for report in reports {
-        table.row([
-            report.legacy_table.clone(),
-            "→".to_owned(),
-            report.service_table.clone(),
-            report.rows_copied.to_string(),
-            format!(
-                "rows in {} batch{}{}{}",
-                report.batches,
-                if report.batches == 1 { "" } else { "es" },
-                if report.resumed { ", resumed" } else { "" },
-                if report.complete {
-                    ", complete"
-                } else {
-                    ", INCOMPLETE"
-                },
-            ),
-        ]);
-    }
-    table
+    ];
+    TextTable::without_header(&columns)
+        .indent("  ")
+        .rows(reports, |report| {
+            [
+                report.legacy_table.clone(),
+                "→".to_owned(),
+                report.service_table.clone(),
+                report.rows_copied.to_string(),
+                format!(
+                    "rows in {} batch{}{}{}",
+                    report.batches,
+                    if report.batches == 1 { "" } else { "es" },
+                    if report.resumed { ", resumed" } else { "" },
+                    if report.complete {
+                        ", complete"
+                    } else {
+                        ", INCOMPLETE"
+                    },
+                ),
+            ]
+        })
 }
 
 #[cfg(test)]

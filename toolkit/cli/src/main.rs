@@ -6,6 +6,7 @@
 //! own codes: 0 clean, 1 divergence found, 2 error.
 
 mod backfill_command;
+mod databases;
 #[cfg(feature = "demo")]
 mod demo;
 mod facade_command;
@@ -42,6 +43,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// Copy a capability's rows from the monolith's database into its
     /// service's database (batched, idempotent, resumable).
+    ///
+    /// The monolith's database is only read; the service's tables must
+    /// already exist.
     Backfill(backfill_command::BackfillArgs),
     /// Run the facade: the reverse proxy in front of the monolith.
     Facade(facade_command::FacadeArgs),

@@ -8,6 +8,7 @@
 
 mod report;
 
+use crate::databases::DatabaseArgs;
 use crate::output::{say, say_raw};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -16,8 +17,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use mapping::DatabaseSource;
-use mapping::{CapabilityMapping, Mapping, Side};
+use mapping::{Mapping, Side};
 use reconciler::key_text::key_text;
 use reconciler::metrics::ScheduleMetrics;
 use reconciler::render::{self, TrendPoint};
@@ -44,8 +44,8 @@ pub struct ReconcileArgs {
 
 #[derive(Subcommand)]
 enum ReconcileCommand {
-    /// Compare one capability once. Exit code 0: clean; 1: divergence
-    /// found; 2: error.
+    /// Compare one capability once, only reading both databases. Exit code
+    /// 0: clean; 1: divergence found; 2: error.
     Run(RunArgs),
     /// Show the latest recorded run of a capability and the trend of the
     /// runs before it. Exit code: that of the latest run (a failed run is 2).
@@ -120,17 +120,8 @@ enum StrategyArg {
 struct RunArgs {
     /// The capability to compare, as named in the mapping file.
     capability: String,
-    /// The mapping file: tables, keys, columns and comparison rules.
-    #[arg(long, env = "STRANGLER_MAPPING", default_value = "demo/mapping.toml")]
-    mapping: PathBuf,
-    /// The monolith's database (read only); by default the capability's
-    /// `legacy_database_url` in the mapping file.
-    #[arg(long, env = "STRANGLER_LEGACY_DATABASE_URL")]
-    legacy_database_url: Option<DatabaseUrl>,
-    /// The service's database (read only); by default the capability's
-    /// `service_database_url` in the mapping file.
-    #[arg(long, env = "STRANGLER_SERVICE_DATABASE_URL")]
-    service_database_url: Option<DatabaseUrl>,
+    #[command(flatten)]
+    databases: DatabaseArgs,
     /// The toolkit store the run is recorded in; by default the demo's
     /// `.strangler-demo/toolkit.db` if it exists, and otherwise the run is
     /// not recorded.
@@ -188,11 +179,11 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
 
 async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
     let run = &args.run;
-    let mapping = Mapping::load(&run.mapping)?;
+    let mapping = Mapping::load(&run.databases.mapping)?;
     let capability = mapping.capability(&run.capability)?;
     let store = open_store(run.store_url.as_ref(), "this run is").await?;
     let options = run.options();
-    let (legacy, service) = &databases(run, capability)?;
+    let (legacy, service) = &run.databases.resolve(capability)?;
     let report = reconcile_and_record(store.as_ref(), capability, legacy, service, &options)
         .await
         .with_context(|| format!("reconciling capability `{}`", run.capability))?;
@@ -258,44 +249,6 @@ async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
         Status::Clean => EXIT_CLEAN,
         Status::Diverged => EXIT_DIVERGED,
     }))
-}
-
-/// The databases of a run: the flags (or their environment variables), and
-/// otherwise the capability's own in the mapping file.
-fn databases(args: &RunArgs, capability: &CapabilityMapping) -> anyhow::Result<(DatabaseUrl, DatabaseUrl)> {
-    let pick = |given: &Option<DatabaseUrl>,
-                mapped: &Option<DatabaseSource>,
-                flag: &str,
-                field: &str|
-     -> anyhow::Result<DatabaseUrl> {
-        if let Some(url) = given {
-            return Ok(url.clone());
-        }
-        match mapped {
-            Some(source) => source
-                .resolve()
-                .map_err(|message| anyhow::anyhow!("{field} of capability `{}`: {message}", capability.name)),
-            None => anyhow::bail!(
-                "no {flag} given, and capability `{}` has no {field} in {}",
-                capability.name,
-                args.mapping.display()
-            ),
-        }
-    };
-    Ok((
-        pick(
-            &args.legacy_database_url,
-            &capability.legacy_database,
-            "--legacy-database-url",
-            "legacy_database_url",
-        )?,
-        pick(
-            &args.service_database_url,
-            &capability.service_database,
-            "--service-database-url",
-            "service_database_url",
-        )?,
-    ))
 }
 
 fn plural(n: usize, word: &str) -> String {
@@ -377,11 +330,11 @@ fn strategy(arg: StrategyArg) -> Strategy {
 }
 
 async fn run_once(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let mapping = Mapping::load(&args.mapping)?;
+    let mapping = Mapping::load(&args.databases.mapping)?;
     let capability = mapping.capability(&args.capability)?;
     let store = open_store(args.store_url.as_ref(), "this run is").await?;
     let options = args.options();
-    let (legacy, service) = databases(&args, capability)?;
+    let (legacy, service) = args.databases.resolve(capability)?;
     let report = reconcile_and_record(store.as_ref(), capability, &legacy, &service, &options)
         .await
         .with_context(|| format!("reconciling capability `{}`", args.capability))?;

@@ -12,58 +12,50 @@ pub fn print_json(body: &Value) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_table(table: TextTable) {
-    for line in table.lines() {
-        say!("{line}");
-    }
-}
-
 fn capability_table(listing: &Listing) -> TextTable {
-    let mut table = TextTable::new(&[
+    let columns = [
         Column::left("CAPABILITY", 14),
         Column::left("STAGE", 14),
         Column::left("LEGACY", 10),
         Column::left("SERVICE", 10),
         Column::left("ERRORS", 12),
         Column::left("ROUTES", 0),
-    ]);
-    for c in &listing.capabilities {
+    ];
+    TextTable::new(&columns).rows(&listing.capabilities, |c| {
         let (failures, requests) = c.error_budget;
-        table.row([
+        [
             c.name.clone(),
             c.stage.to_string(),
             c.legacy_backend.clone(),
             c.service_backend.clone(),
             format!("{failures}/{requests}"),
             c.routes.join(", "),
-        ]);
-    }
-    table
+        ]
+    })
 }
 
 fn backend_table(listing: &Listing) -> TextTable {
-    let mut table = TextTable::new(&[
+    let columns = [
         Column::left("BACKEND", 14),
         Column::left("BREAKER", 10),
         Column::left("IN FLIGHT", 14),
         Column::left("RETRIES", 0),
-    ]);
-    for b in &listing.backends {
+    ];
+    TextTable::new(&columns).rows(&listing.backends, |b| {
         let (requests, retries) = b.retry_budget;
-        table.row([
+        [
             b.name.clone(),
             b.breaker.clone(),
             format!("{}/{}", b.in_flight, b.max_concurrent),
             format!("{retries}/{requests}"),
-        ]);
-    }
-    table
+        ]
+    })
 }
 
 pub fn print_listing(listing: &Listing) {
-    print_table(capability_table(listing));
+    capability_table(listing).print();
     say!("");
-    print_table(backend_table(listing));
+    backend_table(listing).print();
     say!(
         "(route table revision {}; unmatched requests go to {}; ERRORS: service failures/requests in the \
          rollback window; RETRIES: retries/requests in the last 10s)",
@@ -76,29 +68,28 @@ pub fn print_listing(listing: &Listing) {
 }
 
 fn history_table(transitions: &[Transition]) -> TextTable {
-    let mut table = TextTable::new(&[
+    let columns = [
         Column::left("AT", 25),
         Column::left("CAPABILITY", 12),
         Column::left("CHANGE", 28),
         Column::left("ACTOR", 14),
         Column::left("REASON", 0),
-    ]);
-    for t in transitions {
+    ];
+    TextTable::new(&columns).rows(transitions, |t| {
         let from = t.from.map_or("(new)".to_owned(), |s| s.to_string());
         let forced = if t.forced { " [forced past a gate]" } else { "" };
-        table.row([
+        [
             t.at.clone(),
             t.capability.clone(),
             format!("{from} → {}", t.to),
             t.actor.clone(),
             format!("{}{forced}", t.reason),
-        ]);
-    }
-    table
+        ]
+    })
 }
 
 pub fn print_history(transitions: &[Transition]) {
-    print_table(history_table(transitions));
+    history_table(transitions).print();
 }
 
 pub fn print_change(body: Value, json: bool) -> anyhow::Result<()> {

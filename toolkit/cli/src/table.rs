@@ -8,6 +8,8 @@
 use comfy_table::presets::NOTHING;
 use comfy_table::{CellAlignment, ColumnConstraint, Table, Width};
 
+use crate::output::say;
+
 /// How one column is laid out.
 #[derive(Debug, Clone, Copy)]
 pub struct Column {
@@ -88,6 +90,25 @@ impl TextTable {
             .add_row(cells.into_iter().map(|cell| cell.to_string()).collect::<Vec<_>>());
     }
 
+    /// Adds a row per item, its cells made by `cells`.
+    pub fn rows<T, C>(mut self, items: impl IntoIterator<Item = T>, cells: impl Fn(T) -> C) -> Self
+    where
+        C: IntoIterator,
+        C::Item: ToString,
+    {
+        for item in items {
+            self.row(cells(item));
+        }
+        self
+    }
+
+    /// Prints the table's lines.
+    pub fn print(self) {
+        for line in self.lines() {
+            say!("{line}");
+        }
+    }
+
     /// The table's lines, without trailing spaces; none for a table with
     /// neither header nor rows.
     pub fn lines(mut self) -> Vec<String> {
@@ -121,11 +142,10 @@ mod tests {
     ];
 
     fn render(rows: &[[&str; 3]]) -> Vec<String> {
-        let mut table = TextTable::new(&COLUMNS).indent("  ");
-        for row in rows {
-            table.row(*row);
-        }
-        table.lines()
+        TextTable::new(&COLUMNS)
+            .indent("  ")
+            .rows(rows, |row| *row)
+            .lines()
     }
 
     #[test]

@@ -137,6 +137,23 @@ pub(crate) enum RawNormalize {
     Many(Vec<String>),
 }
 
+/// The SQL predicate of the optional field `field` (`legacy_filter`, …),
+/// refused when blank.
+pub(crate) fn predicate(
+    filter: Option<Spanned<String>>,
+    field: &str,
+    invalid: &impl Fn(usize, String) -> crate::MappingError,
+) -> Result<Option<String>, crate::MappingError> {
+    match filter {
+        Some(filter) if filter.get_ref().trim().is_empty() => Err(invalid(
+            filter.span().start,
+            format!("{field} is empty; remove it or write a predicate"),
+        )),
+        Some(filter) => Ok(Some(filter.into_inner())),
+        None => Ok(None),
+    }
+}
+
 /// The raw reconciler fields of one table.
 #[derive(Default)]
 pub(crate) struct RawCompare {
@@ -202,16 +219,7 @@ pub(crate) fn check_compare(
             settings.values.insert(non_key(&name, "values", start)?, map);
         }
     }
-    settings.service_filter = match raw.service_filter {
-        Some(filter) if filter.get_ref().trim().is_empty() => {
-            return Err(invalid(
-                filter.span().start,
-                "service_filter is empty; remove it or write a predicate".to_owned(),
-            ))
-        }
-        Some(filter) => Some(filter.into_inner()),
-        None => None,
-    };
+    settings.service_filter = predicate(raw.service_filter, "service_filter", invalid)?;
     settings.settle = match (raw.settle_seconds, raw.updated_at_column) {
         (None, None) => None,
         (Some(seconds), Some(column)) => {

@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::side::Side;
+
 /// A table or column name; always quoted when put into SQL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Identifier(String);
@@ -47,4 +49,14 @@ pub struct ColumnPair {
     pub legacy: Identifier,
     /// Name in the service's table.
     pub service: Identifier,
+}
+
+impl ColumnPair {
+    /// The column's name on `side`.
+    pub fn on(&self, side: Side) -> &Identifier {
+        match side {
+            Side::Legacy => &self.legacy,
+            Side::Service => &self.service,
+        }
+    }
 }

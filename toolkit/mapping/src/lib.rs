@@ -5,9 +5,9 @@
 //! The modules are private and what they define is exported here; each
 //! module's own documentation describes its part of the file (`cargo doc
 //! --document-private-items` shows it):
+//! - `side`: [`Side`], the monolith's database or the service's.
 //! - `identifier`: table and column names ([`Identifier`]) and a column's
 //!   name on each side ([`ColumnPair`]).
-//! - `side`: [`Side`], the monolith's database or the service's.
 //! - `compare`: the reconciler's per-table settings ([`CompareSettings`])
 //!   and the capability's [`SourceOfTruth`].
 //! - `repair_settings`: what a repair may write ([`RepairSettings`]).
@@ -25,6 +25,9 @@ mod repair_settings;
 mod schedule;
 
 mod mapping;
+
+#[cfg(test)]
+mod test_text;
 
 pub use compare::{CompareSettings, Normalization, SettleWindow, SourceOfTruth};
 pub use identifier::{ColumnPair, Identifier};

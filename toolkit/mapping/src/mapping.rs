@@ -29,7 +29,7 @@ use serde::Deserialize;
 use toml::Spanned;
 use toolkit_db::DatabaseUrl;
 
-use crate::compare::{check_compare, CompareSettings, RawCompare, RawNormalize, SourceOfTruth};
+use crate::compare::{check_compare, predicate, CompareSettings, RawCompare, RawNormalize, SourceOfTruth};
 use crate::identifier::{ColumnPair, Identifier};
 use crate::repair_settings::{check_repair, RawRepair, RepairSettings};
 use crate::schedule::Schedule;
@@ -161,17 +161,14 @@ struct RawFile {
     capabilities: BTreeMap<String, RawCapability>,
 }
 
+// A missing `Option` field is `None`: serde needs no `default` for it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawCapability {
     tables: Spanned<Vec<RawTable>>,
-    #[serde(default)]
     source_of_truth: Option<Spanned<String>>,
-    #[serde(default)]
     schedule: Option<Spanned<String>>,
-    #[serde(default)]
     legacy_database_url: Option<Spanned<String>>,
-    #[serde(default)]
     service_database_url: Option<Spanned<String>>,
 }
 
@@ -182,25 +179,15 @@ struct RawTable {
     service: Spanned<String>,
     key: Spanned<Vec<String>>,
     columns: Spanned<BTreeMap<String, String>>,
-    #[serde(default)]
     legacy_filter: Option<Spanned<String>>,
-    #[serde(default)]
     backfill_filter: Option<Spanned<String>>,
-    #[serde(default)]
     ignore: Option<Spanned<Vec<String>>>,
-    #[serde(default)]
     normalize: Option<Spanned<BTreeMap<String, RawNormalize>>>,
-    #[serde(default)]
     values: Option<Spanned<BTreeMap<String, BTreeMap<String, String>>>>,
-    #[serde(default)]
     service_filter: Option<Spanned<String>>,
-    #[serde(default)]
     settle_seconds: Option<Spanned<u64>>,
-    #[serde(default)]
     updated_at_column: Option<Spanned<String>>,
-    #[serde(default)]
     follower_defaults: Option<Spanned<BTreeMap<String, toml::Value>>>,
-    #[serde(default)]
     repair_filter: Option<Spanned<String>>,
 }
 
@@ -227,26 +214,13 @@ impl Mapping {
         })?;
         let mut capabilities = BTreeMap::new();
         for (name, capability) in raw.capabilities {
-            let source_of_truth = match capability.source_of_truth {
-                Some(side) => {
-                    SourceOfTruth::parse(side.get_ref()).map_err(|m| invalid(side.span().start, m))?
-                }
-                None => SourceOfTruth::default(),
-            };
-            let schedule = match capability.schedule {
-                Some(expression) => Some(
-                    Schedule::parse(expression.get_ref()).map_err(|m| invalid(expression.span().start, m))?,
-                ),
-                None => None,
-            };
-            let database = |source: Option<Spanned<String>>| match source {
-                Some(text) => DatabaseSource::parse(text.get_ref())
-                    .map(Some)
-                    .map_err(|m| invalid(text.span().start, m)),
-                None => Ok(None),
-            };
-            let legacy_database = database(capability.legacy_database_url)?;
-            let service_database = database(capability.service_database_url)?;
+            let source_of_truth =
+                parse_field(capability.source_of_truth, SourceOfTruth::parse, &invalid)?.unwrap_or_default();
+            let schedule = parse_field(capability.schedule, Schedule::parse, &invalid)?;
+            let legacy_database =
+                parse_field(capability.legacy_database_url, DatabaseSource::parse, &invalid)?;
+            let service_database =
+                parse_field(capability.service_database_url, DatabaseSource::parse, &invalid)?;
             let span = capability.tables.span();
             let raw_tables = capability.tables.into_inner();
             if raw_tables.is_empty() {
@@ -318,6 +292,18 @@ impl Mapping {
     }
 }
 
+/// The optional field `field` parsed by `parse`, its error placed at the
+/// field's line.
+fn parse_field<T>(
+    field: Option<Spanned<String>>,
+    parse: impl FnOnce(&str) -> Result<T, String>,
+    invalid: &impl Fn(usize, String) -> MappingError,
+) -> Result<Option<T>, MappingError> {
+    field
+        .map(|field| parse(field.get_ref()).map_err(|message| invalid(field.span().start, message)))
+        .transpose()
+}
+
 fn check_table(
     raw: RawTable,
     truth: SourceOfTruth,
@@ -376,16 +362,8 @@ fn check_table(
     }
     // Key columns first: the copy reads keys off the front of each row.
     columns.sort_by_key(|c| key.iter().position(|k| k == c).unwrap_or(usize::MAX));
-    let predicate = |filter: Option<Spanned<String>>, name: &str| match filter {
-        Some(filter) if filter.get_ref().trim().is_empty() => Err(invalid(
-            filter.span().start,
-            format!("{name} is empty; remove it or write a predicate"),
-        )),
-        Some(filter) => Ok(Some(filter.into_inner())),
-        None => Ok(None),
-    };
-    let legacy_filter = predicate(raw.legacy_filter, "legacy_filter")?;
-    let backfill_filter = predicate(raw.backfill_filter, "backfill_filter")?;
+    let legacy_filter = predicate(raw.legacy_filter, "legacy_filter", invalid)?;
+    let backfill_filter = predicate(raw.backfill_filter, "backfill_filter", invalid)?;
     let compare = check_compare(
         RawCompare {
             ignore: raw.ignore,
@@ -431,18 +409,16 @@ fn line_of(text: &str, offset: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_text::catalog;
 
-    const GOOD: &str = r#"
-[[capabilities.catalog.tables]]
-legacy = "products"
-service = "products"
-key = ["id"]
-columns = { name = "title", id = "id", price_cents = "unit_price_cents" }
-"#;
+    /// The catalog with `fields` added to its table, parsed.
+    fn parse(fields: &str) -> Result<Mapping, MappingError> {
+        Mapping::parse(Path::new("m.toml"), &catalog("", fields))
+    }
 
     #[test]
     fn parses_and_puts_key_columns_first() {
-        let mapping = Mapping::parse(Path::new("m.toml"), GOOD).unwrap();
+        let mapping = parse("").unwrap();
         let table = &mapping.capability("catalog").unwrap().tables[0];
         assert_eq!(table.columns[0].legacy.as_str(), "id");
         assert_eq!(table.columns.len(), 3);
@@ -451,21 +427,18 @@ columns = { name = "title", id = "id", price_cents = "unit_price_cents" }
 
     #[test]
     fn a_key_outside_columns_is_refused_with_its_line() {
-        let text = GOOD.replace(r#"key = ["id"]"#, r#"key = ["sku"]"#);
+        let text = catalog("", "").replace(r#"key = ["id"]"#, r#"key = ["sku"]"#);
         let error = Mapping::parse(Path::new("m.toml"), &text)
             .unwrap_err()
             .to_string();
-        assert!(error.starts_with("m.toml:5: key column `sku`"), "{error}");
+        assert!(error.starts_with("m.toml:6: key column `sku`"), "{error}");
     }
 
     #[test]
     fn unknown_fields_and_bad_toml_are_refused_with_their_line() {
-        let text = GOOD.replace("key = [\"id\"]", "key = [\"id\"]\nkeys = 1");
-        let error = Mapping::parse(Path::new("m.toml"), &text)
-            .unwrap_err()
-            .to_string();
+        let error = parse("keys = 1").unwrap_err().to_string();
         assert!(
-            error.starts_with("m.toml:6:") && error.contains("keys"),
+            error.starts_with("m.toml:8:") && error.contains("keys"),
             "{error}"
         );
         let error = Mapping::parse(Path::new("m.toml"), "[[capabilities.x.tables]\n").unwrap_err();
@@ -474,18 +447,19 @@ columns = { name = "title", id = "id", price_cents = "unit_price_cents" }
 
     #[test]
     fn unknown_capability_lists_the_known_ones() {
-        let mapping = Mapping::parse(Path::new("m.toml"), GOOD).unwrap();
+        let mapping = parse("").unwrap();
         let error = mapping.capability("billing").unwrap_err().to_string();
         assert!(error.contains("billing") && error.contains("catalog"), "{error}");
     }
 
     #[test]
     fn reconciler_fields_parse_and_are_checked() {
-        let text = format!(
-            "[capabilities.catalog]\nsource_of_truth = \"service\"\n{GOOD}ignore = [\"name\"]\n\
-             normalize = {{ price_cents = \"cents_from_decimal\", name = [\"trim\", \"lower\"] }}\n\
-             values = {{ name = {{ a = \"A\" }} }}\nservice_filter = \"1 = 1\"\n\
-             settle_seconds = 30\nupdated_at_column = \"name\"\n"
+        let text = catalog(
+            "source_of_truth = \"service\"",
+            "ignore = [\"name\"]\n\
+             normalize = { price_cents = \"cents_from_decimal\", name = [\"trim\", \"lower\"] }\n\
+             values = { name = { a = \"A\" } }\nservice_filter = \"1 = 1\"\n\
+             settle_seconds = 30\nupdated_at_column = \"name\"\n",
         );
         let mapping = Mapping::parse(Path::new("m.toml"), &text).unwrap();
         let capability = mapping.capability("catalog").unwrap();
@@ -494,17 +468,16 @@ columns = { name = "title", id = "id", price_cents = "unit_price_cents" }
         assert_eq!(compare.ignore.len(), 1);
         assert_eq!(compare.normalize.len(), 2);
         assert_eq!(compare.settle.as_ref().unwrap().seconds, 30);
-        let bad = format!("{GOOD}normalize = {{ price_cents = \"cents\" }}\n");
-        let error = Mapping::parse(Path::new("m.toml"), &bad).unwrap_err().to_string();
+        let error = parse("normalize = { price_cents = \"cents\" }")
+            .unwrap_err()
+            .to_string();
         assert!(
-            error.starts_with("m.toml:7:") && error.contains("cents_from_decimal"),
+            error.starts_with("m.toml:8:") && error.contains("cents_from_decimal"),
             "{error}"
         );
-        let bad = format!("{GOOD}ignore = [\"id\"]\n");
-        let error = Mapping::parse(Path::new("m.toml"), &bad).unwrap_err().to_string();
+        let error = parse("ignore = [\"id\"]").unwrap_err().to_string();
         assert!(error.contains("key column `id`"), "{error}");
-        let bad = format!("{GOOD}settle_seconds = 5\n");
-        let error = Mapping::parse(Path::new("m.toml"), &bad).unwrap_err().to_string();
+        let error = parse("settle_seconds = 5").unwrap_err().to_string();
         assert!(error.contains("updated_at_column"), "{error}");
     }
 
@@ -516,33 +489,30 @@ columns = { name = "title", id = "id", price_cents = "unit_price_cents" }
 
     #[test]
     fn schedules_and_database_sources_are_checked_with_their_line() {
-        let with = |extra: &str| format!("[capabilities.catalog]\n{extra}\n{GOOD}");
-        let mapping = Mapping::parse(
-            Path::new("m.toml"),
-            &with("schedule = \"*/30 * * * * *\"\nlegacy_database_url = \"env:MONOLITH_DB\"\nservice_database_url = \"data/catalog.db\""),
+        // `capability` added to the capability, before its table.
+        let parse = |capability: &str| Mapping::parse(Path::new("m.toml"), &catalog(capability, ""));
+        let mapping = parse(
+            "schedule = \"*/30 * * * * *\"\nlegacy_database_url = \"env:MONOLITH_DB\"\n\
+             service_database_url = \"data/catalog.db\"",
         )
         .unwrap();
-        let catalog = mapping.capability("catalog").unwrap();
+        let scheduled = mapping.capability("catalog").unwrap();
         assert_eq!(
-            catalog.schedule.as_ref().map(Schedule::as_str),
+            scheduled.schedule.as_ref().map(Schedule::as_str),
             Some("*/30 * * * * *")
         );
         assert_eq!(
-            catalog.legacy_database,
+            scheduled.legacy_database,
             Some(DatabaseSource::Env("MONOLITH_DB".into()))
         );
-        let error = Mapping::parse(Path::new("m.toml"), &with("schedule = \"every minute\"")).unwrap_err();
+        let error = parse("schedule = \"every minute\"").unwrap_err();
         assert!(
             error.to_string().starts_with("m.toml:2: schedule `every minute`"),
             "{error}"
         );
-        let error = Mapping::parse(Path::new("m.toml"), &with("legacy_database_url = \"env:\"")).unwrap_err();
+        let error = parse("legacy_database_url = \"env:\"").unwrap_err();
         assert!(error.to_string().starts_with("m.toml:2:"), "{error}");
-        let error = Mapping::parse(
-            Path::new("m.toml"),
-            &with("service_database_url = \"mongodb://x\""),
-        )
-        .unwrap_err();
+        let error = parse("service_database_url = \"mongodb://x\"").unwrap_err();
         assert!(error.to_string().contains("not supported"), "{error}");
     }
 }

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use toml::Spanned;
 
-use crate::compare::SourceOfTruth;
+use crate::compare::{predicate, SourceOfTruth};
 use crate::identifier::{ColumnPair, Identifier};
 
 /// A value in `follower_defaults`.
@@ -95,16 +95,7 @@ pub(crate) fn check_repair(
             settings.follower_defaults.push((column, value));
         }
     }
-    settings.filter = match raw.repair_filter {
-        Some(filter) if filter.get_ref().trim().is_empty() => {
-            return Err(invalid(
-                filter.span().start,
-                "repair_filter is empty; remove it or write a predicate".to_owned(),
-            ))
-        }
-        Some(filter) => Some(filter.into_inner()),
-        None => None,
-    };
+    settings.filter = predicate(raw.repair_filter, "repair_filter", invalid)?;
     Ok(settings)
 }
 
@@ -112,34 +103,25 @@ pub(crate) fn check_repair(
 mod tests {
     use std::path::Path;
 
+    use crate::test_text::catalog;
     use crate::{DefaultValue, Mapping};
 
-    fn orders(fields: &str) -> String {
-        format!(
-            r#"
-[capabilities.orders]
-source_of_truth = "service"
-[[capabilities.orders.tables]]
-legacy = "orders"
-service = "orders"
-key = ["id"]
-columns = {{ id = "id", status = "state" }}
-{fields}
-"#
-        )
+    /// The catalog, the service its source of truth, with `fields`.
+    fn text(fields: &str) -> String {
+        catalog("source_of_truth = \"service\"", fields)
     }
 
     fn error(fields: &str) -> String {
-        Mapping::parse(Path::new("m.toml"), &orders(fields))
+        Mapping::parse(Path::new("m.toml"), &text(fields))
             .unwrap_err()
             .to_string()
     }
 
     #[test]
     fn parses_defaults_and_filter() {
-        let text = orders("follower_defaults = { origin = \"orders-service\", rank = 3 }\nrepair_filter = \"origin = 'orders-service'\"");
+        let text = text("follower_defaults = { origin = \"orders-service\", rank = 3 }\nrepair_filter = \"origin = 'orders-service'\"");
         let mapping = Mapping::parse(Path::new("m.toml"), &text).unwrap();
-        let repair = &mapping.capability("orders").unwrap().tables[0].repair;
+        let repair = &mapping.capability("catalog").unwrap().tables[0].repair;
         let defaults: Vec<(&str, &DefaultValue)> = repair
             .follower_defaults
             .iter()
@@ -157,19 +139,19 @@ columns = {{ id = "id", status = "state" }}
 
     #[test]
     fn refuses_mapped_columns_wrong_types_and_empty_filters_with_the_line() {
-        // The follower is the legacy side here: `status` is mapped there.
+        // The follower is the legacy side here: `name` is mapped there.
         assert_eq!(
-            error("follower_defaults = { status = \"placed\" }"),
-            "m.toml:9: follower_defaults names `status`, a mapped legacy column of table `orders`; \
+            error("follower_defaults = { name = \"placed\" }"),
+            "m.toml:8: follower_defaults names `name`, a mapped legacy column of table `products`; \
              a repair copies it from the source of truth, so remove it here"
         );
         assert_eq!(
             error("follower_defaults = { origin = true }"),
-            "m.toml:9: follower_defaults.origin is a boolean; it must be a string or an integer"
+            "m.toml:8: follower_defaults.origin is a boolean; it must be a string or an integer"
         );
         assert_eq!(
             error("repair_filter = \" \""),
-            "m.toml:9: repair_filter is empty; remove it or write a predicate"
+            "m.toml:8: repair_filter is empty; remove it or write a predicate"
         );
         assert!(error("repair_filtre = \"x\"").contains("unknown field `repair_filtre`"));
     }

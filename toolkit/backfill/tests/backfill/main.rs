@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use backfill::{backfill, BackfillError, BackfillOptions};
+use backfill::{backfill, BackfillError, BackfillOptions, TableReport};
 use legacy_monolith::seed::{seed_if_empty, SeedSize};
 use mapping::Mapping;
 use test_harness::{Engine, TestDatabase};
@@ -68,7 +68,7 @@ async fn pair(legacy: Engine, service: Engine) -> Option<Pair> {
     .unwrap();
     let service = Database::open(service_db.url()).await.unwrap();
     for ddl in SERVICE_TABLES {
-        sqlx::query(ddl).execute(service.pool()).await.unwrap();
+        execute(&service, ddl).await;
     }
     Some(Pair {
         legacy,
@@ -79,6 +79,33 @@ async fn pair(legacy: Engine, service: Engine) -> Option<Pair> {
 
 fn mapping() -> Mapping {
     Mapping::parse(Path::new("mapping.toml"), CATALOG).unwrap()
+}
+
+/// Copies `capability` of the test mapping in batches of `batch_size`, at
+/// most `max_batches` of them per table.
+async fn copy(
+    pair: &Pair,
+    capability: &str,
+    batch_size: usize,
+    max_batches: Option<u64>,
+) -> Result<Vec<TableReport>, BackfillError> {
+    let options = BackfillOptions {
+        batch_size,
+        max_batches,
+    };
+    let mapping = mapping();
+    backfill(
+        mapping.capability(capability).unwrap(),
+        &pair.legacy,
+        &pair.service,
+        options,
+    )
+    .await
+}
+
+/// Runs `sql` on `db`.
+async fn execute(db: &Database, sql: &str) {
+    sqlx::query(sql).execute(db.pool()).await.unwrap();
 }
 
 async fn rows(db: &Database, sql: &str) -> Vec<Vec<SqlValue>> {
@@ -106,19 +133,21 @@ async fn assert_catalog_copied(pair: &Pair) {
     assert_eq!(legacy, service);
 }
 
+/// Asserts that `report` resumed the catalog where a first run stopped,
+/// after its first 10 rows, and finished it.
+async fn assert_rest_copied(pair: &Pair, report: &[TableReport]) {
+    assert_eq!(
+        (report[0].rows_copied, report[0].resumed, report[0].complete),
+        (15, true, true)
+    );
+    assert_catalog_copied(pair).await;
+}
+
 async fn copies_every_row_in_batches_and_again_idempotently(legacy: Engine, service: Engine) {
     let Some(pair) = pair(legacy, service).await else {
         return;
     };
-    let catalog = mapping();
-    let catalog = catalog.capability("catalog").unwrap();
-    let options = BackfillOptions {
-        batch_size: 10,
-        max_batches: None,
-    };
-    let report = backfill(catalog, &pair.legacy, &pair.service, options)
-        .await
-        .unwrap();
+    let report = copy(&pair, "catalog", 10, None).await.unwrap();
     assert_eq!(
         (
             report[0].rows_copied,
@@ -132,13 +161,8 @@ async fn copies_every_row_in_batches_and_again_idempotently(legacy: Engine, serv
 
     // A change in the monolith, then a second run: a fresh pass that
     // upserts, so the change arrives and nothing is duplicated.
-    sqlx::query("UPDATE products SET price_cents = 1 WHERE id = 7")
-        .execute(pair.legacy.pool())
-        .await
-        .unwrap();
-    let again = backfill(catalog, &pair.legacy, &pair.service, options)
-        .await
-        .unwrap();
+    execute(&pair.legacy, "UPDATE products SET price_cents = 1 WHERE id = 7").await;
+    let again = copy(&pair, "catalog", 10, None).await.unwrap();
     assert_eq!((again[0].rows_copied, again[0].resumed), (25, false));
     assert_catalog_copied(&pair).await;
 }
@@ -147,41 +171,15 @@ async fn resumes_after_an_interruption(legacy: Engine, service: Engine) {
     let Some(pair) = pair(legacy, service).await else {
         return;
     };
-    let catalog = mapping();
-    let catalog = catalog.capability("catalog").unwrap();
-    let first = backfill(
-        catalog,
-        &pair.legacy,
-        &pair.service,
-        BackfillOptions {
-            batch_size: 10,
-            max_batches: Some(1),
-        },
-    )
-    .await
-    .unwrap();
+    let first = copy(&pair, "catalog", 10, Some(1)).await.unwrap();
     assert_eq!((first[0].rows_copied, first[0].complete), (10, false));
     assert_eq!(
         rows(&pair.service, "SELECT COUNT(*) FROM products").await,
         vec![vec![SqlValue::Int(10)]]
     );
 
-    let rest = backfill(
-        catalog,
-        &pair.legacy,
-        &pair.service,
-        BackfillOptions {
-            batch_size: 10,
-            max_batches: None,
-        },
-    )
-    .await
-    .unwrap();
-    assert_eq!(
-        (rest[0].rows_copied, rest[0].resumed, rest[0].complete),
-        (15, true, true)
-    );
-    assert_catalog_copied(&pair).await;
+    let rest = copy(&pair, "catalog", 10, None).await.unwrap();
+    assert_rest_copied(&pair, &rest).await;
 }
 
 async fn a_failing_batch_keeps_earlier_batches_and_the_rerun_resumes(legacy: Engine, service: Engine) {
@@ -190,22 +188,13 @@ async fn a_failing_batch_keeps_earlier_batches_and_the_rerun_resumes(legacy: Eng
     };
     // A service row that steals product 15's SKU makes the batch holding
     // product 15 (ids 11..=20) violate the unique constraint.
-    sqlx::query(
+    execute(
+        &pair.service,
         "INSERT INTO products (id, sku, title, description, unit_price_cents, updated_at) \
          VALUES (999, 'SKU-00015', 'squatter', '', 1, 'x')",
     )
-    .execute(pair.service.pool())
-    .await
-    .unwrap();
-    let catalog = mapping();
-    let catalog = catalog.capability("catalog").unwrap();
-    let options = BackfillOptions {
-        batch_size: 10,
-        max_batches: None,
-    };
-    let error = backfill(catalog, &pair.legacy, &pair.service, options)
-        .await
-        .unwrap_err();
+    .await;
+    let error = copy(&pair, "catalog", 10, None).await.unwrap_err();
     assert!(
         matches!(
             &error,
@@ -223,18 +212,9 @@ async fn a_failing_batch_keeps_earlier_batches_and_the_rerun_resumes(legacy: Eng
         vec![vec![SqlValue::Int(10)]]
     );
 
-    sqlx::query("DELETE FROM products WHERE id = 999")
-        .execute(pair.service.pool())
-        .await
-        .unwrap();
-    let report = backfill(catalog, &pair.legacy, &pair.service, options)
-        .await
-        .unwrap();
-    assert_eq!(
-        (report[0].rows_copied, report[0].resumed, report[0].complete),
-        (15, true, true)
-    );
-    assert_catalog_copied(&pair).await;
+    execute(&pair.service, "DELETE FROM products WHERE id = 999").await;
+    let report = copy(&pair, "catalog", 10, None).await.unwrap();
+    assert_rest_copied(&pair, &report).await;
 }
 
 async fn copies_composite_keys_with_a_filter_parents_first(legacy: Engine, service: Engine) {
@@ -242,26 +222,13 @@ async fn copies_composite_keys_with_a_filter_parents_first(legacy: Engine, servi
         return;
     };
     // An order dual-written by the service must not be copied back.
-    sqlx::query(
+    execute(
+        &pair.legacy,
         "INSERT INTO orders (id, customer_id, status, total_cents, origin, created_at, updated_at) \
          VALUES (1000001, 1, 'placed', 0, 'orders-service', 'x', 'x')",
     )
-    .execute(pair.legacy.pool())
-    .await
-    .unwrap();
-    let mapping = mapping();
-    let orders = mapping.capability("orders").unwrap();
-    let report = backfill(
-        orders,
-        &pair.legacy,
-        &pair.service,
-        BackfillOptions {
-            batch_size: 7,
-            max_batches: None,
-        },
-    )
-    .await
-    .unwrap();
+    .await;
+    let report = copy(&pair, "orders", 7, None).await.unwrap();
     assert_eq!(report.len(), 2);
     assert_eq!(report[0].rows_copied, 30);
     let legacy_lines = rows(
@@ -317,20 +284,21 @@ async fn copies_nulls_and_names_that_need_quoting(legacy: Engine, service: Engin
     };
     let legacy = Database::open(legacy_db.url()).await.unwrap();
     let service = Database::open(service_db.url()).await.unwrap();
-    sqlx::query(r#"CREATE TABLE "Order Notes" ("id" BIGINT PRIMARY KEY, "select" TEXT, "weight" BIGINT)"#)
-        .execute(legacy.pool())
-        .await
-        .unwrap();
-    sqlx::query(
+    execute(
+        &legacy,
+        r#"CREATE TABLE "Order Notes" ("id" BIGINT PRIMARY KEY, "select" TEXT, "weight" BIGINT)"#,
+    )
+    .await;
+    execute(
+        &service,
         r#"CREATE TABLE "notes; DROP TABLE x" ("id" BIGINT PRIMARY KEY, "body" TEXT, "weight" BIGINT)"#,
     )
-    .execute(service.pool())
-    .await
-    .unwrap();
-    sqlx::query(r#"INSERT INTO "Order Notes" VALUES (1, 'a', NULL), (2, NULL, 5), (3, 'it''s', 7)"#)
-        .execute(legacy.pool())
-        .await
-        .unwrap();
+    .await;
+    execute(
+        &legacy,
+        r#"INSERT INTO "Order Notes" VALUES (1, 'a', NULL), (2, NULL, 5), (3, 'it''s', 7)"#,
+    )
+    .await;
     let text = r#"
 [[capabilities.notes.tables]]
 legacy = "Order Notes"

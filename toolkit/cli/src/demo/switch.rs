@@ -81,11 +81,38 @@ impl OnOff {
     }
 }
 
-fn on_off(on: bool) -> &'static str {
-    if on {
-        "on"
-    } else {
-        "off"
+/// A switch that is on or off: the service setting it flips, and what each
+/// state means.
+struct Flag {
+    switch: &'static str,
+    setting: &'static str,
+    off: &'static str,
+    on: &'static str,
+}
+
+const PRICE_BUG: Flag = Flag {
+    switch: "catalog-price-bug",
+    setting: "price_rounding_bug",
+    off: "the catalog service now serves exact prices",
+    on: "the catalog service now serves prices rounded to whole dollars; shadow traffic will show the difference",
+};
+
+const OUTAGE: Flag = Flag {
+    switch: "orders-outage",
+    setting: "outage",
+    off: "the orders service serves again",
+    on: "the orders service now answers 503 to everything but /internal/, its /health included",
+};
+
+impl Flag {
+    /// Sets the switch in `service` to `state`, and says what is now in force.
+    async fn flip(&self, client: &reqwest::Client, service: Service, state: OnOff) -> anyhow::Result<()> {
+        let on = service
+            .set(client, self.setting, state.is_on(), Value::as_bool)
+            .await?;
+        let (now, meaning) = if on { ("on", self.on) } else { ("off", self.off) };
+        say!("{}: {now} ({meaning})", self.switch);
+        Ok(())
     }
 }
 
@@ -112,49 +139,17 @@ pub async fn run(args: SwitchArgs) -> anyhow::Result<()> {
     match args.switch {
         Switch::Traffic { state, data_dir } => traffic(state, &data_dir).await?,
         Switch::CatalogPriceBug { state, catalog_url } => {
-            let service = Service {
-                name: "catalog service",
-                flag: "--catalog-url",
-                base: catalog_url,
-            };
-            let now = service
-                .put_settings(&client, json!({ "price_rounding_bug": state.is_on() }))
+            PRICE_BUG
+                .flip(&client, Service::catalog(catalog_url), state)
                 .await?;
-            let on = service.field(&now, "price_rounding_bug", Value::as_bool)?;
-            let what = if on {
-                "the catalog service now serves prices rounded to whole dollars; shadow traffic will show the difference"
-            } else {
-                "the catalog service now serves exact prices"
-            };
-            say!("catalog-price-bug: {} ({what})", on_off(on));
         }
         Switch::OrdersOutage { state, orders_url } => {
-            let service = Service {
-                name: "orders service",
-                flag: "--orders-url",
-                base: orders_url,
-            };
-            let now = service
-                .put_settings(&client, json!({ "outage": state.is_on() }))
-                .await?;
-            let on = service.field(&now, "outage", Value::as_bool)?;
-            let what = if on {
-                "the orders service now answers 503 to everything but /internal/, its /health included"
-            } else {
-                "the orders service serves again"
-            };
-            say!("orders-outage: {} ({what})", on_off(on));
+            OUTAGE.flip(&client, Service::orders(orders_url), state).await?;
         }
         Switch::DualWriteFaults { rate, orders_url } => {
-            let service = Service {
-                name: "orders service",
-                flag: "--orders-url",
-                base: orders_url,
-            };
-            let now = service
-                .put_settings(&client, json!({ "dual_write_fault_rate": rate }))
+            let rate = Service::orders(orders_url)
+                .set(&client, "dual_write_fault_rate", rate, Value::as_f64)
                 .await?;
-            let rate = service.field(&now, "dual_write_fault_rate", Value::as_f64)?;
             say!("dual-write-faults: {rate} ({})", describe_rate(rate));
         }
     }
@@ -224,6 +219,37 @@ struct Service {
 }
 
 impl Service {
+    /// The catalog service at `base`.
+    fn catalog(base: Url) -> Self {
+        Self {
+            name: "catalog service",
+            flag: "--catalog-url",
+            base,
+        }
+    }
+
+    /// The orders service at `base`.
+    fn orders(base: Url) -> Self {
+        Self {
+            name: "orders service",
+            flag: "--orders-url",
+            base,
+        }
+    }
+
+    /// Sets the setting `name` to `value`; what is now in force, as `read`
+    /// reads it from the answer.
+    async fn set<T>(
+        &self,
+        client: &reqwest::Client,
+        name: &str,
+        value: impl Into<Value>,
+        read: impl Fn(&Value) -> Option<T>,
+    ) -> anyhow::Result<T> {
+        let now = self.put_settings(client, json!({ name: value.into() })).await?;
+        self.field(&now, name, read)
+    }
+
     /// `PUT /internal/settings`; every failure is one line saying what to do.
     async fn put_settings(&self, client: &reqwest::Client, body: Value) -> anyhow::Result<Value> {
         let base = self.base.as_str().trim_end_matches('/');

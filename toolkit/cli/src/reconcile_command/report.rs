@@ -99,10 +99,7 @@ pub(crate) async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
                 (None, None) => say!("  (still running, or ended without a report)"),
             }
             say!("trend, oldest first:");
-            let table = trend_table(trend);
-            for line in table.lines() {
-                say!("{line}");
-            }
+            trend_table(trend).print();
         }
     }
     Ok(ExitCode::from(match latest.status {
@@ -114,7 +111,7 @@ pub(crate) async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
 
 /// `reconcile report`'s trend, for people.
 fn trend_table(trend: &[RunRecord]) -> TextTable {
-    let mut table = TextTable::new(&[
+    let columns = [
         Column::right("RUN", 6).gap(2),
         Column::left("STARTED", 25),
         Column::left("STATUS", 9),
@@ -122,11 +119,10 @@ fn trend_table(trend: &[RunRecord]) -> TextTable {
         Column::right("MISSING", 8),
         Column::right("EXTRA", 8),
         Column::right("CHANGED", 8),
-    ])
-    .indent("  ");
+    ];
     let count = |n: Option<i64>| n.map_or("-".to_owned(), |n| n.to_string());
-    for run in trend {
-        table.row([
+    TextTable::new(&columns).indent("  ").rows(trend, |run| {
+        [
             format!("#{}", run.id),
             run.started_at.clone(),
             run.status.to_string(),
@@ -134,9 +130,8 @@ fn trend_table(trend: &[RunRecord]) -> TextTable {
             count(run.missing),
             count(run.extra),
             count(run.changed),
-        ]);
-    }
-    table
+        ]
+    })
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use legacy_monolith::seed::{seed_if_empty, SeedSize};
 use test_harness::workspace_path;
 use toolkit_db::{Database, DatabaseUrl};
 
-use crate::{run, strangler};
+use crate::{run, strangler, with_databases};
 
 /// The demo's folder layout under `root`: a seeded monolith, the orders
 /// service backfilled from it, an empty toolkit store. Then the service
@@ -44,15 +44,12 @@ async fn diverged_demo_folder(root: &std::path::Path) -> (DatabaseUrl, DatabaseU
     reconciler::RunStore::open(&DatabaseUrl::sqlite_file(&data.join("toolkit.db")))
         .await
         .unwrap();
-    let (code, _, stderr) = run(strangler()
-        .args(["backfill", "orders", "--mapping"])
-        .arg(workspace_path("demo/mapping.toml"))
-        .args([
-            "--legacy-database-url",
-            monolith.expose(),
-            "--service-database-url",
-            orders.expose(),
-        ]));
+    let (code, _, stderr) = run(&mut with_databases(
+        &["backfill", "orders"],
+        &workspace_path("demo/mapping.toml"),
+        monolith.expose(),
+        orders.expose(),
+    ));
     assert_eq!(code, 0, "{stderr}");
     let db = Database::open(&orders).await.unwrap();
     sqlx::raw_sql(

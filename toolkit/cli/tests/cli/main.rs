@@ -22,6 +22,18 @@ fn strangler() -> Command {
     command
 }
 
+/// `strangler <args> --mapping <mapping>`, with both databases given as flags.
+fn with_databases(args: &[&str], mapping: &std::path::Path, legacy: &str, service: &str) -> Command {
+    let mut command = strangler();
+    command.args(args).arg("--mapping").arg(mapping).args([
+        "--legacy-database-url",
+        legacy,
+        "--service-database-url",
+        service,
+    ]);
+    command
+}
+
 fn run(command: &mut Command) -> (i32, String, String) {
     let output = command.output().unwrap();
     (
@@ -61,23 +73,12 @@ async fn databases(dir: &std::path::Path) -> (DatabaseUrl, DatabaseUrl) {
 async fn backfill_copies_and_reports_in_json() {
     let dir = tempfile::tempdir().unwrap();
     let (monolith, catalog) = databases(dir.path()).await;
-    let (code, stdout, stderr) = run(strangler()
-        .args([
-            "backfill",
-            "catalog",
-            "--output",
-            "json",
-            "--batch-size",
-            "5",
-            "--mapping",
-        ])
-        .arg(workspace_path("demo/mapping.toml"))
-        .args([
-            "--legacy-database-url",
-            monolith.expose(),
-            "--service-database-url",
-            catalog.expose(),
-        ]));
+    let (code, stdout, stderr) = run(&mut with_databases(
+        &["backfill", "catalog", "--output", "json", "--batch-size", "5"],
+        &workspace_path("demo/mapping.toml"),
+        monolith.expose(),
+        catalog.expose(),
+    ));
     assert_eq!(code, 0, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report[0]["rows_copied"], 12);
@@ -96,17 +97,7 @@ async fn backfill_refuses_bad_input_with_a_clear_reason() {
     )
     .unwrap();
     let base = |mapping: &std::path::Path, capability: &str, legacy: &str| {
-        let mut command = strangler();
-        command
-            .args(["backfill", capability, "--mapping"])
-            .arg(mapping)
-            .args([
-                "--legacy-database-url",
-                legacy,
-                "--service-database-url",
-                catalog.expose(),
-            ]);
-        command
+        with_databases(&["backfill", capability], mapping, legacy, catalog.expose())
     };
     // A key outside the mapped columns: file, line and what to do.
     let (code, _, stderr) = run(&mut base(&mapping, "catalog", monolith.expose()));
@@ -254,15 +245,12 @@ async fn reconcile_exits_0_when_clean_1_on_divergence_and_2_on_error() {
     let dir = tempfile::tempdir().unwrap();
     let (monolith, catalog) = databases(dir.path()).await;
     let shipped = workspace_path("demo/mapping.toml");
-    let (code, _, stderr) = run(strangler()
-        .args(["backfill", "catalog", "--mapping"])
-        .arg(&shipped)
-        .args([
-            "--legacy-database-url",
-            monolith.expose(),
-            "--service-database-url",
-            catalog.expose(),
-        ]));
+    let (code, _, stderr) = run(&mut with_databases(
+        &["backfill", "catalog"],
+        &shipped,
+        monolith.expose(),
+        catalog.expose(),
+    ));
     assert_eq!(code, 0, "{stderr}");
     let store = DatabaseUrl::sqlite_file(&dir.path().join("toolkit.db"));
     // Database URLs from the environment, as in a deployment.
@@ -378,16 +366,12 @@ async fn repair_shows_its_plan_and_applies_it_only_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let (monolith, catalog) = databases(dir.path()).await;
     let repair = |apply: bool| {
-        let mut command = strangler();
-        command
-            .args(["reconcile", "repair", "catalog", "--mapping"])
-            .arg(workspace_path("demo/mapping.toml"))
-            .args([
-                "--legacy-database-url",
-                monolith.expose(),
-                "--service-database-url",
-                catalog.expose(),
-            ]);
+        let mut command = with_databases(
+            &["reconcile", "repair", "catalog"],
+            &workspace_path("demo/mapping.toml"),
+            monolith.expose(),
+            catalog.expose(),
+        );
         if apply {
             command.arg("--apply");
         }
