@@ -153,6 +153,12 @@ impl RouteStore {
     /// store, not the config file, is the truth once a facade has run.
     pub async fn seed(&self, capabilities: &[CapabilityConfig]) -> Result<Vec<Transition>, StoreError> {
         let mut tx = self.db.pool().begin().await?;
+        // Replicas starting together seed together: the revision row's
+        // lock, taken first, makes them seed one after the other, and each
+        // then sees what the one before it added.
+        sqlx::query("UPDATE route_revision SET revision = revision WHERE id = 1")
+            .execute(&mut *tx)
+            .await?;
         let mut added = Vec::new();
         for capability in capabilities {
             let name = &capability.def.name;
@@ -166,9 +172,9 @@ impl RouteStore {
             }
             let revision = bump_revision(&mut tx).await?;
             let now = timestamp::now();
-            sqlx::query(
+            let inserted = sqlx::query(
                 "INSERT INTO route_state (capability, target, canary_permille, revision, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (capability) DO NOTHING",
             )
             .bind(name)
             .bind(capability.initial.name())
@@ -177,6 +183,11 @@ impl RouteStore {
             .bind(&now)
             .execute(&mut *tx)
             .await?;
+            // Already there (a store the lock above does not cover): the
+            // other writer recorded it.
+            if inserted.rows_affected() == 0 {
+                continue;
+            }
             let seeded = ChangeRequest {
                 capability: name.clone(),
                 to: capability.initial,

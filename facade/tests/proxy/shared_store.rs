@@ -117,3 +117,39 @@ async fn losing_the_store_keeps_routing_on_the_last_table() {
     let (_, health) = facade.admin_get("/health").await;
     assert_eq!(health["status"], "degraded");
 }
+
+/// Replicas of a Deployment start together on a new store: every one of
+/// them must come up (one used to fail on the seed's unique key), and the
+/// audit log must say once, not once per replica, that each capability was
+/// first seen.
+#[tokio::test]
+async fn replicas_starting_together_on_an_empty_store_all_come_up() {
+    let shop = Shop::spawn().await;
+    let config = shop.config("");
+    for round in 1..=20 {
+        let Some(store) = test_harness::TestDatabase::fresh(Engine::Postgres).await else {
+            return;
+        };
+        // Each start panics, naming the error, if its facade cannot start.
+        let mut replicas =
+            futures::future::join_all((0..5).map(|_| start_facade(&config, store.url()))).await;
+        let (status, history) = replicas[0].admin_get("/history?limit=100").await;
+        assert_eq!(status, StatusCode::OK, "round {round}: {history}");
+        let mut seeded: Vec<&str> = history
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|entry| entry["actor"] == "config")
+            .map(|entry| entry["capability"].as_str().unwrap())
+            .collect();
+        seeded.sort_unstable();
+        assert_eq!(
+            seeded,
+            ["assets", "catalog", "orders"],
+            "round {round}: {history}"
+        );
+        for replica in &mut replicas {
+            replica.stop().await.unwrap().unwrap();
+        }
+    }
+}
