@@ -6,6 +6,7 @@
 #   bash bench/facade-instructions.sh
 #   BINARY=/path/to/strangler bash bench/facade-instructions.sh   # another build
 #   PROXY=nginx bash bench/facade-instructions.sh                 # nginx, for scale
+#   KEEP=/tmp/facade.callgrind bash bench/facade-instructions.sh  # keep the dump for callgrind_annotate
 #
 # Needs valgrind, wrk and nginx (Debian: apt-get install valgrind wrk
 # nginx-light). The facade runs the configuration of bench/facade.sh
@@ -116,6 +117,7 @@ requests=$(wrk -t1 -c8 -d"${DURATION}s" "http://127.0.0.1:$FACADE_PORT/products/
 callgrind_control -d > /dev/null 2>&1
 dump=$(ls "$work"/callgrind.out.* | head -1)
 total=$(callgrind_annotate "$dump" 2>/dev/null | awk '/PROGRAM TOTALS/ { gsub(",", "", $1); print $1 }')
+[ -n "${KEEP:-}" ] && cp "$dump" "$KEEP"
 echo "requests: $requests"
 echo "instructions: $total"
 echo "instructions per proxied request ($PROXY): $((total / requests))"

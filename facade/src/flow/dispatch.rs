@@ -387,7 +387,9 @@ fn is_client_fault(error: &UpstreamError) -> bool {
 
 /// One attempt at one instance, `timeout` for its response head. An unsent
 /// body is put back into `body`.
-#[tracing::instrument(level = "debug", name = "upstream_attempt", skip_all, fields(backend = backend.label))]
+///
+/// Not wrapped in a span, which would move the whole exchange's state once
+/// more per attempt; a debug event says how each attempt ended.
 async fn attempt(
     backend: &Backend,
     outgoing: &Outgoing,
@@ -415,6 +417,11 @@ async fn attempt(
         () = deadline => return Err(Failure::Timeout(timeout)),
     };
     drop(picked);
+    tracing::debug!(
+        backend = backend.label,
+        status = result.as_ref().map_or(0, |r| r.status().as_u16()),
+        "upstream attempt"
+    );
     match result {
         Ok(response) if response.status().is_server_error() => Err(Failure::Status(Box::new(response))),
         Ok(response) => Ok(response),

@@ -5,8 +5,9 @@
 //!    limit, a path that does not normalize safely;
 //! 2. [`route`] it: the pure decision over the table in force, and the
 //!    backends it names;
-//! 3. [`forward`] it with the backend's safety net ([`dispatch`]), keeping
-//!    of its body what a retry, the fallback or a shadow copy needs;
+//! 3. [`forward`] it: make the request as upstreams get it, keeping of its
+//!    body what a retry, the fallback or a shadow copy needs, and send it
+//!    with the backend's safety net ([`dispatch`]);
 //! 4. [`finish`] the answer: count it, say which side served it, and copy
 //!    the monolith's answer for the shadow comparison as it streams.
 //!
@@ -48,6 +49,7 @@ use crate::wire::client_body::{BodyCopy, BodySent, ClientBody, ClientIncoming};
 use crate::wire::correlation;
 use crate::wire::error_response::{error_response, Fault};
 use crate::wire::headers::{only_chunked, request_length, strip_hop_by_hop, wants_upgrade};
+use crate::wire::http1;
 use crate::wire::service::{Handler, Peer};
 use crate::wire::upstream::PooledBody;
 
@@ -142,7 +144,21 @@ struct Upstream {
     original_host: Option<HeaderValue>,
 }
 
-/// What [`forward`] got back, with what [`finish`] needs of the request.
+/// A request ready to go upstream, as [`forward`] makes it.
+struct Forwarding {
+    /// The request as upstreams get it.
+    outgoing: Outgoing,
+    /// Its body, with what sending it again needs.
+    body: RequestBody,
+    /// Idempotent method or `Idempotency-Key`: may be repeated.
+    repeatable: bool,
+    /// Whether a shadow copy was admitted.
+    shadowing: bool,
+    /// The request body's copy, if one was kept.
+    request_copy: Option<Arc<BodyCopy>>,
+}
+
+/// What the dispatch got back, with what [`finish`] needs of the request.
 struct Forwarded<'s> {
     dispatched: Dispatched<'s>,
     /// The request as upstreams got it: for the access log and the shadow
@@ -196,7 +212,24 @@ pub(crate) async fn handle(
         )
         .await;
     }
-    let forwarded = forward(&x, &routed, upstream, request).await;
+    let mut forwarding = forward(&x, &routed, upstream, request);
+    // Awaited here, not inside `forward`: the dispatch's state is most of a
+    // request's, and one more layer of future would copy all of it again.
+    let plan = Plan {
+        primary: routed.backend,
+        fallback: routed.fallback,
+        repeatable: forwarding.repeatable,
+        capability: routed.label,
+        interim: peer.interim.as_deref(),
+    };
+    let dispatched = dispatch(&plan, &forwarding.outgoing, &mut forwarding.body, &state.metrics).await;
+    drop(forwarding.body);
+    let forwarded = Forwarded {
+        dispatched,
+        outgoing: forwarding.outgoing,
+        shadowing: forwarding.shadowing,
+        request_copy: forwarding.request_copy,
+    };
     finish(&x, &routed, forwarded, normalized)
 }
 
@@ -206,7 +239,8 @@ pub(crate) async fn handle(
 #[inline]
 #[tracing::instrument(level = "debug", skip_all, fields(request_id = x.request_id()))]
 fn refuse(x: &Exchange<'_>, request: &Request<ClientIncoming>) -> Result<path::Normalized, Refusal> {
-    if request.version() == Version::HTTP_11 {
+    // The fast path checked `Host` as it parsed the head; hyper does not.
+    if request.version() == Version::HTTP_11 && !matches!(request.body(), ClientIncoming::Fast(_)) {
         host_field(request.headers())
             .map_err(|problem| Refusal::Client(StatusCode::BAD_REQUEST, Cow::Borrowed(problem)))?;
     }
@@ -232,19 +266,8 @@ fn refuse(x: &Exchange<'_>, request: &Request<ClientIncoming>) -> Result<path::N
 fn host_field(headers: &hyper::HeaderMap) -> Result<(), &'static str> {
     let mut hosts = headers.get_all(header::HOST).iter();
     match (hosts.next(), hosts.next()) {
-        (None, _) => Err("an HTTP/1.1 request needs a Host header (RFC 9112 §3.2)"),
-        (Some(_), Some(_)) => Err("the request has more than one Host header (RFC 9112 §3.2)"),
-        // RFC 3986's reg-name, IP literal or IPv4 address, and a port: what
-        // else a value holds (a user, a path, spaces) makes it no host.
-        (Some(host), None)
-            if host
-                .as_bytes()
-                .iter()
-                .all(|&b| b.is_ascii_alphanumeric() || b"-._~!$&'()*+,;=:[]%".contains(&b)) =>
-        {
-            Ok(())
-        }
-        (Some(_), None) => Err("the Host header is not a host and port (RFC 9112 §3.2)"),
+        (Some(host), None) if http1::is_host(host.as_bytes()) => Ok(()),
+        _ => Err(http1::BAD_HOST),
     }
 }
 
@@ -303,21 +326,23 @@ fn route<'s, 't>(
     Ok((routed, Upstream { uri, original_host }))
 }
 
-/// Sends the request where it was routed, with the backend's safety net
-/// (retries, the fallback). Of its body it keeps a copy only as large as
-/// what needs one: sending it again, or the shadow copy, each with its cap.
-/// Copies beyond the shadow rate are not made at all: no capture, no job.
+/// Makes the request as upstreams get it, and its body with a copy only as
+/// large as what needs one: sending it again (a retry, the fallback), or
+/// the shadow copy, each with its cap. Copies beyond the shadow rate are
+/// not made at all: no capture, no job. The caller sends it with the
+/// backend's safety net ([`dispatch`]).
+#[inline]
 #[tracing::instrument(
     level = "debug",
     skip_all,
     fields(request_id = x.request_id(), capability = routed.label, backend = routed.backend.label)
 )]
-async fn forward<'s>(
-    x: &Exchange<'s>,
-    routed: &Routed<'s, '_>,
+fn forward(
+    x: &Exchange<'_>,
+    routed: &Routed<'_, '_>,
     upstream: Upstream,
     request: Request<ClientIncoming>,
-) -> Forwarded<'s> {
+) -> Forwarding {
     let state = x.state;
     let repeatable = request.method().is_idempotent() || request.headers().contains_key(&IDEMPOTENCY_KEY);
     let (parts, incoming) = request.into_parts();
@@ -340,7 +365,7 @@ async fn forward<'s>(
     }
     let resend_cap = (repeatable && (routed.backend.resilience.retries > 0 || routed.fallback.is_some()))
         .then_some(REPLAY_LIMIT);
-    let mut request_body = if incoming.is_end_stream() {
+    let body = if incoming.is_end_stream() {
         RequestBody::empty()
     } else {
         let copy = shadow_cap.max(resend_cap).map(BodyCopy::new);
@@ -354,19 +379,11 @@ async fn forward<'s>(
         );
         RequestBody::streaming(body::boxed(client_body), sent, copy)
     };
-    let request_copy = request_body.copy();
-    let plan = Plan {
-        primary: routed.backend,
-        fallback: routed.fallback,
-        repeatable,
-        capability: routed.label,
-        interim: x.peer.interim.as_deref(),
-    };
-    let dispatched = dispatch(&plan, &outgoing, &mut request_body, &state.metrics).await;
-    drop(request_body);
-    Forwarded {
-        dispatched,
+    let request_copy = body.copy();
+    Forwarding {
         outgoing,
+        body,
+        repeatable,
         shadowing,
         request_copy,
     }

@@ -29,6 +29,11 @@ pub(crate) enum Lists {
 /// not.
 #[inline]
 pub(crate) fn parse(value: &[u8], lists: Lists) -> Option<u64> {
+    // The usual value: a few digits and nothing else. Nineteen digits
+    // always fit in a u64.
+    if (1..=19).contains(&value.len()) && value.iter().all(u8::is_ascii_digit) {
+        return Some(value.iter().fold(0, |n, &b| n * 10 + u64::from(b - b'0')));
+    }
     let mut members = value.split(|&b| b == b',');
     let first = members.next().and_then(member)?;
     match lists {

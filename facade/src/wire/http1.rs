@@ -34,6 +34,8 @@ mod handoff;
 mod request;
 mod response;
 
+pub(crate) use request::{is_host, BAD_HOST};
+
 use std::future::Future;
 use std::pin::{pin, Pin};
 use std::sync::Arc;
@@ -148,7 +150,8 @@ pub(crate) async fn serve_connection<H: Handler>(
             (body, Some(returned))
         };
         let request = request.map(|()| ClientIncoming::Fast(body));
-        let response = relay_while(shared.handler.handle(&peer, request), &interim, &mut writer).await;
+        let answering = pin!(shared.handler.handle(&peer, request));
+        let response = relay_while(answering, &interim, &mut writer).await;
         // The handler has dropped the body by now, which handed the read
         // side back; whether the body was read to its end decides whether
         // the connection can go on.

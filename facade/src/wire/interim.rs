@@ -5,18 +5,20 @@
 //! The upstream client reads them while the request's task waits for the
 //! final answer; the client connection, which runs in the same task and
 //! owns the socket's writing half, writes them as they come
-//! ([`relay_while`]). Only the facade's own HTTP/1.1 connections have a
+//! ([`relay_while`]). Since a proxied request's upstream exchange runs in
+//! its connection's task (ARCHITECTURE.md), a head is always queued while
+//! that task polls the request: the connection looks for heads after each
+//! poll and needs no waker of its own. Only the facade's own HTTP/1.1 connections have a
 //! sink: hyper's server (HTTP/2, and HTTP/1.1 connections handed to it)
 //! offers no way to send a 1xx, so there they are dropped.
 
 use std::future::Future;
-use std::pin::pin;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::Poll;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use futures::task::AtomicWaker;
 use hyper::{HeaderMap, StatusCode};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
@@ -24,14 +26,12 @@ use crate::wire::headers::is_hop_by_hop;
 
 /// Interim heads waiting to be written to one client connection.
 ///
-/// Polled on every wake of the request it belongs to, so the check is an
-/// atomic flag and a waker registration; the lock is taken only when a
-/// head has arrived.
+/// Checked after every poll of the request it belongs to, so the check is
+/// one atomic load; the lock is taken only when a head has arrived.
 #[derive(Debug, Default)]
 pub struct InterimSink {
     pending: AtomicBool,
     heads: Mutex<Vec<Bytes>>,
-    waker: AtomicWaker,
 }
 
 impl InterimSink {
@@ -63,57 +63,41 @@ impl InterimSink {
             .unwrap_or_else(PoisonError::into_inner)
             .push(head.freeze());
         self.pending.store(true, Ordering::Release);
-        self.waker.wake();
     }
 
     /// The heads queued so far, if any, without waiting.
     fn take_now(&self) -> Vec<Bytes> {
-        if !self.pending.swap(false, Ordering::AcqRel) {
+        // A load first: the usual answer finds nothing and writes nothing.
+        if !self.pending.load(Ordering::Acquire) || !self.pending.swap(false, Ordering::AcqRel) {
             return Vec::new();
         }
         std::mem::take(&mut *self.heads.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// The heads queued so far, or `Pending` with the task woken on the
-    /// next one.
-    fn poll_take(&self, cx: &mut Context<'_>) -> Poll<Vec<Bytes>> {
-        if !self.pending.load(Ordering::Acquire) {
-            self.waker.register(cx.waker());
-            // A head pushed between the load and the registration would
-            // have woken no one: look again.
-            if !self.pending.load(Ordering::Acquire) {
-                return Poll::Pending;
-            }
-        }
-        self.pending.store(false, Ordering::Release);
-        Poll::Ready(std::mem::take(
-            &mut *self.heads.lock().unwrap_or_else(PoisonError::into_inner),
-        ))
     }
 }
 
 /// Awaits `answering` and writes every interim head queued in `sink`
 /// meanwhile to `writer`, before the final answer. A client that cannot
 /// take them is left to fail on the final answer's write.
+///
+/// The answer's future is borrowed, pinned where the caller made it: it
+/// holds the whole request's state, and moving it in would copy all of it.
 pub(crate) async fn relay_while<T, W>(
-    answering: impl Future<Output = T>,
+    mut answering: Pin<&mut impl Future<Output = T>>,
     sink: &InterimSink,
     writer: &mut W,
 ) -> T
 where
     W: AsyncWrite + Unpin,
 {
-    let mut answering = pin!(answering);
     let mut writable = true;
     loop {
         let next = std::future::poll_fn(|cx| match answering.as_mut().poll(cx) {
-            Poll::Ready(answer) => Poll::Ready(Ok(answer)),
-            Poll::Pending => sink.poll_take(cx).map(Err),
+            Poll::Ready(answer) => Poll::Ready(Some(answer)),
+            Poll::Pending if sink.pending.load(Ordering::Acquire) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
         });
-        let (answer, heads) = match next.await {
-            Ok(answer) => (Some(answer), sink.take_now()),
-            Err(heads) => (None, heads),
-        };
+        let answer = next.await;
+        let heads = sink.take_now();
         // Heads that came with the final answer still go before it.
         for head in heads {
             writable = writable && writer.write_all(&head).await.is_ok();
@@ -128,6 +112,7 @@ where
 mod tests {
     use super::*;
     use hyper::header::{HeaderValue, CONNECTION, LINK};
+    use std::pin::pin;
 
     #[tokio::test]
     async fn interim_heads_are_written_before_the_answer_without_hop_by_hop_fields() {
@@ -137,11 +122,11 @@ mod tests {
         headers.insert(CONNECTION, HeaderValue::from_static("keep-alive"));
         let (pushed, mut written) = (Arc::clone(&sink), Vec::new());
         let answer = relay_while(
-            async move {
+            pin!(async move {
                 pushed.push(StatusCode::from_u16(103).unwrap(), &headers);
                 tokio::task::yield_now().await;
                 "final"
-            },
+            }),
             &sink,
             &mut written,
         )
@@ -157,7 +142,7 @@ mod tests {
     async fn nothing_is_written_when_no_interim_head_comes() {
         let sink = InterimSink::new();
         let mut written = Vec::new();
-        assert_eq!(relay_while(async { 7 }, &sink, &mut written).await, 7);
+        assert_eq!(relay_while(pin!(async { 7 }), &sink, &mut written).await, 7);
         assert!(written.is_empty());
     }
 }

@@ -56,6 +56,41 @@ pub(super) struct PlainRequest {
     pub close: bool,
 }
 
+/// Why a head's `Host` is refused (RFC 9112 §3.2 asks for a 400).
+pub(crate) const BAD_HOST: &str =
+    "an HTTP/1.1 request needs exactly one Host header holding a host and an optional port (RFC 9112 §3.2)";
+
+/// Whether a `Host` value is a host and an optional port (RFC 3986's
+/// reg-name, IP literal or IPv4 address): what else a value holds (a
+/// user, a path, spaces) makes it no host. Empty is allowed, for a target
+/// without an authority.
+pub(crate) fn is_host(value: &[u8]) -> bool {
+    value.iter().all(|&b| {
+        b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'['
+                    | b']'
+                    | b'%'
+            )
+    })
+}
+
 /// A head over the limit: 414 when its request line alone is (no line end
 /// within the limit), hyper's 431 otherwise.
 fn over_limit(buffer: &[u8], max_head: usize) -> Parsed {
@@ -100,6 +135,7 @@ pub(super) fn take_request(buffer: &mut BytesMut, max_head: usize) -> Parsed {
     let target = (path.as_ptr() as usize - base, path.len());
     let mut body_length = None;
     let mut close = false;
+    let mut hosts = 0;
     // On the stack for the usual few lines: a request need not allocate
     // for them.
     let mut fields: SmallVec<[_; 16]> = SmallVec::new();
@@ -118,6 +154,13 @@ pub(super) fn take_request(buffer: &mut BytesMut, max_head: usize) -> Parsed {
                 _ => return Parsed::Handoff,
             }
         }
+        if name == header::HOST {
+            // RFC 9112 §3.2: exactly one, holding a host and a port.
+            if hosts > 0 || !is_host(line.value) {
+                return Parsed::Invalid(BAD_HOST);
+            }
+            hosts += 1;
+        }
         if name == header::CONNECTION {
             for token in line.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
                 if token.eq_ignore_ascii_case(b"close") {
@@ -131,6 +174,9 @@ pub(super) fn take_request(buffer: &mut BytesMut, max_head: usize) -> Parsed {
         fields.push((name, start, line.value.len()));
     }
     let head = buffer.split_to(length).freeze();
+    if hosts == 0 {
+        return Parsed::Invalid(BAD_HOST);
+    }
     // httparse has checked the target's and every value's bytes; what
     // `http` still refuses, hyper would answer with 400 too.
     let Ok(uri) = Uri::from_maybe_shared(head.slice(target.0..target.0 + target.1)) else {
@@ -192,7 +238,7 @@ mod tests {
     #[test]
     fn reads_length_and_close() {
         let (plain, rest) =
-            plain("POST /orders HTTP/1.1\r\nContent-Length: 5\r\nConnection: keep-alive, Close\r\n\r\nhello");
+            plain("POST /orders HTTP/1.1\r\nHost: shop\r\nContent-Length: 5\r\nConnection: keep-alive, Close\r\n\r\nhello");
         assert_eq!(plain.body_length, 5);
         assert!(plain.close);
         assert_eq!(&rest[..], b"hello");
@@ -245,11 +291,14 @@ mod tests {
 
     #[test]
     fn reads_one_valid_length_and_leaves_the_rest_to_hyper() {
-        let length =
-            |value: &str| match take(&format!("POST / HTTP/1.1\r\nContent-Length: {value}\r\n\r\n")).0 {
-                Parsed::Plain(plain) => Some(plain.body_length),
-                _ => None,
-            };
+        let length = |value: &str| match take(&format!(
+            "POST / HTTP/1.1\r\nHost: shop\r\nContent-Length: {value}\r\n\r\n"
+        ))
+        .0
+        {
+            Parsed::Plain(plain) => Some(plain.body_length),
+            _ => None,
+        };
         assert_eq!(length("0"), Some(0));
         assert_eq!(length("1048576"), Some(1_048_576));
         assert_eq!(length("007"), Some(7));
@@ -265,5 +314,29 @@ mod tests {
         ] {
             assert_eq!(length(value), None, "{value:?} should go to hyper");
         }
+    }
+
+    #[test]
+    fn refuses_a_head_without_exactly_one_valid_host() {
+        for text in [
+            "GET / HTTP/1.1\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: me@shop\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: shop/x\r\n\r\n",
+        ] {
+            assert!(matches!(take(text).0, Parsed::Invalid(BAD_HOST)), "{text:?}");
+        }
+        for host in ["shop.example:8080", "[::1]:80", "10.0.0.1", ""] {
+            let text = format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            assert!(matches!(take(&text).0, Parsed::Plain(_)), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_request_line_longer_than_the_limit_is_too_long_a_target() {
+        let line = format!("GET /{} HTTP/1.1\r\nHost: shop\r\n\r\n", "a".repeat(9000));
+        assert!(matches!(take(&line).0, Parsed::TargetTooLong));
+        // Not all of it yet, but already past the limit without a line end.
+        assert!(matches!(take(&line[..8500]).0, Parsed::TargetTooLong));
     }
 }
