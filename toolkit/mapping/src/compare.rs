@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::error::MappingError;
 use crate::identifier::{ColumnPair, Identifier};
 use crate::side::Side;
 
@@ -142,8 +143,8 @@ pub(crate) enum RawNormalize {
 pub(crate) fn predicate(
     filter: Option<Spanned<String>>,
     field: &str,
-    invalid: &impl Fn(usize, String) -> crate::MappingError,
-) -> Result<Option<String>, crate::MappingError> {
+    invalid: &impl Fn(usize, String) -> MappingError,
+) -> Result<Option<String>, MappingError> {
     match filter {
         Some(filter) if filter.get_ref().trim().is_empty() => Err(invalid(
             filter.span().start,
@@ -172,10 +173,10 @@ pub(crate) fn check_compare(
     table: &Identifier,
     columns: &[ColumnPair],
     key: &[ColumnPair],
-    invalid: &impl Fn(usize, String) -> crate::MappingError,
-) -> Result<CompareSettings, crate::MappingError> {
+    invalid: &impl Fn(usize, String) -> MappingError,
+) -> Result<CompareSettings, MappingError> {
     // A mapped, non-key legacy column named in field `field`.
-    let non_key = |name: &str, field: &str, offset: usize| -> Result<Identifier, crate::MappingError> {
+    let non_key = |name: &str, field: &str, offset: usize| -> Result<Identifier, MappingError> {
         let Some(pair) = columns.iter().find(|c| c.legacy.as_str() == name) else {
             return Err(invalid(
                 offset,

@@ -26,6 +26,7 @@ use std::collections::BTreeMap;
 use toml::Spanned;
 
 use crate::compare::{predicate, SourceOfTruth};
+use crate::error::MappingError;
 use crate::identifier::{ColumnPair, Identifier};
 
 /// A value in `follower_defaults`.
@@ -59,8 +60,8 @@ pub(crate) fn check_repair(
     table: &Identifier,
     columns: &[ColumnPair],
     truth: SourceOfTruth,
-    invalid: &impl Fn(usize, String) -> crate::MappingError,
-) -> Result<RepairSettings, crate::MappingError> {
+    invalid: &impl Fn(usize, String) -> MappingError,
+) -> Result<RepairSettings, MappingError> {
     let mut settings = RepairSettings::default();
     if let Some(defaults) = raw.follower_defaults {
         let start = defaults.span().start;
