@@ -8,7 +8,7 @@ use hyper::{HeaderMap, StatusCode};
 
 use crate::decision::routing::Target;
 use crate::flow::backend::Backend;
-use crate::flow::dispatch::Failure;
+use crate::flow::dispatch::{Failure, FallbackCause};
 use crate::flow::error_chain::error_chain;
 use crate::flow::metrics::UpstreamErrorKind;
 use crate::wire::client_body::ClientBodyError;
@@ -19,7 +19,9 @@ use crate::wire::upstream::UpstreamError;
 pub const SERVED_BY: HeaderName = HeaderName::from_static("x-strangler-served-by");
 
 /// The answer's header saying the monolith served it because the service
-/// failed, and how: `connect`, `timeout`, `status`, `circuit_open`, …
+/// failed, and how: `connect`, `timeout`, `status`, `circuit_open`, …; the
+/// first failure, which caused the others, and the last when it differs
+/// (`connect, then circuit_open`).
 pub const FALLBACK: HeaderName = HeaderName::from_static("x-strangler-fallback");
 
 /// Says on the answer which side served it, and why when it was the
@@ -29,14 +31,14 @@ pub(crate) fn mark_side(
     headers: &mut HeaderMap,
     routed: bool,
     side: Target,
-    fallback_from: Option<&'static str>,
+    fallback_from: Option<FallbackCause>,
 ) {
     if !routed {
         return;
     }
     headers.insert(SERVED_BY, HeaderValue::from_static(side.as_str()));
-    if let Some(reason) = fallback_from {
-        headers.insert(FALLBACK, HeaderValue::from_static(reason));
+    if let Some(cause) = fallback_from {
+        headers.insert(FALLBACK, cause.header_value());
     }
 }
 

@@ -214,6 +214,31 @@ impl Failure {
     }
 }
 
+/// Why the primary failed, when the fallback answered: the first failure,
+/// which caused it, and the last, which gave up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FallbackCause {
+    /// The first attempt's failure (`connect`, `timeout`, …).
+    pub first: &'static str,
+    /// The last attempt's, often a consequence of the first
+    /// (`circuit_open` once the failures opened the breaker).
+    pub last: &'static str,
+}
+
+impl FallbackCause {
+    /// The `x-strangler-fallback` value: the cause, and the last failure
+    /// after it when that was another (`connect, then circuit_open`).
+    pub(crate) fn header_value(self) -> HeaderValue {
+        if self.first == self.last {
+            HeaderValue::from_static(self.first)
+        } else {
+            let text = format!("{}, then {}", self.first, self.last);
+            // Both are fixed lower-case names: always a valid value.
+            HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static(self.first))
+        }
+    }
+}
+
 /// What the client gets.
 pub(crate) struct Dispatched<'a> {
     /// The backend whose answer (or failure) this is.
@@ -221,7 +246,7 @@ pub(crate) struct Dispatched<'a> {
     /// Its answer, or why there is none.
     pub result: Result<Response<PooledBody>, Failure>,
     /// Set when the fallback answered: why the primary failed.
-    pub fallback_from: Option<&'static str>,
+    pub fallback_from: Option<FallbackCause>,
     /// Whether the primary backend failed in the end (for error budgets).
     pub primary_failed: bool,
 }
@@ -254,6 +279,9 @@ pub(crate) async fn dispatch<'a>(
     primary.retry_budget.record_request(started.into_std());
     let label = primary.label;
     let mut retry = 0;
+    // The first failure is the cause; later ones (a breaker the failures
+    // opened, a budget they used up) are consequences.
+    let mut first_reason = None;
     let failure = loop {
         // The total bounds all attempts together: a retry gets what is left
         // of it. (The first attempt's clock starts once the client's body is
@@ -274,6 +302,7 @@ pub(crate) async fn dispatch<'a>(
             }
             Err(failure) => failure,
         };
+        first_reason.get_or_insert(failure.reason());
         let again = (plan.repeatable || failure.nothing_sent()) && body.can_send_again();
         if !again || retry >= policy.retries || failure.nothing_sent_by_guard() {
             break failure;
@@ -292,8 +321,11 @@ pub(crate) async fn dispatch<'a>(
     };
     if let Some(fallback) = plan.fallback {
         if (plan.repeatable || failure.nothing_sent()) && body.can_send_again() {
-            let reason = failure.reason();
-            metrics.fallback(plan.capability, reason);
+            let reason = FallbackCause {
+                first: first_reason.unwrap_or(failure.reason()),
+                last: failure.reason(),
+            };
+            metrics.fallback(plan.capability, reason.first);
             // The failed answer is dropped unread: its connection closes.
             drop(failure);
             let result = guarded_attempt(

@@ -37,7 +37,7 @@ use crate::decision::routing::{host_of, Decision, RouteTable, ShadowCopy, Target
 use crate::flow::answer::{failure_answer, failure_detail, mark_side};
 use crate::flow::backend::Backend;
 use crate::flow::capability_state::CapabilityState;
-use crate::flow::dispatch::{dispatch, Dispatched, Failure, Outgoing, Plan, RequestBody};
+use crate::flow::dispatch::{dispatch, Dispatched, Failure, FallbackCause, Outgoing, Plan, RequestBody};
 use crate::flow::metrics::UpstreamErrorKind;
 use crate::flow::rollback;
 use crate::flow::shadow::capture::{self, CapturingBody, PendingShadow};
@@ -475,7 +475,7 @@ fn failed(
     failure: &Failure,
     served_by: &Backend,
     side: Target,
-    fallback_from: Option<&'static str>,
+    fallback_from: Option<FallbackCause>,
 ) -> Response<ProxyBody> {
     let (status, fault, message) = failure_answer(failure, served_by);
     tracing::warn!(
@@ -537,7 +537,7 @@ fn log_access(
     outgoing: &Outgoing,
     served_by: &Backend,
     status: StatusCode,
-    fallback_from: Option<&'static str>,
+    fallback_from: Option<FallbackCause>,
 ) {
     tracing::info!(
         request_id = x.request_id(),
@@ -546,7 +546,7 @@ fn log_access(
         capability = routed.label,
         backend = %served_by.name,
         status = status.as_u16(),
-        fallback = fallback_from.unwrap_or("-"),
+        fallback = fallback_from.map_or("-", |cause| cause.first),
         elapsed_ms = x.started.elapsed().as_secs_f64() * 1000.0,
         "proxied"
     );

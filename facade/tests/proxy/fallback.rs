@@ -235,3 +235,27 @@ async fn steady_load_loses_nothing_while_the_service_is_killed_and_restarted() {
         "the open breaker never sent a request straight to legacy"
     );
 }
+
+/// A killed service: the first attempt fails to connect, which opens the
+/// breaker, and the retry is refused by it. The answer names the cause
+/// first, then what followed; the metric counts the cause.
+#[tokio::test]
+async fn the_fallback_names_the_failure_that_caused_it() {
+    let (_store, mut cutover, facade) = Cutover::start(Settings {
+        initial: "service",
+        capability: "[capabilities.orders.rollback]\nenabled = false",
+        service: "breaker_failures = 1\nbreaker_open_ms = 60000\nretries = 1",
+        ..Settings::default()
+    })
+    .await;
+    // Answered requests earn the retry budget its share.
+    for _ in 0..20 {
+        assert_eq!(facade.get("/orders/1").await.status, StatusCode::OK);
+    }
+    cutover.service.kill().await;
+    assert_fell_back(&facade.get("/orders/1").await, "connect, then circuit_open");
+    let counted = facade
+        .metric("strangler_facade_fallbacks_total", &[("reason", "connect")])
+        .await;
+    assert_eq!(counted, 1.0);
+}
