@@ -1,5 +1,6 @@
 //! What a side's catalog proves about a mapped key: whether a primary key
-//! or a unique index makes a repeated key impossible.
+//! or a unique index makes a repeated key impossible, and whether the
+//! column definitions make a NULL in the key impossible.
 //!
 //! A repeated key must never pass as clean, and the checks that catch one
 //! in the data cost something: the merge re-reads one row per keyset batch,
@@ -7,6 +8,12 @@
 //! [`crate::checksum`]). When the catalog proves the key unique, those
 //! checks are skipped and the comparison costs what it always did; no
 //! full-table query is ever added.
+//!
+//! Likewise a NULL key must never pass as clean, and no comparison would
+//! see one: keyset batches (`key > last`) and bounded ranges exclude NULL,
+//! and PostgreSQL sorts it last. Where the column definitions do not prove
+//! every key column NOT NULL, the plan asks each side once for a row with a
+//! NULL key before anything is compared ([`crate::plan`]).
 
 use std::collections::BTreeMap;
 
@@ -85,6 +92,75 @@ pub async fn key_is_unique(source: &mut Source, table: &Identifier, key: &[Ident
     proves_unique(entries, key, case_insensitive)
 }
 
+/// Whether the column definitions of `table` make every `key` column NOT
+/// NULL on this side: declared `NOT NULL`, or in a primary key where that
+/// implies it (always on PostgreSQL and MySQL; on SQLite only for an
+/// `INTEGER PRIMARY KEY`, the rowid, since SQLite lets other primary key
+/// columns hold NULL unless they are declared NOT NULL).
+///
+/// A catalog that cannot be read proves nothing: the plan then looks for a
+/// NULL key in the data.
+pub async fn key_is_not_null(source: &mut Source, table: &Identifier, key: &[Identifier]) -> bool {
+    let sql = match source.dialect().engine() {
+        Engine::Postgres => {
+            "SELECT CAST(a.attname AS TEXT) FROM pg_attribute a \
+             JOIN pg_class c ON c.oid = a.attrelid \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relname = $1 \
+             AND a.attnum > 0 AND NOT a.attisdropped AND a.attnotnull"
+        }
+        // Primary key columns are NOT NULL (`is_nullable = 'NO'`) here.
+        Engine::MySql => {
+            "SELECT CAST(column_name AS CHAR) FROM information_schema.columns \
+             WHERE table_schema = DATABASE() AND table_name = ? AND is_nullable = 'NO'"
+        }
+        // The rowid: the only primary key column, declared `INTEGER`, and
+        // no index behind the primary key (`INTEGER PRIMARY KEY DESC` and
+        // WITHOUT ROWID tables have one; the latter's columns are NOT NULL
+        // anyway).
+        Engine::Sqlite => {
+            "SELECT name FROM pragma_table_info($1) WHERE \"notnull\" = 1 \
+             OR (pk = 1 AND upper(type) = 'INTEGER' \
+                 AND (SELECT count(*) FROM pragma_table_info($2) WHERE pk > 0) = 1 \
+                 AND NOT EXISTS (SELECT 1 FROM pragma_index_list($3) WHERE origin = 'pk'))"
+        }
+    };
+    let name = SqlValue::Text(table.as_str().to_owned());
+    let binds: Vec<&SqlValue> = match source.dialect().engine() {
+        Engine::Sqlite => vec![&name, &name, &name],
+        Engine::Postgres | Engine::MySql => vec![&name],
+    };
+    let doing = format!("reading the NOT NULL columns of table `{table}`");
+    let rows = match source.fetch(sql, &binds, &[ColumnClass::Text], &doing).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            tracing::warn!(side = %source.side(), %table, error = %error.chain(),
+                "cannot read the catalog's NOT NULL columns; looking for a NULL key in the data instead");
+            return false;
+        }
+    };
+    let not_null = rows.into_iter().filter_map(|row| match row.into_iter().next() {
+        Some(SqlValue::Text(column)) => Some(column),
+        _ => None,
+    });
+    let case_insensitive = source.dialect().engine() == Engine::MySql;
+    proves_not_null(not_null, key, case_insensitive)
+}
+
+/// Whether every `key` column is among the `not_null` columns.
+fn proves_not_null(
+    not_null: impl IntoIterator<Item = String>,
+    key: &[Identifier],
+    case_insensitive: bool,
+) -> bool {
+    let not_null: Vec<String> = not_null.into_iter().collect();
+    key.iter().all(|k| {
+        not_null.iter().any(|column| {
+            k.as_str() == column || (case_insensitive && k.as_str().eq_ignore_ascii_case(column))
+        })
+    })
+}
+
 /// Whether one of the indexes, given as (index, column) pairs with `None`
 /// for an expression, lies within the `key` columns.
 fn proves_unique(
@@ -146,6 +222,16 @@ mod tests {
             false
         ));
         assert!(!proves_unique([], &ids(&["code"]), false));
+    }
+
+    #[test]
+    fn every_key_column_must_be_proved_not_null() {
+        let not_null = || ["order_id".to_owned(), "line_no".to_owned(), "qty".to_owned()];
+        assert!(proves_not_null(not_null(), &ids(&["line_no", "order_id"]), false));
+        assert!(!proves_not_null(not_null(), &ids(&["order_id", "note"]), false));
+        assert!(!proves_not_null([], &ids(&["code"]), false));
+        assert!(proves_not_null(["Code".to_owned()], &ids(&["code"]), true));
+        assert!(!proves_not_null(["Code".to_owned()], &ids(&["code"]), false));
     }
 
     #[test]

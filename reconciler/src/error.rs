@@ -88,13 +88,19 @@ pub enum ReconcileError {
         /// Its declared type in the service.
         service_type: String,
     },
-    /// A key column holds NULL, which no key may.
-    #[error("table `{table}` in the {side} database has a row whose key is NULL; keys must be unique and not null")]
+    /// A key column holds NULL, which no key may: no keyset batch or
+    /// bounded range would ever read that row.
+    #[error(
+        "table `{table}` in the {side} database has a row with NULL in its key {key}; the mapped key must never be NULL: map key columns that are never NULL, or fill or remove those rows (nothing was reported)"
+    )]
     NullKey {
         /// Which database.
         side: Side,
         /// The table.
         table: String,
+        /// This side's key columns, quoted: `` `code` `` or
+        /// `` (`order_id`, `line_no`) ``.
+        key: String,
     },
     /// More than one row holds the same key.
     #[error(
@@ -143,6 +149,19 @@ pub enum ReconcileError {
         /// The driver's reason.
         #[source]
         source: sqlx::Error,
+    },
+    /// Applying a repair outlived the statement timeout (a row locked by
+    /// someone else, a server that stopped answering).
+    #[error("the {side} database did not answer within {seconds} s while applying the repair ({doing}); {outcome}")]
+    ApplyTimeout {
+        /// The follower.
+        side: Side,
+        /// The step that timed out.
+        doing: String,
+        /// The limit.
+        seconds: f64,
+        /// What is applied and what was rolled back.
+        outcome: String,
     },
     /// The toolkit store did not answer in time.
     #[error("the toolkit store did not answer within {seconds} s while {doing}")]

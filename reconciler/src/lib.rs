@@ -12,7 +12,10 @@
 //!    comparing anything (`plan`), and asks each catalog whether a primary
 //!    key or unique index proves the mapped key unique (`catalog`); where
 //!    none does, the comparison checks it in the data, so that a repeated
-//!    key stops the run instead of passing as clean;
+//!    key stops the run instead of passing as clean. Where the catalog
+//!    does not prove the key columns NOT NULL, it asks each side once for
+//!    a row with a NULL key, which no comparison would read, and one stops
+//!    the run;
 //! 3. compares each table by a streaming sorted merge (`merge`, reading
 //!    each side as `read` says) or by checksum-and-bisect (`checksum`), as
 //!    [`Strategy`] says: by default, checksums where they are sound until

@@ -117,6 +117,7 @@ impl<'a> Feed<'a> {
                     return Err(ReconcileError::NullKey {
                         side: self.plan.side,
                         table: self.plan.table.to_string(),
+                        key: self.plan.key_names(),
                     });
                 }
                 if let Some(previous) = previous {

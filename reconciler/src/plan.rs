@@ -3,7 +3,9 @@
 //! then compared columns, then the settle column) and how to read them.
 //!
 //! Every check happens before any row is compared: an unknown table or
-//! column, or keys whose types cannot be ordered alike, stop the run.
+//! column, keys whose types cannot be ordered alike, or a row whose key is
+//! NULL (looked for only where the catalog does not prove the key columns
+//! NOT NULL), stop the run.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +13,7 @@ use mapping::Side;
 use mapping::{Identifier, Normalization, TableMapping};
 use toolkit_db::Engine;
 
-use crate::catalog::key_is_unique;
+use crate::catalog::{key_is_not_null, key_is_unique};
 use crate::source::Source;
 use crate::sql::{ColumnClass, Dialect};
 use crate::ReconcileError;
@@ -42,6 +44,21 @@ pub struct SidePlan {
     /// Whether a primary key or unique index proves the key unique here;
     /// otherwise reads and checksums check it in the data.
     pub unique_key: bool,
+    /// Whether the column definitions prove every key column NOT NULL
+    /// here; otherwise the plan looked for a NULL key in the data.
+    pub not_null_key: bool,
+}
+
+impl SidePlan {
+    /// This side's key columns as errors name them: `` `code` `` or
+    /// `` (`order_id`, `line_no`) ``.
+    pub fn key_names(&self) -> String {
+        let names: Vec<String> = self.key_columns.iter().map(|c| format!("`{c}`")).collect();
+        match names.as_slice() {
+            [one] => one.clone(),
+            _ => format!("({})", names.join(", ")),
+        }
+    }
 }
 
 /// A compared, non-key column.
@@ -163,6 +180,7 @@ pub async fn plan_table(
             checksum_columns: names[..key.len() + compared.len()].to_vec(),
             key_columns: names[..key.len()].iter().map(Identifier::to_string).collect(),
             unique_key: false,
+            not_null_key: false,
         }
     };
     let mut legacy_plan = side_plan(Side::Legacy, legacy_dialect, &legacy_types);
@@ -171,6 +189,13 @@ pub async fn plan_table(
     let key_of = |plan: &SidePlan| plan.checksum_columns[..key.len()].to_vec();
     legacy_plan.unique_key = key_is_unique(legacy, &table.legacy_table, &key_of(&legacy_plan)).await;
     service_plan.unique_key = key_is_unique(service, &table.service_table, &key_of(&service_plan)).await;
+    legacy_plan.not_null_key = key_is_not_null(legacy, &table.legacy_table, &key_of(&legacy_plan)).await;
+    service_plan.not_null_key = key_is_not_null(service, &table.service_table, &key_of(&service_plan)).await;
+    for (source, plan) in [(legacy, &legacy_plan), (service, &service_plan)] {
+        if !plan.not_null_key {
+            refuse_null_key(source, plan, &key_of(plan)).await?;
+        }
+    }
     let checksum_sound = compare.values.is_empty()
         && compare
             .normalize
@@ -196,6 +221,44 @@ pub async fn plan_table(
         settle,
         checksum_sound,
     })
+}
+
+/// Looks for one row of `plan`'s table (within its filter) with a NULL in
+/// a `key` column, and stops the run if there is one: no comparison would
+/// ever read it. One `LIMIT 1` query, under the session's statement
+/// timeout, which an index on the key answers at once.
+async fn refuse_null_key(
+    source: &mut Source,
+    plan: &SidePlan,
+    key: &[Identifier],
+) -> Result<(), ReconcileError> {
+    let dialect = plan.dialect;
+    let nulls: Vec<String> = key
+        .iter()
+        .map(|column| format!("{} IS NULL", dialect.column(column)))
+        .collect();
+    let mut conditions = Vec::with_capacity(2);
+    if let Some(filter) = &plan.filter {
+        conditions.push(format!("({filter})"));
+    }
+    conditions.push(format!("({})", nulls.join(" OR ")));
+    let sql = format!(
+        "SELECT 1 FROM {} t WHERE {} LIMIT 1",
+        dialect.quote(&plan.table),
+        conditions.join(" AND ")
+    );
+    tracing::debug!(side = %plan.side, table = %plan.table, "looking for a NULL key in the data");
+    let doing = format!("looking for a NULL key in table `{}`", plan.table);
+    let rows = source.fetch(&sql, &[], &[ColumnClass::Integer], &doing).await?;
+    if rows.is_empty() {
+        Ok(())
+    } else {
+        Err(ReconcileError::NullKey {
+            side: plan.side,
+            table: plan.table.to_string(),
+            key: plan.key_names(),
+        })
+    }
 }
 
 /// The declared types of `columns` in `table`, in order, or an error that

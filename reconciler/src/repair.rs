@@ -91,6 +91,10 @@ pub struct RepairPlan {
     pub statements: Vec<Statement>,
     /// Divergences no statement repairs (outside the table's `repair_filter`).
     pub skipped: Vec<Skipped>,
+    /// The statement timeout the plan was made under; applying it bounds
+    /// every statement by the same.
+    #[serde(skip)]
+    timeout: Duration,
 }
 
 fn json_to_sql(value: &Value) -> SqlValue {
@@ -211,6 +215,7 @@ pub async fn plan_repair(
         follower: report.source_of_truth.follower(),
         statements,
         skipped,
+        timeout,
     })
 }
 
@@ -493,6 +498,15 @@ async fn fetch_row(
 
 /// Applies `plan` to the follower's database in transactions of `batch`
 /// statements. Returns how many statements ran.
+///
+/// Every step (connecting, each statement, each commit) is bounded by the
+/// statement timeout the plan was made under, on the server too where the
+/// engine has a setting for it (PostgreSQL `statement_timeout`, InnoDB's
+/// lock wait, SQLite's busy timeout), so that a row locked by someone else
+/// fails the repair instead of hanging it. A transaction that fails or
+/// times out is rolled back (a connection abandoned mid-statement is
+/// closed, which rolls it back too); the batches committed before it stay
+/// applied, and the error says how many statements that is.
 pub async fn apply_repair(
     plan: &RepairPlan,
     follower_url: &DatabaseUrl,
@@ -501,28 +515,207 @@ pub async fn apply_repair(
     let db = Database::open(follower_url)
         .await
         .map_err(|e| ReconcileError::Unsupported(e.to_string()))?;
-    let mut applied = 0;
-    for chunk in plan.statements.chunks(batch.max(1)) {
-        let result: Result<(), sqlx::Error> = async {
-            let mut tx = db.pool().begin().await?;
-            for statement in chunk {
-                let mut query = sqlx::query(&statement.sql);
-                for value in &statement.binds {
-                    query = bind_value(query, value);
-                }
-                query.execute(&mut *tx).await?;
-            }
-            tx.commit().await
-        }
-        .await;
-        if let Err(source) = result {
-            db.close().await;
-            return Err(ReconcileError::Apply { applied, source });
-        }
-        applied += chunk.len();
+    let result = apply_batches(&db, plan, batch.max(1)).await;
+    if tokio::time::timeout(CLOSE_TIMEOUT, db.close()).await.is_err() {
+        tracing::warn!(follower = %plan.follower, "the follower's connections did not close in time");
     }
-    db.close().await;
+    result
+}
+
+/// How long closing the follower's connections may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Where applying a batch stopped.
+enum BatchFailure {
+    /// The database refused a statement or the commit.
+    Failed(sqlx::Error),
+    /// A step outlived the timeout: `step` says which. `abandoned` when
+    /// the client gave up mid-call, leaving the connection unusable.
+    TimedOut { step: Step, abandoned: bool },
+}
+
+/// A step of a batch's transaction.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    Begin,
+    /// The statement at this index of the batch.
+    Statement(usize),
+    Commit,
+}
+
+async fn apply_batches(db: &Database, plan: &RepairPlan, batch: usize) -> Result<usize, ReconcileError> {
+    let timeout = plan.timeout;
+    let timed_out = |doing: String, outcome: String| ReconcileError::ApplyTimeout {
+        side: plan.follower,
+        doing,
+        seconds: timeout.as_secs_f64(),
+        outcome,
+    };
+    let mut conn = match tokio::time::timeout(timeout, db.pool().acquire()).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(source)) => return Err(ReconcileError::Apply { applied: 0, source }),
+        Err(_) => {
+            return Err(timed_out(
+                "connecting".to_owned(),
+                "nothing was applied".to_owned(),
+            ))
+        }
+    };
+    bound_on_the_server(&mut conn, timeout, plan.follower).await;
+    let mut applied = 0;
+    for chunk in plan.statements.chunks(batch) {
+        match apply_batch(&mut conn, chunk, timeout).await {
+            Ok(()) => applied += chunk.len(),
+            Err(BatchFailure::Failed(source)) => return Err(ReconcileError::Apply { applied, source }),
+            Err(BatchFailure::TimedOut { step, abandoned }) => {
+                if abandoned {
+                    // Mid-call: closing the connection is what rolls the
+                    // transaction back; it must not go back to the pool.
+                    drop(conn.detach());
+                }
+                let doing = match step {
+                    Step::Begin => "starting a transaction".to_owned(),
+                    Step::Statement(i) => format!("running `{}`", chunk[i].display),
+                    Step::Commit => format!("committing {}", statements(chunk.len())),
+                };
+                return Err(timed_out(doing, timeout_outcome(step, applied, chunk.len())));
+            }
+        }
+    }
     Ok(applied)
+}
+
+/// What a timeout at `step` left applied, `applied` statements having been
+/// committed before the batch of `batch` statements it hit.
+fn timeout_outcome(step: Step, applied: usize, batch: usize) -> String {
+    let before = match applied {
+        0 => "nothing before it was applied".to_owned(),
+        1 => "the 1 statement committed before it stays applied".to_owned(),
+        n => format!("the {n} statements committed before it stay applied"),
+    };
+    match step {
+        Step::Commit => format!(
+            "the {} being committed may or may not be applied ({before}); compare again to see what is left",
+            statements(batch)
+        ),
+        Step::Begin | Step::Statement(_) if applied == 0 => {
+            "nothing was applied: the transaction was rolled back".to_owned()
+        }
+        Step::Begin | Step::Statement(_) => format!(
+            "{before}, and the {} of the transaction that timed out were rolled back; re-run to plan the rest",
+            statements(batch)
+        ),
+    }
+}
+
+fn statements(n: usize) -> String {
+    if n == 1 {
+        "1 statement".to_owned()
+    } else {
+        format!("{n} statements")
+    }
+}
+
+/// Sets the follower session's own limit on waiting, where the engine has
+/// one, so that the server gives up on a locked row by itself and the
+/// transaction rolls back at once. The client-side timeout stays, for a
+/// server that stops answering.
+async fn bound_on_the_server(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    timeout: Duration,
+    side: Side,
+) {
+    let millis = timeout.as_millis().max(1);
+    let statement = match conn.backend_name() {
+        "PostgreSQL" => format!("SET statement_timeout = {millis}"),
+        // Whole seconds, at least 1.
+        "MySQL" => format!(
+            "SET SESSION innodb_lock_wait_timeout = {}",
+            timeout.as_secs().max(1)
+        ),
+        "SQLite" => format!("PRAGMA busy_timeout = {millis}"),
+        _ => return,
+    };
+    match tokio::time::timeout(timeout, sqlx::raw_sql(&statement).execute(&mut **conn)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => tracing::warn!(%side, %error, "no server-side timeout for the repair"),
+        Err(_) => tracing::warn!(%side, "no server-side timeout for the repair: setting it timed out"),
+    }
+}
+
+/// Runs `chunk` in one transaction, every step within `timeout`.
+async fn apply_batch(
+    conn: &mut sqlx::pool::PoolConnection<sqlx::Any>,
+    chunk: &[Statement],
+    timeout: Duration,
+) -> Result<(), BatchFailure> {
+    let mut tx = match tokio::time::timeout(timeout, sqlx::Connection::begin(&mut **conn)).await {
+        Ok(Ok(tx)) => tx,
+        Ok(Err(source)) => return Err(BatchFailure::Failed(source)),
+        Err(_) => {
+            return Err(BatchFailure::TimedOut {
+                step: Step::Begin,
+                abandoned: true,
+            })
+        }
+    };
+    for (i, statement) in chunk.iter().enumerate() {
+        let mut query = sqlx::query(&statement.sql);
+        for value in &statement.binds {
+            query = bind_value(query, value);
+        }
+        match tokio::time::timeout(timeout, query.execute(&mut *tx)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(source)) => {
+                // Rolled back here, or by closing the connection if that
+                // does not answer either.
+                let rolled_back = matches!(tokio::time::timeout(timeout, tx.rollback()).await, Ok(Ok(())));
+                return Err(if is_timeout(&source) {
+                    BatchFailure::TimedOut {
+                        step: Step::Statement(i),
+                        abandoned: !rolled_back,
+                    }
+                } else {
+                    BatchFailure::Failed(source)
+                });
+            }
+            Err(_) => {
+                return Err(BatchFailure::TimedOut {
+                    step: Step::Statement(i),
+                    abandoned: true,
+                })
+            }
+        }
+    }
+    match tokio::time::timeout(timeout, tx.commit()).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(source)) => Err(BatchFailure::Failed(source)),
+        Err(_) => Err(BatchFailure::TimedOut {
+            step: Step::Commit,
+            abandoned: true,
+        }),
+    }
+}
+
+/// Whether the server gave up on a statement for time: PostgreSQL's
+/// `statement_timeout` or `lock_timeout`, a MySQL lock wait or statement
+/// time limit, a SQLite database that stayed locked.
+fn is_timeout(error: &sqlx::Error) -> bool {
+    let Some(db) = error.as_database_error() else {
+        return false;
+    };
+    if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+        return matches!(pg.code(), "57014" | "55P03");
+    }
+    if let Some(mysql) = db.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>() {
+        // Lock wait, MariaDB's max_statement_time, MySQL's max_execution_time.
+        return matches!(mysql.number(), 1205 | 1969 | 3024);
+    }
+    // SQLITE_BUSY and its extended codes.
+    db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+        && db
+            .code()
+            .is_some_and(|code| code.parse::<i32>().is_ok_and(|code| code & 0xff == 5))
 }
 
 #[cfg(test)]
@@ -542,11 +735,29 @@ mod tests {
                 follower: truth.follower(),
                 statements: Vec::new(),
                 skipped: Vec::new(),
+                timeout: Duration::from_secs(1),
             };
             assert_eq!(
                 serde_json::to_string(&plan).unwrap(),
                 format!(r#"{{"capability":"orders","follower":"{name}","statements":[],"skipped":[]}}"#)
             );
         }
+    }
+
+    #[test]
+    fn a_timeout_says_what_stays_applied() {
+        assert_eq!(
+            timeout_outcome(Step::Statement(0), 0, 3),
+            "nothing was applied: the transaction was rolled back"
+        );
+        assert_eq!(
+            timeout_outcome(Step::Begin, 1, 2),
+            "the 1 statement committed before it stays applied, and the 2 statements of the transaction that timed out were rolled back; re-run to plan the rest"
+        );
+        // A commit that does not answer may have happened.
+        assert_eq!(
+            timeout_outcome(Step::Commit, 0, 1),
+            "the 1 statement being committed may or may not be applied (nothing before it was applied); compare again to see what is left"
+        );
     }
 }

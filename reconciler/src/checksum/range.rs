@@ -194,6 +194,7 @@ mod tests {
             checksum_columns: names,
             key_columns: keys.iter().map(|k| (*k).to_owned()).collect(),
             unique_key,
+            not_null_key: true,
         }
     }
 

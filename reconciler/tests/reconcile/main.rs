@@ -11,6 +11,7 @@ mod failures;
 mod helpers;
 mod keys_and_names;
 mod normalization;
+mod null_keys;
 mod performance;
 mod repair;
 mod repeated_keys;
