@@ -226,3 +226,16 @@ pub const PAIRINGS: [(Engine, Engine); 9] = [
     (Engine::Sqlite, Engine::MySql),
     (Engine::Sqlite, Engine::Sqlite),
 ];
+
+/// The error a run must have ended with; a run that reported instead fails
+/// the test, showing what it reported.
+pub fn expect_error(result: Result<Report, ReconcileError>, expected: &str, context: &str) -> ReconcileError {
+    match result {
+        Ok(report) => panic!(
+            "{context}: expected {expected}, got {:?}\n{}",
+            report.status,
+            report.to_human()
+        ),
+        Err(error) => error,
+    }
+}

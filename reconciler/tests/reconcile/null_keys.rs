@@ -15,7 +15,7 @@ use tracing::field::{Field, Visit};
 use tracing::instrument::WithSubscriber as _;
 use tracing::span;
 
-use crate::helpers::{exec, mapping_text, pair, pair_holding, run, same};
+use crate::helpers::{exec, expect_error, mapping_text, pair, pair_holding, run, same};
 
 const STRATEGIES: [Strategy; 3] = [Strategy::Merge, Strategy::Bisect, Strategy::Auto];
 
@@ -68,14 +68,7 @@ async fn customers(db: &TestDatabase, code_column: &str) {
 
 /// Asserts that `result` is the NULL-key error for `side` and `key`.
 fn assert_null_key(result: Result<Report, ReconcileError>, side: &str, key: &str, context: &str) {
-    let error = match result {
-        Ok(report) => panic!(
-            "{context}: expected a NULL key, got {:?}\n{}",
-            report.status,
-            report.to_human()
-        ),
-        Err(error) => error,
-    };
+    let error = expect_error(result, "a NULL key", context);
     let text = error.to_string();
     assert!(
         matches!(error, ReconcileError::NullKey { .. }),

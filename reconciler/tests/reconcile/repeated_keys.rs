@@ -7,7 +7,7 @@
 use reconciler::{Options, ReconcileError, Status, Strategy};
 use test_harness::{Engine, TestDatabase};
 
-use crate::helpers::{each_pairing, exec, mapping_text, pair, pair_holding, run, same};
+use crate::helpers::{each_pairing, exec, expect_error, mapping_text, pair, pair_holding, run, same};
 
 /// Compares both sides' `customers`, keyed on `code`.
 async fn compare(
@@ -52,14 +52,7 @@ const STRATEGIES: [Strategy; 3] = [Strategy::Merge, Strategy::Bisect, Strategy::
 
 /// Asserts that `result` is the repeated-key error for `side` and `key`.
 fn assert_repeated(result: Result<reconciler::Report, ReconcileError>, side: &str, key: &str, context: &str) {
-    let error = match result {
-        Ok(report) => panic!(
-            "{context}: expected a repeated key, got {:?}\n{}",
-            report.status,
-            report.to_human()
-        ),
-        Err(error) => error,
-    };
+    let error = expect_error(result, "a repeated key", context);
     let text = error.to_string();
     assert!(
         matches!(error, ReconcileError::KeyNotUnique { .. }),
