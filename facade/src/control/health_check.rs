@@ -56,6 +56,12 @@ async fn probe_forever(
         ticker.tick().await;
         let ok = probe(instance, path, timeout).await;
         failures = if ok { 0 } else { failures + 1 };
+        if ok {
+            // The breaker follows the health checks: one the outage opened
+            // lets the next request through as its probe, instead of
+            // refusing everything until its open period ends.
+            backend.breaker.expire_open(std::time::Instant::now());
+        }
         let healthy = failures < UNHEALTHY_AFTER;
         if healthy != instance.is_healthy() {
             if healthy {

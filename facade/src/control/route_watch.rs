@@ -107,10 +107,25 @@ impl TableUpdater {
             .iter()
             .map(|c| snapshot.stages.get(&c.name).copied().unwrap_or(Stage::Legacy))
             .collect();
+        let defs = current.matcher().capabilities();
         for (index, stage) in stages.iter().enumerate() {
-            if current.stage(index) != *stage {
-                if let Some(capability) = self.state.capabilities.get(index) {
-                    capability.stage_changed();
+            let before = current.stage(index);
+            if before == *stage {
+                continue;
+            }
+            if let Some(capability) = self.state.capabilities.get(index) {
+                capability.stage_changed();
+            }
+            // A capability moved onto its service starts with the service's
+            // breaker ready to probe: a breaker left open by an earlier
+            // outage would otherwise refuse the first requests of the new
+            // stage, and they would count against its fresh error budget.
+            if stage.serves_from_service() && !before.serves_from_service() {
+                let backend = defs
+                    .get(index)
+                    .and_then(|def| self.state.backends.get(&def.service_backend));
+                if let Some(backend) = backend {
+                    backend.breaker.expire_open(std::time::Instant::now());
                 }
             }
         }

@@ -59,7 +59,7 @@ pub(crate) fn failure_answer(failure: &Failure, backend: &Backend) -> (StatusCod
             let (status, fault, _, message) = classify(error);
             (status, fault, message)
         }
-        Failure::CircuitOpen => (
+        Failure::CircuitOpen { .. } => (
             StatusCode::SERVICE_UNAVAILABLE,
             Fault::Facade,
             format!(

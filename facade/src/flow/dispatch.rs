@@ -184,7 +184,11 @@ pub(crate) enum Failure {
     /// The backend answered with a 5xx.
     Status(Box<Response<PooledBody>>),
     /// The circuit breaker is open: nothing was sent.
-    CircuitOpen,
+    CircuitOpen {
+        /// Refused while the breaker's one half-open probe was out: the
+        /// backend was being tried, and this says nothing new about it.
+        probing: bool,
+    },
     /// The bulkhead is full: nothing was sent.
     BulkheadFull,
     /// The backend has no instances.
@@ -199,7 +203,7 @@ impl Failure {
             Failure::Timeout(_) => "timeout",
             Failure::Broken(_) => "broken",
             Failure::Status(_) => "status",
-            Failure::CircuitOpen => "circuit_open",
+            Failure::CircuitOpen { .. } => "circuit_open",
             Failure::BulkheadFull => "bulkhead_full",
             Failure::NoInstance => "no_instance",
         }
@@ -209,7 +213,7 @@ impl Failure {
     fn nothing_sent(&self) -> bool {
         matches!(
             self,
-            Failure::Connect(_) | Failure::CircuitOpen | Failure::BulkheadFull | Failure::NoInstance
+            Failure::Connect(_) | Failure::CircuitOpen { .. } | Failure::BulkheadFull | Failure::NoInstance
         )
     }
 }
@@ -239,6 +243,21 @@ impl FallbackCause {
     }
 }
 
+/// How the primary backend did with one request, as the error budget
+/// counts it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PrimaryOutcome {
+    /// It answered (anything but a 5xx).
+    Answered,
+    /// It failed, or its open breaker refused the request.
+    Failed,
+    /// Its breaker refused the request while its one half-open probe was
+    /// out: the backend is being tried right now, so the refusal is not
+    /// counted (after a recovery, a burst of such refusals would roll the
+    /// capability back on a failure the service no longer has).
+    NotTried,
+}
+
 /// What the client gets.
 pub(crate) struct Dispatched<'a> {
     /// The backend whose answer (or failure) this is.
@@ -247,8 +266,8 @@ pub(crate) struct Dispatched<'a> {
     pub result: Result<Response<PooledBody>, Failure>,
     /// Set when the fallback answered: why the primary failed.
     pub fallback_from: Option<FallbackCause>,
-    /// Whether the primary backend failed in the end (for error budgets).
-    pub primary_failed: bool,
+    /// How the primary backend did, for its capability's error budget.
+    pub primary: PrimaryOutcome,
 }
 
 /// Where a request may go.
@@ -282,6 +301,7 @@ pub(crate) async fn dispatch<'a>(
     // The first failure is the cause; later ones (a breaker the failures
     // opened, a budget they used up) are consequences.
     let mut first_reason = None;
+    let mut untried = false;
     let failure = loop {
         // The total bounds all attempts together: a retry gets what is left
         // of it. (The first attempt's clock starts once the client's body is
@@ -297,12 +317,15 @@ pub(crate) async fn dispatch<'a>(
                     backend: primary,
                     result: Ok(response),
                     fallback_from: None,
-                    primary_failed: false,
+                    primary: PrimaryOutcome::Answered,
                 }
             }
             Err(failure) => failure,
         };
-        first_reason.get_or_insert(failure.reason());
+        if first_reason.is_none() {
+            first_reason = Some(failure.reason());
+            untried = matches!(failure, Failure::CircuitOpen { probing: true });
+        }
         let again = (plan.repeatable || failure.nothing_sent()) && body.can_send_again();
         if !again || retry >= policy.retries || failure.nothing_sent_by_guard() {
             break failure;
@@ -318,6 +341,11 @@ pub(crate) async fn dispatch<'a>(
         metrics.retry(label);
         tokio::time::sleep(delay).await;
         retry += 1;
+    };
+    let outcome = if untried {
+        PrimaryOutcome::NotTried
+    } else {
+        PrimaryOutcome::Failed
     };
     if let Some(fallback) = plan.fallback {
         if (plan.repeatable || failure.nothing_sent()) && body.can_send_again() {
@@ -341,7 +369,7 @@ pub(crate) async fn dispatch<'a>(
                 backend: fallback,
                 result,
                 fallback_from: Some(reason),
-                primary_failed: true,
+                primary: outcome,
             };
         }
     }
@@ -349,7 +377,7 @@ pub(crate) async fn dispatch<'a>(
         backend: primary,
         result: Err(failure),
         fallback_from: None,
-        primary_failed: true,
+        primary: outcome,
     }
 }
 
@@ -359,7 +387,7 @@ impl Failure {
     fn nothing_sent_by_guard(&self) -> bool {
         matches!(
             self,
-            Failure::CircuitOpen | Failure::BulkheadFull | Failure::NoInstance
+            Failure::CircuitOpen { .. } | Failure::BulkheadFull | Failure::NoInstance
         )
     }
 }
@@ -380,9 +408,14 @@ async fn guarded_attempt(
         metrics.refused(label, "bulkhead_full");
         return Err(Failure::BulkheadFull);
     };
-    let Ok(permit) = backend.breaker.try_acquire(Instant::now().into_std()) else {
-        metrics.refused(label, "circuit_open");
-        return Err(Failure::CircuitOpen);
+    let permit = match backend.breaker.try_acquire(Instant::now().into_std()) {
+        Ok(permit) => permit,
+        Err(rejected) => {
+            metrics.refused(label, "circuit_open");
+            return Err(Failure::CircuitOpen {
+                probing: rejected.probing,
+            });
+        }
     };
     let Some((upstream_body, sent)) = body.next() else {
         // Nothing left to send: the caller checked, so this is a bug

@@ -37,7 +37,9 @@ use crate::decision::routing::{host_of, Decision, RouteTable, ShadowCopy, Target
 use crate::flow::answer::{failure_answer, failure_detail, mark_side};
 use crate::flow::backend::Backend;
 use crate::flow::capability_state::CapabilityState;
-use crate::flow::dispatch::{dispatch, Dispatched, Failure, FallbackCause, Outgoing, Plan, RequestBody};
+use crate::flow::dispatch::{
+    dispatch, Dispatched, Failure, FallbackCause, Outgoing, Plan, PrimaryOutcome, RequestBody,
+};
 use crate::flow::metrics::UpstreamErrorKind;
 use crate::flow::rollback;
 use crate::flow::shadow::capture::{self, CapturingBody, PendingShadow};
@@ -413,14 +415,13 @@ fn finish(
     if let (Some(Target::Service), Some(stage), Some(index)) =
         (decision.target, decision.stage, decision.capability_index)
     {
-        if stage.has_fallback() {
-            rollback::record(
-                &state.capabilities,
-                &state.rollbacks,
-                index,
-                stage,
-                dispatched.primary_failed,
-            );
+        let failed = match dispatched.primary {
+            PrimaryOutcome::Answered => Some(false),
+            PrimaryOutcome::Failed => Some(true),
+            PrimaryOutcome::NotTried => None,
+        };
+        if let (true, Some(failed)) = (stage.has_fallback(), failed) {
+            rollback::record(&state.capabilities, &state.rollbacks, index, stage, failed);
         }
     }
     let served_by = dispatched.backend;

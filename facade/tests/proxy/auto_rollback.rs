@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 
-use crate::helpers::{Behavior, Cutover, Settings, CAPABILITY, WAIT_LIMIT};
+use serde_json::json;
+
+use crate::helpers::{assert_fell_back, wait_until, Behavior, Cutover, Settings, CAPABILITY, WAIT_LIMIT};
 
 const BUDGET: &str =
     "[capabilities.orders.rollback]\nmax_error_rate = 0.2\nwindow_seconds = 10\nmin_requests = 10";
@@ -120,4 +122,81 @@ async fn a_disabled_budget_never_rolls_back() {
         .await
         .iter()
         .all(|t| t["actor"] != "auto-rollback"));
+}
+
+/// An outage opens the service's breaker for a minute; the capability is
+/// moved back, the service recovers, and the capability is moved forward
+/// again. The service must serve at once: the stale breaker used to refuse
+/// every request of the new stage, and the refusals, counted against the
+/// fresh error budget, rolled the capability back within milliseconds.
+#[tokio::test]
+async fn a_recovered_service_serves_at_once_after_a_move_forward() {
+    let (_store, cutover, facade) = Cutover::start(Settings {
+        initial: "service",
+        capability: BUDGET,
+        service: "retries = 0\nbreaker_failures = 2\nbreaker_open_ms = 60000",
+        ..Settings::default()
+    })
+    .await;
+    cutover.service.set(Behavior::Status(500));
+    for _ in 0..2 {
+        assert_fell_back(&facade.get("/orders/1").await, "status");
+    }
+    assert_eq!(facade.breaker_of("service").await, "open");
+    let back = json!({"to": "legacy", "reason": "outage", "actor": "ops"});
+    facade.flip_ok(CAPABILITY, back).await;
+    cutover.service.set(Behavior::Answer);
+    let forward = json!({"to": "service", "reason": "recovered", "actor": "ops", "force": true});
+    facade.flip_ok(CAPABILITY, forward).await;
+    for n in 0..30 {
+        let answer = facade.get(&format!("/orders/{n}")).await;
+        assert_eq!(
+            answer.upstream.as_deref(),
+            Some("service"),
+            "request {n}: {answer:?}"
+        );
+        assert_eq!(answer.fallback, None, "request {n}: {answer:?}");
+    }
+    assert_eq!(facade.breaker_of("service").await, "closed");
+    let listed = facade.listed("capabilities", CAPABILITY).await;
+    assert_eq!(listed["error_budget"], json!([0, 30]), "{listed}");
+    assert_eq!(facade.target_of(CAPABILITY).await, "service");
+}
+
+/// While the breaker's one probe is out, the requests it refuses fall back
+/// and are not counted: the service is being tried right then. Only the
+/// probe's own answer counts.
+#[tokio::test]
+async fn refusals_while_the_probe_is_out_do_not_count() {
+    let (_store, cutover, facade) = Cutover::start(Settings {
+        initial: "service",
+        capability: BUDGET,
+        service: "retries = 0\nbreaker_failures = 2\nbreaker_open_ms = 60000",
+        ..Settings::default()
+    })
+    .await;
+    cutover.service.set(Behavior::Status(500));
+    for _ in 0..2 {
+        facade.get("/orders/1").await;
+    }
+    let back = json!({"to": "legacy", "reason": "outage", "actor": "ops"});
+    facade.flip_ok(CAPABILITY, back).await;
+    // The probe takes its time; meanwhile everything else is refused.
+    cutover.service.set(Behavior::Slow(Duration::from_millis(700)));
+    let forward = json!({"to": "service", "reason": "recovered", "actor": "ops", "force": true});
+    facade.flip_ok(CAPABILITY, forward).await;
+    let facade = std::sync::Arc::new(facade);
+    let probe = tokio::spawn({
+        let facade = std::sync::Arc::clone(&facade);
+        async move { facade.get("/orders/probe").await }
+    });
+    wait_until("the probe to reach the service", || cutover.service.hits() == 3).await;
+    for _ in 0..10 {
+        assert_fell_back(&facade.get("/orders/1").await, "circuit_open");
+    }
+    let probed = probe.await.unwrap();
+    assert_eq!(probed.upstream.as_deref(), Some("service"), "{probed:?}");
+    let listed = facade.listed("capabilities", CAPABILITY).await;
+    assert_eq!(listed["error_budget"], json!([0, 1]), "{listed}");
+    assert_eq!(facade.target_of(CAPABILITY).await, "service");
 }

@@ -64,6 +64,9 @@ pub struct Rejected {
     /// A hint for `Retry-After`: when open, the time left until a probe may be sent; when half-open
     /// (a probe is already out), the full `open_for`, since that is the wait if the probe fails.
     pub retry_in: Duration,
+    /// Refused because the one half-open probe is out, not because the breaker is open: the
+    /// backend is being tried right now, and this refusal says nothing new about it.
+    pub probing: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -162,6 +165,7 @@ impl CircuitBreaker {
                 if elapsed < open_for {
                     return Err(Rejected {
                         retry_in: open_for - elapsed,
+                        probing: false,
                     });
                 }
                 core.enter(Phase::HalfOpen);
@@ -169,13 +173,38 @@ impl CircuitBreaker {
                 self.shared.publish(&core);
                 true
             }
-            Phase::HalfOpen => return Err(Rejected { retry_in: open_for }),
+            Phase::HalfOpen => {
+                return Err(Rejected {
+                    retry_in: open_for,
+                    probing: true,
+                })
+            }
         };
         Ok(Attempt {
             breaker: Some(Arc::clone(&self.shared)),
             generation: core.generation,
             probe,
         })
+    }
+
+    /// Ends an open period early, for a caller that has learned the backend may be back (a
+    /// passing health check, a capability moved to the backend): the next [`try_acquire`]
+    /// becomes the half-open probe, whose outcome closes or reopens the breaker as usual.
+    /// Closed and half-open breakers are left as they are.
+    ///
+    /// [`try_acquire`]: Self::try_acquire
+    pub fn expire_open(&self, now: Instant) {
+        let open_for = self.shared.config.open_for;
+        let mut core = self.shared.lock(now);
+        if let Phase::Open { since } = core.phase {
+            // An open period that started `open_for` ago has just elapsed. (Only on a clock too
+            // young to go back that far does it stay as it is.)
+            if let Some(elapsed) = now.checked_sub(open_for) {
+                if elapsed < since {
+                    core.phase = Phase::Open { since: elapsed };
+                }
+            }
+        }
     }
 
     /// The current state. An Open breaker whose `open_for` has elapsed is still reported as Open: it only
@@ -413,11 +442,37 @@ mod tests {
     }
 
     #[test]
+    fn an_expired_open_period_makes_the_next_request_the_probe() {
+        let base = Instant::now() + OPEN_FOR;
+        let b = breaker();
+        for _ in 0..3 {
+            b.try_acquire(base).unwrap().failure(base);
+        }
+        assert!(b.try_acquire(base).is_err(), "open");
+        b.expire_open(base);
+        let probe = b.try_acquire(base).expect("the probe, at once");
+        assert!(probe.is_probe());
+        let refused = b.try_acquire(base).unwrap_err();
+        assert!(refused.probing, "refused while the probe is out");
+        probe.success(base);
+        assert_eq!(b.state(base), BreakerState::Closed);
+        // A closed breaker is left alone.
+        b.expire_open(base);
+        assert_eq!(b.state(base), BreakerState::Closed);
+    }
+
+    #[test]
     fn rejects_while_open_with_retry_hint() {
         let base = Instant::now();
         let b = breaker();
         trip(&b, base);
-        assert_eq!(b.try_acquire(base).unwrap_err(), Rejected { retry_in: OPEN_FOR });
+        assert_eq!(
+            b.try_acquire(base).unwrap_err(),
+            Rejected {
+                retry_in: OPEN_FOR,
+                probing: false
+            }
+        );
         let err = b.try_acquire(base + secs(20)).unwrap_err();
         assert_eq!(err.retry_in, secs(10));
         assert!(err.to_string().contains("open"));
@@ -436,7 +491,10 @@ mod tests {
         assert_eq!(b.state(probe_time), BreakerState::HalfOpen);
         assert_eq!(
             b.try_acquire(probe_time).unwrap_err(),
-            Rejected { retry_in: OPEN_FOR }
+            Rejected {
+                retry_in: OPEN_FOR,
+                probing: true
+            }
         );
         assert!(b.try_acquire(probe_time + secs(100)).is_err());
         drop(probe);
