@@ -196,6 +196,9 @@ pub struct FacadeConfig {
     pub shadow_concurrency: usize,
     /// Shadow copies made per second at most, over all capabilities.
     pub shadow_max_per_second: u32,
+    /// Wrong admin tokens an address may send in a minute before the
+    /// admin API refuses it (429) for the rest of that minute.
+    pub admin_failures_per_minute: u32,
     /// Backends, by name.
     pub backends: Vec<BackendConfig>,
     /// Capabilities, in file order.
@@ -413,6 +416,13 @@ impl FacadeConfig {
                 500,
                 1..=1_000_000,
                 "shadow_max_per_second",
+            )
+            .map_err(|(offset, m)| invalid(offset, m))? as u32,
+            admin_failures_per_minute: bounded(
+                &raw.facade.admin_failures_per_minute,
+                10,
+                1..=10_000,
+                "admin_failures_per_minute",
             )
             .map_err(|(offset, m)| invalid(offset, m))? as u32,
             backends,

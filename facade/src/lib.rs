@@ -198,6 +198,9 @@ impl Facade {
                 proxy: Arc::clone(&state),
                 updater: Arc::clone(&updater),
                 token,
+                brake: Arc::new(control::admin::brake::AuthBrake::new(
+                    config.admin_failures_per_minute,
+                )),
             },
             proxy_listener,
             admin_listener,

@@ -63,6 +63,11 @@ struct CapabilityReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AdminAuthLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CapabilityLabels {
     capability: &'static str,
 }
@@ -111,6 +116,7 @@ pub struct Metrics {
     fallbacks: Family<CapabilityReasonLabels, Counter>,
     shadow: Family<CapabilityReasonLabels, Counter>,
     auto_rollbacks: Family<CapabilityLabels, Counter>,
+    admin_auth: Family<AdminAuthLabels, Counter>,
     names: Mutex<HashSet<&'static str>>,
     request_series: ArcSwap<Vec<RequestSeries>>,
 }
@@ -248,6 +254,12 @@ impl Metrics {
             "Capabilities moved back to legacy by their error budget",
             auto_rollbacks.clone(),
         );
+        let admin_auth = Family::<AdminAuthLabels, Counter>::default();
+        registry.register(
+            "admin_auth_failures",
+            "Admin requests refused for their token: wrong (a wrong or missing token) or braked (too many wrong ones from the address)",
+            admin_auth.clone(),
+        );
         Self {
             registry,
             requests,
@@ -264,6 +276,7 @@ impl Metrics {
             fallbacks,
             shadow,
             auto_rollbacks,
+            admin_auth,
             names: Mutex::new(HashSet::new()),
             request_series: ArcSwap::from_pointee(Vec::new()),
         }
@@ -316,6 +329,11 @@ impl Metrics {
         self.auto_rollbacks
             .get_or_create(&CapabilityLabels { capability })
             .inc();
+    }
+
+    /// Counts an admin request refused for its token: `wrong` or `braked`.
+    pub fn admin_auth_failure(&self, outcome: &'static str) {
+        self.admin_auth.get_or_create(&AdminAuthLabels { outcome }).inc();
     }
 
     /// Interns a capability or backend name for labels.

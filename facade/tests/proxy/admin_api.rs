@@ -22,8 +22,62 @@ async fn the_bearer_scheme_is_case_insensitive() {
 }
 
 #[tokio::test]
+async fn wrong_tokens_brake_their_address_and_are_counted() {
+    let (_store, _shop, facade) = Shop::start("admin_failures_per_minute = 3").await;
+    let url = facade.admin_url("/capabilities");
+    let wrong = format!("{}x", facade.token);
+    for attempt in 1..=3 {
+        let response = facade.client.get(&url).bearer_auth(&wrong).send().await.unwrap();
+        assert_eq!(
+            response.status(),
+            StatusCode::UNAUTHORIZED,
+            "wrong token {attempt}"
+        );
+    }
+    // The fourth is braked, and so is the right token from the same address.
+    for token in [&wrong, &facade.token] {
+        let response = facade.client.get(&url).bearer_auth(token).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        let wait: u64 = response.headers()["retry-after"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=60).contains(&wait), "Retry-After: {wait}");
+        let (_, body) = json_of(response).await;
+        assert!(
+            body["error"]
+                .as_str()
+                .unwrap()
+                .contains("too many wrong admin tokens"),
+            "{body}"
+        );
+    }
+    // Another address is not braked.
+    let elsewhere = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .timeout(std::time::Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let metrics = elsewhere
+        .get(facade.admin_url("/metrics"))
+        .bearer_auth(&facade.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(metrics.status(), StatusCode::OK);
+    let text = metrics.text().await.unwrap();
+    for (outcome, count) in [("wrong", 3), ("braked", 2)] {
+        let line = format!("strangler_facade_admin_auth_failures_total{{outcome=\"{outcome}\"}} {count}");
+        assert!(text.contains(&line), "no `{line}` in\n{text}");
+    }
+}
+
+#[tokio::test]
 async fn every_admin_endpoint_wants_the_token() {
-    let (_store, _shop, facade) = Shop::start("").await;
+    // Thirty wrong tokens from one address: the brake (tested below) is
+    // set high enough to stay out of the way.
+    let (_store, _shop, facade) = Shop::start("admin_failures_per_minute = 10000").await;
     let wrong = format!("{}x", facade.token);
     let prefix = &facade.token[..facade.token.len() - 1];
 

@@ -7,6 +7,7 @@
 //! a command-line argument (which would show in `ps`).
 
 pub(crate) mod api_error;
+pub(crate) mod brake;
 mod capabilities;
 mod explain;
 mod shadow_report;
@@ -16,12 +17,13 @@ pub use explain::Explanation;
 pub use shadow_report::{FieldCount, ShadowReport};
 
 use std::future::IntoFuture;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use api_error::ApiError;
 use api_error::{method_not_allowed_fallback, not_found_fallback};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -44,6 +46,8 @@ pub struct AdminState {
     pub updater: Arc<TableUpdater>,
     /// The bearer token.
     pub token: AdminToken,
+    /// The brake on wrong tokens.
+    pub(crate) brake: Arc<brake::AuthBrake>,
 }
 
 /// The admin router.
@@ -65,6 +69,26 @@ pub fn router(state: AdminState) -> Router {
 }
 
 async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    let address = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(peer)| peer.ip());
+    let now = Instant::now();
+    if let Some(wait) = address.and_then(|address| state.brake.braked(address, now)) {
+        state.proxy.metrics.admin_auth_failure("braked");
+        let mut response = ApiError::Other(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!(
+                "too many wrong admin tokens from this address; try again in {} s",
+                wait.as_secs().max(1)
+            ),
+        )
+        .into_response();
+        if let Ok(value) = header::HeaderValue::from_str(&wait.as_secs().max(1).to_string()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        return response;
+    }
     let presented = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -77,6 +101,10 @@ async fn require_token(State(state): State<AdminState>, request: Request, next: 
         p.len() == state.token.as_bytes().len() && bool::from(p.ct_eq(state.token.as_bytes()))
     });
     if !valid {
+        state.proxy.metrics.admin_auth_failure("wrong");
+        if let Some(address) = address {
+            state.brake.failed(address, now);
+        }
         let mut response = ApiError::Other(
             StatusCode::UNAUTHORIZED,
             "missing or wrong admin token: send `Authorization: Bearer <token>`".to_owned(),
