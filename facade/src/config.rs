@@ -190,6 +190,9 @@ pub struct FacadeConfig {
     pub access_log: bool,
     /// Threads serving client connections, each with its own event loop.
     pub proxy_threads: usize,
+    /// Client connections open at most; beyond, a new one gets a 503 and
+    /// is closed.
+    pub max_connections: usize,
     /// Shadow copies that may wait; beyond, a copy is dropped and counted.
     pub shadow_queue: usize,
     /// Shadow copies in flight to services at once.
@@ -400,6 +403,13 @@ impl FacadeConfig {
                 crate::wire::proxy_threads::default_count(),
                 1..=1024,
                 "proxy_threads",
+            )
+            .map_err(|(offset, m)| invalid(offset, m))?,
+            max_connections: bounded(
+                &raw.facade.max_connections,
+                16_384,
+                1..=1_000_000,
+                "max_connections",
             )
             .map_err(|(offset, m)| invalid(offset, m))?,
             shadow_queue: bounded(&raw.facade.shadow_queue, 1_000, 1..=1_000_000, "shadow_queue")

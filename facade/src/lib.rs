@@ -267,6 +267,7 @@ impl Facade {
                 max_header_bytes: self.config.limits.max_header_bytes,
                 threads: self.config.proxy_threads,
                 grace: self.config.grace_period,
+                max_connections: self.config.max_connections,
             },
             stop.clone(),
         )

@@ -117,6 +117,14 @@ where
 }
 
 impl ProxyThreads {
+    /// Client connections open on all threads.
+    pub fn open(&self) -> usize {
+        self.lanes
+            .iter()
+            .map(|lane| lane.open.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// Gives a new connection to the thread with the fewest open. A
     /// connection a thread can no longer take (it has stopped) is dropped,
     /// which closes it.

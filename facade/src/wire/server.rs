@@ -35,7 +35,18 @@ pub(crate) struct Settings {
     pub threads: usize,
     /// How long in-flight requests may take to finish on shutdown.
     pub grace: Duration,
+    /// Client connections open at most; one more is answered 503 and
+    /// closed at once, so a flood runs the facade out of neither memory nor
+    /// file descriptors.
+    pub max_connections: usize,
 }
+
+/// The answer to a connection over `max_connections`, written without
+/// reading its request.
+const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: 103\r\n\r\n{\"error\":\"the facade has too many open connections; retry shortly\",\"source\":\"facade\",\"request_id\":null}";
+
+/// How often refusals over `max_connections` are logged, at most.
+const OVER_CAPACITY_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Serves the proxy until `stop` is cancelled, then stops accepting and
 /// lets in-flight requests finish for up to `settings.grace`.
@@ -69,6 +80,7 @@ pub(crate) async fn serve<H: Handler>(
         let shutdown = Arc::clone(&shutdown);
         move |inbox| serve_thread(inbox, Arc::clone(&shared), Arc::clone(&shutdown), open.clone())
     })?;
+    let (mut refused, mut last_warned) = (0u64, None);
     loop {
         tokio::select! {
             accepted = listener.accept() => {
@@ -82,6 +94,22 @@ pub(crate) async fn serve<H: Handler>(
                     }
                 };
                 let _ = stream.set_nodelay(true);
+                if threads.open() >= settings.max_connections {
+                    // Best effort and never waits: a full send buffer just
+                    // means the client sees the connection close.
+                    let _ = stream.try_write(OVER_CAPACITY);
+                    refused += 1;
+                    if last_warned.is_none_or(|at: tokio::time::Instant| at.elapsed() >= OVER_CAPACITY_LOG_EVERY) {
+                        tracing::warn!(
+                            max_connections = settings.max_connections,
+                            refused,
+                            "client connections over the limit answered 503 and closed"
+                        );
+                        last_warned = Some(tokio::time::Instant::now());
+                        refused = 0;
+                    }
+                    continue;
+                }
                 match stream.into_std() {
                     Ok(stream) => threads.deal(stream, peer),
                     Err(error) => tracing::warn!(%error, %peer, "a connection could not be handed to a proxy thread"),
@@ -170,4 +198,27 @@ pub async fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
             format!("cannot listen on {addr}: {error} (is another process using it? choose another address)"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OVER_CAPACITY;
+
+    #[test]
+    fn the_over_capacity_answer_is_framed_by_its_length() {
+        let mut headers = [httparse::EMPTY_HEADER; 8];
+        let mut response = httparse::Response::new(&mut headers);
+        let httparse::Status::Complete(head) = response.parse(OVER_CAPACITY).unwrap() else {
+            panic!("an incomplete head");
+        };
+        assert_eq!(response.code, Some(503));
+        let length = response
+            .headers
+            .iter()
+            .find(|h| h.name == "content-length")
+            .map(|h| std::str::from_utf8(h.value).unwrap().parse::<usize>().unwrap());
+        let body = &OVER_CAPACITY[head..];
+        assert_eq!(length, Some(body.len()));
+        serde_json::from_slice::<serde_json::Value>(body).unwrap();
+    }
 }

@@ -3,6 +3,7 @@
 //! the status and the side that failed.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -15,8 +16,8 @@ use reqwest::{Method, StatusCode};
 use test_harness::TestDatabase;
 
 use crate::helpers::{
-    closed_address, raw_request, spawn_upstream, sqlite_store, start_facade, RawResponse, Shop, TestFacade,
-    Upstream,
+    closed_address, eventually, raw_request, read_response, spawn_upstream, sqlite_store, start_facade,
+    RawResponse, Shop, TestFacade, Upstream,
 };
 
 /// The shop with small limits: bodies up to 1 KiB, heads up to 8 KiB.
@@ -305,4 +306,45 @@ async fn a_slow_upstream_is_a_504() {
         elapsed >= std::time::Duration::from_millis(250) && elapsed < std::time::Duration::from_secs(3),
         "answered after {elapsed:?}, expected about 300 ms"
     );
+}
+
+/// Beyond `max_connections` open client connections, a new one is answered
+/// 503 and closed at once; when one closes, the next is served again.
+#[tokio::test]
+async fn connections_over_the_limit_get_a_503_and_are_closed() {
+    let (_store, _shop, facade) = Shop::start("max_connections = 2").await;
+    let first = tokio::net::TcpStream::connect(facade.proxy).await.unwrap();
+    let mut second = tokio::net::TcpStream::connect(facade.proxy).await.unwrap();
+    // Served: the second connection answers a request.
+    tokio::io::AsyncWriteExt::write_all(&mut second, b"GET /products/1 HTTP/1.1\r\nHost: shop\r\n\r\n")
+        .await
+        .unwrap();
+    let (served, _) = read_response(&mut second).await;
+    assert_eq!(served.status, 200, "{served:?}");
+
+    let refused = raw_request(facade.proxy, b"GET /products/1 HTTP/1.1\r\nHost: shop\r\n\r\n").await;
+    assert_eq!(refused.status, 503, "{refused:?}");
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    assert!(
+        refused.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many open connections"),
+        "{refused:?}"
+    );
+
+    drop(first);
+    let (within, every) = (Duration::from_secs(5), Duration::from_millis(10));
+    eventually("a connection to be served again", within, every, async || {
+        let answer = raw_request(
+            facade.proxy,
+            b"GET /products/1 HTTP/1.1\r\nHost: shop\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        match answer.status {
+            200 => Ok(()),
+            other => Err(format!("still {other}")),
+        }
+    })
+    .await;
 }
