@@ -193,6 +193,9 @@ pub struct FacadeConfig {
     /// Client connections open at most; beyond, a new one gets a 503 and
     /// is closed.
     pub max_connections: usize,
+    /// Requests one HTTP/1.1 client connection may carry; the answer to
+    /// the last says `Connection: close`.
+    pub max_requests_per_connection: u64,
     /// Shadow copies that may wait; beyond, a copy is dropped and counted.
     pub shadow_queue: usize,
     /// Shadow copies in flight to services at once.
@@ -412,6 +415,13 @@ impl FacadeConfig {
                 "max_connections",
             )
             .map_err(|(offset, m)| invalid(offset, m))?,
+            max_requests_per_connection: bounded(
+                &raw.facade.max_requests_per_connection,
+                10_000,
+                1..=100_000_000,
+                "max_requests_per_connection",
+            )
+            .map_err(|(offset, m)| invalid(offset, m))? as u64,
             shadow_queue: bounded(&raw.facade.shadow_queue, 1_000, 1..=1_000_000, "shadow_queue")
                 .map_err(|(offset, m)| invalid(offset, m))?,
             shadow_concurrency: bounded(

@@ -265,6 +265,7 @@ impl Facade {
             self.state,
             wire::server::Settings {
                 max_header_bytes: self.config.limits.max_header_bytes,
+                max_requests_per_connection: self.config.max_requests_per_connection,
                 threads: self.config.proxy_threads,
                 grace: self.config.grace_period,
                 max_connections: self.config.max_connections,

@@ -40,6 +40,7 @@ pub(super) struct RawFacade {
     pub(super) shadow_concurrency: Option<Spanned<usize>>,
     pub(super) admin_failures_per_minute: Option<Spanned<usize>>,
     pub(super) max_connections: Option<Spanned<usize>>,
+    pub(super) max_requests_per_connection: Option<Spanned<usize>>,
     pub(super) shadow_max_per_second: Option<Spanned<usize>>,
 }
 

@@ -79,6 +79,9 @@ pub(crate) struct Shared<H> {
     pub handler: Arc<H>,
     /// The request-head size limit; a larger head gets hyper's 431.
     pub max_head: usize,
+    /// Requests one connection may carry; the answer to the last says
+    /// `Connection: close`, and the client opens another.
+    pub max_requests: u64,
     /// hyper's connection builder, for connections handed to it.
     pub hyper: auto::Builder<TokioExecutor>,
     /// Cancelled when the facade shuts down.
@@ -105,6 +108,7 @@ pub(crate) async fn serve_connection<H: Handler>(
     let mut buffer = BytesMut::new();
     let mut out = Vec::new();
     let mut head_timer = HeadTimer::default();
+    let mut served = 0u64;
     loop {
         let Some(mut read_half) = reader.take() else {
             return;
@@ -115,7 +119,9 @@ pub(crate) async fn serve_connection<H: Handler>(
                 match request::take_request(&mut buffer, shared.max_head) {
                     Parsed::Plain(plain) => break plain,
                     Parsed::Partial => {}
-                    Parsed::Handoff => return handoff(read_half, writer, buffer, peer, &shared).await,
+                    Parsed::Handoff => {
+                        return handoff(read_half, writer, buffer, peer, &shared, served).await
+                    }
                     Parsed::Invalid(problem) => {
                         refuse(&mut writer, &mut out, StatusCode::BAD_REQUEST, problem).await;
                         return;
@@ -166,7 +172,8 @@ pub(crate) async fn serve_connection<H: Handler>(
                 Err(_) => body_read = false,
             }
         }
-        let last = close || !body_read || watch.phase() != Phase::Running;
+        served += 1;
+        let last = close || !body_read || served >= shared.max_requests || watch.phase() != Phase::Running;
         match response::write(&mut writer, &mut out, response, head_request, last).await {
             Ok(true) if !last => {}
             Ok(_) => {
@@ -281,6 +288,7 @@ async fn handoff<H: Handler>(
     buffer: BytesMut,
     mut peer: Peer,
     shared: &Shared<H>,
+    served: u64,
 ) {
     // hyper's server cannot send interim answers: they are dropped.
     peer.interim = None;
@@ -290,10 +298,23 @@ async fn handoff<H: Handler>(
     let io = TokioIo::new(handoff::Rewind::new(stream, buffer.freeze()));
     let handler = Arc::clone(&shared.handler);
     let addr = peer.addr;
+    // HTTP/1.1 requests hyper serves count on from those the fast path
+    // served; the last one's answer closes the connection. (HTTP/2 streams
+    // are bounded by hyper's concurrency limit instead.)
+    let served = Arc::new(std::sync::atomic::AtomicU64::new(served));
+    let max_requests = shared.max_requests;
     let service = service_fn(move |request: Request<Incoming>| {
-        let (handler, peer) = (Arc::clone(&handler), peer.clone());
+        let (handler, peer, served) = (Arc::clone(&handler), peer.clone(), Arc::clone(&served));
         async move {
-            let response = handler.handle(&peer, request.map(ClientIncoming::Hyper)).await;
+            let http1 = request.version() <= hyper::Version::HTTP_11;
+            let mut response = handler.handle(&peer, request.map(ClientIncoming::Hyper)).await;
+            let count = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if http1 && count >= max_requests {
+                response.headers_mut().insert(
+                    hyper::header::CONNECTION,
+                    hyper::header::HeaderValue::from_static("close"),
+                );
+            }
             Ok::<_, std::convert::Infallible>(response)
         }
     });

@@ -31,6 +31,8 @@ const HALT_TIMEOUT: Duration = Duration::from_secs(5);
 pub(crate) struct Settings {
     /// The request-head size limit.
     pub max_header_bytes: usize,
+    /// Requests one client connection may carry.
+    pub max_requests_per_connection: u64,
     /// Proxy threads, each with its own event loop.
     pub threads: usize,
     /// How long in-flight requests may take to finish on shutdown.
@@ -67,6 +69,7 @@ pub(crate) async fn serve<H: Handler>(
     let shared = Arc::new(http1::Shared {
         handler,
         max_head: settings.max_header_bytes,
+        max_requests: settings.max_requests_per_connection,
         hyper,
         stop: stop.clone(),
     });

@@ -239,3 +239,41 @@ async fn a_client_that_stops_mid_body_is_not_forwarded_as_complete() {
     assert!(text.starts_with("HTTP/1.1 400"), "{text}");
     assert!(text.contains("\"source\":\"client\""), "{text}");
 }
+
+/// A connection carries `max_requests_per_connection` requests at most: the
+/// last answer says `Connection: close` and the facade closes it, on its own
+/// HTTP/1.1 path and after a hand-over to hyper alike.
+#[tokio::test]
+async fn a_connection_carries_at_most_its_request_limit() {
+    let store = sqlite_store();
+    let upstream = spawn_upstream("legacy").await;
+    let config = legacy_only_config(upstream.addr).replace(
+        "access_log = false",
+        "access_log = false\nmax_requests_per_connection = 3",
+    );
+    let facade = start_facade(&config, store.url()).await;
+    let heads = [
+        // All on the facade's own path.
+        &b"GET /1 HTTP/1.1\r\nHost: shop\r\n\r\nGET /2 HTTP/1.1\r\nHost: shop\r\n\r\nGET /3 HTTP/1.1\r\nHost: shop\r\n\r\n"[..],
+        // The second, chunked, hands the connection to hyper, which serves
+        // the third and counts on from the first.
+        &b"GET /1 HTTP/1.1\r\nHost: shop\r\n\r\nPOST /2 HTTP/1.1\r\nHost: shop\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nGET /3 HTTP/1.1\r\nHost: shop\r\n\r\n"[..],
+    ];
+    for (case, requests) in heads.into_iter().enumerate() {
+        let mut stream = TcpStream::connect(facade.proxy).await.unwrap();
+        stream.write_all(requests).await.unwrap();
+        let answers: [RawResponse; 3] = read_answers(&mut stream).await;
+        assert!(
+            answers.iter().all(|a| a.status == 200),
+            "case {case}: {answers:?}"
+        );
+        assert_eq!(answers[1].header("connection"), None, "case {case}: {answers:?}");
+        assert_eq!(
+            answers[2].header("connection"),
+            Some("close"),
+            "case {case}: {answers:?}"
+        );
+        let after = read_to_close(&mut stream).await;
+        assert!(after.is_empty(), "case {case}: {after:?}");
+    }
+}
