@@ -7,10 +7,12 @@
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-
 use serde_json::json;
+use test_harness::TestDatabase;
 
-use crate::helpers::{assert_fell_back, wait_until, Behavior, Cutover, Settings, CAPABILITY, WAIT_LIMIT};
+use crate::helpers::{
+    assert_fell_back, wait_until, Behavior, Cutover, Settings, TestFacade, CAPABILITY, WAIT_LIMIT,
+};
 
 const BUDGET: &str =
     "[capabilities.orders.rollback]\nmax_error_rate = 0.2\nwindow_seconds = 10\nmin_requests = 10";
@@ -125,13 +127,10 @@ async fn a_disabled_budget_never_rolls_back() {
 }
 
 /// An outage opens the service's breaker for a minute; the capability is
-/// moved back, the service recovers, and the capability is moved forward
-/// again. The service must serve at once: the stale breaker used to refuse
-/// every request of the new stage, and the refusals, counted against the
-/// fresh error budget, rolled the capability back within milliseconds.
-#[tokio::test]
-async fn a_recovered_service_serves_at_once_after_a_move_forward() {
-    let (_store, cutover, facade) = Cutover::start(Settings {
+/// moved back, the service comes back answering as `recovered` says, and the
+/// capability is moved forward again.
+async fn moved_forward_after_an_outage(recovered: Behavior) -> (TestDatabase, Cutover, TestFacade) {
+    let (store, cutover, facade) = Cutover::start(Settings {
         initial: "service",
         capability: BUDGET,
         service: "retries = 0\nbreaker_failures = 2\nbreaker_open_ms = 60000",
@@ -145,9 +144,19 @@ async fn a_recovered_service_serves_at_once_after_a_move_forward() {
     assert_eq!(facade.breaker_of("service").await, "open");
     let back = json!({"to": "legacy", "reason": "outage", "actor": "ops"});
     facade.flip_ok(CAPABILITY, back).await;
-    cutover.service.set(Behavior::Answer);
+    cutover.service.set(recovered);
     let forward = json!({"to": "service", "reason": "recovered", "actor": "ops", "force": true});
     facade.flip_ok(CAPABILITY, forward).await;
+    (store, cutover, facade)
+}
+
+/// The service must serve at once after the move forward: the stale
+/// breaker used to refuse every request of the new stage, and the
+/// refusals, counted against the fresh error budget, rolled the capability
+/// back within milliseconds.
+#[tokio::test]
+async fn a_recovered_service_serves_at_once_after_a_move_forward() {
+    let (_store, _cutover, facade) = moved_forward_after_an_outage(Behavior::Answer).await;
     for n in 0..30 {
         let answer = facade.get(&format!("/orders/{n}")).await;
         assert_eq!(
@@ -168,23 +177,9 @@ async fn a_recovered_service_serves_at_once_after_a_move_forward() {
 /// probe's own answer counts.
 #[tokio::test]
 async fn refusals_while_the_probe_is_out_do_not_count() {
-    let (_store, cutover, facade) = Cutover::start(Settings {
-        initial: "service",
-        capability: BUDGET,
-        service: "retries = 0\nbreaker_failures = 2\nbreaker_open_ms = 60000",
-        ..Settings::default()
-    })
-    .await;
-    cutover.service.set(Behavior::Status(500));
-    for _ in 0..2 {
-        facade.get("/orders/1").await;
-    }
-    let back = json!({"to": "legacy", "reason": "outage", "actor": "ops"});
-    facade.flip_ok(CAPABILITY, back).await;
     // The probe takes its time; meanwhile everything else is refused.
-    cutover.service.set(Behavior::Slow(Duration::from_millis(700)));
-    let forward = json!({"to": "service", "reason": "recovered", "actor": "ops", "force": true});
-    facade.flip_ok(CAPABILITY, forward).await;
+    let (_store, cutover, facade) =
+        moved_forward_after_an_outage(Behavior::Slow(Duration::from_millis(700))).await;
     let facade = std::sync::Arc::new(facade);
     let probe = tokio::spawn({
         let facade = std::sync::Arc::clone(&facade);
