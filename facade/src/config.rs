@@ -46,6 +46,9 @@ use crate::decision::stage::Stage;
 use raw::{RawBackend, RawFile};
 
 mod raw;
+mod tls;
+
+pub use tls::{TlsListenerConfig, UpstreamProtocol, UpstreamTls};
 
 /// A configuration that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -149,6 +152,10 @@ pub struct BackendConfig {
     pub health_interval: Duration,
     /// Retries, circuit breaker, bulkhead.
     pub resilience: ResiliencePolicy,
+    /// HTTP/1.1 or HTTP/2.
+    pub protocol: UpstreamProtocol,
+    /// TLS, for `https://` URLs.
+    pub tls: Option<UpstreamTls>,
 }
 
 /// Size limits on requests.
@@ -174,8 +181,11 @@ pub struct CapabilityConfig {
 /// A validated configuration.
 #[derive(Debug, Clone)]
 pub struct FacadeConfig {
-    /// Proxy listener.
-    pub listen: SocketAddr,
+    /// The plain (cleartext) proxy listener; `None` when only the TLS
+    /// listener is configured.
+    pub listen: Option<SocketAddr>,
+    /// The TLS proxy listener and its certificates.
+    pub tls: Option<TlsListenerConfig>,
     /// Admin API listener.
     pub admin_listen: SocketAddr,
     /// The route store.
@@ -232,7 +242,7 @@ impl FacadeConfig {
             line: line_of(text, offset),
             message,
         };
-        let raw: RawFile = toml::from_str(text)
+        let mut raw: RawFile = toml::from_str(text)
             .map_err(|error| invalid(error.span().map_or(0, |s| s.start), error.message().to_owned()))?;
         let address =
             |value: &Option<Spanned<String>>, default: &str, what: &str| -> Result<SocketAddr, ConfigError> {
@@ -248,13 +258,28 @@ impl FacadeConfig {
                     }),
                 }
             };
-        let listen = address(&raw.facade.listen, "127.0.0.1:8080", "listen")?;
+        // With a TLS listener and no `listen`, the facade serves TLS only.
+        let listen = match (&raw.facade.listen, &raw.facade.tls_listen) {
+            (None, Some(_)) => None,
+            (plain, _) => Some(address(plain, "127.0.0.1:8080", "listen")?),
+        };
+        let tls = tls::check_listener(
+            path,
+            &tls::RawListenerTls {
+                tls_listen: raw.facade.tls_listen.clone(),
+                tls_handshake_timeout_ms: raw.facade.tls_handshake_timeout_ms.clone(),
+                redirect_to_https: raw.facade.redirect_to_https.clone(),
+                certificates: std::mem::take(&mut raw.facade.certificates),
+            },
+            listen.is_some(),
+        )
+        .map_err(|(offset, m)| invalid(offset, m))?;
         let admin_listen = address(&raw.facade.admin_listen, "127.0.0.1:9080", "admin_listen")?;
 
         let mut backends = Vec::new();
         for (name, spanned) in &raw.backends {
             let start = spanned.span().start;
-            backends.push(check_backend(name, spanned.get_ref()).map_err(|m| invalid(start, m))?);
+            backends.push(check_backend(path, name, spanned.get_ref()).map_err(|m| invalid(start, m))?);
         }
         let backend_names: HashSet<&str> = raw.backends.keys().map(String::as_str).collect();
         let known_backend = |value: &Spanned<String>| -> Result<String, ConfigError> {
@@ -392,6 +417,7 @@ impl FacadeConfig {
         };
         Ok(Self {
             listen,
+            tls,
             admin_listen,
             store_url,
             admin_token_file: raw.facade.admin_token_file.map(|file| resolve(path, &file)),
@@ -472,7 +498,7 @@ impl FacadeConfig {
     }
 }
 
-fn check_backend(name: &str, raw: &RawBackend) -> Result<BackendConfig, String> {
+fn check_backend(config: &Path, name: &str, raw: &RawBackend) -> Result<BackendConfig, String> {
     if raw.urls.get_ref().is_empty() {
         return Err(format!("backend `{name}` needs at least one URL in `urls`"));
     }
@@ -481,9 +507,9 @@ fn check_backend(name: &str, raw: &RawBackend) -> Result<BackendConfig, String> 
         let uri: Uri = url
             .parse()
             .map_err(|_| format!("backend `{name}`: `{url}` is not a URL"))?;
-        if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
             return Err(format!(
-                "backend `{name}`: `{url}` must be an http://host:port URL"
+                "backend `{name}`: `{url}` must be an http://host:port or https://host[:port] URL"
             ));
         }
         if uri.path() != "/" && !uri.path().is_empty() {
@@ -510,6 +536,19 @@ fn check_backend(name: &str, raw: &RawBackend) -> Result<BackendConfig, String> 
         max_concurrent: raw.max_concurrent,
     }
     .check(name, request_timeout)?;
+    let (protocol, tls) = tls::check_backend(
+        config,
+        name,
+        &urls,
+        &tls::RawBackendTls {
+            protocol: raw.protocol,
+            ca_file: raw.ca_file.clone(),
+            tls_server_name: raw.tls_server_name.clone(),
+            client_cert: raw.client_cert.clone(),
+            client_key: raw.client_key.clone(),
+            insecure_skip_verify: raw.insecure_skip_verify,
+        },
+    )?;
     Ok(BackendConfig {
         name: name.to_owned(),
         urls,
@@ -520,6 +559,8 @@ fn check_backend(name: &str, raw: &RawBackend) -> Result<BackendConfig, String> 
         health_path: raw.health_path.clone(),
         health_interval: millis(raw.health_interval_ms, 2_000, "health_interval_ms")?,
         resilience,
+        protocol,
+        tls,
     })
 }
 

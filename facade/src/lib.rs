@@ -80,7 +80,7 @@ use crate::config::{ConfigError, FacadeConfig};
 use crate::control::admin::AdminState;
 use crate::control::route_store::{RouteStore, StoreError};
 use crate::control::route_watch::TableUpdater;
-use crate::control::{auto_rollback, health_check};
+use crate::control::{auto_rollback, certificate_reload, health_check};
 use crate::decision::routing::{Matcher, RouteTable};
 use crate::decision::stage::Stage;
 use crate::flow::backend::Backend;
@@ -90,6 +90,8 @@ use crate::flow::rollback::RollbackRequest;
 use crate::flow::shadow::recorder::Recorder;
 use crate::flow::shadow::{self, ShadowJob, Shadower};
 use crate::flow::state::ProxyState;
+use crate::wire::tls::certificates::{CertificateFiles, SniResolver};
+use crate::wire::tls::server::TlsAccept;
 
 /// Why the facade could not start.
 #[derive(Debug, thiserror::Error)]
@@ -109,11 +111,17 @@ pub enum StartError {
     /// A listener could not be bound.
     #[error(transparent)]
     Bind(#[from] std::io::Error),
+    /// The TLS listener's certificates could not be loaded (a file changed
+    /// since the configuration was checked).
+    #[error("the TLS listener cannot start: {0}")]
+    Tls(String),
 }
 
 /// A facade with its listeners bound and its table loaded.
 pub struct Facade {
-    proxy_listener: TcpListener,
+    listeners: wire::server::Listeners,
+    /// The TLS listener's certificate chooser and the files it reloads.
+    certificates: Option<(Arc<SniResolver>, Vec<CertificateFiles>)>,
     admin_listener: TcpListener,
     state: Arc<ProxyState>,
     updater: Arc<TableUpdater>,
@@ -191,7 +199,47 @@ impl Facade {
             rollbacks,
         });
         let updater = Arc::new(TableUpdater::new(store, Arc::clone(&state)));
-        let proxy_listener = wire::server::bind(config.listen).await?;
+        for backend in &config.backends {
+            if backend
+                .tls
+                .as_ref()
+                .is_some_and(|tls| tls.settings.insecure_skip_verify)
+            {
+                tracing::warn!(
+                    backend = %backend.name,
+                    "insecure_skip_verify is on: the backend's certificate is not verified, so anyone on the path can impersonate it"
+                );
+            }
+        }
+        let (tls, certificates) = match &config.tls {
+            None => (None, None),
+            Some(tls) => {
+                let (set, serials) = certificate_reload::load_set(&tls.certificates)
+                    .map_err(|error| StartError::Tls(error.to_string()))?;
+                let resolver = SniResolver::new(set);
+                let accept = TlsAccept::new(Arc::clone(&resolver), tls.handshake_timeout)
+                    .map_err(|error| StartError::Tls(error.to_string()))?;
+                let listener = wire::server::bind(tls.listen).await?;
+                tracing::info!(serials = %serials.join(","), "TLS certificates loaded");
+                (
+                    Some((listener, accept)),
+                    Some((resolver, tls.certificates.clone())),
+                )
+            }
+        };
+        let plain = match config.listen {
+            Some(address) => Some(wire::server::bind(address).await?),
+            None => None,
+        };
+        let redirect_to = match (&config.tls, &tls) {
+            (Some(settings), Some((listener, _))) if settings.redirect_http => Some(local(listener).port()),
+            _ => None,
+        };
+        let listeners = wire::server::Listeners {
+            plain,
+            tls,
+            redirect_to,
+        };
         let admin_listener = wire::server::bind(config.admin_listen).await?;
         Ok(Self {
             admin: AdminState {
@@ -202,7 +250,8 @@ impl Facade {
                     config.admin_failures_per_minute,
                 )),
             },
-            proxy_listener,
+            listeners,
+            certificates,
             admin_listener,
             state,
             updater,
@@ -213,9 +262,19 @@ impl Facade {
         })
     }
 
-    /// The proxy's bound address.
+    /// The proxy's bound address: the plain listener's, or the TLS
+    /// listener's when there is no plain one.
     pub fn proxy_addr(&self) -> SocketAddr {
-        local(&self.proxy_listener)
+        match (&self.listeners.plain, &self.listeners.tls) {
+            (Some(plain), _) => local(plain),
+            (None, Some((tls, _))) => local(tls),
+            (None, None) => SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
+    }
+
+    /// The TLS listener's bound address, if there is one.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.listeners.tls.as_ref().map(|(listener, _)| local(listener))
     }
 
     /// The admin API's bound address.
@@ -255,13 +314,21 @@ impl Facade {
             stop.clone().cancelled_owned(),
             self.config.grace_period,
         ));
+        if let Some((resolver, files)) = self.certificates {
+            tokio::spawn(certificate_reload::run(
+                resolver,
+                files,
+                Arc::clone(&self.state.metrics),
+                stop.clone(),
+            ));
+        }
         let trigger = stop.clone();
         tokio::spawn(async move {
             shutdown.await;
             trigger.cancel();
         });
         let served = wire::server::serve(
-            self.proxy_listener,
+            self.listeners,
             self.state,
             wire::server::Settings {
                 max_header_bytes: self.config.limits.max_header_bytes,

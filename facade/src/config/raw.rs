@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::tls::{RawCertificate, UpstreamProtocol};
 use super::{Balance, HostHeader};
 use crate::decision::policy::{RawGates, RawRollback, RawShadow};
 
@@ -42,6 +43,11 @@ pub(super) struct RawFacade {
     pub(super) max_connections: Option<Spanned<usize>>,
     pub(super) max_requests_per_connection: Option<Spanned<usize>>,
     pub(super) shadow_max_per_second: Option<Spanned<usize>>,
+    pub(super) tls_listen: Option<Spanned<String>>,
+    pub(super) tls_handshake_timeout_ms: Option<Spanned<u64>>,
+    pub(super) redirect_to_https: Option<Spanned<bool>>,
+    #[serde(default)]
+    pub(super) certificates: Vec<Spanned<RawCertificate>>,
 }
 
 #[derive(Deserialize)]
@@ -67,6 +73,12 @@ pub(super) struct RawBackend {
     pub(super) breaker_failures: Option<u32>,
     pub(super) breaker_open_ms: Option<u64>,
     pub(super) max_concurrent: Option<usize>,
+    pub(super) protocol: Option<UpstreamProtocol>,
+    pub(super) ca_file: Option<String>,
+    pub(super) tls_server_name: Option<String>,
+    pub(super) client_cert: Option<String>,
+    pub(super) client_key: Option<String>,
+    pub(super) insecure_skip_verify: Option<bool>,
 }
 
 #[derive(Deserialize)]

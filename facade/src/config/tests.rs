@@ -35,7 +35,7 @@ fn parses_a_good_file() {
     assert_eq!(config.backends.len(), 2);
     assert_eq!(config.routes[0].methods, vec![Method::GET, Method::PUT]);
     assert_eq!(config.capabilities[0].initial, Stage::Legacy);
-    assert_eq!(config.listen.port(), 8080);
+    assert_eq!(config.listen.map(|a| a.port()), Some(8080));
 }
 
 #[test]

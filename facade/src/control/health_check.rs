@@ -94,7 +94,7 @@ async fn probe(instance: &Instance, path: &str, timeout: Duration) -> bool {
     };
     match tokio::time::timeout(
         timeout,
-        instance.pool.send(&head, &instance.host, body::empty(), wait),
+        instance.client.send(&head, &instance.host, body::empty(), wait),
     )
     .await
     {

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub(crate) mod auto_rollback;
+pub(crate) mod certificate_reload;
 pub(crate) mod gate;
 pub(crate) mod health_check;
 pub mod route_store;

@@ -50,6 +50,11 @@ pub(crate) fn failure_answer(failure: &Failure, backend: &Backend) -> (StatusCod
             Fault::Upstream,
             format!("backend `{}` did not answer within {limit:?}", backend.name),
         ),
+        Failure::Connect(UpstreamError::Tls(reason)) | Failure::Broken(UpstreamError::Tls(reason)) => (
+            StatusCode::BAD_GATEWAY,
+            Fault::Upstream,
+            format!("TLS with backend `{}` failed: {reason}", backend.name),
+        ),
         Failure::Connect(_) => (
             StatusCode::BAD_GATEWAY,
             Fault::Upstream,

@@ -13,9 +13,10 @@ use hyper::Uri;
 
 use resilience::{Bulkhead, CircuitBreaker, RetryBudget};
 
-use crate::config::{BackendConfig, Balance, HostHeader};
+use crate::config::{BackendConfig, Balance, HostHeader, UpstreamProtocol};
 use crate::decision::policy::{ResiliencePolicy, RETRY_BUDGET_WINDOW};
-use crate::wire::upstream::ConnectionPool;
+use crate::wire::tls::client::server_name;
+use crate::wire::upstream::{ConnectionPool, HyperSettings, HyperUpstream, InstanceClient};
 
 /// One instance of a backend.
 #[derive(Debug)]
@@ -24,8 +25,8 @@ pub struct Instance {
     pub authority: Authority,
     /// The authority as a `Host` value, for backends that rewrite it.
     pub host: HeaderValue,
-    /// Its keep-alive connections.
-    pub pool: Arc<ConnectionPool>,
+    /// Its client: keep-alive connections, plain or TLS, HTTP/1.1 or 2.
+    pub client: InstanceClient,
     healthy: AtomicBool,
     outstanding: AtomicUsize,
 }
@@ -66,6 +67,44 @@ impl Drop for Picked<'_> {
     }
 }
 
+/// The client for the instance at `url`: the facade's own pool for plain
+/// HTTP/1.1, hyper's for TLS or HTTP/2.
+fn instance_client(
+    config: &BackendConfig,
+    url: &Uri,
+    authority: &Authority,
+    proxy_threads: usize,
+) -> InstanceClient {
+    let http2 = config.protocol == UpstreamProtocol::H2;
+    if config.tls.is_none() && !http2 {
+        return InstanceClient::Plain(ConnectionPool::new(
+            authority.clone(),
+            config.connect_timeout,
+            proxy_threads,
+        ));
+    }
+    let secure = url.scheme_str() == Some("https");
+    let port = authority.port_u16().unwrap_or(if secure { 443 } else { 80 });
+    let host = authority.host();
+    // Checked at load: a configured name parses, and so does every
+    // https:// URL's host.
+    let tls = config.tls.as_ref().and_then(|tls| {
+        let name = tls
+            .settings
+            .server_name
+            .as_deref()
+            .unwrap_or(host.trim_matches(['[', ']']));
+        Some((Arc::clone(&tls.client), server_name(name).ok()?))
+    });
+    InstanceClient::Hyper(HyperUpstream::new(HyperSettings {
+        address: format!("{host}:{port}"),
+        authority: authority.clone(),
+        connect_timeout: config.connect_timeout,
+        tls,
+        http2,
+    }))
+}
+
 /// A backend with its instances and its connection pool.
 #[derive(Debug)]
 pub struct Backend {
@@ -103,10 +142,10 @@ impl Backend {
             instances: config
                 .urls
                 .iter()
-                .filter_map(|url| url.authority().cloned())
-                .map(|authority| {
+                .filter_map(|url| Some((url, url.authority().cloned()?)))
+                .map(|(url, authority)| {
                     Arc::new(Instance {
-                        pool: ConnectionPool::new(authority.clone(), config.connect_timeout, proxy_threads),
+                        client: instance_client(config, url, &authority, proxy_threads),
                         // An authority is always a valid header value.
                         host: HeaderValue::from_str(authority.as_str())
                             .unwrap_or_else(|_| HeaderValue::from_static("localhost")),
@@ -191,6 +230,8 @@ mod tests {
                 resilience: crate::decision::policy::RawResilience::default()
                     .check("b", Duration::from_secs(1))
                     .unwrap(),
+                protocol: UpstreamProtocol::Http1,
+                tls: None,
             },
             "b",
             2,

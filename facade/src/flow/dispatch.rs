@@ -25,7 +25,8 @@ use crate::wire::client_body::{BodyCopy, BodySent, ClientBodyError};
 use crate::wire::correlation;
 use crate::wire::headers::{self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 use crate::wire::interim::InterimSink;
-use crate::wire::upstream::{AnswerWait, PooledBody, RequestHead, SendError, UpstreamError};
+use crate::wire::service::Peer;
+use crate::wire::upstream::{AnswerWait, RequestHead, SendError, UpstreamBody, UpstreamError};
 
 /// The parts of a request that every attempt sends alike.
 #[derive(Debug)]
@@ -49,15 +50,15 @@ impl Outgoing {
     pub(crate) fn new(
         parts: hyper::http::request::Parts,
         uri: Uri,
-        peer_ip: &HeaderValue,
+        peer: &Peer,
         original_host: Option<HeaderValue>,
         request_id: &HeaderValue,
         upgrade: Option<HeaderValue>,
     ) -> Self {
         let mut headers = parts.headers;
         headers::strip_hop_by_hop(&mut headers);
-        let forwarded_for = headers::forwarded_for(&headers, peer_ip);
-        let proto = HeaderValue::from_static("http");
+        let forwarded_for = headers::forwarded_for(&headers, &peer.ip);
+        let proto = HeaderValue::from_static(if peer.secure { "https" } else { "http" });
         let upgrade_token = HeaderValue::from_static("upgrade");
         let (host, xff, xfp, xfh, rid) = (
             header::HOST,
@@ -182,7 +183,7 @@ pub(crate) enum Failure {
     /// failure of the client's own body, found in the error's sources).
     Broken(UpstreamError),
     /// The backend answered with a 5xx.
-    Status(Box<Response<PooledBody>>),
+    Status(Box<Response<UpstreamBody>>),
     /// The circuit breaker is open: nothing was sent.
     CircuitOpen {
         /// Refused while the breaker's one half-open probe was out: the
@@ -263,7 +264,7 @@ pub(crate) struct Dispatched<'a> {
     /// The backend whose answer (or failure) this is.
     pub backend: &'a Arc<Backend>,
     /// Its answer, or why there is none.
-    pub result: Result<Response<PooledBody>, Failure>,
+    pub result: Result<Response<UpstreamBody>, Failure>,
     /// Set when the fallback answered: why the primary failed.
     pub fallback_from: Option<FallbackCause>,
     /// How the primary backend did, for its capability's error budget.
@@ -402,7 +403,7 @@ async fn guarded_attempt(
     metrics: &Metrics,
     timeout: Duration,
     interim: Option<&InterimSink>,
-) -> Result<Response<PooledBody>, Failure> {
+) -> Result<Response<UpstreamBody>, Failure> {
     let label = backend.label;
     let Some(_slot) = backend.bulkhead.try_enter() else {
         metrics.refused(label, "bulkhead_full");
@@ -432,6 +433,9 @@ async fn guarded_attempt(
     }
     if let Err(failure) = &result {
         let kind = match failure {
+            Failure::Connect(UpstreamError::Tls(_)) | Failure::Broken(UpstreamError::Tls(_)) => {
+                Some(UpstreamErrorKind::Tls)
+            }
             Failure::Connect(_) => Some(UpstreamErrorKind::Connect),
             Failure::Timeout(_) => Some(UpstreamErrorKind::Timeout),
             Failure::Broken(error) if !is_client_fault(error) => Some(UpstreamErrorKind::Protocol),
@@ -463,7 +467,7 @@ async fn attempt(
     body: &mut RequestBody,
     timeout: Duration,
     interim: Option<&InterimSink>,
-) -> Result<Response<PooledBody>, Failure> {
+) -> Result<Response<UpstreamBody>, Failure> {
     let Some(picked) = backend.pick() else {
         return Err(Failure::NoInstance);
     };
@@ -478,7 +482,7 @@ async fn attempt(
         tokio::time::sleep(timeout).await;
     };
     let result = tokio::select! {
-        result = instance.pool.send(&outgoing.head, host, upstream_body, AnswerWait { answer_timeout: timeout, interim }) => result,
+        result = instance.client.send(&outgoing.head, host, upstream_body, AnswerWait { answer_timeout: timeout, interim }) => result,
         () = deadline => return Err(Failure::Timeout(timeout)),
     };
     drop(picked);

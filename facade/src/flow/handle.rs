@@ -53,7 +53,8 @@ use crate::wire::error_response::{error_response, Fault};
 use crate::wire::headers::{only_chunked, request_length, strip_hop_by_hop, wants_upgrade};
 use crate::wire::http1;
 use crate::wire::service::{Handler, Peer};
-use crate::wire::upstream::PooledBody;
+use crate::wire::tls::server::HandshakeFailure;
+use crate::wire::upstream::UpstreamBody;
 
 /// How long a client may pause between two pieces of its request body.
 const CLIENT_BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
@@ -73,6 +74,10 @@ impl Handler for ProxyState {
         request: Request<ClientIncoming>,
     ) -> impl Future<Output = Response<ProxyBody>> + Send {
         handle(self, peer, request)
+    }
+
+    fn tls_handshake_failed(&self, failure: HandshakeFailure) {
+        self.metrics.tls_handshake_failed(failure);
     }
 }
 
@@ -351,7 +356,7 @@ fn forward(
     let outgoing = Outgoing::new(
         parts,
         upstream.uri,
-        &x.peer.ip,
+        x.peer,
         upstream.original_host,
         &x.request_id,
         None,
@@ -510,7 +515,7 @@ fn unforwardable_coding(
     x: &Exchange<'_>,
     routed: &Routed<'_, '_>,
     backend_label: &'static str,
-    response: &Response<PooledBody>,
+    response: &Response<UpstreamBody>,
 ) -> Option<Response<ProxyBody>> {
     let codings: Vec<&HeaderValue> = response
         .headers()
@@ -563,7 +568,7 @@ fn captured(
     outgoing: Outgoing,
     path: String,
     request_copy: Option<Arc<BodyCopy>>,
-    response: Response<PooledBody>,
+    response: Response<UpstreamBody>,
 ) -> Response<ProxyBody> {
     let pending = PendingShadow {
         shadower: Arc::clone(&x.state.shadower),

@@ -20,6 +20,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::wire::tls::server::HandshakeFailure;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     capability: &'static str,
@@ -63,8 +65,13 @@ struct CapabilityReasonLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct AdminAuthLabels {
+struct OutcomeLabels {
     outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -87,6 +94,9 @@ pub enum UpstreamErrorKind {
     Timeout,
     /// The connection broke or the response was malformed.
     Protocol,
+    /// The TLS handshake with the backend failed (its certificate did not
+    /// verify, say).
+    Tls,
 }
 
 impl UpstreamErrorKind {
@@ -95,6 +105,7 @@ impl UpstreamErrorKind {
             UpstreamErrorKind::Connect => "connect",
             UpstreamErrorKind::Timeout => "timeout",
             UpstreamErrorKind::Protocol => "protocol",
+            UpstreamErrorKind::Tls => "tls",
         }
     }
 }
@@ -116,7 +127,9 @@ pub struct Metrics {
     fallbacks: Family<CapabilityReasonLabels, Counter>,
     shadow: Family<CapabilityReasonLabels, Counter>,
     auto_rollbacks: Family<CapabilityLabels, Counter>,
-    admin_auth: Family<AdminAuthLabels, Counter>,
+    admin_auth: Family<OutcomeLabels, Counter>,
+    tls_handshake_failures: Family<ReasonLabels, Counter>,
+    tls_reloads: Family<OutcomeLabels, Counter>,
     names: Mutex<HashSet<&'static str>>,
     request_series: ArcSwap<Vec<RequestSeries>>,
 }
@@ -254,11 +267,28 @@ impl Metrics {
             "Capabilities moved back to legacy by their error budget",
             auto_rollbacks.clone(),
         );
-        let admin_auth = Family::<AdminAuthLabels, Counter>::default();
+        let admin_auth = Family::<OutcomeLabels, Counter>::default();
         registry.register(
             "admin_auth_failures",
             "Admin requests refused for their token: wrong (a wrong or missing token) or braked (too many wrong ones from the address)",
             admin_auth.clone(),
+        );
+        let tls_handshake_failures = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "tls_handshake_failures",
+            "Client TLS handshakes that did not complete, by reason: timeout, closed, incompatible, malformed, alert, other",
+            tls_handshake_failures.clone(),
+        );
+        for failure in HandshakeFailure::ALL {
+            let _ = tls_handshake_failures.get_or_create(&ReasonLabels {
+                reason: failure.as_str(),
+            });
+        }
+        let tls_reloads = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "tls_certificate_reloads",
+            "Reloads of the listener's certificates: ok, or failed (the certificates in use stay)",
+            tls_reloads.clone(),
         );
         Self {
             registry,
@@ -277,6 +307,8 @@ impl Metrics {
             shadow,
             auto_rollbacks,
             admin_auth,
+            tls_handshake_failures,
+            tls_reloads,
             names: Mutex::new(HashSet::new()),
             request_series: ArcSwap::from_pointee(Vec::new()),
         }
@@ -333,7 +365,21 @@ impl Metrics {
 
     /// Counts an admin request refused for its token: `wrong` or `braked`.
     pub fn admin_auth_failure(&self, outcome: &'static str) {
-        self.admin_auth.get_or_create(&AdminAuthLabels { outcome }).inc();
+        self.admin_auth.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Counts a client's TLS handshake that did not complete.
+    pub fn tls_handshake_failed(&self, failure: HandshakeFailure) {
+        self.tls_handshake_failures
+            .get_or_create(&ReasonLabels {
+                reason: failure.as_str(),
+            })
+            .inc();
+    }
+
+    /// Counts a certificate reload: `ok` or `failed`.
+    pub fn tls_reload(&self, outcome: &'static str) {
+        self.tls_reloads.get_or_create(&OutcomeLabels { outcome }).inc();
     }
 
     /// Interns a capability or backend name for labels.

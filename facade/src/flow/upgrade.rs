@@ -51,7 +51,7 @@ pub(crate) async fn forward(
     };
     let client_upgrade = hyper::upgrade::on(&mut request);
     let (parts, _body) = request.into_parts();
-    let outgoing = Outgoing::new(parts, uri, &peer.ip, original_host, request_id, Some(protocol));
+    let outgoing = Outgoing::new(parts, uri, peer, original_host, request_id, Some(protocol));
     let Some(picked) = backend.pick() else {
         return refuse(
             StatusCode::BAD_GATEWAY,
@@ -69,7 +69,7 @@ pub(crate) async fn forward(
         backend.request_timeout,
         picked
             .instance()
-            .pool
+            .client
             .send(&outgoing.head, host, body::empty(), wait),
     )
     .await;

@@ -295,7 +295,24 @@ async fn handoff<H: Handler>(
     let Ok(stream) = reader.reunite(writer) else {
         return;
     };
-    let io = TokioIo::new(handoff::Rewind::new(stream, buffer.freeze()));
+    serve_with_hyper(
+        handoff::Rewind::new(stream, buffer.freeze()),
+        peer,
+        shared,
+        served,
+    )
+    .await;
+}
+
+/// Serves a connection with hyper to its end: HTTP/1.1 (with upgrades) or
+/// HTTP/2, whichever the client speaks. `served` requests were already
+/// served on it.
+pub(crate) async fn serve_with_hyper<H, IO>(io: IO, peer: Peer, shared: &Shared<H>, served: u64)
+where
+    H: Handler,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let io = TokioIo::new(io);
     let handler = Arc::clone(&shared.handler);
     let addr = peer.addr;
     // HTTP/1.1 requests hyper serves count on from those the fast path

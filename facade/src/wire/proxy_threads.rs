@@ -52,6 +52,20 @@ pub(crate) struct Incoming {
     pub peer: SocketAddr,
     /// Counts the connection as open on its thread until dropped.
     pub open: OpenConnection,
+    /// Which listener took it, and so how it is served.
+    pub kind: ConnectionKind,
+}
+
+/// How a client connection is served, by the listener that took it.
+#[derive(Debug, Clone)]
+pub(crate) enum ConnectionKind {
+    /// Plain HTTP: the fast path, handing to hyper what it does not take.
+    Plain,
+    /// TLS: the handshake on the proxy thread, then hyper (HTTP/1.1 or
+    /// HTTP/2 by ALPN).
+    Tls(crate::wire::tls::server::TlsAccept),
+    /// Plain HTTP answered with a redirect to HTTPS on this port.
+    Redirect(u16),
 }
 
 /// One connection counted as open on its proxy thread; dropping it counts
@@ -128,7 +142,7 @@ impl ProxyThreads {
     /// Gives a new connection to the thread with the fewest open. A
     /// connection a thread can no longer take (it has stopped) is dropped,
     /// which closes it.
-    pub fn deal(&mut self, stream: std::net::TcpStream, peer: SocketAddr) {
+    pub fn deal(&mut self, stream: std::net::TcpStream, peer: SocketAddr, kind: ConnectionKind) {
         let count = self.lanes.len();
         let start = self.next % count;
         self.next = self.next.wrapping_add(1);
@@ -140,7 +154,16 @@ impl ProxyThreads {
         };
         lane.open.fetch_add(1, Ordering::Relaxed);
         let open = OpenConnection(Arc::clone(&lane.open));
-        if lane.inbox.send(Incoming { stream, peer, open }).is_err() {
+        if lane
+            .inbox
+            .send(Incoming {
+                stream,
+                peer,
+                open,
+                kind,
+            })
+            .is_err()
+        {
             tracing::warn!(%peer, "a proxy thread has stopped; connection closed");
         }
     }
@@ -197,7 +220,7 @@ mod tests {
         let mut deal = |threads: &mut ProxyThreads| {
             let (client, stream, peer) = accepted(&listener);
             clients.push(client);
-            threads.deal(stream, peer);
+            threads.deal(stream, peer, ConnectionKind::Plain);
         };
         for _ in 0..4 {
             deal(&mut threads);

@@ -1,9 +1,13 @@
-//! The proxy listener: accept connections on the listener's task and deal
+//! The proxy listeners: accept connections on the listener's task and deal
 //! each to the least busy proxy thread (see [`crate::wire::proxy_threads`]),
-//! serve them there (plain HTTP/1.1 on the facade's own connection,
-//! everything else, HTTP/2 and upgrades included, on hyper's; see
-//! [`crate::wire::http1`]) with the [`Handler`] it is given, and drain on
+//! serve them there with the [`Handler`] it is given, and drain on
 //! shutdown.
+//!
+//! Two listeners, either or both: the plain one (HTTP/1.1 on the facade's
+//! own connection, everything else, HTTP/2 and upgrades included, on
+//! hyper's; see [`crate::wire::http1`]; or only redirects to HTTPS, see
+//! [`crate::wire::redirect`]) and the TLS one (the handshake on the proxy
+//! thread, bounded in time; then hyper, HTTP/1.1 or HTTP/2 by ALPN).
 
 use std::future::{poll_fn, Future};
 use std::pin::pin;
@@ -18,9 +22,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::wire::http1::{self, HEADER_READ_TIMEOUT};
-use crate::wire::proxy_threads::{self, Inbox};
+use crate::wire::proxy_threads::{self, ConnectionKind, Inbox};
+use crate::wire::redirect;
 use crate::wire::service::{Handler, Peer};
 use crate::wire::shutdown::{Phase, Shutdown, Watch};
+use crate::wire::tls::server::TlsAccept;
 
 /// How long the proxy threads get to end once the grace period is over
 /// and every connection has been told to close at once.
@@ -50,12 +56,31 @@ const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type:
 /// How often refusals over `max_connections` are logged, at most.
 const OVER_CAPACITY_LOG_EVERY: Duration = Duration::from_secs(10);
 
+/// The bound proxy listeners.
+#[derive(Debug)]
+pub(crate) struct Listeners {
+    /// Plain HTTP.
+    pub plain: Option<TcpListener>,
+    /// TLS, with how its handshakes are done.
+    pub tls: Option<(TcpListener, TlsAccept)>,
+    /// When set, the plain listener only redirects to HTTPS on this port.
+    pub redirect_to: Option<u16>,
+}
+
+/// Accepts from `listener`, or waits forever when there is none.
+async fn accept_on(listener: Option<&TcpListener>) -> std::io::Result<(TcpStream, std::net::SocketAddr)> {
+    match listener {
+        Some(listener) => listener.accept().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Serves the proxy until `stop` is cancelled, then stops accepting and
 /// lets in-flight requests finish for up to `settings.grace`.
 ///
 /// Fails, having served nothing, if the proxy threads cannot be started.
 pub(crate) async fn serve<H: Handler>(
-    listener: TcpListener,
+    listeners: Listeners,
     handler: Arc<H>,
     settings: Settings,
     stop: CancellationToken,
@@ -84,9 +109,22 @@ pub(crate) async fn serve<H: Handler>(
         move |inbox| serve_thread(inbox, Arc::clone(&shared), Arc::clone(&shutdown), open.clone())
     })?;
     let (mut refused, mut last_warned) = (0u64, None);
+    let plain_kind = match listeners.redirect_to {
+        Some(port) => ConnectionKind::Redirect(port),
+        None => ConnectionKind::Plain,
+    };
+    let tls_listener = listeners.tls.as_ref().map(|(listener, _)| listener);
     loop {
-        tokio::select! {
-            accepted = listener.accept() => {
+        let (accepted, kind) = tokio::select! {
+            accepted = accept_on(listeners.plain.as_ref()) => (accepted, plain_kind.clone()),
+            accepted = accept_on(tls_listener) => match &listeners.tls {
+                Some((_, accept)) => (accepted, ConnectionKind::Tls(accept.clone())),
+                None => continue,
+            },
+            () = stop.cancelled() => break,
+        };
+        {
+            {
                 let (stream, peer) = match accepted {
                     Ok(accepted) => accepted,
                     Err(error) => {
@@ -99,10 +137,15 @@ pub(crate) async fn serve<H: Handler>(
                 let _ = stream.set_nodelay(true);
                 if threads.open() >= settings.max_connections {
                     // Best effort and never waits: a full send buffer just
-                    // means the client sees the connection close.
-                    let _ = stream.try_write(OVER_CAPACITY);
+                    // means the client sees the connection close. A TLS
+                    // client could not read plain text; it sees the close.
+                    if !matches!(kind, ConnectionKind::Tls(_)) {
+                        let _ = stream.try_write(OVER_CAPACITY);
+                    }
                     refused += 1;
-                    if last_warned.is_none_or(|at: tokio::time::Instant| at.elapsed() >= OVER_CAPACITY_LOG_EVERY) {
+                    if last_warned
+                        .is_none_or(|at: tokio::time::Instant| at.elapsed() >= OVER_CAPACITY_LOG_EVERY)
+                    {
                         tracing::warn!(
                             max_connections = settings.max_connections,
                             refused,
@@ -114,14 +157,15 @@ pub(crate) async fn serve<H: Handler>(
                     continue;
                 }
                 match stream.into_std() {
-                    Ok(stream) => threads.deal(stream, peer),
-                    Err(error) => tracing::warn!(%error, %peer, "a connection could not be handed to a proxy thread"),
+                    Ok(stream) => threads.deal(stream, peer, kind),
+                    Err(error) => {
+                        tracing::warn!(%error, %peer, "a connection could not be handed to a proxy thread")
+                    }
                 }
             }
-            () = stop.cancelled() => break,
         }
     }
-    drop(listener);
+    drop(listeners);
     // Closes the threads' inboxes: each serves what it has, then ends.
     drop(threads);
     shutdown.enter(Phase::Stopping);
@@ -165,8 +209,9 @@ async fn serve_thread<H: Handler>(
         let local_open = local_open.clone();
         let watch = shutdown.watch();
         let counted = incoming.open;
+        let kind = incoming.kind;
         tokio::spawn(async move {
-            serve_until_halted(stream, Peer::new(incoming.peer), shared, &watch).await;
+            serve_until_halted(stream, Peer::new(incoming.peer), kind, shared, &watch).await;
             drop(counted);
             drop(local_open);
         });
@@ -182,15 +227,40 @@ async fn serve_thread<H: Handler>(
 async fn serve_until_halted<H: Handler>(
     stream: TcpStream,
     peer: Peer,
+    kind: ConnectionKind,
     shared: Arc<http1::Shared<H>>,
     watch: &Watch,
 ) {
-    let mut connection = pin!(http1::serve_connection(stream, peer, shared, watch));
+    let mut connection = pin!(serve_one(stream, peer, kind, shared, watch));
     poll_fn(|cx| match watch.poll_phase(cx) {
         Phase::Halted => Poll::Ready(()),
         Phase::Running | Phase::Stopping => connection.as_mut().poll(cx),
     })
     .await;
+}
+
+/// Serves one connection as the listener that took it says.
+async fn serve_one<H: Handler>(
+    stream: TcpStream,
+    mut peer: Peer,
+    kind: ConnectionKind,
+    shared: Arc<http1::Shared<H>>,
+    watch: &Watch,
+) {
+    match kind {
+        ConnectionKind::Plain => http1::serve_connection(stream, peer, shared, watch).await,
+        ConnectionKind::Redirect(port) => redirect::serve(stream, port).await,
+        ConnectionKind::Tls(accept) => match accept.accept(stream).await {
+            Ok(tls) => {
+                peer.secure = true;
+                http1::serve_with_hyper(tls, peer, &shared, 0).await;
+            }
+            Err(failure) => {
+                tracing::debug!(peer = %peer.addr, reason = failure.as_str(), "TLS handshake failed");
+                shared.handler.tls_handshake_failed(failure);
+            }
+        },
+    }
 }
 
 /// Binds `addr`, with an error that names the address and what to do.

@@ -15,6 +15,7 @@ use hyper::{Request, Response};
 use crate::wire::body::ProxyBody;
 use crate::wire::client_body::ClientIncoming;
 use crate::wire::interim::InterimSink;
+use crate::wire::tls::server::HandshakeFailure;
 
 /// The client connection a request arrived on.
 #[derive(Debug, Clone)]
@@ -27,6 +28,9 @@ pub struct Peer {
     /// Where interim answers for this client go, on connections that can
     /// write them (the facade's own HTTP/1.1 connections).
     pub interim: Option<Arc<InterimSink>>,
+    /// Whether the client reached the facade over TLS
+    /// (`X-Forwarded-Proto: https`).
+    pub secure: bool,
 }
 
 impl Peer {
@@ -36,6 +40,7 @@ impl Peer {
             addr,
             ip: crate::wire::headers::peer_ip_value(addr),
             interim: None,
+            secure: false,
         }
     }
 }
@@ -51,4 +56,7 @@ pub(crate) trait Handler: Send + Sync + 'static {
         peer: &Peer,
         request: Request<ClientIncoming>,
     ) -> impl Future<Output = Response<ProxyBody>> + Send;
+
+    /// Counts a client's TLS handshake that did not complete.
+    fn tls_handshake_failed(&self, failure: HandshakeFailure);
 }

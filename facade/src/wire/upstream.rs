@@ -22,7 +22,9 @@
 //! and dropped when next checked out.
 
 mod body;
+mod client;
 mod head;
+mod hyper_client;
 
 use std::fmt;
 use std::sync::{Arc, Mutex};
@@ -39,7 +41,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub use body::PooledBody;
+pub use client::{InstanceClient, UpstreamBody};
 pub use head::{HeadError, RequestHead};
+pub use hyper_client::{HyperSettings, HyperUpstream};
 
 use crate::wire::body::ProxyBody;
 use crate::wire::interim::InterimSink;
@@ -76,12 +80,21 @@ pub enum UpstreamError {
     /// No answer came within the request timeout after an upload the
     /// upstream cut short.
     AnswerTimeout(Duration),
+    /// The TLS handshake with the backend failed (its certificate did not
+    /// verify, say), in rustls's words.
+    Tls(String),
+    /// hyper's client failed after the connection was made (an HTTP/2
+    /// stream reset, a broken TLS connection).
+    Client(Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl UpstreamError {
     /// Whether no connection to the instance could be made.
     pub fn is_connect(&self) -> bool {
-        matches!(self, UpstreamError::Connect(_) | UpstreamError::ConnectTimeout(_))
+        matches!(
+            self,
+            UpstreamError::Connect(_) | UpstreamError::ConnectTimeout(_) | UpstreamError::Tls(_)
+        )
     }
 }
 
@@ -101,6 +114,8 @@ impl fmt::Display for UpstreamError {
             UpstreamError::AnsweredEarly => {
                 f.write_str("the backend answered before it had the whole request body")
             }
+            UpstreamError::Tls(reason) => write!(f, "TLS with the backend failed: {reason}"),
+            UpstreamError::Client(error) => write!(f, "the connection failed: {error}"),
         }
     }
 }
@@ -110,11 +125,12 @@ impl std::error::Error for UpstreamError {
         match self {
             UpstreamError::Connect(error) | UpstreamError::Io(error) => Some(error),
             UpstreamError::Head(error) => Some(error),
-            UpstreamError::Body(error) => Some(error.as_ref()),
+            UpstreamError::Body(error) | UpstreamError::Client(error) => Some(error.as_ref()),
             UpstreamError::ConnectTimeout(_)
             | UpstreamError::Closed
             | UpstreamError::Chunk(_)
             | UpstreamError::AnsweredEarly
+            | UpstreamError::Tls(_)
             | UpstreamError::AnswerTimeout(_) => None,
         }
     }

@@ -9,6 +9,7 @@
 mod controlled;
 mod cutover;
 mod raw_http;
+pub mod tls;
 mod upstream;
 
 use std::net::SocketAddr;
@@ -161,8 +162,10 @@ path = "/public/*"
 
 /// A facade serving in the background; dropping it triggers its shutdown.
 pub struct TestFacade {
-    /// The proxy listener.
+    /// The proxy listener (the TLS one when there is no plain one).
     pub proxy: SocketAddr,
+    /// The TLS listener, when configured.
+    pub tls: Option<SocketAddr>,
     /// The admin listener.
     pub admin: SocketAddr,
     /// The admin bearer token.
@@ -198,7 +201,7 @@ urls = ["http://{upstream}"]
 pub fn parse_config(text: &str) -> FacadeConfig {
     let mut config = FacadeConfig::parse(Path::new("strangler.toml"), text)
         .unwrap_or_else(|error| panic!("the test configuration is refused: {error}"));
-    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.listen = Some("127.0.0.1:0".parse().unwrap());
     config.admin_listen = "127.0.0.1:0".parse().unwrap();
     config
 }
@@ -225,13 +228,14 @@ pub async fn start_facade_with(
     let facade = Facade::build(config)
         .await
         .unwrap_or_else(|error| panic!("starting the facade: {}", error_chain(&error)));
-    let (proxy, admin) = (facade.proxy_addr(), facade.admin_addr());
+    let (proxy, admin, tls) = (facade.proxy_addr(), facade.admin_addr(), facade.tls_addr());
     let (trigger, shutdown) = oneshot::channel::<()>();
     let running = tokio::spawn(facade.run_until_stopped(async move {
         let _ = shutdown.await;
     }));
     let started = TestFacade {
         proxy,
+        tls,
         admin,
         token,
         client: test_harness::http_client(),

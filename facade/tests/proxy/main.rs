@@ -30,4 +30,5 @@ mod shadow;
 mod shared_store;
 mod shutdown;
 mod streaming;
+mod tls;
 mod upstream_framing;

@@ -17,6 +17,9 @@ pub struct FacadeArgs {
     /// Override `[facade] listen`.
     #[arg(long, env = "STRANGLER_LISTEN")]
     listen: Option<SocketAddr>,
+    /// Override `[facade] tls_listen` (the configuration must set up TLS).
+    #[arg(long, env = "STRANGLER_TLS_LISTEN")]
+    tls_listen: Option<SocketAddr>,
     /// Override `[facade] admin_listen`.
     #[arg(long, env = "STRANGLER_ADMIN_LISTEN")]
     admin_listen: Option<SocketAddr>,
@@ -28,7 +31,16 @@ pub struct FacadeArgs {
 pub async fn run(args: FacadeArgs) -> anyhow::Result<()> {
     let mut config = FacadeConfig::load(&args.config)?;
     if let Some(listen) = args.listen {
-        config.listen = listen;
+        config.listen = Some(listen);
+    }
+    if let Some(tls_listen) = args.tls_listen {
+        match config.tls.as_mut() {
+            Some(tls) => tls.listen = tls_listen,
+            None => anyhow::bail!(
+                "--tls-listen needs TLS configured in {}: add `tls_listen` and [[facade.certificates]] to [facade]",
+                args.config.display()
+            ),
+        }
     }
     if let Some(admin_listen) = args.admin_listen {
         config.admin_listen = admin_listen;
@@ -37,7 +49,14 @@ pub async fn run(args: FacadeArgs) -> anyhow::Result<()> {
         config.store_url = store_url;
     }
     let facade = Facade::build(config).await.context("starting the facade")?;
-    tracing::info!(proxy = %facade.proxy_addr(), admin = %facade.admin_addr(), "facade listening");
+    match facade.tls_addr() {
+        Some(tls) => {
+            tracing::info!(proxy = %facade.proxy_addr(), tls = %tls, admin = %facade.admin_addr(), "facade listening")
+        }
+        None => {
+            tracing::info!(proxy = %facade.proxy_addr(), admin = %facade.admin_addr(), "facade listening")
+        }
+    }
     facade
         .run_until_stopped(crate::signals::shutdown_signal())
         .await

@@ -87,7 +87,7 @@ async fn call(backend: &Backend, job: &ShadowJob, cap: usize) -> Answer {
     let exchange = async {
         let response = picked
             .instance()
-            .pool
+            .client
             .send(&outgoing.head, host, body, wait)
             .await
             .map_err(|e| e.error.to_string())?;

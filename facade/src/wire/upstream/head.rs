@@ -84,6 +84,15 @@ impl RequestHead {
         }
     }
 
+    /// The request line and header lines with the blank line that ends a
+    /// head, for a client that takes the head apart again (hyper's).
+    pub(super) fn lines_with_end(&self) -> Vec<u8> {
+        let mut all = Vec::with_capacity(self.lines.len() + 2);
+        all.extend_from_slice(&self.lines);
+        all.extend_from_slice(b"\r\n");
+        all
+    }
+
     /// The method.
     pub fn method(&self) -> &Method {
         &self.method

@@ -370,7 +370,7 @@ async fn build_facade(
     [monolith, catalog, orders]: [SocketAddr; 3],
 ) -> anyhow::Result<Facade> {
     let mut config = FacadeConfig::parse(Path::new("demo/strangler.toml"), DEMO_FACADE)?;
-    config.listen = args.facade_listen;
+    config.listen = Some(args.facade_listen);
     config.admin_listen = args.admin_listen;
     config.store_url = DatabaseUrl::sqlite_file(&data.join("toolkit.db"));
     for backend in &mut config.backends {

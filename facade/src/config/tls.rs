@@ -1,0 +1,231 @@
+//! The TLS part of `strangler.toml`: the facade's TLS listener and its
+//! certificates, and each backend's protocol and TLS settings. Files are
+//! read and checked here, at load, so that a missing file, a key that does
+//! not match its certificate or an expired certificate stops the start
+//! with the file and the line.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::Uri;
+use rustls::ClientConfig;
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::wire::tls::certificates::{self, CertificateFiles};
+use crate::wire::tls::client::{self as tls_client, UpstreamTlsSettings};
+
+/// The facade's TLS listener.
+#[derive(Debug, Clone)]
+pub struct TlsListenerConfig {
+    /// Where it listens.
+    pub listen: SocketAddr,
+    /// Its certificates; the first is served when SNI names no other.
+    pub certificates: Vec<CertificateFiles>,
+    /// How long a client has to complete its handshake.
+    pub handshake_timeout: Duration,
+    /// Whether the plain listener answers every request with a redirect
+    /// to HTTPS instead of serving it.
+    pub redirect_http: bool,
+}
+
+/// How the facade speaks to a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 (over TLS for `https://` URLs).
+    Http1,
+    /// HTTP/2: negotiated by ALPN over TLS, prior knowledge (h2c) over
+    /// plain TCP.
+    H2,
+}
+
+/// A backend's TLS: its settings, and the client configuration built
+/// from them once (its session cache is the backend's).
+#[derive(Debug, Clone)]
+pub struct UpstreamTls {
+    /// As configured.
+    pub settings: UpstreamTlsSettings,
+    /// Ready for connections.
+    pub client: Arc<ClientConfig>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCertificate {
+    pub(super) cert: String,
+    pub(super) key: String,
+}
+
+/// The `[facade]` keys for TLS (part of the raw `[facade]`, which
+/// cannot be flattened and still refuse unknown keys).
+pub(super) struct RawListenerTls {
+    pub(super) tls_listen: Option<Spanned<String>>,
+    pub(super) tls_handshake_timeout_ms: Option<Spanned<u64>>,
+    pub(super) redirect_to_https: Option<Spanned<bool>>,
+    pub(super) certificates: Vec<Spanned<RawCertificate>>,
+}
+
+/// A backend's keys for TLS and protocol.
+pub(super) struct RawBackendTls {
+    pub(super) protocol: Option<UpstreamProtocol>,
+    pub(super) ca_file: Option<String>,
+    pub(super) tls_server_name: Option<String>,
+    pub(super) client_cert: Option<String>,
+    pub(super) client_key: Option<String>,
+    pub(super) insecure_skip_verify: Option<bool>,
+}
+
+/// A problem at a byte offset of the file.
+pub(super) type Problem = (usize, String);
+
+/// Checks the TLS listener's keys. `plain` says whether a plain listener
+/// is configured (the redirect needs one).
+pub(super) fn check_listener(
+    config: &Path,
+    raw: &RawListenerTls,
+    plain: bool,
+) -> Result<Option<TlsListenerConfig>, Problem> {
+    let Some(listen) = &raw.tls_listen else {
+        if let Some(first) = raw.certificates.first() {
+            return Err((
+                first.span().start,
+                "certificates are configured but `tls_listen` is not; set `tls_listen = \"0.0.0.0:8443\"` in [facade]".to_owned(),
+            ));
+        }
+        if let Some(redirect) = raw.redirect_to_https.as_ref().filter(|r| *r.get_ref()) {
+            return Err((
+                redirect.span().start,
+                "`redirect_to_https` needs `tls_listen`".to_owned(),
+            ));
+        }
+        return Ok(None);
+    };
+    let address = listen.get_ref().parse::<SocketAddr>().map_err(|_| {
+        (
+            listen.span().start,
+            format!(
+                "tls_listen `{}` is not an address like 0.0.0.0:8443",
+                listen.get_ref()
+            ),
+        )
+    })?;
+    if raw.certificates.is_empty() {
+        return Err((
+            listen.span().start,
+            "`tls_listen` needs at least one certificate: add [[facade.certificates]] with `cert` and `key` (PEM files)".to_owned(),
+        ));
+    }
+    let provider = crate::wire::tls::provider();
+    let mut files = Vec::new();
+    for spanned in &raw.certificates {
+        let entry = spanned.get_ref();
+        let certificate = CertificateFiles {
+            cert: super::resolve(config, &entry.cert),
+            key: super::resolve(config, &entry.key),
+        };
+        certificates::load(&certificate, &provider)
+            .map_err(|error| (spanned.span().start, error.to_string()))?;
+        files.push(certificate);
+    }
+    let handshake_timeout = match &raw.tls_handshake_timeout_ms {
+        None => Duration::from_secs(10),
+        Some(ms) if (1..=600_000).contains(ms.get_ref()) => Duration::from_millis(*ms.get_ref()),
+        Some(ms) => {
+            return Err((
+                ms.span().start,
+                "tls_handshake_timeout_ms must be between 1 and 600000".to_owned(),
+            ))
+        }
+    };
+    let redirect_http = match &raw.redirect_to_https {
+        Some(redirect) if *redirect.get_ref() && !plain => {
+            return Err((
+                redirect.span().start,
+                "`redirect_to_https` needs the plain listener: set `listen` too".to_owned(),
+            ))
+        }
+        Some(redirect) => *redirect.get_ref(),
+        None => false,
+    };
+    Ok(Some(TlsListenerConfig {
+        listen: address,
+        certificates: files,
+        handshake_timeout,
+        redirect_http,
+    }))
+}
+
+/// Checks a backend's URLs' scheme against its TLS keys and builds its
+/// TLS client. `urls` are already known to be absolute.
+pub(super) fn check_backend(
+    config: &Path,
+    name: &str,
+    urls: &[Uri],
+    raw: &RawBackendTls,
+) -> Result<(UpstreamProtocol, Option<UpstreamTls>), String> {
+    let secure = urls
+        .iter()
+        .filter(|url| url.scheme_str() == Some("https"))
+        .count();
+    if secure != 0 && secure != urls.len() {
+        return Err(format!(
+            "backend `{name}` mixes http:// and https:// URLs; use one scheme for all of a backend's instances"
+        ));
+    }
+    let protocol = raw.protocol.unwrap_or(UpstreamProtocol::Http1);
+    let tls_keys = raw.ca_file.is_some()
+        || raw.tls_server_name.is_some()
+        || raw.client_cert.is_some()
+        || raw.client_key.is_some()
+        || raw.insecure_skip_verify.is_some();
+    if secure == 0 {
+        if tls_keys {
+            return Err(format!(
+                "backend `{name}`: `ca_file`, `tls_server_name`, `client_cert`, `client_key` and `insecure_skip_verify` apply to https:// URLs only"
+            ));
+        }
+        return Ok((protocol, None));
+    }
+    let client_certificate = match (&raw.client_cert, &raw.client_key) {
+        (Some(cert), Some(key)) => Some(CertificateFiles {
+            cert: super::resolve(config, cert),
+            key: super::resolve(config, key),
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(format!(
+                "backend `{name}`: `client_cert` and `client_key` go together; set both for mutual TLS"
+            ))
+        }
+    };
+    match &raw.tls_server_name {
+        Some(server_name) => {
+            tls_client::server_name(server_name)
+                .map_err(|error| format!("backend `{name}`: tls_server_name {error}"))?;
+        }
+        None => {
+            for url in urls {
+                let host = url.host().unwrap_or_default().trim_matches(['[', ']']);
+                tls_client::server_name(host).map_err(|_| {
+                    format!("backend `{name}`: the host of `{url}` cannot be verified as a TLS name; set `tls_server_name`")
+                })?;
+            }
+        }
+    }
+    let settings = UpstreamTlsSettings {
+        ca_file: raw.ca_file.as_deref().map(|file| super::resolve(config, file)),
+        server_name: raw.tls_server_name.clone(),
+        client_certificate,
+        insecure_skip_verify: raw.insecure_skip_verify.unwrap_or(false),
+    };
+    let alpn: &[&[u8]] = match protocol {
+        UpstreamProtocol::Http1 => &[b"http/1.1"],
+        UpstreamProtocol::H2 => &[b"h2"],
+    };
+    let client =
+        tls_client::client_config(&settings, alpn).map_err(|error| format!("backend `{name}`: {error}"))?;
+    Ok((protocol, Some(UpstreamTls { settings, client })))
+}

@@ -1,0 +1,126 @@
+//! Accepting TLS from clients: the server configuration every handshake
+//! uses, and a handshake bounded in time whose failure is named for the
+//! metrics, never raised.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::ServerConfig;
+use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+
+use super::certificates::SniResolver;
+
+/// Why a client's handshake did not complete; a label of
+/// `strangler_facade_tls_handshake_failures_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HandshakeFailure {
+    /// The client sent nothing, or not enough, within the handshake timeout.
+    Timeout,
+    /// The client closed the connection mid-handshake.
+    Closed,
+    /// No protocol version, cipher suite or ALPN protocol in common (an old
+    /// client, or plain HTTP sent to the TLS port).
+    Incompatible,
+    /// The client sent something that is not TLS, or broke its rules.
+    Malformed,
+    /// The client ended the handshake with an alert (it did not trust the
+    /// certificate, say).
+    Alert,
+    /// Anything else (an I/O error).
+    Other,
+}
+
+impl HandshakeFailure {
+    /// The metric label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HandshakeFailure::Timeout => "timeout",
+            HandshakeFailure::Closed => "closed",
+            HandshakeFailure::Incompatible => "incompatible",
+            HandshakeFailure::Malformed => "malformed",
+            HandshakeFailure::Alert => "alert",
+            HandshakeFailure::Other => "other",
+        }
+    }
+
+    /// Every kind, for metrics that list them all from the start.
+    pub const ALL: [HandshakeFailure; 6] = [
+        HandshakeFailure::Timeout,
+        HandshakeFailure::Closed,
+        HandshakeFailure::Incompatible,
+        HandshakeFailure::Malformed,
+        HandshakeFailure::Alert,
+        HandshakeFailure::Other,
+    ];
+
+    fn of(error: &std::io::Error) -> Self {
+        if error.kind() == std::io::ErrorKind::UnexpectedEof {
+            return HandshakeFailure::Closed;
+        }
+        let Some(tls) = error
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        else {
+            return match error.kind() {
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe => {
+                    HandshakeFailure::Closed
+                }
+                _ => HandshakeFailure::Other,
+            };
+        };
+        match tls {
+            rustls::Error::PeerIncompatible(_) | rustls::Error::NoApplicationProtocol => {
+                HandshakeFailure::Incompatible
+            }
+            rustls::Error::AlertReceived(_) => HandshakeFailure::Alert,
+            rustls::Error::InvalidMessage(_)
+            | rustls::Error::PeerMisbehaved(_)
+            | rustls::Error::InappropriateMessage { .. }
+            | rustls::Error::InappropriateHandshakeMessage { .. }
+            | rustls::Error::DecryptError => HandshakeFailure::Malformed,
+            _ => HandshakeFailure::Other,
+        }
+    }
+}
+
+/// The server side of the facade's TLS listener.
+#[derive(Clone)]
+pub struct TlsAccept {
+    acceptor: TlsAcceptor,
+    handshake_timeout: Duration,
+}
+
+impl std::fmt::Debug for TlsAccept {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsAccept")
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TlsAccept {
+    /// Handshakes with TLS 1.2 or 1.3 only, the certificate chosen by
+    /// `resolver`, offering `h2` then `http/1.1`.
+    pub fn new(resolver: Arc<SniResolver>, handshake_timeout: Duration) -> Result<Self, rustls::Error> {
+        let mut config = ServerConfig::builder_with_provider(super::provider())
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+            .with_no_client_auth()
+            .with_cert_resolver(resolver);
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(Self {
+            acceptor: TlsAcceptor::from(Arc::new(config)),
+            handshake_timeout,
+        })
+    }
+
+    /// Completes the handshake on `stream` within the handshake timeout.
+    pub async fn accept(&self, stream: TcpStream) -> Result<TlsStream<TcpStream>, HandshakeFailure> {
+        match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(stream)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(error)) => Err(HandshakeFailure::of(&error)),
+            Err(_) => Err(HandshakeFailure::Timeout),
+        }
+    }
+}
