@@ -72,7 +72,7 @@ fn every_mistake_names_its_line() {
         "{}",
         error_of(&bad_method)
     );
-    let bad_url = GOOD.replace("http://127.0.0.1:8081", "https://legacy");
+    let bad_url = GOOD.replace("http://127.0.0.1:8081", "ftp://legacy");
     assert!(
         error_of(&bad_url).starts_with("strangler.toml:5:"),
         "{}",

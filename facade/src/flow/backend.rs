@@ -96,13 +96,13 @@ fn instance_client(
             .unwrap_or(host.trim_matches(['[', ']']));
         Some((Arc::clone(&tls.client), server_name(name).ok()?))
     });
-    InstanceClient::Hyper(HyperUpstream::new(HyperSettings {
+    InstanceClient::Hyper(Box::new(HyperUpstream::new(HyperSettings {
         address: format!("{host}:{port}"),
         authority: authority.clone(),
         connect_timeout: config.connect_timeout,
         tls,
         http2,
-    }))
+    })))
 }
 
 /// A backend with its instances and its connection pool.

@@ -284,6 +284,9 @@ pub(crate) struct Plan<'a> {
     /// Where the upstream's interim answers go, if the client can take
     /// them.
     pub interim: Option<&'a InterimSink>,
+    /// The client's own deadline (a gRPC call's `grpc-timeout`): no attempt
+    /// waits past it.
+    pub deadline: Option<Duration>,
 }
 
 /// Sends the request per `plan`.
@@ -311,7 +314,7 @@ pub(crate) async fn dispatch<'a>(
             0 => policy.total_timeout,
             _ => policy.total_timeout.saturating_sub(started.elapsed()),
         };
-        let timeout = primary.request_timeout.min(left);
+        let timeout = within(plan.deadline, started, primary.request_timeout.min(left));
         let failure = match guarded_attempt(primary, outgoing, body, metrics, timeout, plan.interim).await {
             Ok(response) => {
                 return Dispatched {
@@ -362,7 +365,7 @@ pub(crate) async fn dispatch<'a>(
                 outgoing,
                 body,
                 metrics,
-                fallback.request_timeout,
+                within(plan.deadline, started, fallback.request_timeout),
                 plan.interim,
             )
             .await;
@@ -379,6 +382,15 @@ pub(crate) async fn dispatch<'a>(
         result: Err(failure),
         fallback_from: None,
         primary: outcome,
+    }
+}
+
+/// `timeout`, cut to what is left of the client's `deadline` counted from
+/// `started`.
+fn within(deadline: Option<Duration>, started: Instant, timeout: Duration) -> Duration {
+    match deadline {
+        Some(deadline) => timeout.min(deadline.saturating_sub(started.elapsed())),
+        None => timeout,
     }
 }
 

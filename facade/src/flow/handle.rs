@@ -40,6 +40,7 @@ use crate::flow::capability_state::CapabilityState;
 use crate::flow::dispatch::{
     dispatch, Dispatched, Failure, FallbackCause, Outgoing, Plan, PrimaryOutcome, RequestBody,
 };
+use crate::flow::grpc::{self, GrpcCall};
 use crate::flow::metrics::UpstreamErrorKind;
 use crate::flow::rollback;
 use crate::flow::shadow::capture::{self, CapturingBody, PendingShadow};
@@ -163,6 +164,8 @@ struct Forwarding {
     shadowing: bool,
     /// The request body's copy, if one was kept.
     request_copy: Option<Arc<BodyCopy>>,
+    /// Set for a gRPC call.
+    grpc: Option<GrpcCall>,
 }
 
 /// What the dispatch got back, with what [`finish`] needs of the request.
@@ -175,6 +178,8 @@ struct Forwarded<'s> {
     shadowing: bool,
     /// The request body's copy, if one was kept.
     request_copy: Option<Arc<BodyCopy>>,
+    /// Set for a gRPC call: a failure is answered in gRPC's terms.
+    grpc: Option<GrpcCall>,
 }
 
 /// Serves one request: refuse, route, forward, finish. An upgrade is
@@ -228,6 +233,7 @@ pub(crate) async fn handle(
         repeatable: forwarding.repeatable,
         capability: routed.label,
         interim: peer.interim.as_deref(),
+        deadline: forwarding.grpc.and_then(|call| call.deadline),
     };
     let dispatched = dispatch(&plan, &forwarding.outgoing, &mut forwarding.body, &state.metrics).await;
     drop(forwarding.body);
@@ -236,6 +242,7 @@ pub(crate) async fn handle(
         outgoing: forwarding.outgoing,
         shadowing: forwarding.shadowing,
         request_copy: forwarding.request_copy,
+        grpc: forwarding.grpc,
     };
     finish(&x, &routed, forwarded, normalized)
 }
@@ -353,6 +360,7 @@ fn forward(
     let state = x.state;
     let repeatable = request.method().is_idempotent() || request.headers().contains_key(&IDEMPOTENCY_KEY);
     let (parts, incoming) = request.into_parts();
+    let grpc = grpc::call_of(&parts.headers);
     let outgoing = Outgoing::new(
         parts,
         upstream.uri,
@@ -393,6 +401,7 @@ fn forward(
         repeatable,
         shadowing,
         request_copy,
+        grpc,
     }
 }
 
@@ -414,6 +423,7 @@ fn finish(
         outgoing,
         shadowing,
         request_copy,
+        grpc,
     } = forwarded;
     // The error budget counts the service's own answers in canary and
     // service stages; a failure there may roll the capability back.
@@ -438,7 +448,17 @@ fn finish(
     let mut response = match dispatched.result {
         Ok(response) => response,
         Err(Failure::Status(response)) => *response,
-        Err(failure) => return failed(x, routed, &failure, served_by, side, dispatched.fallback_from),
+        Err(failure) => {
+            return failed(
+                x,
+                routed,
+                &failure,
+                served_by,
+                side,
+                dispatched.fallback_from,
+                grpc.is_some(),
+            )
+        }
     };
     if let Some(refused) = unforwardable_coding(x, routed, backend_label, &response) {
         return refused;
@@ -482,6 +502,7 @@ fn failed(
     served_by: &Backend,
     side: Target,
     fallback_from: Option<FallbackCause>,
+    grpc_call: bool,
 ) -> Response<ProxyBody> {
     let (status, fault, message) = failure_answer(failure, served_by);
     tracing::warn!(
@@ -498,7 +519,11 @@ fn failed(
         status.as_u16(),
         x.started.elapsed(),
     );
-    let mut response = error_response(status, fault, &message, &x.request_id);
+    let mut response = if grpc_call {
+        grpc::failure_answer(grpc::status_of(failure), &message, &x.request_id)
+    } else {
+        error_response(status, fault, &message, &x.request_id)
+    };
     mark_side(
         response.headers_mut(),
         routed.decision.capability.is_some(),

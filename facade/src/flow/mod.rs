@@ -17,6 +17,7 @@ pub(crate) mod backend;
 pub(crate) mod capability_state;
 pub(crate) mod dispatch;
 pub(crate) mod error_chain;
+pub(crate) mod grpc;
 pub(crate) mod handle;
 pub(crate) mod metrics;
 pub(crate) mod rollback;

@@ -32,3 +32,4 @@ mod shutdown;
 mod streaming;
 mod tls;
 mod upstream_framing;
+mod upstream_tls;

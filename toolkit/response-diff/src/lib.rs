@@ -110,11 +110,18 @@ fn compare_with(
         fields.insert(STATUS_FIELD.to_owned());
     }
 
-    let header_names: Vec<&HeaderName> = rules
+    let mut header_names: Vec<&HeaderName> = rules
         .compared_headers
         .iter()
         .filter(|name| !noise.contains(&header_field(name)))
         .collect();
+    // A gRPC answer's outcome is its `grpc-status` (a trailer, kept with the
+    // headers), not its HTTP status, which is 200 either way: it is always
+    // compared when either side has one.
+    let grpc = primary.headers.contains_key(&GRPC_STATUS) || candidate.headers.contains_key(&GRPC_STATUS);
+    if grpc && !header_names.contains(&&GRPC_STATUS) && !noise.contains(&header_field(&GRPC_STATUS)) {
+        header_names.push(&GRPC_STATUS);
+    }
     for name in &header_names {
         if joined_value(&primary.headers, name) != joined_value(&candidate.headers, name) {
             fields.insert(header_field(name));
@@ -186,6 +193,9 @@ fn compare_with(
     }
     Comparison { fields, diff }
 }
+
+/// `grpc-status`, compared whenever an answer carries it.
+static GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 fn header_field(name: &HeaderName) -> String {
     format!("{HEADER_FIELD_PREFIX}{}", name.as_str())

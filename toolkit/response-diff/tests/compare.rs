@@ -461,3 +461,34 @@ fn a_mebibyte_of_json_compares_quickly() {
     // Generous: this runs unoptimized on shared machines; the release build takes milliseconds.
     assert!(elapsed.as_secs() < 10, "took {elapsed:?}");
 }
+
+#[test]
+fn grpc_status_is_compared_whenever_an_answer_carries_one() {
+    let ok = answer(
+        200,
+        &[("content-type", "application/grpc"), ("grpc-status", "0")],
+        "\0\0\0\0\x02hi",
+    );
+    let not_found = answer(
+        200,
+        &[("content-type", "application/grpc"), ("grpc-status", "5")],
+        "\0\0\0\0\x02hi",
+    );
+    let none = rules(&[], &[]);
+    assert!(compare(&ok, &ok, &none, &no_noise()).is_match());
+    let comparison = compare(&ok, &not_found, &none, &no_noise());
+    assert_eq!(comparison.fields, vec!["header:grpc-status".to_owned()]);
+    // Learned as noise, it is no longer reported.
+    let noise: BTreeSet<String> = ["header:grpc-status".to_owned()].into();
+    assert!(compare(&ok, &not_found, &none, &noise).is_match());
+    // Protobuf bytes are compared as bytes.
+    let other_bytes = answer(
+        200,
+        &[("content-type", "application/grpc"), ("grpc-status", "0")],
+        "\0\0\0\0\x02ho",
+    );
+    assert_eq!(
+        compare(&ok, &other_bytes, &none, &no_noise()).fields,
+        vec!["body".to_owned()]
+    );
+}

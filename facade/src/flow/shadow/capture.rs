@@ -145,6 +145,13 @@ where
                         this.chunks.push(data.clone());
                     }
                 }
+                // Trailers (a gRPC answer's `grpc-status`) are compared
+                // as headers.
+                if let Some(trailers) = frame.trailers_ref() {
+                    for (name, value) in trailers {
+                        this.response_headers.append(name.clone(), value.clone());
+                    }
+                }
                 if this.inner.is_end_stream() {
                     this.finish();
                 }

@@ -93,11 +93,20 @@ async fn call(backend: &Backend, job: &ShadowJob, cap: usize) -> Answer {
             .map_err(|e| e.error.to_string())?;
         let (parts, body) = response.into_parts();
         match Limited::new(body, cap).collect().await {
-            Ok(collected) => Ok(Some(Captured {
-                status: parts.status.as_u16(),
-                headers: parts.headers,
-                body: collected.to_bytes(),
-            })),
+            Ok(collected) => {
+                let mut headers = parts.headers;
+                // Trailers are compared as headers, as on the monolith's side.
+                if let Some(trailers) = collected.trailers() {
+                    for (name, value) in trailers {
+                        headers.append(name.clone(), value.clone());
+                    }
+                }
+                Ok(Some(Captured {
+                    status: parts.status.as_u16(),
+                    headers,
+                    body: collected.to_bytes(),
+                }))
+            }
             Err(error) if error.is::<http_body_util::LengthLimitError>() => Ok(None),
             Err(error) => Err(format!("reading the answer failed: {error}")),
         }

@@ -21,7 +21,7 @@ pub enum InstanceClient {
     /// Plain HTTP/1.1 on the facade's own pool.
     Plain(Arc<ConnectionPool>),
     /// TLS and/or HTTP/2 through hyper.
-    Hyper(HyperUpstream),
+    Hyper(Box<HyperUpstream>),
 }
 
 impl InstanceClient {

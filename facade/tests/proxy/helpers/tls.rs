@@ -384,6 +384,12 @@ type GrpcBody = StreamBody<futures::stream::Iter<std::vec::IntoIter<Result<Frame
 /// Every answer records the `grpc-timeout` the call arrived with in the
 /// `x-seen-grpc-timeout` header.
 pub async fn spawn_grpc_upstream() -> SocketAddr {
+    spawn_grpc_upstream_with(b"").await
+}
+
+/// [`spawn_grpc_upstream`], with `suffix` added to each unary answer (an
+/// extracted service that differs).
+pub async fn spawn_grpc_upstream_with(suffix: &'static [u8]) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -393,7 +399,10 @@ pub async fn spawn_grpc_upstream() -> SocketAddr {
             };
             tokio::spawn(async move {
                 let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tcp), service_fn(grpc))
+                    .serve_connection(
+                        TokioIo::new(tcp),
+                        service_fn(move |request| grpc(request, suffix)),
+                    )
                     .await;
             });
         }
@@ -401,7 +410,7 @@ pub async fn spawn_grpc_upstream() -> SocketAddr {
     addr
 }
 
-async fn grpc(request: Request<Incoming>) -> Result<Response<GrpcBody>, Infallible> {
+async fn grpc(request: Request<Incoming>, suffix: &'static [u8]) -> Result<Response<GrpcBody>, Infallible> {
     let path = request.uri().path().to_owned();
     let seen_timeout = request.headers().get("grpc-timeout").cloned();
     let body = request
@@ -415,7 +424,7 @@ async fn grpc(request: Request<Incoming>) -> Result<Response<GrpcBody>, Infallib
     trailers.insert("grpc-status", HeaderValue::from_static("0"));
     let mut frames = Vec::new();
     match path.as_str() {
-        "/test.Echo/Unary" => frames.push(Frame::data(grpc_frame(&message))),
+        "/test.Echo/Unary" => frames.push(Frame::data(grpc_frame(&[&message[..], suffix].concat()))),
         "/test.Echo/Slow" => {
             tokio::time::sleep(Duration::from_secs(2)).await;
             frames.push(Frame::data(grpc_frame(&message)));

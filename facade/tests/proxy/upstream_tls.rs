@@ -1,0 +1,477 @@
+//! Backends over TLS and HTTP/2: `https://` verified against a CA bundle
+//! (and refused, with a named 502, when it does not verify),
+//! `tls_server_name`, mutual TLS, session resumption, `protocol = "h2"`
+//! over TLS and h2c, and gRPC end to end with trailers and deadlines.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use hyper::StatusCode;
+use rustls::HandshakeKind;
+
+use crate::helpers::tls::{
+    grpc_call, grpc_messages, https_request, spawn_grpc_upstream, spawn_grpc_upstream_with,
+    spawn_h2c_upstream, spawn_tls_upstream, Pki,
+};
+use crate::helpers::{eventually, metric_value, sqlite_store, start_facade, TestFacade, WAIT_LIMIT};
+
+/// A facade whose default backend `legacy` is `backend` (the keys after
+/// `[backends.legacy]`).
+async fn facade_for(backend: &str, facade_extra: &str) -> (test_harness::TestDatabase, TestFacade) {
+    let store = sqlite_store();
+    let text = format!(
+        "[facade]\ndefault_backend = \"legacy\"\naccess_log = false\n{facade_extra}\n\n[backends.legacy]\n{backend}\n"
+    );
+    let facade = start_facade(&text, store.url()).await;
+    (store, facade)
+}
+
+fn path(p: &std::path::Path) -> String {
+    format!("{:?}", p.display().to_string())
+}
+
+#[tokio::test]
+async fn an_https_backend_verified_by_its_ca_bundle_is_proxied() {
+    let pki = Pki::new();
+    let cert = pki.issue("upstream", &["localhost"]);
+    let upstream = spawn_tls_upstream("secure", pki.server_config(&cert, &[b"http/1.1"], false)).await;
+    let backend = format!(
+        "urls = [\"https://localhost:{}\"]\nca_file = {}\n",
+        upstream.addr.port(),
+        path(&pki.ca_file)
+    );
+    let (_store, facade) = facade_for(&backend, "").await;
+    let response = facade
+        .client
+        .get(facade.url("/orders/7"))
+        .header("host", "shop.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["name"], "secure");
+    assert_eq!(body["path"], "/orders/7");
+    assert_eq!(body["version"], "HTTP/1.1");
+    assert_eq!(
+        body["headers"]["host"], "shop.test",
+        "Host is preserved by default"
+    );
+}
+
+#[tokio::test]
+async fn an_untrusted_backend_certificate_is_a_named_502_and_counted() {
+    let pki = Pki::new();
+    let cert = pki.issue("upstream", &["localhost"]);
+    let upstream = spawn_tls_upstream("secure", pki.server_config(&cert, &[b"http/1.1"], false)).await;
+    // Another CA: the backend's certificate does not chain to it.
+    let other = Pki::new();
+    let backend = format!(
+        "urls = [\"https://localhost:{}\"]\nca_file = {}\n",
+        upstream.addr.port(),
+        path(&other.ca_file)
+    );
+    let (_store, facade) = facade_for(&backend, "").await;
+    let response = facade.client.get(facade.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), 502);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let error = body["error"].as_str().unwrap();
+    assert!(error.contains("TLS with backend `legacy` failed"), "{body}");
+    assert!(error.contains("invalid peer certificate"), "{body}");
+    let metrics = facade.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "strangler_facade_upstream_errors_total",
+            &[("backend", "legacy"), ("kind", "tls")]
+        ),
+        1.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn tls_server_name_verifies_a_name_other_than_the_connect_address() {
+    let pki = Pki::new();
+    let cert = pki.issue("upstream", &["orders.internal"]);
+    let upstream = spawn_tls_upstream("orders", pki.server_config(&cert, &[b"http/1.1"], false)).await;
+    let url = format!(
+        "urls = [\"https://127.0.0.1:{}\"]\nca_file = {}\n",
+        upstream.addr.port(),
+        path(&pki.ca_file)
+    );
+    let (_store, without) = facade_for(&url, "").await;
+    assert_eq!(
+        without
+            .client
+            .get(without.url("/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        502
+    );
+    let (_store, with) = facade_for(&format!("{url}tls_server_name = \"orders.internal\"\n"), "").await;
+    assert_eq!(with.client.get(with.url("/")).send().await.unwrap().status(), 200);
+}
+
+#[tokio::test]
+async fn a_backend_that_requires_mutual_tls_gets_the_client_certificate() {
+    let pki = Pki::new();
+    let cert = pki.issue("upstream", &["localhost"]);
+    let client = pki.issue("facade-client", &["facade.internal"]);
+    let upstream = spawn_tls_upstream("mtls", pki.server_config(&cert, &[b"http/1.1"], true)).await;
+    let url = format!(
+        "urls = [\"https://localhost:{}\"]\nca_file = {}\n",
+        upstream.addr.port(),
+        path(&pki.ca_file)
+    );
+    let (_store, anonymous) = facade_for(&url, "").await;
+    assert_eq!(
+        anonymous
+            .client
+            .get(anonymous.url("/"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        502
+    );
+    let with_certificate = format!(
+        "{url}client_cert = {}\nclient_key = {}\n",
+        path(&client.cert),
+        path(&client.key)
+    );
+    let (_store, facade) = facade_for(&with_certificate, "").await;
+    let response = facade.client.get(facade.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+}
+
+#[tokio::test]
+async fn new_connections_to_a_backend_resume_its_tls_session() {
+    let pki = Pki::new();
+    let cert = pki.issue("upstream", &["localhost"]);
+    let upstream = spawn_tls_upstream("resume", pki.server_config(&cert, &[b"http/1.1"], false)).await;
+    let url = format!(
+        "urls = [\"https://localhost:{}\"]\nca_file = {}\n",
+        upstream.addr.port(),
+        path(&pki.ca_file)
+    );
+    let (_store, facade) = facade_for(&url, "").await;
+    // `?close=1`: the backend closes each connection after its answer, so
+    // every request needs a new one.
+    for _ in 0..3 {
+        let response = facade.client.get(facade.url("/?close=1")).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        response.bytes().await.unwrap();
+    }
+    let handshakes = upstream.handshakes.lock().unwrap().clone();
+    assert_eq!(handshakes.len(), 3, "{handshakes:?}");
+    assert_eq!(handshakes[0], HandshakeKind::Full);
+    assert!(
+        handshakes[1..].iter().all(|kind| *kind == HandshakeKind::Resumed),
+        "{handshakes:?}"
+    );
+}
+
+#[tokio::test]
+async fn insecure_skip_verify_accepts_any_certificate() {
+    let pki = Pki::new();
+    let cert = pki.issue("upstream", &["somewhere.else"]);
+    let upstream = spawn_tls_upstream("anyone", pki.server_config(&cert, &[b"http/1.1"], false)).await;
+    let url = format!(
+        "urls = [\"https://127.0.0.1:{}\"]\ninsecure_skip_verify = true\n",
+        upstream.addr.port()
+    );
+    let (_store, facade) = facade_for(&url, "").await;
+    assert_eq!(
+        facade.client.get(facade.url("/")).send().await.unwrap().status(),
+        200
+    );
+}
+
+#[tokio::test]
+async fn http2_backends_over_tls_and_h2c() {
+    let pki = Pki::new();
+    let cert = pki.issue("upstream", &["localhost"]);
+    let secure = spawn_tls_upstream("h2-tls", pki.server_config(&cert, &[b"h2"], false)).await;
+    let backend = format!(
+        "urls = [\"https://localhost:{}\"]\nca_file = {}\nprotocol = \"h2\"\n",
+        secure.addr.port(),
+        path(&pki.ca_file)
+    );
+    let (_store, facade) = facade_for(&backend, "").await;
+    let body: serde_json::Value = facade
+        .client
+        .get(facade.url("/a"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (body["name"].as_str(), body["version"].as_str()),
+        (Some("h2-tls"), Some("HTTP/2.0"))
+    );
+
+    let plain = spawn_h2c_upstream("h2c").await;
+    let backend = format!("urls = [\"http://{plain}\"]\nprotocol = \"h2\"\n");
+    let (_store, facade) = facade_for(&backend, "").await;
+    let body: serde_json::Value = facade
+        .client
+        .post(facade.url("/b"))
+        .body("twelve bytes")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["version"], "HTTP/2.0");
+    assert_eq!(body["body_bytes"], 12);
+}
+
+async fn grpc_facade(upstream: SocketAddr, facade_extra: &str) -> (test_harness::TestDatabase, TestFacade) {
+    let store = sqlite_store();
+    let text = format!(
+        r#"
+[facade]
+default_backend = "legacy"
+access_log = false
+{facade_extra}
+
+[backends.legacy]
+urls = ["http://127.0.0.1:1"]
+
+[backends.echo]
+urls = ["http://{upstream}"]
+protocol = "h2"
+request_timeout_ms = 5000
+
+[capabilities.echo]
+legacy = "echo"
+service = "echo"
+
+[[routes]]
+capability = "echo"
+path = "/test.Echo/*"
+"#
+    );
+    let facade = start_facade(&text, store.url()).await;
+    (store, facade)
+}
+
+fn grpc_status(seen: &crate::helpers::tls::Seen) -> Option<String> {
+    // A trailers-only answer carries the status in its headers.
+    seen.trailers
+        .as_ref()
+        .and_then(|t| t.get("grpc-status"))
+        .or_else(|| seen.headers.get("grpc-status"))
+        .map(|v| v.to_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn grpc_unary_and_streaming_calls_pass_with_their_trailers() {
+    let upstream = spawn_grpc_upstream().await;
+    let (_store, facade) = grpc_facade(upstream, "").await;
+
+    let unary = grpc_call(facade.proxy, "Unary", b"hello", Some("3S"))
+        .await
+        .unwrap();
+    assert_eq!(unary.status, StatusCode::OK);
+    assert_eq!(
+        grpc_messages(unary.body.clone()),
+        vec![bytes::Bytes::from_static(b"hello")]
+    );
+    assert_eq!(grpc_status(&unary).as_deref(), Some("0"));
+    assert!(unary.trailers.is_some(), "the trailers were lost");
+    assert_eq!(
+        unary.headers["x-seen-grpc-timeout"], "3S",
+        "grpc-timeout goes upstream"
+    );
+    assert_eq!(unary.headers["x-strangler-served-by"], "legacy");
+
+    let streamed = grpc_call(facade.proxy, "Stream", b"tick", None).await.unwrap();
+    let messages = grpc_messages(streamed.body.clone());
+    assert_eq!(messages, vec![&b"tick#1"[..], &b"tick#2"[..], &b"tick#3"[..]]);
+    assert_eq!(grpc_status(&streamed).as_deref(), Some("0"));
+
+    let failed = grpc_call(facade.proxy, "Fail", b"", None).await.unwrap();
+    assert_eq!(grpc_status(&failed).as_deref(), Some("5"));
+}
+
+#[tokio::test]
+async fn a_grpc_deadline_bounds_the_wait_and_is_answered_as_deadline_exceeded() {
+    let upstream = spawn_grpc_upstream().await;
+    let (_store, facade) = grpc_facade(upstream, "").await;
+    let started = std::time::Instant::now();
+    // The upstream takes two seconds; the client gives 300 ms.
+    let seen = grpc_call(facade.proxy, "Slow", b"late", Some("300m"))
+        .await
+        .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(1500),
+        "waited {:?}",
+        started.elapsed()
+    );
+    assert_eq!(seen.status, StatusCode::OK, "a trailers-only gRPC answer");
+    assert_eq!(grpc_status(&seen).as_deref(), Some("4"));
+    assert!(seen.headers.contains_key("grpc-message"));
+}
+
+#[tokio::test]
+async fn grpc_over_a_tls_listener_with_alpn_h2() {
+    let pki = Pki::new();
+    let cert = pki.issue("shop", &["shop.test"]);
+    let upstream = spawn_grpc_upstream().await;
+    let extra = format!(
+        "tls_listen = \"127.0.0.1:0\"\n\n[[facade.certificates]]\ncert = {}\nkey = {}\n",
+        path(&cert.cert),
+        path(&cert.key)
+    );
+    let (_store, facade) = grpc_facade(upstream, &extra).await;
+    let request = hyper::Request::post("https://shop.test/test.Echo/Unary")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(http_body_util::Full::new(crate::helpers::tls::grpc_frame(
+            b"secure",
+        )))
+        .unwrap();
+    let seen = https_request(
+        facade.tls.unwrap(),
+        "shop.test",
+        pki.client_config(&[b"h2"]),
+        request,
+    )
+    .await
+    .unwrap();
+    assert_eq!(seen.version, hyper::Version::HTTP_2);
+    assert_eq!(
+        grpc_messages(seen.body.clone()),
+        vec![bytes::Bytes::from_static(b"secure")]
+    );
+    assert_eq!(grpc_status(&seen).as_deref(), Some("0"));
+}
+
+/// A facade with capability `echo` at `stage`, legacy and service each a
+/// gRPC upstream.
+async fn grpc_migration(
+    legacy: SocketAddr,
+    service: SocketAddr,
+    stage: &str,
+) -> (test_harness::TestDatabase, TestFacade) {
+    let store = sqlite_store();
+    let text = format!(
+        r#"
+[facade]
+access_log = false
+
+[backends.legacy]
+urls = ["http://{legacy}"]
+protocol = "h2"
+
+[backends.service]
+urls = ["http://{service}"]
+protocol = "h2"
+
+[capabilities.echo]
+legacy = "legacy"
+service = "service"
+initial = "{stage}"
+sticky = "header:x-user"
+
+[capabilities.echo.shadow]
+service_writes_own_database = true
+
+[[routes]]
+capability = "echo"
+path = "/test.Echo/*"
+"#
+    );
+    let facade = start_facade(&text, store.url()).await;
+    (store, facade)
+}
+
+async fn shadow_count(facade: &TestFacade, reason: &str) -> f64 {
+    metric_value(
+        &facade.metrics().await,
+        "strangler_facade_shadow_total",
+        &[("capability", "echo"), ("reason", reason)],
+    )
+}
+
+#[tokio::test]
+async fn unary_grpc_calls_are_shadowed_and_their_bytes_and_status_compared() {
+    let legacy = spawn_grpc_upstream().await;
+    let same = spawn_grpc_upstream().await;
+    let (_store, facade) = grpc_migration(legacy, same, "shadow").await;
+    for _ in 0..3 {
+        let seen = grpc_call(facade.proxy, "Unary", b"same", None).await.unwrap();
+        assert_eq!(
+            grpc_messages(seen.body.clone()),
+            vec![bytes::Bytes::from_static(b"same")]
+        );
+    }
+    eventually(
+        "three matches",
+        WAIT_LIMIT,
+        Duration::from_millis(20),
+        async || {
+            let matched = shadow_count(&facade, "match").await;
+            if matched == 3.0 {
+                Ok(())
+            } else {
+                Err(format!("{matched} matches"))
+            }
+        },
+    )
+    .await;
+
+    let differing = spawn_grpc_upstream_with(b"!").await;
+    let (_store, facade) = grpc_migration(legacy, differing, "shadow").await;
+    let seen = grpc_call(facade.proxy, "Unary", b"client", None).await.unwrap();
+    assert_eq!(
+        grpc_messages(seen.body.clone()),
+        vec![bytes::Bytes::from_static(b"client")],
+        "the client gets the monolith's answer"
+    );
+    eventually("a mismatch", WAIT_LIMIT, Duration::from_millis(20), async || {
+        let mismatched = shadow_count(&facade, "mismatch").await;
+        if mismatched == 1.0 {
+            Ok(())
+        } else {
+            Err(format!("{mismatched} mismatches"))
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_grpc_canary_sends_its_share_to_the_service() {
+    let legacy = spawn_grpc_upstream().await;
+    let service = spawn_grpc_upstream_with(b"@service").await;
+    let (_store, facade) = grpc_migration(legacy, service, "canary 50%").await;
+    let mut sides = std::collections::BTreeSet::new();
+    for user in 0..40 {
+        let tcp = tokio::net::TcpStream::connect(facade.proxy).await.unwrap();
+        let request = hyper::Request::post(format!("http://{}/test.Echo/Unary", facade.proxy))
+            .header("content-type", "application/grpc")
+            .header("x-user", format!("user-{user}"))
+            .body(http_body_util::Full::new(crate::helpers::tls::grpc_frame(b"who")))
+            .unwrap();
+        let seen = crate::helpers::tls::send_on(hyper_util::rt::TokioIo::new(tcp), true, request)
+            .await
+            .unwrap();
+        let side = seen.headers["x-strangler-served-by"].to_str().unwrap().to_owned();
+        let message = grpc_messages(seen.body.clone()).remove(0);
+        assert_eq!(
+            message.ends_with(b"@service"),
+            side == "service",
+            "{side}: {message:?}"
+        );
+        assert_eq!(grpc_status(&seen).as_deref(), Some("0"));
+        sides.insert(side);
+    }
+    assert_eq!(sides.len(), 2, "both sides served some of 40 users: {sides:?}");
+}
