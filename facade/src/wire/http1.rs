@@ -33,6 +33,7 @@ pub(crate) mod body;
 mod handoff;
 mod request;
 mod response;
+pub(crate) mod stream;
 
 pub(crate) use request::{is_host, BAD_HOST};
 
@@ -49,8 +50,6 @@ use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
@@ -62,6 +61,7 @@ use crate::wire::service::{Handler, Peer};
 use crate::wire::shutdown::{Phase, Watch};
 use body::FastBody;
 use request::{Parsed, PlainRequest};
+use stream::{ClientReader, ClientStream, ClientWriter};
 
 /// How long a client may take to send a request head, counted from when
 /// the connection starts waiting for it (so also how long a kept-alive
@@ -95,12 +95,12 @@ pub(crate) struct Shared<H> {
 /// connection when the facade halts; this loop closes it when the drain
 /// starts and it is idle, or after the request it is serving.
 pub(crate) async fn serve_connection<H: Handler>(
-    stream: TcpStream,
+    stream: ClientStream,
     mut peer: Peer,
     shared: Arc<Shared<H>>,
     watch: &Watch,
 ) {
-    let (read_half, mut writer) = stream.into_split();
+    let (read_half, mut writer) = stream.split();
     // This connection writes interim answers itself (hyper's could not).
     let interim = InterimSink::new();
     peer.interim = Some(Arc::clone(&interim));
@@ -179,6 +179,10 @@ pub(crate) async fn serve_connection<H: Handler>(
             Ok(_) => {
                 if !body_read {
                     linger(reader.take(), writer).await;
+                } else if let ClientWriter::Tls(_) = writer {
+                    // TLS ends with close_notify, so the client can tell the
+                    // end of the connection from a cut.
+                    let _ = tokio::time::timeout(LINGER, writer.shutdown()).await;
                 }
                 return;
             }
@@ -192,7 +196,7 @@ pub(crate) async fn serve_connection<H: Handler>(
 
 /// Answers a head the connection cannot serve with `status`, as the
 /// client's fault; the caller then closes the connection.
-async fn refuse(writer: &mut OwnedWriteHalf, out: &mut Vec<u8>, status: StatusCode, problem: &str) {
+async fn refuse(writer: &mut ClientWriter, out: &mut Vec<u8>, status: StatusCode, problem: &str) {
     let request_id = correlation::request_id(&hyper::HeaderMap::new());
     let answer = error_response(status, Fault::Client, problem, &request_id);
     let _ = response::write(writer, out, answer, false, true).await;
@@ -215,7 +219,7 @@ enum Waited {
 /// Reads more of a request head into `buffer`, within the head timeout;
 /// gives up at shutdown if nothing of the head has arrived.
 async fn wait_for_bytes(
-    reader: &mut OwnedReadHalf,
+    reader: &mut ClientReader,
     buffer: &mut BytesMut,
     timer: &mut HeadTimer,
     watch: &Watch,
@@ -283,8 +287,8 @@ impl HeadTimer {
 
 /// Serves the rest of the connection with hyper, replaying `buffer` first.
 async fn handoff<H: Handler>(
-    reader: OwnedReadHalf,
-    writer: OwnedWriteHalf,
+    reader: ClientReader,
+    writer: ClientWriter,
     buffer: BytesMut,
     mut peer: Peer,
     shared: &Shared<H>,
@@ -292,16 +296,16 @@ async fn handoff<H: Handler>(
 ) {
     // hyper's server cannot send interim answers: they are dropped.
     peer.interim = None;
-    let Ok(stream) = reader.reunite(writer) else {
-        return;
-    };
-    serve_with_hyper(
-        handoff::Rewind::new(stream, buffer.freeze()),
-        peer,
-        shared,
-        served,
-    )
-    .await;
+    let prefix = buffer.freeze();
+    match ClientStream::reunite(reader, writer) {
+        Some(ClientStream::Tcp(tcp)) => {
+            serve_with_hyper(handoff::Rewind::new(tcp, prefix), peer, shared, served).await;
+        }
+        Some(ClientStream::Tls(tls)) => {
+            serve_with_hyper(handoff::Rewind::new(tls, prefix), peer, shared, served).await;
+        }
+        None => {}
+    }
 }
 
 /// Serves a connection with hyper to its end: HTTP/1.1 (with upgrades) or
@@ -354,7 +358,7 @@ where
 /// connection, which can destroy the answer before the client has read it;
 /// so the write side is shut first and what the client still sends is read
 /// and dropped, for a short while and up to a bound.
-async fn linger(reader: Option<OwnedReadHalf>, mut writer: OwnedWriteHalf) {
+async fn linger(reader: Option<ClientReader>, mut writer: ClientWriter) {
     if writer.shutdown().await.is_err() {
         return;
     }

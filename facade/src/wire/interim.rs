@@ -102,6 +102,9 @@ where
         for head in heads {
             writable = writable && writer.write_all(&head).await.is_ok();
         }
+        // Sent now, not with the final answer (a TLS session holds back
+        // what it has not been told to flush).
+        writable = writable && writer.flush().await.is_ok();
         if let Some(answer) = answer {
             return answer;
         }

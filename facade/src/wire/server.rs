@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::wire::http1::stream::ClientStream;
 use crate::wire::http1::{self, HEADER_READ_TIMEOUT};
 use crate::wire::proxy_threads::{self, ConnectionKind, Inbox};
 use crate::wire::redirect;
@@ -248,12 +249,20 @@ async fn serve_one<H: Handler>(
     watch: &Watch,
 ) {
     match kind {
-        ConnectionKind::Plain => http1::serve_connection(stream, peer, shared, watch).await,
+        ConnectionKind::Plain => {
+            http1::serve_connection(ClientStream::Tcp(stream), peer, shared, watch).await
+        }
         ConnectionKind::Redirect(port) => redirect::serve(stream, port).await,
         ConnectionKind::Tls(accept) => match accept.accept(stream).await {
             Ok(tls) => {
                 peer.secure = true;
-                http1::serve_with_hyper(tls, peer, &shared, 0).await;
+                // HTTP/2 by ALPN goes to hyper at once; HTTP/1.1 takes the
+                // fast path, as on the plain listener.
+                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    http1::serve_with_hyper(tls, peer, &shared, 0).await;
+                } else {
+                    http1::serve_connection(ClientStream::Tls(Box::new(tls)), peer, shared, watch).await;
+                }
             }
             Err(failure) => {
                 tracing::debug!(peer = %peer.addr, reason = failure.as_str(), "TLS handshake failed");

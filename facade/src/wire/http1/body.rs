@@ -8,8 +8,9 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use hyper::body::{Body, Frame, SizeHint};
-use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::oneshot;
+
+use super::stream::ClientReader;
 
 /// How much a body read asks the socket for at once.
 const READ_CHUNK: usize = 16 * 1024;
@@ -18,7 +19,7 @@ const READ_CHUNK: usize = 16 * 1024;
 #[derive(Debug)]
 pub(super) struct ReadSide {
     /// The connection's read half.
-    pub reader: OwnedReadHalf,
+    pub reader: ClientReader,
     /// Bytes read and not yet used: after a whole body, the start of the
     /// next request.
     pub buffer: BytesMut,
@@ -47,7 +48,7 @@ impl FastBody {
     /// `buffer` already holds; the read side comes back on the receiver
     /// once the body is dropped.
     pub(super) fn new(
-        reader: OwnedReadHalf,
+        reader: ClientReader,
         buffer: BytesMut,
         length: u64,
     ) -> (Self, oneshot::Receiver<ReadSide>) {

@@ -50,6 +50,9 @@ pub(super) async fn write<W: AsyncWrite + Unpin>(
     let mut left = match framing {
         Framing::None => {
             io.write_all(out).await?;
+            // A TLS session may hold back what it has encrypted until it is
+            // flushed; for TCP this is free.
+            io.flush().await?;
             return Ok(true);
         }
         Framing::Length(length) => length,
@@ -120,12 +123,15 @@ async fn put<W: AsyncWrite + Unpin>(io: &mut W, out: &mut Vec<u8>, data: Bytes) 
     io.write_all(&data).await
 }
 
+/// Writes what is gathered and flushes it: the caller is about to wait
+/// (for the body's next frame, or the next request), and a TLS session
+/// sends what it has encrypted only when flushed.
 async fn flush<W: AsyncWrite + Unpin>(io: &mut W, out: &mut Vec<u8>) -> std::io::Result<()> {
     if !out.is_empty() {
         io.write_all(out).await?;
         out.clear();
     }
-    Ok(())
+    io.flush().await
 }
 
 /// Encodes the status line and headers into `out` and decides the framing.
