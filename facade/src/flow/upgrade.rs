@@ -60,6 +60,19 @@ pub(crate) async fn forward(
             "the backend has no instances",
         );
     };
+    if picked.instance().client.is_hyper() {
+        // The tunnel takes over the upstream's TCP socket, which the
+        // facade's own client has and hyper's (TLS, HTTP/2) does not give.
+        return refuse(
+            StatusCode::BAD_GATEWAY,
+            Fault::Facade,
+            None,
+            &format!(
+                "backend `{}` is reached over TLS or HTTP/2, where the facade does not forward upgrades (WebSocket) yet; give it an http:// URL for upgrades",
+                backend.name
+            ),
+        );
+    }
     let host = outgoing.host(backend, picked.instance());
     let wait = AnswerWait {
         answer_timeout: backend.request_timeout,

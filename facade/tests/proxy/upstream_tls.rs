@@ -475,3 +475,28 @@ async fn a_grpc_canary_sends_its_share_to_the_service() {
     }
     assert_eq!(sides.len(), 2, "both sides served some of 40 users: {sides:?}");
 }
+
+#[tokio::test]
+async fn an_upgrade_to_a_tls_backend_is_refused_saying_why() {
+    let pki = Pki::new();
+    let cert = pki.issue("upstream", &["localhost"]);
+    let upstream = spawn_tls_upstream("secure", pki.server_config(&cert, &[b"http/1.1"], false)).await;
+    let backend = format!(
+        "urls = [\"https://localhost:{}\"]\nca_file = {}\n",
+        upstream.addr.port(),
+        path(&pki.ca_file)
+    );
+    let (_store, facade) = facade_for(&backend, "").await;
+    let answer = crate::helpers::raw_request(
+        facade.proxy,
+        b"GET /ws HTTP/1.1\r\nhost: shop.test\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
+    )
+    .await;
+    assert_eq!(answer.status, 502, "{answer:?}");
+    let error = answer.json()["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("does not forward upgrades"), "{error}");
+    assert!(
+        upstream.handshakes.lock().unwrap().is_empty(),
+        "nothing was sent upstream"
+    );
+}
