@@ -157,7 +157,7 @@ impl Facade {
             .iter()
             .map(|c| snapshot.stages.get(&c.def.name).copied().unwrap_or(c.initial))
             .collect();
-        let table = RouteTable::new(matcher, stages, snapshot.revision);
+        let table = RouteTable::new(matcher, stages.clone(), snapshot.revision);
         let metrics = Arc::new(Metrics::new());
         let backends: Vec<Arc<Backend>> = config
             .backends
@@ -167,8 +167,9 @@ impl Facade {
         metrics.reloaded(snapshot.revision);
         metrics.store_reachable(true);
         let mut capabilities = Vec::with_capacity(config.capabilities.len());
-        for capability in &config.capabilities {
+        for (capability, stage) in config.capabilities.iter().zip(&stages) {
             let name = metrics.name(&capability.def.name);
+            metrics.stage(name, *stage);
             let noise = shadow::store::noise(store.database(), name)
                 .await
                 .map_err(|e| store_error(StoreError::Query(e)))?;

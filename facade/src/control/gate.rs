@@ -153,6 +153,44 @@ impl Run {
     }
 }
 
+/// What `/metrics` shows of a capability's latest finished comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct LatestComparison {
+    /// Rows only the source of truth has.
+    pub(crate) missing: i64,
+    /// Rows only the follower has.
+    pub(crate) extra: i64,
+    /// Rows whose values differ.
+    pub(crate) changed: i64,
+    /// Seconds since the comparison ended.
+    pub(crate) age_seconds: u64,
+}
+
+/// The latest comparison of `capability` that finished, clean or diverged
+/// (a failed run compared nothing, so it neither clears nor refreshes the
+/// evidence); `None` when there is none.
+pub(crate) async fn latest_comparison(
+    db: &Database,
+    capability: &str,
+) -> Result<Option<LatestComparison>, sqlx::Error> {
+    let run: Option<Run> = sqlx::query_as(
+        "SELECT id, status, finished_at, missing, extra, changed FROM reconciliation_runs \
+         WHERE capability = $1 AND status IN ('clean', 'diverged') AND finished_at IS NOT NULL \
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(capability)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(run.and_then(|run| {
+        Some(LatestComparison {
+            missing: run.missing.unwrap_or(0),
+            extra: run.extra.unwrap_or(0),
+            changed: run.changed.unwrap_or(0),
+            age_seconds: run.age_seconds()?,
+        })
+    }))
+}
+
 async fn latest_reconciliation(db: &Database, capability: &str) -> Result<Option<Run>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, status, finished_at, missing, extra, changed FROM reconciliation_runs \

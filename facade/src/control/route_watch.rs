@@ -129,9 +129,21 @@ impl TableUpdater {
                 }
             }
         }
+        let changed: Vec<(usize, Stage)> = stages
+            .iter()
+            .enumerate()
+            .filter(|&(index, stage)| current.stage(index) != *stage)
+            .map(|(index, stage)| (index, *stage))
+            .collect();
         let table: RouteTable = current.with_stages(stages, snapshot.revision);
         self.state.table.store(Arc::new(table));
         self.state.metrics.reloaded(snapshot.revision);
+        for (index, stage) in changed {
+            if let Some(capability) = self.state.capabilities.get(index) {
+                self.state.metrics.stage(capability.name, stage);
+                self.state.metrics.stage_changed(capability.name);
+            }
+        }
         tracing::info!(revision = snapshot.revision, "route table reloaded");
         Ok(true)
     }

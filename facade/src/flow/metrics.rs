@@ -20,6 +20,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::decision::stage::Stage;
 use crate::wire::tls::server::HandshakeFailure;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -80,6 +81,18 @@ struct CapabilityLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StageLabels {
+    capability: &'static str,
+    stage: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DivergenceLabels {
+    capability: &'static str,
+    kind: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct InstanceLabels {
     backend: &'static str,
     instance: String,
@@ -130,6 +143,11 @@ pub struct Metrics {
     admin_auth: Family<OutcomeLabels, Counter>,
     tls_handshake_failures: Family<ReasonLabels, Counter>,
     tls_reloads: Family<OutcomeLabels, Counter>,
+    stages: Family<StageLabels, Gauge>,
+    canary_permille: Family<CapabilityLabels, Gauge>,
+    stage_changes: Family<CapabilityLabels, Counter>,
+    divergences: Family<DivergenceLabels, Gauge>,
+    reconciliation_age: Family<CapabilityLabels, Gauge>,
     names: Mutex<HashSet<&'static str>>,
     request_series: ArcSwap<Vec<RequestSeries>>,
 }
@@ -290,6 +308,36 @@ impl Metrics {
             "Reloads of the listener's certificates: ok, or failed (the certificates in use stay)",
             tls_reloads.clone(),
         );
+        let stages = Family::<StageLabels, Gauge>::default();
+        registry.register(
+            "capability_stage",
+            "1 for the stage each capability is at in this facade's route table: legacy, shadow, canary, service, retired",
+            stages.clone(),
+        );
+        let canary_permille = Family::<CapabilityLabels, Gauge>::default();
+        registry.register(
+            "capability_canary_permille",
+            "Share of sticky keys a canary sends to the service, in tenths of a percent (0 outside a canary)",
+            canary_permille.clone(),
+        );
+        let stage_changes = Family::<CapabilityLabels, Counter>::default();
+        registry.register(
+            "stage_changes",
+            "Stage changes swapped into this facade's route table (flips, rollbacks), by capability",
+            stage_changes.clone(),
+        );
+        let divergences = Family::<DivergenceLabels, Gauge>::default();
+        registry.register(
+            "reconciliation_divergences",
+            "Rows the capability's latest finished comparison found missing, extra or changed, read from the toolkit store",
+            divergences.clone(),
+        );
+        let reconciliation_age = Family::<CapabilityLabels, Gauge>::default();
+        registry.register(
+            "reconciliation_age_seconds",
+            "Seconds since the capability's latest finished comparison (clean or diverged) ended, read from the toolkit store",
+            reconciliation_age.clone(),
+        );
         Self {
             registry,
             requests,
@@ -309,6 +357,11 @@ impl Metrics {
             admin_auth,
             tls_handshake_failures,
             tls_reloads,
+            stages,
+            canary_permille,
+            stage_changes,
+            divergences,
+            reconciliation_age,
             names: Mutex::new(HashSet::new()),
             request_series: ArcSwap::from_pointee(Vec::new()),
         }
@@ -380,6 +433,59 @@ impl Metrics {
     /// Counts a certificate reload: `ok` or `failed`.
     pub fn tls_reload(&self, outcome: &'static str) {
         self.tls_reloads.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Records the stage `capability` is at in this facade's table; the
+    /// first call also exposes its stage-change and rollback counters at 0.
+    pub fn stage(&self, capability: &'static str, stage: Stage) {
+        for name in Stage::NAMES {
+            self.stages
+                .get_or_create(&StageLabels {
+                    capability,
+                    stage: name,
+                })
+                .set(i64::from(name == stage.name()));
+        }
+        self.canary_permille
+            .get_or_create(&CapabilityLabels { capability })
+            .set(stage.permille().map_or(0, |share| i64::from(share.get())));
+        // Counters present from the start, so that the first change or
+        // rollback shows in `increase()` (a series born at 1 does not).
+        let _ = self.stage_changes.get_or_create(&CapabilityLabels { capability });
+        let _ = self
+            .auto_rollbacks
+            .get_or_create(&CapabilityLabels { capability });
+    }
+
+    /// Counts a stage change of `capability` swapped into the table.
+    pub fn stage_changed(&self, capability: &'static str) {
+        self.stage_changes
+            .get_or_create(&CapabilityLabels { capability })
+            .inc();
+    }
+
+    /// Records the latest finished comparison of `capability`: the rows it
+    /// found missing, extra and changed, and how long ago it ended.
+    pub fn reconciliation(
+        &self,
+        capability: &'static str,
+        found: [(&'static str, i64); 3],
+        age_seconds: u64,
+    ) {
+        for (kind, count) in found {
+            self.divergences
+                .get_or_create(&DivergenceLabels { capability, kind })
+                .set(count);
+        }
+        self.reconciliation_age
+            .get_or_create(&CapabilityLabels { capability })
+            .set(i64::try_from(age_seconds).unwrap_or(i64::MAX));
+    }
+
+    /// Certificate reloads with `outcome` so far.
+    #[cfg(test)]
+    pub fn tls_reload_count(&self, outcome: &'static str) -> u64 {
+        self.tls_reloads.get_or_create(&OutcomeLabels { outcome }).get()
     }
 
     /// Interns a capability or backend name for labels.

@@ -104,7 +104,12 @@ async fn leaving_shadow_needs_a_low_mismatch_rate_over_enough_comparisons(engine
 }
 
 /// Adds a finished run to `reconciliation_runs`, `age_seconds` ago.
-async fn record_reconciliation(store: &DatabaseUrl, capability: &str, status: &str, age_seconds: i64) {
+pub(crate) async fn record_reconciliation(
+    store: &DatabaseUrl,
+    capability: &str,
+    status: &str,
+    age_seconds: i64,
+) {
     let db = Database::open(store).await.unwrap();
     let finished = Utc::now() - chrono::Duration::seconds(age_seconds);
     let started = finished - chrono::Duration::seconds(5);

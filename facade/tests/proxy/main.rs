@@ -22,6 +22,7 @@ mod gates;
 mod headers;
 mod helpers;
 mod limits;
+mod operations_metrics;
 mod paths;
 mod pool;
 mod resilience;

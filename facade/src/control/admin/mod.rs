@@ -1,6 +1,9 @@
 //! The admin API, on its own listener: list capabilities and routes, flip
 //! and roll back a capability, read the audit log, explain a request's
-//! route, health, readiness and Prometheus metrics.
+//! route, health, readiness and Prometheus metrics. `/metrics` also reads
+//! each capability's latest finished reconciliation from the toolkit store
+//! (its divergences and age), so that a reconciler run as a one-shot job
+//! still shows on the facade's dashboard and alerts.
 //!
 //! Every endpoint wants `Authorization: Bearer <token>`; the comparison is
 //! constant-time. The token comes from the environment or a file, never from
@@ -19,7 +22,7 @@ pub use shadow_report::{FieldCount, ShadowReport};
 use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use api_error::ApiError;
 use api_error::{method_not_allowed_fallback, not_found_fallback};
@@ -33,6 +36,7 @@ use serde_json::{json, Value};
 use subtle::ConstantTimeEq;
 
 use crate::config::AdminToken;
+use crate::control::gate;
 use crate::control::route_store::StoreError;
 use crate::control::route_watch::TableUpdater;
 use crate::flow::state::ProxyState;
@@ -178,6 +182,7 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
             backend.bulkhead.in_flight(),
         );
     }
+    export_reconciliations(&state).await;
     (
         [(
             header::CONTENT_TYPE,
@@ -185,6 +190,45 @@ async fn metrics(State(state): State<AdminState>) -> impl IntoResponse {
         )],
         state.proxy.metrics.render(),
     )
+}
+
+/// How long `/metrics` waits for the store's reconciliation runs before it
+/// answers with the values it read last (a store that is down must not
+/// make the scrape fail: the proxy's own metrics matter most then).
+const RECONCILIATION_READ_LIMIT: Duration = Duration::from_secs(2);
+
+/// Sets each capability's reconciliation gauges from its latest finished
+/// comparison in the toolkit store; keeps the last values when the store
+/// does not answer in time.
+async fn export_reconciliations(state: &AdminState) {
+    let db = state.updater.store().database();
+    let metrics = &state.proxy.metrics;
+    let read = async {
+        for capability in &state.proxy.capabilities {
+            let latest = gate::latest_comparison(db, capability.name).await?;
+            if let Some(latest) = latest {
+                metrics.reconciliation(
+                    capability.name,
+                    [
+                        ("missing", latest.missing),
+                        ("extra", latest.extra),
+                        ("changed", latest.changed),
+                    ],
+                    latest.age_seconds,
+                );
+            }
+        }
+        Ok::<(), sqlx::Error>(())
+    };
+    match tokio::time::timeout(RECONCILIATION_READ_LIMIT, read).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::debug!(%error, "/metrics: reconciliation runs not read; the last values stay")
+        }
+        Err(_) => {
+            tracing::debug!("/metrics: the store did not answer in time; the last reconciliation values stay")
+        }
+    }
 }
 
 /// Serves the admin API on `listener` until `shutdown` resolves, then lets
