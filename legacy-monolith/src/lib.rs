@@ -21,6 +21,7 @@ use std::time::Duration;
 use axum::Router;
 
 use service_runtime::app::{json_api, BoundApp};
+use service_runtime::idempotency;
 use service_runtime::{Database, DatabaseError, DatabaseUrl, Migrations};
 use sqlx::migrate::Migrator;
 
@@ -35,6 +36,9 @@ pub static MIGRATIONS: Migrations = Migrations {
 
 /// The default listen address, documented in the README.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8081";
+
+/// How often idempotency keys older than their retention are purged.
+pub const KEY_PURGE_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
 /// What the monolith needs to start.
 #[derive(Debug, Clone)]
@@ -78,6 +82,8 @@ pub struct Application;
 impl Application {
     /// Opens and migrates the database, seeds it if asked, and binds the
     /// listener (so that [`BoundApp::local_addr`] is known before serving).
+    /// While it serves, expired idempotency keys are purged every
+    /// [`KEY_PURGE_INTERVAL`].
     pub async fn build(config: Config) -> Result<BoundApp, StartError> {
         let db = Database::connect(&config.database_url, &MIGRATIONS).await?;
         if config.seed {
@@ -87,7 +93,10 @@ impl Application {
             tracing::info!(?report, "sample data");
         }
         let router = router(AppState { db: db.clone() });
-        Ok(BoundApp::bind(config.listen, router, db, config.grace_period).await?)
+        let purge = idempotency::purge_periodically(db.clone(), KEY_PURGE_INTERVAL);
+        Ok(BoundApp::bind(config.listen, router, db, config.grace_period)
+            .await?
+            .with_background(purge))
     }
 }
 

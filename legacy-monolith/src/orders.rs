@@ -6,16 +6,29 @@
 //! Placing an order is ONE local transaction: check and take stock, record
 //! the order and its lines, capture the payment. Any failure drops the
 //! transaction, so a rejected order leaves the database exactly as it was.
+//!
+//! `POST /orders` honours `Idempotency-Key` (service-runtime's
+//! `idempotency` module has the rules). The key is the transaction's first
+//! write and its answer is stored before the commit, so the key is
+//! remembered exactly when its order exists, answer included: a crash after
+//! the commit leaves the answer for the retry. A second request with the
+//! key never sees one in progress (this endpoint never answers 409 for a
+//! key): it waits on the key's primary key (PostgreSQL) or for the one
+//! connection (SQLite) until the first transaction ends, then gets the
+//! stored answer, or, if the first rolled back, places the order itself.
 
 use std::collections::HashMap;
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde_json::json;
 use service_runtime::extract::{JsonBody, PathParams, QueryParams};
+use service_runtime::idempotency::{Claim, KeyClaim, MaybeIdempotencyKey};
 use service_runtime::pagination::{Page, PageParams};
+use service_runtime::timestamp::Utc;
 use service_runtime::{timestamp, ApiError};
 use shop_api::orders::order_total;
 use shop_api::{NewOrder, Order, OrderLine, OrderReplica, OrderStatus, PaymentRequest};
@@ -28,6 +41,8 @@ use crate::{inventory, payments, AppState};
 const ORIGIN_MONOLITH: &str = "monolith";
 /// `origin` of orders written by the orders service's dual writes.
 const ORIGIN_ORDERS_SERVICE: &str = "orders-service";
+/// The `scope` of `POST /orders`'s idempotency keys.
+pub const PLACE_ORDER_SCOPE: &str = "POST /orders";
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -52,11 +67,20 @@ const ORDER_COLUMNS: &str = "id, customer_id, status, total_cents, created_at, u
 
 async fn place_order(
     State(state): State<AppState>,
+    MaybeIdempotencyKey(key): MaybeIdempotencyKey,
     JsonBody(order): JsonBody<NewOrder>,
-) -> Result<(StatusCode, Json<Order>), ApiError> {
+) -> Result<Response, ApiError> {
     order.validate()?;
-    let now = timestamp::now();
+    let at = Utc::now();
+    let now = timestamp::format(at);
+    let claim = key.map(|key| KeyClaim::new(PLACE_ORDER_SCOPE, key, &order));
     let mut tx = state.db.pool().begin().await?;
+    if let Some(claim) = &claim {
+        if let Claim::Taken(stored) = claim.claim(&mut tx, at).await? {
+            // Dropping the transaction rolls the attempt back.
+            return Ok(claim.answer(&stored));
+        }
+    }
     if find_customer(&mut *tx, order.customer_id).await?.is_none() {
         return Err(
             ApiError::unprocessable(format!("customer {} does not exist", order.customer_id))
@@ -104,25 +128,27 @@ async fn place_order(
             "a payment with reference order:{id} already exists although order {id} is new"
         ))));
     }
+    let placed = Order {
+        id,
+        customer_id: order.customer_id,
+        status: OrderStatus::Placed,
+        total_cents,
+        lines,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    if let Some(claim) = &claim {
+        claim.remember(&mut tx, id, StatusCode::CREATED, &placed).await?;
+    }
     tx.commit().await?;
     tracing::info!(
         order_id = id,
         customer_id = order.customer_id,
         total_cents,
+        idempotency_key = claim.as_ref().map(|c| c.key.as_str()),
         "order placed"
     );
-    Ok((
-        StatusCode::CREATED,
-        Json(Order {
-            id,
-            customer_id: order.customer_id,
-            status: OrderStatus::Placed,
-            total_cents,
-            lines,
-            created_at: now.clone(),
-            updated_at: now,
-        }),
-    ))
+    Ok((StatusCode::CREATED, Json(placed)).into_response())
 }
 
 /// The next free order id. Ids the orders service's dual writes already

@@ -7,11 +7,14 @@
 //! order is also written back into the monolith's tables ([`dual_write`]),
 //! with optional fault injection so the two databases can be made to differ.
 //! `GET`/`PUT /internal/settings` ([`settings`]) change that fault rate and
-//! switch a simulated outage while the service runs.
+//! switch a simulated outage while the service runs. `POST /orders` honours
+//! `Idempotency-Key`, and [`recovery`] compensates the orders of sagas that
+//! a dead process left pending, on start and on a timer.
 
 pub mod dual_write;
 pub mod monolith_client;
 pub mod order_store;
+pub mod recovery;
 mod routes;
 pub mod saga;
 pub mod settings;
@@ -29,6 +32,7 @@ use sqlx::migrate::Migrator;
 use crate::dual_write::{DualWriteConfig, DualWriter};
 use crate::monolith_client::MonolithClient;
 use crate::order_store::OrderStore;
+use crate::recovery::{RecoveryConfig, SagaRecovery};
 use crate::settings::Outage;
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/orders/sqlite");
@@ -90,6 +94,8 @@ pub struct AppState {
     pub dual_writer: DualWriter,
     /// The simulated outage switch (`/internal/settings`).
     pub outage: Outage,
+    /// Saga recovery, for its counters (`/internal/recovery`).
+    pub recovery: SagaRecovery,
 }
 
 /// The app as a deployable: [`Application::build`] opens its database and
@@ -98,25 +104,51 @@ pub struct AppState {
 pub struct Application;
 
 impl Application {
-    /// Validates the settings, opens and migrates the database, and binds.
+    /// Validates the settings, opens and migrates the database, and binds;
+    /// saga recovery runs with its defaults ([`RecoveryConfig::default`]).
     pub async fn build(config: Config) -> Result<BoundApp, StartError> {
+        Self::build_with_recovery(config, RecoveryConfig::default()).await
+    }
+
+    /// [`Application::build`] with saga recovery's settings. Recovery runs
+    /// beside the server: a pass once it serves, then every interval.
+    pub async fn build_with_recovery(
+        config: Config,
+        recovery: RecoveryConfig,
+    ) -> Result<BoundApp, StartError> {
         config.dual_write.validate().map_err(StartError::Config)?;
         if config.monolith_timeout.is_zero() {
             return Err(StartError::Config(
                 "the monolith timeout must be above zero".to_owned(),
             ));
         }
+        recovery
+            .validate(config.monolith_timeout)
+            .map_err(StartError::Config)?;
+        if recovery.pending_timeout < config.monolith_timeout.saturating_mul(10) {
+            tracing::warn!(
+                pending_timeout = ?recovery.pending_timeout,
+                monolith_timeout = ?config.monolith_timeout,
+                "the saga recovery timeout is shorter than a slow saga may take; \
+                 such sagas will be compensated and answered with a 500"
+            );
+        }
         let db = Database::connect(&config.database_url, &MIGRATIONS).await?;
         let monolith =
             MonolithClient::new(config.monolith_url, config.monolith_timeout).map_err(StartError::Client)?;
+        let orders = OrderStore::new(db.clone());
+        let recovery = SagaRecovery::new(orders.clone(), monolith.clone(), recovery);
         let router = router(AppState {
-            orders: OrderStore::new(db.clone()),
+            orders,
             dual_writer: DualWriter::new(monolith.clone(), config.dual_write),
             monolith,
             db: db.clone(),
             outage: Outage::default(),
+            recovery: recovery.clone(),
         });
-        Ok(BoundApp::bind(config.listen, router, db, config.grace_period).await?)
+        Ok(BoundApp::bind(config.listen, router, db, config.grace_period)
+            .await?
+            .with_background(recovery.run_periodically()))
     }
 }
 

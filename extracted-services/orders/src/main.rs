@@ -6,6 +6,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use orders_service::dual_write::DualWriteConfig;
+use orders_service::recovery::{
+    RecoveryConfig, DEFAULT_CLAIM_LEASE, DEFAULT_INTERVAL, DEFAULT_PENDING_TIMEOUT,
+};
 use orders_service::{Application, Config, DEFAULT_LISTEN};
 use reqwest::Url;
 use service_runtime::telemetry::{self, LogFormat};
@@ -35,6 +38,16 @@ struct Args {
     /// databases diverge in demos and tests.
     #[arg(long, env = "ORDERS_DUAL_WRITE_FAULT_RATE", default_value_t = 0.0)]
     dual_write_fault_rate: f64,
+    /// Seconds after which a pending order is taken for the remains of a
+    /// dead saga and compensated by saga recovery.
+    #[arg(long, env = "ORDERS_RECOVERY_TIMEOUT_SECS", default_value_t = DEFAULT_PENDING_TIMEOUT.as_secs())]
+    recovery_timeout_secs: u64,
+    /// Seconds between two saga recovery passes (the first runs at start).
+    #[arg(long, env = "ORDERS_RECOVERY_INTERVAL_SECS", default_value_t = DEFAULT_INTERVAL.as_secs())]
+    recovery_interval_secs: u64,
+    /// Seconds a recovering instance holds an order before another may try.
+    #[arg(long, env = "ORDERS_RECOVERY_LEASE_SECS", default_value_t = DEFAULT_CLAIM_LEASE.as_secs())]
+    recovery_lease_secs: u64,
     /// Seconds in-flight requests may take to finish on shutdown.
     #[arg(long, default_value_t = 10)]
     grace_seconds: u64,
@@ -47,17 +60,25 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     telemetry::init(args.log_format, "info");
-    let app = Application::build(Config {
-        listen: args.listen,
-        database_url: args.database_url.clone(),
-        monolith_url: args.monolith_url,
-        monolith_timeout: Duration::from_millis(args.monolith_timeout_ms),
-        dual_write: DualWriteConfig {
-            enabled: args.dual_write,
-            fault_rate: args.dual_write_fault_rate,
+    let recovery = RecoveryConfig {
+        pending_timeout: Duration::from_secs(args.recovery_timeout_secs),
+        interval: Duration::from_secs(args.recovery_interval_secs),
+        claim_lease: Duration::from_secs(args.recovery_lease_secs),
+    };
+    let app = Application::build_with_recovery(
+        Config {
+            listen: args.listen,
+            database_url: args.database_url.clone(),
+            monolith_url: args.monolith_url,
+            monolith_timeout: Duration::from_millis(args.monolith_timeout_ms),
+            dual_write: DualWriteConfig {
+                enabled: args.dual_write,
+                fault_rate: args.dual_write_fault_rate,
+            },
+            grace_period: Duration::from_secs(args.grace_seconds),
         },
-        grace_period: Duration::from_secs(args.grace_seconds),
-    })
+        recovery,
+    )
     .await
     .with_context(|| format!("starting the orders service on {}", args.database_url))?;
     tracing::info!(addr = %app.local_addr(), "orders service listening");

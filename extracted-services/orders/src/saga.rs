@@ -14,18 +14,26 @@
 //! order id, so a step whose outcome is unknown (a timeout) is compensated by
 //! releasing or refunding that reference, which is safe whether or not the
 //! step happened.
+//!
+//! With an `Idempotency-Key`, step 1 also claims the key and step 4 stores
+//! the answer with it (see [`crate::order_store`]); a failed saga frees the
+//! key. A process that dies between steps 1 and 4 leaves the order pending
+//! and its key in progress (a retry gets a 409) until
+//! [`crate::recovery`] compensates the order and frees the key.
 
 use std::time::Duration;
 
 use axum::http::HeaderValue;
 use serde_json::json;
 use service_runtime::api_error::error_chain;
+use service_runtime::idempotency::{KeyClaim, StoredKey};
+use service_runtime::timestamp::Utc;
 use service_runtime::{timestamp, ApiError};
 use shop_api::orders::order_total;
 use shop_api::{NewOrder, Order, OrderLine, PaymentRequest, ReservationRequest};
 
 use crate::monolith_client::MonolithError;
-use crate::order_store::placed_by_monolith;
+use crate::order_store::{placed_by_monolith, Pending};
 use crate::AppState;
 
 /// How often a compensation step is tried before it is left to an operator.
@@ -36,13 +44,25 @@ pub fn reference_of(order_id: i64) -> String {
     format!("orders-service:order:{order_id}")
 }
 
+/// What [`place_order`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Placed {
+    /// The saga ran and placed this order.
+    Order(Order),
+    /// Another request holds the idempotency key: nothing ran, and its row
+    /// says what to answer ([`KeyClaim::answer`]).
+    KeyTaken(StoredKey),
+}
+
 /// Runs the place-order saga; on any failure every completed step is undone
-/// and the order is left `failed` (invisible through the API).
+/// and the order is left `failed` (invisible through the API). With a
+/// `claim`, the order is created under the request's idempotency key.
 pub async fn place_order(
     state: &AppState,
     order: NewOrder,
     request_id: &HeaderValue,
-) -> Result<Order, ApiError> {
+    claim: Option<&KeyClaim>,
+) -> Result<Placed, ApiError> {
     order.validate()?;
     if state
         .monolith
@@ -55,10 +75,14 @@ pub async fn place_order(
                 .with_detail(json!({ "field": "customer_id" })),
         );
     }
-    let id = state
+    let id = match state
         .orders
-        .create_pending(order.customer_id, &order.lines, &timestamp::now())
-        .await?;
+        .create_pending(order.customer_id, &order.lines, Utc::now(), claim)
+        .await?
+    {
+        Pending::Created(id) => id,
+        Pending::KeyTaken(stored) => return Ok(Placed::KeyTaken(stored)),
+    };
     let reference = reference_of(id);
     tracing::info!(order_id = id, "order pending; reserving stock");
 
@@ -132,8 +156,8 @@ pub async fn place_order(
         return Err(fail(state, id, "payment", error).await);
     }
 
-    match state.orders.mark_placed(id, &timestamp::now()).await {
-        Ok(true) => {}
+    let placed = match state.orders.mark_placed(id, &timestamp::now()).await {
+        Ok(Some(placed)) => placed,
         outcome => {
             compensate(id, "refund payment", || {
                 state.monolith.refund(&reference, request_id)
@@ -145,22 +169,19 @@ pub async fn place_order(
             .await;
             let reason = match outcome {
                 Err(error) => error_chain(&error),
-                _ => "the order was no longer pending".to_owned(),
+                // Not pending any more, or claimed by saga recovery, which
+                // compensates it too (both compensations are idempotent).
+                _ => "the order was no longer pending (saga recovery may have claimed it)".to_owned(),
             };
             mark_failed(state, id, &reason).await;
             return Err(ApiError::internal(&std::io::Error::other(format!(
                 "confirming order {id} failed: {reason}"
             ))));
         }
-    }
-    let placed = state.orders.visible(id).await?.ok_or_else(|| {
-        ApiError::internal(&std::io::Error::other(format!(
-            "order {id} vanished after placing"
-        )))
-    })?;
+    };
     tracing::info!(order_id = id, total_cents, "order placed");
     state.dual_writer.replicate(&placed, request_id).await;
-    Ok(placed)
+    Ok(Placed::Order(placed))
 }
 
 /// Cancels a placed order: releases its stock and refunds its payment in
@@ -225,7 +246,11 @@ async fn fail(state: &AppState, id: i64, step: &str, error: MonolithError) -> Ap
 
 async fn mark_failed(state: &AppState, id: i64, reason: &str) {
     if let Err(error) = state.orders.mark_failed(id, reason, &timestamp::now()).await {
-        tracing::error!(order_id = id, error = %error_chain(&error), "cannot mark the order failed; it stays pending");
+        tracing::error!(
+            order_id = id,
+            error = %error_chain(&error),
+            "cannot mark the order failed; it stays pending until saga recovery compensates it"
+        );
     }
 }
 

@@ -79,6 +79,7 @@ pub(super) struct RawBackend {
     pub(super) client_cert: Option<String>,
     pub(super) client_key: Option<String>,
     pub(super) insecure_skip_verify: Option<bool>,
+    pub(super) honours_idempotency_key: Option<bool>,
 }
 
 #[derive(Deserialize)]

@@ -129,6 +129,9 @@ pub struct Backend {
     pub retry_budget: RetryBudget,
     /// Caps requests in flight.
     pub bulkhead: Bulkhead,
+    /// Whether it deduplicates requests on their `Idempotency-Key`: only
+    /// then is a non-idempotent request with a key sent to it again.
+    pub honours_idempotency_key: bool,
 }
 
 impl Backend {
@@ -167,6 +170,7 @@ impl Backend {
             breaker: CircuitBreaker::new(config.resilience.breaker),
             retry_budget: RetryBudget::new(config.resilience.retry_budget, RETRY_BUDGET_WINDOW),
             bulkhead: Bulkhead::new(config.resilience.max_concurrent),
+            honours_idempotency_key: config.honours_idempotency_key,
         }
     }
 
@@ -232,6 +236,7 @@ mod tests {
                     .unwrap(),
                 protocol: UpstreamProtocol::Http1,
                 tls: None,
+                honours_idempotency_key: false,
             },
             "b",
             2,

@@ -277,8 +277,11 @@ pub(crate) struct Plan<'a> {
     pub primary: &'a Arc<Backend>,
     /// The monolith, when the stage allows falling back to it.
     pub fallback: Option<&'a Arc<Backend>>,
-    /// Idempotent method or `Idempotency-Key`: may be repeated.
-    pub repeatable: bool,
+    /// An idempotent method: may be repeated to any backend.
+    pub idempotent: bool,
+    /// A non-idempotent request with an `Idempotency-Key`: may be repeated
+    /// only to a backend that honours the key (`honours_idempotency_key`).
+    pub keyed: bool,
     /// The capability's metric label.
     pub capability: &'static str,
     /// Where the upstream's interim answers go, if the client can take
@@ -287,6 +290,16 @@ pub(crate) struct Plan<'a> {
     /// The client's own deadline (a gRPC call's `grpc-timeout`): no attempt
     /// waits past it.
     pub deadline: Option<Duration>,
+}
+
+impl Plan<'_> {
+    /// Whether the request may go to `backend` after an attempt that may
+    /// have reached a backend: an idempotent method may, and a keyed one
+    /// only where the backend deduplicates on the key, so that a request
+    /// the first backend acted on but did not answer is not acted on twice.
+    pub(crate) fn may_repeat(&self, backend: &Backend) -> bool {
+        self.idempotent || (self.keyed && backend.honours_idempotency_key)
+    }
 }
 
 /// Sends the request per `plan`.
@@ -330,7 +343,7 @@ pub(crate) async fn dispatch<'a>(
             first_reason = Some(failure.reason());
             untried = matches!(failure, Failure::CircuitOpen { probing: true });
         }
-        let again = (plan.repeatable || failure.nothing_sent()) && body.can_send_again();
+        let again = (plan.may_repeat(primary) || failure.nothing_sent()) && body.can_send_again();
         if !again || retry >= policy.retries || failure.nothing_sent_by_guard() {
             break failure;
         }
@@ -352,7 +365,7 @@ pub(crate) async fn dispatch<'a>(
         PrimaryOutcome::Failed
     };
     if let Some(fallback) = plan.fallback {
-        if (plan.repeatable || failure.nothing_sent()) && body.can_send_again() {
+        if (plan.may_repeat(fallback) || failure.nothing_sent()) && body.can_send_again() {
             let reason = FallbackCause {
                 first: first_reason.unwrap_or(failure.reason()),
                 last: failure.reason(),

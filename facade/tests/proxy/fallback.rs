@@ -1,5 +1,6 @@
 //! The monolith as the fallback: in canary and service stages, a request
-//! that is safe to repeat (idempotent, `Idempotency-Key`, or never sent) is
+//! that is safe to repeat (idempotent, never sent, or with an
+//! `Idempotency-Key` to a backend that honours it) is
 //! answered by legacy when the service fails, and says so; a request that
 //! is not safe is never replayed; `retired` has no fallback. Under steady
 //! load, a service killed and restarted on the same port costs no request.
@@ -52,8 +53,14 @@ async fn a_dead_service_is_covered_by_legacy_for_requests_safe_to_repeat() {
 
 #[tokio::test]
 async fn a_failed_write_is_replayed_to_legacy_only_with_an_idempotency_key() {
-    let (_store, cutover, facade) =
-        start_without_rollback("service", "breaker_failures = 1000\nretries = 0").await;
+    let (_store, cutover, facade) = Cutover::start(Settings {
+        initial: "service",
+        capability: "sticky = \"header:x-user\"\n[capabilities.orders.rollback]\nenabled = false",
+        service: "breaker_failures = 1000\nretries = 0",
+        legacy: "honours_idempotency_key = true",
+        ..Settings::default()
+    })
+    .await;
     cutover.service.set(Behavior::Status(500));
 
     let posted = facade.send(Method::POST, "/orders", &[]).await;
@@ -86,6 +93,59 @@ async fn a_failed_write_is_replayed_to_legacy_only_with_an_idempotency_key() {
     assert_fell_back(&keyed, "status");
     assert_eq!(keyed.body["body_bytes"], 5000, "{keyed:?}");
     assert_eq!(cutover.service.requests().last().unwrap().body_bytes, 5000);
+}
+
+#[tokio::test]
+async fn a_keyed_write_is_not_replayed_to_a_backend_that_ignores_the_key() {
+    // The monolith's backend does not say it honours `Idempotency-Key`: a
+    // write the service may have acted on must not be acted on twice.
+    let (_store, cutover, facade) =
+        start_without_rollback("service", "breaker_failures = 1000\nretries = 0").await;
+    cutover.service.set(Behavior::Status(500));
+    let keyed = facade
+        .send(Method::POST, "/orders", &[("idempotency-key", "order-44")])
+        .await;
+    assert_eq!(keyed.status, StatusCode::INTERNAL_SERVER_ERROR, "{keyed:?}");
+    assert_eq!(keyed.fallback, None, "{keyed:?}");
+    assert_eq!((cutover.service.hits(), cutover.legacy.hits()), (1, 0));
+    // A read still falls back.
+    assert_fell_back(&facade.get("/orders/7").await, "status");
+}
+
+#[tokio::test]
+async fn a_keyed_write_is_retried_only_on_a_service_that_honours_the_key() {
+    let (_store, cutover, facade) = start_without_rollback(
+        "retired",
+        "breaker_failures = 1000\nretries = 2\nretry_backoff_ms = 1\nretry_budget = 1.0",
+    )
+    .await;
+    cutover.service.set(Behavior::Status(503));
+    let keyed = facade
+        .send(Method::POST, "/orders", &[("idempotency-key", "order-45")])
+        .await;
+    assert_eq!(keyed.status, StatusCode::SERVICE_UNAVAILABLE, "{keyed:?}");
+    assert_eq!(
+        cutover.service.hits(),
+        1,
+        "retried to a backend that ignores the key"
+    );
+
+    let (_store, cutover, facade) = start_without_rollback(
+        "retired",
+        "breaker_failures = 1000\nretries = 2\nretry_backoff_ms = 1\nretry_budget = 1.0\nhonours_idempotency_key = true",
+    )
+    .await;
+    cutover.service.set(Behavior::Status(503));
+    let keyed = facade
+        .send(Method::POST, "/orders", &[("idempotency-key", "order-46")])
+        .await;
+    assert_eq!(keyed.status, StatusCode::SERVICE_UNAVAILABLE, "{keyed:?}");
+    // The retry budget (a share of recent requests) allows at least one.
+    assert!(
+        cutover.service.hits() >= 2,
+        "not retried: {} attempts",
+        cutover.service.hits()
+    );
 }
 
 #[tokio::test]

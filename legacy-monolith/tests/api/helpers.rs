@@ -21,7 +21,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     // Serves until the test ends; keeps the SQLite file (or the PostgreSQL
     // database) for the test.
-    _app: SpawnedApp,
+    app: SpawnedApp,
 }
 
 /// Starts the monolith on port 0 against a fresh database of `engine` and
@@ -33,7 +33,7 @@ pub async fn spawn_app(engine: Engine) -> Option<TestApp> {
         address: app.url.clone(),
         db: app.db.clone(),
         client: test_harness::http_client(),
-        _app: app,
+        app,
     })
 }
 
@@ -80,6 +80,7 @@ pub const ALL_TABLES: &[&str] = &[
     "payments",
     "stock_reservations",
     "stock_reservation_lines",
+    "idempotency_keys",
 ];
 
 /// Every row of every table.
@@ -91,6 +92,11 @@ pub async fn snapshot_all(app: &TestApp) -> Snapshot {
 }
 
 impl TestApp {
+    /// The URL of the monolith's database, to serve it from a second server.
+    pub fn database_url(&self) -> &service_runtime::DatabaseUrl {
+        self.app.database_url()
+    }
+
     /// Loads 5 products, 3 customers and 4 orders with `seed_if_empty`,
     /// then sets the values tests rely on: [`PRICES`], [`STOCK`] for every
     /// product, and the credit limits of [`RICH`], [`POOR`] and [`OTHER`].

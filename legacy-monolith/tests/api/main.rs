@@ -10,6 +10,7 @@
 mod catalog;
 mod health_and_errors;
 mod helpers;
+mod idempotency;
 mod orders;
 mod saga_endpoints;
 mod seed;

@@ -4,6 +4,12 @@
 //! read the real port back), answers unknown paths and methods with JSON,
 //! carries a correlation id on every request, serves `/health`, and closes
 //! its database pool after draining.
+//!
+//! An app may also run background work beside its server
+//! ([`BoundApp::with_background`]: the orders service's saga recovery, the
+//! purge of expired idempotency keys). It starts when serving starts, runs
+//! in the server's own task, and ends when the server has drained: whatever
+//! stops the app (a signal, a test dropping its task) stops it too.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -11,6 +17,8 @@ use std::time::Duration;
 
 use axum::extract::FromRef;
 use axum::Router;
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use tokio::net::TcpListener;
 
 use crate::api_error::{method_not_allowed_fallback, not_found_fallback};
@@ -38,6 +46,7 @@ pub struct BoundApp {
     router: Router,
     db: Database,
     grace_period: Duration,
+    background: Vec<BoxFuture<'static, ()>>,
 }
 
 impl std::fmt::Debug for BoundApp {
@@ -61,7 +70,15 @@ impl BoundApp {
             router,
             db,
             grace_period,
+            background: Vec::new(),
         })
+    }
+
+    /// Runs `task` beside the server once it serves, until the server has
+    /// drained. A task that ends early just ends; the server goes on.
+    pub fn with_background(mut self, task: impl Future<Output = ()> + Send + 'static) -> Self {
+        self.background.push(task.boxed());
+        self
     }
 
     /// The address actually bound.
@@ -76,12 +93,21 @@ impl BoundApp {
         &self.db
     }
 
-    /// Serves until `shutdown` resolves, drains, then closes the pool.
+    /// Serves (and runs the background tasks) until `shutdown` resolves,
+    /// drains, then closes the pool.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        let result = server::serve(self.listener, self.router, shutdown, self.grace_period).await;
+        let serve = server::serve(self.listener, self.router, shutdown, self.grace_period);
+        let background = async {
+            futures::future::join_all(self.background).await;
+            std::future::pending::<()>().await;
+        };
+        let result = tokio::select! {
+            result = serve => result,
+            () = background => Ok(()),
+        };
         self.db.close().await;
         result
     }

@@ -12,6 +12,7 @@ pub mod api_error;
 pub mod app;
 pub mod extract;
 pub mod health;
+pub mod idempotency;
 pub mod pagination;
 pub mod request_id;
 pub mod server;

@@ -11,6 +11,8 @@
 //! - [`http`]: one request, its status and JSON body, and how long it took.
 //! - [`upstreams`]: upstreams that fail on purpose (a closed port, a silent
 //!   server) and a stub that records every request and answers as told.
+//! - [`AppProcess`]: an app's binary as a child process, to kill with
+//!   SIGKILL where a test needs a real crash.
 //!
 //! Servers bind `127.0.0.1:0` and are awaited through `/health`, never slept
 //! for. Panicking is how this crate reports a broken test environment: it is
@@ -18,6 +20,7 @@
 
 pub mod http;
 mod monolith;
+mod process;
 mod running_app;
 mod spawned_app;
 pub mod upstreams;
@@ -26,6 +29,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 pub use monolith::{spawn_empty_monolith, Monolith};
+pub use process::AppProcess;
 pub use running_app::RunningApp;
 pub use spawned_app::SpawnedApp;
 

@@ -8,20 +8,23 @@
 
 use std::time::Duration;
 
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use legacy_monolith::seed::SeedSize;
 use orders_service::dual_write::DualWriteConfig;
-use orders_service::order_store::FIRST_SERVICE_ORDER_ID;
-use orders_service::{Application, Config};
+use orders_service::monolith_client::MonolithClient;
+use orders_service::order_store::{OrderStore, FIRST_SERVICE_ORDER_ID};
+use orders_service::recovery::{RecoveryConfig, SagaRecovery};
+use orders_service::{Application, Config, MIGRATIONS};
 use serde_json::{json, Value};
+use service_runtime::idempotency::{IDEMPOTENCY_KEY_HEADER, REPLAYED_HEADER};
 use service_runtime::DatabaseUrl;
 use shop_api::{Payment, PaymentRequest, Reservation, ReservationRequest, ReservedLine};
 use shop_test_support::upstreams::{refusal, SeenRequest, StubUpstream};
 use shop_test_support::{any_port, Monolith, SpawnedApp, GRACE_PERIOD};
 use sqlx::FromRow;
-use test_harness::{http_client, Database, Engine};
+use test_harness::{http_client, Database, Engine, TestDatabase};
 
 pub use shop_test_support::http::{get, send, Answer};
 
@@ -51,7 +54,7 @@ pub const CUSTOMERS: usize = 3;
 pub const SEEDED_ORDERS: i64 = 2;
 
 /// The service's tables, for before/after snapshots.
-pub const SERVICE_TABLES: &[&str] = &["orders", "order_lines", "id_allocations"];
+pub const SERVICE_TABLES: &[&str] = &["orders", "order_lines", "id_allocations", "idempotency_keys"];
 
 /// The monolith's tables an order could touch, for before/after snapshots.
 pub const MONOLITH_TABLES: &[&str] = &[
@@ -194,6 +197,27 @@ pub async fn place_ok(base: &str, customer_id: i64, lines: &[(i64, i64)]) -> Val
     order
 }
 
+/// `POST {base}/orders` with an `Idempotency-Key`: status, headers, body.
+pub async fn place_keyed(base: &str, key: &str, body: &Value) -> (StatusCode, HeaderMap, Value) {
+    let response = http_client()
+        .post(format!("{base}/orders"))
+        .header(IDEMPOTENCY_KEY_HEADER.as_str(), key)
+        .json(body)
+        .send()
+        .await
+        .expect("placing an order");
+    let status = response.status();
+    let headers = response.headers().clone();
+    (status, headers, response.json().await.expect("a JSON body"))
+}
+
+/// Whether an answer says it is a replay.
+pub fn is_replay(headers: &HeaderMap) -> bool {
+    headers
+        .get(REPLAYED_HEADER.as_str())
+        .is_some_and(|value| value == "true")
+}
+
 /// `POST {base}/orders/{id}/cancel`.
 pub async fn cancel(base: &str, id: i64) -> Answer {
     send(http_client().post(format!("{base}/orders/{id}/cancel"))).await
@@ -230,6 +254,31 @@ pub fn stats(enabled: bool, fault_rate: f64, written: u64, failed: u64, dropped:
 /// The `id` of an order body.
 pub fn id_of(order: &Value) -> i64 {
     order["id"].as_i64().expect("an order id")
+}
+
+/// A fresh, migrated orders database with no service on it (so no
+/// background recovery either); `None` when the engine's server is
+/// unavailable.
+pub async fn orders_database(engine: Engine) -> Option<(TestDatabase, Database)> {
+    let database = TestDatabase::fresh(engine).await?;
+    let db = Database::connect(database.url(), &MIGRATIONS)
+        .await
+        .expect("migrating the orders database");
+    Some((database, db))
+}
+
+/// Saga recovery over `db`, compensating through the monolith at `monolith_url`.
+pub fn recovery(db: &Database, monolith_url: &str, config: RecoveryConfig) -> SagaRecovery {
+    SagaRecovery::new(OrderStore::new(db.clone()), monolith_client(monolith_url), config)
+}
+
+/// A client of the monolith at `monolith_url`, as the service builds it.
+pub fn monolith_client(monolith_url: &str) -> MonolithClient {
+    MonolithClient::new(
+        format!("{monolith_url}/").parse().expect("a valid monolith URL"),
+        MONOLITH_TIMEOUT,
+    )
+    .expect("a monolith client")
 }
 
 // ---------------------------------------------------------------- SQL
@@ -415,7 +464,8 @@ pub async fn stub_monolith(delays: StubDelays) -> StubUpstream {
     StubUpstream::spawn(move |request| saga_answer(delays, request)).await
 }
 
-async fn saga_answer(delays: StubDelays, request: SeenRequest) -> Response {
+/// How the stub monolith of [`stub_monolith`] answers `request`.
+pub async fn saga_answer(delays: StubDelays, request: SeenRequest) -> Response {
     match (request.method.as_str(), request.segments().as_slice()) {
         ("GET", ["customers", id]) => {
             let id: i64 = id.parse().unwrap_or_default();

@@ -7,6 +7,8 @@ mod compensation;
 mod config;
 mod dual_write;
 mod helpers;
+mod idempotency;
 mod placing;
+mod recovery;
 mod settings;
 mod upstream;
