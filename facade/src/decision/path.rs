@@ -153,6 +153,9 @@ pub fn normalize_for_routing(path: &str) -> Result<Normalized, PathError> {
 }
 
 #[cfg(test)]
+mod properties;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -30,6 +30,8 @@ mod schedule;
 mod mapping;
 
 #[cfg(test)]
+mod properties;
+#[cfg(test)]
 mod test_text;
 
 pub use compare::{CompareSettings, Normalization, SettleWindow, SourceOfTruth};

@@ -177,7 +177,7 @@ impl Mapping {
         };
         let raw: RawFile = toml::from_str(text).map_err(|error| {
             let offset = error.span().map_or(0, |span| span.start);
-            invalid(offset, error.message().to_owned())
+            invalid(offset, toml_message(&error))
         })?;
         let mut capabilities = BTreeMap::new();
         for (name, capability) in raw.capabilities {
@@ -369,6 +369,15 @@ fn check_table(
 
 /// The 1-based line that byte `offset` of `text` is on (the last line when
 /// `offset` is past the end).
+/// What toml says is wrong, or a plain word where it says nothing (as for
+/// a stray carriage return), so that no error is a bare `file:line:`.
+fn toml_message(error: &toml::de::Error) -> String {
+    match error.message().trim() {
+        "" => "this is not valid TOML: an unexpected character".to_owned(),
+        message => message.to_owned(),
+    }
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     memchr::memchr_iter(b'\n', &text.as_bytes()[..offset.min(text.len())]).count() + 1
 }

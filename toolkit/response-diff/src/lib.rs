@@ -20,6 +20,8 @@ mod canonical;
 mod headers;
 mod json_compare;
 mod json_path;
+#[cfg(test)]
+mod properties;
 mod render;
 mod rules;
 

@@ -284,6 +284,13 @@ pub(super) fn take_response(
     let framing = if no_body {
         ResponseFraming::Empty
     } else if headers.contains_key(header::TRANSFER_ENCODING) {
+        // RFC 9112 §6.1: Transfer-Encoding in an HTTP/1.0 message means
+        // faulty framing (hyper's client refuses it too).
+        if http10 {
+            return Err(HeadError::Malformed(
+                "an HTTP/1.0 response with Transfer-Encoding",
+            ));
+        }
         // Transfer-Encoding wins over Content-Length, which is dropped so
         // that nothing downstream frames by it; a message carrying both is
         // suspect, and its connection is not reused (RFC 9112 §6.3).
@@ -330,6 +337,9 @@ fn last_coding_is_chunked(headers: &HeaderMap) -> bool {
 fn parse_length(value: &[u8]) -> Result<u64, HeadError> {
     content_length::parse(value, Lists::Identical).ok_or(HeadError::BadLength)
 }
+
+#[cfg(test)]
+mod differential;
 
 #[cfg(test)]
 mod tests {
@@ -410,6 +420,15 @@ mod tests {
         .unwrap();
         assert_eq!(same.framing, ResponseFraming::Length(5));
         assert!(take_response(&mut BytesMut::from(&b"SSH-2.0-OpenSSH\r\n\r\n"[..]), &Method::GET).is_err());
+        // Found by the differential test: an HTTP/1.0 answer with a
+        // transfer coding was read chunked (or to its close).
+        for coding in ["chunked", "gzip"] {
+            let text = format!("HTTP/1.0 200 OK\r\nTransfer-Encoding: {coding}\r\n\r\n");
+            assert!(
+                matches!(parse(&text, Method::GET), Err(HeadError::Malformed(_))),
+                "{coding}"
+            );
+        }
         let mut partial = BytesMut::from(&b"HTTP/1.1 200 OK\r\nA: b\r\n"[..]);
         assert!(take_response(&mut partial, &Method::GET).unwrap().is_none());
         assert_eq!(
