@@ -40,11 +40,12 @@ use toml::Spanned;
 use toolkit_db::DatabaseUrl;
 
 use crate::decision::canary::StickyKey;
-use crate::decision::policy::{CapabilityPolicy, RawPolicy, RawResilience, ResiliencePolicy};
+use crate::decision::policy::{CapabilityPolicy, RawPolicy, ResiliencePolicy};
 use crate::decision::routing::{CapabilityDef, PathPattern, Route};
 use crate::decision::stage::Stage;
-use raw::{RawBackend, RawFile};
+use raw::RawFile;
 
+mod backend;
 mod raw;
 mod tls;
 
@@ -156,6 +157,9 @@ pub struct BackendConfig {
     pub protocol: UpstreamProtocol,
     /// TLS, for `https://` URLs.
     pub tls: Option<UpstreamTls>,
+    /// Whether the backend deduplicates on `Idempotency-Key`, so that a
+    /// non-idempotent request with a key may be sent to it again.
+    pub honours_idempotency_key: bool,
 }
 
 /// Size limits on requests.
@@ -243,7 +247,7 @@ impl FacadeConfig {
             message,
         };
         let mut raw: RawFile = toml::from_str(text)
-            .map_err(|error| invalid(error.span().map_or(0, |s| s.start), error.message().to_owned()))?;
+            .map_err(|error| invalid(error.span().map_or(0, |s| s.start), toml_message(&error)))?;
         let address =
             |value: &Option<Spanned<String>>, default: &str, what: &str| -> Result<SocketAddr, ConfigError> {
                 match value {
@@ -279,7 +283,7 @@ impl FacadeConfig {
         let mut backends = Vec::new();
         for (name, spanned) in &raw.backends {
             let start = spanned.span().start;
-            backends.push(check_backend(path, name, spanned.get_ref()).map_err(|m| invalid(start, m))?);
+            backends.push(backend::check(path, name, spanned.get_ref()).map_err(|m| invalid(start, m))?);
         }
         let backend_names: HashSet<&str> = raw.backends.keys().map(String::as_str).collect();
         let known_backend = |value: &Spanned<String>| -> Result<String, ConfigError> {
@@ -498,72 +502,6 @@ impl FacadeConfig {
     }
 }
 
-fn check_backend(config: &Path, name: &str, raw: &RawBackend) -> Result<BackendConfig, String> {
-    if raw.urls.get_ref().is_empty() {
-        return Err(format!("backend `{name}` needs at least one URL in `urls`"));
-    }
-    let mut urls = Vec::new();
-    for url in raw.urls.get_ref() {
-        let uri: Uri = url
-            .parse()
-            .map_err(|_| format!("backend `{name}`: `{url}` is not a URL"))?;
-        if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
-            return Err(format!(
-                "backend `{name}`: `{url}` must be an http://host:port or https://host[:port] URL"
-            ));
-        }
-        if uri.path() != "/" && !uri.path().is_empty() {
-            return Err(format!(
-                "backend `{name}`: `{url}` must not have a path; the facade forwards the request's path"
-            ));
-        }
-        urls.push(uri);
-    }
-    let millis = |value: Option<u64>, default: u64, what: &str| -> Result<Duration, String> {
-        match value.unwrap_or(default) {
-            0 => Err(format!("backend `{name}`: {what} must be above zero")),
-            ms => Ok(Duration::from_millis(ms)),
-        }
-    };
-    let request_timeout = millis(raw.request_timeout_ms, 30_000, "request_timeout_ms")?;
-    let resilience = RawResilience {
-        retries: raw.retries,
-        retry_budget: raw.retry_budget,
-        retry_backoff_ms: raw.retry_backoff_ms,
-        total_timeout_ms: raw.total_timeout_ms,
-        breaker_failures: raw.breaker_failures,
-        breaker_open_ms: raw.breaker_open_ms,
-        max_concurrent: raw.max_concurrent,
-    }
-    .check(name, request_timeout)?;
-    let (protocol, tls) = tls::check_backend(
-        config,
-        name,
-        &urls,
-        &tls::RawBackendTls {
-            protocol: raw.protocol,
-            ca_file: raw.ca_file.clone(),
-            tls_server_name: raw.tls_server_name.clone(),
-            client_cert: raw.client_cert.clone(),
-            client_key: raw.client_key.clone(),
-            insecure_skip_verify: raw.insecure_skip_verify,
-        },
-    )?;
-    Ok(BackendConfig {
-        name: name.to_owned(),
-        urls,
-        balance: raw.balance.unwrap_or(Balance::RoundRobin),
-        connect_timeout: millis(raw.connect_timeout_ms, 1_000, "connect_timeout_ms")?,
-        request_timeout,
-        host_header: raw.host_header.unwrap_or(HostHeader::Preserve),
-        health_path: raw.health_path.clone(),
-        health_interval: millis(raw.health_interval_ms, 2_000, "health_interval_ms")?,
-        resilience,
-        protocol,
-        tls,
-    })
-}
-
 /// An optional count within `range`, or the error's offset and message.
 fn bounded(
     value: &Option<Spanned<usize>>,
@@ -598,9 +536,20 @@ fn resolve(config: &Path, file: &str) -> PathBuf {
 
 /// The 1-based line that byte `offset` of `text` is on (the last line when
 /// `offset` is past the end).
+/// What toml says is wrong, or a plain word where it says nothing (as for
+/// a stray carriage return), so that no error is a bare `file:line:`.
+fn toml_message(error: &toml::de::Error) -> String {
+    match error.message().trim() {
+        "" => "this is not valid TOML: an unexpected character".to_owned(),
+        message => message.to_owned(),
+    }
+}
+
 fn line_of(text: &str, offset: usize) -> usize {
     memchr::memchr_iter(b'\n', &text.as_bytes()[..offset.min(text.len())]).count() + 1
 }
 
+#[cfg(test)]
+mod properties;
 #[cfg(test)]
 mod tests;

@@ -50,6 +50,17 @@ pub(crate) async fn run(
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) {
+    watch(resolver, files, metrics, stop, POLL_EVERY).await;
+}
+
+/// [`run`], looking at the files every `poll_every`.
+async fn watch(
+    resolver: Arc<SniResolver>,
+    files: Vec<CertificateFiles>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    poll_every: Duration,
+) {
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(signal) => Some(signal),
         Err(error) => {
@@ -58,7 +69,7 @@ pub(crate) async fn run(
         }
     };
     let mut stamps = stamps(&files);
-    let mut poll = tokio::time::interval(POLL_EVERY);
+    let mut poll = tokio::time::interval(poll_every);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let why = tokio::select! {
@@ -118,4 +129,88 @@ async fn stamps_off_thread(files: &[CertificateFiles]) -> Vec<Stamp> {
     tokio::task::spawn_blocking(move || stamps(&owned))
         .await
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issue(dir: &std::path::Path, stem: &str) -> (CertificateFiles, Vec<u8>) {
+        let issued = rcgen::generate_simple_self_signed(vec!["shop.test".to_owned()]).unwrap();
+        let files = CertificateFiles {
+            cert: dir.join(format!("{stem}.pem")),
+            key: dir.join(format!("{stem}.key")),
+        };
+        std::fs::write(&files.cert, issued.cert.pem()).unwrap();
+        std::fs::write(&files.key, issued.key_pair.serialize_pem()).unwrap();
+        (files, issued.cert.der().to_vec())
+    }
+
+    fn served(resolver: &SniResolver) -> Vec<u8> {
+        let set = resolver.current();
+        set.choose(Some("shop.test")).cert[0].to_vec()
+    }
+
+    #[tokio::test]
+    async fn sighup_reloads_and_a_broken_renewal_keeps_the_set_in_use() {
+        let dir = tempfile::tempdir().unwrap();
+        let (live, first) = issue(dir.path(), "live");
+        let (renewed, second) = issue(dir.path(), "renewed");
+        let (set, _) = load_set(std::slice::from_ref(&live)).unwrap();
+        let resolver = SniResolver::new(set);
+        let metrics = Arc::new(Metrics::new());
+        let stop = CancellationToken::new();
+        // Installs tokio's handler before any SIGHUP is sent, so the signal
+        // can never take the default action (ending the test process).
+        let _installed = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).unwrap();
+        // The files are looked at only once an hour: a reload here is the
+        // signal's doing.
+        tokio::spawn(watch(
+            Arc::clone(&resolver),
+            vec![live.clone()],
+            Arc::clone(&metrics),
+            stop.clone(),
+            Duration::from_secs(3600),
+        ));
+        assert_eq!(served(&resolver), first);
+
+        std::fs::copy(&renewed.cert, &live.cert).unwrap();
+        std::fs::copy(&renewed.key, &live.key).unwrap();
+        let pid = std::process::id().to_string();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        // Sent until seen: the watcher may not have subscribed yet.
+        while served(&resolver) != second {
+            assert!(tokio::time::Instant::now() < deadline, "SIGHUP did not reload");
+            let status = std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+
+        // A renewal whose key belongs to another certificate is refused;
+        // the set in use stays.
+        let (other, _) = issue(dir.path(), "other");
+        std::fs::copy(&other.key, &live.key).unwrap();
+        let failed_before = metrics.tls_reload_count("failed");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while metrics.tls_reload_count("failed") == failed_before {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the broken renewal was never tried"
+            );
+            std::process::Command::new("kill")
+                .args(["-HUP", &pid])
+                .status()
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            served(&resolver),
+            second,
+            "a failed reload replaced the certificates"
+        );
+        stop.cancel();
+    }
 }

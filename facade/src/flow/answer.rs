@@ -3,17 +3,21 @@
 //! was (pingora's error source: the status and the metric differ for the
 //! client, the upstream and the facade).
 
-use hyper::header::{HeaderName, HeaderValue};
-use hyper::{HeaderMap, StatusCode};
+use std::time::Instant;
+
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{HeaderMap, Response, StatusCode};
 
 use crate::decision::routing::Target;
 use crate::flow::backend::Backend;
-use crate::flow::dispatch::{Failure, FallbackCause};
+use crate::flow::dispatch::{Failure, FallbackCause, Outgoing};
 use crate::flow::error_chain::error_chain;
-use crate::flow::metrics::UpstreamErrorKind;
+use crate::flow::metrics::{Metrics, UpstreamErrorKind};
+use crate::wire::body::ProxyBody;
 use crate::wire::client_body::ClientBodyError;
-use crate::wire::error_response::Fault;
-use crate::wire::upstream::UpstreamError;
+use crate::wire::error_response::{error_response, Fault};
+use crate::wire::headers::only_chunked;
+use crate::wire::upstream::{UpstreamBody, UpstreamError};
 
 /// The answer's header naming the side that served it: `legacy` or `service`.
 pub const SERVED_BY: HeaderName = HeaderName::from_static("x-strangler-served-by");
@@ -140,4 +144,56 @@ fn classify(error: &UpstreamError) -> (StatusCode, Fault, UpstreamErrorKind, Str
             message,
         )
     }
+}
+
+/// A 502 for an answer with a transfer coding other than `chunked`, counted
+/// under `capability` and `backend`: the upstream client removed only the
+/// chunking, and passing the rest on unlabelled would corrupt the body.
+pub(crate) fn unforwardable_coding(
+    metrics: &Metrics,
+    capability: &'static str,
+    backend: &'static str,
+    started: Instant,
+    request_id: &HeaderValue,
+    response: &Response<UpstreamBody>,
+) -> Option<Response<ProxyBody>> {
+    let codings: Vec<&HeaderValue> = response
+        .headers()
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .collect();
+    if only_chunked(&codings) {
+        return None;
+    }
+    metrics.upstream_error(backend, UpstreamErrorKind::Protocol);
+    metrics.request(capability, backend, 502, started.elapsed());
+    Some(error_response(
+        StatusCode::BAD_GATEWAY,
+        Fault::Upstream,
+        "the backend answered with a transfer coding other than chunked",
+        request_id,
+    ))
+}
+
+/// The access log's line for an answered request.
+pub(crate) fn log_access(
+    request_id: &str,
+    capability: &'static str,
+    outgoing: &Outgoing,
+    served_by: &Backend,
+    status: StatusCode,
+    fallback_from: Option<FallbackCause>,
+    started: Instant,
+) {
+    tracing::info!(
+        request_id,
+        method = %outgoing.method,
+        target = %outgoing.uri,
+        capability,
+        backend = %served_by.name,
+        status = status.as_u16(),
+        fallback = fallback_from.map_or("-", |cause| cause.first),
+        elapsed_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "proxied"
+    );
 }

@@ -34,14 +34,13 @@ use hyper::{Request, Response, StatusCode, Uri, Version};
 
 use crate::decision::path;
 use crate::decision::routing::{host_of, Decision, RouteTable, ShadowCopy, Target};
-use crate::flow::answer::{failure_answer, failure_detail, mark_side};
+use crate::flow::answer::{failure_answer, failure_detail, log_access, mark_side, unforwardable_coding};
 use crate::flow::backend::Backend;
 use crate::flow::capability_state::CapabilityState;
 use crate::flow::dispatch::{
     dispatch, Dispatched, Failure, FallbackCause, Outgoing, Plan, PrimaryOutcome, RequestBody,
 };
 use crate::flow::grpc::{self, GrpcCall};
-use crate::flow::metrics::UpstreamErrorKind;
 use crate::flow::rollback;
 use crate::flow::shadow::capture::{self, CapturingBody, PendingShadow};
 use crate::flow::shadow::SkipReason;
@@ -51,7 +50,7 @@ use crate::wire::body::{self, ProxyBody};
 use crate::wire::client_body::{BodyCopy, BodySent, ClientBody, ClientIncoming};
 use crate::wire::correlation;
 use crate::wire::error_response::{error_response, Fault};
-use crate::wire::headers::{only_chunked, request_length, strip_hop_by_hop, wants_upgrade};
+use crate::wire::headers::{request_length, strip_hop_by_hop, wants_upgrade};
 use crate::wire::http1;
 use crate::wire::service::{Handler, Peer};
 use crate::wire::tls::server::HandshakeFailure;
@@ -158,8 +157,10 @@ struct Forwarding {
     outgoing: Outgoing,
     /// Its body, with what sending it again needs.
     body: RequestBody,
-    /// Idempotent method or `Idempotency-Key`: may be repeated.
-    repeatable: bool,
+    /// An idempotent method.
+    idempotent: bool,
+    /// Not idempotent, but with an `Idempotency-Key`.
+    keyed: bool,
     /// Whether a shadow copy was admitted.
     shadowing: bool,
     /// The request body's copy, if one was kept.
@@ -230,7 +231,8 @@ pub(crate) async fn handle(
     let plan = Plan {
         primary: routed.backend,
         fallback: routed.fallback,
-        repeatable: forwarding.repeatable,
+        idempotent: forwarding.idempotent,
+        keyed: forwarding.keyed,
         capability: routed.label,
         interim: peer.interim.as_deref(),
         deadline: forwarding.grpc.and_then(|call| call.deadline),
@@ -358,7 +360,15 @@ fn forward(
     request: Request<ClientIncoming>,
 ) -> Forwarding {
     let state = x.state;
-    let repeatable = request.method().is_idempotent() || request.headers().contains_key(&IDEMPOTENCY_KEY);
+    let idempotent = request.method().is_idempotent();
+    let keyed = !idempotent && request.headers().contains_key(&IDEMPOTENCY_KEY);
+    // Worth a copy of the body only if some backend may get it again.
+    let repeatable = idempotent
+        || (keyed
+            && (routed.backend.honours_idempotency_key
+                || routed
+                    .fallback
+                    .is_some_and(|fallback| fallback.honours_idempotency_key)));
     let (parts, incoming) = request.into_parts();
     let grpc = grpc::call_of(&parts.headers);
     let outgoing = Outgoing::new(
@@ -398,7 +408,8 @@ fn forward(
     Forwarding {
         outgoing,
         body,
-        repeatable,
+        idempotent,
+        keyed,
         shadowing,
         request_copy,
         grpc,
@@ -460,7 +471,14 @@ fn finish(
             )
         }
     };
-    if let Some(refused) = unforwardable_coding(x, routed, backend_label, &response) {
+    if let Some(refused) = unforwardable_coding(
+        &state.metrics,
+        routed.label,
+        backend_label,
+        x.started,
+        &x.request_id,
+        &response,
+    ) {
         return refused;
     }
     strip_hop_by_hop(response.headers_mut());
@@ -478,7 +496,15 @@ fn finish(
         .metrics
         .request(routed.label, backend_label, status.as_u16(), x.started.elapsed());
     if state.access_log {
-        log_access(x, routed, &outgoing, served_by, status, dispatched.fallback_from);
+        log_access(
+            x.request_id(),
+            routed.label,
+            &outgoing,
+            served_by,
+            status,
+            dispatched.fallback_from,
+            x.started,
+        );
     }
     // Shadow: the monolith answered; its answer is copied as it streams and
     // the job offered once the client has it all.
@@ -531,56 +557,6 @@ fn failed(
         fallback_from,
     );
     response
-}
-
-/// A 502 for an answer with a transfer coding other than `chunked`: the
-/// upstream client removed only the chunking, and passing the rest on
-/// unlabelled would corrupt the body.
-fn unforwardable_coding(
-    x: &Exchange<'_>,
-    routed: &Routed<'_, '_>,
-    backend_label: &'static str,
-    response: &Response<UpstreamBody>,
-) -> Option<Response<ProxyBody>> {
-    let codings: Vec<&HeaderValue> = response
-        .headers()
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .collect();
-    if only_chunked(&codings) {
-        return None;
-    }
-    let metrics = &x.state.metrics;
-    metrics.upstream_error(backend_label, UpstreamErrorKind::Protocol);
-    metrics.request(routed.label, backend_label, 502, x.started.elapsed());
-    Some(error_response(
-        StatusCode::BAD_GATEWAY,
-        Fault::Upstream,
-        "the backend answered with a transfer coding other than chunked",
-        &x.request_id,
-    ))
-}
-
-/// The access log's line for an answered request.
-fn log_access(
-    x: &Exchange<'_>,
-    routed: &Routed<'_, '_>,
-    outgoing: &Outgoing,
-    served_by: &Backend,
-    status: StatusCode,
-    fallback_from: Option<FallbackCause>,
-) {
-    tracing::info!(
-        request_id = x.request_id(),
-        method = %outgoing.method,
-        target = %outgoing.uri,
-        capability = routed.label,
-        backend = %served_by.name,
-        status = status.as_u16(),
-        fallback = fallback_from.map_or("-", |cause| cause.first),
-        elapsed_ms = x.started.elapsed().as_secs_f64() * 1000.0,
-        "proxied"
-    );
 }
 
 /// The monolith's answer with a copy kept as it streams for the shadow

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::helpers::tls::{connect_tls, get, https_request, send_on, Issued, Pki};
 use crate::helpers::{
     eventually, metric_value, raw_request, spawn_upgrade_upstream, spawn_upstream, sqlite_store,
-    start_facade, TestFacade, WAIT_LIMIT,
+    start_facade, wait_until, TestFacade, WAIT_LIMIT,
 };
 
 /// `[facade]` with a TLS listener serving `certificates`, in front of one
@@ -457,5 +457,105 @@ fn unusable_certificates_stop_the_load_naming_the_file_and_the_line() {
     assert!(
         error.contains("strangler.toml:2") && error.contains("at least one certificate"),
         "{error}"
+    );
+}
+
+#[tokio::test]
+async fn a_request_in_flight_over_tls_finishes_during_the_drain() {
+    let pki = Pki::new();
+    let shop = pki.issue("shop", &["shop.test"]);
+    let upstream = spawn_upstream("legacy").await;
+    let store = sqlite_store();
+    let mut facade = start_facade(
+        &tls_config(upstream.addr, &[&shop], "grace_seconds = 5"),
+        store.url(),
+    )
+    .await;
+    let tls = facade.tls.unwrap();
+    let config = pki.client_config(&[b"h2"]);
+    // A slow request over HTTP/2 on TLS, in flight when the drain starts.
+    let slow = tokio::spawn(https_request(
+        tls,
+        "shop.test",
+        config.clone(),
+        get("/slow?sleep_ms=700", "shop.test"),
+    ));
+    wait_until("the slow request to reach the upstream", || upstream.hits() == 1).await;
+    let running = facade.stop();
+    let answer = slow.await.unwrap().unwrap();
+    assert_eq!(answer.status, StatusCode::OK, "the request in flight was cut");
+    tokio::time::timeout(WAIT_LIMIT, running)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        https_request(tls, "shop.test", config, get("/", "shop.test"))
+            .await
+            .is_err(),
+        "still accepting"
+    );
+}
+
+#[tokio::test]
+async fn over_tls_and_http2_a_dead_service_is_covered_by_legacy() {
+    let pki = Pki::new();
+    let shop = pki.issue("shop", &["shop.test"]);
+    let legacy = spawn_upstream("legacy").await;
+    let dead = crate::helpers::closed_address().await;
+    let store = sqlite_store();
+    let text = format!(
+        r#"
+[facade]
+access_log = false
+tls_listen = "127.0.0.1:0"
+
+[[facade.certificates]]
+cert = {:?}
+key = {:?}
+
+[backends.legacy]
+urls = ["http://{}"]
+
+[backends.service]
+urls = ["http://{dead}"]
+
+[capabilities.orders]
+legacy = "legacy"
+service = "service"
+initial = "canary 100%"
+
+[capabilities.orders.rollback]
+enabled = false
+
+[[routes]]
+capability = "orders"
+path = "/orders/*"
+"#,
+        shop.cert.display().to_string(),
+        shop.key.display().to_string(),
+        legacy.addr
+    );
+    let facade = start_facade(&text, store.url()).await;
+    let seen = https_request(
+        facade.tls.unwrap(),
+        "shop.test",
+        pki.client_config(&[b"h2"]),
+        get("/orders/1", "shop.test"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(seen.version, Version::HTTP_2);
+    assert_eq!(seen.status, StatusCode::OK);
+    assert_eq!(seen.headers["x-strangler-served-by"], "legacy");
+    assert_eq!(seen.headers["x-strangler-fallback"], "connect");
+    let text = metrics(&facade).await;
+    assert!(
+        metric_value(
+            &text,
+            "strangler_facade_fallbacks_total",
+            &[("reason", "connect")]
+        ) >= 1.0,
+        "{text}"
     );
 }

@@ -266,6 +266,12 @@ impl SniResolver {
     pub fn replace(&self, set: CertificateSet) {
         self.current.store(Arc::new(set));
     }
+
+    /// The set in use now.
+    #[cfg(test)]
+    pub fn current(&self) -> Arc<CertificateSet> {
+        self.current.load_full()
+    }
 }
 
 impl ResolvesServerCert for SniResolver {
