@@ -58,3 +58,33 @@ nginx_proxy() {
     }
 NGINX
 }
+
+# nginx_instance NAME SERVER
+#
+# starts an nginx of its own (a daemon, in a session of its own) in
+# $work/NAME, tuned as its users tune it (`worker_processes auto`, long
+# keep-alive, a shared TLS session cache), with SERVER (upstream and
+# server blocks) in its `http` block. Needs $work.
+nginx_instance() {
+    local name=$1 server=$2
+    mkdir -p "$work/$name"
+    cat > "$work/$name/nginx.conf" <<EOF
+worker_processes auto;
+pid $work/$name/nginx.pid;
+error_log $work/$name/error.log warn;
+daemon on;
+events { worker_connections 8192; }
+http {
+    access_log off;
+    client_body_temp_path $work/$name;
+    proxy_temp_path $work/$name;
+    fastcgi_temp_path $work/$name;
+    uwsgi_temp_path $work/$name;
+    scgi_temp_path $work/$name;
+    keepalive_requests 1000000;
+    ssl_session_cache shared:SSL:10m;
+$server
+}
+EOF
+    nginx -c "$work/$name/nginx.conf" -p "$work/$name"
+}

@@ -63,28 +63,6 @@ cargo build --release -q -p strangler-cli
 # that, and it flatters nginx against any proxy that runs on its own, as
 # the facade does: with the same facade build, the same hour, it measured
 # 0.70x nginx against one instance and 0.81x against two.
-nginx_instance() {
-    local name=$1 server=$2
-    mkdir -p "$work/$name"
-    cat > "$work/$name/nginx.conf" <<EOF
-worker_processes auto;
-pid $work/$name/nginx.pid;
-error_log $work/$name/error.log warn;
-daemon on;
-events { worker_connections 4096; }
-http {
-    access_log off;
-    client_body_temp_path $work/$name;
-    proxy_temp_path $work/$name;
-    fastcgi_temp_path $work/$name;
-    uwsgi_temp_path $work/$name;
-    scgi_temp_path $work/$name;
-    keepalive_requests 1000000;
-$server
-}
-EOF
-    nginx -c "$work/$name/nginx.conf" -p "$work/$name"
-}
 nginx_instance upstream "
     server {
         listen 127.0.0.1:$UPSTREAM_PORT;

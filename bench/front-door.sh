@@ -64,30 +64,6 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
     -subj "/CN=bench.test" -addext "subjectAltName=DNS:bench.test,IP:127.0.0.1" \
     -keyout "$work/key.pem" -out "$work/cert.pem" 2>/dev/null
 
-nginx_instance() {
-    local name=$1 server=$2
-    mkdir -p "$work/$name"
-    cat > "$work/$name/nginx.conf" <<EOF
-worker_processes auto;
-pid $work/$name/nginx.pid;
-error_log $work/$name/error.log warn;
-daemon on;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path $work/$name;
-    proxy_temp_path $work/$name;
-    fastcgi_temp_path $work/$name;
-    uwsgi_temp_path $work/$name;
-    scgi_temp_path $work/$name;
-    keepalive_requests 1000000;
-    ssl_session_cache shared:SSL:10m;
-$server
-}
-EOF
-    nginx -c "$work/$name/nginx.conf" -p "$work/$name"
-}
-
 # The proxy's location block, as in bench/facade-config.sh.
 location_block() {
     nginx_proxy 0 "$UPSTREAM_PORT" | sed -n '/location \//,/^        }/p'

@@ -15,9 +15,13 @@
 //!   fixed time.
 //! - [`snapshot`]: every row of some tables, to assert that a rejected request
 //!   changed nothing.
+//! - [`properties`]: the property tests' case count
+//!   (`STRANGLER_PROPTEST_CASES`) and hostile TOML text.
 //!
 //! Panicking is how this crate reports a broken test environment.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+pub mod properties;
 
 use std::io::Write;
 use std::path::PathBuf;

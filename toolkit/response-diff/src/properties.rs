@@ -16,26 +16,9 @@
 use std::collections::BTreeSet;
 
 use proptest::prelude::*;
-use proptest::test_runner::Config as ProptestConfig;
+use test_harness::properties::config;
 
 use crate::{compare, Captured, Rules};
-
-/// Case count: small in the ordinary suite, `STRANGLER_PROPTEST_CASES` for
-/// long runs. Failures are not persisted to files.
-fn config() -> ProptestConfig {
-    static CASES: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let cases = *CASES.get_or_init(|| {
-        std::env::var("STRANGLER_PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(256)
-    });
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 /// A JSON value; objects hold distinct keys.
 #[derive(Debug, Clone, PartialEq)]

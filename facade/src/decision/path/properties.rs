@@ -20,26 +20,9 @@
 //!   itself could not reach a different resource than the one routed.
 
 use proptest::prelude::*;
-use proptest::test_runner::Config as ProptestConfig;
+use test_harness::properties::config;
 
 use super::{normalize, normalize_for_routing, PathError};
-
-/// Case count: small in the ordinary suite, `STRANGLER_PROPTEST_CASES` for
-/// long runs. Failures are not persisted to files.
-fn config() -> ProptestConfig {
-    static CASES: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let cases = *CASES.get_or_init(|| {
-        std::env::var("STRANGLER_PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(256)
-    });
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 /// The model's decoding: unreserved escapes decoded, others upper-cased;
 /// an error where the facade must refuse.

@@ -33,7 +33,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use proptest::prelude::*;
-use proptest::test_runner::Config as ProptestConfig;
+use test_harness::properties::config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{is_host, take_request, Parsed, BAD_HOST};
@@ -41,23 +41,6 @@ use super::{is_host, take_request, Parsed, BAD_HOST};
 /// The head limit both sides use here: hyper's smallest buffer, which the
 /// facade's handoff builder also never goes below.
 const MAX_HEAD: usize = 8192;
-
-/// Case count: small in the ordinary suite, `STRANGLER_PROPTEST_CASES` for
-/// long runs. Failures are not persisted to files.
-fn config() -> ProptestConfig {
-    static CASES: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let cases = *CASES.get_or_init(|| {
-        std::env::var("STRANGLER_PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(256)
-    });
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 /// What hyper's server was handed as the first request, if anything.
 #[derive(Debug, Clone)]

@@ -32,30 +32,13 @@ use http_body_util::{BodyExt, Empty};
 use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use proptest::prelude::*;
-use proptest::test_runner::Config as ProptestConfig;
+use test_harness::properties::config;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::{take_response, ResponseFraming};
 
 /// What follows every generated head.
 const TAIL: &[u8] = b"5\r\nhello\r\n0\r\n\r\n";
-
-/// Case count: small in the ordinary suite, `STRANGLER_PROPTEST_CASES` for
-/// long runs. Failures are not persisted to files.
-fn config() -> ProptestConfig {
-    static CASES: std::sync::OnceLock<u32> = std::sync::OnceLock::new();
-    let cases = *CASES.get_or_init(|| {
-        std::env::var("STRANGLER_PROPTEST_CASES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(256)
-    });
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
 
 thread_local! {
     static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
