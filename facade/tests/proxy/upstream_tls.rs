@@ -11,7 +11,7 @@ use rustls::HandshakeKind;
 
 use crate::helpers::tls::{
     grpc_call, grpc_messages, https_request, spawn_grpc_upstream, spawn_grpc_upstream_with,
-    spawn_h2c_upstream, spawn_tls_upstream, Pki,
+    spawn_h2c_upstream, spawn_tls_upstream, Pki, TlsUpstream,
 };
 use crate::helpers::{eventually, metric_value, sqlite_store, start_facade, TestFacade, WAIT_LIMIT};
 
@@ -26,6 +26,40 @@ async fn facade_for(backend: &str, facade_extra: &str) -> (test_harness::TestDat
     (store, facade)
 }
 
+/// An HTTPS upstream answering as `name`, with a certificate for `names`
+/// from `pki`, offering `alpn`, and requiring a client certificate from
+/// `pki` when `mutual`.
+async fn secure_upstream(
+    pki: &Pki,
+    name: &'static str,
+    names: &[&str],
+    alpn: &[&[u8]],
+    mutual: bool,
+) -> TlsUpstream {
+    let cert = pki.issue("upstream", names);
+    spawn_tls_upstream(name, pki.server_config(&cert, alpn, mutual)).await
+}
+
+/// A backend's `urls` (`upstream` reached as `host`) and `ca_file` lines.
+fn https_backend(host: &str, upstream: &TlsUpstream, pki: &Pki) -> String {
+    format!(
+        "urls = [\"https://{host}:{}\"]\nca_file = {}\n",
+        upstream.addr.port(),
+        path(&pki.ca_file)
+    )
+}
+
+/// The status of `GET target` through `facade`.
+async fn status_of(facade: &TestFacade, target: &str) -> reqwest::StatusCode {
+    facade
+        .client
+        .get(facade.url(target))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
 fn path(p: &std::path::Path) -> String {
     format!("{:?}", p.display().to_string())
 }
@@ -33,13 +67,8 @@ fn path(p: &std::path::Path) -> String {
 #[tokio::test]
 async fn an_https_backend_verified_by_its_ca_bundle_is_proxied() {
     let pki = Pki::new();
-    let cert = pki.issue("upstream", &["localhost"]);
-    let upstream = spawn_tls_upstream("secure", pki.server_config(&cert, &[b"http/1.1"], false)).await;
-    let backend = format!(
-        "urls = [\"https://localhost:{}\"]\nca_file = {}\n",
-        upstream.addr.port(),
-        path(&pki.ca_file)
-    );
+    let upstream = secure_upstream(&pki, "secure", &["localhost"], &[b"http/1.1"], false).await;
+    let backend = https_backend("localhost", &upstream, &pki);
     let (_store, facade) = facade_for(&backend, "").await;
     let response = facade
         .client
@@ -62,15 +91,10 @@ async fn an_https_backend_verified_by_its_ca_bundle_is_proxied() {
 #[tokio::test]
 async fn an_untrusted_backend_certificate_is_a_named_502_and_counted() {
     let pki = Pki::new();
-    let cert = pki.issue("upstream", &["localhost"]);
-    let upstream = spawn_tls_upstream("secure", pki.server_config(&cert, &[b"http/1.1"], false)).await;
+    let upstream = secure_upstream(&pki, "secure", &["localhost"], &[b"http/1.1"], false).await;
     // Another CA: the backend's certificate does not chain to it.
     let other = Pki::new();
-    let backend = format!(
-        "urls = [\"https://localhost:{}\"]\nca_file = {}\n",
-        upstream.addr.port(),
-        path(&other.ca_file)
-    );
+    let backend = https_backend("localhost", &upstream, &other);
     let (_store, facade) = facade_for(&backend, "").await;
     let response = facade.client.get(facade.url("/")).send().await.unwrap();
     assert_eq!(response.status(), 502);
@@ -93,50 +117,22 @@ async fn an_untrusted_backend_certificate_is_a_named_502_and_counted() {
 #[tokio::test]
 async fn tls_server_name_verifies_a_name_other_than_the_connect_address() {
     let pki = Pki::new();
-    let cert = pki.issue("upstream", &["orders.internal"]);
-    let upstream = spawn_tls_upstream("orders", pki.server_config(&cert, &[b"http/1.1"], false)).await;
-    let url = format!(
-        "urls = [\"https://127.0.0.1:{}\"]\nca_file = {}\n",
-        upstream.addr.port(),
-        path(&pki.ca_file)
-    );
+    let upstream = secure_upstream(&pki, "orders", &["orders.internal"], &[b"http/1.1"], false).await;
+    let url = https_backend("127.0.0.1", &upstream, &pki);
     let (_store, without) = facade_for(&url, "").await;
-    assert_eq!(
-        without
-            .client
-            .get(without.url("/"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        502
-    );
+    assert_eq!(status_of(&without, "/").await, 502);
     let (_store, with) = facade_for(&format!("{url}tls_server_name = \"orders.internal\"\n"), "").await;
-    assert_eq!(with.client.get(with.url("/")).send().await.unwrap().status(), 200);
+    assert_eq!(status_of(&with, "/").await, 200);
 }
 
 #[tokio::test]
 async fn a_backend_that_requires_mutual_tls_gets_the_client_certificate() {
     let pki = Pki::new();
-    let cert = pki.issue("upstream", &["localhost"]);
     let client = pki.issue("facade-client", &["facade.internal"]);
-    let upstream = spawn_tls_upstream("mtls", pki.server_config(&cert, &[b"http/1.1"], true)).await;
-    let url = format!(
-        "urls = [\"https://localhost:{}\"]\nca_file = {}\n",
-        upstream.addr.port(),
-        path(&pki.ca_file)
-    );
+    let upstream = secure_upstream(&pki, "mtls", &["localhost"], &[b"http/1.1"], true).await;
+    let url = https_backend("localhost", &upstream, &pki);
     let (_store, anonymous) = facade_for(&url, "").await;
-    assert_eq!(
-        anonymous
-            .client
-            .get(anonymous.url("/"))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        502
-    );
+    assert_eq!(status_of(&anonymous, "/").await, 502);
     let with_certificate = format!(
         "{url}client_cert = {}\nclient_key = {}\n",
         path(&client.cert),
@@ -150,13 +146,8 @@ async fn a_backend_that_requires_mutual_tls_gets_the_client_certificate() {
 #[tokio::test]
 async fn new_connections_to_a_backend_resume_its_tls_session() {
     let pki = Pki::new();
-    let cert = pki.issue("upstream", &["localhost"]);
-    let upstream = spawn_tls_upstream("resume", pki.server_config(&cert, &[b"http/1.1"], false)).await;
-    let url = format!(
-        "urls = [\"https://localhost:{}\"]\nca_file = {}\n",
-        upstream.addr.port(),
-        path(&pki.ca_file)
-    );
+    let upstream = secure_upstream(&pki, "resume", &["localhost"], &[b"http/1.1"], false).await;
+    let url = https_backend("localhost", &upstream, &pki);
     let (_store, facade) = facade_for(&url, "").await;
     // `?close=1`: the backend closes each connection after its answer, so
     // every request needs a new one.
@@ -177,29 +168,20 @@ async fn new_connections_to_a_backend_resume_its_tls_session() {
 #[tokio::test]
 async fn insecure_skip_verify_accepts_any_certificate() {
     let pki = Pki::new();
-    let cert = pki.issue("upstream", &["somewhere.else"]);
-    let upstream = spawn_tls_upstream("anyone", pki.server_config(&cert, &[b"http/1.1"], false)).await;
+    let upstream = secure_upstream(&pki, "anyone", &["somewhere.else"], &[b"http/1.1"], false).await;
     let url = format!(
         "urls = [\"https://127.0.0.1:{}\"]\ninsecure_skip_verify = true\n",
         upstream.addr.port()
     );
     let (_store, facade) = facade_for(&url, "").await;
-    assert_eq!(
-        facade.client.get(facade.url("/")).send().await.unwrap().status(),
-        200
-    );
+    assert_eq!(status_of(&facade, "/").await, 200);
 }
 
 #[tokio::test]
 async fn http2_backends_over_tls_and_h2c() {
     let pki = Pki::new();
-    let cert = pki.issue("upstream", &["localhost"]);
-    let secure = spawn_tls_upstream("h2-tls", pki.server_config(&cert, &[b"h2"], false)).await;
-    let backend = format!(
-        "urls = [\"https://localhost:{}\"]\nca_file = {}\nprotocol = \"h2\"\n",
-        secure.addr.port(),
-        path(&pki.ca_file)
-    );
+    let secure = secure_upstream(&pki, "h2-tls", &["localhost"], &[b"h2"], false).await;
+    let backend = format!("{}protocol = \"h2\"\n", https_backend("localhost", &secure, &pki));
     let (_store, facade) = facade_for(&backend, "").await;
     let body: serde_json::Value = facade
         .client
@@ -479,13 +461,8 @@ async fn a_grpc_canary_sends_its_share_to_the_service() {
 #[tokio::test]
 async fn an_upgrade_to_a_tls_backend_is_refused_saying_why() {
     let pki = Pki::new();
-    let cert = pki.issue("upstream", &["localhost"]);
-    let upstream = spawn_tls_upstream("secure", pki.server_config(&cert, &[b"http/1.1"], false)).await;
-    let backend = format!(
-        "urls = [\"https://localhost:{}\"]\nca_file = {}\n",
-        upstream.addr.port(),
-        path(&pki.ca_file)
-    );
+    let upstream = secure_upstream(&pki, "secure", &["localhost"], &[b"http/1.1"], false).await;
+    let backend = https_backend("localhost", &upstream, &pki);
     let (_store, facade) = facade_for(&backend, "").await;
     let answer = crate::helpers::raw_request(
         facade.proxy,
