@@ -47,6 +47,7 @@ use raw::RawFile;
 
 mod backend;
 mod raw;
+mod replica;
 mod tls;
 
 pub use tls::{TlsListenerConfig, UpstreamProtocol, UpstreamTls};
@@ -227,6 +228,9 @@ pub struct FacadeConfig {
     pub routes: Vec<Route>,
     /// Backend for unmatched requests.
     pub default_backend: Option<String>,
+    /// This facade's name among replicas on one store (`replica_id`; the
+    /// host name by default): in the audit log, `/metrics` and `/health`.
+    pub replica_id: String,
 }
 
 impl FacadeConfig {
@@ -479,6 +483,8 @@ impl FacadeConfig {
             capabilities,
             routes,
             default_backend,
+            replica_id: replica::check(raw.facade.replica_id.as_ref())
+                .map_err(|(offset, m)| invalid(offset, m))?,
         })
     }
 

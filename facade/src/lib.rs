@@ -141,7 +141,9 @@ impl Facade {
             url: config.store_url.to_string(),
             source,
         };
-        let store = RouteStore::open(&config.store_url).await.map_err(store_error)?;
+        let store = RouteStore::open(&config.store_url, &config.replica_id)
+            .await
+            .map_err(store_error)?;
         let seeded = store.seed(&config.capabilities).await.map_err(store_error)?;
         for transition in &seeded {
             tracing::info!(capability = %transition.capability, stage = %transition.to, "capability added to the route store");
@@ -158,7 +160,7 @@ impl Facade {
             .map(|c| snapshot.stages.get(&c.def.name).copied().unwrap_or(c.initial))
             .collect();
         let table = RouteTable::new(matcher, stages.clone(), snapshot.revision);
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::for_replica(&config.replica_id));
         let backends: Vec<Arc<Backend>> = config
             .backends
             .iter()

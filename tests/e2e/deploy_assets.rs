@@ -379,10 +379,15 @@ methods = ["GET"]
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     // The reconciliation is the recorded one, clean after the backfill.
+    // Every series also carries the replica's `replica_id`.
     assert!(
-        exposition.contains(
-            "strangler_facade_reconciliation_divergences{capability=\"orders\",kind=\"missing\"} 0"
-        ),
+        exposition.lines().any(|line| {
+            line.starts_with("strangler_facade_reconciliation_divergences{")
+                && line.contains("capability=\"orders\"")
+                && line.contains("kind=\"missing\"")
+                && line.contains("replica_id=\"")
+                && line.ends_with("} 0")
+        }),
         "{exposition}"
     );
 

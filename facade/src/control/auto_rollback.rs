@@ -67,7 +67,9 @@ async fn roll_back(updater: &TableUpdater, request: &RollbackRequest) {
             "error_rate": rate,
             "max_error_rate": policy.max_error_rate,
             "window_seconds": policy.window.as_secs(),
+            "replica": updater.store().replica(),
         })),
+        expected_from: Some(request.from),
     };
     // An operator may have moved the capability since the breach was
     // measured; the measurement says nothing about the new stage.
@@ -86,6 +88,9 @@ async fn roll_back(updater: &TableUpdater, request: &RollbackRequest) {
             tracing::debug!(id = transition.id, "rollback recorded");
         }
         Err(StoreError::AlreadyAt { .. }) => {}
+        // Another replica (or an operator) moved it first; its own
+        // budget may have fired at the same moment.
+        Err(StoreError::Moved { .. }) => capability.stage_changed(),
         Err(error) => {
             tracing::error!(
                 capability = capability.name,

@@ -35,6 +35,22 @@ pub enum StoreError {
         /// The names known.
         known: String,
     },
+    /// The capability moved between the moment a change was checked (its
+    /// gates evaluated against one stage) and the moment it was written:
+    /// another change, often through another replica, won the race.
+    #[error(
+        "capability `{capability}` moved from {expected} to {actual} while this change was being checked{by}; nothing changed. Look at `strangler routes list` and decide again"
+    )]
+    Moved {
+        /// The capability.
+        capability: String,
+        /// The stage the change was checked against.
+        expected: Stage,
+        /// The stage it is at now.
+        actual: Stage,
+        /// Who moved it, as ` (by <actor> through replica <id>)`, or empty.
+        by: String,
+    },
     /// The capability is already at the requested stage.
     #[error("capability `{capability}` is already at {stage}; nothing changed")]
     AlreadyAt {
@@ -82,6 +98,10 @@ pub struct Transition {
     pub detail: Option<serde_json::Value>,
     /// When (RFC 3339, UTC).
     pub at: String,
+    /// The facade replica that recorded it (none for records older than
+    /// replica names).
+    #[serde(default)]
+    pub replica: Option<String>,
 }
 
 /// A requested change, before it is made.
@@ -99,6 +119,12 @@ pub struct ChangeRequest {
     pub forced: bool,
     /// Measurements to keep with the record.
     pub detail: Option<serde_json::Value>,
+    /// The stage the change was judged against (its gates, its error
+    /// budget). When set and the capability is elsewhere by the time the
+    /// change is written, it is refused with [`StoreError::Moved`]:
+    /// concurrent changes are serialized, and none is applied on a stale
+    /// judgement.
+    pub expected_from: Option<Stage>,
 }
 
 /// Every capability's stage at one revision.
@@ -114,6 +140,7 @@ pub struct Snapshot {
 #[derive(Clone, Debug)]
 pub struct RouteStore {
     db: Database,
+    replica: String,
 }
 
 #[derive(FromRow)]
@@ -129,18 +156,26 @@ struct TransitionRow {
     forced: i64,
     detail: Option<String>,
     at: String,
+    replica: Option<String>,
 }
 
 const TRANSITION_COLUMNS: &str = "id, capability, from_target, from_canary_permille, to_target, \
-     canary_permille, actor, reason, forced, detail, at";
+     canary_permille, actor, reason, forced, detail, at, replica";
 
 impl RouteStore {
-    /// Opens (creating and migrating) the store.
-    pub async fn open(url: &DatabaseUrl) -> Result<Self, StoreError> {
+    /// Opens (creating and migrating) the store; changes made through it
+    /// are recorded as made by `replica`.
+    pub async fn open(url: &DatabaseUrl, replica: &str) -> Result<Self, StoreError> {
         let store = toolkit_store::StateStore::open(url).await?;
         Ok(Self {
             db: store.database().clone(),
+            replica: replica.to_owned(),
         })
+    }
+
+    /// The replica this store records changes as.
+    pub fn replica(&self) -> &str {
+        &self.replica
     }
 
     /// The underlying database.
@@ -195,8 +230,9 @@ impl RouteStore {
                 reason: "first seen in the configuration".to_owned(),
                 forced: false,
                 detail: None,
+                expected_from: None,
             };
-            added.push(record(&mut tx, &seeded, None, &now).await?);
+            added.push(record(&mut tx, &seeded, None, &now, &self.replica).await?);
         }
         if !added.is_empty() {
             self.notify(&mut tx).await?;
@@ -243,7 +279,13 @@ impl RouteStore {
                 stage: from,
             });
         }
-        Ok(transition_of(0, change, Some(from), timestamp::now()))
+        Ok(transition_of(
+            0,
+            change,
+            Some(from),
+            timestamp::now(),
+            &self.replica,
+        ))
     }
 
     /// The current stage of one capability.
@@ -259,6 +301,18 @@ impl RouteStore {
         // queue here, and each sees the target the previous one left.
         let revision = bump_revision(&mut tx).await?;
         let from = current_stage(&mut tx, &change.capability).await?;
+        if let Some(expected) = change.expected_from.filter(|expected| *expected != from) {
+            let last = last_change(&mut tx, &change.capability).await?;
+            return Err(StoreError::Moved {
+                capability: change.capability.clone(),
+                expected,
+                actual: from,
+                by: last.map_or_else(String::new, |(actor, replica)| match replica {
+                    Some(replica) => format!(" (by {actor} through replica {replica})"),
+                    None => format!(" (by {actor})"),
+                }),
+            });
+        }
         if from == change.to {
             return Err(StoreError::AlreadyAt {
                 capability: change.capability.clone(),
@@ -277,7 +331,7 @@ impl RouteStore {
         .bind(&change.capability)
         .execute(&mut *tx)
         .await?;
-        let transition = record(&mut tx, change, Some(from), &now).await?;
+        let transition = record(&mut tx, change, Some(from), &now, &self.replica).await?;
         self.notify(&mut tx).await?;
         tx.commit().await?;
         Ok(transition)
@@ -341,6 +395,7 @@ impl RouteStore {
                     forced: row.forced != 0,
                     detail: row.detail.as_deref().and_then(|d| serde_json::from_str(d).ok()),
                     at: row.at,
+                    replica: row.replica,
                 })
             })
             .collect()
@@ -375,7 +430,13 @@ fn stage_of(capability: &str, name: &str, permille: Option<i64>) -> Result<Stage
     })
 }
 
-fn transition_of(id: i64, change: &ChangeRequest, from: Option<Stage>, at: String) -> Transition {
+fn transition_of(
+    id: i64,
+    change: &ChangeRequest,
+    from: Option<Stage>,
+    at: String,
+    replica: &str,
+) -> Transition {
     Transition {
         id,
         capability: change.capability.clone(),
@@ -386,7 +447,21 @@ fn transition_of(id: i64, change: &ChangeRequest, from: Option<Stage>, at: Strin
         forced: change.forced,
         detail: change.detail.clone(),
         at,
+        replica: Some(replica.to_owned()),
     }
+}
+
+/// The actor and replica of a capability's latest change.
+async fn last_change(
+    conn: &mut sqlx::AnyConnection,
+    capability: &str,
+) -> Result<Option<(String, Option<String>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT actor, replica FROM route_transitions WHERE capability = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(capability)
+    .fetch_optional(&mut *conn)
+    .await
 }
 
 async fn current_stage(conn: &mut sqlx::AnyConnection, capability: &str) -> Result<Stage, StoreError> {
@@ -412,12 +487,13 @@ async fn record(
     change: &ChangeRequest,
     from: Option<Stage>,
     at: &str,
+    replica: &str,
 ) -> Result<Transition, sqlx::Error> {
     let detail = change.detail.as_ref().map(|d| d.to_string());
     let (id,): (i64,) = sqlx::query_as(
         "INSERT INTO route_transitions (capability, from_target, from_canary_permille, to_target, \
-         canary_permille, actor, reason, forced, detail, at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id",
+         canary_permille, actor, reason, forced, detail, at, replica) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) RETURNING id",
     )
     .bind(&change.capability)
     .bind(from.map(Stage::name))
@@ -429,7 +505,8 @@ async fn record(
     .bind(i64::from(change.forced))
     .bind(detail)
     .bind(at)
+    .bind(replica)
     .fetch_one(&mut *conn)
     .await?;
-    Ok(transition_of(id, change, from, at.to_owned()))
+    Ok(transition_of(id, change, from, at.to_owned(), replica))
 }

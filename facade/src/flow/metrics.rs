@@ -187,6 +187,10 @@ impl Default for Metrics {
     }
 }
 
+/// The label every series carries when the facade runs as one of several
+/// replicas on a store.
+pub const REPLICA_LABEL: &str = "replica_id";
+
 /// Interns a name so labels can hold `&'static str`. Only config-defined
 /// names (a bounded set) are interned.
 fn intern(names: &Mutex<HashSet<&'static str>>, name: &str) -> &'static str {
@@ -200,9 +204,26 @@ fn intern(names: &Mutex<HashSet<&'static str>>, name: &str) -> &'static str {
 }
 
 impl Metrics {
-    /// Registers every metric.
+    /// Registers every metric, unlabelled by replica.
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("strangler_facade");
+        Self::with_registry(Registry::with_prefix("strangler_facade"))
+    }
+
+    /// Registers every metric, each series labelled `replica_id="<id>"`,
+    /// so that replicas scraped into one Prometheus stay apart even where
+    /// the scrape adds no pod label.
+    pub fn for_replica(replica_id: &str) -> Self {
+        Self::with_registry(Registry::with_prefix_and_labels(
+            "strangler_facade",
+            [(
+                std::borrow::Cow::Borrowed(REPLICA_LABEL),
+                std::borrow::Cow::Owned(replica_id.to_owned()),
+            )]
+            .into_iter(),
+        ))
+    }
+
+    fn with_registry(mut registry: Registry) -> Self {
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "requests",

@@ -9,6 +9,7 @@
 mod controlled;
 mod cutover;
 mod raw_http;
+mod store_link;
 pub mod tls;
 mod upstream;
 
@@ -26,8 +27,11 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use controlled::{Behavior, Controlled};
-pub use cutover::{assert_fell_back, metric_value, Answer, Cutover, Settings, CAPABILITY, USER_HEADER};
+pub use cutover::{
+    assert_fell_back, metric_value, without_replica_label, Answer, Cutover, Settings, CAPABILITY, USER_HEADER,
+};
 pub use raw_http::{raw_request, read_response, read_response_after, RawResponse};
+pub use store_link::StoreLink;
 pub use upstream::{
     closed_address, payload_checksum, payload_chunk, spawn_upgrade_upstream, spawn_upstream, Checksum,
     Upstream, CHUNK,

@@ -25,6 +25,7 @@ mod limits;
 mod operations_metrics;
 mod paths;
 mod pool;
+mod replicas;
 mod resilience;
 mod routing;
 mod shadow;

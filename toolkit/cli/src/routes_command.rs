@@ -68,6 +68,11 @@ enum RoutesCommand {
         /// Show the transition without making it.
         #[arg(long)]
         dry_run: bool,
+        /// Refuse (409) unless the capability is at this stage when the
+        /// change is written (`legacy`, `"canary 10%"`, …): for scripts and
+        /// several operators, so that no one moves it on a stale read.
+        #[arg(long, value_name = "STAGE")]
+        from: Option<String>,
     },
     /// What shadowing found: mismatch rate, the fields that differ most
     /// often, learned noise and sample diffs.
@@ -230,7 +235,11 @@ pub async fn run(args: RoutesArgs) -> anyhow::Result<()> {
             force,
             wait,
             dry_run,
+            from,
         } => {
+            let from = from
+                .map(|stage| stage.parse().map_err(|e: String| anyhow::anyhow!("--from: {e}")))
+                .transpose()?;
             let body = ChangeBody {
                 to: Some(to),
                 percent,
@@ -238,6 +247,7 @@ pub async fn run(args: RoutesArgs) -> anyhow::Result<()> {
                 actor: Some(actor),
                 dry_run,
                 force,
+                from,
             };
             let path = format!("/capabilities/{capability}/flip");
             let deadline = std::time::Instant::now() + Duration::from_secs(wait.unwrap_or(0));

@@ -57,8 +57,9 @@ pub fn print_listing(listing: &Listing) {
     say!("");
     backend_table(listing).print();
     say!(
-        "(route table revision {}; unmatched requests go to {}; ERRORS: service failures/requests in the \
-         rollback window; RETRIES: retries/requests in the last 10s)",
+        "(replica {}, route table revision {}; unmatched requests go to {}; ERRORS: service failures/requests \
+         in the rollback window; RETRIES: retries/requests in the last 10s)",
+        listing.replica_id,
         listing.revision,
         listing.default_backend.as_deref().unwrap_or("nowhere: 404")
     );
@@ -73,6 +74,7 @@ fn history_table(transitions: &[Transition]) -> TextTable {
         Column::left("CAPABILITY", 12),
         Column::left("CHANGE", 28),
         Column::left("ACTOR", 14),
+        Column::left("REPLICA", 12),
         Column::left("REASON", 0),
     ];
     TextTable::new(&columns).rows(transitions, |t| {
@@ -83,6 +85,7 @@ fn history_table(transitions: &[Transition]) -> TextTable {
             t.capability.clone(),
             format!("{from} → {}", t.to),
             t.actor.clone(),
+            t.replica.clone().unwrap_or_else(|| "-".to_owned()),
             format!("{}{forced}", t.reason),
         ]
     })
@@ -272,11 +275,12 @@ mod tests {
               "actor": "cli", "reason": "first orders", "at": "2026-01-01T00:00:00.000Z" },
             { "id": 2, "capability": LONG, "from": null, "to": "legacy",
               "actor": "auto-rollback", "reason": "error budget", "forced": true,
-              "at": "2026-01-01T00:00:01.000Z" },
+              "at": "2026-01-01T00:00:01.000Z", "replica": "facade-7d9c-x2" },
         ]))
         .unwrap();
         let lines = history_table(&transitions).lines();
-        assert_aligned(&lines, &["CAPABILITY", "CHANGE", "ACTOR", "REASON"]);
+        assert_aligned(&lines, &["CAPABILITY", "CHANGE", "ACTOR", "REPLICA", "REASON"]);
+        assert!(lines[2].contains("facade-7d9c-x2"), "{lines:?}");
         assert!(
             lines[2].ends_with("error budget [forced past a gate]"),
             "{lines:?}"

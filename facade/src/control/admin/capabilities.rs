@@ -14,7 +14,7 @@ use serde_json::json;
 
 use super::AdminState;
 use crate::control::gate;
-use crate::control::route_store::{ChangeRequest, Transition};
+use crate::control::route_store::{ChangeRequest, StoreError, Transition};
 use crate::decision::stage::Stage;
 
 /// One capability in `GET /capabilities`.
@@ -56,6 +56,9 @@ pub struct Listing {
     pub revision: i64,
     /// Whether the store answered last time.
     pub store_reachable: bool,
+    /// The replica that answered (`replica_id`).
+    #[serde(default)]
+    pub replica_id: String,
     /// Backend for unmatched requests.
     pub default_backend: Option<String>,
     /// Capabilities in config order.
@@ -121,6 +124,7 @@ pub(super) async fn list(State(state): State<AdminState>) -> Json<Listing> {
     Json(Listing {
         revision: table.revision(),
         store_reachable,
+        replica_id: state.updater.store().replica().to_owned(),
         default_backend: matcher.default_backend().map(str::to_owned),
         capabilities,
         backends,
@@ -149,6 +153,12 @@ pub struct ChangeBody {
     /// Override refusing gates; recorded in the audit log.
     #[serde(default)]
     pub force: bool,
+    /// The stage the caller believes the capability is at (`legacy`,
+    /// `canary 10%`, …). When given and the capability is elsewhere, or
+    /// moves before this change is written, the change is refused with a
+    /// 409: a script acting on what it read never acts on a stale read.
+    #[serde(default)]
+    pub from: Option<Stage>,
 }
 
 /// The answer to a flip or rollback.
@@ -167,6 +177,7 @@ async fn apply(
     state: &AdminState,
     mut change: ChangeRequest,
     dry_run: bool,
+    believed: Option<Stage>,
 ) -> Result<Json<ChangeOutcome>, ApiError> {
     if change.actor.trim().is_empty() || change.actor.len() > 200 || change.reason.len() > 2_000 {
         return Err(ApiError::Unprocessable(
@@ -175,6 +186,19 @@ async fn apply(
     }
     let store = state.updater.store();
     let from = store.stage(&change.capability).await?;
+    if let Some(believed) = believed.filter(|believed| *believed != from) {
+        return Err(StoreError::Moved {
+            capability: change.capability,
+            expected: believed,
+            actual: from,
+            by: String::new(),
+        }
+        .into());
+    }
+    // The gates below judge the move from `from`; if another change (through
+    // this replica or another) lands first, this one is refused with a 409
+    // rather than applied on that stale judgement.
+    change.expected_from = Some(from);
     let table = state.proxy.table.load();
     let policy = table
         .matcher()
@@ -256,8 +280,9 @@ pub(super) async fn flip(
         reason: body.reason.unwrap_or_default(),
         forced: body.force,
         detail: None,
+        expected_from: None,
     };
-    apply(&state, change, body.dry_run).await
+    apply(&state, change, body.dry_run, body.from).await
 }
 
 pub(super) async fn rollback(
@@ -278,8 +303,9 @@ pub(super) async fn rollback(
         reason: body.reason.unwrap_or_else(|| "rollback".to_owned()),
         forced: body.force,
         detail: None,
+        expected_from: None,
     };
-    apply(&state, change, body.dry_run).await
+    apply(&state, change, body.dry_run, body.from).await
 }
 
 #[derive(Debug, Deserialize)]

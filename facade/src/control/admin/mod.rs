@@ -127,7 +127,7 @@ impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match &error {
             StoreError::UnknownCapability { .. } => ApiError::NotFound(error.to_string()),
-            StoreError::AlreadyAt { .. } | StoreError::NothingToRollBack(_) => {
+            StoreError::AlreadyAt { .. } | StoreError::NothingToRollBack(_) | StoreError::Moved { .. } => {
                 ApiError::Conflict(error.to_string())
             }
             _ => {
@@ -161,6 +161,7 @@ async fn health(State(state): State<AdminState>) -> Json<Value> {
     // Serving on the last good table is degraded, not down: the proxy works.
     Json(json!({
         "status": if store_reachable { "ok" } else { "degraded" },
+        "replica_id": state.updater.store().replica(),
         "route_store": if store_reachable { "reachable" } else { "unreachable; serving the last good route table" },
         "route_store_error": store_error,
         "table_revision": table.revision(),

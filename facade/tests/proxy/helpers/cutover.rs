@@ -249,8 +249,15 @@ impl TestFacade {
         history.as_array().unwrap().clone()
     }
 
-    /// `GET /metrics`, as text.
+    /// `GET /metrics`, as text, without the `replica_id` label that every
+    /// series carries, so that a case can name a series by its own labels
+    /// (`replicas.rs` checks that label on [`TestFacade::exposition`]).
     pub async fn metrics(&self) -> String {
+        without_replica_label(&self.exposition().await)
+    }
+
+    /// `GET /metrics`, as served.
+    pub async fn exposition(&self) -> String {
         let response = self
             .client
             .get(self.admin_url("/metrics"))
@@ -267,6 +274,36 @@ impl TestFacade {
     pub async fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
         metric_value(&self.metrics().await, name, labels)
     }
+}
+
+/// `exposition` without its `replica_id="…"` labels.
+pub fn without_replica_label(exposition: &str) -> String {
+    let mut text = String::with_capacity(exposition.len());
+    let mut rest = exposition;
+    while let Some(start) = rest.find("replica_id=\"") {
+        let value_start = start + "replica_id=\"".len();
+        let Some(length) = rest[value_start..].find('"') else {
+            break;
+        };
+        let end = value_start + length + 1;
+        let mut kept = &rest[..start];
+        let mut next = &rest[end..];
+        // One label among others: drop its separating comma too.
+        if let Some(stripped) = kept.strip_suffix(',') {
+            kept = stripped;
+        } else if let Some(stripped) = next.strip_prefix(',') {
+            next = stripped;
+        }
+        text.push_str(kept);
+        // `{replica_id="x"}` alone leaves `{}`: drop the braces.
+        if text.ends_with('{') && next.starts_with('}') {
+            text.pop();
+            next = &next[1..];
+        }
+        rest = next;
+    }
+    text.push_str(rest);
+    text
 }
 
 /// The sum of the samples of `name` in an exposition whose labels include
