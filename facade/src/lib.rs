@@ -252,6 +252,7 @@ impl Facade {
                 brake: Arc::new(control::admin::brake::AuthBrake::new(
                     config.admin_failures_per_minute,
                 )),
+                panel: Arc::default(),
             },
             listeners,
             certificates,

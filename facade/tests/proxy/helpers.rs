@@ -6,6 +6,7 @@
 //! as do the upstreams that fail on purpose (`controlled`) and the
 //! safe-cutover fixture (`cutover`).
 
+mod browser;
 mod controlled;
 mod cutover;
 mod raw_http;
@@ -26,6 +27,7 @@ use test_harness::{DatabaseUrl, Engine, TestDatabase};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+pub use browser::Browser;
 pub use controlled::{Behavior, Controlled};
 pub use cutover::{
     assert_fell_back, metric_value, without_replica_label, Answer, Cutover, Settings, CAPABILITY, USER_HEADER,

@@ -23,6 +23,7 @@ mod headers;
 mod helpers;
 mod limits;
 mod operations_metrics;
+mod panel;
 mod paths;
 mod pool;
 mod replicas;

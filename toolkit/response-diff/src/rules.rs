@@ -17,6 +17,8 @@ pub struct Rules {
     pub(crate) ignored_paths: Vec<PathPattern>,
     /// Headers compared besides the status, sorted by name, without the ignored ones.
     pub(crate) compared_headers: Vec<HeaderName>,
+    /// The `ignore` entries as the configuration wrote them, for display.
+    ignore: Vec<String>,
 }
 
 /// A rule that cannot be used, with the entry, what is wrong and what to write instead.
@@ -102,7 +104,13 @@ impl Rules {
         Ok(Rules {
             ignored_paths,
             compared_headers,
+            ignore: ignore.to_vec(),
         })
+    }
+
+    /// The `ignore` entries (JSON paths and header names) as configured.
+    pub fn ignore_entries(&self) -> &[String] {
+        &self.ignore
     }
 
     /// The headers compared besides the status, lower-case and sorted.

@@ -311,8 +311,8 @@ pub(super) async fn rollback(
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct HistoryQuery {
-    capability: Option<String>,
-    limit: Option<i64>,
+    pub(super) capability: Option<String>,
+    pub(super) limit: Option<i64>,
 }
 
 pub(super) async fn history(

@@ -13,6 +13,7 @@ pub(crate) mod api_error;
 pub(crate) mod brake;
 mod capabilities;
 mod explain;
+pub mod panel;
 mod shadow_report;
 
 pub use capabilities::{BackendView, CapabilityView, ChangeBody, ChangeOutcome, Listing};
@@ -52,11 +53,14 @@ pub struct AdminState {
     pub token: AdminToken,
     /// The brake on wrong tokens.
     pub(crate) brake: Arc<brake::AuthBrake>,
+    /// The control panel's sessions and traffic series.
+    pub panel: Arc<panel::Panel>,
 }
 
-/// The admin router.
+/// The admin router: the API behind the bearer token, and the control
+/// panel (at `/` and `/panel/…`) behind its own session login.
 pub fn router(state: AdminState) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/capabilities", get(capabilities::list))
         .route("/capabilities/{name}/flip", post(capabilities::flip))
         .route("/capabilities/{name}/rollback", post(capabilities::rollback))
@@ -68,8 +72,8 @@ pub fn router(state: AdminState) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found_fallback)
         .method_not_allowed_fallback(method_not_allowed_fallback)
-        .layer(middleware::from_fn_with_state(state.clone(), require_token))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state.clone(), require_token));
+    api.merge(panel::router(state.clone())).with_state(state)
 }
 
 async fn require_token(State(state): State<AdminState>, request: Request, next: Next) -> Response {
@@ -241,6 +245,8 @@ pub(crate) async fn serve(
     grace: std::time::Duration,
 ) -> std::io::Result<()> {
     let (draining, drain_started) = tokio::sync::oneshot::channel::<()>();
+    let sampler = tokio::spawn(panel::sample(state.clone()));
+    let _sampler = AbortOnDrop(sampler);
     let app = router(state).into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
@@ -257,5 +263,14 @@ pub(crate) async fn serve(
             tracing::warn!("admin API: grace period expired with requests still in flight; closing them");
             Ok(())
         }
+    }
+}
+
+/// Aborts a background task when the admin server stops.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

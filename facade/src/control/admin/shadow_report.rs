@@ -21,6 +21,16 @@ pub(super) struct ReportQuery {
     samples: Option<i64>,
 }
 
+impl ReportQuery {
+    /// The gate's window and `samples` sample diffs.
+    pub(super) fn samples(samples: i64) -> Self {
+        Self {
+            window_seconds: None,
+            samples: Some(samples),
+        }
+    }
+}
+
 /// A field and how many mismatches it was part of.
 #[derive(Debug, Serialize, Deserialize, PartialEq)]
 pub struct FieldCount {
