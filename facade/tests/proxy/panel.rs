@@ -79,6 +79,8 @@ async fn nothing_is_shown_without_a_login_and_the_token_leaves_the_address() {
         .await;
     browser.goto(&facade.panel("/")).await;
     browser.wait_for("#login-form").await;
+    assert_eq!(browser.unlabelled_controls().await, json!([]));
+    browser.screenshot("login").await;
 
     facade.log_in(&browser).await;
     // The token is gone from the address (and so from the history).
@@ -145,6 +147,17 @@ async fn the_overview_shows_every_capability_and_follows_changes_live() {
         .await;
     assert!(orders.contains("reconciliation"), "{orders}");
     assert!(orders.contains("breaker"), "{orders}");
+    assert_eq!(browser.unlabelled_controls().await, json!([]));
+    // Keyboard: Tab reaches the first capability's link, Enter opens it.
+    let focused = browser
+        .run(
+            "const links = [...document.querySelectorAll('#overview a')];
+             links[0].focus();
+             return document.activeElement === links[0] && links[0].tabIndex >= 0;",
+        )
+        .await;
+    assert_eq!(focused, json!(true));
+    browser.screenshot("overview").await;
 
     // A change made elsewhere (the CLI, another replica) shows without a
     // reload.
@@ -164,6 +177,7 @@ async fn the_overview_shows_every_capability_and_follows_changes_live() {
         .wait_for_text(r#"[data-backend="catalog"]"#, "healthy")
         .await;
     assert!(catalog.contains("closed"), "{catalog}");
+    browser.screenshot("backends").await;
     browser.close().await;
 }
 
@@ -196,6 +210,8 @@ async fn a_gate_refusal_is_shown_and_an_override_takes_a_second_confirmation() {
         !move_button.is_enabled().await.unwrap(),
         "Move is enabled past a refusal"
     );
+    assert_eq!(browser.unlabelled_controls().await, json!([]));
+    browser.screenshot("capability-gate-refused").await;
 
     // Override: the reason, the box, Move, and only then the confirmation.
     browser
@@ -235,6 +251,7 @@ async fn a_gate_refusal_is_shown_and_an_override_takes_a_second_confirmation() {
     browser
         .wait_for_text("#history tbody tr", "[forced past a gate]")
         .await;
+    browser.screenshot("capability-forced").await;
 
     // Rollback is an action too, never gated.
     browser
@@ -340,6 +357,7 @@ shadow = {{ ignore = ["$.generated_at", "x-request-id"] }}
     // The explorer names the differing path and the ignore rules.
     let shadow = browser.wait_for_text("#shadow", "$.note").await;
     assert!(shadow.contains("$.generated_at"), "{shadow}");
+    browser.screenshot("shadow-diffs").await;
 
     // No secret on any page or in any answer the pages read.
     let mut seen = String::new();

@@ -154,6 +154,28 @@ impl Browser {
             .to_owned()
     }
 
+    /// Saves a screenshot as `<name>.png` in the folder named by
+    /// `STRANGLER_PANEL_SCREENSHOTS`, when set (for the docs).
+    pub async fn screenshot(&self, name: &str) {
+        let Some(folder) = std::env::var_os("STRANGLER_PANEL_SCREENSHOTS") else {
+            return;
+        };
+        self.client.set_window_size(1280, 900).await.unwrap();
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(std::path::Path::new(&folder).join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// The controls (inputs, selects, buttons, links) without an accessible
+    /// name: no label, no `aria-label`, no text.
+    pub async fn unlabelled_controls(&self) -> Value {
+        self.run(
+            "return [...document.querySelectorAll('input:not([type=hidden]), select, button, a')]
+               .filter(e => !((e.labels && e.labels.length) || e.getAttribute('aria-label') || e.textContent.trim()))
+               .map(e => e.outerHTML);",
+        )
+        .await
+    }
+
     /// Ends the session (dropping the browser then stops the driver).
     pub async fn close(&self) {
         let _ = self.client.clone().close().await;

@@ -196,11 +196,6 @@ pub(super) async fn overview(state: &AdminState) -> Overview {
     }
 }
 
-/// `GET /panel/api/overview`.
-pub(super) async fn overview_json(State(state): State<AdminState>) -> Json<Overview> {
-    Json(overview(&state).await)
-}
-
 /// A capability's latest finished runs, newest first.
 async fn runs(state: &AdminState, capability: &str, limit: i64) -> Result<Vec<Run>, sqlx::Error> {
     let mut runs: Vec<Run> = sqlx::query_as(

@@ -21,6 +21,7 @@ pub use session::Sessions;
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, Query, Request, State};
@@ -38,11 +39,36 @@ use super::capabilities::{self, ChangeBody};
 use super::AdminState;
 use crate::decision::stage::Stage;
 
-/// The panel's state in the admin API: sessions and the traffic series.
+/// The panel's state in the admin API: sessions, the traffic series, and
+/// the overview last built.
 #[derive(Debug, Default)]
 pub struct Panel {
     sessions: Sessions,
     series: Series,
+    overview: tokio::sync::Mutex<Option<(Instant, Arc<str>)>>,
+}
+
+/// How long one built overview serves every open page: ten panels cost the
+/// store the queries of one.
+const OVERVIEW_FRESH: Duration = Duration::from_secs(1);
+
+impl Panel {
+    /// The overview as JSON, built at most once per [`OVERVIEW_FRESH`]
+    /// whatever the number of open pages.
+    async fn overview_json(&self, state: &AdminState) -> Arc<str> {
+        let mut cached = self.overview.lock().await;
+        if let Some((built, json)) = cached.as_ref() {
+            if built.elapsed() < OVERVIEW_FRESH {
+                return Arc::clone(json);
+            }
+        }
+        let overview = data::overview(state).await;
+        let json: Arc<str> = serde_json::to_string(&overview)
+            .unwrap_or_else(|_| "null".to_owned())
+            .into();
+        *cached = Some((Instant::now(), Arc::clone(&json)));
+        json
+    }
 }
 
 const LOGIN_HTML: &str = include_str!("assets/login.html");
@@ -62,7 +88,7 @@ const PUSH_EVERY: Duration = Duration::from_secs(2);
 /// check: the panel has its own).
 pub(super) fn router(state: AdminState) -> Router<AdminState> {
     let data = Router::new()
-        .route("/panel/api/overview", get(data::overview_json))
+        .route("/panel/api/overview", get(overview))
         .route("/panel/api/events", get(events))
         .route("/panel/api/backends", get(data::backends))
         .route("/panel/api/capabilities/{name}", get(data::detail))
@@ -272,14 +298,17 @@ async fn events(State(state): State<AdminState>) -> Sse<impl Stream<Item = Resul
         if !first {
             tokio::time::sleep(PUSH_EVERY).await;
         }
-        let overview = data::overview(&state).await;
-        let event = Event::default()
-            .event("overview")
-            .json_data(&overview)
-            .unwrap_or_else(|_| Event::default().comment("overview not encoded"));
+        let json = state.panel.overview_json(&state).await;
+        let event = Event::default().event("overview").data(&*json);
         Some((Ok(event), (state, false)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// `GET /panel/api/overview`.
+async fn overview(State(state): State<AdminState>) -> Response {
+    let json = state.panel.overview_json(&state).await;
+    ([(header::CONTENT_TYPE, "application/json")], json.to_string()).into_response()
 }
 
 /// A move asked from the panel.

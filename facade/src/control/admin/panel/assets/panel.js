@@ -306,10 +306,10 @@ function actions(detail) {
   const result = el("div", { id: "action-result", role: "status" },
     notice ? el("p", { class: "ok", id: "action-done" }, notice) : null);
   const gate = el("div", { id: "gate-result" });
-  const stage = el("select", { id: "move-to" }, STAGES.map((s) => el("option", { value: s, selected: s === card.stage_name }, s)));
-  const share = el("input", { id: "percent", type: "number", min: "0.1", max: "100", step: "0.1", value: "10", title: "canary share, percent" });
-  const reason = el("input", { id: "reason", type: "text", placeholder: "why (recorded in the audit log)", size: "50" });
-  const who = el("input", { id: "who", type: "text", placeholder: "your name (optional)", size: "16" });
+  const stage = el("select", { id: "move-to", "aria-label": "stage to move to" }, STAGES.map((s) => el("option", { value: s, selected: s === card.stage_name }, s)));
+  const share = el("input", { id: "percent", type: "number", min: "0.1", max: "100", step: "0.1", value: "10", "aria-label": "canary share, percent" });
+  const reason = el("input", { id: "reason", type: "text", placeholder: "why (recorded in the audit log)", size: "50", "aria-label": "reason for the move" });
+  const who = el("input", { id: "who", type: "text", placeholder: "your name (optional)", size: "16", "aria-label": "your name, for the audit log" });
   const override = el("input", { id: "override", type: "checkbox" });
   const move = el("button", { id: "move", type: "button", disabled: true }, "Move");
   const confirm = el("button", { id: "confirm-override", type: "button", class: "danger", hidden: true }, "Confirm: override the gates (recorded)");
@@ -363,7 +363,7 @@ function actions(detail) {
   confirm.addEventListener("click", () => send(true));
   stage.addEventListener("change", () => { checked = null; move.disabled = true; gate.replaceChildren(); overrideRow.hidden = true; });
 
-  const rollbackReason = el("input", { id: "rollback-reason", type: "text", placeholder: "why roll back", size: "40" });
+  const rollbackReason = el("input", { id: "rollback-reason", type: "text", placeholder: "why roll back", size: "40", "aria-label": "reason for the rollback" });
   const rollback = el("button", { id: "rollback", type: "button" }, "Roll back to the previous stage");
   rollback.addEventListener("click", async () => {
     if (!rollbackReason.value.trim()) { fail(new Error("Give a reason for the rollback.")); return; }
