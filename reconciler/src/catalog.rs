@@ -147,6 +147,47 @@ pub async fn key_is_not_null(source: &mut Source, table: &Identifier, key: &[Ide
     proves_not_null(not_null, key, case_insensitive)
 }
 
+/// The catalog's estimate of the rows in `table`, for a progress display's
+/// ETA: PostgreSQL's `reltuples` (none before the first `ANALYZE` or
+/// vacuum), MySQL's `table_rows`, SQLite's largest rowid (none for a
+/// `WITHOUT ROWID` table). Each is one cheap catalog or index lookup, never
+/// a count; a refusal is no estimate.
+pub async fn estimated_rows(source: &mut Source, table: &Identifier) -> Option<u64> {
+    let dialect = source.dialect();
+    let name = SqlValue::Text(table.as_str().to_owned());
+    let (sql, binds): (String, Vec<&SqlValue>) = match dialect.engine() {
+        Engine::Postgres => (
+            "SELECT CAST(c.reltuples AS BIGINT) FROM pg_class c \
+             JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relname = $1"
+                .to_owned(),
+            vec![&name],
+        ),
+        Engine::MySql => (
+            "SELECT CAST(table_rows AS SIGNED) FROM information_schema.tables \
+             WHERE table_schema = DATABASE() AND table_name = ?"
+                .to_owned(),
+            vec![&name],
+        ),
+        Engine::Sqlite => (
+            format!("SELECT MAX(rowid) FROM {}", dialect.quote(table)),
+            Vec::new(),
+        ),
+    };
+    let doing = format!("estimating the rows of table `{table}`");
+    let rows = match source.fetch(&sql, &binds, &[ColumnClass::Integer], &doing).await {
+        Ok(rows) => rows,
+        Err(error) => {
+            tracing::debug!(side = %source.side(), %table, error = %error.chain(), "no row estimate");
+            return None;
+        }
+    };
+    match rows.first().and_then(|row| row.first()) {
+        Some(SqlValue::Int(n)) => u64::try_from(*n).ok().filter(|n| *n > 0),
+        _ => None,
+    }
+}
+
 /// Whether every `key` column is among the `not_null` columns.
 fn proves_not_null(
     not_null: impl IntoIterator<Item = String>,

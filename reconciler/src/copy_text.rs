@@ -141,6 +141,9 @@ fn unescape(field: &[u8]) -> String {
 }
 
 #[cfg(test)]
+mod differential;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

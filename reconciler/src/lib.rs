@@ -33,11 +33,13 @@ mod catalog;
 mod checksum;
 mod copy_text;
 mod error;
+mod fingerprint;
 pub mod key_text;
 mod merge;
 pub mod metrics;
 mod normalize;
 mod plan;
+pub mod progress;
 mod read;
 pub mod render;
 pub mod repair;
@@ -57,12 +59,14 @@ use mapping::Side;
 use toolkit_db::DatabaseUrl;
 
 pub use error::ReconcileError;
+pub use progress::{Progress, ProgressHook};
 pub use report::{Method, Report, Status, TableReport, Totals};
 pub use run_store::{RunId, RunRecord, RunStatus, RunStore, UnknownRunStatus};
 
 use crate::checksum::{Lane, SegmentOptions};
 use crate::merge::{merge_range, Judge, KeyRange, ReadSizes};
 use crate::plan::{plan_table, TablePlan};
+use crate::progress::TableProgress;
 use crate::source::Source;
 
 /// How tables are compared.
@@ -125,6 +129,8 @@ pub struct Options {
     pub statement_timeout: Duration,
     /// The end of the settle window; `None` means the start of the run.
     pub now: Option<DateTime<Utc>>,
+    /// Told how far each table's comparison is; `None` counts nothing.
+    pub progress: Option<ProgressHook>,
 }
 
 impl Default for Options {
@@ -138,6 +144,7 @@ impl Default for Options {
             parallel: 2,
             statement_timeout: Duration::from_secs(30),
             now: None,
+            progress: None,
         }
     }
 }
@@ -269,6 +276,17 @@ async fn compare_table(
         settling: Vec::new(),
     };
     let mut judge = Judge::new(plan, now, report);
+    if let Some(hook) = &options.progress {
+        let main = &mut lanes[0];
+        let legacy = catalog::estimated_rows(&mut main.legacy, &plan.legacy.table).await;
+        let service = catalog::estimated_rows(&mut main.service, &plan.service.table).await;
+        let estimate = legacy.max(service);
+        judge = judge.with_progress(TableProgress::start(
+            hook.clone(),
+            plan.legacy.table.as_str(),
+            estimate,
+        ));
+    }
     let mut sizes = ReadSizes::new(options.batch_size, MAX_BATCH_ROWS.max(options.batch_size), target);
     match method {
         Method::Merge => {
@@ -301,7 +319,7 @@ async fn compare_table(
             }
         }
     }
-    let report = judge.report;
+    let report = judge.finish();
     span.record("rows_compared", report.rows_compared);
     span.record(
         "differences",

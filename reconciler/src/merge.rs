@@ -20,8 +20,10 @@ use toolkit_db::sql_value::SqlValue;
 use crate::normalize::{compare_keys, normalize, parse_timestamp, same};
 use tokio::sync::mpsc;
 
+use crate::fingerprint::fingerprint;
 use crate::key_text::{key_text, named_key_text};
 use crate::plan::{ComparedColumn, SidePlan, TablePlan};
+use crate::progress::TableProgress;
 use crate::read::{read_range, BatchSize, ReadRow, CHANNEL_CHUNKS};
 use crate::report::{json_key, json_value, ChangedRow, ColumnDiff, KeyEntry, Kind, SettlingRow, TableReport};
 use crate::source::Source;
@@ -170,30 +172,66 @@ impl ReadSizes {
     }
 }
 
+/// Whether `value`, a row's change time, lies within `seconds` before
+/// `now`, or after it: a change time in the future (clock skew) is treated
+/// as recent. A value that is no timestamp is not recent.
+pub(crate) fn changed_within(value: Option<&SqlValue>, now: DateTime<Utc>, seconds: u64) -> bool {
+    let at = match value {
+        Some(SqlValue::Text(text)) => parse_timestamp(text),
+        _ => None,
+    };
+    at.is_some_and(|at| (now - at).num_milliseconds() < (seconds as i64).saturating_mul(1000))
+}
+
 /// Judges rows and records the verdicts in a table's report.
 pub struct Judge<'a> {
     plan: &'a TablePlan,
     now: DateTime<Utc>,
     /// The table's report, filled in as rows are judged.
     pub report: TableReport,
+    progress: Option<TableProgress>,
 }
 
 impl<'a> Judge<'a> {
     /// A judge for `plan`, with `now` as the end of the settle window.
     pub fn new(plan: &'a TablePlan, now: DateTime<Utc>, report: TableReport) -> Self {
-        Self { plan, now, report }
+        Self {
+            plan,
+            now,
+            report,
+            progress: None,
+        }
+    }
+
+    /// Tells `progress` how many keys are compared as they are.
+    pub(crate) fn with_progress(mut self, progress: TableProgress) -> Self {
+        self.progress = Some(progress);
+        self
+    }
+
+    /// The table's report, once every row is judged; the progress display,
+    /// if any, is told the last keys and that the table is done.
+    pub(crate) fn finish(mut self) -> TableReport {
+        if let Some(progress) = self.progress.take() {
+            progress.finish(self.report.rows_compared);
+        }
+        self.report
+    }
+
+    /// Counts one more compared key, or `keys` more.
+    #[inline]
+    fn compared(&mut self, keys: u64) {
+        self.report.rows_compared += keys;
+        if let Some(progress) = &mut self.progress {
+            progress.update(self.report.rows_compared);
+        }
     }
 
     fn settling(&self, row: &[SqlValue]) -> bool {
         let Some((index, seconds)) = self.plan.settle else {
             return false;
         };
-        let at = match row.get(index) {
-            Some(SqlValue::Text(text)) => parse_timestamp(text),
-            _ => None,
-        };
-        // A change time in the future (clock skew) is treated as recent.
-        at.is_some_and(|at| (self.now - at).num_milliseconds() < (seconds as i64).saturating_mul(1000))
+        changed_within(row.get(index), self.now, seconds)
     }
 
     fn key(&self, row: &[SqlValue]) -> Vec<serde_json::Value> {
@@ -215,14 +253,20 @@ impl<'a> Judge<'a> {
     /// A row on one side only: `kind` is [`Kind::Missing`] (in the service)
     /// or [`Kind::Extra`].
     fn one_side_only(&mut self, row: &[SqlValue], kind: Kind) {
-        self.report.rows_compared += 1;
+        self.compared(1);
         let key = self.key(row);
         if self.settling(row) {
             self.report.settling.push(SettlingRow { key, kind });
-        } else if kind == Kind::Missing {
-            self.report.missing.push(KeyEntry { key });
+            return;
+        }
+        let entry = KeyEntry {
+            key,
+            fingerprint: Some(fingerprint(row)),
+        };
+        if kind == Kind::Missing {
+            self.report.missing.push(entry);
         } else {
-            self.report.extra.push(KeyEntry { key });
+            self.report.extra.push(entry);
         }
     }
 
@@ -230,7 +274,7 @@ impl<'a> Judge<'a> {
     pub fn both(&mut self, legacy: Vec<SqlValue>, service: Vec<SqlValue>) {
         self.report.rows_legacy += 1;
         self.report.rows_service += 1;
-        self.report.rows_compared += 1;
+        self.compared(1);
         let mut diffs = Vec::new();
         for column in &self.plan.compared {
             if Self::plainly_equal(column, legacy.get(column.index), service.get(column.index)) {
@@ -263,7 +307,12 @@ impl<'a> Judge<'a> {
                 kind: Kind::Changed,
             });
         } else {
-            self.report.changed.push(ChangedRow { key, columns: diffs });
+            self.report.changed.push(ChangedRow {
+                key,
+                columns: diffs,
+                legacy_fingerprint: Some(fingerprint(&legacy)),
+                service_fingerprint: Some(fingerprint(&service)),
+            });
         }
     }
 
@@ -294,7 +343,7 @@ impl<'a> Judge<'a> {
     pub fn equal_rows(&mut self, count: u64) {
         self.report.rows_legacy += count;
         self.report.rows_service += count;
-        self.report.rows_compared += count;
+        self.compared(count);
     }
 }
 

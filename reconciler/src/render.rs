@@ -454,8 +454,14 @@ mod tests {
                 rows_service: 1,
                 rows_compared: 1,
                 rows_fetched: 2,
-                missing: vec![KeyEntry { key: key() }],
-                extra: vec![KeyEntry { key: key() }],
+                missing: vec![KeyEntry {
+                    key: key(),
+                    fingerprint: None,
+                }],
+                extra: vec![KeyEntry {
+                    key: key(),
+                    fingerprint: Some("0123456789abcdef".to_owned()),
+                }],
                 changed: vec![ChangedRow {
                     key: key(),
                     columns: vec![
@@ -472,6 +478,8 @@ mod tests {
                             service: Value::from(format!("{HOSTILE}!")),
                         },
                     ],
+                    legacy_fingerprint: None,
+                    service_fingerprint: None,
                 }],
                 settling: vec![SettlingRow {
                     key: key(),

@@ -25,17 +25,21 @@
 //!     "rows_legacy", "rows_service": rows on each side after the filters,
 //!     "rows_compared": distinct keys on either side,
 //!     "rows_fetched": rows read out of both databases,
-//!     "missing": [{ "key": [values] }],     // in the monolith, not in the service
-//!     "extra":   [{ "key": [values] }],     // in the service, not in the monolith
+//!     "missing": [{ "key": [values], "fingerprint": hex }],   // in the monolith, not in the service
+//!     "extra":   [{ "key": [values], "fingerprint": hex }],   // in the service, not in the monolith
 //!     "changed": [{ "key": [values], "columns": [{ "column": legacy name,
 //!                   "service_column": service name,
-//!                   "legacy": value, "service": value }] }],   // normalized values
+//!                   "legacy": value, "service": value }],      // normalized values
+//!                   "legacy_fingerprint": hex, "service_fingerprint": hex }],
 //!     "settling": [{ "key": [values], "kind": "missing" | "extra" | "changed" }]
 //!   }]
 //! }
 //! ```
 //!
 //! Values are JSON `null`, numbers, strings, or `{"bytes_hex": "…"}`.
+//! A fingerprint is 16 hex digits standing for the whole row as read on
+//! that side (FNV-1a over its raw values); a repair checks the follower's row
+//! against it. Reports written before fingerprints existed lack them.
 //! "missing" and "extra" are always relative to the monolith, whichever
 //! side is the source of truth. Settling rows (changed within the settle
 //! window) are not divergences and do not make a run diverged.
@@ -96,6 +100,9 @@ impl Method {
 pub struct KeyEntry {
     /// Key values, in key order.
     pub key: Vec<Value>,
+    /// The row as read on the side that has it, fingerprinted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
 }
 
 /// One column that differs.
@@ -118,6 +125,12 @@ pub struct ChangedRow {
     pub key: Vec<Value>,
     /// The differing columns.
     pub columns: Vec<ColumnDiff>,
+    /// The monolith's row as read, fingerprinted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub legacy_fingerprint: Option<String>,
+    /// The service's row as read, fingerprinted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_fingerprint: Option<String>,
 }
 
 /// What kind of difference a settling row would have been.

@@ -145,6 +145,12 @@ impl Dialect {
         let column = self.column(name);
         match (self.engine, class) {
             (Engine::Postgres, ColumnClass::Other) => format!("CAST({column} AS TEXT)"),
+            // `real` widened on the server: the `Any` driver refuses to read
+            // a `real` as `f64`, and `COPY` would print the shortest text
+            // of the 32-bit value (`1.1`), which parses to another `f64`
+            // than the widened value every other reader sees. A no-op for
+            // `double precision`.
+            (Engine::Postgres, ColumnClass::Float) => format!("CAST({column} AS float8)"),
             (Engine::MySql, ColumnClass::Integer) => format!("CAST({column} AS SIGNED)"),
             (Engine::MySql, ColumnClass::Other) => format!("CAST({column} AS CHAR)"),
             // sqlx types a SQLite column by its declared type, and the `Any`
@@ -340,6 +346,20 @@ mod tests {
         assert_eq!(sqlite.classify("BOOLEAN"), ColumnClass::Bool);
         assert_eq!(sqlite.classify("DATETIME"), ColumnClass::Other);
         assert_eq!(sqlite.select_expr(&name, ColumnClass::Text), "t.\"at\"");
+    }
+
+    #[test]
+    fn postgresql_floats_are_read_widened_to_double_precision() {
+        // A `real` read as `f64` by the `Any` driver fails, and its `COPY`
+        // text (`1.1`) is not the widened value (found by the COPY
+        // differential test, `copy_text/differential.rs`).
+        let pg = Dialect::new(Engine::Postgres);
+        let name = Identifier::parse("f").unwrap();
+        assert_eq!(pg.classify("real"), ColumnClass::Float);
+        assert_eq!(
+            pg.select_expr(&name, ColumnClass::Float),
+            "CAST(t.\"f\" AS float8)"
+        );
     }
 
     #[test]

@@ -5,7 +5,13 @@
 //!
 //! Exit codes: 0 clean, 1 divergence found, 2 error (the run could not
 //! finish, or the arguments are wrong).
+//!
+//! On a terminal, `run` and `repair` draw a progress bar per table on
+//! standard error (`progress.rs`); `--quiet`, `--output json` or output
+//! that is not a terminal turn them off.
 
+mod progress;
+mod repair;
 mod report;
 
 use crate::databases::DatabaseArgs;
@@ -17,11 +23,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Subcommand, ValueEnum};
-use mapping::{Mapping, Side};
-use reconciler::key_text::key_text;
+use mapping::Mapping;
 use reconciler::metrics::ScheduleMetrics;
 use reconciler::render::{self, TrendPoint};
-use reconciler::repair::{apply_repair, plan_repair};
 use reconciler::schedule::run_schedule;
 use reconciler::{reconcile_and_record, Options, RunStore, Status, Strategy};
 use toolkit_db::DatabaseUrl;
@@ -54,19 +58,11 @@ enum ReconcileCommand {
     /// that cron expression, until Ctrl-C.
     Schedule(ScheduleArgs),
     /// Plan (and with --apply, make) the changes that bring the follower side
-    /// in line with the source of truth, then compare again. Exit code 0:
-    /// nothing (left) to repair; 1: divergence remains; 2: error.
-    Repair(RepairArgs),
-}
-
-#[derive(Args)]
-struct RepairArgs {
-    #[command(flatten)]
-    run: RunArgs,
-    /// Execute the plan (in transactions of 100 statements) instead of only
-    /// showing it.
-    #[arg(long)]
-    apply: bool,
+    /// in line with the source of truth, then compare again. A row changed
+    /// since the comparison is never overwritten: it is listed as changed
+    /// since the report, not repaired. Exit code 0: nothing (left) to
+    /// repair; 1: divergence remains; 2: error.
+    Repair(repair::RepairArgs),
 }
 
 #[derive(Args)]
@@ -144,6 +140,11 @@ struct RunArgs {
     /// Connections per side that checksum key ranges at once.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=16))]
     parallel: u8,
+    /// Draw no progress bars. They are drawn on standard error only when
+    /// standard output and standard error are both terminals, and never
+    /// with `--output json`.
+    #[arg(long, short)]
+    quiet: bool,
 }
 
 impl RunArgs {
@@ -155,6 +156,7 @@ impl RunArgs {
             batch_size: self.batch_size as usize,
             statement_timeout: Duration::from_secs(self.statement_timeout),
             parallel: usize::from(self.parallel),
+            progress: progress::hook(self.output, self.quiet),
             ..Options::default()
         }
     }
@@ -173,82 +175,8 @@ pub async fn run(args: ReconcileArgs) -> anyhow::Result<ExitCode> {
         ReconcileCommand::Run(args) => run_once(args).await,
         ReconcileCommand::Report(args) => report::report(args).await,
         ReconcileCommand::Schedule(args) => schedule(args).await,
-        ReconcileCommand::Repair(args) => repair(args).await,
+        ReconcileCommand::Repair(args) => repair::repair(args).await,
     }
-}
-
-async fn repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
-    let run = &args.run;
-    let mapping = Mapping::load(&run.databases.mapping)?;
-    let capability = mapping.capability(&run.capability)?;
-    let store = open_store(run.store_url.as_ref(), "this run is").await?;
-    let options = run.options();
-    let (legacy, service) = &run.databases.resolve(capability)?;
-    let report = reconcile_and_record(store.as_ref(), capability, legacy, service, &options)
-        .await
-        .with_context(|| format!("reconciling capability `{}`", run.capability))?;
-    let plan = plan_repair(capability, &report, legacy, service, options.statement_timeout)
-        .await
-        .with_context(|| format!("planning the repair of `{}`", run.capability))?;
-    if plan.statements.is_empty() && plan.skipped.is_empty() {
-        say!("nothing to repair: `{}` is clean", run.capability);
-        return Ok(ExitCode::from(EXIT_CLEAN));
-    }
-    match run.output {
-        Format::Json => say!("{}", serde_json::to_string_pretty(&plan)?),
-        _ => {
-            say!(
-                "{} to the {} database make `{}` match its source of truth:",
-                plural(plan.statements.len(), "statement"),
-                plan.follower,
-                run.capability
-            );
-            for statement in &plan.statements {
-                say!("  {};", statement.display);
-            }
-            if !plan.skipped.is_empty() {
-                say!(
-                    "{} left alone (repair it by hand, or from the other side):",
-                    plural(plan.skipped.len(), "divergence")
-                );
-                for skipped in &plan.skipped {
-                    say!(
-                        "  {} {} ({}): {}",
-                        skipped.table,
-                        key_text(&skipped.key),
-                        serde_json::to_value(skipped.action)?.as_str().unwrap_or("change"),
-                        skipped.reason
-                    );
-                }
-            }
-        }
-    }
-    if plan.statements.is_empty() {
-        return Ok(ExitCode::from(EXIT_DIVERGED));
-    }
-    if !args.apply {
-        say!("dry run: nothing was changed; add --apply to execute these statements");
-        return Ok(ExitCode::from(EXIT_DIVERGED));
-    }
-    let follower = match plan.follower {
-        Side::Service => service,
-        Side::Legacy => legacy,
-    };
-    let applied = apply_repair(&plan, follower, 100).await.with_context(|| {
-        format!(
-            "applying the repair of `{}` to the {} database",
-            run.capability, plan.follower
-        )
-    })?;
-    say!("applied {}; comparing again:", plural(applied, "statement"));
-    let after = reconcile_and_record(store.as_ref(), capability, legacy, service, &options)
-        .await
-        .with_context(|| format!("verifying the repair of `{}`", run.capability))?;
-    say_raw!("{}", after.to_human());
-    Ok(ExitCode::from(match after.status {
-        Status::Clean => EXIT_CLEAN,
-        Status::Diverged => EXIT_DIVERGED,
-    }))
 }
 
 fn plural(n: usize, word: &str) -> String {

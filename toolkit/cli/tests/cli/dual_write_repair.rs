@@ -111,8 +111,8 @@ async fn repair_writes_the_dropped_dual_writes_into_the_monolith() {
     assert!(
         stdout.contains(
             "INSERT INTO \"orders\" (\"id\", \"created_at\", \"customer_id\", \"status\", \"total_cents\", \
-             \"updated_at\", \"origin\") VALUES (1000000, '2026-01-02T09:00:00Z', 1, 'placed', 700, \
-             '2026-01-02T09:00:00Z', 'orders-service');"
+             \"updated_at\", \"origin\") SELECT 1000000, '2026-01-02T09:00:00Z', 1, 'placed', 700, \
+             '2026-01-02T09:00:00Z', 'orders-service' WHERE NOT EXISTS (SELECT 1 FROM \"orders\" WHERE \"id\" = 1000000);"
         ),
         "{stdout}"
     );
