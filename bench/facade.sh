@@ -5,6 +5,8 @@
 #   ROUNDS=1 DURATION=5 bash bench/facade.sh   # quick look
 #   SETUPS="facade shadow canary" CONNECTIONS=64 ROUNDS=7 bash bench/facade.sh
 #                                   # more rounds for the stages' ratios
+#   SETUPS="facade traced" CONNECTIONS=64 ROUNDS=7 bash bench/facade.sh
+#                                   # tracing on (1% sampled) against off
 #   BASELINE=/tmp/old/strangler SETUPS="nginx facade baseline" bash bench/facade.sh
 #                                   # this build side by side with another
 #
@@ -19,6 +21,12 @@
 #   shadow  the same, with the capability in shadow: every answer is copied
 #           and compared with a second call (the "service", same upstream)
 #   canary  the same, with the capability at canary 50% (client-keyed)
+#   traced  the facade setup with OpenTelemetry traces on: exported over
+#           OTLP/HTTP to a local sink that decodes and discards them
+#           (test-harness's otlp_sink example), sampled at
+#           parentbased_traceidratio with TRACE_RATIO (default 0.01); wrk
+#           sends no traceparent, so every request is a new trace decided
+#           by the ratio
 #   baseline  the facade setup run by the build at $BASELINE, if given
 # Runs are interleaved (direct, nginx, facade, …, direct, …) and repeated, at 1
 # and 64 connections, because this machine is shared and noisy: compare the
@@ -37,6 +45,9 @@ FACADE_PORT=${FACADE_PORT:-18903}
 SHADOW_PORT=${SHADOW_PORT:-18905}
 CANARY_PORT=${CANARY_PORT:-18907}
 BASELINE_PORT=${BASELINE_PORT:-18909}
+TRACED_PORT=${TRACED_PORT:-18911}
+SINK_PORT=${SINK_PORT:-18913}
+TRACE_RATIO=${TRACE_RATIO:-0.01}
 
 for tool in wrk nginx; do
     command -v "$tool" >/dev/null || { echo "error: $tool is not installed (apt-get install wrk nginx-light)" >&2; exit 1; }
@@ -55,6 +66,10 @@ trap cleanup EXIT
 
 echo "building the facade (release)…" >&2
 cargo build --release -q -p strangler-cli
+if [[ " $SETUPS " == *" traced "* ]]; then
+    # The sink takes 1% of the requests' spans: the dev build is enough.
+    cargo build -q -p test-harness --example otlp_sink
+fi
 
 # Two nginx instances, never one: the upstream, and nginx the reverse proxy.
 # With both in one instance, nginx would proxy to itself inside its own
@@ -75,6 +90,13 @@ nginx_instance proxy "$(nginx_proxy "$NGINX_PORT" "$UPSTREAM_PORT")"
 
 # One facade per stage: the same configuration but for the capability's
 # initial stage, ports (admin on the next port) and store.
+# Environment variables for a setup's facade (`name=value` words).
+facade_env() {
+    case $1 in
+        traced) echo "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$SINK_PORT OTEL_SERVICE_NAME=bench-facade OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=$TRACE_RATIO" ;;
+        *) echo "OTEL_SDK_DISABLED=true" ;;
+    esac
+}
 start_facade() {
     local name=$1 port=$2 stage=$3 binary=${4:-./target/release/strangler}
     facade_config "$work/$name.toml" "$port" "$stage" "$UPSTREAM_PORT" "$work/$name.db"
@@ -82,7 +104,8 @@ start_facade() {
     # as a service manager starts a service): with the kernel's autogroup
     # scheduling on, the CPU is shared out by session first, and a facade
     # left in this script's session would share wrk's share.
-    STRANGLER_ADMIN_TOKEN=bench-token RUST_LOG=warn setsid "$binary" facade --config "$work/$name.toml" \
+    # shellcheck disable=SC2046 # one word per variable
+    env $(facade_env "$name") STRANGLER_ADMIN_TOKEN=bench-token RUST_LOG=warn setsid "$binary" facade --config "$work/$name.toml" \
         2> "$work/$name.log" &
     pids+=("$!")
     for _ in $(seq 100); do
@@ -94,6 +117,13 @@ start_facade facade "$FACADE_PORT" legacy
 facade_pid=${pids[-1]}
 start_facade shadow "$SHADOW_PORT" shadow
 start_facade canary "$CANARY_PORT" "canary 50%"
+if [[ " $SETUPS " == *" traced "* ]]; then
+    ./target/debug/examples/otlp_sink "127.0.0.1:$SINK_PORT" > "$work/sink.log" &
+    sink_pid=$!
+    pids+=("$sink_pid")
+    start_facade traced "$TRACED_PORT" legacy
+    traced_pid=${pids[-1]}
+fi
 if [ -n "${BASELINE:-}" ]; then
     start_facade baseline "$BASELINE_PORT" legacy "$BASELINE"
 elif [[ " $SETUPS " == *" baseline "* ]]; then
@@ -126,7 +156,8 @@ for connections in $CONNECTIONS; do
                 shadow) port=$SHADOW_PORT ;;
                 canary) port=$CANARY_PORT ;;
                 baseline) port=$BASELINE_PORT ;;
-                *) echo "error: unknown setup '$setup' (direct, nginx, facade, shadow, canary, baseline)" >&2; exit 1 ;;
+                traced) port=$TRACED_PORT ;;
+                *) echo "error: unknown setup '$setup' (direct, nginx, facade, shadow, canary, traced, baseline)" >&2; exit 1 ;;
             esac
             read -r r a b < <(measure "$port" "$connections")
             echo "c=$connections round=$round $setup: $r req/s, p50 ${a} ms, p99 ${b} ms" >&2
@@ -164,6 +195,13 @@ done
 # The shadow facade's outcomes, to show the copies were really made.
 echo
 echo "shadow facade: $(curl -s -H 'Authorization: Bearer bench-token' "http://127.0.0.1:$((SHADOW_PORT + 1))/metrics" | grep '^strangler_facade_shadow_total' | tr '\n' ' ')"
+# The traced facade's spans, to show they were really exported: the sink
+# counts what it received once the facade has flushed on SIGTERM.
+if [ -n "${sink_pid:-}" ]; then
+    kill -TERM "$traced_pid" && while kill -0 "$traced_pid" 2>/dev/null; do sleep 0.1; done
+    kill -TERM "$sink_pid" && wait "$sink_pid" 2>/dev/null || true
+    echo "traced facade (ratio $TRACE_RATIO): $(tail -1 "$work/sink.log")"
+fi
 
 # Memory: resident set of the facade with 1,000 client connections open,
 # first idle (each has made one request and stays open), then under load.

@@ -37,7 +37,9 @@
 //!   which side failed; `upgrade` forwards WebSocket upgrades; `shadow`
 //!   copies requests to the service and compares the answers; `rollback`
 //!   counts the error budget; `state` is what every request reads, with
-//!   `capability_state` and `metrics` (Prometheus).
+//!   `capability_state` and `metrics` (Prometheus); `trace` records a
+//!   sampled request's OpenTelemetry spans, given a `SpanSink` by
+//!   [`Facade::build_traced`].
 //! - `control`: [`route_store`] (stages and their audit log in the toolkit
 //!   store), `route_watch` (following the store, swapping tables
 //!   atomically), `auto_rollback` (acting on a breached budget), `gate`
@@ -75,6 +77,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use toolkit_telemetry::SpanSink;
 
 use crate::config::{ConfigError, FacadeConfig};
 use crate::control::admin::AdminState;
@@ -135,7 +138,15 @@ pub struct Facade {
 impl Facade {
     /// Reads the admin token, opens and seeds the store, loads the table and
     /// binds both listeners. Nothing is served until [`Facade::run_until_stopped`].
+    /// No request is traced.
     pub async fn build(config: FacadeConfig) -> Result<Self, StartError> {
+        Self::build_traced(config, None).await
+    }
+
+    /// [`Facade::build`], with sampled requests' spans going to `tracing`
+    /// (see `flow::trace`); `None` leaves tracing off and the request path
+    /// as it is without it.
+    pub async fn build_traced(config: FacadeConfig, tracing: Option<SpanSink>) -> Result<Self, StartError> {
         let token = config.admin_token()?;
         let store_error = |source| StartError::Store {
             url: config.store_url.to_string(),
@@ -200,6 +211,7 @@ impl Facade {
             access_log: config.access_log,
             shadower,
             rollbacks,
+            tracing,
         });
         let updater = Arc::new(TableUpdater::new(store, Arc::clone(&state)));
         for backend in &config.backends {
@@ -312,6 +324,7 @@ impl Facade {
             Arc::clone(&self.updater),
             stop.clone(),
         ));
+        tokio::spawn(control::idle_sweep::run(Arc::clone(&self.state), stop.clone()));
         let admin = tokio::spawn(admin::serve(
             self.admin_listener,
             self.admin,

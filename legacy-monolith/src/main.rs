@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use legacy_monolith::settings::Settings;
 use legacy_monolith::{Application, Config, DEFAULT_LISTEN};
 use service_runtime::telemetry::{self, LogFormat};
 use service_runtime::{server, DatabaseUrl};
@@ -23,6 +24,12 @@ struct Args {
     /// Load the sample data set when the database is empty.
     #[arg(long)]
     seed: bool,
+    /// Serve `GET`/`PUT /internal/settings`, runtime switches for chaos
+    /// tests (an injected latency, none at start). Off by default: the
+    /// monolith is the facade's default backend, so any client could reach
+    /// the endpoint through it.
+    #[arg(long, env = "MONOLITH_FAULT_SWITCHES")]
+    fault_switches: bool,
     /// Seconds in-flight requests may take to finish on shutdown.
     #[arg(long, default_value_t = 10)]
     grace_seconds: u64,
@@ -34,17 +41,25 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    telemetry::init(args.log_format, "info");
-    let app = Application::build(Config {
+    let telemetry = telemetry::init(args.log_format, "info", "legacy-monolith")?;
+    let config = Config {
         listen: args.listen,
         database_url: args.database_url.clone(),
         seed: args.seed,
         grace_period: Duration::from_secs(args.grace_seconds),
-    })
-    .await
+    };
+    let app = if args.fault_switches {
+        Application::build_with_settings(config, Settings::default()).await
+    } else {
+        Application::build(config).await
+    }
     .with_context(|| format!("starting the monolith on {}", args.database_url))?;
     tracing::info!(addr = %app.local_addr(), "legacy monolith listening");
-    app.run_until_stopped(server::shutdown_signal())
+    let served = app
+        .run_until_stopped(server::shutdown_signal())
         .await
-        .context("serving the monolith")
+        .context("serving the monolith");
+    // The last spans are exported once the requests have drained.
+    telemetry.shutdown().await;
+    served
 }

@@ -21,6 +21,7 @@ use serde::de::DeserializeOwned;
 use serde_json::json;
 use service_runtime::api_error::error_chain;
 use service_runtime::request_id::{RequestId, REQUEST_ID_HEADER};
+use service_runtime::telemetry::propagation;
 use service_runtime::ApiError;
 use shop_api::{StockLevel, StockUpdate};
 
@@ -217,6 +218,8 @@ impl InventoryClient {
     ) -> Result<T, InventoryError> {
         let response = request
             .header(REQUEST_ID_HEADER, request_id.header_value())
+            // The monolith's span continues the request's trace.
+            .headers(propagation::trace_headers())
             .send()
             .await
             .map_err(|source| self.transport_error(&url, source))?;

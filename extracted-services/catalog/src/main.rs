@@ -43,7 +43,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    telemetry::init(args.log_format, "info");
+    let telemetry = telemetry::init(args.log_format, "info", "catalog-service")?;
     let app = Application::build(Config {
         listen: args.listen,
         database_url: args.database_url.clone(),
@@ -58,7 +58,11 @@ async fn main() -> anyhow::Result<()> {
         monolith = %args.monolith_url,
         "catalog service listening"
     );
-    app.run_until_stopped(server::shutdown_signal())
+    let served = app
+        .run_until_stopped(server::shutdown_signal())
         .await
-        .context("serving the catalog service")
+        .context("serving the catalog service");
+    // The last spans are exported once the requests have drained.
+    telemetry.shutdown().await;
+    served
 }

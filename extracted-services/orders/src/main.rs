@@ -59,7 +59,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    telemetry::init(args.log_format, "info");
+    let telemetry = telemetry::init(args.log_format, "info", "orders-service")?;
     let recovery = RecoveryConfig {
         pending_timeout: Duration::from_secs(args.recovery_timeout_secs),
         interval: Duration::from_secs(args.recovery_interval_secs),
@@ -82,7 +82,11 @@ async fn main() -> anyhow::Result<()> {
     .await
     .with_context(|| format!("starting the orders service on {}", args.database_url))?;
     tracing::info!(addr = %app.local_addr(), "orders service listening");
-    app.run_until_stopped(server::shutdown_signal())
+    let served = app
+        .run_until_stopped(server::shutdown_signal())
         .await
-        .context("serving the orders service")
+        .context("serving the orders service");
+    // The last spans are exported once the requests have drained.
+    telemetry.shutdown().await;
+    served
 }

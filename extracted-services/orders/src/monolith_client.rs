@@ -14,6 +14,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_json::Value;
 use service_runtime::request_id::REQUEST_ID_HEADER;
+use service_runtime::telemetry::propagation;
 use service_runtime::ApiError;
 use shop_api::{Customer, Order, OrderReplica, Payment, PaymentRequest, Reservation, ReservationRequest};
 
@@ -230,7 +231,9 @@ impl MonolithClient {
         let mut request = self
             .http
             .request(method, url.clone())
-            .header(REQUEST_ID_HEADER, request_id.clone());
+            .header(REQUEST_ID_HEADER, request_id.clone())
+            // The monolith's span continues the request's trace.
+            .headers(propagation::trace_headers());
         if let Some(body) = body {
             request = request.json(body);
         }

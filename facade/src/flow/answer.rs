@@ -10,9 +10,11 @@ use hyper::{HeaderMap, Response, StatusCode};
 
 use crate::decision::routing::Target;
 use crate::flow::backend::Backend;
-use crate::flow::dispatch::{Failure, FallbackCause, Outgoing};
+use crate::flow::dispatch::{Failure, FallbackCause};
 use crate::flow::error_chain::error_chain;
 use crate::flow::metrics::{Metrics, UpstreamErrorKind};
+use crate::flow::outgoing::Outgoing;
+use crate::flow::trace::LogIds;
 use crate::wire::body::ProxyBody;
 use crate::wire::client_body::ClientBodyError;
 use crate::wire::error_response::{error_response, Fault};
@@ -175,9 +177,10 @@ pub(crate) fn unforwardable_coding(
     ))
 }
 
-/// The access log's line for an answered request.
+/// The access log's line for an answered request (with the trace's ids
+/// when it is kept).
 pub(crate) fn log_access(
-    request_id: &str,
+    ids: LogIds<'_>,
     capability: &'static str,
     outgoing: &Outgoing,
     served_by: &Backend,
@@ -186,7 +189,9 @@ pub(crate) fn log_access(
     started: Instant,
 ) {
     tracing::info!(
-        request_id,
+        request_id = ids.request_id,
+        trace_id = ids.trace.map(|(trace, _)| display(trace)),
+        span_id = ids.trace.map(|(_, span)| display(span)),
         method = %outgoing.method,
         target = %outgoing.uri,
         capability,

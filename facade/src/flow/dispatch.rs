@@ -3,117 +3,31 @@
 //! attempt, retries with exponential backoff and full jitter under a retry
 //! budget, and the monolith as the fallback when the service fails.
 //!
-//! A request is sent again (retried, or to the fallback) only when that is
-//! safe: its method is idempotent, it carries an `Idempotency-Key`, or none
-//! of its bytes reached the failed backend (no connection, breaker open,
-//! bulkhead full, or hyper handed it back unsent). A body is sent again from
+//! A request is sent again only when that is safe: when none of its bytes
+//! reached the failed backend (no connection, breaker open, bulkhead full,
+//! or hyper handed it back unsent), or when its method is idempotent. A
+//! write with an `Idempotency-Key` is also retried on the same backend when
+//! that backend deduplicates on the key (`honours_idempotency_key`), but
+//! never sent to the fallback: the key is known only to the backend that
+//! saw it. A body is sent again from
 //! a bounded copy kept while it streamed; a body larger than the copy's cap
 //! is sent once.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper::header::{self, HeaderValue};
-use hyper::{Method, Response, Uri};
+use hyper::header::HeaderValue;
+use hyper::Response;
 use tokio::time::Instant;
 
-use crate::config::HostHeader;
-use crate::flow::backend::{Backend, Instance};
+use crate::flow::backend::Backend;
 use crate::flow::metrics::{Metrics, UpstreamErrorKind};
+use crate::flow::outgoing::Outgoing;
+use crate::flow::trace::{AttemptEnd, AttemptSpan, Traced};
 use crate::wire::body::{self, ProxyBody};
 use crate::wire::client_body::{BodyCopy, BodySent, ClientBodyError};
-use crate::wire::correlation;
-use crate::wire::headers::{self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 use crate::wire::interim::InterimSink;
-use crate::wire::service::Peer;
 use crate::wire::upstream::{AnswerWait, RequestHead, SendError, UpstreamBody, UpstreamError};
-
-/// The parts of a request that every attempt sends alike.
-#[derive(Debug)]
-pub(crate) struct Outgoing {
-    /// Method.
-    pub method: Method,
-    /// Origin-form target.
-    pub uri: Uri,
-    /// The head as upstreams get it, encoded once, without `Host`.
-    pub head: RequestHead,
-    /// The client's `Host`, for backends that preserve it.
-    pub original_host: Option<HeaderValue>,
-}
-
-impl Outgoing {
-    /// The request as upstreams get it: hop-by-hop headers removed (an
-    /// upgrade's own `Connection: upgrade` and `Upgrade` put back),
-    /// `X-Forwarded-*` added, the correlation id set, `Host` left to each
-    /// attempt. The head is encoded here, once: the client's headers are
-    /// not copied, and the facade's own go straight into the encoding.
-    pub(crate) fn new(
-        parts: hyper::http::request::Parts,
-        uri: Uri,
-        peer: &Peer,
-        original_host: Option<HeaderValue>,
-        request_id: &HeaderValue,
-        upgrade: Option<HeaderValue>,
-    ) -> Self {
-        let mut headers = parts.headers;
-        headers::strip_hop_by_hop(&mut headers);
-        let forwarded_for = headers::forwarded_for(&headers, &peer.ip);
-        let proto = HeaderValue::from_static(if peer.secure { "https" } else { "http" });
-        let upgrade_token = HeaderValue::from_static("upgrade");
-        let (host, xff, xfp, xfh, rid) = (
-            header::HOST,
-            X_FORWARDED_FOR,
-            X_FORWARDED_PROTO,
-            X_FORWARDED_HOST,
-            correlation::REQUEST_ID,
-        );
-        let (connection, upgrade_name, expect) = (header::CONNECTION, header::UPGRADE, header::EXPECT);
-        // Replaced, not passed on: the facade sets these itself. `Expect`
-        // too: the facade answers `100-continue` to the client itself (its
-        // HTTP/1.1 server does when the body is first read) and streams the
-        // body at once, so the upstream is never left waiting to be asked.
-        let skip = [&host, &xff, &xfp, &rid, &expect, &xfh];
-        let skip = if original_host.is_some() {
-            &skip[..]
-        } else {
-            &skip[..5]
-        };
-        let mut extra = [(&xff, &forwarded_for); 7];
-        let mut count = 0;
-        let mut add = |pair| {
-            extra[count] = pair;
-            count += 1;
-        };
-        add((&xff, &forwarded_for));
-        add((&xfp, &proto));
-        add((&rid, request_id));
-        if let Some(host) = &original_host {
-            add((&xfh, host));
-        }
-        if let Some(protocol) = &upgrade {
-            add((&connection, &upgrade_token));
-            add((&upgrade_name, protocol));
-        }
-        let target = uri.path_and_query().map_or("/", |target| target.as_str());
-        let head = RequestHead::new(&parts.method, target, &headers, skip, &extra[..count]);
-        Self {
-            method: parts.method,
-            uri,
-            head,
-            original_host,
-        }
-    }
-
-    /// The `Host` an attempt to `instance` of `backend` sends. HTTP/1.1
-    /// needs one: without one from the client (HTTP/1.0, or HTTP/2's
-    /// `:authority`), the instance's is used.
-    pub(crate) fn host<'a>(&'a self, backend: &Backend, instance: &'a Instance) -> &'a HeaderValue {
-        match (backend.host_header, &self.original_host) {
-            (HostHeader::Preserve, Some(original)) => original,
-            _ => &instance.host,
-        }
-    }
-}
 
 /// The request body, with what it takes to send it more than once.
 pub(crate) struct RequestBody {
@@ -290,6 +204,8 @@ pub(crate) struct Plan<'a> {
     /// The client's own deadline (a gRPC call's `grpc-timeout`): no attempt
     /// waits past it.
     pub deadline: Option<Duration>,
+    /// The request's span, when its trace is kept: each attempt gets one.
+    pub trace: Option<Traced<'a>>,
 }
 
 impl Plan<'_> {
@@ -299,6 +215,17 @@ impl Plan<'_> {
     /// the first backend acted on but did not answer is not acted on twice.
     pub(crate) fn may_repeat(&self, backend: &Backend) -> bool {
         self.idempotent || (self.keyed && backend.honours_idempotency_key)
+    }
+
+    /// Whether the request may go to the fallback after it may have
+    /// reached the primary: only an idempotent method may. An
+    /// `Idempotency-Key` is remembered by the backend that saw it, so the
+    /// monolith cannot know that the service already acted on it: replaying
+    /// a keyed order there would place it twice (the chaos soak did, and
+    /// charged the customer twice). The client, which has the key, repeats
+    /// it to the facade, and the capability's backend deduplicates it.
+    pub(crate) fn may_send_elsewhere(&self) -> bool {
+        self.idempotent
     }
 }
 
@@ -328,7 +255,16 @@ pub(crate) async fn dispatch<'a>(
             _ => policy.total_timeout.saturating_sub(started.elapsed()),
         };
         let timeout = within(plan.deadline, started, primary.request_timeout.min(left));
-        let failure = match guarded_attempt(primary, outgoing, body, metrics, timeout, plan.interim).await {
+        let span = plan.trace.map(|traced| AttemptSpan {
+            traced,
+            retry,
+            fallback: false,
+        });
+        let wait = AnswerWait {
+            answer_timeout: timeout,
+            interim: plan.interim,
+        };
+        let failure = match guarded_attempt(primary, outgoing, body, metrics, wait, span).await {
             Ok(response) => {
                 return Dispatched {
                     backend: primary,
@@ -365,7 +301,7 @@ pub(crate) async fn dispatch<'a>(
         PrimaryOutcome::Failed
     };
     if let Some(fallback) = plan.fallback {
-        if (plan.may_repeat(fallback) || failure.nothing_sent()) && body.can_send_again() {
+        if (plan.may_send_elsewhere() || failure.nothing_sent()) && body.can_send_again() {
             let reason = FallbackCause {
                 first: first_reason.unwrap_or(failure.reason()),
                 last: failure.reason(),
@@ -373,15 +309,16 @@ pub(crate) async fn dispatch<'a>(
             metrics.fallback(plan.capability, reason.first);
             // The failed answer is dropped unread: its connection closes.
             drop(failure);
-            let result = guarded_attempt(
-                fallback,
-                outgoing,
-                body,
-                metrics,
-                within(plan.deadline, started, fallback.request_timeout),
-                plan.interim,
-            )
-            .await;
+            let span = plan.trace.map(|traced| AttemptSpan {
+                traced,
+                retry: 0,
+                fallback: true,
+            });
+            let wait = AnswerWait {
+                answer_timeout: within(plan.deadline, started, fallback.request_timeout),
+                interim: plan.interim,
+            };
+            let result = guarded_attempt(fallback, outgoing, body, metrics, wait, span).await;
             return Dispatched {
                 backend: fallback,
                 result,
@@ -419,28 +356,44 @@ impl Failure {
 }
 
 /// One attempt behind the backend's bulkhead and circuit breaker, with
-/// `timeout` for the response head. A 5xx answer is returned as a failure
-/// (carrying the answer).
+/// `wait`'s timeout for the response head, and its span when the request
+/// is traced. A 5xx answer is returned as a failure (carrying the answer).
 async fn guarded_attempt(
     backend: &Arc<Backend>,
     outgoing: &Outgoing,
     body: &mut RequestBody,
     metrics: &Metrics,
-    timeout: Duration,
-    interim: Option<&InterimSink>,
+    wait: AnswerWait<'_>,
+    span: Option<AttemptSpan<'_>>,
 ) -> Result<Response<UpstreamBody>, Failure> {
     let label = backend.label;
+    let refused = |breaker, failure: &Failure| {
+        if let Some(span) = span {
+            span.refused(AttemptEnd {
+                backend: &backend.name,
+                breaker,
+                status: None,
+                failure: Some(failure.reason()),
+            });
+        }
+    };
     let Some(_slot) = backend.bulkhead.try_enter() else {
         metrics.refused(label, "bulkhead_full");
+        let breaker = span.map_or("closed", |_| {
+            backend.breaker.state(Instant::now().into_std()).as_str()
+        });
+        refused(breaker, &Failure::BulkheadFull);
         return Err(Failure::BulkheadFull);
     };
     let permit = match backend.breaker.try_acquire(Instant::now().into_std()) {
         Ok(permit) => permit,
         Err(rejected) => {
             metrics.refused(label, "circuit_open");
-            return Err(Failure::CircuitOpen {
+            let failure = Failure::CircuitOpen {
                 probing: rejected.probing,
-            });
+            };
+            refused(if rejected.probing { "half_open" } else { "open" }, &failure);
+            return Err(failure);
         }
     };
     let Some((upstream_body, sent)) = body.next() else {
@@ -449,7 +402,28 @@ async fn guarded_attempt(
         permit.success(Instant::now().into_std());
         return Err(Failure::NoInstance);
     };
-    let result = attempt(backend, outgoing, upstream_body, sent, body, timeout, interim).await;
+    // A traced attempt's head names the attempt's span as the upstream's
+    // parent; it is boxed, so an untraced request carries a pointer more.
+    let started = span.map(|span| span.start(&outgoing.head));
+    let head = started.as_ref().map_or(&outgoing.head, |started| &started.head);
+    let result = attempt(backend, outgoing, head, upstream_body, sent, body, wait).await;
+    if let (Some(span), Some(started)) = (span, started) {
+        let (status, failure) = match &result {
+            Ok(response) => (Some(response.status().as_u16()), None),
+            Err(Failure::Status(response)) => (Some(response.status().as_u16()), Some("status")),
+            Err(failure) => (None, Some(failure.reason())),
+        };
+        let breaker = if permit.is_probe() { "half_open" } else { "closed" };
+        span.ended(
+            &started,
+            AttemptEnd {
+                backend: &backend.name,
+                breaker,
+                status,
+                failure,
+            },
+        );
+    }
     let now = Instant::now().into_std();
     match &result {
         Ok(_) => permit.success(now),
@@ -479,20 +453,24 @@ fn is_client_fault(error: &UpstreamError) -> bool {
     ClientBodyError::find(error).is_some()
 }
 
-/// One attempt at one instance, `timeout` for its response head. An unsent
-/// body is put back into `body`.
+/// One attempt at one instance with `head` (the request's, or a traced
+/// attempt's own), `wait`'s timeout for its response head. An unsent body
+/// is put back into `body`.
 ///
-/// Not wrapped in a span, which would move the whole exchange's state once
-/// more per attempt; a debug event says how each attempt ended.
+/// Not wrapped in a `tracing` span, which would move the whole exchange's
+/// state once more per attempt; a debug event says how each attempt ended,
+/// and a traced attempt's OpenTelemetry span is built after it, from
+/// times taken around it.
 async fn attempt(
     backend: &Backend,
     outgoing: &Outgoing,
+    head: &RequestHead,
     upstream_body: ProxyBody,
     sent: Option<Arc<BodySent>>,
     body: &mut RequestBody,
-    timeout: Duration,
-    interim: Option<&InterimSink>,
+    wait: AnswerWait<'_>,
 ) -> Result<Response<UpstreamBody>, Failure> {
+    let timeout = wait.answer_timeout;
     let Some(picked) = backend.pick() else {
         return Err(Failure::NoInstance);
     };
@@ -507,7 +485,7 @@ async fn attempt(
         tokio::time::sleep(timeout).await;
     };
     let result = tokio::select! {
-        result = instance.client.send(&outgoing.head, host, upstream_body, AnswerWait { answer_timeout: timeout, interim }) => result,
+        result = instance.client.send(head, host, upstream_body, wait) => result,
         () = deadline => return Err(Failure::Timeout(timeout)),
     };
     drop(picked);

@@ -38,18 +38,21 @@ use crate::flow::answer::{failure_answer, failure_detail, log_access, mark_side,
 use crate::flow::backend::Backend;
 use crate::flow::capability_state::CapabilityState;
 use crate::flow::dispatch::{
-    dispatch, Dispatched, Failure, FallbackCause, Outgoing, Plan, PrimaryOutcome, RequestBody,
+    dispatch, Dispatched, Failure, FallbackCause, Plan, PrimaryOutcome, RequestBody,
 };
+use crate::flow::exchange::{Exchange, Refusal};
 use crate::flow::grpc::{self, GrpcCall};
+use crate::flow::outgoing::Outgoing;
 use crate::flow::rollback;
 use crate::flow::shadow::capture::{self, CapturingBody, PendingShadow};
 use crate::flow::shadow::SkipReason;
 use crate::flow::state::ProxyState;
+use crate::flow::trace::{Ended, Trace};
 use crate::flow::upgrade;
 use crate::wire::body::{self, ProxyBody};
 use crate::wire::client_body::{BodyCopy, BodySent, ClientBody, ClientIncoming};
 use crate::wire::correlation;
-use crate::wire::error_response::{error_response, Fault};
+use crate::wire::error_response::error_response;
 use crate::wire::headers::{request_length, strip_hop_by_hop, wants_upgrade};
 use crate::wire::http1;
 use crate::wire::service::{Handler, Peer};
@@ -79,54 +82,6 @@ impl Handler for ProxyState {
     fn tls_handshake_failed(&self, failure: HandshakeFailure) {
         self.metrics.tls_handshake_failed(failure);
     }
-}
-
-/// What every step of one request reads.
-struct Exchange<'s> {
-    state: &'s ProxyState,
-    peer: &'s Peer,
-    /// When the request arrived: its latency counts from here.
-    started: Instant,
-    /// Its correlation id, sent upstream and back to the client.
-    request_id: HeaderValue,
-}
-
-impl Exchange<'_> {
-    /// The correlation id as log lines carry it.
-    fn request_id(&self) -> &str {
-        self.request_id.to_str().unwrap_or("-")
-    }
-
-    /// The facade's own answer to a request it does not forward, counted.
-    fn refused(&self, refusal: Refusal) -> Response<ProxyBody> {
-        let metrics = &self.state.metrics;
-        match refusal {
-            Refusal::Client(status, message) => {
-                metrics.request("-", "-", status.as_u16(), self.started.elapsed());
-                error_response(status, Fault::Client, &message, &self.request_id)
-            }
-            Refusal::NoRoute { capability } => {
-                let response = error_response(
-                    StatusCode::NOT_FOUND,
-                    Fault::Facade,
-                    "no route matches this request and no default backend is configured",
-                    &self.request_id,
-                );
-                metrics.request(capability, "-", 404, self.started.elapsed());
-                response
-            }
-        }
-    }
-}
-
-/// Why a request gets the facade's own answer instead of being forwarded.
-enum Refusal {
-    /// The client's request is unusable. Counted under capability and
-    /// backend `-`: it is refused whatever its route.
-    Client(StatusCode, Cow<'static, str>),
-    /// No route and no default backend (404), counted under the
-    /// capability's label.
-    NoRoute { capability: &'static str },
 }
 
 /// Where [`route`] sends a request.
@@ -195,6 +150,7 @@ pub(crate) async fn handle(
         peer,
         started: Instant::now(),
         request_id: correlation::request_id(request.headers()),
+        trace: Trace::begin(state.tracing.as_ref(), &request),
     };
     let path::Normalized {
         path: normalized,
@@ -236,6 +192,7 @@ pub(crate) async fn handle(
         capability: routed.label,
         interim: peer.interim.as_deref(),
         deadline: forwarding.grpc.and_then(|call| call.deadline),
+        trace: x.traced(),
     };
     let dispatched = dispatch(&plan, &forwarding.outgoing, &mut forwarding.body, &state.metrics).await;
     drop(forwarding.body);
@@ -378,6 +335,7 @@ fn forward(
         upstream.original_host,
         &x.request_id,
         None,
+        x.trace.header(),
     );
     let shadowing = matches!(routed.decision.shadow, ShadowCopy::To(_))
         && routed.capability.is_some_and(|c| state.shadower.admit(c.name));
@@ -479,6 +437,15 @@ fn finish(
         &x.request_id,
         &response,
     ) {
+        span_ended(
+            x,
+            routed,
+            refused.status(),
+            served_by,
+            dispatched.fallback_from,
+            false,
+            None,
+        );
         return refused;
     }
     strip_hop_by_hop(response.headers_mut());
@@ -495,9 +462,18 @@ fn finish(
     state
         .metrics
         .request(routed.label, backend_label, status.as_u16(), x.started.elapsed());
+    span_ended(
+        x,
+        routed,
+        status,
+        served_by,
+        dispatched.fallback_from,
+        shadowing,
+        None,
+    );
     if state.access_log {
         log_access(
-            x.request_id(),
+            x.log_ids(),
             routed.label,
             &outgoing,
             served_by,
@@ -531,8 +507,11 @@ fn failed(
     grpc_call: bool,
 ) -> Response<ProxyBody> {
     let (status, fault, message) = failure_answer(failure, served_by);
+    let ids = x.log_ids();
     tracing::warn!(
-        request_id = x.request_id(),
+        request_id = ids.request_id,
+        trace_id = ids.trace.map(|(trace, _)| display(trace)),
+        span_id = ids.trace.map(|(_, span)| display(span)),
         backend = %served_by.name,
         fault = fault.as_str(),
         failure = failure.reason(),
@@ -556,7 +535,44 @@ fn failed(
         side,
         fallback_from,
     );
+    span_ended(
+        x,
+        routed,
+        status,
+        served_by,
+        fallback_from,
+        false,
+        Some(failure.reason()),
+    );
     response
+}
+
+/// Ends the request's span, when its trace is kept, with what the route
+/// decided and who answered.
+fn span_ended(
+    x: &Exchange<'_>,
+    routed: &Routed<'_, '_>,
+    status: StatusCode,
+    served_by: &Backend,
+    fallback_from: Option<FallbackCause>,
+    shadow: bool,
+    error: Option<&'static str>,
+) {
+    let Some(traced) = x.traced() else {
+        return;
+    };
+    let decision = &routed.decision;
+    traced.request_ended(Ended {
+        status: status.as_u16(),
+        route: decision.route.map(|(_, pattern)| pattern),
+        decision: decision
+            .capability
+            .map(|capability| (capability, decision.stage, decision.target)),
+        served_by: Some(&served_by.name),
+        fallback: fallback_from.map(|cause| cause.first),
+        shadow,
+        error,
+    });
 }
 
 /// The monolith's answer with a copy kept as it streams for the shadow
@@ -583,6 +599,7 @@ fn captured(
         request_body: request_copy,
         cap: capability.policy.shadow.max_body_bytes,
         request_id: x.request_id().to_owned(),
+        link: x.trace.link(),
     };
     let (parts, upstream_body) = response.into_parts();
     let mut capturing = CapturingBody::new(

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use tokio::sync::mpsc;
+use toolkit_telemetry::SpanSink;
 
 use crate::config::Limits;
 use crate::decision::routing::RouteTable;
@@ -35,4 +36,6 @@ pub struct ProxyState {
     pub shadower: Arc<Shadower>,
     /// Where breached error budgets ask for a rollback.
     pub rollbacks: mpsc::Sender<RollbackRequest>,
+    /// Where sampled requests' spans go; `None` when tracing is off.
+    pub tracing: Option<SpanSink>,
 }

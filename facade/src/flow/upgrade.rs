@@ -10,9 +10,10 @@ use hyper::header::HeaderValue;
 use hyper::{Request, Response, StatusCode, Uri};
 
 use crate::flow::backend::Backend;
-use crate::flow::dispatch::Outgoing;
 use crate::flow::metrics::UpstreamErrorKind;
+use crate::flow::outgoing::Outgoing;
 use crate::flow::state::ProxyState;
+use crate::flow::trace::TraceHeader;
 use crate::wire::body::{self, ProxyBody};
 use crate::wire::client_body::ClientIncoming;
 use crate::wire::correlation;
@@ -51,7 +52,16 @@ pub(crate) async fn forward(
     };
     let client_upgrade = hyper::upgrade::on(&mut request);
     let (parts, _body) = request.into_parts();
-    let outgoing = Outgoing::new(parts, uri, peer, original_host, request_id, Some(protocol));
+    // Upgrades are not traced: the client's `traceparent` goes on as sent.
+    let outgoing = Outgoing::new(
+        parts,
+        uri,
+        peer,
+        original_host,
+        request_id,
+        Some(protocol),
+        TraceHeader::Keep,
+    );
     let Some(picked) = backend.pick() else {
         return refuse(
             StatusCode::BAD_GATEWAY,

@@ -4,7 +4,8 @@
 //! ASCII characters); otherwise the trace id of a W3C `traceparent` is used;
 //! otherwise a new UUID is minted. The id goes upstream, back to the client,
 //! and onto every log line of the request. `traceparent` itself is passed
-//! through unchanged.
+//! through unchanged while tracing is off; with tracing on, the flow gives
+//! a kept request's upstreams the facade's own (`flow::trace`).
 
 use hyper::http::{HeaderName, HeaderValue};
 use hyper::HeaderMap;

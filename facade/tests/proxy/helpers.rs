@@ -223,6 +223,16 @@ pub async fn start_facade_with(
     store: &DatabaseUrl,
     adjust: impl FnOnce(&mut FacadeConfig),
 ) -> TestFacade {
+    start_facade_traced(text, store, adjust, None).await
+}
+
+/// [`start_facade_with`], with sampled requests' spans going to `tracing`.
+pub async fn start_facade_traced(
+    text: &str,
+    store: &DatabaseUrl,
+    adjust: impl FnOnce(&mut FacadeConfig),
+    tracing: Option<toolkit_telemetry::SpanSink>,
+) -> TestFacade {
     let mut config = parse_config(text);
     config.store_url = store.clone();
     let token_dir = tempfile::tempdir().unwrap();
@@ -231,7 +241,7 @@ pub async fn start_facade_with(
     std::fs::write(&token_file, format!("{token}\n")).unwrap();
     config.admin_token_file = Some(token_file);
     adjust(&mut config);
-    let facade = Facade::build(config)
+    let facade = Facade::build_traced(config, tracing)
         .await
         .unwrap_or_else(|error| panic!("starting the facade: {}", error_chain(&error)));
     let (proxy, admin, tls) = (facade.proxy_addr(), facade.admin_addr(), facade.tls_addr());

@@ -33,6 +33,7 @@ mod shadow;
 mod shared_store;
 mod shutdown;
 mod streaming;
+mod telemetry;
 mod tls;
 mod upstream_framing;
 mod upstream_tls;

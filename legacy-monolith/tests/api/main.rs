@@ -14,3 +14,5 @@ mod idempotency;
 mod orders;
 mod saga_endpoints;
 mod seed;
+mod settings;
+mod telemetry;

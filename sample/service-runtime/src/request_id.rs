@@ -5,15 +5,23 @@
 //! absent, echoed in the response, and attached to the request's tracing span.
 //! Outgoing calls made while serving a request pass it on with
 //! [`RequestId::header_value`].
+//!
+//! The request's span is also its OpenTelemetry server span when traces are
+//! exported (`crate::telemetry`): named for its route, a child of the
+//! caller's `traceparent`, with the answer's status.
 
-use axum::extract::FromRequestParts;
+use std::time::Duration;
+
+use axum::extract::{FromRequestParts, MatchedPath};
 use axum::http::request::Parts;
-use axum::http::{HeaderName, HeaderValue, Request};
+use axum::http::{HeaderName, HeaderValue, Request, Response};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
-use tower_http::trace::{DefaultOnResponse, TraceLayer};
-use tracing::Level;
+use tower_http::trace::{DefaultOnResponse, OnResponse, TraceLayer};
+use tracing::{Level, Span};
+
+use crate::telemetry::propagation;
 
 /// The header that carries the correlation id.
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -32,17 +40,41 @@ pub fn with_request_tracing(router: Router) -> Router {
                             .get(REQUEST_ID_HEADER)
                             .and_then(|value| value.to_str().ok())
                             .unwrap_or("-");
-                        tracing::info_span!(
+                        let route = request
+                            .extensions()
+                            .get::<MatchedPath>()
+                            .map_or_else(|| request.uri().path(), MatchedPath::as_str);
+                        let span = tracing::info_span!(
                             "request",
                             request_id,
                             method = %request.method(),
                             path = %request.uri().path(),
-                        )
+                            otel.name = %format_args!("{} {route}", request.method()),
+                            otel.kind = "server",
+                            http.route = route,
+                            http.response.status_code = tracing::field::Empty,
+                        );
+                        propagation::continue_trace(&span, request.headers());
+                        span
                     })
-                    .on_response(DefaultOnResponse::new().level(Level::INFO)),
+                    .on_response(StatusOnSpan),
             )
             .layer(PropagateRequestIdLayer::new(REQUEST_ID_HEADER)),
     )
+}
+
+/// Records the answer's status on the request's span, then logs the
+/// answer as [`DefaultOnResponse`] does.
+#[derive(Debug, Clone, Copy)]
+struct StatusOnSpan;
+
+impl<B> OnResponse<B> for StatusOnSpan {
+    fn on_response(self, response: &Response<B>, latency: Duration, span: &Span) {
+        span.record("http.response.status_code", response.status().as_u16());
+        DefaultOnResponse::new()
+            .level(Level::INFO)
+            .on_response(response, latency, span);
+    }
 }
 
 /// The current request's correlation id, for passing on to outgoing calls.

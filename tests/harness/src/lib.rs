@@ -17,10 +17,14 @@
 //!   changed nothing.
 //! - [`properties`]: the property tests' case count
 //!   (`STRANGLER_PROPTEST_CASES`) and hostile TOML text.
+//! - [`otlp`]: a real OTLP/HTTP trace receiver that decodes what it gets,
+//!   for tests of exported spans (and, counting only, a benchmark's sink:
+//!   `cargo run -p test-harness --example otlp_sink`).
 //!
 //! Panicking is how this crate reports a broken test environment.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod otlp;
 pub mod properties;
 
 use std::io::Write;

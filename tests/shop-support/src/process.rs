@@ -2,6 +2,7 @@
 //! what a crash looks like from outside (no drain, no answer, no cleanup).
 
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
@@ -20,6 +21,7 @@ pub struct AppProcess {
     pub url: String,
     child: Child,
     log: JoinHandle<()>,
+    lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl AppProcess {
@@ -28,8 +30,14 @@ impl AppProcess {
     /// from the first log line with an `addr` field. Waits until `/health`
     /// answers. Its log lines are copied to the test's output.
     pub async fn start(program: &str, args: &[&str]) -> Self {
+        Self::start_with_env(program, args, &[]).await
+    }
+
+    /// [`AppProcess::start`] with more environment variables.
+    pub async fn start_with_env(program: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut child = Command::new(program)
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -53,14 +61,29 @@ impl AppProcess {
         })
         .await
         .unwrap_or_else(|_| panic!("{program} logged no address within {START_TIMEOUT:?}"));
-        let log = tokio::spawn(async move {
-            while let Ok(Some(line)) = lines.next_line().await {
-                eprintln!("[{name}] {line}");
+        let kept = Arc::new(Mutex::new(Vec::new()));
+        let log = tokio::spawn({
+            let kept = Arc::clone(&kept);
+            async move {
+                while let Ok(Some(line)) = lines.next_line().await {
+                    eprintln!("[{name}] {line}");
+                    kept.lock().expect("the log lines").push(line);
+                }
             }
         });
         let url = format!("http://{addr}");
         wait_until_healthy(&url).await;
-        Self { url, child, log }
+        Self {
+            url,
+            child,
+            log,
+            lines: kept,
+        }
+    }
+
+    /// The lines it logged since it listened.
+    pub fn logged(&self) -> Vec<String> {
+        self.lines.lock().expect("the log lines").clone()
     }
 
     /// Kills the process with SIGKILL and waits until it is gone.

@@ -8,6 +8,7 @@ use clap::Args;
 use facade::config::FacadeConfig;
 use facade::Facade;
 use toolkit_db::DatabaseUrl;
+use toolkit_telemetry::SpanSink;
 
 #[derive(Args)]
 pub struct FacadeArgs {
@@ -28,7 +29,9 @@ pub struct FacadeArgs {
     store_url: Option<DatabaseUrl>,
 }
 
-pub async fn run(args: FacadeArgs) -> anyhow::Result<()> {
+/// Runs the facade until Ctrl-C or SIGTERM; sampled requests' spans go to
+/// `tracing` when traces are exported.
+pub async fn run(args: FacadeArgs, tracing: Option<SpanSink>) -> anyhow::Result<()> {
     let mut config = FacadeConfig::load(&args.config)?;
     if let Some(listen) = args.listen {
         config.listen = Some(listen);
@@ -48,7 +51,9 @@ pub async fn run(args: FacadeArgs) -> anyhow::Result<()> {
     if let Some(store_url) = args.store_url {
         config.store_url = store_url;
     }
-    let facade = Facade::build(config).await.context("starting the facade")?;
+    let facade = Facade::build_traced(config, tracing)
+        .await
+        .context("starting the facade")?;
     match facade.tls_addr() {
         Some(tls) => {
             tracing::info!(proxy = %facade.proxy_addr(), tls = %tls, admin = %facade.admin_addr(), "facade listening")

@@ -67,11 +67,30 @@ fn main() -> ExitCode {
         Command::Facade(_) => "info,sqlx=warn",
         Command::Backfill(_) | Command::Routes(_) | Command::Reconcile(_) => "warn",
     };
+    // The commands that serve or compare export traces (when the `OTEL_*`
+    // variables name an endpoint), under this default service name.
+    let traced_as = match &cli.command {
+        Command::Facade(_) => Some("strangler-facade"),
+        Command::Reconcile(_) => Some("strangler-reconciler"),
+        #[cfg(feature = "demo")]
+        Command::Demo(args) if !args.is_subcommand() => Some("strangler-demo"),
+        _ => None,
+    };
     let error_code = match cli.command {
         Command::Reconcile(_) => ExitCode::from(reconcile_command::EXIT_ERROR),
         _ => ExitCode::FAILURE,
     };
-    telemetry::init(cli.log_format, default_filter);
+    let telemetry = match telemetry::init(cli.log_format, default_filter, traced_as) {
+        Ok(telemetry) => telemetry,
+        Err(error) => {
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            return error_code;
+        }
+    };
+    let span_sink = telemetry.span_sink();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(error) => {
@@ -82,13 +101,20 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             #[cfg(feature = "demo")]
-            Command::Demo(args) => demo::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Demo(args) => demo::run(args, span_sink).await.map(|()| ExitCode::SUCCESS),
             Command::Backfill(args) => backfill_command::run(args).await.map(|()| ExitCode::SUCCESS),
-            Command::Facade(args) => facade_command::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Facade(args) => facade_command::run(args, span_sink)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::Routes(args) => routes_command::run(args).await.map(|()| ExitCode::SUCCESS),
             Command::Reconcile(args) => reconcile_command::run(args).await,
         }
     });
+    // Spans still queued are exported before the process ends. The runtime
+    // goes first: a task it still holds may keep a span open, and a span
+    // is exported only once closed.
+    drop(runtime);
+    telemetry.shutdown();
     match result {
         Ok(code) => code,
         Err(error) => {

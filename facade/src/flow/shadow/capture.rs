@@ -18,6 +18,7 @@ use hyper::{HeaderMap, Method, Uri};
 use response_diff::Captured;
 
 use super::{ShadowJob, Shadower, SkipReason};
+use crate::flow::trace::SpanLink;
 use crate::wire::client_body::BodyCopy;
 use crate::wire::upstream::RequestHead;
 
@@ -47,6 +48,8 @@ pub struct PendingShadow {
     pub cap: usize,
     /// Correlation id.
     pub request_id: String,
+    /// The request's span, when its trace is kept.
+    pub link: Option<SpanLink>,
 }
 
 /// A response body that keeps a copy for the shadow comparison.
@@ -107,6 +110,7 @@ impl<B> CapturingBody<B> {
                 body,
             },
             request_id: pending.request_id,
+            link: pending.link,
         };
         pending.shadower.offer(job);
     }

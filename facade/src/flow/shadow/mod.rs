@@ -30,6 +30,7 @@ use response_diff::Captured;
 use tokio::sync::mpsc;
 
 use crate::flow::metrics::Metrics;
+use crate::flow::trace::SpanLink;
 use crate::wire::upstream::RequestHead;
 use recorder::Recorder;
 
@@ -78,6 +79,9 @@ pub struct ShadowJob {
     pub legacy: Captured,
     /// The correlation id.
     pub request_id: String,
+    /// The request's span, when its trace was kept: the comparison's span
+    /// links to it.
+    pub link: Option<SpanLink>,
 }
 
 /// The entry to shadowing: a rate limit, a bounded queue and the counters.

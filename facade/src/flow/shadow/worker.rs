@@ -15,12 +15,14 @@ use response_diff::{Captured, Comparison};
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 use toolkit_db::timestamp;
+use toolkit_telemetry::opentelemetry::{Array, KeyValue, StringValue, Value};
 
 use super::store::Sample;
 use super::{ShadowJob, SkipReason};
 use crate::flow::backend::Backend;
-use crate::flow::dispatch::Outgoing;
+use crate::flow::outgoing::Outgoing;
 use crate::flow::state::ProxyState;
+use crate::flow::trace::{ShadowSpan, TRACEPARENT};
 use crate::wire::body;
 use crate::wire::upstream::AnswerWait;
 
@@ -64,17 +66,23 @@ enum Answer {
     TooLarge,
 }
 
-async fn call(backend: &Backend, job: &ShadowJob, cap: usize) -> Answer {
+/// Sends the copy to `backend`; a traced copy carries `traceparent`, which
+/// names the comparison's span as its parent.
+async fn call(backend: &Backend, job: &ShadowJob, cap: usize, traceparent: Option<&HeaderValue>) -> Answer {
     let Some(picked) = backend.pick() else {
         return Answer::Failed(format!("backend `{}` has no instances", backend.name));
     };
+    let mut head = job.head.with_header(
+        &HeaderName::from_static("x-strangler-shadow"),
+        &HeaderValue::from_static("1"),
+    );
+    if let Some(traceparent) = traceparent {
+        head = head.with_header(&TRACEPARENT, traceparent);
+    }
     let outgoing = Outgoing {
         method: job.method.clone(),
         uri: job.uri.clone(),
-        head: job.head.with_header(
-            &HeaderName::from_static("x-strangler-shadow"),
-            &HeaderValue::from_static("1"),
-        ),
+        head,
         original_host: job.original_host.clone(),
     };
     let body = body::full(job.body.clone());
@@ -135,9 +143,17 @@ async fn shadow_one(state: &ProxyState, job: ShadowJob) {
         return;
     };
     let shadower = &state.shadower;
-    let answer = call(service, &job, policy.max_body_bytes).await;
+    // A copy of a kept request gets a span of its own, in a trace of its
+    // own linked to the request's.
+    let span = job
+        .link
+        .filter(|_| state.tracing.is_some())
+        .map(ShadowSpan::start);
+    let traceparent = span.as_ref().and_then(ShadowSpan::traceparent);
+    let answer = call(service, &job, policy.max_body_bytes, traceparent.as_ref()).await;
     if policy.learn_noise && job.method.is_safe() {
-        if let Answer::Captured(again) = call(legacy, &job, policy.max_body_bytes).await {
+        if let Answer::Captured(again) = call(legacy, &job, policy.max_body_bytes, traceparent.as_ref()).await
+        {
             let differing = response_diff::differing_fields(&job.legacy, &again, &policy.rules);
             let new = capability.learn(differing);
             if !new.is_empty() {
@@ -149,6 +165,9 @@ async fn shadow_one(state: &ProxyState, job: ShadowJob) {
     let (comparison, service_status) = match answer {
         Answer::TooLarge => {
             shadower.skipped(job.name, SkipReason::BodyTooLarge);
+            if let (Some(span), Some(sink)) = (span, state.tracing.as_ref()) {
+                span.ended(sink, "skipped", span_attributes(&job, None));
+            }
             return;
         }
         Answer::Failed(message) => (
@@ -180,5 +199,38 @@ async fn shadow_one(state: &ProxyState, job: ShadowJob) {
     if !matched {
         tracing::debug!(capability = job.name, request_id = %job.request_id, fields = ?comparison.fields, "shadow mismatch");
     }
+    if let (Some(span), Some(sink)) = (span, state.tracing.as_ref()) {
+        let mut attributes = span_attributes(&job, Some(service_status));
+        if !matched {
+            let fields = comparison
+                .fields
+                .iter()
+                .map(|f| StringValue::from(f.clone()))
+                .collect();
+            attributes.push(KeyValue::new(
+                "strangler.shadow.fields",
+                Value::Array(Array::String(fields)),
+            ));
+        }
+        span.ended(sink, if matched { "match" } else { "mismatch" }, attributes);
+    }
     shadower.recorder.compared(job.name, &comparison.fields, sample);
+}
+
+/// What the comparison's span says of the copy: its capability and request,
+/// both sides' statuses (the service's 0 when it gave no answer).
+fn span_attributes(job: &ShadowJob, service_status: Option<u16>) -> Vec<KeyValue> {
+    let mut attributes = vec![
+        KeyValue::new("strangler.capability", job.name),
+        KeyValue::new("strangler.request_id", job.request_id.clone()),
+        KeyValue::new("http.request.method", job.method.to_string()),
+        KeyValue::new("strangler.shadow.legacy_status", i64::from(job.legacy.status)),
+    ];
+    if let Some(status) = service_status {
+        attributes.push(KeyValue::new(
+            "strangler.shadow.service_status",
+            i64::from(status),
+        ));
+    }
+    attributes
 }

@@ -48,7 +48,9 @@ impl RequestHead {
         skip: &[&HeaderName],
         extra: &[(&HeaderName, &HeaderValue)],
     ) -> Self {
-        let mut out = BytesMut::with_capacity(128 + target.len() + headers.len() * 48);
+        // The facade's own lines (`extra`) are counted too: one more than
+        // the slack holds (a `traceparent`) would grow the buffer again.
+        let mut out = BytesMut::with_capacity(128 + target.len() + (headers.len() + extra.len()) * 48);
         out.put_slice(method.as_str().as_bytes());
         out.put_u8(b' ');
         out.put_slice(target.as_bytes());

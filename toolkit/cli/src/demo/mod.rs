@@ -42,6 +42,7 @@ use reconciler::RunStore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use toolkit_db::DatabaseUrl;
+use toolkit_telemetry::SpanSink;
 
 use crate::backfill_command::print_reports;
 mod switch;
@@ -119,14 +120,14 @@ impl DemoArgs {
 }
 
 /// Runs `strangler demo` or one of its subcommands.
-pub async fn run(mut args: DemoArgs) -> anyhow::Result<()> {
+pub async fn run(mut args: DemoArgs, tracing: Option<SpanSink>) -> anyhow::Result<()> {
     match args.command.take() {
         Some(DemoCommand::Switch(switch)) => switch::run(switch).await,
-        None => run_stack(args).await,
+        None => run_stack(args, tracing).await,
     }
 }
 
-async fn run_stack(args: DemoArgs) -> anyhow::Result<()> {
+async fn run_stack(args: DemoArgs, tracing: Option<SpanSink>) -> anyhow::Result<()> {
     let data = prepare_data_dir(&args.data_dir, args.reset)?;
     let grace = Duration::from_secs(5);
     let monolith_url = DatabaseUrl::sqlite_file(&data.join("monolith.db"));
@@ -197,6 +198,7 @@ async fn run_stack(args: DemoArgs) -> anyhow::Result<()> {
         &data,
         &args,
         [monolith.local_addr(), catalog.local_addr(), orders.local_addr()],
+        tracing,
     )
     .await
     .context("starting the facade")?;
@@ -368,6 +370,7 @@ async fn build_facade(
     data: &Path,
     args: &DemoArgs,
     [monolith, catalog, orders]: [SocketAddr; 3],
+    tracing: Option<SpanSink>,
 ) -> anyhow::Result<Facade> {
     let mut config = FacadeConfig::parse(Path::new("demo/strangler.toml"), DEMO_FACADE)?;
     config.listen = Some(args.facade_listen);
@@ -390,7 +393,7 @@ async fn build_facade(
         write_private(&token_file, &token)?;
     }
     config.admin_token_file = Some(token_file);
-    Ok(Facade::build(config).await?)
+    Ok(Facade::build_traced(config, tracing).await?)
 }
 
 /// Writes a file only its owner can read.
@@ -476,6 +479,7 @@ fn print_banner(data: &Path, a: &Addresses, args: &DemoArgs, mapping: &Mapping) 
 strangler demo is up. Data: {data}/  —  Ctrl-C stops everything.
 
   facade            http://{facade}   (admin API http://{admin})
+  control panel     http://{admin}/?token={panel_token}
   monolith          http://{monolith}
   catalog service   http://{catalog}   ({planted})
   orders service    http://{orders}   (dual writes to the monolith: {dual})
@@ -505,6 +509,7 @@ Failures on demand, while it runs:
   cargo run -- demo switch dual-write-faults 0.2{orders_flag}
 "#,
         schedules = schedules.join(", "),
+        panel_token = panel_token(data),
         data = data.display(),
         facade = a.facade,
         admin = a.admin,
@@ -512,4 +517,16 @@ Failures on demand, while it runs:
         catalog = a.catalog,
         orders = a.orders,
     );
+}
+
+/// The token the demo's facade accepts, for the control panel's address
+/// (opening it logs in and drops the token from the address bar): the
+/// environment's, as the facade prefers it, else the data folder's file.
+fn panel_token(data: &Path) -> String {
+    std::env::var("STRANGLER_ADMIN_TOKEN")
+        .ok()
+        .filter(|token| !token.trim().is_empty())
+        .unwrap_or_else(|| std::fs::read_to_string(data.join("admin-token")).unwrap_or_default())
+        .trim()
+        .to_owned()
 }
