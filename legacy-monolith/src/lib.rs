@@ -7,6 +7,10 @@
 //! the monolith also exposes the inventory and payment endpoints the
 //! extracted orders service calls, and an internal endpoint that receives the
 //! service's dual writes.
+//!
+//! For chaos tests the monolith can also be started with runtime switches
+//! ([`settings`]: an injected latency at `/internal/settings`), which are
+//! absent unless asked for.
 
 pub mod catalog;
 pub mod customers;
@@ -14,16 +18,20 @@ pub mod inventory;
 pub mod orders;
 pub mod payments;
 pub mod seed;
+pub mod settings;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use axum::middleware::from_fn_with_state;
 use axum::Router;
 
 use service_runtime::app::{json_api, BoundApp};
 use service_runtime::idempotency;
 use service_runtime::{Database, DatabaseError, DatabaseUrl, Migrations};
 use sqlx::migrate::Migrator;
+
+use crate::settings::{Settings, SharedSettings};
 
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/monolith/sqlite");
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../migrations/monolith/postgres");
@@ -85,6 +93,20 @@ impl Application {
     /// While it serves, expired idempotency keys are purged every
     /// [`KEY_PURGE_INTERVAL`].
     pub async fn build(config: Config) -> Result<BoundApp, StartError> {
+        Self::start(config, None).await
+    }
+
+    /// Like [`Application::build`], with the runtime switches of
+    /// [`settings`] mounted at `/internal/settings` and starting as
+    /// `settings` (chaos tests: `legacy-monolith --fault-switches`).
+    ///
+    /// A separate constructor rather than a [`Config`] field, so that every
+    /// existing `Config { .. }` literal keeps compiling unchanged.
+    pub async fn build_with_settings(config: Config, settings: Settings) -> Result<BoundApp, StartError> {
+        Self::start(config, Some(SharedSettings::new(settings))).await
+    }
+
+    async fn start(config: Config, settings: Option<SharedSettings>) -> Result<BoundApp, StartError> {
         let db = Database::connect(&config.database_url, &MIGRATIONS).await?;
         if config.seed {
             let report = seed::seed_if_empty(&db, seed::SeedSize::default())
@@ -92,7 +114,11 @@ impl Application {
                 .map_err(StartError::Seed)?;
             tracing::info!(?report, "sample data");
         }
-        let router = router(AppState { db: db.clone() });
+        let state = AppState { db: db.clone() };
+        let router = match settings {
+            None => router(state),
+            Some(settings) => router_with_settings(state, settings),
+        };
         let purge = idempotency::purge_periodically(db.clone(), KEY_PURGE_INTERVAL);
         Ok(BoundApp::bind(config.listen, router, db, config.grace_period)
             .await?
@@ -102,11 +128,23 @@ impl Application {
 
 /// Every route of the monolith.
 pub fn router(state: AppState) -> Router {
-    let routes = Router::new()
+    json_api(shop_routes(), state)
+}
+
+/// Every route of the monolith, every shop route held for the latency in
+/// `settings`, and `/internal/settings` to change it ([`settings`]).
+pub fn router_with_settings(state: AppState, settings: SharedSettings) -> Router {
+    let routes = shop_routes()
+        .layer(from_fn_with_state(settings.clone(), settings::slow_down))
+        .merge(settings::routes(settings));
+    json_api(routes, state)
+}
+
+fn shop_routes() -> Router<AppState> {
+    Router::new()
         .merge(catalog::routes())
         .merge(customers::routes())
         .merge(inventory::routes())
         .merge(orders::routes())
-        .merge(payments::routes());
-    json_api(routes, state)
+        .merge(payments::routes())
 }

@@ -11,5 +11,6 @@ pub(crate) mod auto_rollback;
 pub(crate) mod certificate_reload;
 pub(crate) mod gate;
 pub(crate) mod health_check;
+pub(crate) mod idle_sweep;
 pub mod route_store;
 pub(crate) mod route_watch;

@@ -53,6 +53,11 @@ use head::RequestFraming;
 /// The most idle connections kept per instance.
 const MAX_IDLE: usize = 1024;
 
+/// How often idle pooled connections are swept: one unused for a whole
+/// interval is closed (so after 30 to 60 s idle; nginx's upstream
+/// `keepalive_timeout` is 60 s).
+pub const IDLE_SWEEP: Duration = Duration::from_secs(30);
+
 /// How long one write of a request body may wait for the upstream to take
 /// it.
 const BODY_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
@@ -182,6 +187,12 @@ struct Connection {
     /// connection so that a request does not allocate one.
     out: BytesMut,
     reused: bool,
+    /// Set by a sweep of the idle pool, cleared when the connection is
+    /// checked in again: a connection still marked at the next sweep has
+    /// been idle for a whole sweep interval and is closed (see
+    /// [`ConnectionPool::sweep_idle`]). A flag, not a time, so that the
+    /// request path reads no clock for it.
+    swept: bool,
 }
 
 impl Connection {
@@ -255,6 +266,26 @@ impl ConnectionPool {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Closes the idle connections that have not been used since the last
+    /// sweep and marks the others; returns how many it closed. Called every
+    /// [`IDLE_SWEEP`], it closes a connection after one to two intervals of
+    /// idleness, so that the descriptors and buffers a burst of traffic
+    /// opened are given back once it has passed.
+    pub fn sweep_idle(&self) -> usize {
+        let mut closed = 0;
+        for shard in &self.shards {
+            let mut idle = shard.idle.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let before = idle.len();
+            idle.retain_mut(|connection| {
+                let keep = !connection.swept;
+                connection.swept = true;
+                keep
+            });
+            closed += before - idle.len();
+        }
+        closed
+    }
+
     /// Sends `head` with `host` and `body` and returns the response,
     /// whose body gives the connection back to the pool when it ends. When
     /// no byte of the request left the facade, the error hands the body
@@ -298,6 +329,7 @@ impl ConnectionPool {
 
     fn checkin(&self, mut connection: Box<Connection>) {
         connection.reused = true;
+        connection.swept = false;
         let mut idle = self.idle();
         if idle.len() < MAX_IDLE {
             idle.push(connection);
@@ -319,6 +351,7 @@ impl ConnectionPool {
             buffer: BytesMut::new(),
             out: BytesMut::new(),
             reused: false,
+            swept: false,
         }))
     }
 
@@ -577,5 +610,35 @@ async fn write(io: &mut TcpStream, bytes: &[u8]) -> Result<(), UpstreamError> {
         Ok(Ok(())) => Ok(()),
         Ok(Err(error)) => Err(UpstreamError::Io(error)),
         Err(_) => Err(UpstreamError::Io(std::io::ErrorKind::TimedOut.into())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_idle_connection_is_closed_at_the_second_sweep_and_a_used_one_is_kept() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let authority: Authority = listener.local_addr().unwrap().to_string().parse().unwrap();
+        let pool = ConnectionPool::new(authority, Duration::from_secs(1), 1);
+        let idle = pool.connect().await.unwrap();
+        let (mut upstream_side, _) = listener.accept().await.unwrap();
+        pool.checkin(idle);
+        assert_eq!(pool.sweep_idle(), 0, "the first sweep only marks");
+        assert_eq!(pool.sweep_idle(), 1, "idle for a whole interval: closed");
+        // The upstream sees the connection end.
+        let mut byte = [0_u8; 1];
+        let read = tokio::time::timeout(Duration::from_secs(5), upstream_side.read(&mut byte)).await;
+        assert!(matches!(read, Ok(Ok(0))), "{read:?}");
+
+        // One taken and given back between two sweeps stays.
+        let used = pool.connect().await.unwrap();
+        pool.checkin(used);
+        assert_eq!(pool.sweep_idle(), 0);
+        let again = pool.checkout().expect("a pooled connection");
+        pool.checkin(again);
+        assert_eq!(pool.sweep_idle(), 0, "used since the last sweep");
+        assert_eq!(pool.sweep_idle(), 1);
     }
 }

@@ -52,47 +52,70 @@ async fn a_dead_service_is_covered_by_legacy_for_requests_safe_to_repeat() {
 }
 
 #[tokio::test]
-async fn a_failed_write_is_replayed_to_legacy_only_with_an_idempotency_key() {
-    let (_store, cutover, facade) = Cutover::start(Settings {
+async fn a_write_that_may_have_reached_the_service_is_never_replayed_to_legacy() {
+    // Even when the monolith deduplicates on `Idempotency-Key`, it does not
+    // know the keys the service has seen: a keyed order the service placed
+    // but did not answer would be placed a second time there.
+    let (_store, mut cutover, facade) = Cutover::start(Settings {
         initial: "service",
         capability: "sticky = \"header:x-user\"\n[capabilities.orders.rollback]\nenabled = false",
-        service: "breaker_failures = 1000\nretries = 0",
+        service: "breaker_failures = 1000\nretries = 0\nrequest_timeout_ms = 300",
         legacy: "honours_idempotency_key = true",
         ..Settings::default()
     })
     .await;
     cutover.service.set(Behavior::Status(500));
 
-    let posted = facade.send(Method::POST, "/orders", &[]).await;
-    assert_eq!(posted.status, StatusCode::INTERNAL_SERVER_ERROR, "{posted:?}");
-    assert_eq!(posted.upstream.as_deref(), Some("service"), "{posted:?}");
-    assert_eq!(posted.fallback, None, "{posted:?}");
-    assert_eq!(cutover.legacy.hits(), 0, "the write was replayed to legacy");
-    assert_eq!(cutover.service.hits(), 1);
-
-    let keyed = facade
-        .send(Method::POST, "/orders", &[("idempotency-key", "order-42")])
+    for key in [None, Some("order-42")] {
+        let headers: Vec<(&str, &str)> = key.iter().map(|k| ("idempotency-key", *k)).collect();
+        let posted = facade.send(Method::POST, "/orders", &headers).await;
+        assert_eq!(
+            posted.status,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "{key:?}: {posted:?}"
+        );
+        assert_eq!(posted.upstream.as_deref(), Some("service"), "{posted:?}");
+        assert_eq!(posted.fallback, None, "{posted:?}");
+    }
+    assert_eq!(cutover.legacy.hits(), 0, "a write was replayed to legacy");
+    assert_eq!(cutover.service.hits(), 2);
+    // Nor after a timeout: the service may commit the order just after.
+    cutover.service.set(Behavior::Hang);
+    let late = facade
+        .send(Method::POST, "/orders", &[("idempotency-key", "order-43")])
         .await;
-    assert_fell_back(&keyed, "status");
-    assert_eq!(keyed.body["method"], "POST");
-    assert_eq!((cutover.service.hits(), cutover.legacy.hits()), (2, 1));
+    assert_eq!(late.status, StatusCode::GATEWAY_TIMEOUT, "{late:?}");
+    assert_eq!(late.fallback, None, "{late:?}");
+    assert_eq!(
+        cutover.legacy.hits(),
+        0,
+        "a timed-out write was replayed to legacy"
+    );
+    cutover.service.set(Behavior::Status(500));
 
+    // Idempotent methods fall back, the body whole from the copy kept as
+    // it streamed to the service.
     assert_fell_back(&facade.get("/orders/7").await, "status");
-
-    // The body goes to legacy again, whole, from the copy kept as it
-    // streamed to the service.
-    let keyed = facade
+    let put = facade
         .client
-        .post(facade.url("/orders"))
-        .header("idempotency-key", "order-43")
+        .put(facade.url("/orders/43"))
         .body(vec![b'o'; 5000])
         .send()
         .await
         .unwrap();
-    let keyed = Answer::read(keyed, std::time::Instant::now()).await;
-    assert_fell_back(&keyed, "status");
-    assert_eq!(keyed.body["body_bytes"], 5000, "{keyed:?}");
+    let put = Answer::read(put, std::time::Instant::now()).await;
+    assert_fell_back(&put, "status");
+    assert_eq!(put.body["body_bytes"], 5000, "{put:?}");
     assert_eq!(cutover.service.requests().last().unwrap().body_bytes, 5000);
+
+    // A keyed write that never reached the service (it is down) may go to
+    // legacy: nothing can have acted on it.
+    cutover.service.kill().await;
+    let keyed = facade
+        .send(Method::POST, "/orders", &[("idempotency-key", "order-44")])
+        .await;
+    assert_fell_back(&keyed, "connect");
+    assert_eq!(keyed.body["method"], "POST");
 }
 
 #[tokio::test]
