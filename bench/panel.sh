@@ -102,6 +102,28 @@ measure() {
     wrk -t2 -c64 -d"${DURATION}s" "http://127.0.0.1:$FACADE_PORT/products/1" | awk '/Requests\/sec/ { printf "%.0f\n", $2 }'
 }
 
+# The panels' own cost, without the noise of a throughput run: the
+# facade's CPU time (user + system, from /proc) over IDLE_SECONDS with no
+# proxy traffic, with no panel and with PANELS panels open.
+IDLE_SECONDS=${IDLE_SECONDS:-20}
+facade_pid=${pids[-1]}
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$facade_pid/stat"; }
+idle_cpu() {
+    local before after
+    before=$(cpu_ticks)
+    sleep "$IDLE_SECONDS"
+    after=$(cpu_ticks)
+    echo $((after - before))
+}
+ticks_per_second=$(getconf CLK_TCK)
+idle_none=$(idle_cpu)
+open_panels
+idle_open=$(idle_cpu)
+close_panels
+panel_share=$(awk -v a="$idle_none" -v b="$idle_open" -v t="$ticks_per_second" -v s="$IDLE_SECONDS" -v c="$(nproc)" \
+    'BEGIN { printf "%.2f", 100 * (b - a) / t / s / c }')
+echo "facade CPU over ${IDLE_SECONDS}s without traffic: $idle_none ticks with no panel, $idle_open with $PANELS open: ${panel_share}% of the machine's $(nproc) cores" >&2
+
 none=()
 open=()
 for round in $(seq "$ROUNDS"); do
@@ -113,7 +135,7 @@ done
 none_rps=$(echo "${none[*]}" | median)
 open_rps=$(echo "${open[*]}" | median)
 echo
-echo "| capabilities | overview load (median, worst) | proxy req/s, no panel | proxy req/s, $PANELS panels open | ratio |"
-echo "|---|---|---|---|---|"
-awk -v c="$CAPABILITIES" -v l="$load_ms" -v w="$worst_ms" -v a="$none_rps" -v b="$open_rps" \
-    'BEGIN { printf "| %s | %s ms, %s ms | %s | %s | %.3f |\n", c, l, w, a, b, b / a }'
+echo "| capabilities | overview load (median, worst) | CPU of $PANELS open panels | proxy req/s, no panel | proxy req/s, $PANELS panels open | ratio |"
+echo "|---|---|---|---|---|---|"
+awk -v c="$CAPABILITIES" -v l="$load_ms" -v w="$worst_ms" -v p="$panel_share" -v a="$none_rps" -v b="$open_rps" \
+    'BEGIN { printf "| %s | %s ms, %s ms | %s%% of the cores | %s | %s | %.3f |\n", c, l, w, p, a, b, b / a }'
