@@ -47,6 +47,18 @@ async fn side_of(replica: &TestFacade, fixture: Fixture, path: &str) -> String {
     }
 }
 
+/// Three replicas of the shop's facade on a fresh PostgreSQL store (keep
+/// the store and the shop), or `None` when the server is absent outside CI.
+async fn shop_replicas() -> Option<(TestDatabase, Shop, Vec<TestFacade>)> {
+    let store = postgres_store().await?;
+    let shop = Shop::spawn().await;
+    let replicas = three_replicas(store.url(), |name| {
+        shop.config(&format!("replica_id = \"{name}\""))
+    })
+    .await;
+    Some((store, shop, replicas))
+}
+
 /// Waits until every replica routes `GET path` to `side`; returns how long
 /// that took from `since`.
 async fn all_route_to(
@@ -73,14 +85,9 @@ async fn all_route_to(
 
 #[tokio::test]
 async fn a_flip_through_any_replica_is_served_by_all_within_a_second() {
-    let Some(store) = postgres_store().await else {
+    let Some((_store, _shop, replicas)) = shop_replicas().await else {
         return;
     };
-    let shop = Shop::spawn().await;
-    let replicas = three_replicas(store.url(), |name| {
-        shop.config(&format!("replica_id = \"{name}\""))
-    })
-    .await;
 
     // Through each replica in turn: forward, then back.
     let mut slowest = Duration::ZERO;
@@ -129,14 +136,9 @@ async fn a_flip_through_any_replica_is_served_by_all_within_a_second() {
 
 #[tokio::test]
 async fn conflicting_flips_through_two_replicas_are_serialized() {
-    let Some(store) = postgres_store().await else {
+    let Some((_store, _shop, replicas)) = shop_replicas().await else {
         return;
     };
-    let shop = Shop::spawn().await;
-    let replicas = three_replicas(store.url(), |name| {
-        shop.config(&format!("replica_id = \"{name}\""))
-    })
-    .await;
     let (a, b) = (&replicas[0], &replicas[1]);
 
     for round in 0..10 {
