@@ -292,6 +292,13 @@ impl Planner<'_> {
             key_classes,
             key_values,
         );
+        // InnoDB's NOT EXISTS above is a locking read of the latest rows,
+        // but a plain SELECT reads the transaction's snapshot, which may
+        // predate a writer's insert of this key: the probe must read what
+        // the insert saw, or that race is mistaken for a unique clash.
+        if dialect.engine() == Engine::MySql {
+            probe.text(" FOR UPDATE");
+        }
         let mut statement = b.finish(plan.table.to_string(), Action::Insert, key.to_vec());
         statement.probe = Some(probe.into_query());
         statement
