@@ -6,6 +6,8 @@
 #   bash bench/reconcile.sh              # 1M rows: PG dense, PG sparse, MariaDB->PG dense
 #   bash bench/reconcile.sh 10000000     # 10M rows (long: about 10 minutes)
 #   ROUNDS=1 CASES="pg-sparse" STRATEGIES="auto" bash bench/reconcile.sh 100000
+#   bash bench/reconcile.sh incremental  # incremental against full, 10M rows
+#                                        # (bench/reconcile-incremental.sh)
 #
 # Environment: ROUNDS (default 3; medians are reported), CASES (any of
 # pg-dense pg-sparse my-dense; default all three, and only the PG cases
@@ -29,6 +31,10 @@
 # Each run's JSON report must show exactly those counts or the script fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = incremental ]; then
+    shift
+    exec bash bench/reconcile-incremental.sh "$@"
+fi
 
 ROWS=${1:-1000000}
 ROUNDS=${ROUNDS:-3}

@@ -9,6 +9,10 @@
 //! ```
 //! Exit code 0 clean, 1 diverged, 2 error, as the CLI's.
 //!
+//! With `RECONCILE_SINCE=<RFC 3339 time>` the run is incremental, as if
+//! the last clean run had started then (the capability's
+//! `incremental_overlap` applies); `bench/reconcile-incremental.sh` uses it.
+//!
 //! With `RECONCILE_PROGRESS=count` a progress hook counts the keys it is
 //! told (atomically, as a progress bar's counter would) and prints the
 //! total on standard error: what the hook costs a comparison, measured.
@@ -19,7 +23,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use mapping::Mapping;
-use reconciler::{reconcile, Options, Progress, ProgressHook, Status};
+use reconciler::{reconcile, Mode, Options, Progress, ProgressHook, Status};
 use toolkit_db::DatabaseUrl;
 
 /// A hook that only counts, as a progress bar's `inc` does.
@@ -64,8 +68,19 @@ async fn run() -> Result<Status, Box<dyn std::error::Error>> {
     let capability = mapping.capability(capability)?;
     let counter =
         (std::env::var("RECONCILE_PROGRESS").as_deref() == Ok("count")).then(|| Arc::new(Counter::default()));
+    let mode = match std::env::var("RECONCILE_SINCE") {
+        Ok(since) => Mode::Since {
+            clean_from: chrono::DateTime::parse_from_rfc3339(&since)
+                .map_err(|e| format!("RECONCILE_SINCE `{since}` is not an RFC 3339 time: {e}"))?
+                .with_timezone(&chrono::Utc),
+            overlap: capability.incremental.overlap,
+            count_deletes: capability.incremental.deletes == mapping::DeleteCheck::Counts,
+        },
+        Err(_) => Mode::Full,
+    };
     let options = Options {
         strategy: rest.first().map_or(Ok(Default::default()), |s| s.parse())?,
+        mode,
         progress: counter.clone().map(|c| ProgressHook::new(c)),
         ..Options::default()
     };

@@ -43,7 +43,7 @@ use crate::plan::TablePlan;
 use crate::source::Source;
 use crate::ReconcileError;
 
-mod range;
+pub(crate) mod range;
 
 use range::{boundaries, checksum, key_at, settled};
 
@@ -164,6 +164,7 @@ impl Costs {
 pub async fn bisect(
     plan: &TablePlan,
     lanes: &mut [Lane],
+    range: &KeyRange,
     options: &SegmentOptions,
     sizes: &mut ReadSizes,
     judge: &mut Judge<'_>,
@@ -175,7 +176,13 @@ pub async fn bisect(
     };
     let mut costs = Costs::default();
     let mut segment_rows = options.segment_rows.max(options.leaf_rows).max(1);
-    let mut lower = None;
+    let mut lower = range.lower.clone();
+    // The range's end (a shard's last key), `None` for the table's end.
+    let end = &range.upper;
+    let after = |lower: &Option<Vec<SqlValue>>| KeyRange {
+        lower: lower.clone(),
+        upper: end.clone(),
+    };
     if options.adaptive {
         // The first rows are merged, to measure what streaming costs here:
         // enough of them that a batch's fixed cost does not dominate (a
@@ -189,15 +196,16 @@ pub async fn bisect(
             probe - 1,
         )
         .await?;
-        let range = KeyRange {
-            lower: None,
-            upper: upper.clone(),
-        };
-        timed_merge(plan, main, &range, sizes, judge, &mut costs).await?;
-        if upper.is_none() {
+        let Some(upper) = upper else {
+            timed_merge(plan, main, &after(&lower), sizes, judge, &mut costs).await?;
             return Ok(None);
-        }
-        lower = upper;
+        };
+        let probed = KeyRange {
+            lower: lower.clone(),
+            upper: Some(upper.clone()),
+        };
+        timed_merge(plan, main, &probed, sizes, judge, &mut costs).await?;
+        lower = Some(upper);
     }
     loop {
         if options.adaptive && costs.merge_is_cheaper() {
@@ -236,14 +244,17 @@ pub async fn bisect(
         .await?;
         let mut ranges = Vec::with_capacity(per_round);
         let mut cursor = lower.clone();
+        // Fewer cuts than asked for: the last segment runs to the end.
+        let reaches_end = ends.len() < per_round;
         for i in 0..per_round {
-            let upper = ends.get(i).cloned();
+            let cut = ends.get(i).cloned();
+            let upper = cut.clone().or_else(|| end.clone());
             ranges.push(KeyRange {
                 lower: cursor,
                 upper: upper.clone(),
             });
             cursor = upper;
-            if cursor.is_none() {
+            if cut.is_none() {
                 break;
             }
         }
@@ -318,18 +329,13 @@ pub async fn bisect(
                 .max(options.leaf_rows)
                 .max(1);
         }
+        if reaches_end {
+            return Ok(None);
+        }
         match ranges.pop().and_then(|r| r.upper) {
             Some(upper) => lower = Some(upper),
             None => return Ok(None),
         }
-    }
-}
-
-/// The range after `lower`, unbounded above.
-fn after(lower: &Option<Vec<SqlValue>>) -> KeyRange {
-    KeyRange {
-        lower: lower.clone(),
-        upper: None,
     }
 }
 

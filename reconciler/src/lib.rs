@@ -34,6 +34,7 @@ mod checksum;
 mod copy_text;
 mod error;
 mod fingerprint;
+mod incremental;
 pub mod key_text;
 mod merge;
 pub mod metrics;
@@ -46,6 +47,7 @@ pub mod repair;
 pub mod report;
 mod run_store;
 pub mod schedule;
+pub mod shard;
 mod source;
 mod sql;
 
@@ -60,8 +62,9 @@ use toolkit_db::DatabaseUrl;
 
 pub use error::ReconcileError;
 pub use progress::{Progress, ProgressHook};
-pub use report::{Method, Report, Status, TableReport, Totals};
-pub use run_store::{RunId, RunRecord, RunStatus, RunStore, UnknownRunStatus};
+pub use report::{Method, Report, RunKind, Shard, Status, TableReport, Totals};
+pub use run_store::{RunId, RunRecord, RunStatus, RunStore, ShardRun, UnknownRunStatus, Watermark};
+pub use shard::{ShardIndex, ShardSpec};
 
 use crate::checksum::{Lane, SegmentOptions};
 use crate::merge::{merge_range, Judge, KeyRange, ReadSizes};
@@ -107,11 +110,39 @@ impl fmt::Display for Strategy {
     }
 }
 
+/// Whether a run compares every row or what changed since the last clean
+/// run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Every row.
+    #[default]
+    Full,
+    /// What changed since the last clean run recorded in the toolkit store:
+    /// [`reconcile_and_record`] reads the store's watermark and turns this
+    /// into [`Mode::Since`], or into a full run when there is no clean run
+    /// yet or the last clean full run is older than the capability's
+    /// `full_every`.
+    Incremental,
+    /// What changed since `clean_from` (a clean run's start) less
+    /// `overlap`, in every table with an `updated_at_column`.
+    Since {
+        /// When the last clean run started.
+        clean_from: DateTime<Utc>,
+        /// How far before it to look, for clocks that run behind.
+        overlap: Duration,
+        /// Whether row counts are checked for rows deleted on one side
+        /// only; otherwise full runs find them.
+        count_deletes: bool,
+    },
+}
+
 /// How to run a comparison.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Merge or bisect.
     pub strategy: Strategy,
+    /// Every row, or what changed.
+    pub mode: Mode,
     /// Rows of each side's first keyset batch; later batches grow or shrink
     /// towards `target_query_time`. Rows are streamed, so memory is a few
     /// chunks of rows per side whatever the batch.
@@ -131,12 +162,15 @@ pub struct Options {
     pub now: Option<DateTime<Utc>>,
     /// Told how far each table's comparison is; `None` counts nothing.
     pub progress: Option<ProgressHook>,
+    /// One process's part of a sharded run; `None` compares every key.
+    pub shard: Option<ShardSpec>,
 }
 
 impl Default for Options {
     fn default() -> Self {
         Self {
             strategy: Strategy::Auto,
+            mode: Mode::Full,
             batch_size: 1000,
             bisect_leaf_rows: 2000,
             segment_rows: 10_000,
@@ -145,6 +179,7 @@ impl Default for Options {
             statement_timeout: Duration::from_secs(30),
             now: None,
             progress: None,
+            shard: None,
         }
     }
 }
@@ -159,6 +194,18 @@ pub async fn reconcile(
     service_url: &DatabaseUrl,
     options: &Options,
 ) -> Result<Report, ReconcileError> {
+    if options.mode == Mode::Incremental {
+        return Err(ReconcileError::Unsupported(
+            "an incremental run needs the toolkit store, where the last clean run is recorded; \
+             pass --store-url, or run in full"
+                .to_owned(),
+        ));
+    }
+    if options.shard.is_some() && options.mode != Mode::Full {
+        return Err(ReconcileError::Unsupported(
+            "a sharded run compares every key of its range; drop --incremental, or --shard".to_owned(),
+        ));
+    }
     let started = Utc::now();
     let now = options.now.unwrap_or(started);
     let mut lanes = vec![connect_lane(legacy_url, service_url, options).await?];
@@ -177,9 +224,25 @@ pub async fn reconcile(
         started_at: started.to_rfc3339_opts(SecondsFormat::Millis, true),
         finished_at: Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true),
         status: Status::Clean,
+        kind: RunKind::Full,
+        since: None,
+        kind_note: None,
+        shard: None,
         totals: Totals::default(),
         tables,
     };
+    report.shard = options.shard.as_ref().map(|spec| Shard {
+        group: spec.group.clone(),
+        index: spec.shard.index,
+        count: spec.shard.count,
+    });
+    if let Mode::Since {
+        clean_from, overlap, ..
+    } = options.mode
+    {
+        report.kind = RunKind::Incremental;
+        report.since = Some(timestamp_text(since(clean_from, overlap, 0)));
+    }
     report.finish();
     tracing::info!(
         status = report.status.as_str(),
@@ -206,6 +269,19 @@ async fn connect_lane(
     }
 }
 
+/// RFC 3339 with milliseconds, in UTC.
+fn timestamp_text(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+/// Where an incremental comparison starts reading changed rows: `overlap`
+/// before the last clean run's start, or the settle window before it when
+/// that is longer (rows settling then were not judged).
+fn since(clean_from: DateTime<Utc>, overlap: Duration, settle_seconds: u64) -> DateTime<Utc> {
+    let back = overlap.max(Duration::from_secs(settle_seconds));
+    clean_from - chrono::Duration::from_std(back).unwrap_or(chrono::Duration::MAX)
+}
+
 /// Rows per merge batch at most, whatever the target time says.
 const MAX_BATCH_ROWS: usize = 1_000_000;
 
@@ -225,7 +301,21 @@ async fn compare_all(
     let target = options.target_query_time.min(options.statement_timeout / 4);
     let mut reports = Vec::with_capacity(plans.len());
     for plan in &plans {
-        reports.push(compare_table(&capability.name, plan, lanes, urls, options, now, target).await?);
+        let range = match &options.shard {
+            None => Some(KeyRange::default()),
+            Some(spec) => {
+                let main = &mut lanes[0];
+                shard::range_of(
+                    spec,
+                    &capability.name,
+                    &mut main.legacy,
+                    &plan.legacy,
+                    plan.key_len(),
+                )
+                .await?
+            }
+        };
+        reports.push(compare_table(&capability.name, plan, range, lanes, urls, options, now, target).await?);
     }
     Ok(reports)
 }
@@ -242,9 +332,11 @@ async fn compare_all(
         differences = tracing::field::Empty,
     )
 )]
+#[allow(clippy::too_many_arguments)] // one call site, each argument distinct
 async fn compare_table(
     capability: &str,
     plan: &TablePlan,
+    range: Option<KeyRange>,
     lanes: &mut Vec<Lane>,
     urls: (&DatabaseUrl, &DatabaseUrl),
     options: &Options,
@@ -258,6 +350,26 @@ async fn compare_table(
         (Strategy::Auto | Strategy::Bisect, None) => (Method::Bisect, None),
         (Strategy::Auto, Some(_)) => (Method::Merge, None),
         (Strategy::Bisect, Some(reason)) => (Method::Merge, Some(reason)),
+    };
+    let incremental = match (options.mode, &plan.change_time) {
+        (
+            Mode::Since {
+                clean_from, overlap, ..
+            },
+            Some(_),
+        ) => {
+            let settle = plan.settle.map_or(0, |(_, seconds)| seconds);
+            Some(since(clean_from, overlap, settle))
+        }
+        _ => None,
+    };
+    let (method, note) = match (incremental, options.mode) {
+        (Some(_), _) => (Method::Incremental, None),
+        (None, Mode::Since { .. }) => (
+            method,
+            Some("compared in full: the table has no updated_at_column to find changed rows by".to_owned()),
+        ),
+        (None, _) => (method, note),
     };
     span.record("strategy", method.as_str());
     let report = TableReport {
@@ -288,14 +400,39 @@ async fn compare_table(
         ));
     }
     let mut sizes = ReadSizes::new(options.batch_size, MAX_BATCH_ROWS.max(options.batch_size), target);
+    // A shard past the table's last cut has no keys to compare.
+    let Some(range) = range else {
+        return Ok(judge.finish());
+    };
     match method {
+        Method::Incremental => {
+            let since = incremental.unwrap_or(now);
+            let count_deletes = matches!(
+                options.mode,
+                Mode::Since {
+                    count_deletes: true,
+                    ..
+                }
+            );
+            let leaf_rows = options.bisect_leaf_rows;
+            let summary = incremental::compare_changed(
+                plan,
+                &mut lanes[0],
+                since,
+                count_deletes,
+                leaf_rows,
+                &mut judge,
+            )
+            .await?;
+            judge.report.strategy_note = Some(summary.note(since));
+        }
         Method::Merge => {
             let main = &mut lanes[0];
             merge_range(
                 plan,
                 &mut main.legacy,
                 &mut main.service,
-                &KeyRange::default(),
+                &range,
                 &mut sizes,
                 &mut judge,
             )
@@ -311,7 +448,9 @@ async fn compare_table(
                 target_query_time: target,
                 adaptive: options.strategy == Strategy::Auto,
             };
-            if let Some(costs) = checksum::bisect(plan, lanes, &segments, &mut sizes, &mut judge).await? {
+            if let Some(costs) =
+                checksum::bisect(plan, lanes, &range, &segments, &mut sizes, &mut judge).await?
+            {
                 tracing::info!(table = %plan.legacy.table, "{}", costs.note());
                 judge.report.strategy = Method::Merge;
                 judge.report.strategy_note = Some(costs.note());
@@ -338,11 +477,34 @@ pub async fn reconcile_and_record(
     service_url: &DatabaseUrl,
     options: &Options,
 ) -> Result<Report, ReconcileError> {
+    let mut resolved = options.clone();
+    let mut kind_note = None;
+    if options.mode == Mode::Incremental {
+        if let Some(store) = store {
+            let watermark = store.watermark(&capability.name).await?;
+            let (mode, note) = resolve_incremental(watermark, capability.incremental, Utc::now());
+            resolved.mode = mode;
+            kind_note = note;
+        }
+    }
+    if let Some(spec) = &mut resolved.shard {
+        if spec.store.is_none() {
+            spec.store = store.cloned();
+        }
+    }
+    let shard = resolved.shard.as_ref().map(|spec| Shard {
+        group: spec.group.clone(),
+        index: spec.shard.index,
+        count: spec.shard.count,
+    });
     let run = match store {
-        Some(store) => Some((store, store.start(&capability.name).await?)),
+        Some(store) => Some((store, store.start_shard(&capability.name, shard.as_ref()).await?)),
         None => None,
     };
-    let result = reconcile(capability, legacy_url, service_url, options).await;
+    let mut result = reconcile(capability, legacy_url, service_url, &resolved).await;
+    if let Ok(report) = &mut result {
+        report.kind_note = kind_note;
+    }
     if let Some((store, id)) = run {
         match &result {
             Ok(report) => store.finish(id, report).await?,
@@ -354,4 +516,104 @@ pub async fn reconcile_and_record(
         }
     }
     result
+}
+
+/// What an incremental run asked for becomes, given the store's
+/// `watermark`: a comparison since the last clean run, or a full one (and
+/// why) when there is none or the last clean full run is older than
+/// `full_every`.
+fn resolve_incremental(
+    watermark: Option<Watermark>,
+    settings: mapping::IncrementalSettings,
+    now: DateTime<Utc>,
+) -> (Mode, Option<String>) {
+    let Some(watermark) = watermark else {
+        return (
+            Mode::Full,
+            Some("no clean run is recorded yet, so this run compared every row".to_owned()),
+        );
+    };
+    let full_every = humantime::format_duration(settings.full_every);
+    let Some(full_at) = watermark.full_at else {
+        return (
+            Mode::Full,
+            Some(format!(
+                "no clean full run is recorded, and one runs at least every {full_every}, so this run compared every row"
+            )),
+        );
+    };
+    let age = (now - full_at).to_std().unwrap_or_default();
+    if age >= settings.full_every {
+        // Whole seconds: the age is for people to read.
+        let age = humantime::format_duration(Duration::from_secs(age.as_secs()));
+        return (
+            Mode::Full,
+            Some(format!(
+                "the last clean full run was {age} ago and full_every is {full_every}, so this run compared every row"
+            )),
+        );
+    }
+    (
+        Mode::Since {
+            clean_from: watermark.clean_from,
+            overlap: settings.overlap,
+            count_deletes: settings.deletes == mapping::DeleteCheck::Counts,
+        },
+        None,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn an_incremental_run_is_full_until_a_clean_full_run_is_recent_enough() {
+        let settings = mapping::IncrementalSettings::default();
+        let now = Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).unwrap();
+        let hours_ago = |h: i64| now - chrono::Duration::hours(h);
+        let (mode, note) = resolve_incremental(None, settings, now);
+        assert_eq!(mode, Mode::Full);
+        assert!(note.unwrap().starts_with("no clean run is recorded yet"));
+        let watermark = |full: Option<i64>| Watermark {
+            clean_from: hours_ago(1),
+            full_at: full.map(hours_ago),
+            run_id: 7,
+        };
+        let (mode, note) = resolve_incremental(Some(watermark(Some(25))), settings, now);
+        assert_eq!(mode, Mode::Full);
+        assert_eq!(
+            note.as_deref(),
+            Some("the last clean full run was 1day 1h ago and full_every is 1day, so this run compared every row")
+        );
+        let (mode, note) = resolve_incremental(Some(watermark(Some(3))), settings, now);
+        assert_eq!(
+            mode,
+            Mode::Since {
+                clean_from: hours_ago(1),
+                overlap: settings.overlap,
+                count_deletes: true,
+            }
+        );
+        assert_eq!(note, None);
+        assert_eq!(
+            resolve_incremental(Some(watermark(None)), settings, now).0,
+            Mode::Full
+        );
+    }
+
+    #[test]
+    fn changed_rows_are_read_from_the_overlap_or_the_settle_window_whichever_is_longer() {
+        let clean = Utc.with_ymd_and_hms(2026, 12, 6, 12, 0, 0).unwrap();
+        let five_minutes = Duration::from_secs(300);
+        assert_eq!(
+            since(clean, five_minutes, 0),
+            clean - chrono::Duration::minutes(5)
+        );
+        assert_eq!(
+            since(clean, five_minutes, 600),
+            clean - chrono::Duration::minutes(10)
+        );
+    }
 }

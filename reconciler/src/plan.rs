@@ -76,6 +76,26 @@ pub struct ComparedColumn {
     pub values: Option<BTreeMap<String, String>>,
 }
 
+/// The change-time column of a table on both sides.
+#[derive(Debug, Clone)]
+pub struct ChangeTime {
+    /// The monolith's column and its declared type.
+    pub legacy: (Identifier, String),
+    /// The service's column and its declared type.
+    pub service: (Identifier, String),
+}
+
+impl ChangeTime {
+    /// The column and declared type on `side`.
+    pub fn on(&self, side: Side) -> (&Identifier, &str) {
+        let (column, declared) = match side {
+            Side::Legacy => &self.legacy,
+            Side::Service => &self.service,
+        };
+        (column, declared)
+    }
+}
+
 /// A table ready to compare.
 #[derive(Debug, Clone)]
 pub struct TablePlan {
@@ -89,6 +109,9 @@ pub struct TablePlan {
     pub compared: Vec<ComparedColumn>,
     /// Position of the change-time column in a fetched row, and the window.
     pub settle: Option<(usize, u64)>,
+    /// The change-time column on each side (`updated_at_column`), which
+    /// incremental runs select changed rows by.
+    pub change_time: Option<ChangeTime>,
     /// Whether a checksum of raw rows stands for a comparison of normalized
     /// rows: no value maps and only normalizations that treat both sides
     /// alike.
@@ -151,6 +174,10 @@ pub async fn plan_table(
             });
         }
     }
+    let change_time = settle.map(|(index, _)| ChangeTime {
+        legacy: (selected[index].legacy.clone(), legacy_types[index].clone()),
+        service: (selected[index].service.clone(), service_types[index].clone()),
+    });
     let side_plan = |side: Side, dialect: Dialect, types: &[String]| {
         let (name, filter) = match side {
             Side::Legacy => (&table.legacy_table, &table.legacy_filter),
@@ -219,6 +246,7 @@ pub async fn plan_table(
             })
             .collect(),
         settle,
+        change_time,
         checksum_sound,
     })
 }

@@ -113,6 +113,9 @@ pub fn markdown(report: &Report, trend: &[TrendPoint]) -> String {
         report.finished_at,
         report.source_of_truth
     );
+    if let Some(line) = report.kind_line() {
+        let _ = writeln!(out, "{}\n", md_cell(&line));
+    }
     let _ = writeln!(
         out,
         "| compared | missing in service | extra in service | changed | settling |"
@@ -443,6 +446,10 @@ mod tests {
             started_at: HOSTILE.to_owned(),
             finished_at: HOSTILE.to_owned(),
             status: Status::Diverged,
+            kind: crate::report::RunKind::Full,
+            since: None,
+            kind_note: None,
+            shard: None,
             totals: Totals::default(),
             tables: vec![TableReport {
                 legacy_table: HOSTILE.to_owned(),

@@ -15,12 +15,16 @@
 //!   "service_engine": "postgres" | "mysql" | "sqlite",
 //!   "started_at": RFC 3339 UTC, "finished_at": RFC 3339 UTC,
 //!   "status": "clean" | "diverged",
+//!   "kind": "full" | "incremental",         // absent in older reports: full
+//!   "since": RFC 3339 UTC,                  // incremental: rows changed from then on (overlap included)
+//!   "kind_note": string,                    // why a run asked to be incremental was full
+//!   "shard": { "group", "index", "count" }, // one of N processes; absent otherwise
 //!   "totals": { "rows_legacy", "rows_service", "rows_compared",
 //!               "missing", "extra", "changed", "settling" },   // integers
 //!   "tables": [{
 //!     "legacy_table", "service_table": string,
 //!     "key_columns": [legacy column names, in key order],
-//!     "strategy": "merge" | "bisect",
+//!     "strategy": "merge" | "bisect" | "incremental",
 //!     "strategy_note": string | null,       // why a strategy was not used
 //!     "rows_legacy", "rows_service": rows on each side after the filters,
 //!     "rows_compared": distinct keys on either side,
@@ -83,16 +87,53 @@ pub enum Method {
     Merge,
     /// Checksums of key ranges in each database, merging only ranges that differ.
     Bisect,
+    /// Only the rows changed since the last clean run, and a count check.
+    Incremental,
 }
 
 impl Method {
-    /// Its name in the JSON report: `merge` or `bisect`.
+    /// Its name in the JSON report: `merge`, `bisect` or `incremental`.
     pub fn as_str(self) -> &'static str {
         match self {
             Method::Merge => "merge",
             Method::Bisect => "bisect",
+            Method::Incremental => "incremental",
         }
     }
+}
+
+/// Whether a run compared whole tables or what changed since the last
+/// clean run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunKind {
+    /// Every row.
+    #[default]
+    Full,
+    /// The rows changed since the last clean run, where a table has an
+    /// `updated_at_column`; its other tables in full.
+    Incremental,
+}
+
+impl RunKind {
+    /// Its name in the JSON report and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunKind::Full => "full",
+            RunKind::Incremental => "incremental",
+        }
+    }
+}
+
+/// Which part of a sharded run a report covers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// The run group all shards share.
+    pub group: String,
+    /// This shard, from 1.
+    pub index: u32,
+    /// How many shards.
+    pub count: u32,
 }
 
 /// A key that exists on one side only.
@@ -223,6 +264,18 @@ pub struct Report {
     pub finished_at: String,
     /// Clean or diverged.
     pub status: Status,
+    /// Full or incremental.
+    #[serde(default)]
+    pub kind: RunKind,
+    /// Of an incremental run: rows changed from then on were compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// Why a run asked to be incremental was full.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind_note: Option<String>,
+    /// Of one process of a sharded run: which part.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
     /// Sums over all tables.
     pub totals: Totals,
     /// Per table, in mapping order.
@@ -250,6 +303,27 @@ impl Report {
         self.totals = totals;
     }
 
+    /// What kind of run this was, when there is more to say than "full":
+    /// incremental since when, why a run asked to be incremental was full,
+    /// which shard.
+    pub fn kind_line(&self) -> Option<String> {
+        let mut parts = Vec::new();
+        match (&self.kind, &self.since, &self.kind_note) {
+            (RunKind::Incremental, Some(since), _) => {
+                parts.push(format!("incremental run: rows changed since {since}"))
+            }
+            (_, _, Some(note)) => parts.push(format!("full run: {note}")),
+            _ => {}
+        }
+        if let Some(shard) = &self.shard {
+            parts.push(format!(
+                "shard {} of {} in run group `{}`",
+                shard.index, shard.count, shard.group
+            ));
+        }
+        (!parts.is_empty()).then(|| parts.join("; "))
+    }
+
     /// A terminal summary: one line per table, then each divergence.
     pub fn to_human(&self) -> String {
         let mut out = format!(
@@ -259,6 +333,9 @@ impl Report {
             self.service_engine,
             self.status.as_str().to_uppercase()
         );
+        if let Some(line) = self.kind_line() {
+            out.push_str(&format!("  {line}\n"));
+        }
         for t in &self.tables {
             out.push_str(&format!(
                 "  {} → {} [{}]: {} keys, {} missing, {} extra, {} changed, {} settling\n",

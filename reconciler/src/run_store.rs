@@ -8,11 +8,14 @@ use std::future::Future;
 use std::str::FromStr;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use toolkit_db::{timestamp, DatabaseUrl};
 use toolkit_store::StateStore;
 
-use crate::report::{Report, Status};
+use crate::report::{Report, RunKind, Shard, Status};
+use crate::shard::{ShardIndex, StoredCuts};
 use crate::ReconcileError;
+use toolkit_db::sql_value::SqlValue;
 
 /// How long any statement on the store may take.
 const STORE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -115,6 +118,40 @@ pub struct RunRecord {
     pub report: Option<String>,
 }
 
+/// Where the last clean run of a capability left off, from
+/// `reconciliation_watermarks`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Watermark {
+    /// When the last clean run started: every row changed before then was
+    /// equal on both sides.
+    pub clean_from: DateTime<Utc>,
+    /// When the last clean full run started.
+    pub full_at: Option<DateTime<Utc>>,
+    /// The run that set `clean_from`.
+    pub run_id: i64,
+}
+
+/// A recorded run of one shard of a run group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardRun {
+    /// Which shard it was.
+    pub shard: ShardIndex,
+    /// The run.
+    pub record: RunRecord,
+}
+
+/// A stored RFC 3339 time, or an error naming the capability.
+fn stored_time(capability: &str, text: &str) -> Result<DateTime<Utc>, ReconcileError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|error| {
+            ReconcileError::Unsupported(format!(
+                "the toolkit store's watermark of `{capability}` holds `{text}`, which is no RFC 3339 time ({error}); \
+                 delete its row in reconciliation_watermarks to start over with a full run"
+            ))
+        })
+}
+
 /// A row of `reconciliation_runs` as stored, its status still text.
 #[derive(sqlx::FromRow)]
 struct RunRow {
@@ -129,6 +166,15 @@ struct RunRow {
     changed: Option<i64>,
     error: Option<String>,
     report: Option<String>,
+}
+
+/// A row of a run group's runs: the shard, then the run.
+#[derive(sqlx::FromRow)]
+struct ShardRow {
+    shard_index: i64,
+    shard_count: i64,
+    #[sqlx(flatten)]
+    run: RunRow,
 }
 
 impl TryFrom<RunRow> for RunRecord {
@@ -190,15 +236,28 @@ impl RunStore {
 
     /// Records the start of a run of `capability`.
     pub async fn start(&self, capability: &str) -> Result<RunId, ReconcileError> {
+        self.start_shard(capability, None).await
+    }
+
+    /// Records the start of a run of `capability`, one shard of a run group
+    /// when `shard` says so (so that a merge can tell it is still running).
+    pub async fn start_shard(
+        &self,
+        capability: &str,
+        shard: Option<&Shard>,
+    ) -> Result<RunId, ReconcileError> {
         let id: i64 = bounded(
             "recording the start of a run",
             sqlx::query_scalar(
-                "INSERT INTO reconciliation_runs (capability, status, started_at) \
-                 VALUES ($1, $2, $3) RETURNING id",
+                "INSERT INTO reconciliation_runs (capability, status, started_at, run_group, shard_index, shard_count) \
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
             )
             .bind(capability)
             .bind(RunStatus::Running.as_str())
             .bind(timestamp::now())
+            .bind(shard.map(|s| s.group.clone()))
+            .bind(shard.map(|s| i64::from(s.index)))
+            .bind(shard.map(|s| i64::from(s.count)))
             .fetch_one(self.store.database().pool()),
         )
         .await?;
@@ -210,11 +269,13 @@ impl RunStore {
         let json = serde_json::to_string(report)
             .map_err(|e| ReconcileError::Store(sqlx::Error::Encode(Box::new(e))))?;
         let totals = &report.totals;
+        let shard = report.shard.as_ref();
         bounded(
             "recording the result of a run",
             sqlx::query(
                 "UPDATE reconciliation_runs SET status = $1, finished_at = $2, rows_compared = $3, \
-                 missing = $4, extra = $5, changed = $6, report = $7 WHERE id = $8",
+                 missing = $4, extra = $5, changed = $6, report = $7, kind = $8, since = $9, \
+                 run_group = $10, shard_index = $11, shard_count = $12 WHERE id = $13",
             )
             .bind(RunStatus::from(report.status).as_str())
             .bind(timestamp::now())
@@ -223,11 +284,59 @@ impl RunStore {
             .bind(totals.extra as i64)
             .bind(totals.changed as i64)
             .bind(json)
+            .bind(report.kind.as_str())
+            .bind(report.since.clone())
+            .bind(shard.map(|s| s.group.clone()))
+            .bind(shard.map(|s| i64::from(s.index)))
+            .bind(shard.map(|s| i64::from(s.count)))
             .bind(id.0)
             .execute(self.store.database().pool()),
         )
         .await?;
+        // Only a clean run over every key moves the watermark: a shard saw
+        // part of the keys, and a diverged run leaves its rows to be read
+        // again.
+        if report.status == Status::Clean && report.shard.is_none() {
+            let full_at = (report.kind == RunKind::Full).then(|| report.started_at.clone());
+            bounded(
+                "recording the watermark of a clean run",
+                sqlx::query(
+                    "INSERT INTO reconciliation_watermarks (capability, clean_from, full_at, run_id) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (capability) DO UPDATE SET \
+                     clean_from = excluded.clean_from, \
+                     full_at = COALESCE(excluded.full_at, reconciliation_watermarks.full_at), \
+                     run_id = excluded.run_id",
+                )
+                .bind(&report.capability)
+                .bind(&report.started_at)
+                .bind(full_at)
+                .bind(id.0)
+                .execute(self.store.database().pool()),
+            )
+            .await?;
+        }
         Ok(())
+    }
+
+    /// Where the last clean run of `capability` left off, if one did.
+    pub async fn watermark(&self, capability: &str) -> Result<Option<Watermark>, ReconcileError> {
+        let row: Option<(String, Option<String>, i64)> = bounded(
+            "reading the watermark of the last clean run",
+            sqlx::query_as(
+                "SELECT clean_from, full_at, run_id FROM reconciliation_watermarks WHERE capability = $1",
+            )
+            .bind(capability)
+            .fetch_optional(self.store.database().pool()),
+        )
+        .await?;
+        let Some((clean_from, full_at, run_id)) = row else {
+            return Ok(None);
+        };
+        Ok(Some(Watermark {
+            clean_from: stored_time(capability, &clean_from)?,
+            full_at: full_at.map(|at| stored_time(capability, &at)).transpose()?,
+            run_id,
+        }))
     }
 
     /// Records a failed run and why.
@@ -245,6 +354,102 @@ impl RunStore {
         )
         .await?;
         Ok(())
+    }
+
+    /// The cut keys of `table` fixed for run group `group`, if a process of
+    /// the group fixed them.
+    pub(crate) async fn shard_cuts(
+        &self,
+        group: &str,
+        capability: &str,
+        table: &str,
+    ) -> Result<Option<StoredCuts>, ReconcileError> {
+        let row: Option<(i64, String)> = bounded(
+            "reading the key ranges of a sharded run",
+            sqlx::query_as(
+                "SELECT shard_count, bounds FROM reconciliation_shard_bounds \
+                 WHERE run_group = $1 AND capability = $2 AND table_name = $3",
+            )
+            .bind(group)
+            .bind(capability)
+            .bind(table)
+            .fetch_optional(self.store.database().pool()),
+        )
+        .await?;
+        let Some((count, bounds)) = row else {
+            return Ok(None);
+        };
+        let cuts: Vec<Vec<SqlValue>> = serde_json::from_str(&bounds).map_err(|error| {
+            ReconcileError::Unsupported(format!(
+                "the key ranges stored for run group `{group}`, table `{table}`, cannot be read ({error}); \
+                 pick a new --group"
+            ))
+        })?;
+        Ok(Some(StoredCuts {
+            count: u32::try_from(count).unwrap_or(0),
+            cuts,
+        }))
+    }
+
+    /// Fixes `cuts` as `table`'s for run group `group`, unless a process of
+    /// the group fixed them first.
+    pub(crate) async fn offer_shard_cuts(
+        &self,
+        group: &str,
+        capability: &str,
+        table: &str,
+        count: u32,
+        cuts: &[Vec<SqlValue>],
+    ) -> Result<(), ReconcileError> {
+        let json = serde_json::to_string(cuts)
+            .map_err(|e| ReconcileError::Store(sqlx::Error::Encode(Box::new(e))))?;
+        bounded(
+            "recording the key ranges of a sharded run",
+            sqlx::query(
+                "INSERT INTO reconciliation_shard_bounds (run_group, capability, table_name, shard_count, bounds) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_group, capability, table_name) DO NOTHING",
+            )
+            .bind(group)
+            .bind(capability)
+            .bind(table)
+            .bind(i64::from(count))
+            .bind(json)
+            .execute(self.store.database().pool()),
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// The runs of `capability` in run group `group`, oldest first.
+    pub async fn group_runs(&self, capability: &str, group: &str) -> Result<Vec<ShardRun>, ReconcileError> {
+        let rows: Vec<(i64, i64, RunRow)> = {
+            let raw: Vec<ShardRow> = bounded(
+                "reading the runs of a run group",
+                sqlx::query_as(
+                    "SELECT shard_index, shard_count, id, capability, status, started_at, finished_at, rows_compared, \
+                     missing, extra, changed, error, report FROM reconciliation_runs \
+                     WHERE capability = $1 AND run_group = $2 ORDER BY id",
+                )
+                .bind(capability)
+                .bind(group)
+                .fetch_all(self.store.database().pool()),
+            )
+            .await?;
+            raw.into_iter()
+                .map(|r| (r.shard_index, r.shard_count, r.run))
+                .collect()
+        };
+        rows.into_iter()
+            .map(|(index, count, run)| {
+                Ok(ShardRun {
+                    shard: ShardIndex {
+                        index: u32::try_from(index).unwrap_or(0),
+                        count: u32::try_from(count).unwrap_or(0),
+                    },
+                    record: RunRecord::try_from(run)?,
+                })
+            })
+            .collect()
     }
 
     /// The runs of `capability`, oldest first.

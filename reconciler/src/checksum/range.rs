@@ -94,7 +94,7 @@ pub(super) async fn checksum(
 /// the `2·every`th, …), at most `count` of them; fewer when the table ends
 /// first. One query reads just the keys through the key's index, instead
 /// of one `OFFSET` query per segment.
-pub(super) async fn boundaries(
+pub(crate) async fn boundaries(
     source: &mut Source,
     plan: &SidePlan,
     key_len: usize,
@@ -112,7 +112,7 @@ pub(super) async fn boundaries(
         format!(
             "SELECT * FROM (SELECT {}, ROW_NUMBER() OVER (ORDER BY {keys}) AS strangler_rn \
              FROM (SELECT {} FROM {} t {clause} ORDER BY {keys} LIMIT {}) t) w \
-             WHERE MOD(strangler_rn, {every}) = 0 ORDER BY strangler_rn",
+             WHERE strangler_rn % {every} = 0 ORDER BY strangler_rn",
             plan.key_select,
             raw.join(", "),
             plan.dialect.quote(&plan.table),

@@ -27,7 +27,7 @@ use mapping::Mapping;
 use reconciler::metrics::ScheduleMetrics;
 use reconciler::render::{self, TrendPoint};
 use reconciler::schedule::run_schedule;
-use reconciler::{reconcile_and_record, Options, RunStore, Status, Strategy};
+use reconciler::{reconcile_and_record, Mode, Options, RunStore, ShardSpec, Status, Strategy};
 use toolkit_db::DatabaseUrl;
 
 /// The demo's toolkit store, the default store when it exists.
@@ -80,6 +80,12 @@ struct ScheduleArgs {
     /// How tables are compared.
     #[arg(long, value_enum, default_value = "auto")]
     strategy: StrategyArg,
+    /// Make every pass incremental (see `reconcile run --incremental`):
+    /// each compares what changed since the last clean pass, and a full
+    /// pass runs whenever the last clean full one is older than the
+    /// capability's `full_every`.
+    #[arg(long)]
+    incremental: bool,
     /// Serve Prometheus metrics (divergences per capability, last-run age)
     /// at `http://ADDR/metrics`.
     #[arg(long, env = "STRANGLER_RECONCILE_METRICS_LISTEN")]
@@ -140,6 +146,23 @@ struct RunArgs {
     /// Connections per side that checksum key ranges at once.
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=16))]
     parallel: u8,
+    /// Compare only the rows changed since the last clean run recorded in
+    /// the store (in tables with an `updated_at_column`), less the
+    /// capability's `incremental_overlap`, and check row counts for
+    /// deletes. The run is full when no clean run is recorded or the last
+    /// clean full run is older than `full_every`; the report says which.
+    #[arg(long)]
+    incremental: bool,
+    /// Compare only shard I of N of every table (`2/4`): N processes, on
+    /// N hosts if need be, each started with the same `--group` and its own
+    /// I, compare disjoint key ranges cut by the table's own keys. `reconcile
+    /// report --group` merges their runs into one report.
+    #[arg(long, value_name = "I/N", requires = "group")]
+    shard: Option<reconciler::ShardIndex>,
+    /// The run group a sharded run's processes share (letters, digits,
+    /// `-`, `_`, `.`, `:`), like `nightly-2026-12-06`.
+    #[arg(long, requires = "shard", value_parser = group_name)]
+    group: Option<String>,
     /// Draw no progress bars. They are drawn on standard error only when
     /// standard output and standard error are both terminals, and never
     /// with `--output json`.
@@ -153,13 +176,31 @@ impl RunArgs {
     fn options(&self) -> Options {
         Options {
             strategy: strategy(self.strategy),
+            mode: if self.incremental {
+                Mode::Incremental
+            } else {
+                Mode::Full
+            },
             batch_size: self.batch_size as usize,
             statement_timeout: Duration::from_secs(self.statement_timeout),
             parallel: usize::from(self.parallel),
             progress: progress::hook(self.output, self.quiet),
+            shard: self
+                .shard
+                .zip(self.group.clone())
+                .map(|(shard, group)| ShardSpec {
+                    group,
+                    shard,
+                    store: None,
+                }),
             ..Options::default()
         }
     }
+}
+
+/// `--group`, checked.
+pub(crate) fn group_name(text: &str) -> Result<String, String> {
+    reconciler::shard::check_group(text).map(|()| text.to_owned())
 }
 
 impl ReconcileArgs {
@@ -192,6 +233,11 @@ async fn schedule(args: ScheduleArgs) -> anyhow::Result<ExitCode> {
     let store = open_store(args.store_url.as_ref(), "passes are").await?;
     let options = Options {
         strategy: strategy(args.strategy),
+        mode: if args.incremental {
+            Mode::Incremental
+        } else {
+            Mode::Full
+        },
         ..Options::default()
     };
     let metrics = Arc::new(ScheduleMetrics::new());

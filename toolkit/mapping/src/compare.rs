@@ -11,8 +11,8 @@
 //! normalize = { total = "cents_from_decimal", created_at = "timestamp_ms", note = ["trim", "lower"] }
 //! values = { status = { placed = "PLACED", cancelled = "CANCELLED" } }
 //! service_filter = "origin = 'service'"   # optional SQL predicate on the service's rows
-//! settle_seconds = 30                     # rows changed in the last 30 s are "settling"
 //! updated_at_column = "updated_at"        # legacy column holding each row's change time
+//! settle_seconds = 30                     # rows changed in the last 30 s are "settling" (needs updated_at_column)
 //! ```
 //!
 //! Every field is optional, so files written for backfill keep parsing and
@@ -105,8 +105,11 @@ impl Normalization {
     }
 }
 
-/// The settle window: rows changed within the last `seconds` on either side
-/// are reported as settling, not as divergences.
+/// A table's change time (`updated_at_column`) and its settle window: rows
+/// changed within the last `seconds` on either side are reported as
+/// settling, not as divergences (none when `seconds` is 0). Incremental runs
+/// read the rows changed since the last clean run by this column, and
+/// repairs guard on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettleWindow {
     /// Length of the window.
@@ -221,35 +224,33 @@ pub(crate) fn check_compare(
         }
     }
     settings.service_filter = predicate(raw.service_filter, "service_filter", invalid)?;
+    let change_time = |column: &Spanned<String>, seconds: u64| -> Result<SettleWindow, MappingError> {
+        let Some(pair) = columns.iter().find(|c| c.legacy.as_str() == column.get_ref()) else {
+            return Err(invalid(
+                column.span().start,
+                format!(
+                    "updated_at_column `{}` is not in the `columns` of table `{table}`",
+                    column.get_ref()
+                ),
+            ));
+        };
+        Ok(SettleWindow {
+            seconds,
+            column: pair.clone(),
+        })
+    };
     settings.settle = match (raw.settle_seconds, raw.updated_at_column) {
         (None, None) => None,
-        (Some(seconds), Some(column)) => {
-            let Some(pair) = columns.iter().find(|c| c.legacy.as_str() == column.get_ref()) else {
-                return Err(invalid(
-                    column.span().start,
-                    format!(
-                        "updated_at_column `{}` is not in the `columns` of table `{table}`",
-                        column.get_ref()
-                    ),
-                ));
-            };
-            Some(SettleWindow {
-                seconds: seconds.into_inner(),
-                column: pair.clone(),
-            })
-        }
+        (Some(seconds), Some(column)) => Some(change_time(&column, seconds.into_inner())?),
         (Some(seconds), None) => {
             return Err(invalid(
                 seconds.span().start,
-                format!("table `{table}` has settle_seconds but no updated_at_column; add both or neither"),
+                format!("table `{table}` has settle_seconds but no updated_at_column; name the column that holds each row's change time"),
             ))
         }
-        (None, Some(column)) => {
-            return Err(invalid(
-                column.span().start,
-                format!("table `{table}` has updated_at_column but no settle_seconds; add both or neither"),
-            ))
-        }
+        // A change time alone serves incremental runs and repair guards;
+        // nothing is held back as settling.
+        (None, Some(column)) => Some(change_time(&column, 0)?),
     };
     Ok(settings)
 }

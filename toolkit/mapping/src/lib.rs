@@ -37,7 +37,9 @@ mod test_text;
 pub use compare::{CompareSettings, Normalization, SettleWindow, SourceOfTruth};
 pub use error::MappingError;
 pub use identifier::{ColumnPair, Identifier};
-pub use mapping::{CapabilityMapping, DatabaseSource, Mapping, TableMapping};
+pub use mapping::{
+    CapabilityMapping, DatabaseSource, DeleteCheck, IncrementalSettings, Mapping, TableMapping,
+};
 pub use repair_settings::{DefaultValue, RepairSettings};
 pub use schedule::Schedule;
 pub use side::Side;

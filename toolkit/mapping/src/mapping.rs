@@ -21,9 +21,14 @@
 //! `values`, `service_filter`, `settle_seconds`, `updated_at_column`) and the
 //! per-capability `source_of_truth` are described in [`crate::compare`]; the
 //! repair's (`follower_defaults`, `repair_filter`) in [`crate::repair_settings`].
+//! Incremental runs read two per-capability durations
+//! ([`IncrementalSettings`]): `incremental_overlap = "5m"`,
+//! `full_every = "24h"` and `incremental_deletes = "counts"` (or
+//! `"full_runs"`).
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 use toml::Spanned;
@@ -75,6 +80,70 @@ pub struct CapabilityMapping {
     pub legacy_database: Option<DatabaseSource>,
     /// Where the scheduled comparison finds the service's database.
     pub service_database: Option<DatabaseSource>,
+    /// How incremental runs look back and when they give way to a full one.
+    pub incremental: IncrementalSettings,
+}
+
+/// A capability's `incremental_overlap` and `full_every`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IncrementalSettings {
+    /// How far before the last clean run an incremental run starts reading
+    /// changed rows: application servers whose clocks run behind write
+    /// change times in the past. Default 5 minutes.
+    pub overlap: Duration,
+    /// An incremental run is a full one when the last clean full run is
+    /// older than this: rows deleted on one side only while the counts
+    /// stayed equal leave no change time behind. Default 24 hours.
+    pub full_every: Duration,
+    /// How incremental runs look for rows deleted on one side only.
+    pub deletes: DeleteCheck,
+}
+
+/// How incremental runs look for rows deleted on one side only, which
+/// leave no change time behind (`incremental_deletes`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeleteCheck {
+    /// Every incremental run counts each side's rows (and sums integer
+    /// keys), and reads the key ranges whose counts differ: a pass over
+    /// each table's keys per run. The default.
+    #[default]
+    Counts,
+    /// Only the full runs that `full_every` schedules find them: an
+    /// incremental run costs what changed and nothing more.
+    FullRuns,
+}
+
+impl DeleteCheck {
+    fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "counts" => Ok(Self::Counts),
+            "full_runs" => Ok(Self::FullRuns),
+            other => Err(format!(
+                "incremental_deletes must be \"counts\" or \"full_runs\", not {other:?}"
+            )),
+        }
+    }
+}
+
+impl Default for IncrementalSettings {
+    fn default() -> Self {
+        Self {
+            overlap: Duration::from_secs(5 * 60),
+            full_every: Duration::from_secs(24 * 3600),
+            deletes: DeleteCheck::Counts,
+        }
+    }
+}
+
+/// A duration written like `90s`, `5m`, `24h` or `1h 30m`, not zero.
+fn parse_duration(field: &str, text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if !duration.is_zero() => Ok(duration),
+        Ok(_) => Err(format!("{field} must be longer than zero")),
+        Err(error) => Err(format!(
+            "{field} `{text}` is not a duration like `90s`, `5m` or `24h`: {error}"
+        )),
+    }
 }
 
 /// A database URL written in the mapping file, or the name of the
@@ -137,6 +206,9 @@ struct RawCapability {
     schedule: Option<Spanned<String>>,
     legacy_database_url: Option<Spanned<String>>,
     service_database_url: Option<Spanned<String>>,
+    incremental_overlap: Option<Spanned<String>>,
+    full_every: Option<Spanned<String>>,
+    incremental_deletes: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -188,6 +260,23 @@ impl Mapping {
                 parse_field(capability.legacy_database_url, DatabaseSource::parse, &invalid)?;
             let service_database =
                 parse_field(capability.service_database_url, DatabaseSource::parse, &invalid)?;
+            let defaults = IncrementalSettings::default();
+            let incremental = IncrementalSettings {
+                overlap: parse_field(
+                    capability.incremental_overlap,
+                    |text| parse_duration("incremental_overlap", text),
+                    &invalid,
+                )?
+                .unwrap_or(defaults.overlap),
+                full_every: parse_field(
+                    capability.full_every,
+                    |text| parse_duration("full_every", text),
+                    &invalid,
+                )?
+                .unwrap_or(defaults.full_every),
+                deletes: parse_field(capability.incremental_deletes, DeleteCheck::parse, &invalid)?
+                    .unwrap_or(defaults.deletes),
+            };
             let span = capability.tables.span();
             let raw_tables = capability.tables.into_inner();
             if raw_tables.is_empty() {
@@ -220,6 +309,7 @@ impl Mapping {
                     schedule,
                     legacy_database,
                     service_database,
+                    incremental,
                 },
             );
         }
@@ -455,6 +545,47 @@ mod tests {
         assert!(error.contains("key column `id`"), "{error}");
         let error = parse("settle_seconds = 5").unwrap_err().to_string();
         assert!(error.contains("updated_at_column"), "{error}");
+        // A change time alone serves incremental runs; nothing settles.
+        let mapping = parse("updated_at_column = \"name\"").unwrap();
+        let settle = mapping.capability("catalog").unwrap().tables[0]
+            .compare
+            .settle
+            .clone();
+        assert_eq!(
+            settle.map(|s| (s.seconds, s.column.legacy.to_string())),
+            Some((0, "name".into()))
+        );
+    }
+
+    #[test]
+    fn incremental_settings_default_and_are_checked_with_their_line() {
+        let parse = |capability: &str| Mapping::parse(Path::new("m.toml"), &catalog(capability, ""));
+        let mapping = parse("").unwrap();
+        assert_eq!(
+            mapping.capability("catalog").unwrap().incremental,
+            IncrementalSettings::default()
+        );
+        let mapping = parse("incremental_overlap = \"90s\"\nfull_every = \"7d\"").unwrap();
+        let settings = mapping.capability("catalog").unwrap().incremental;
+        assert_eq!(settings.overlap, Duration::from_secs(90));
+        assert_eq!(settings.full_every, Duration::from_secs(7 * 86_400));
+        let error = parse("full_every = \"daily\"").unwrap_err().to_string();
+        assert!(
+            error.starts_with("m.toml:2: full_every `daily` is not a duration like"),
+            "{error}"
+        );
+        let error = parse("incremental_overlap = \"0s\"").unwrap_err().to_string();
+        assert!(error.contains("longer than zero"), "{error}");
+        let mapping = parse("incremental_deletes = \"full_runs\"").unwrap();
+        assert_eq!(
+            mapping.capability("catalog").unwrap().incremental.deletes,
+            DeleteCheck::FullRuns
+        );
+        let error = parse("incremental_deletes = \"never\"").unwrap_err().to_string();
+        assert!(
+            error.starts_with("m.toml:2: incremental_deletes must be"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -28,6 +28,11 @@ pub(crate) struct ReportArgs {
     /// Output style.
     #[arg(long, value_enum, default_value = "human")]
     output: Format,
+    /// Merge the latest run of every shard of this run group (`reconcile
+    /// run --shard I/N --group …`) into one report, instead of showing the
+    /// latest run.
+    #[arg(long, value_parser = super::group_name)]
+    group: Option<String>,
 }
 
 /// Shows the latest run and the trend; the exit code is the latest run's.
@@ -42,6 +47,9 @@ pub(crate) async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
     let store = RunStore::open(&args.store_url)
         .await
         .with_context(|| format!("opening the toolkit store {}", args.store_url))?;
+    if let Some(group) = &args.group {
+        return merged(&store, &args, group).await;
+    }
     let runs = store.runs(&args.capability).await?;
     let Some(latest) = runs.last() else {
         anyhow::bail!(
@@ -107,6 +115,34 @@ pub(crate) async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
         RunStatus::Diverged => EXIT_DIVERGED,
         RunStatus::Running | RunStatus::Failed => EXIT_ERROR,
     }))
+}
+
+/// The merged report of run group `group`; the exit code is its status's.
+async fn merged(store: &RunStore, args: &ReportArgs, group: &str) -> anyhow::Result<ExitCode> {
+    let runs = store.group_runs(&args.capability, group).await?;
+    let report = reconciler::shard::merge_shards(&args.capability, group, &runs)?;
+    match args.output {
+        Format::Json => say!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Human => {
+            say!(
+                "run group `{group}` of `{}`: {} shards merged",
+                args.capability,
+                runs_count(&runs)
+            );
+            say_raw!("{}", report.to_human());
+        }
+        Format::Markdown => say_raw!("{}", render::markdown(&report, &[])),
+        Format::Html => say_raw!("{}", render::html(&report, &[])),
+    }
+    Ok(ExitCode::from(match report.status {
+        reconciler::Status::Clean => EXIT_CLEAN,
+        reconciler::Status::Diverged => EXIT_DIVERGED,
+    }))
+}
+
+/// How many shards a group's runs were cut into.
+fn runs_count(runs: &[reconciler::ShardRun]) -> u32 {
+    runs.first().map_or(0, |run| run.shard.count)
 }
 
 /// `reconcile report`'s trend, for people.

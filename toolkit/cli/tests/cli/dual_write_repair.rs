@@ -157,4 +157,66 @@ async fn repair_writes_the_dropped_dual_writes_into_the_monolith() {
             .await
             .unwrap();
     assert_eq!(statuses, ["diverged", "diverged", "diverged", "clean", "clean"]);
+    store.close().await;
+
+    // After a clean full run, `--incremental` is incremental; the demo's
+    // tables name no updated_at_column, so each is compared in full.
+    let (code, stdout, stderr) = run(&mut strangler_in_folder(&[
+        "reconcile",
+        "run",
+        "orders",
+        "--incremental",
+    ]));
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("  incremental run: rows changed since "),
+        "{stdout}"
+    );
+
+    // Two shards of one group, then their merged report.
+    for shard in ["1/2", "2/2"] {
+        let (code, stdout, stderr) = run(&mut strangler_in_folder(&[
+            "reconcile",
+            "run",
+            "orders",
+            "--shard",
+            shard,
+            "--group",
+            "nightly-1",
+        ]));
+        assert_eq!(code, 0, "{stdout}{stderr}");
+        assert!(
+            stdout.contains(&format!("shard {} of 2 in run group `nightly-1`", &shard[..1])),
+            "{stdout}"
+        );
+    }
+    let mut report = strangler();
+    report
+        .current_dir(dir.path())
+        .args([
+            "reconcile",
+            "report",
+            "orders",
+            "--group",
+            "nightly-1",
+            "--store-url",
+        ])
+        .arg(dir.path().join(".strangler-demo/toolkit.db"));
+    let (code, stdout, stderr) = run(&mut report);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("run group `nightly-1` of `orders`: 2 shards merged"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("CLEAN"), "{stdout}");
+    // A shard without its group is refused before anything runs.
+    let (code, _, stderr) = run(&mut strangler_in_folder(&[
+        "reconcile",
+        "run",
+        "orders",
+        "--shard",
+        "1/2",
+    ]));
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("--group"), "{stderr}");
 }
