@@ -13,7 +13,19 @@
 # pg-dense pg-sparse my-dense; default all three, and only the PG cases
 # above 1M rows), STRATEGIES (default "merge bisect auto"), PGURL_BASE
 # (default postgres://postgres@127.0.0.1:5432), MYSQL_ARGS (default
-# "-h 127.0.0.1 -P 3306 -u root"), KEEP=1 keeps the databases.
+# "-h 127.0.0.1 -P 3306 -u root"), KEEP=1 keeps the databases, LINKS (any
+# of loopback shaped; default loopback).
+#
+# LINKS=shaped puts PostgreSQL across a shaped link (root only): a network
+# namespace `strangler_bench_net` joined to this one by a veth pair, each
+# end shaped to RATE (default 100mbit) by `tc tbf`, and a forwarder
+# (bench/delay_forwarder.py) on the host end that holds every byte DELAY_MS
+# (default 5) each way and relays to PostgreSQL. The reconciler and the
+# floor's psql both run inside the namespace, so both cross the link. The
+# delay is added in user space because `tc netem` is often missing from VM
+# kernels (this machine's among them); where netem exists, the forwarder
+# adds the same delay that netem would. All of it is torn down at the end.
+#   LINKS="loopback shaped" CASES="pg-dense pg-sparse" bash bench/reconcile.sh
 #
 # The floor is both sides streamed out at once, sorted by key, into
 # /dev/null: `COPY (SELECT … ORDER BY id) TO STDOUT` through psql for
@@ -45,6 +57,11 @@ fi
 PGURL_BASE=${PGURL_BASE:-postgres://postgres@127.0.0.1:5432}
 MYSQL_ARGS=${MYSQL_ARGS:--h 127.0.0.1 -P 3306 -u root}
 DB_PREFIX=strangler_bench
+LINKS=${LINKS:-loopback}
+RATE=${RATE:-100mbit}
+DELAY_MS=${DELAY_MS:-5}
+NETNS=strangler_bench_net
+SHAPED_PG=postgres://postgres@10.77.0.1:6432
 # The reconciler as `strangler reconcile run` calls it, minus the CLI's
 # other dependencies (reconciler/examples/reconcile.rs).
 BIN=target/release/examples/reconcile
@@ -65,9 +82,35 @@ cleanup() {
         # shellcheck disable=SC2086
         mysql $MYSQL_ARGS -e "DROP DATABASE IF EXISTS ${DB_PREFIX}_legacy" 2>/dev/null || true
     fi
+    if [ -n "${forwarder:-}" ]; then kill "$forwarder" 2>/dev/null || true; fi
+    ip netns del "$NETNS" 2>/dev/null || true
+    ip link del sbench0 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
+
+case " $LINKS " in *" shaped "*)
+    [ "$(id -u)" = 0 ] || { echo "error: LINKS=shaped needs root (network namespaces)" >&2; exit 1; }
+    command -v tc >/dev/null || { echo "error: tc is not installed (apt-get install iproute2)" >&2; exit 1; }
+    ip netns del "$NETNS" 2>/dev/null || true
+    ip link del sbench0 2>/dev/null || true
+    ip netns add "$NETNS"
+    ip link add sbench0 type veth peer name sbench1
+    ip link set sbench1 netns "$NETNS"
+    ip addr add 10.77.0.1/24 dev sbench0
+    ip link set sbench0 up
+    ip netns exec "$NETNS" ip addr add 10.77.0.2/24 dev sbench1
+    ip netns exec "$NETNS" ip link set sbench1 up
+    ip netns exec "$NETNS" ip link set lo up
+    tc qdisc add dev sbench0 root tbf rate "$RATE" burst 128kb latency 50ms
+    ip netns exec "$NETNS" tc qdisc add dev sbench1 root tbf rate "$RATE" burst 128kb latency 50ms
+    python3 bench/delay_forwarder.py 10.77.0.1 6432 127.0.0.1 "${PGURL_BASE##*:}" "$DELAY_MS" >"$work/forwarder.log" 2>&1 &
+    forwarder=$!
+    for _ in $(seq 1 50); do grep -q ready "$work/forwarder.log" 2>/dev/null && break; sleep 0.1; done
+    grep -q ready "$work/forwarder.log" || { echo "error: the delay forwarder did not start:" >&2; cat "$work/forwarder.log" >&2; exit 1; }
+    echo "shaped link: $RATE each way through tbf, ${DELAY_MS} ms each way through the forwarder" >&2
+    ;;
+esac
 
 echo "building the reconciler (release)…" >&2
 cargo build --release -q -p reconciler --example reconcile
@@ -157,33 +200,44 @@ columns = { id = "id", customer_id = "customer_id", status = "status", total_cen
 normalize = { created_at = "timestamp_ms" }
 EOF
 
-# floor CASE: both sides streamed out sorted, in parallel; prints seconds.
+# through LINK CMD…: runs CMD inside the shaped link's namespace or here.
+through() {
+    local link=$1
+    shift
+    if [ "$link" = shaped ]; then ip netns exec "$NETNS" "$@"; else "$@"; fi
+}
+# pg_base LINK: where PostgreSQL is reached over LINK.
+pg_base() { if [ "$1" = shaped ]; then echo "$SHAPED_PG"; else echo "$PGURL_BASE"; fi; }
+
+# floor CASE LINK: both sides streamed out sorted, in parallel; prints seconds.
 floor() {
-    local service="${DB_PREFIX}_${1#*-}" t0
+    local service="${DB_PREFIX}_${1#*-}" link=$2 t0 base
+    base=$(pg_base "$link")
     t0=$(now)
     if [ "${1%%-*}" = my ]; then
         my --quick "${DB_PREFIX}_legacy" -e "SELECT $COLUMNS_SQL FROM orders ORDER BY id" >/dev/null &
     else
-        psql -qAtX "$PGURL_BASE/${DB_PREFIX}_legacy" -c "COPY (SELECT $COLUMNS_SQL FROM orders ORDER BY id) TO STDOUT" >/dev/null &
+        through "$link" psql -qAtX "$base/${DB_PREFIX}_legacy" -c "COPY (SELECT $COLUMNS_SQL FROM orders ORDER BY id) TO STDOUT" >/dev/null &
     fi
-    psql -qAtX "$PGURL_BASE/$service" -c "COPY (SELECT $COLUMNS_SQL FROM orders ORDER BY id) TO STDOUT" >/dev/null &
+    through "$link" psql -qAtX "$base/$service" -c "COPY (SELECT $COLUMNS_SQL FROM orders ORDER BY id) TO STDOUT" >/dev/null &
     wait
     echo "$(now) - $t0" | bc
 }
 
-# reconcile CASE STRATEGY: prints "seconds peak_kib missing extra changed".
+# reconcile CASE STRATEGY LINK: prints "seconds peak_kib missing extra changed".
 reconcile() {
-    local case=$1 strategy=$2 legacy capability=orders
+    local case=$1 strategy=$2 link=$3 legacy capability=orders base
+    base=$(pg_base "$link")
     if [ "${case%%-*}" = my ]; then
         legacy="mysql://root@127.0.0.1:3306/${DB_PREFIX}_legacy"
         capability=orders_x
     else
-        legacy="$PGURL_BASE/${DB_PREFIX}_legacy"
+        legacy="$base/${DB_PREFIX}_legacy"
     fi
     local t0 t1 status=0
     t0=$(now)
-    /usr/bin/time -v -o "$work/time.txt" "$BIN" "$work/mapping.toml" "$capability" \
-        "$legacy" "$PGURL_BASE/${DB_PREFIX}_${case#*-}" "$strategy" >"$work/report.json" 2>"$work/stderr.txt" || status=$?
+    through "$link" /usr/bin/time -v -o "$work/time.txt" "$BIN" "$work/mapping.toml" "$capability" \
+        "$legacy" "$base/${DB_PREFIX}_${case#*-}" "$strategy" >"$work/report.json" 2>"$work/stderr.txt" || status=$?
     t1=$(now)
     if [ "$status" -gt 1 ]; then
         echo "error: $case $strategy failed (exit $status):" >&2
@@ -211,17 +265,23 @@ declare -A expected=(
 results="$work/results.txt"
 : >"$results"
 for round in $(seq 1 "$ROUNDS"); do
-    for case in $CASES; do
-        f=$(floor "$case")
-        echo "$round $case floor - $f 0 - - -" >>"$results"
-        for strategy in $STRATEGIES; do
-            read -r secs kib m x c method < <(reconcile "$case" "$strategy")
-            if [ "$m $x $c" != "${expected[$case]}" ]; then
-                echo "error: $case $strategy found missing/extra/changed $m $x $c, injected ${expected[$case]}" >&2
-                exit 1
-            fi
-            echo "$round $case $strategy $method $secs $kib $m $x $c $f" >>"$results"
-            echo "  round $round $case: floor $(printf %.2f "$f") s, $strategy ($method) $(printf %.2f "$secs") s, $((kib / 1024)) MB" >&2
+    for link in $LINKS; do
+        for case in $CASES; do
+            # MariaDB is not put behind the shaped link.
+            if [ "$link" = shaped ] && [ "${case%%-*}" = my ]; then continue; fi
+            label=$case
+            [ "$link" = loopback ] || label="$case@$link"
+            f=$(floor "$case" "$link")
+            echo "$round $label floor - $f 0 - - -" >>"$results"
+            for strategy in $STRATEGIES; do
+                read -r secs kib m x c method < <(reconcile "$case" "$strategy" "$link")
+                if [ "$m $x $c" != "${expected[$case]}" ]; then
+                    echo "error: $label $strategy found missing/extra/changed $m $x $c, injected ${expected[$case]}" >&2
+                    exit 1
+                fi
+                echo "$round $label $strategy $method $secs $kib $m $x $c $f" >>"$results"
+                echo "  round $round $label: floor $(printf %.2f "$f") s, $strategy ($method) $(printf %.2f "$secs") s, $((kib / 1024)) MB" >&2
+            done
         done
     done
 done
@@ -255,4 +315,23 @@ for case, strategy in order:
     kib = max(x[1] for x in r)
     _, _, method, m, x, c, _ = r[-1]
     print(f"| {case} | {strategy} | {method} | {secs:.2f} | {ratio:.2f} | {kib / 1024:.0f} | {m} | {x} | {c} |")
+# `auto` against the better forced strategy of the same case, per round.
+print()
+for case in dict.fromkeys(c for c, _ in order):
+    forced = [s for s in ("merge", "bisect") if (case, s) in runs]
+    if (case, "auto") not in runs or not forced:
+        continue
+    rounds = len(runs[(case, "auto")])
+    per_round = [
+        runs[(case, "auto")][i][0] / min(runs[(case, s)][i][0] for s in forced)
+        for i in range(rounds)
+    ]
+    best = min(forced, key=lambda s: statistics.median(x[0] for x in runs[(case, s)]))
+    line = f"{case}: auto / best forced ({best}) = {statistics.median(per_round):.2f}"
+    if (case, "merge") in runs and (case, "bisect") in runs:
+        speedup = statistics.median(
+            runs[(case, "merge")][i][0] / runs[(case, "bisect")][i][0] for i in range(rounds)
+        )
+        line += f"; merge / bisect = {speedup:.2f}"
+    print(line)
 EOF

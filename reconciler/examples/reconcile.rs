@@ -13,6 +13,9 @@
 //! the last clean run had started then (the capability's
 //! `incremental_overlap` applies); `bench/reconcile-incremental.sh` uses it.
 //!
+//! `RECONCILE_PARALLEL`, `RECONCILE_SEGMENT_ROWS` and `RECONCILE_LEAF_ROWS`
+//! override those options, for experiments.
+//!
 //! With `RECONCILE_PROGRESS=count` a progress hook counts the keys it is
 //! told (atomically, as a progress bar's counter would) and prints the
 //! total on standard error: what the hook costs a comparison, measured.
@@ -78,9 +81,19 @@ async fn run() -> Result<Status, Box<dyn std::error::Error>> {
         },
         Err(_) => Mode::Full,
     };
+    let defaults = Options::default();
+    let number = |name: &str, default: u64| -> Result<u64, String> {
+        match std::env::var(name) {
+            Ok(text) => text.parse().map_err(|e| format!("{name} `{text}`: {e}")),
+            Err(_) => Ok(default),
+        }
+    };
     let options = Options {
         strategy: rest.first().map_or(Ok(Default::default()), |s| s.parse())?,
         mode,
+        parallel: number("RECONCILE_PARALLEL", defaults.parallel as u64)? as usize,
+        segment_rows: number("RECONCILE_SEGMENT_ROWS", defaults.segment_rows)?,
+        bisect_leaf_rows: number("RECONCILE_LEAF_ROWS", defaults.bisect_leaf_rows)?,
         progress: counter.clone().map(|c| ProgressHook::new(c)),
         ..Options::default()
     };

@@ -45,7 +45,7 @@ use crate::ReconcileError;
 
 pub(crate) mod range;
 
-use range::{boundaries, checksum, key_at, settled};
+use range::{boundaries, checksums, key_at, settled};
 
 /// Why bisection cannot be used for `plan`, or `None` when it can.
 pub fn unsupported_reason(plan: &TablePlan) -> Option<String> {
@@ -262,18 +262,25 @@ pub async fn bisect(
         // is bisected: with dense differences, bisecting would cost the most.
         let mut boundary_time = Some(started.elapsed());
         let mut slowest = Duration::ZERO;
-        for group in ranges.chunks(lanes.len()) {
+        // Each lane checksums a run of consecutive segments in one query
+        // per side, so a round costs one round trip whatever its size.
+        let per_lane_ranges = ranges.len().div_ceil(lanes.len()).max(1);
+        for group in ranges.chunks(per_lane_ranges * lanes.len()) {
             let timed = Instant::now();
-            let sums =
-                futures::future::try_join_all(lanes.iter_mut().zip(group).map(|(lane, range)| async move {
-                    let timed = Instant::now();
-                    let (l, s) = tokio::try_join!(
-                        checksum(&mut lane.legacy, &plan.legacy, range),
-                        checksum(&mut lane.service, &plan.service, range)
-                    )?;
-                    Ok::<_, ReconcileError>((l, s, timed.elapsed()))
-                }))
+            let batches =
+                futures::future::try_join_all(lanes.iter_mut().zip(group.chunks(per_lane_ranges)).map(
+                    |(lane, batch)| async move {
+                        let timed = Instant::now();
+                        let (l, s) = tokio::try_join!(
+                            checksums(&mut lane.legacy, &plan.legacy, batch),
+                            checksums(&mut lane.service, &plan.service, batch)
+                        )?;
+                        let took = timed.elapsed();
+                        Ok::<_, ReconcileError>(l.into_iter().zip(s).map(move |(l, s)| (l, s, took)))
+                    },
+                ))
                 .await?;
+            let sums: Vec<_> = batches.into_iter().flatten().collect();
             let (mut rows, mut differing) = (0, 0);
             for (l, s, took) in &sums {
                 rows += l.rows.max(s.rows);
@@ -369,27 +376,11 @@ async fn bisect_range(
     costs: &mut Costs,
 ) -> Result<(), ReconcileError> {
     let leaf_rows = leaf_rows.max(1);
-    let mut stack = vec![(range.clone(), Some(counts))];
-    while let Some((range, known)) = stack.pop() {
-        let (lc, sc) = if let Some(counts) = known {
-            counts
-        } else {
-            let (l, s) = tokio::try_join!(
-                checksum(&mut lane.legacy, &plan.legacy, &range),
-                checksum(&mut lane.service, &plan.service, &range)
-            )?;
-            if settled(&l, &s) {
-                judge.equal_rows(l.rows);
-                continue;
-            }
-            if !(l.distinct && s.distinct) {
-                // The merge finds the repeated key and stops the run there.
-                timed_merge(plan, lane, &range, sizes, judge, costs).await?;
-                continue;
-            }
-            (l.rows, s.rows)
-        };
-        if lc.max(sc) <= leaf_rows {
+    // Ranges still to judge, the next on top, with both sides' row counts;
+    // `merge` when a key repeats there (the merge names it).
+    let mut stack = vec![(range.clone(), counts, false)];
+    while let Some((range, (lc, sc), merge)) = stack.pop() {
+        if merge || lc.max(sc) <= leaf_rows {
             timed_merge(plan, lane, &range, sizes, judge, costs).await?;
             continue;
         }
@@ -410,21 +401,30 @@ async fn bisect_range(
             timed_merge(plan, lane, &range, sizes, judge, costs).await?;
             continue;
         };
-        // Upper half pushed first so that the lower half is checked first.
-        stack.push((
-            KeyRange {
-                lower: Some(mid.clone()),
-                upper: range.upper.clone(),
-            },
-            None,
-        ));
-        stack.push((
+        let halves = [
             KeyRange {
                 lower: range.lower,
-                upper: Some(mid),
+                upper: Some(mid.clone()),
             },
-            None,
-        ));
+            KeyRange {
+                lower: Some(mid),
+                upper: range.upper,
+            },
+        ];
+        // Both halves in one query per side: one round trip a level.
+        let (l, s) = tokio::try_join!(
+            checksums(&mut lane.legacy, &plan.legacy, &halves),
+            checksums(&mut lane.service, &plan.service, &halves)
+        )?;
+        // Upper half pushed first so that the lower half is judged first,
+        // and findings come out in key order.
+        for (half, (l, s)) in halves.into_iter().zip(l.into_iter().zip(s)).rev() {
+            if settled(&l, &s) {
+                judge.equal_rows(l.rows);
+            } else {
+                stack.push((half, (l.rows, s.rows), !(l.distinct && s.distinct)));
+            }
+        }
     }
     Ok(())
 }

@@ -259,11 +259,17 @@ async fn connect_lane(
     service_url: &DatabaseUrl,
     options: &Options,
 ) -> Result<Lane, ReconcileError> {
-    let legacy = Source::connect(Side::Legacy, legacy_url, options.statement_timeout).await?;
-    match Source::connect(Side::Service, service_url, options.statement_timeout).await {
-        Ok(service) => Ok(Lane { legacy, service }),
-        Err(error) => {
-            legacy.close().await;
+    // Both sides at once: across a network, connecting costs round trips.
+    let (legacy, service) = tokio::join!(
+        Source::connect(Side::Legacy, legacy_url, options.statement_timeout),
+        Source::connect(Side::Service, service_url, options.statement_timeout),
+    );
+    match (legacy, service) {
+        (Ok(legacy), Ok(service)) => Ok(Lane { legacy, service }),
+        (Err(error), other) | (other @ Ok(_), Err(error)) => {
+            if let Ok(open) = other {
+                open.close().await;
+            }
             Err(error)
         }
     }
@@ -439,8 +445,17 @@ async fn compare_table(
             .await?
         }
         Method::Bisect => {
-            while lanes.len() < options.parallel.max(1) {
-                lanes.push(connect_lane(urls.0, urls.1, options).await?);
+            let missing = options.parallel.max(1).saturating_sub(lanes.len());
+            let connected = futures::future::join_all((0..missing).map(|_| connect_lane(urls.0, urls.1, options))).await;
+            let mut failure = None;
+            for lane in connected {
+                match lane {
+                    Ok(lane) => lanes.push(lane),
+                    Err(error) => failure = failure.or(Some(error)),
+                }
+            }
+            if let Some(error) = failure {
+                return Err(error);
             }
             let segments = SegmentOptions {
                 segment_rows: options.segment_rows,

@@ -57,14 +57,24 @@ pub fn bounded_where(
     lower: Option<(&[SqlValue], Bound)>,
     upper: Option<&[SqlValue]>,
 ) -> (String, Vec<SqlValue>) {
+    bounded_where_from(plan, lower, upper, &mut 1)
+}
+
+/// [`bounded_where`] with placeholders numbered from `*next`, for a
+/// statement whose earlier parts take parameters too.
+pub fn bounded_where_from(
+    plan: &SidePlan,
+    lower: Option<(&[SqlValue], Bound)>,
+    upper: Option<&[SqlValue]>,
+    next: &mut usize,
+) -> (String, Vec<SqlValue>) {
     let mut conditions = Vec::new();
     let mut binds = Vec::new();
     if let Some(filter) = &plan.filter {
         conditions.push(format!("({filter})"));
     }
-    let mut next = 1;
     for (key, bound) in [lower, upper.map(|key| (key, Bound::UpTo))].into_iter().flatten() {
-        let (sql, order) = plan.dialect.key_bound(&plan.key_exprs, bound, &mut next);
+        let (sql, order) = plan.dialect.key_bound(&plan.key_exprs, bound, next);
         conditions.push(sql);
         binds.extend(order.into_iter().filter_map(|i| key.get(i).cloned()));
     }

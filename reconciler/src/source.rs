@@ -71,16 +71,20 @@ impl Source {
             }
         }
         sqlx::any::install_default_drivers();
-        let conn = connect_with::<AnyConnectOptions>(side, url).await?;
-        let native = match url.engine() {
-            Engine::Postgres => Some(Native::Postgres(
-                connect_with::<PgConnectOptions>(side, url).await?,
-            )),
-            Engine::MySql => Some(Native::MySql(
-                connect_with::<MySqlConnectOptions>(side, url).await?,
-            )),
-            Engine::Sqlite => None,
+        // Both connections at once: across a network every handshake is a
+        // few round trips.
+        let native = async {
+            Ok::<_, ReconcileError>(match url.engine() {
+                Engine::Postgres => Some(Native::Postgres(
+                    connect_with::<PgConnectOptions>(side, url).await?,
+                )),
+                Engine::MySql => Some(Native::MySql(
+                    connect_with::<MySqlConnectOptions>(side, url).await?,
+                )),
+                Engine::Sqlite => None,
+            })
         };
+        let (conn, native) = tokio::try_join!(connect_with::<AnyConnectOptions>(side, url), native)?;
         let mut source = Self {
             side,
             dialect: Dialect::new(url.engine()),
@@ -112,9 +116,16 @@ impl Source {
                 "PRAGMA busy_timeout = 5000".to_owned(),
             ],
         };
-        for statement in statements {
-            self.execute(&statement, "setting up the read-only session")
+        if self.dialect.engine() == Engine::Postgres {
+            // One round trip: PostgreSQL runs a simple query's statements in
+            // order, and stops at the first that fails.
+            self.execute(&statements.join("; "), "setting up the read-only session")
                 .await?;
+        } else {
+            for statement in statements {
+                self.execute(&statement, "setting up the read-only session")
+                    .await?;
+            }
         }
         if self.dialect.engine() == Engine::MySql {
             // MariaDB and MySQL name their statement timeouts differently.
@@ -135,28 +146,29 @@ impl Source {
 
     /// Runs a session statement on both connections.
     async fn execute(&mut self, sql: &str, doing: &str) -> Result<(), ReconcileError> {
-        let run = sqlx::raw_sql(sql).execute(&mut self.conn);
-        match tokio::time::timeout(self.timeout, run).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(source)) => return Err(self.query_error(doing, source)),
-            Err(_) => return Err(self.timeout_error(doing)),
-        }
-        let result = match &mut self.native {
-            None => return Ok(()),
-            Some(Native::Postgres(conn)) => {
-                tokio::time::timeout(self.timeout, sqlx::raw_sql(sql).execute(conn))
+        let timeout = self.timeout;
+        let any = tokio::time::timeout(timeout, sqlx::raw_sql(sql).execute(&mut self.conn));
+        let native = async {
+            match &mut self.native {
+                None => Ok(Ok(())),
+                Some(Native::Postgres(conn)) => tokio::time::timeout(timeout, sqlx::raw_sql(sql).execute(conn))
                     .await
-                    .map(|r| r.map(drop))
+                    .map(|r| r.map(drop)),
+                Some(Native::MySql(conn)) => tokio::time::timeout(timeout, sqlx::raw_sql(sql).execute(conn))
+                    .await
+                    .map(|r| r.map(drop)),
             }
-            Some(Native::MySql(conn)) => tokio::time::timeout(self.timeout, sqlx::raw_sql(sql).execute(conn))
-                .await
-                .map(|r| r.map(drop)),
         };
-        match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(source)) => Err(self.query_error(doing, source)),
-            Err(_) => Err(self.timeout_error(doing)),
+        // Both connections at once, each within the timeout.
+        let (any, native) = tokio::join!(any, native);
+        for result in [any.map(|r| r.map(drop)), native] {
+            match result {
+                Ok(Ok(())) => {}
+                Ok(Err(source)) => return Err(self.query_error(doing, source)),
+                Err(_) => return Err(self.timeout_error(doing)),
+            }
         }
+        Ok(())
     }
 
     /// Which side this is.

@@ -6,7 +6,8 @@
 use toolkit_db::sql_value::SqlValue;
 use toolkit_db::Engine;
 
-use crate::merge::{range_where, KeyRange};
+use crate::merge::{bounded_where_from, range_where, KeyRange};
+use crate::sql::Bound;
 use crate::plan::SidePlan;
 use crate::source::Source;
 use crate::sql::ColumnClass;
@@ -88,6 +89,101 @@ pub(super) async fn checksum(
     };
     let distinct = plan.unique_key || count(row.get(2)) == rows;
     Ok(Sum { rows, sum, distinct })
+}
+
+/// [`checksum`] of each of `ranges`, which follow one another (each starts
+/// after the previous one's upper key), in one query: the rows are grouped
+/// by the range their key falls in. One round trip for all of them, where
+/// a database across a network makes round trips the cost of bisection.
+pub(super) async fn checksums(
+    source: &mut Source,
+    plan: &SidePlan,
+    ranges: &[KeyRange],
+) -> Result<Vec<Sum>, ReconcileError> {
+    let [.., last] = ranges else {
+        return Ok(Vec::new());
+    };
+    if ranges.len() == 1 {
+        return Ok(vec![checksum(source, plan, last).await?]);
+    }
+    let Some(sum) = plan.dialect.checksum_expr(&plan.checksum_columns) else {
+        return Err(ReconcileError::Unsupported(format!(
+            "the {} database's engine has no checksum",
+            plan.side
+        )));
+    };
+    let mut next = 1;
+    let mut binds = Vec::new();
+    let mut case = String::from("CASE");
+    for (i, range) in ranges[..ranges.len() - 1].iter().enumerate() {
+        let Some(upper) = &range.upper else {
+            return Err(ReconcileError::Unsupported(
+                "only the last of several checksummed ranges may be unbounded".to_owned(),
+            ));
+        };
+        let (sql, order) = plan.dialect.key_bound(&plan.key_exprs, Bound::UpTo, &mut next);
+        binds.extend(order.into_iter().filter_map(|j| upper.get(j).cloned()));
+        case.push_str(&format!(" WHEN {sql} THEN {i}"));
+    }
+    case.push_str(&format!(" ELSE {} END", ranges.len() - 1));
+    let first = &ranges[0];
+    let (clause, where_binds) = bounded_where_from(
+        plan,
+        first.lower.as_deref().map(|key| (key, Bound::After)),
+        last.upper.as_deref(),
+        &mut next,
+    );
+    binds.extend(where_binds);
+    let distinct = if plan.unique_key {
+        String::new()
+    } else {
+        match (plan.dialect.engine(), plan.key_exprs.as_slice()) {
+            (_, [single]) => format!(", COUNT(DISTINCT {single})"),
+            (Engine::MySql, keys) => format!(", COUNT(DISTINCT {})", keys.join(", ")),
+            (_, keys) => format!(", COUNT(DISTINCT ROW({}))", keys.join(", ")),
+        }
+    };
+    let sql = format!(
+        "SELECT {case}, COUNT(*), {sum}{distinct} FROM {} t {clause} GROUP BY 1",
+        plan.dialect.quote(&plan.table)
+    );
+    let binds: Vec<&SqlValue> = binds.iter().collect();
+    let rows = source
+        .fetch(
+            &sql,
+            &binds,
+            &[ColumnClass::Integer, ColumnClass::Integer, ColumnClass::Text, ColumnClass::Integer],
+            &format!("computing checksums of {} ranges of table `{}`", ranges.len(), plan.table),
+        )
+        .await?;
+    let count = |value: Option<&SqlValue>| match value {
+        Some(SqlValue::Int(n)) => (*n).max(0) as u64,
+        _ => 0,
+    };
+    // A range without rows has no group: COUNT(*) 0 and a sum of 0, as
+    // `checksum` says of it.
+    let mut sums = vec![
+        Sum {
+            rows: 0,
+            sum: "0".to_owned(),
+            distinct: true,
+        };
+        ranges.len()
+    ];
+    for row in rows {
+        let Some(slot) = usize::try_from(count(row.first())).ok().and_then(|i| sums.get_mut(i)) else {
+            continue;
+        };
+        let rows = count(row.get(1));
+        slot.rows = rows;
+        slot.sum = match row.get(2) {
+            Some(SqlValue::Text(t)) => t.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        slot.distinct = plan.unique_key || count(row.get(3)) == rows;
+    }
+    Ok(sums)
 }
 
 /// The keys of every `every`th row after `range.lower` (the `every`th,
