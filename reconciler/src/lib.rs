@@ -446,7 +446,8 @@ async fn compare_table(
         }
         Method::Bisect => {
             let missing = options.parallel.max(1).saturating_sub(lanes.len());
-            let connected = futures::future::join_all((0..missing).map(|_| connect_lane(urls.0, urls.1, options))).await;
+            let connected =
+                futures::future::join_all((0..missing).map(|_| connect_lane(urls.0, urls.1, options))).await;
             let mut failure = None;
             for lane in connected {
                 match lane {

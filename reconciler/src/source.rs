@@ -151,9 +151,11 @@ impl Source {
         let native = async {
             match &mut self.native {
                 None => Ok(Ok(())),
-                Some(Native::Postgres(conn)) => tokio::time::timeout(timeout, sqlx::raw_sql(sql).execute(conn))
-                    .await
-                    .map(|r| r.map(drop)),
+                Some(Native::Postgres(conn)) => {
+                    tokio::time::timeout(timeout, sqlx::raw_sql(sql).execute(conn))
+                        .await
+                        .map(|r| r.map(drop))
+                }
                 Some(Native::MySql(conn)) => tokio::time::timeout(timeout, sqlx::raw_sql(sql).execute(conn))
                     .await
                     .map(|r| r.map(drop)),

@@ -7,9 +7,9 @@ use toolkit_db::sql_value::SqlValue;
 use toolkit_db::Engine;
 
 use crate::merge::{bounded_where_from, range_where, KeyRange};
-use crate::sql::Bound;
 use crate::plan::SidePlan;
 use crate::source::Source;
+use crate::sql::Bound;
 use crate::sql::ColumnClass;
 use crate::ReconcileError;
 
@@ -152,8 +152,17 @@ pub(super) async fn checksums(
         .fetch(
             &sql,
             &binds,
-            &[ColumnClass::Integer, ColumnClass::Integer, ColumnClass::Text, ColumnClass::Integer],
-            &format!("computing checksums of {} ranges of table `{}`", ranges.len(), plan.table),
+            &[
+                ColumnClass::Integer,
+                ColumnClass::Integer,
+                ColumnClass::Text,
+                ColumnClass::Integer,
+            ],
+            &format!(
+                "computing checksums of {} ranges of table `{}`",
+                ranges.len(),
+                plan.table
+            ),
         )
         .await?;
     let count = |value: Option<&SqlValue>| match value {
@@ -171,7 +180,10 @@ pub(super) async fn checksums(
         ranges.len()
     ];
     for row in rows {
-        let Some(slot) = usize::try_from(count(row.first())).ok().and_then(|i| sums.get_mut(i)) else {
+        let Some(slot) = usize::try_from(count(row.first()))
+            .ok()
+            .and_then(|i| sums.get_mut(i))
+        else {
             continue;
         };
         let rows = count(row.get(1));
