@@ -41,6 +41,9 @@ use crate::ReconcileError;
 
 /// Ranges a mismatched count is cut into.
 const SPLIT: u64 = 16;
+/// Keys are summed modulo this prime: SQL's `%` and Rust's both keep the
+/// dividend's sign, and 10 billion reduced keys still fit an `i64`.
+const KEY_SUM_MODULUS: i64 = 1_000_000_007;
 /// Bound values per by-key query, at most: well inside every engine's limit
 /// on parameters (SQLite's is the lowest, 32,766).
 const BINDS_PER_QUERY: usize = 4096;
@@ -315,7 +318,7 @@ impl Keys {
         };
         let keys = self.0.get(start..end).unwrap_or_default();
         let key_sum = keys.iter().try_fold(0i128, |sum, key| match key.as_slice() {
-            [SqlValue::Int(v)] => Some(sum + i128::from(*v)),
+            [SqlValue::Int(v)] => Some(sum + i128::from(*v % KEY_SUM_MODULUS)),
             _ => None,
         });
         Tally {
@@ -425,12 +428,19 @@ async fn rows_by_key(
         return Ok(Vec::new());
     }
     let dialect = plan.dialect;
-    // The key's own columns, not its ordering expressions: an index on the
-    // key answers `IN`; rows an engine's collation also matches are
-    // dropped below by the exact comparison.
+    // Integer and text keys by their own columns, not their ordering
+    // expressions, so that an index on the key answers `IN`; rows that an
+    // engine's collation also matches are dropped below by the exact
+    // comparison. Other keys (dates, say) are read as text, and bound as
+    // text: by the expression they are ordered by.
     let columns: Vec<String> = plan.checksum_columns[..key_len]
         .iter()
-        .map(|c| dialect.column(c))
+        .zip(&plan.key_exprs)
+        .zip(&plan.classes)
+        .map(|((column, expr), class)| match class {
+            ColumnClass::Integer | ColumnClass::Text => dialect.column(column),
+            _ => expr.clone(),
+        })
         .collect();
     let mut next = 1;
     let mut tuples = Vec::with_capacity(keys.len());
@@ -511,7 +521,9 @@ async fn count(
         } else {
             "TEXT"
         };
-        format!(", CAST(SUM({key}) AS {text})")
+        // Each key reduced first, as `Keys::within` does: a sum of large
+        // keys (snowflake ids) would overflow SQLite's integers.
+        format!(", CAST(SUM({key} % {KEY_SUM_MODULUS}) AS {text})")
     } else {
         String::new()
     };

@@ -209,3 +209,51 @@ async fn an_incremental_run_without_a_store_says_what_it_needs() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn snowflake_keys_are_summed_without_overflow_and_a_lone_delete_is_found() {
+    const EVENTS: &str = r#"CREATE TABLE "events" ("id" {INT} PRIMARY KEY, "kind" {TEXT} NOT NULL, "updated_at" {TS} NOT NULL)"#;
+    for engine in [Engine::Sqlite, Engine::Postgres, Engine::MySql] {
+        let Some((legacy, service)) = pair_holding(engine, engine, EVENTS).await else {
+            return;
+        };
+        // Ids near 10^18, as snowflake ids are: their plain sum overflows.
+        let old = at(Utc::now() - Duration::hours(3));
+        let rows: Vec<String> = (0..300)
+            .map(|i| format!("({}, 'click', {old})", 1_000_000_000_000_000_000i64 + i * 7_919))
+            .collect();
+        for db in [&legacy, &service] {
+            exec(db, &format!("INSERT INTO \"events\" VALUES {}", rows.join(", "))).await;
+        }
+        let text = mapping_text(
+            "events",
+            ("events", "events"),
+            &["id"],
+            &same(&["id", "kind", "updated_at"]),
+            "normalize = { updated_at = \"timestamp_ms\" }\nupdated_at_column = \"updated_at\"\n",
+        );
+        let mapping = mapping(&text);
+        let capability = mapping.capability("events").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let store = RunStore::open(&DatabaseUrl::sqlite_file(&dir.path().join("toolkit.db")))
+            .await
+            .unwrap();
+        let options = Options {
+            mode: Mode::Incremental,
+            bisect_leaf_rows: 20,
+            ..Options::default()
+        };
+        let run = || reconcile_and_record(Some(&store), capability, legacy.url(), service.url(), &options);
+        assert_eq!(run().await.unwrap().kind, RunKind::Full, "{engine}");
+        let gone = 1_000_000_000_000_000_000i64 + 123 * 7_919;
+        exec(&service, &format!("DELETE FROM \"events\" WHERE \"id\" = {gone}")).await;
+        let report = run().await.unwrap();
+        assert_eq!(report.kind, RunKind::Incremental, "{engine}");
+        let expected = format!("[{gone}]");
+        assert_findings(
+            &report.tables[0],
+            [&[expected.as_str()], &[], &[]],
+            &engine.to_string(),
+        );
+    }
+}
