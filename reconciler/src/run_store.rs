@@ -116,6 +116,10 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// The JSON report of a finished run.
     pub report: Option<String>,
+    /// `full` or `incremental` (`full` for runs recorded before kinds were).
+    pub kind: String,
+    /// Of one shard of a run group: `I/N`.
+    pub shard: Option<String>,
 }
 
 /// Where the last clean run of a capability left off, from
@@ -166,15 +170,9 @@ struct RunRow {
     changed: Option<i64>,
     error: Option<String>,
     report: Option<String>,
-}
-
-/// A row of a run group's runs: the shard, then the run.
-#[derive(sqlx::FromRow)]
-struct ShardRow {
-    shard_index: i64,
-    shard_count: i64,
-    #[sqlx(flatten)]
-    run: RunRow,
+    kind: String,
+    shard_index: Option<i64>,
+    shard_count: Option<i64>,
 }
 
 impl TryFrom<RunRow> for RunRecord {
@@ -197,6 +195,11 @@ impl TryFrom<RunRow> for RunRecord {
             changed: row.changed,
             error: row.error,
             report: row.report,
+            kind: row.kind,
+            shard: row
+                .shard_index
+                .zip(row.shard_count)
+                .map(|(i, n)| format!("{i}/{n}")),
         })
     }
 }
@@ -422,30 +425,27 @@ impl RunStore {
 
     /// The runs of `capability` in run group `group`, oldest first.
     pub async fn group_runs(&self, capability: &str, group: &str) -> Result<Vec<ShardRun>, ReconcileError> {
-        let rows: Vec<(i64, i64, RunRow)> = {
-            let raw: Vec<ShardRow> = bounded(
-                "reading the runs of a run group",
-                sqlx::query_as(
-                    "SELECT shard_index, shard_count, id, capability, status, started_at, finished_at, rows_compared, \
-                     missing, extra, changed, error, report FROM reconciliation_runs \
-                     WHERE capability = $1 AND run_group = $2 ORDER BY id",
-                )
-                .bind(capability)
-                .bind(group)
-                .fetch_all(self.store.database().pool()),
+        let rows: Vec<RunRow> = bounded(
+            "reading the runs of a run group",
+            sqlx::query_as(
+                "SELECT id, capability, status, started_at, finished_at, rows_compared, \
+                 missing, extra, changed, error, report, kind, shard_index, shard_count FROM reconciliation_runs \
+                 WHERE capability = $1 AND run_group = $2 AND shard_index IS NOT NULL AND shard_count IS NOT NULL \
+                 ORDER BY id",
             )
-            .await?;
-            raw.into_iter()
-                .map(|r| (r.shard_index, r.shard_count, r.run))
-                .collect()
-        };
+            .bind(capability)
+            .bind(group)
+            .fetch_all(self.store.database().pool()),
+        )
+        .await?;
         rows.into_iter()
-            .map(|(index, count, run)| {
+            .map(|run| {
+                let shard = ShardIndex {
+                    index: run.shard_index.and_then(|i| u32::try_from(i).ok()).unwrap_or(0),
+                    count: run.shard_count.and_then(|n| u32::try_from(n).ok()).unwrap_or(0),
+                };
                 Ok(ShardRun {
-                    shard: ShardIndex {
-                        index: u32::try_from(index).unwrap_or(0),
-                        count: u32::try_from(count).unwrap_or(0),
-                    },
+                    shard,
                     record: RunRecord::try_from(run)?,
                 })
             })
@@ -458,8 +458,8 @@ impl RunStore {
         let rows: Vec<RunRow> = bounded(
             "reading past runs",
             sqlx::query_as(
-                "SELECT id, capability, status, started_at, finished_at, rows_compared, missing, extra, changed, error, report \
-                 FROM reconciliation_runs WHERE capability = $1 ORDER BY id",
+                "SELECT id, capability, status, started_at, finished_at, rows_compared, missing, extra, changed, error, report, \
+                 kind, shard_index, shard_count FROM reconciliation_runs WHERE capability = $1 ORDER BY id",
             )
             .bind(capability)
             .fetch_all(self.store.database().pool()),
@@ -486,6 +486,9 @@ mod tests {
             changed: None,
             error: None,
             report: None,
+            kind: "full".to_owned(),
+            shard_index: None,
+            shard_count: None,
         }
     }
 

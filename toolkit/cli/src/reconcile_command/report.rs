@@ -87,6 +87,8 @@ pub(crate) async fn report(args: ReportArgs) -> anyhow::Result<ExitCode> {
                         "extra": run.extra,
                         "changed": run.changed,
                         "error": run.error,
+                        "kind": run.kind,
+                        "shard": run.shard,
                     })
                 })
                 .collect();
@@ -151,6 +153,7 @@ fn trend_table(trend: &[RunRecord]) -> TextTable {
         Column::right("RUN", 6).gap(2),
         Column::left("STARTED", 25),
         Column::left("STATUS", 9),
+        Column::left("KIND", 11),
         Column::right("COMPARED", 9),
         Column::right("MISSING", 8),
         Column::right("EXTRA", 8),
@@ -162,6 +165,10 @@ fn trend_table(trend: &[RunRecord]) -> TextTable {
             format!("#{}", run.id),
             run.started_at.clone(),
             run.status.to_string(),
+            match &run.shard {
+                Some(shard) => format!("shard {shard}"),
+                None => run.kind.clone(),
+            },
             count(run.rows_compared),
             count(run.missing),
             count(run.extra),
@@ -187,6 +194,8 @@ mod tests {
             changed: counts,
             error: None,
             report: None,
+            kind: "full".to_owned(),
+            shard: None,
         }
     }
 
@@ -200,18 +209,30 @@ mod tests {
         assert_eq!(
             lines,
             [
-                "     RUN  STARTED                   STATUS     COMPARED  MISSING    EXTRA  CHANGED",
-                "      #1  2026-01-01T00:00:00.000Z  clean             0        0        0        0",
-                "     #12  2026-01-01T00:00:00.000Z  failed            -        -        -        -",
+                "     RUN  STARTED                   STATUS    KIND         COMPARED  MISSING    EXTRA  CHANGED",
+                "      #1  2026-01-01T00:00:00.000Z  clean     full                0        0        0        0",
+                "     #12  2026-01-01T00:00:00.000Z  failed    full                -        -        -        -",
             ]
         );
         let lines = trend_table(&[run(1, RunStatus::Diverged, Some(123_456_789))]).lines();
         assert_eq!(
             lines,
             [
-                "     RUN  STARTED                   STATUS        COMPARED   MISSING     EXTRA   CHANGED",
-                "      #1  2026-01-01T00:00:00.000Z  diverged  123456789000 123456789 123456789 123456789",
+                "     RUN  STARTED                   STATUS    KIND            COMPARED   MISSING     EXTRA   CHANGED",
+                "      #1  2026-01-01T00:00:00.000Z  diverged  full        123456789000 123456789 123456789 123456789",
             ]
         );
+        // Each run says which kind it was, or which shard.
+        let incremental = RunRecord {
+            kind: "incremental".to_owned(),
+            ..run(2, RunStatus::Clean, Some(1))
+        };
+        let shard = RunRecord {
+            shard: Some("2/4".to_owned()),
+            ..run(3, RunStatus::Clean, Some(1))
+        };
+        let lines = trend_table(&[incremental, shard]).lines();
+        assert!(lines[1].contains("  clean     incremental  "), "{lines:?}");
+        assert!(lines[2].contains("  clean     shard 2/4    "), "{lines:?}");
     }
 }
