@@ -168,7 +168,8 @@ pub(crate) struct LatestComparison {
 
 /// The latest comparison of `capability` that finished, clean or diverged
 /// (a failed run compared nothing, so it neither clears nor refreshes the
-/// evidence); `None` when there is none.
+/// evidence); `None` when there is none. One shard of a sharded run saw
+/// part of the keys and is never evidence for the whole capability.
 pub(crate) async fn latest_comparison(
     db: &Database,
     capability: &str,
@@ -176,7 +177,7 @@ pub(crate) async fn latest_comparison(
     let run: Option<Run> = sqlx::query_as(
         "SELECT id, status, finished_at, missing, extra, changed FROM reconciliation_runs \
          WHERE capability = $1 AND status IN ('clean', 'diverged') AND finished_at IS NOT NULL \
-         ORDER BY id DESC LIMIT 1",
+         AND run_group IS NULL ORDER BY id DESC LIMIT 1",
     )
     .bind(capability)
     .fetch_optional(db.pool())
@@ -194,7 +195,8 @@ pub(crate) async fn latest_comparison(
 async fn latest_reconciliation(db: &Database, capability: &str) -> Result<Option<Run>, sqlx::Error> {
     sqlx::query_as(
         "SELECT id, status, finished_at, missing, extra, changed FROM reconciliation_runs \
-         WHERE capability = $1 AND status <> 'running' AND finished_at IS NOT NULL ORDER BY id DESC LIMIT 1",
+         WHERE capability = $1 AND status <> 'running' AND finished_at IS NOT NULL AND run_group IS NULL \
+         ORDER BY id DESC LIMIT 1",
     )
     .bind(capability)
     .fetch_optional(db.pool())

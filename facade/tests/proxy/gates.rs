@@ -152,6 +152,21 @@ async fn reaching_service_needs_a_fresh_clean_reconciliation(engine: Engine) {
         message.contains("diverged: 2 missing, 0 extra, 1 changed"),
         "{message}"
     );
+    // One clean shard of a sharded run saw part of the keys: still refused.
+    let db = Database::open(store.url()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO reconciliation_runs (capability, status, started_at, finished_at, rows_compared, \
+         missing, extra, changed, run_group, shard_index, shard_count) \
+         VALUES ($1, 'clean', $2, $2, 25, 0, 0, 0, 'nightly', 1, 4)",
+    )
+    .bind(CAPABILITY)
+    .bind(Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true))
+    .execute(db.pool())
+    .await
+    .unwrap();
+    db.close().await;
+    let message = refusal(&facade, service.clone(), "canary 50%").await;
+    assert!(message.contains("diverged: 2 missing"), "{message}");
 
     record_reconciliation(store.url(), CAPABILITY, "clean", 7200).await;
     let message = refusal(&facade, service.clone(), "canary 50%").await;

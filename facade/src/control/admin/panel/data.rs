@@ -305,7 +305,7 @@ pub(super) async fn detail(
 async fn latest_report(state: &AdminState, capability: &str) -> Option<Value> {
     let row: Option<(Option<String>,)> = sqlx::query_as(
         "SELECT report FROM reconciliation_runs WHERE capability = $1 AND status IN ('clean', 'diverged') \
-         ORDER BY id DESC LIMIT 1",
+         AND run_group IS NULL ORDER BY id DESC LIMIT 1",
     )
     .bind(capability)
     .fetch_optional(state.updater.store().database().pool())
