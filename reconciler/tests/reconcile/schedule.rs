@@ -175,3 +175,65 @@ async fn a_schedule_without_databases_or_schedules_is_refused() {
     );
     assert!(std::error::Error::source(&error).is_some(), "{error:?}");
 }
+
+#[tokio::test]
+async fn incremental_passes_start_full_and_then_read_what_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut urls = Vec::new();
+    for side in ["legacy", "service"] {
+        let url = DatabaseUrl::sqlite_file(&dir.path().join(format!("{side}.db")));
+        let db = Database::open(&url).await.unwrap();
+        sqlx::raw_sql(
+            "CREATE TABLE items (id BIGINT PRIMARY KEY, name TEXT NOT NULL, updated_at TEXT NOT NULL); \
+             INSERT INTO items VALUES (1, 'a', '2026-01-01 00:00:00'), (2, 'b', '2026-01-01 00:00:00')",
+        )
+        .execute(db.pool())
+        .await
+        .unwrap();
+        db.close().await;
+        urls.push(url);
+    }
+    let text = format!(
+        "[capabilities.items]\nschedule = \"* * * * * *\"\n\
+         legacy_database_url = \"{}\"\nservice_database_url = \"{}\"\n{}",
+        urls[0].expose(),
+        urls[1].expose(),
+        mapping_text(
+            "items",
+            ("items", "items"),
+            &["id"],
+            &same(&["id", "name", "updated_at"]),
+            "updated_at_column = \"updated_at\"\n"
+        )
+    );
+    let mapping = mapping(&text);
+    let store = RunStore::open(&DatabaseUrl::sqlite_file(&dir.path().join("toolkit.db")))
+        .await
+        .unwrap();
+    let options = Options {
+        mode: reconciler::Mode::Incremental,
+        ..Options::default()
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let schedule = run_schedule(&mapping, Some(store.clone()), None, options, None, async {
+        let _ = stopped.await;
+    });
+    let checks = async {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let runs = store.runs("items").await.unwrap();
+            let finished: Vec<_> = runs.iter().filter(|r| r.status != RunStatus::Running).collect();
+            if finished.len() >= 2 {
+                let kinds: Vec<&str> = finished.iter().map(|r| r.kind.as_str()).collect();
+                assert_eq!(kinds[..2], ["full", "incremental"], "{runs:?}");
+                assert!(finished.iter().all(|r| r.status == RunStatus::Clean), "{runs:?}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "two passes within 15 s: {runs:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = stop.send(());
+    };
+    let (result, ()) = tokio::join!(schedule, checks);
+    result.unwrap();
+}
