@@ -88,8 +88,9 @@ pub(crate) async fn compare_changed(
     since: DateTime<Utc>,
     count_deletes: bool,
     leaf_rows: u64,
+    key_limit: usize,
     judge: &mut Judge<'_>,
-) -> Result<ChangedSummary, ReconcileError> {
+) -> Result<Option<ChangedSummary>, ReconcileError> {
     let Some(change_time) = &plan.change_time else {
         return Err(ReconcileError::Unsupported(format!(
             "table `{}` has no updated_at_column, which an incremental comparison needs",
@@ -106,9 +107,26 @@ pub(crate) async fn compare_changed(
         changed_since(plan.service.dialect, column, declared, since)
     };
     let (legacy_keys, service_keys) = tokio::try_join!(
-        changed_keys(&mut lane.legacy, &plan.legacy, key_len, &legacy_predicate),
-        changed_keys(&mut lane.service, &plan.service, key_len, &service_predicate),
+        changed_keys(
+            &mut lane.legacy,
+            &plan.legacy,
+            key_len,
+            &legacy_predicate,
+            key_limit
+        ),
+        changed_keys(
+            &mut lane.service,
+            &plan.service,
+            key_len,
+            &service_predicate,
+            key_limit
+        ),
     )?;
+    let (Some(legacy_keys), Some(service_keys)) = (legacy_keys, service_keys) else {
+        // The changed keys are held in memory; past this many, reading them
+        // costs about what the full comparison costs, which streams.
+        return Ok(None);
+    };
     let changed = union(legacy_keys, service_keys);
     // The changed keys each side holds, in key order, for the count check.
     let mut held = Held::default();
@@ -132,7 +150,7 @@ pub(crate) async fn compare_changed(
     };
     if !count_deletes {
         sort_findings(judge);
-        return Ok(summary);
+        return Ok(Some(summary));
     }
     let sum_keys = key_len == 1
         && plan.legacy.classes[0] == ColumnClass::Integer
@@ -209,7 +227,7 @@ pub(crate) async fn compare_changed(
     sort_findings(judge);
     judge.report.rows_legacy = rows_legacy;
     judge.report.rows_service = rows_service;
-    Ok(summary)
+    Ok(Some(summary))
 }
 
 /// Changed keys are judged first and ranges whose counts differ after: puts
@@ -381,29 +399,34 @@ pub(crate) fn changed_since(
 }
 
 /// The keys of `plan`'s rows (within its filter) for which `predicate`
-/// holds, in key order.
+/// holds, in key order; `None` when there are more than `limit`.
 async fn changed_keys(
     source: &mut Source,
     plan: &SidePlan,
     key_len: usize,
     predicate: &str,
-) -> Result<Vec<Vec<SqlValue>>, ReconcileError> {
+    limit: usize,
+) -> Result<Option<Vec<Vec<SqlValue>>>, ReconcileError> {
     let mut conditions = Vec::with_capacity(2);
     if let Some(filter) = &plan.filter {
         conditions.push(format!("({filter})"));
     }
     conditions.push(predicate.to_owned());
     let sql = format!(
-        "SELECT {} FROM {} t WHERE {} ORDER BY {}",
+        "SELECT {} FROM {} t WHERE {} ORDER BY {} LIMIT {}",
         plan.key_select,
         plan.dialect.quote(&plan.table),
         conditions.join(" AND "),
-        plan.key_exprs.join(", ")
+        plan.key_exprs.join(", "),
+        limit.saturating_add(1)
     );
     let doing = format!("reading the keys of rows changed in table `{}`", plan.table);
     let mut keys = source.fetch(&sql, &[], &plan.classes[..key_len], &doing).await?;
+    if keys.len() > limit {
+        return Ok(None);
+    }
     keys.sort_by(|a, b| compare_keys(a, b));
-    Ok(keys)
+    Ok(Some(keys))
 }
 
 /// Both lists merged in key order, each key once.

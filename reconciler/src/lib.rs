@@ -164,6 +164,10 @@ pub struct Options {
     pub progress: Option<ProgressHook>,
     /// One process's part of a sharded run; `None` compares every key.
     pub shard: Option<ShardSpec>,
+    /// Changed keys per side an incremental comparison holds in memory, at
+    /// most; a table with more changed since the last clean run is
+    /// compared in full, which streams.
+    pub changed_keys_limit: usize,
 }
 
 impl Default for Options {
@@ -180,6 +184,7 @@ impl Default for Options {
             now: None,
             progress: None,
             shard: None,
+            changed_keys_limit: 1_000_000,
         }
     }
 }
@@ -427,10 +432,32 @@ async fn compare_table(
                 since,
                 count_deletes,
                 leaf_rows,
+                options.changed_keys_limit,
                 &mut judge,
             )
             .await?;
-            judge.report.strategy_note = Some(summary.note(since));
+            match summary {
+                Some(summary) => judge.report.strategy_note = Some(summary.note(since)),
+                None => {
+                    // Nothing was judged yet: the whole table is merged.
+                    let main = &mut lanes[0];
+                    merge_range(
+                        plan,
+                        &mut main.legacy,
+                        &mut main.service,
+                        &range,
+                        &mut sizes,
+                        &mut judge,
+                    )
+                    .await?;
+                    judge.report.strategy = Method::Merge;
+                    judge.report.strategy_note = Some(format!(
+                        "compared in full: more than {} keys changed on one side since {}",
+                        options.changed_keys_limit,
+                        timestamp_text(since)
+                    ));
+                }
+            }
         }
         Method::Merge => {
             let main = &mut lanes[0];

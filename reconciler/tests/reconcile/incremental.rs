@@ -155,6 +155,30 @@ async fn incremental(legacy_engine: Engine, service_engine: Engine) {
         "{context}"
     );
 
+    // Past the limit on changed keys held in memory, the table is merged
+    // whole, and finds the same plus the change written two hours back.
+    let limited = record(Options {
+        changed_keys_limit: 3,
+        ..options.clone()
+    })
+    .await;
+    let orders = &limited.tables[0];
+    assert_eq!(orders.strategy, Method::Merge, "{context}");
+    let note = orders.strategy_note.clone().unwrap_or_default();
+    assert!(
+        note.starts_with("compared in full: more than 3 keys changed"),
+        "{context}: {note}"
+    );
+    assert_findings(
+        orders,
+        [
+            &["[2500]", "[5001]"],
+            &["[30]", "[5002]"],
+            &["[10]", "[50]", "[2990]"],
+        ],
+        &context,
+    );
+
     // A full run sees the same, and the change written two hours back.
     let full = reconcile(capability, legacy.url(), service.url(), &Options::default())
         .await
