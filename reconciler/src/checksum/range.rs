@@ -34,18 +34,23 @@ pub(super) fn settled(legacy: &Sum, service: &Sum) -> bool {
     legacy.distinct && service.distinct && legacy.rows == service.rows && legacy.sum == service.sum
 }
 
+/// `, COUNT(DISTINCT key)` when the catalog does not prove `plan`'s key
+/// unique, and nothing when it does.
+fn distinct_keys(plan: &SidePlan) -> String {
+    if plan.unique_key {
+        return String::new();
+    }
+    match (plan.dialect.engine(), plan.key_exprs.as_slice()) {
+        (_, [single]) => format!(", COUNT(DISTINCT {single})"),
+        (Engine::MySql, keys) => format!(", COUNT(DISTINCT {})", keys.join(", ")),
+        (_, keys) => format!(", COUNT(DISTINCT ROW({}))", keys.join(", ")),
+    }
+}
+
 /// The `SELECT` of a range's checksum: `COUNT(*)`, the checksum, and, when
 /// the catalog does not prove the key unique, `COUNT(DISTINCT key)`.
 fn checksum_sql(plan: &SidePlan, sum: &str, clause: &str) -> String {
-    let distinct = if plan.unique_key {
-        String::new()
-    } else {
-        match (plan.dialect.engine(), plan.key_exprs.as_slice()) {
-            (_, [single]) => format!(", COUNT(DISTINCT {single})"),
-            (Engine::MySql, keys) => format!(", COUNT(DISTINCT {})", keys.join(", ")),
-            (_, keys) => format!(", COUNT(DISTINCT ROW({}))", keys.join(", ")),
-        }
-    };
+    let distinct = distinct_keys(plan);
     format!(
         "SELECT COUNT(*), {sum}{distinct} FROM {} t {clause}",
         plan.dialect.quote(&plan.table)
@@ -134,15 +139,7 @@ pub(super) async fn checksums(
         &mut next,
     );
     binds.extend(where_binds);
-    let distinct = if plan.unique_key {
-        String::new()
-    } else {
-        match (plan.dialect.engine(), plan.key_exprs.as_slice()) {
-            (_, [single]) => format!(", COUNT(DISTINCT {single})"),
-            (Engine::MySql, keys) => format!(", COUNT(DISTINCT {})", keys.join(", ")),
-            (_, keys) => format!(", COUNT(DISTINCT ROW({}))", keys.join(", ")),
-        }
-    };
+    let distinct = distinct_keys(plan);
     let sql = format!(
         "SELECT {case}, COUNT(*), {sum}{distinct} FROM {} t {clause} GROUP BY 1",
         plan.dialect.quote(&plan.table)
