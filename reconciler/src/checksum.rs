@@ -19,6 +19,10 @@
 //! most `leaf_rows` rows, which are merged ([`crate::merge`]). Segments are
 //! finished in key order, so findings come out sorted.
 //!
+//! A table keyed by one integer column is swept instead ([`sweep`]): each
+//! side checksums a long stretch of keys in one query, grouped into
+//! buckets of about `leaf_rows` rows, and only differing buckets are read.
+//!
 //! Under [`crate::Strategy::Auto`] the costs are measured as the table is
 //! compared ([`Costs`]): the first segment is merged, the others
 //! checksummed, and once streaming the rest is expected to be cheaper than
@@ -44,6 +48,7 @@ use crate::source::Source;
 use crate::ReconcileError;
 
 pub(crate) mod range;
+mod sweep;
 
 use range::{boundaries, checksums, key_at, settled};
 
@@ -183,11 +188,15 @@ pub async fn bisect(
         lower: lower.clone(),
         upper: end.clone(),
     };
+    let sweeps = sweep::applies(plan);
     if options.adaptive {
         // The first rows are merged, to measure what streaming costs here:
         // enough of them that a batch's fixed cost does not dominate (a
         // small table is merged whole, which is what suits it anyway).
-        let probe = segment_rows.saturating_mul(PROBE_SEGMENTS);
+        // Sweeps checksum so much more cheaply than they stream that one
+        // segment measures the merge well enough, and over a slow link
+        // every row merged is dear.
+        let probe = segment_rows.saturating_mul(if sweeps { 1 } else { PROBE_SEGMENTS });
         let upper = key_at(
             &mut main.legacy,
             &plan.legacy,
@@ -206,6 +215,15 @@ pub async fn bisect(
         };
         timed_merge(plan, main, &probed, sizes, judge, &mut costs).await?;
         lower = Some(upper);
+    }
+    if sweeps {
+        let main = &mut lanes[0];
+        let rest = after(&lower);
+        if let sweep::Swept::Done(merged) =
+            sweep::sweep(plan, main, &rest, options, sizes, judge, &mut costs).await?
+        {
+            return Ok(merged);
+        }
     }
     loop {
         if options.adaptive && costs.merge_is_cheaper() {

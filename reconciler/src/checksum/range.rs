@@ -36,7 +36,7 @@ pub(super) fn settled(legacy: &Sum, service: &Sum) -> bool {
 
 /// `, COUNT(DISTINCT key)` when the catalog does not prove `plan`'s key
 /// unique, and nothing when it does.
-fn distinct_keys(plan: &SidePlan) -> String {
+pub(super) fn distinct_keys(plan: &SidePlan) -> String {
     if plan.unique_key {
         return String::new();
     }

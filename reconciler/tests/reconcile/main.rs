@@ -21,3 +21,4 @@ mod repeated_keys;
 mod schedule;
 mod settle;
 mod shards;
+mod sweeps;
