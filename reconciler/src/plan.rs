@@ -39,6 +39,10 @@ pub struct SidePlan {
     pub filter: Option<String>,
     /// The key and compared columns, for checksums.
     pub checksum_columns: Vec<Identifier>,
+    /// Which of `checksum_columns` are integers on both sides: checksums
+    /// hash those as integers, which equal values hash alike whatever
+    /// their width, without spelling them as text.
+    pub checksum_integers: Vec<bool>,
     /// This side's names of the key columns, in key order.
     pub key_columns: Vec<String>,
     /// Whether a primary key or unique index proves the key unique here;
@@ -205,6 +209,7 @@ pub async fn plan_table(
             classes,
             filter: filter.clone(),
             checksum_columns: names[..key.len() + compared.len()].to_vec(),
+            checksum_integers: Vec::new(),
             key_columns: names[..key.len()].iter().map(Identifier::to_string).collect(),
             unique_key: false,
             not_null_key: false,
@@ -212,6 +217,14 @@ pub async fn plan_table(
     };
     let mut legacy_plan = side_plan(Side::Legacy, legacy_dialect, &legacy_types);
     let mut service_plan = side_plan(Side::Service, service_dialect, &service_types);
+    let integers: Vec<bool> = (0..legacy_plan.checksum_columns.len())
+        .map(|i| {
+            legacy_plan.classes.get(i) == Some(&ColumnClass::Integer)
+                && service_plan.classes.get(i) == Some(&ColumnClass::Integer)
+        })
+        .collect();
+    legacy_plan.checksum_integers = integers.clone();
+    service_plan.checksum_integers = integers;
     // The key columns lead each side's checksum columns.
     let key_of = |plan: &SidePlan| plan.checksum_columns[..key.len()].to_vec();
     legacy_plan.unique_key = key_is_unique(legacy, &table.legacy_table, &key_of(&legacy_plan)).await;

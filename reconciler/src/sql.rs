@@ -260,10 +260,11 @@ impl Dialect {
 
     /// An order-independent checksum of the rows that `COUNT(*)` counts:
     /// the sum of a 64-bit hash of each row's column texts, as text
-    /// (PostgreSQL's `hashtextextended` of each column, combined; a 64-bit
-    /// slice of MD5 of the row on MySQL). `None` for
+    /// (PostgreSQL's `hashtextextended` of each column, or
+    /// `hashint8extended` where `integers` says both sides hold integers,
+    /// combined; a 64-bit slice of MD5 of the row on MySQL). `None` for
     /// SQLite, which has no hash function.
-    pub fn checksum_expr(self, columns: &[Identifier]) -> Option<String> {
+    pub fn checksum_expr(self, columns: &[Identifier], integers: &[bool]) -> Option<String> {
         match self.engine {
             Engine::Postgres => {
                 // Each column's text is hashed with its own seed (its
@@ -279,10 +280,15 @@ impl Dialect {
                     .enumerate()
                     .map(|(i, c)| {
                         let seed = i + 1;
-                        format!(
-                            "COALESCE(hashtextextended(CAST({} AS TEXT), {seed}), {seed})",
-                            self.column(c)
-                        )
+                        let column = self.column(c);
+                        // An integer's text is its value: hashing the value
+                        // equates the same rows, and spares the spelling.
+                        let hash = if integers.get(i).copied().unwrap_or(false) {
+                            format!("hashint8extended(CAST({column} AS BIGINT), {seed})")
+                        } else {
+                            format!("hashtextextended(CAST({column} AS TEXT), {seed})")
+                        };
+                        format!("COALESCE({hash}, {seed})")
                     })
                     .collect();
                 Some(format!("CAST(COALESCE(SUM({}), 0) AS TEXT)", parts.join(" # ")))

@@ -64,7 +64,10 @@ pub(super) async fn checksum(
     plan: &SidePlan,
     range: &KeyRange,
 ) -> Result<Sum, ReconcileError> {
-    let Some(sum) = plan.dialect.checksum_expr(&plan.checksum_columns) else {
+    let Some(sum) = plan
+        .dialect
+        .checksum_expr(&plan.checksum_columns, &plan.checksum_integers)
+    else {
         return Err(ReconcileError::Unsupported(format!(
             "the {} database's engine has no checksum",
             plan.side
@@ -111,7 +114,10 @@ pub(super) async fn checksums(
     if ranges.len() == 1 {
         return Ok(vec![checksum(source, plan, last).await?]);
     }
-    let Some(sum) = plan.dialect.checksum_expr(&plan.checksum_columns) else {
+    let Some(sum) = plan
+        .dialect
+        .checksum_expr(&plan.checksum_columns, &plan.checksum_integers)
+    else {
         return Err(ReconcileError::Unsupported(format!(
             "the {} database's engine has no checksum",
             plan.side
@@ -297,6 +303,7 @@ mod tests {
             classes: vec![ColumnClass::Integer; keys.len()],
             filter: None,
             checksum_columns: names,
+            checksum_integers: vec![true; keys.len()],
             key_columns: keys.iter().map(|k| (*k).to_owned()).collect(),
             unique_key,
             not_null_key: true,

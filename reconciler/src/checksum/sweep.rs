@@ -348,7 +348,10 @@ async fn bucket_sums(
     plan: &SidePlan,
     stretch: &Stretch,
 ) -> Result<Vec<(i64, Sum)>, ReconcileError> {
-    let Some(sum) = plan.dialect.checksum_expr(&plan.checksum_columns) else {
+    let Some(sum) = plan
+        .dialect
+        .checksum_expr(&plan.checksum_columns, &plan.checksum_integers)
+    else {
         return Err(ReconcileError::Unsupported(format!(
             "the {} database's engine has no checksum",
             plan.side

@@ -16,17 +16,17 @@ fn fill(engine: Engine) -> String {
     let series = |from: &str, to: u32, step: &str| {
         match engine {
         Engine::Postgres => format!(
-            "INSERT INTO uneven (id, name) SELECT {from} + g * {step}, 'row ' || g FROM generate_series(0, {to}) g"
+            "INSERT INTO uneven (id, name, amount) SELECT {from} + g * {step}, 'row ' || g, 0 FROM generate_series(0, {to}) g"
         ),
         Engine::MySql => format!(
-            "INSERT INTO uneven (id, name) SELECT {from} + (CAST(seq AS SIGNED) - 1) * {step}, CONCAT('row ', seq - 1) FROM seq_1_to_{}",
+            "INSERT INTO uneven (id, name, amount) SELECT {from} + (CAST(seq AS SIGNED) - 1) * {step}, CONCAT('row ', seq - 1), 0 FROM seq_1_to_{}",
             to + 1
         ),
         Engine::Sqlite => unreachable!("SQLite has no checksums"),
     }
     };
     format!(
-        "CREATE TABLE uneven (id {{INT}} PRIMARY KEY, name {{TEXT}} NOT NULL);\n{};\n{};\n{}",
+        "CREATE TABLE uneven (id {{INT}} PRIMARY KEY, name {{TEXT}} NOT NULL, amount {{INT}});\n{};\n{};\n{}",
         series("-3000", 2999, "1"),
         series("1", 19_999, "1"),
         series("1000000", 19_999, "1000"),
@@ -37,6 +37,8 @@ fn fill(engine: Engine) -> String {
 /// buckets and sweeps (multiples of 2,000 and their neighbours) among them.
 const CHANGES: &str = "DELETE FROM uneven WHERE id IN (-3000, -1, 2000, 2001, 17999, 5000000, 20999000);
 UPDATE uneven SET name = 'changed' WHERE id IN (-1500, 1, 4000, 4001, 20000, 1000000, 12345000);
+UPDATE uneven SET amount = 1 WHERE id = 7000;
+UPDATE uneven SET amount = NULL WHERE id = 9000;
 INSERT INTO uneven (id, name) VALUES (-5000, 'new'), (0, 'new'), (20001, 'new'), (999999, 'new'), (1000500, 'new'), (30000000, 'new')";
 
 const MISSING: [&str; 7] = [
@@ -97,7 +99,7 @@ async fn uneven_keys(engine: Engine) {
     }
     let bisect = &reports[1];
     assert_eq!(bisect.strategy, Method::Bisect, "{engine}");
-    // Nineteen differing keys, each in a bucket of about 200 rows.
+    // Twenty-one differing keys, each in a bucket of about 200 rows.
     assert!(
         bisect.rows_fetched < 43_000 / 4,
         "{engine}: bisection read {} of 86,000 rows",
