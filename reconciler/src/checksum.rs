@@ -72,6 +72,12 @@ pub fn unsupported_reason(plan: &TablePlan) -> Option<String> {
     None
 }
 
+/// Whether [`bisect`] checksums `plan` segment by segment on several lanes;
+/// a table it sweeps needs only the first.
+pub fn uses_lanes(plan: &TablePlan) -> bool {
+    !sweep::applies(plan)
+}
+
 /// How many segments' worth of rows [`bisect`] merges first under
 /// `Strategy::Auto`, to measure the merge.
 const PROBE_SEGMENTS: u64 = 5;

@@ -153,7 +153,8 @@ pub struct Options {
     pub segment_rows: u64,
     /// What one query should take: batches and segments are sized for it.
     pub target_query_time: Duration,
-    /// Connections per side that checksum segments at once.
+    /// Connections per side that checksum segments at once. A table keyed
+    /// by one integer column is swept on one connection per side.
     pub parallel: usize,
     /// Limit on every statement, server-side where the engine has one and
     /// always client-side.
@@ -472,7 +473,13 @@ async fn compare_table(
             .await?
         }
         Method::Bisect => {
-            let missing = options.parallel.max(1).saturating_sub(lanes.len());
+            // A swept table needs one lane: each stretch is one query per side.
+            let wanted = if checksum::uses_lanes(plan) {
+                options.parallel.max(1)
+            } else {
+                1
+            };
+            let missing = wanted.saturating_sub(lanes.len());
             let connected =
                 futures::future::join_all((0..missing).map(|_| connect_lane(urls.0, urls.1, options))).await;
             let mut failure = None;

@@ -52,6 +52,15 @@ pub(super) fn applies(plan: &TablePlan) -> bool {
     side(&plan.legacy) && side(&plan.service)
 }
 
+/// What judging a stretch's buckets left to do.
+enum Judged {
+    /// Every bucket was judged.
+    All,
+    /// The merge takes over from just after this key (`None`: from the
+    /// range's start), where the first bucket differed.
+    MergeFrom(Option<Vec<SqlValue>>),
+}
+
 /// What [`sweep`] did.
 pub(super) enum Swept {
     /// The range was compared to its end; with `Some`, the merge took over
@@ -169,7 +178,7 @@ pub(super) async fn sweep(
         }
         costs.checksummed(rows, differing, elapsed);
         let merge_rest = options.adaptive && costs.merge_is_cheaper();
-        if let Some(from) = judge_buckets(
+        if let Judged::MergeFrom(from) = judge_buckets(
             plan, lane, &stretch, &buckets, merge_rest, leaf_rows, sizes, judge, costs,
         )
         .await?
@@ -213,9 +222,8 @@ fn next_size(rows: u64, took: Duration, target: Duration, least: u64) -> u64 {
 }
 
 /// Judges a sweep's buckets in key order: equal ones counted, differing
-/// ones merged (consecutive ones together) or bisected. Returns the lower
-/// bound to merge the rest of the table from, when `merge_rest` and a
-/// bucket differed.
+/// ones merged (consecutive ones together) or bisected; with `merge_rest`,
+/// stops at the first differing bucket for the merge to take over there.
 #[allow(clippy::too_many_arguments)] // the state of one table's comparison
 async fn judge_buckets(
     plan: &TablePlan,
@@ -227,17 +235,15 @@ async fn judge_buckets(
     sizes: &mut ReadSizes,
     judge: &mut Judge<'_>,
     costs: &mut Costs,
-) -> Result<Option<Option<Vec<SqlValue>>>, ReconcileError> {
+) -> Result<Judged, ReconcileError> {
     // A run of consecutive differing buckets, merged as one range.
     let mut run: Option<(i64, i64)> = None;
     for (&b, (l, s)) in buckets {
         let mergeable = l.rows.max(s.rows) <= MERGE_BUCKET_LEAVES * leaf_rows || !(l.distinct && s.distinct);
         let differs = !settled(l, s);
         if differs && merge_rest {
-            if let Some((first, _)) = run.take() {
-                return Ok(Some(stretch.bucket(first).lower));
-            }
-            return Ok(Some(stretch.bucket(b).lower));
+            // Nothing is pending: with `merge_rest` no run is ever started.
+            return Ok(Judged::MergeFrom(stretch.bucket(b).lower));
         }
         if differs && mergeable && run.is_some_and(|(_, last)| last + 1 == b) {
             run = run.map(|(first, _)| (first, b));
@@ -268,7 +274,7 @@ async fn judge_buckets(
     if let Some((first, last)) = run {
         timed_merge(plan, lane, &stretch.buckets(first, last), sizes, judge, costs).await?;
     }
-    Ok(None)
+    Ok(Judged::All)
 }
 
 /// Both sides' buckets side by side; a bucket one side lacks holds no rows

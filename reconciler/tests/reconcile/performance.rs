@@ -87,14 +87,70 @@ async fn parallel_bisection_matches_sequential(engine: Engine) {
     );
 }
 
+/// The orders keyed by text (`o000001`, …): bisected in segments, several
+/// at once on `parallel` lanes, where an integer key is swept on one.
+async fn parallel_segments_match_sequential(engine: Engine) {
+    let code = |n: &str| match engine {
+        Engine::Postgres => format!("'o' || lpad(CAST({n} AS TEXT), 6, '0')"),
+        _ => format!("CONCAT('o', LPAD({n}, 6, '0'))"),
+    };
+    let series = match engine {
+        Engine::Postgres => format!("FROM generate_series(1, {ROWS}) g"),
+        _ => format!("FROM (SELECT seq AS g FROM seq_1_to_{ROWS}) s"),
+    };
+    let table = format!(
+        "CREATE TABLE coded (code {{KEY}} PRIMARY KEY, id {{INT}} NOT NULL, total {{INT}});
+         INSERT INTO coded SELECT {}, g, g * 7 {series}",
+        code("g")
+    );
+    let Some((legacy, service)) = pair_holding(engine, engine, &table).await else {
+        return;
+    };
+    exec(
+        &service,
+        "DELETE FROM coded WHERE id IN (3, 9000);\n\
+         UPDATE coded SET total = -1 WHERE id IN (4500, 19999);\n\
+         INSERT INTO coded VALUES ('o020500', 20500, 1)",
+    )
+    .await;
+    let options = |parallel| Options {
+        strategy: Strategy::Bisect,
+        segment_rows: 1500,
+        bisect_leaf_rows: 100,
+        batch_size: 50,
+        parallel,
+        ..Options::default()
+    };
+    let columns = ["code", "id", "total"];
+    let one = compare("coded", &columns, &legacy, &service, &options(1)).await;
+    let three = compare("coded", &columns, &legacy, &service, &options(3)).await;
+    assert_eq!(three.tables[0].strategy, Method::Bisect, "{engine}");
+    assert_eq!(findings(&one.tables[0]), findings(&three.tables[0]), "{engine}");
+    assert_findings(
+        &three.tables[0],
+        [
+            &["[\"o000003\"]", "[\"o009000\"]"],
+            &["[\"o020500\"]"],
+            &["[\"o004500\"]", "[\"o019999\"]"],
+        ],
+        &format!("{engine}"),
+    );
+    assert!(
+        three.tables[0].rows_fetched < u64::from(ROWS),
+        "{engine}: bisection read the whole table"
+    );
+}
+
 #[tokio::test]
 async fn postgres_parallel_bisection_finds_what_one_connection_finds() {
     parallel_bisection_matches_sequential(Engine::Postgres).await;
+    parallel_segments_match_sequential(Engine::Postgres).await;
 }
 
 #[tokio::test]
 async fn mariadb_parallel_bisection_finds_what_one_connection_finds() {
     parallel_bisection_matches_sequential(Engine::MySql).await;
+    parallel_segments_match_sequential(Engine::MySql).await;
 }
 
 #[tokio::test]

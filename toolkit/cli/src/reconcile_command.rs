@@ -143,7 +143,8 @@ struct RunArgs {
     /// Limit on every statement, in seconds.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
     statement_timeout: u64,
-    /// Connections per side that checksum key ranges at once.
+    /// Connections per side that checksum key ranges at once (a table keyed
+    /// by one integer column is swept on one).
     #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u8).range(1..=16))]
     parallel: u8,
     /// Compare only the rows changed since the last clean run recorded in
