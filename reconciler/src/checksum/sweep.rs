@@ -14,12 +14,12 @@
 //! that (keys denser there than where the width was measured) is bisected
 //! as before.
 //!
-//! The width comes from the key density measured so far: the first sweep
-//! assumes one row per key value, which unique integer keys cannot exceed,
-//! and each sweep measures the density for the next. Sweeps grow or shrink
-//! (at most 4× a step) towards the target query time, like the merge's
-//! batches. A key span that does not fit a signed 64-bit integer falls
-//! back to segments.
+//! A stretch ends at the monolith's `rows`th key from its start (one
+//! `OFFSET` through the key's index), so it never holds more rows than
+//! wanted however unevenly the keys are spread, and its width is its span
+//! times `leaf_rows / rows`. Stretches grow or shrink (at most 4× a step)
+//! towards the target query time, like the merge's batches. A key span that
+//! does not fit a signed 64-bit integer falls back to segments.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use toolkit_db::sql_value::SqlValue;
 use toolkit_db::Engine;
 
-use super::range::{distinct_keys, settled, Sum};
+use super::range::{distinct_keys, key_at, settled, Sum};
 use super::{bisect_range, timed_merge, Costs, Lane, SegmentOptions};
 use crate::merge::{merge_range, range_where, Judge, KeyRange, ReadSizes};
 use crate::plan::{SidePlan, TablePlan};
@@ -149,13 +149,28 @@ pub(super) async fn sweep(
         .segment_rows
         .max(leaf_rows)
         .saturating_mul(FIRST_SWEEP_SEGMENTS);
-    // Rows per key value; unique integer keys hold at most one.
-    let mut density = 1.0_f64;
     let mut start = low;
     loop {
-        let span = ((rows_wanted as f64 / density).ceil() as i64).max(1);
-        let width = ((leaf_rows as f64 / density).floor() as i64).max(1);
-        let last = start.checked_add(span - 1).filter(|last| *last < high);
+        // The stretch ends at the monolith's `rows_wanted`th key from its
+        // start, found through the key's index: a stretch never holds
+        // more rows than wanted, however the keys' density changes.
+        let from = KeyRange {
+            lower: start.checked_sub(1).map(|k| vec![SqlValue::Int(k)]),
+            upper: range.upper.clone(),
+        };
+        let end = key_at(&mut lane.legacy, &plan.legacy, 1, &from, rows_wanted - 1).await?;
+        let last = match end.as_deref() {
+            Some([SqlValue::Int(k)]) => Some(*k),
+            Some(_) => return Ok(Swept::NotApplicable),
+            None => None,
+        };
+        // Buckets of about `leaf_rows` rows at the stretch's own density;
+        // the last stretch, with fewer rows than wanted, gets buckets no
+        // fuller than that.
+        let span = i128::from(last.unwrap_or(high)) - i128::from(start) + 1;
+        let width = i64::try_from(span * i128::from(leaf_rows) / i128::from(rows_wanted.max(1)))
+            .unwrap_or(i64::MAX)
+            .max(1);
         let stretch = Stretch {
             start,
             last,
@@ -202,15 +217,11 @@ pub(super) async fn sweep(
             merge_range(plan, &mut lane.legacy, &mut lane.service, &rest, sizes, judge).await?;
             return Ok(Swept::Done(Some(costs.clone())));
         }
-        density = if rows == 0 {
-            // Keys are sparser than thought: look further next time.
-            density / 16.0
-        } else {
-            rows as f64 / span as f64
-        }
-        .max(f64::MIN_POSITIVE);
         rows_wanted = next_size(rows_wanted, elapsed, options.target_query_time, leaf_rows);
-        start = last + 1;
+        let Some(next) = last.checked_add(1) else {
+            return Ok(Swept::Done(None));
+        };
+        start = next;
     }
 }
 
