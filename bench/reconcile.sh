@@ -10,7 +10,7 @@
 #                                        # (bench/reconcile-incremental.sh)
 #
 # Environment: ROUNDS (default 3; medians are reported), CASES (any of
-# pg-dense pg-sparse my-dense; default all three, and only the PG cases
+# pg-dense pg-sparse my-dense mm-sparse; default the first three, and only the PG cases
 # above 1M rows), STRATEGIES (default "merge bisect auto"), PGURL_BASE
 # (default postgres://postgres@127.0.0.1:5432), MYSQL_ARGS (default
 # "-h 127.0.0.1 -P 3306 -u root"), KEEP=1 keeps the databases, LINKS (any
@@ -26,6 +26,10 @@
 # kernels (this machine's among them); where netem exists, the forwarder
 # adds the same delay that netem would. All of it is torn down at the end.
 #   LINKS="loopback shaped" CASES="pg-dense pg-sparse" bash bench/reconcile.sh
+#
+# mm-sparse compares the MariaDB monolith with a MariaDB service copy
+# holding the sparse case's differences: one engine, so bisection applies
+# (checksums are MD5 slices on MariaDB).
 #
 # The floor is both sides streamed out at once, sorted by key, into
 # /dev/null: `COPY (SELECT … ORDER BY id) TO STDOUT` through psql for
@@ -80,7 +84,7 @@ cleanup() {
             psql -q "$PGURL_BASE/postgres" -c "DROP DATABASE IF EXISTS ${DB_PREFIX}_$db" 2>/dev/null || true
         done
         # shellcheck disable=SC2086
-        mysql $MYSQL_ARGS -e "DROP DATABASE IF EXISTS ${DB_PREFIX}_legacy" 2>/dev/null || true
+        mysql $MYSQL_ARGS -e "DROP DATABASE IF EXISTS ${DB_PREFIX}_legacy; DROP DATABASE IF EXISTS ${DB_PREFIX}_sparse" 2>/dev/null || true
     fi
     if [ -n "${forwarder:-}" ]; then kill "$forwarder" 2>/dev/null || true; fi
     ip netns del "$NETNS" 2>/dev/null || true
@@ -166,7 +170,7 @@ sparse_c=$(count "${DB_PREFIX}_sparse" "UPDATE orders SET $CHANGE WHERE $sparse_
 for db in legacy dense sparse; do pg "${DB_PREFIX}_$db" "VACUUM ANALYZE orders"; done
 echo "  PostgreSQL ready in $(printf %.1f "$(echo "$(now) - $t0" | bc)") s" >&2
 
-case " $CASES " in *" my-dense "*)
+case " $CASES " in *" my-dense "*|*" mm-sparse "*)
     echo "filling MariaDB with $ROWS rows…" >&2
     t0=$(now)
     my -e "DROP DATABASE IF EXISTS ${DB_PREFIX}_legacy; CREATE DATABASE ${DB_PREFIX}_legacy"
@@ -178,6 +182,18 @@ case " $CASES " in *" my-dense "*)
                (seq * 37) % 100000, TIMESTAMP '2024-01-01 00:00:00' + INTERVAL seq SECOND
         FROM seq_1_to_$ROWS;
         DELETE FROM orders WHERE $dense_extra OR $sparse_extra;
+        ANALYZE TABLE orders" >/dev/null
+    # mm-sparse: a MariaDB service copy with the sparse case's differences,
+    # compared with the MariaDB monolith (the same engine: checksums apply).
+    my -e "DROP DATABASE IF EXISTS ${DB_PREFIX}_sparse; CREATE DATABASE ${DB_PREFIX}_sparse"
+    my "${DB_PREFIX}_sparse" -e "CREATE TABLE orders LIKE ${DB_PREFIX}_legacy.orders;
+        INSERT INTO orders SELECT * FROM ${DB_PREFIX}_legacy.orders;
+        INSERT INTO orders ($COLUMNS_SQL)
+        SELECT seq, (seq * 7919) % 100000, ELT(seq % 5 + 1, 'placed','paid','shipped','delivered','cancelled'),
+               (seq * 37) % 100000, TIMESTAMP '2024-01-01 00:00:00' + INTERVAL seq SECOND
+        FROM seq_1_to_$ROWS WHERE $(echo "$sparse_extra" | sed 's/^id/seq/');
+        DELETE FROM orders WHERE $sparse_missing;
+        UPDATE orders SET $CHANGE WHERE $sparse_changed;
         ANALYZE TABLE orders" >/dev/null
     echo "  MariaDB ready in $(printf %.1f "$(echo "$(now) - $t0" | bc)") s" >&2
     ;;
@@ -214,7 +230,13 @@ floor() {
     local service="${DB_PREFIX}_${1#*-}" link=$2 t0 base
     base=$(pg_base "$link")
     t0=$(now)
-    if [ "${1%%-*}" = my ]; then
+    if [ "${1%%-*}" = mm ]; then
+        my --quick "${DB_PREFIX}_legacy" -e "SELECT $COLUMNS_SQL FROM orders ORDER BY id" >/dev/null &
+        my --quick "${DB_PREFIX}_sparse" -e "SELECT $COLUMNS_SQL FROM orders ORDER BY id" >/dev/null &
+        wait
+        echo "$(now) - $t0" | bc
+        return
+    elif [ "${1%%-*}" = my ]; then
         my --quick "${DB_PREFIX}_legacy" -e "SELECT $COLUMNS_SQL FROM orders ORDER BY id" >/dev/null &
     else
         through "$link" psql -qAtX "$base/${DB_PREFIX}_legacy" -c "COPY (SELECT $COLUMNS_SQL FROM orders ORDER BY id) TO STDOUT" >/dev/null &
@@ -228,16 +250,20 @@ floor() {
 reconcile() {
     local case=$1 strategy=$2 link=$3 legacy capability=orders base
     base=$(pg_base "$link")
+    local service="$base/${DB_PREFIX}_${case#*-}"
     if [ "${case%%-*}" = my ]; then
         legacy="mysql://root@127.0.0.1:3306/${DB_PREFIX}_legacy"
         capability=orders_x
+    elif [ "${case%%-*}" = mm ]; then
+        legacy="mysql://root@127.0.0.1:3306/${DB_PREFIX}_legacy"
+        service="mysql://root@127.0.0.1:3306/${DB_PREFIX}_${case#*-}"
     else
         legacy="$base/${DB_PREFIX}_legacy"
     fi
     local t0 t1 status=0
     t0=$(now)
     through "$link" /usr/bin/time -v -o "$work/time.txt" "$BIN" "$work/mapping.toml" "$capability" \
-        "$legacy" "$base/${DB_PREFIX}_${case#*-}" "$strategy" >"$work/report.json" 2>"$work/stderr.txt" || status=$?
+        "$legacy" "$service" "$strategy" >"$work/report.json" 2>"$work/stderr.txt" || status=$?
     t1=$(now)
     if [ "$status" -gt 1 ]; then
         echo "error: $case $strategy failed (exit $status):" >&2
@@ -260,6 +286,7 @@ EOF
 declare -A expected=(
     [pg-dense]="$dense_m $dense_x $dense_c" [pg-sparse]="$sparse_m $sparse_x $sparse_c"
     [my-dense]="$dense_m $dense_x $dense_c"
+    [mm-sparse]="$sparse_m $sparse_x $sparse_c"
 )
 
 results="$work/results.txt"
@@ -268,7 +295,7 @@ for round in $(seq 1 "$ROUNDS"); do
     for link in $LINKS; do
         for case in $CASES; do
             # MariaDB is not put behind the shaped link.
-            if [ "$link" = shaped ] && [ "${case%%-*}" = my ]; then continue; fi
+            if [ "$link" = shaped ] && [ "${case%%-*}" != pg ]; then continue; fi
             label=$case
             [ "$link" = loopback ] || label="$case@$link"
             f=$(floor "$case" "$link")
