@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 use toolkit_db::sql_value::SqlValue;
 use toolkit_db::Engine;
 
-use crate::checksum::range::boundaries;
+use crate::checksum::range::{boundaries, key_span};
 use crate::checksum::Lane;
 use crate::key_text::named_key_text;
 use crate::merge::{range_where, Judge, KeyRange};
@@ -276,26 +276,10 @@ async fn value_cuts(
     plan: &SidePlan,
     range: &KeyRange,
 ) -> Result<Vec<Vec<SqlValue>>, ReconcileError> {
-    let (clause, binds) = range_where(plan, range.lower.as_deref(), range.upper.as_deref());
-    let key = plan.dialect.column(&plan.checksum_columns[0]);
-    let sql = format!(
-        "SELECT MIN({key}), MAX({key}) FROM {} t {clause}",
-        plan.dialect.quote(&plan.table)
-    );
-    let binds: Vec<&SqlValue> = binds.iter().collect();
-    let doing = format!("finding the key span of a range of table `{}`", plan.table);
-    let rows = source
-        .fetch(
-            &sql,
-            &binds,
-            &[ColumnClass::Integer, ColumnClass::Integer],
-            &doing,
-        )
-        .await?;
-    let (low, high) = match rows.first().map(Vec::as_slice) {
-        Some([SqlValue::Int(low), SqlValue::Int(high)]) => (i128::from(*low), i128::from(*high)),
-        _ => return Ok(Vec::new()),
+    let Some((low, high)) = key_span(source, plan, range).await? else {
+        return Ok(Vec::new());
     };
+    let (low, high) = (i128::from(low), i128::from(high));
     let span = high - low + 1;
     let mut cuts: Vec<Vec<SqlValue>> = (1..i128::from(SPLIT as u32))
         .map(|i| low - 1 + span * i / i128::from(SPLIT as u32))

@@ -25,6 +25,91 @@ pub(super) struct Sum {
     pub distinct: bool,
 }
 
+impl Sum {
+    /// What a range without rows has: no rows, a sum of 0.
+    pub fn empty() -> Self {
+        Sum {
+            rows: 0,
+            sum: "0".to_owned(),
+            distinct: true,
+        }
+    }
+
+    /// A sum from a checksum query's columns: `COUNT(*)`, the checksum and,
+    /// where the catalog does not prove the key unique, `COUNT(DISTINCT key)`.
+    fn read(plan: &SidePlan, columns: &[SqlValue]) -> Self {
+        let count = |value: Option<&SqlValue>| match value {
+            Some(SqlValue::Int(n)) => (*n).max(0) as u64,
+            _ => 0,
+        };
+        let rows = count(columns.first());
+        let sum = match columns.get(1) {
+            Some(SqlValue::Text(t)) => t.clone(),
+            Some(other) => other.to_string(),
+            None => String::new(),
+        };
+        let distinct = plan.unique_key || count(columns.get(2)) == rows;
+        Sum { rows, sum, distinct }
+    }
+
+    /// The group number and sum of one row of a grouped checksum query
+    /// (read with [`GROUPED_SUM_CLASSES`]); `None` without a group number.
+    pub fn read_group(plan: &SidePlan, row: &[SqlValue]) -> Option<(i64, Self)> {
+        match row.split_first() {
+            Some((SqlValue::Int(group), rest)) => Some((*group, Sum::read(plan, rest))),
+            _ => None,
+        }
+    }
+}
+
+/// How a grouped checksum query's columns are read: the group's number,
+/// `COUNT(*)`, the checksum and `COUNT(DISTINCT key)`.
+pub(super) const GROUPED_SUM_CLASSES: [ColumnClass; 4] = [
+    ColumnClass::Integer,
+    ColumnClass::Integer,
+    ColumnClass::Text,
+    ColumnClass::Integer,
+];
+
+/// The checksum expression of `plan`'s side; an error on an engine that
+/// has none (SQLite), which planning rules out before any checksum.
+pub(super) fn checksum_expr(plan: &SidePlan) -> Result<String, ReconcileError> {
+    plan.dialect
+        .checksum_expr(&plan.checksum_columns, &plan.checksum_integers)
+        .ok_or_else(|| {
+            ReconcileError::Unsupported(format!("the {} database's engine has no checksum", plan.side))
+        })
+}
+
+/// The lowest and highest value of `plan`'s one integer key in `range`,
+/// `None` when it holds no rows. Both come from the key's index.
+pub(crate) async fn key_span(
+    source: &mut Source,
+    plan: &SidePlan,
+    range: &KeyRange,
+) -> Result<Option<(i64, i64)>, ReconcileError> {
+    let (clause, binds) = range_where(plan, range.lower.as_deref(), range.upper.as_deref());
+    let key = &plan.key_exprs[0];
+    let sql = format!(
+        "SELECT MIN({key}), MAX({key}) FROM {} t {clause}",
+        plan.dialect.quote(&plan.table)
+    );
+    let binds: Vec<&SqlValue> = binds.iter().collect();
+    let doing = format!("finding the key span of a range of table `{}`", plan.table);
+    let rows = source
+        .fetch(
+            &sql,
+            &binds,
+            &[ColumnClass::Integer, ColumnClass::Integer],
+            &doing,
+        )
+        .await?;
+    Ok(match rows.first().map(Vec::as_slice) {
+        Some([SqlValue::Int(low), SqlValue::Int(high)]) => Some((*low, *high)),
+        _ => None,
+    })
+}
+
 /// Whether both sides' sums stand for equal rows that need no reading: the
 /// same count and checksum, and no repeated key on either side. Two sides
 /// holding the same repeated row have equal checksums, so only the distinct
@@ -64,15 +149,7 @@ pub(super) async fn checksum(
     plan: &SidePlan,
     range: &KeyRange,
 ) -> Result<Sum, ReconcileError> {
-    let Some(sum) = plan
-        .dialect
-        .checksum_expr(&plan.checksum_columns, &plan.checksum_integers)
-    else {
-        return Err(ReconcileError::Unsupported(format!(
-            "the {} database's engine has no checksum",
-            plan.side
-        )));
-    };
+    let sum = checksum_expr(plan)?;
     let (clause, binds) = range_where(plan, range.lower.as_deref(), range.upper.as_deref());
     let sql = checksum_sql(plan, &sum, &clause);
     let binds: Vec<&SqlValue> = binds.iter().collect();
@@ -85,18 +162,7 @@ pub(super) async fn checksum(
         )
         .await?;
     let row = rows.into_iter().next().unwrap_or_default();
-    let count = |value: Option<&SqlValue>| match value {
-        Some(SqlValue::Int(n)) => (*n).max(0) as u64,
-        _ => 0,
-    };
-    let rows = count(row.first());
-    let sum = match row.get(1) {
-        Some(SqlValue::Text(t)) => t.clone(),
-        Some(other) => other.to_string(),
-        None => String::new(),
-    };
-    let distinct = plan.unique_key || count(row.get(2)) == rows;
-    Ok(Sum { rows, sum, distinct })
+    Ok(Sum::read(plan, &row))
 }
 
 /// [`checksum`] of each of `ranges`, which follow one another (each starts
@@ -114,15 +180,7 @@ pub(super) async fn checksums(
     if ranges.len() == 1 {
         return Ok(vec![checksum(source, plan, last).await?]);
     }
-    let Some(sum) = plan
-        .dialect
-        .checksum_expr(&plan.checksum_columns, &plan.checksum_integers)
-    else {
-        return Err(ReconcileError::Unsupported(format!(
-            "the {} database's engine has no checksum",
-            plan.side
-        )));
-    };
+    let sum = checksum_expr(plan)?;
     let mut next = 1;
     let mut binds = Vec::new();
     let mut case = String::from("CASE");
@@ -155,12 +213,7 @@ pub(super) async fn checksums(
         .fetch(
             &sql,
             &binds,
-            &[
-                ColumnClass::Integer,
-                ColumnClass::Integer,
-                ColumnClass::Text,
-                ColumnClass::Integer,
-            ],
+            &GROUPED_SUM_CLASSES,
             &format!(
                 "computing checksums of {} ranges of table `{}`",
                 ranges.len(),
@@ -168,35 +221,16 @@ pub(super) async fn checksums(
             ),
         )
         .await?;
-    let count = |value: Option<&SqlValue>| match value {
-        Some(SqlValue::Int(n)) => (*n).max(0) as u64,
-        _ => 0,
-    };
     // A range without rows has no group: COUNT(*) 0 and a sum of 0, as
     // `checksum` says of it.
-    let mut sums = vec![
-        Sum {
-            rows: 0,
-            sum: "0".to_owned(),
-            distinct: true,
-        };
-        ranges.len()
-    ];
+    let mut sums = vec![Sum::empty(); ranges.len()];
     for row in rows {
-        let Some(slot) = usize::try_from(count(row.first()))
-            .ok()
-            .and_then(|i| sums.get_mut(i))
-        else {
+        let Some((group, sum)) = Sum::read_group(plan, &row) else {
             continue;
         };
-        let rows = count(row.get(1));
-        slot.rows = rows;
-        slot.sum = match row.get(2) {
-            Some(SqlValue::Text(t)) => t.clone(),
-            Some(other) => other.to_string(),
-            None => String::new(),
-        };
-        slot.distinct = plan.unique_key || count(row.get(3)) == rows;
+        if let Some(slot) = usize::try_from(group).ok().and_then(|i| sums.get_mut(i)) {
+            *slot = sum;
+        }
     }
     Ok(sums)
 }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use toolkit_db::sql_value::SqlValue;
 use toolkit_db::Engine;
 
-use super::range::{distinct_keys, key_at, settled, Sum};
+use super::range::{checksum_expr, distinct_keys, key_at, key_span, settled, Sum, GROUPED_SUM_CLASSES};
 use super::{bisect_range, timed_merge, Costs, Lane, SegmentOptions};
 use crate::merge::{merge_range, range_where, Judge, KeyRange, ReadSizes};
 use crate::plan::{SidePlan, TablePlan};
@@ -299,54 +299,14 @@ async fn judge_buckets(
 /// Both sides' buckets side by side; a bucket one side lacks holds no rows
 /// there.
 fn pair(legacy: Vec<(i64, Sum)>, service: Vec<(i64, Sum)>) -> BTreeMap<i64, (Sum, Sum)> {
-    let empty = Sum {
-        rows: 0,
-        sum: "0".to_owned(),
-        distinct: true,
-    };
     let mut buckets: BTreeMap<i64, (Sum, Sum)> = BTreeMap::new();
     for (b, sum) in legacy {
-        buckets
-            .entry(b)
-            .or_insert_with(|| (empty.clone(), empty.clone()))
-            .0 = sum;
+        buckets.entry(b).or_insert_with(|| (Sum::empty(), Sum::empty())).0 = sum;
     }
     for (b, sum) in service {
-        buckets
-            .entry(b)
-            .or_insert_with(|| (empty.clone(), empty.clone()))
-            .1 = sum;
+        buckets.entry(b).or_insert_with(|| (Sum::empty(), Sum::empty())).1 = sum;
     }
     buckets
-}
-
-/// The lowest and highest key of `plan`'s rows in `range`, `None` when it
-/// holds none. Both come from the key's index.
-async fn key_span(
-    source: &mut Source,
-    plan: &SidePlan,
-    range: &KeyRange,
-) -> Result<Option<(i64, i64)>, ReconcileError> {
-    let (clause, binds) = range_where(plan, range.lower.as_deref(), range.upper.as_deref());
-    let key = &plan.key_exprs[0];
-    let sql = format!(
-        "SELECT MIN({key}), MAX({key}) FROM {} t {clause}",
-        plan.dialect.quote(&plan.table)
-    );
-    let binds: Vec<&SqlValue> = binds.iter().collect();
-    let doing = format!("finding the key span of table `{}`", plan.table);
-    let rows = source
-        .fetch(
-            &sql,
-            &binds,
-            &[ColumnClass::Integer, ColumnClass::Integer],
-            &doing,
-        )
-        .await?;
-    Ok(match rows.first().map(Vec::as_slice) {
-        Some([SqlValue::Int(low), SqlValue::Int(high)]) => Some((*low, *high)),
-        _ => None,
-    })
 }
 
 /// The `SELECT` of a stretch's bucket checksums, given its `WHERE` clause.
@@ -373,15 +333,7 @@ async fn bucket_sums(
     plan: &SidePlan,
     stretch: &Stretch,
 ) -> Result<Vec<(i64, Sum)>, ReconcileError> {
-    let Some(sum) = plan
-        .dialect
-        .checksum_expr(&plan.checksum_columns, &plan.checksum_integers)
-    else {
-        return Err(ReconcileError::Unsupported(format!(
-            "the {} database's engine has no checksum",
-            plan.side
-        )));
-    };
+    let sum = checksum_expr(plan)?;
     let range = stretch.range();
     let (clause, binds) = range_where(plan, range.lower.as_deref(), range.upper.as_deref());
     let sql = bucket_sql(plan, &sum, stretch, &clause);
@@ -390,35 +342,11 @@ async fn bucket_sums(
         .fetch(
             &sql,
             &binds,
-            &[
-                ColumnClass::Integer,
-                ColumnClass::Integer,
-                ColumnClass::Text,
-                ColumnClass::Integer,
-            ],
+            &GROUPED_SUM_CLASSES,
             &format!("computing bucket checksums of table `{}`", plan.table),
         )
         .await?;
-    let count = |value: Option<&SqlValue>| match value {
-        Some(SqlValue::Int(n)) => (*n).max(0) as u64,
-        _ => 0,
-    };
-    Ok(rows
-        .into_iter()
-        .filter_map(|row| {
-            let Some(SqlValue::Int(b)) = row.first() else {
-                return None;
-            };
-            let rows = count(row.get(1));
-            let sum = match row.get(2) {
-                Some(SqlValue::Text(t)) => t.clone(),
-                Some(other) => other.to_string(),
-                None => String::new(),
-            };
-            let distinct = plan.unique_key || count(row.get(3)) == rows;
-            Some((*b, Sum { rows, sum, distinct }))
-        })
-        .collect())
+    Ok(rows.iter().filter_map(|row| Sum::read_group(plan, row)).collect())
 }
 
 #[cfg(test)]
