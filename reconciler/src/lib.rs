@@ -416,7 +416,8 @@ async fn compare_table(
     let Some(range) = range else {
         return Ok(judge.finish());
     };
-    match method {
+    // Whether the table is still to be merged whole after its method ran.
+    let merge_whole = match method {
         Method::Incremental => {
             let since = incremental.unwrap_or(now);
             let count_deletes = matches!(
@@ -438,40 +439,23 @@ async fn compare_table(
             )
             .await?;
             match summary {
-                Some(summary) => judge.report.strategy_note = Some(summary.note(since)),
+                Some(summary) => {
+                    judge.report.strategy_note = Some(summary.note(since));
+                    false
+                }
                 None => {
                     // Nothing was judged yet: the whole table is merged.
-                    let main = &mut lanes[0];
-                    merge_range(
-                        plan,
-                        &mut main.legacy,
-                        &mut main.service,
-                        &range,
-                        &mut sizes,
-                        &mut judge,
-                    )
-                    .await?;
                     judge.report.strategy = Method::Merge;
                     judge.report.strategy_note = Some(format!(
                         "compared in full: more than {} keys changed on one side since {}",
                         options.changed_keys_limit,
                         timestamp_text(since)
                     ));
+                    true
                 }
             }
         }
-        Method::Merge => {
-            let main = &mut lanes[0];
-            merge_range(
-                plan,
-                &mut main.legacy,
-                &mut main.service,
-                &range,
-                &mut sizes,
-                &mut judge,
-            )
-            .await?
-        }
+        Method::Merge => true,
         Method::Bisect => {
             // A swept table needs one lane: each stretch is one query per side.
             let wanted = if checksum::uses_lanes(plan) {
@@ -506,7 +490,20 @@ async fn compare_table(
                 judge.report.strategy_note = Some(costs.note());
                 span.record("strategy", Method::Merge.as_str());
             }
+            false
         }
+    };
+    if merge_whole {
+        let main = &mut lanes[0];
+        merge_range(
+            plan,
+            &mut main.legacy,
+            &mut main.service,
+            &range,
+            &mut sizes,
+            &mut judge,
+        )
+        .await?;
     }
     let report = judge.finish();
     span.record("rows_compared", report.rows_compared);

@@ -59,20 +59,24 @@ const SPARSE: &str = "DELETE FROM orders WHERE id IN (3, 9000);\n\
     UPDATE orders SET total = -1 WHERE id IN (4500, 19999);\n\
     INSERT INTO orders VALUES (20500, 'placed', 1, 'extra')";
 
-async fn parallel_bisection_matches_sequential(engine: Engine) {
-    let Some((legacy, service)) = orders(engine, SPARSE).await else {
-        return;
-    };
-    let options = |parallel| Options {
+/// Forced bisection with small segments and leaves, on `parallel` lanes.
+fn on_lanes(parallel: usize) -> Options {
+    Options {
         strategy: Strategy::Bisect,
         segment_rows: 1500,
         bisect_leaf_rows: 100,
         batch_size: 50,
         parallel,
         ..Options::default()
+    }
+}
+
+async fn parallel_bisection_matches_sequential(engine: Engine) {
+    let Some((legacy, service)) = orders(engine, SPARSE).await else {
+        return;
     };
-    let one = compare_orders(&legacy, &service, &options(1)).await;
-    let three = compare_orders(&legacy, &service, &options(3)).await;
+    let one = compare_orders(&legacy, &service, &on_lanes(1)).await;
+    let three = compare_orders(&legacy, &service, &on_lanes(3)).await;
     assert_eq!(three.tables[0].strategy, Method::Bisect);
     assert_eq!(findings(&one.tables[0]), findings(&three.tables[0]));
     assert_findings(
@@ -113,17 +117,9 @@ async fn parallel_segments_match_sequential(engine: Engine) {
          INSERT INTO coded VALUES ('o020500', 20500, 1)",
     )
     .await;
-    let options = |parallel| Options {
-        strategy: Strategy::Bisect,
-        segment_rows: 1500,
-        bisect_leaf_rows: 100,
-        batch_size: 50,
-        parallel,
-        ..Options::default()
-    };
     let columns = ["code", "id", "total"];
-    let one = compare("coded", &columns, &legacy, &service, &options(1)).await;
-    let three = compare("coded", &columns, &legacy, &service, &options(3)).await;
+    let one = compare("coded", &columns, &legacy, &service, &on_lanes(1)).await;
+    let three = compare("coded", &columns, &legacy, &service, &on_lanes(3)).await;
     assert_eq!(three.tables[0].strategy, Method::Bisect, "{engine}");
     assert_eq!(findings(&one.tables[0]), findings(&three.tables[0]), "{engine}");
     assert_findings(
