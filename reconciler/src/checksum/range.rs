@@ -53,8 +53,8 @@ impl Sum {
     }
 
     /// The group number and sum of one row of a grouped checksum query
-    /// (read with [`GROUPED_SUM_CLASSES`]); `None` without a group number.
-    pub fn read_group(plan: &SidePlan, row: &[SqlValue]) -> Option<(i64, Self)> {
+    /// ([`grouped_sums`]); `None` without a group number.
+    fn read_group(plan: &SidePlan, row: &[SqlValue]) -> Option<(i64, Self)> {
         match row.split_first() {
             Some((SqlValue::Int(group), rest)) => Some((*group, Sum::read(plan, rest))),
             _ => None,
@@ -62,14 +62,33 @@ impl Sum {
     }
 }
 
-/// How a grouped checksum query's columns are read: the group's number,
-/// `COUNT(*)`, the checksum and `COUNT(DISTINCT key)`.
-pub(super) const GROUPED_SUM_CLASSES: [ColumnClass; 4] = [
-    ColumnClass::Integer,
-    ColumnClass::Integer,
-    ColumnClass::Text,
-    ColumnClass::Integer,
-];
+/// Each non-empty group of `plan`'s rows selected by `clause` (with
+/// `binds`), grouped by the integer expression `group`: its number, count
+/// and checksum. One query; `doing` names it in an error.
+pub(super) async fn grouped_sums(
+    source: &mut Source,
+    plan: &SidePlan,
+    group: &str,
+    clause: &str,
+    binds: &[SqlValue],
+    doing: &str,
+) -> Result<Vec<(i64, Sum)>, ReconcileError> {
+    let sum = checksum_expr(plan)?;
+    let distinct = distinct_keys(plan);
+    let sql = format!(
+        "SELECT {group}, COUNT(*), {sum}{distinct} FROM {} t {clause} GROUP BY 1",
+        plan.dialect.quote(&plan.table)
+    );
+    let binds: Vec<&SqlValue> = binds.iter().collect();
+    let classes = [
+        ColumnClass::Integer,
+        ColumnClass::Integer,
+        ColumnClass::Text,
+        ColumnClass::Integer,
+    ];
+    let rows = source.fetch(&sql, &binds, &classes, doing).await?;
+    Ok(rows.iter().filter_map(|row| Sum::read_group(plan, row)).collect())
+}
 
 /// The checksum expression of `plan`'s side; an error on an engine that
 /// has none (SQLite), which planning rules out before any checksum.
@@ -121,7 +140,7 @@ pub(super) fn settled(legacy: &Sum, service: &Sum) -> bool {
 
 /// `, COUNT(DISTINCT key)` when the catalog does not prove `plan`'s key
 /// unique, and nothing when it does.
-pub(super) fn distinct_keys(plan: &SidePlan) -> String {
+fn distinct_keys(plan: &SidePlan) -> String {
     if plan.unique_key {
         return String::new();
     }
@@ -180,7 +199,6 @@ pub(super) async fn checksums(
     if ranges.len() == 1 {
         return Ok(vec![checksum(source, plan, last).await?]);
     }
-    let sum = checksum_expr(plan)?;
     let mut next = 1;
     let mut binds = Vec::new();
     let mut case = String::from("CASE");
@@ -203,31 +221,16 @@ pub(super) async fn checksums(
         &mut next,
     );
     binds.extend(where_binds);
-    let distinct = distinct_keys(plan);
-    let sql = format!(
-        "SELECT {case}, COUNT(*), {sum}{distinct} FROM {} t {clause} GROUP BY 1",
-        plan.dialect.quote(&plan.table)
+    let doing = format!(
+        "computing checksums of {} ranges of table `{}`",
+        ranges.len(),
+        plan.table
     );
-    let binds: Vec<&SqlValue> = binds.iter().collect();
-    let rows = source
-        .fetch(
-            &sql,
-            &binds,
-            &GROUPED_SUM_CLASSES,
-            &format!(
-                "computing checksums of {} ranges of table `{}`",
-                ranges.len(),
-                plan.table
-            ),
-        )
-        .await?;
+    let groups = grouped_sums(source, plan, &case, &clause, &binds, &doing).await?;
     // A range without rows has no group: COUNT(*) 0 and a sum of 0, as
     // `checksum` says of it.
     let mut sums = vec![Sum::empty(); ranges.len()];
-    for row in rows {
-        let Some((group, sum)) = Sum::read_group(plan, &row) else {
-            continue;
-        };
+    for (group, sum) in groups {
         if let Some(slot) = usize::try_from(group).ok().and_then(|i| sums.get_mut(i)) {
             *slot = sum;
         }

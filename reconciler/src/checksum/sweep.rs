@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use toolkit_db::sql_value::SqlValue;
 use toolkit_db::Engine;
 
-use super::range::{checksum_expr, distinct_keys, key_at, key_span, settled, Sum, GROUPED_SUM_CLASSES};
+use super::range::{grouped_sums, key_at, key_span, settled, Sum};
 use super::{bisect_range, timed_merge, Costs, Lane, SegmentOptions};
 use crate::merge::{merge_range, range_where, Judge, KeyRange, ReadSizes};
 use crate::plan::{SidePlan, TablePlan};
@@ -309,8 +309,13 @@ fn pair(legacy: Vec<(i64, Sum)>, service: Vec<(i64, Sum)>) -> BTreeMap<i64, (Sum
     buckets
 }
 
-/// The `SELECT` of a stretch's bucket checksums, given its `WHERE` clause.
-fn bucket_sql(plan: &SidePlan, sum: &str, stretch: &Stretch, clause: &str) -> String {
+/// Each non-empty bucket of `stretch` on `plan`'s side: its number, and
+/// its count and checksum.
+async fn bucket_sums(
+    source: &mut Source,
+    plan: &SidePlan,
+    stretch: &Stretch,
+) -> Result<Vec<(i64, Sum)>, ReconcileError> {
     let key = &plan.key_exprs[0];
     let (start, width) = (stretch.start, stretch.width);
     // Widened to 64 bits before subtracting: a 32-bit key less a negative
@@ -319,34 +324,10 @@ fn bucket_sql(plan: &SidePlan, sum: &str, stretch: &Stretch, clause: &str) -> St
         Engine::MySql => format!("(CAST({key} AS SIGNED) - ({start})) DIV {width}"),
         _ => format!("(CAST({key} AS BIGINT) - ({start})) / {width}"),
     };
-    let distinct = distinct_keys(plan);
-    format!(
-        "SELECT {bucket}, COUNT(*), {sum}{distinct} FROM {} t {clause} GROUP BY 1",
-        plan.dialect.quote(&plan.table)
-    )
-}
-
-/// Each non-empty bucket of `stretch` on `plan`'s side: its number, and
-/// its count and checksum.
-async fn bucket_sums(
-    source: &mut Source,
-    plan: &SidePlan,
-    stretch: &Stretch,
-) -> Result<Vec<(i64, Sum)>, ReconcileError> {
-    let sum = checksum_expr(plan)?;
     let range = stretch.range();
     let (clause, binds) = range_where(plan, range.lower.as_deref(), range.upper.as_deref());
-    let sql = bucket_sql(plan, &sum, stretch, &clause);
-    let binds: Vec<&SqlValue> = binds.iter().collect();
-    let rows = source
-        .fetch(
-            &sql,
-            &binds,
-            &GROUPED_SUM_CLASSES,
-            &format!("computing bucket checksums of table `{}`", plan.table),
-        )
-        .await?;
-    Ok(rows.iter().filter_map(|row| Sum::read_group(plan, row)).collect())
+    let doing = format!("computing bucket checksums of table `{}`", plan.table);
+    grouped_sums(source, plan, &bucket, &clause, &binds, &doing).await
 }
 
 #[cfg(test)]
