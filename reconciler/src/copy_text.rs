@@ -50,7 +50,8 @@ pub(crate) fn decode_field(field: &[u8], class: ColumnClass) -> SqlValue {
     }
 }
 
-fn parse_int(field: &[u8]) -> Option<i64> {
+/// A decimal integer, without allocating; `None` when the field is not one.
+pub(crate) fn parse_int(field: &[u8]) -> Option<i64> {
     let (negative, digits) = match field.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, field),

@@ -33,6 +33,7 @@ mod catalog;
 mod checksum;
 mod copy_text;
 mod error;
+mod field_ref;
 mod fingerprint;
 mod incremental;
 pub mod key_text;

@@ -17,9 +17,10 @@ use mapping::Normalization;
 use mapping::Side;
 use toolkit_db::sql_value::SqlValue;
 
-use crate::normalize::{compare_keys, normalize, parse_timestamp, same};
+use crate::normalize::{compare_keys, normalize, parse_timestamp, same, timestamp_millis};
 use tokio::sync::mpsc;
 
+use crate::field_ref::FieldRef;
 use crate::fingerprint::fingerprint;
 use crate::key_text::{key_text, named_key_text};
 use crate::plan::{ComparedColumn, SidePlan, TablePlan};
@@ -111,6 +112,16 @@ impl<'a> Feed<'a> {
     /// `key` with this side's key column names.
     fn key_text(&self, key: &[SqlValue]) -> String {
         named_key_text(&self.plan.key_columns, &json_key(key))
+    }
+
+    /// Every column of one of this side's rows, decoded.
+    fn values(&self, row: ReadRow) -> Result<Vec<SqlValue>, ReconcileError> {
+        row.into_values(&self.plan.classes)
+            .map_err(|source| ReconcileError::Query {
+                side: self.plan.side,
+                doing: format!("reading table `{}`", self.plan.table),
+                source,
+            })
     }
 
     async fn next(&mut self) -> Result<Option<ReadRow>, ReconcileError> {
@@ -287,8 +298,10 @@ impl<'a> Judge<'a> {
         self.compared(1);
         let mut diffs = Vec::new();
         for column in &self.plan.compared {
-            if Self::plainly_equal(column, legacy.get(column.index), service.get(column.index)) {
-                continue;
+            if let (Some(l), Some(s)) = (legacy.get(column.index), service.get(column.index)) {
+                if plainly_equal(column, FieldRef::of(l), FieldRef::of(s)) {
+                    continue;
+                }
             }
             let get = |row: &[SqlValue]| row.get(column.index).cloned().unwrap_or(SqlValue::Null);
             let l = normalize(get(&legacy), Side::Legacy, column.values.as_ref(), &column.steps);
@@ -326,35 +339,44 @@ impl<'a> Judge<'a> {
         }
     }
 
-    /// Whether two raw values are equal after normalization, decided
-    /// without normalizing: identical values under normalizations that
-    /// treat both sides alike, or timestamps at the same millisecond.
-    /// Normalizing builds new strings, which cost most of a cross-engine
-    /// merge; `false` means "normalize and see".
-    fn plainly_equal(column: &ComparedColumn, legacy: Option<&SqlValue>, service: Option<&SqlValue>) -> bool {
-        let (Some(l), Some(s)) = (legacy, service) else {
-            return false;
-        };
-        if column.values.is_some() || !column.steps.iter().all(|step| step.is_symmetric()) {
-            return false;
-        }
-        if l == s {
-            return true;
-        }
-        match (column.steps.as_slice(), l, s) {
-            ([Normalization::TimestampMs], SqlValue::Text(a), SqlValue::Text(b)) => {
-                matches!((parse_timestamp(a), parse_timestamp(b)), (Some(x), Some(y)) if x == y)
-            }
-            _ => false,
-        }
-    }
-
     /// Rows known equal without being read (a matching checksum range).
     pub fn equal_rows(&mut self, count: u64) {
         self.report.rows_legacy += count;
         self.report.rows_service += count;
         self.compared(count);
     }
+}
+
+/// Whether two values are equal after normalization, decided without
+/// normalizing: identical values under normalizations that treat both
+/// sides alike, or timestamps at the same millisecond. Normalizing builds
+/// new strings, which cost most of a cross-engine merge; `false` means
+/// "decode, normalize and see".
+fn plainly_equal(column: &ComparedColumn, legacy: FieldRef<'_>, service: FieldRef<'_>) -> bool {
+    if column.values.is_some() || !column.steps.iter().all(|step| step.is_symmetric()) {
+        return false;
+    }
+    match (legacy, service) {
+        (FieldRef::Unknown, _) | (_, FieldRef::Unknown) => false,
+        (FieldRef::Text(a), FieldRef::Text(b)) if a != b => {
+            column.steps.as_slice() == [Normalization::TimestampMs]
+                && matches!((timestamp_millis(a), timestamp_millis(b)), (Some(x), Some(y)) if x == y)
+        }
+        (l, s) => l == s,
+    }
+}
+
+/// Whether every compared column of two rows with one key is
+/// [`plainly_equal`], seen as read.
+fn equal_as_read(plan: &TablePlan, legacy: &ReadRow, service: &ReadRow) -> bool {
+    let l = legacy.fields(&plan.legacy.classes);
+    let s = service.fields(&plan.service.classes);
+    plan.compared
+        .iter()
+        .all(|column| match (l.get(column.index), s.get(column.index)) {
+            (Some(a), Some(b)) => plainly_equal(column, *a, *b),
+            _ => false,
+        })
 }
 
 /// Merges both sides over `range`, judging every row.
@@ -389,36 +411,36 @@ async fn walk(
     mut right: Feed<'_>,
     judge: &mut Judge<'_>,
 ) -> Result<(), ReconcileError> {
-    let (lc, sc) = (&plan.legacy.classes, &plan.service.classes);
     let mut l = left.next().await?;
     let mut r = right.next().await?;
     loop {
         match (l.take(), r.take()) {
             (None, None) => break,
             (Some(row), None) => {
-                judge.legacy_only(&row.into_values(lc));
+                judge.legacy_only(&left.values(row)?);
                 l = left.next().await?;
             }
             (None, Some(row)) => {
-                judge.service_only(&row.into_values(sc));
+                judge.service_only(&right.values(row)?);
                 r = right.next().await?;
             }
             (Some(a), Some(b)) => match compare_keys(a.key(), b.key()) {
                 Ordering::Less => {
-                    judge.legacy_only(&a.into_values(lc));
+                    judge.legacy_only(&left.values(a)?);
                     r = Some(b);
                     l = left.next().await?;
                 }
                 Ordering::Greater => {
-                    judge.service_only(&b.into_values(sc));
+                    judge.service_only(&right.values(b)?);
                     l = Some(a);
                     r = right.next().await?;
                 }
                 Ordering::Equal => {
-                    if plan.raw_comparable && a.raw().is_some() && a.raw() == b.raw() {
+                    let same_line = plan.raw_comparable && a.raw().is_some() && a.raw() == b.raw();
+                    if same_line || equal_as_read(plan, &a, &b) {
                         judge.equal_rows(1);
                     } else {
-                        judge.both(a.into_values(lc), b.into_values(sc));
+                        judge.both(left.values(a)?, right.values(b)?);
                     }
                     l = left.next().await?;
                     r = right.next().await?;

@@ -14,19 +14,23 @@
 //! are known equal without decoding the rest ([`ReadRow::raw`]). PostgreSQL's
 //! binary and `Any` decoding cost several times the server's own work; the
 //! text lines cost about what writing them to `/dev/null` costs. On MySQL
-//! rows are decoded straight from the native driver's rows (the `Any` row
-//! type in between cost a third of the client's time); on SQLite they
-//! come through the `Any` driver.
+//! each row stays the native driver's row (the `Any` row type in between
+//! cost a third of the client's time) and only its key is decoded; on
+//! SQLite rows come through the `Any` driver, decoded. Either way the merge
+//! first compares rows as read ([`ReadRow::fields`]) and decodes only rows
+//! that differ.
 
 use std::cmp::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
+use smallvec::SmallVec;
 use tokio::sync::mpsc;
 use toolkit_db::sql_value::{bind_value, SqlValue};
 
 use crate::copy_text::{decode_field, text};
+use crate::field_ref::{copy_fields, mysql_fields, FieldRef, Fields};
 use crate::merge::{bounded_where, KeyRange};
 use crate::normalize::compare_keys;
 use crate::plan::SidePlan;
@@ -81,13 +85,24 @@ impl BatchSize {
 }
 
 /// One row read from one side: its key decoded, the rest decoded on demand.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct ReadRow {
-    /// Every selected column, or only the key's when `line` holds the row.
-    values: Vec<SqlValue>,
+    /// Every selected column, or only the key's when `held` holds the row
+    /// (then, for keys of up to two columns, without a heap allocation).
+    values: SmallVec<[SqlValue; 2]>,
     key_len: usize,
+    held: Held,
+}
+
+/// What a row keeps of what was read, besides its key.
+#[derive(Debug)]
+enum Held {
+    /// Nothing: `values` is the whole row.
+    Nothing,
     /// The row's `COPY` text line, without its newline.
-    line: Option<Bytes>,
+    Line(Bytes),
+    /// The native MySQL row, undecoded.
+    MySql(sqlx::mysql::MySqlRow),
 }
 
 impl ReadRow {
@@ -98,27 +113,40 @@ impl ReadRow {
 
     /// The row's raw `COPY` line, when it was read that way.
     pub fn raw(&self) -> Option<&[u8]> {
-        self.line.as_deref()
+        match &self.held {
+            Held::Line(line) => Some(line),
+            _ => None,
+        }
+    }
+
+    /// Every selected column as read, without decoding ([`FieldRef`]).
+    pub(crate) fn fields(&self, classes: &[ColumnClass]) -> Fields<'_> {
+        match &self.held {
+            Held::Nothing => self.values.iter().map(FieldRef::of).collect(),
+            Held::Line(line) => copy_fields(line, classes),
+            Held::MySql(row) => mysql_fields(row, classes),
+        }
     }
 
     /// Every selected column, decoded as `classes` say.
-    pub fn into_values(self, classes: &[ColumnClass]) -> Vec<SqlValue> {
-        match self.line {
-            None => self.values,
-            Some(line) => line
+    pub fn into_values(self, classes: &[ColumnClass]) -> Result<Vec<SqlValue>, sqlx::Error> {
+        match self.held {
+            Held::Nothing => Ok(self.values.into_vec()),
+            Held::Line(line) => Ok(line
                 .split(|b| *b == b'\t')
                 .zip(classes)
                 .map(|(field, class)| decode_field(field, *class))
-                .collect(),
+                .collect()),
+            Held::MySql(row) => decode_mysql(&row, classes),
         }
     }
 
     /// A row read whole; its first `key_len` values are the key.
     fn decoded(values: Vec<SqlValue>, key_len: usize) -> Self {
         Self {
-            values,
+            values: SmallVec::from_vec(values),
             key_len,
-            line: None,
+            held: Held::Nothing,
         }
     }
 }
@@ -316,6 +344,13 @@ impl Reading {
         &self,
         stream: &mut (impl futures::Stream<Item = Result<T, sqlx::Error>> + Unpin),
     ) -> Result<Option<T>, ReconcileError> {
+        // Most rows are already buffered: take them without setting up a
+        // timer, which per row cost a noticeable share of the merge. The
+        // deadline means the same as before: `timeout_at` also takes an
+        // item that is ready before it looks at the clock.
+        if let Some(next) = stream.next().now_or_never() {
+            return next.transpose().map_err(|source| self.failed(source));
+        }
         match tokio::time::timeout_at(self.deadline, stream.next()).await {
             Err(_) => Err(ReconcileError::Timeout {
                 side: self.side,
@@ -357,7 +392,7 @@ async fn copy_batch(
             let end = memchr::memchr(b'\n', &data[start..]).map_or(data.len(), |i| start + i);
             let line = data.slice(start..end);
             start = end + 1;
-            let key: Vec<SqlValue> = line
+            let key = line
                 .split(|b| *b == b'\t')
                 .zip(&plan.classes)
                 .take(key_len)
@@ -366,7 +401,7 @@ async fn copy_batch(
             let row = ReadRow {
                 values: key,
                 key_len,
-                line: Some(line),
+                held: Held::Line(line),
             };
             if !out.push(row).await {
                 return Ok(None);
@@ -377,8 +412,9 @@ async fn copy_batch(
 }
 
 /// One batch streamed through the native MySQL driver when `source` has
-/// one and through the `Any` driver otherwise, each column decoded as its
-/// class says; `None` inside when the merge is gone.
+/// one (each row kept as the driver's row, only its key decoded) and
+/// through the `Any` driver otherwise (each column decoded as its class
+/// says); `None` inside when the merge is gone.
 async fn decoded_batch(
     source: &mut Source,
     plan: &SidePlan,
@@ -399,33 +435,33 @@ async fn decoded_batch(
                 SqlValue::Text(v) => query.bind(v.clone()),
                 SqlValue::Bytes(v) => query.bind(v.clone()),
             });
-        let decode_row = |row: &sqlx::mysql::MySqlRow| decode_mysql(row, &plan.classes);
-        return stream_decoded(query.fetch(conn), decode_row, key_len, &reading, out).await;
+        let key_classes = &plan.classes[..key_len.min(plan.classes.len())];
+        let keep_row = |row: sqlx::mysql::MySqlRow| {
+            Ok(ReadRow {
+                values: decode_mysql(&row, key_classes)?,
+                key_len,
+                held: Held::MySql(row),
+            })
+        };
+        return stream_rows(query.fetch(conn), keep_row, &reading, out).await;
     }
     let query = binds.iter().fold(sqlx::query(&sql), bind_value);
-    let decode_row = |row: &sqlx::any::AnyRow| decode(row, &plan.classes);
-    stream_decoded(
-        query.fetch(source.connection()),
-        decode_row,
-        key_len,
-        &reading,
-        out,
-    )
-    .await
+    let decode_row =
+        |row: sqlx::any::AnyRow| decode(&row, &plan.classes).map(|values| ReadRow::decoded(values, key_len));
+    stream_rows(query.fetch(source.connection()), decode_row, &reading, out).await
 }
 
-/// Hands the decoded rows of one batch to the merge in chunks, every row
-/// within the statement's deadline; `None` inside when the merge is gone.
-async fn stream_decoded<R>(
+/// Hands the rows of one batch to the merge in chunks, every row within
+/// the statement's deadline; `None` inside when the merge is gone.
+async fn stream_rows<R>(
     mut stream: impl futures::Stream<Item = Result<R, sqlx::Error>> + Unpin,
-    decode_row: impl Fn(&R) -> Result<Vec<SqlValue>, sqlx::Error>,
-    key_len: usize,
+    read_row: impl Fn(R) -> Result<ReadRow, sqlx::Error>,
     reading: &Reading,
     mut out: Chunker<'_>,
 ) -> Result<Option<(usize, Option<Vec<SqlValue>>)>, ReconcileError> {
     while let Some(row) = reading.next(&mut stream).await? {
-        let values = decode_row(&row).map_err(|source| reading.failed(source))?;
-        if !out.push(ReadRow::decoded(values, key_len)).await {
+        let row = read_row(row).map_err(|source| reading.failed(source))?;
+        if !out.push(row).await {
             return Ok(None);
         }
     }
@@ -435,7 +471,10 @@ async fn stream_decoded<R>(
 /// A MySQL row decoded as the `Any` driver and [`decode`] would decode it:
 /// integers (selected as `SIGNED`) as integers, floats as floats, binary
 /// columns as bytes, everything else as text.
-fn decode_mysql(row: &sqlx::mysql::MySqlRow, classes: &[ColumnClass]) -> Result<Vec<SqlValue>, sqlx::Error> {
+fn decode_mysql<C: FromIterator<SqlValue>>(
+    row: &sqlx::mysql::MySqlRow,
+    classes: &[ColumnClass],
+) -> Result<C, sqlx::Error> {
     use sqlx::{Row, ValueRef};
     classes
         .iter()

@@ -395,7 +395,10 @@ impl Bench {
             "rows must come through COPY"
         );
         let classes = &self.plan.classes;
-        Ok(rows.into_iter().map(|row| row.into_values(classes)).collect())
+        rows.into_iter()
+            .map(|row| row.into_values(classes))
+            .collect::<Result<_, _>>()
+            .map_err(|error| TestCaseError::fail(format!("decoding failed: {error}")))
     }
 
     /// The same select list, in key order.
