@@ -17,6 +17,8 @@ use smallvec::SmallVec;
 use toolkit_db::sql_value::SqlValue;
 
 use crate::copy_text::parse_int;
+use crate::mysql_native::{is_binary_temporal, temporal_millis, NativeRead};
+use crate::normalize::timestamp_millis;
 use crate::sql::ColumnClass;
 
 /// One field as read.
@@ -32,6 +34,17 @@ pub(crate) enum FieldRef<'a> {
     Text(&'a [u8]),
     /// Binary data.
     Bytes(&'a [u8]),
+    /// A MySQL date or time stamp in binary form, read as `read` says
+    /// ([`crate::mysql_native`]): equal bytes read alike decode to equal
+    /// text. `millis` is the instant its text parses to, if any.
+    Moment {
+        /// The binary value, its length byte first.
+        raw: &'a [u8],
+        /// How the column was read.
+        read: NativeRead,
+        /// [`crate::mysql_native::temporal_millis`] of it.
+        millis: Option<i64>,
+    },
     /// Only decoding can tell.
     Unknown,
 }
@@ -79,10 +92,31 @@ impl<'a> FieldRef<'a> {
         }
     }
 
-    /// One column of a native MySQL row, standing for the reader's
-    /// `decode_mysql` value.
-    fn mysql_field(row: &'a sqlx::mysql::MySqlRow, index: usize, class: ColumnClass) -> Self {
+    /// One column of a native MySQL row, read as `read` says, standing for
+    /// the reader's `decode_mysql` value.
+    fn mysql_field(
+        row: &'a sqlx::mysql::MySqlRow,
+        index: usize,
+        class: ColumnClass,
+        read: NativeRead,
+    ) -> Self {
         use sqlx::{Row, ValueRef};
+        if read.is_temporal() {
+            // Before the NULL check, which calls a zero date NULL.
+            return match row.try_get_unchecked::<&[u8], _>(index) {
+                Ok(raw) if is_binary_temporal(raw) => Self::Moment {
+                    raw,
+                    read,
+                    millis: temporal_millis(raw, read),
+                },
+                // Sent as text, which is the decoded value itself.
+                Ok(raw) => Self::Text(raw),
+                Err(_) => match row.try_get_raw(index) {
+                    Ok(raw) if raw.is_null() => Self::Null,
+                    _ => Self::Unknown,
+                },
+            };
+        }
         match row.try_get_raw(index) {
             Ok(raw) if raw.is_null() => return Self::Null,
             Ok(_) => {}
@@ -112,13 +146,32 @@ pub(crate) fn copy_fields<'a>(line: &'a [u8], classes: &[ColumnClass]) -> Fields
         .collect()
 }
 
-/// The columns of a native MySQL row, one per class.
-pub(crate) fn mysql_fields<'a>(row: &'a sqlx::mysql::MySqlRow, classes: &[ColumnClass]) -> Fields<'a> {
+/// The columns of a native MySQL row, one per class, each read as `reads`
+/// says.
+pub(crate) fn mysql_fields<'a>(
+    row: &'a sqlx::mysql::MySqlRow,
+    classes: &[ColumnClass],
+    reads: &[NativeRead],
+) -> Fields<'a> {
     classes
         .iter()
         .enumerate()
-        .map(|(index, class)| FieldRef::mysql_field(row, index, *class))
+        .map(|(index, class)| {
+            let read = reads.get(index).copied().unwrap_or(NativeRead::Converted);
+            FieldRef::mysql_field(row, index, *class, read)
+        })
         .collect()
+}
+
+/// The instant a field's text parses to, as
+/// [`crate::normalize::timestamp_millis`] finds it; `None` when it is no
+/// time stamp or cannot be known without decoding.
+pub(crate) fn field_millis(field: FieldRef<'_>) -> Option<i64> {
+    match field {
+        FieldRef::Text(text) => timestamp_millis(text),
+        FieldRef::Moment { millis, .. } => millis,
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -39,6 +39,7 @@ mod incremental;
 pub mod key_text;
 mod merge;
 pub mod metrics;
+mod mysql_native;
 mod normalize;
 mod plan;
 pub mod progress;

@@ -17,10 +17,10 @@ use mapping::Normalization;
 use mapping::Side;
 use toolkit_db::sql_value::SqlValue;
 
-use crate::normalize::{compare_keys, normalize, parse_timestamp, same, timestamp_millis};
+use crate::normalize::{compare_keys, normalize, parse_timestamp, same};
 use tokio::sync::mpsc;
 
-use crate::field_ref::FieldRef;
+use crate::field_ref::{field_millis, FieldRef};
 use crate::fingerprint::fingerprint;
 use crate::key_text::{key_text, named_key_text};
 use crate::plan::{ComparedColumn, SidePlan, TablePlan};
@@ -116,7 +116,7 @@ impl<'a> Feed<'a> {
 
     /// Every column of one of this side's rows, decoded.
     fn values(&self, row: ReadRow) -> Result<Vec<SqlValue>, ReconcileError> {
-        row.into_values(&self.plan.classes)
+        row.into_values(self.plan)
             .map_err(|source| ReconcileError::Query {
                 side: self.plan.side,
                 doing: format!("reading table `{}`", self.plan.table),
@@ -358,19 +358,19 @@ fn plainly_equal(column: &ComparedColumn, legacy: FieldRef<'_>, service: FieldRe
     }
     match (legacy, service) {
         (FieldRef::Unknown, _) | (_, FieldRef::Unknown) => false,
-        (FieldRef::Text(a), FieldRef::Text(b)) if a != b => {
+        (l, s) if l == s => true,
+        (l, s) => {
             column.steps.as_slice() == [Normalization::TimestampMs]
-                && matches!((timestamp_millis(a), timestamp_millis(b)), (Some(x), Some(y)) if x == y)
+                && matches!((field_millis(l), field_millis(s)), (Some(x), Some(y)) if x == y)
         }
-        (l, s) => l == s,
     }
 }
 
 /// Whether every compared column of two rows with one key is
 /// [`plainly_equal`], seen as read.
 fn equal_as_read(plan: &TablePlan, legacy: &ReadRow, service: &ReadRow) -> bool {
-    let l = legacy.fields(&plan.legacy.classes);
-    let s = service.fields(&plan.service.classes);
+    let l = legacy.fields(&plan.legacy);
+    let s = service.fields(&plan.service);
     plan.compared
         .iter()
         .all(|column| match (l.get(column.index), s.get(column.index)) {

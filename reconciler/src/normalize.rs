@@ -194,15 +194,24 @@ fn millis_fast(b: &[u8]) -> Option<i64> {
         }
         _ => return None,
     };
+    let utc = utc_millis([year, month, day, hour, minute, second], nanos)?;
+    Some(utc - offset_seconds * 1000)
+}
+
+/// Milliseconds since the epoch of a UTC date and time of day given as
+/// `[year, month, day, hour, minute, second]` and nanoseconds (truncated
+/// to the millisecond), or `None` when that is no valid date and time
+/// (month 0 or 13, February 30, hour 24, …), as chrono would refuse it.
+pub(crate) fn utc_millis(fields: [u32; 6], nanos: u32) -> Option<i64> {
+    let [year, month, day, hour, minute, second] = fields;
     if !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
         return None;
     }
-    if hour > 23 || minute > 59 || second > 59 {
+    if hour > 23 || minute > 59 || second > 59 || nanos >= 1_000_000_000 {
         return None;
     }
-    let seconds = days_from_civil(i64::from(year), month, day) * 86_400
-        + i64::from(hour * 3600 + minute * 60 + second)
-        - offset_seconds;
+    let seconds =
+        days_from_civil(i64::from(year), month, day) * 86_400 + i64::from(hour * 3600 + minute * 60 + second);
     Some(seconds * 1000 + i64::from(nanos / 1_000_000))
 }
 

@@ -14,6 +14,7 @@ use mapping::{Identifier, Normalization, TableMapping};
 use toolkit_db::Engine;
 
 use crate::catalog::{key_is_not_null, key_is_unique};
+use crate::mysql_native::NativeRead;
 use crate::source::Source;
 use crate::sql::{ColumnClass, Dialect};
 use crate::ReconcileError;
@@ -29,6 +30,12 @@ pub struct SidePlan {
     pub dialect: Dialect,
     /// The select list, in row order.
     pub select_list: String,
+    /// The select list of the merge's native MySQL reads: `select_list`
+    /// with the conversions `native_reads` leave out.
+    pub native_select_list: String,
+    /// How the native MySQL reader takes each selected column, in row
+    /// order (all [`NativeRead::Converted`] on other engines).
+    pub native_reads: Vec<NativeRead>,
     /// The key columns' part of the select list (an index can answer it).
     pub key_select: String,
     /// The key expressions as ordered and compared.
@@ -182,7 +189,25 @@ pub async fn plan_table(
         legacy: (selected[index].legacy.clone(), legacy_types[index].clone()),
         service: (selected[index].service.clone(), service_types[index].clone()),
     });
-    let side_plan = |side: Side, dialect: Dialect, types: &[String]| {
+    let legacy_reads = native_reads(
+        legacy,
+        &table.legacy_table,
+        &selected,
+        Side::Legacy,
+        &legacy_types,
+        key.len(),
+    )
+    .await?;
+    let service_reads = native_reads(
+        service,
+        &table.service_table,
+        &selected,
+        Side::Service,
+        &service_types,
+        key.len(),
+    )
+    .await?;
+    let side_plan = |side: Side, dialect: Dialect, types: &[String], reads: Vec<NativeRead>| {
         let (name, filter) = match side {
             Side::Legacy => (&table.legacy_table, &table.legacy_filter),
             Side::Service => (&table.service_table, &compare.service_filter),
@@ -194,11 +219,22 @@ pub async fn plan_table(
             .zip(&classes)
             .map(|(n, c)| dialect.select_expr(n, *c))
             .collect();
+        let native_selects: Vec<String> = names
+            .iter()
+            .zip(&selects)
+            .zip(&reads)
+            .map(|((name, converted), read)| match read {
+                NativeRead::Converted => converted.clone(),
+                _ => dialect.column(name),
+            })
+            .collect();
         SidePlan {
             side,
             table: name.clone(),
             dialect,
             select_list: selects.join(", "),
+            native_select_list: native_selects.join(", "),
+            native_reads: reads,
             key_select: selects[..key.len()].join(", "),
             key_exprs: names
                 .iter()
@@ -215,8 +251,8 @@ pub async fn plan_table(
             not_null_key: false,
         }
     };
-    let mut legacy_plan = side_plan(Side::Legacy, legacy_dialect, &legacy_types);
-    let mut service_plan = side_plan(Side::Service, service_dialect, &service_types);
+    let mut legacy_plan = side_plan(Side::Legacy, legacy_dialect, &legacy_types, legacy_reads);
+    let mut service_plan = side_plan(Side::Service, service_dialect, &service_types, service_reads);
     let integers: Vec<bool> = (0..legacy_plan.checksum_columns.len())
         .map(|i| {
             legacy_plan.classes.get(i) == Some(&ColumnClass::Integer)
@@ -300,6 +336,37 @@ async fn refuse_null_key(
             key: plan.key_names(),
         })
     }
+}
+
+/// How the merge's native MySQL reader takes each of `selected` on `side`
+/// ([`NativeRead`]); key columns (the first `key_len`) keep their
+/// conversion, since their decoded values order the merge.
+async fn native_reads(
+    source: &mut Source,
+    table: &Identifier,
+    selected: &[mapping::ColumnPair],
+    side: Side,
+    types: &[String],
+    key_len: usize,
+) -> Result<Vec<NativeRead>, ReconcileError> {
+    let full = source.mysql_column_types(table).await?;
+    let dialect = source.dialect();
+    Ok(selected
+        .iter()
+        .zip(types)
+        .enumerate()
+        .map(|(i, (column, declared))| {
+            let name = column.on(side).as_str();
+            let full_type = full
+                .iter()
+                .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, t)| t.as_str());
+            match full_type {
+                Some(full_type) if i >= key_len => NativeRead::of(full_type, dialect.classify(declared)),
+                _ => NativeRead::Converted,
+            }
+        })
+        .collect())
 }
 
 /// The declared types of `columns` in `table`, in order, or an error that

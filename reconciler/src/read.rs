@@ -32,6 +32,7 @@ use toolkit_db::sql_value::{bind_value, SqlValue};
 use crate::copy_text::{decode_field, text};
 use crate::field_ref::{copy_fields, mysql_fields, FieldRef, Fields};
 use crate::merge::{bounded_where, KeyRange};
+use crate::mysql_native::{temporal_text, NativeRead};
 use crate::normalize::compare_keys;
 use crate::plan::SidePlan;
 use crate::source::{decode, Source};
@@ -119,25 +120,26 @@ impl ReadRow {
         }
     }
 
-    /// Every selected column as read, without decoding ([`FieldRef`]).
-    pub(crate) fn fields(&self, classes: &[ColumnClass]) -> Fields<'_> {
+    /// Every column `plan` selects, as read, without decoding
+    /// ([`FieldRef`]).
+    pub(crate) fn fields(&self, plan: &SidePlan) -> Fields<'_> {
         match &self.held {
             Held::Nothing => self.values.iter().map(FieldRef::of).collect(),
-            Held::Line(line) => copy_fields(line, classes),
-            Held::MySql(row) => mysql_fields(row, classes),
+            Held::Line(line) => copy_fields(line, &plan.classes),
+            Held::MySql(row) => mysql_fields(row, &plan.classes, &plan.native_reads),
         }
     }
 
-    /// Every selected column, decoded as `classes` say.
-    pub fn into_values(self, classes: &[ColumnClass]) -> Result<Vec<SqlValue>, sqlx::Error> {
+    /// Every column `plan` selects, decoded as its class says.
+    pub fn into_values(self, plan: &SidePlan) -> Result<Vec<SqlValue>, sqlx::Error> {
         match self.held {
             Held::Nothing => Ok(self.values.into_vec()),
             Held::Line(line) => Ok(line
                 .split(|b| *b == b'\t')
-                .zip(classes)
+                .zip(&plan.classes)
                 .map(|(field, class)| decode_field(field, *class))
                 .collect()),
-            Held::MySql(row) => decode_mysql(&row, classes),
+            Held::MySql(row) => decode_mysql(&row, &plan.classes, &plan.native_reads),
         }
     }
 
@@ -282,20 +284,20 @@ pub(crate) async fn read_range(
     }
 }
 
-/// The `SELECT` of a keyset batch whose `WHERE` clause is `clause`.
-fn batch_select(plan: &SidePlan, clause: &str, limit: usize) -> String {
+/// The `SELECT` of a keyset batch of `select_list` whose `WHERE` clause is
+/// `clause`.
+fn batch_select(plan: &SidePlan, select_list: &str, clause: &str, limit: usize) -> String {
     format!(
-        "SELECT {} FROM {} t {clause} ORDER BY {} LIMIT {limit}",
-        plan.select_list,
+        "SELECT {select_list} FROM {} t {clause} ORDER BY {} LIMIT {limit}",
         plan.dialect.quote(&plan.table),
         plan.key_exprs.join(", "),
     )
 }
 
-/// A keyset batch with bound parameters.
-fn batch_query(plan: &SidePlan, batch: &Batch<'_>) -> (String, Vec<SqlValue>) {
+/// A keyset batch of `select_list` with bound parameters.
+fn batch_query(plan: &SidePlan, select_list: &str, batch: &Batch<'_>) -> (String, Vec<SqlValue>) {
     let (clause, binds) = bounded_where(plan, batch.lower, batch.upper);
-    (batch_select(plan, &clause, batch.limit), binds)
+    (batch_select(plan, select_list, &clause, batch.limit), binds)
 }
 
 /// The text of a `COPY` batch, or `None` when a bound has no literal.
@@ -315,7 +317,7 @@ fn copy_query(plan: &SidePlan, batch: &Batch<'_>) -> Option<String> {
     } else {
         format!("WHERE {}", conditions.join(" AND "))
     };
-    Some(batch_select(plan, &clause, batch.limit))
+    Some(batch_select(plan, &plan.select_list, &clause, batch.limit))
 }
 
 /// What a batch's reader needs to bound each row in time and to name a
@@ -423,9 +425,9 @@ async fn decoded_batch(
     tx: &mpsc::Sender<Vec<ReadRow>>,
 ) -> Result<Option<(usize, Option<Vec<SqlValue>>)>, ReconcileError> {
     let reading = Reading::new(source, plan);
-    let (sql, binds) = batch_query(plan, batch);
     let out = Chunker::new(tx, batch.reread());
     if let Some(conn) = source.mysql() {
+        let (sql, binds) = batch_query(plan, &plan.native_select_list, batch);
         let query = binds
             .iter()
             .fold(sqlx::query::<sqlx::MySql>(&sql), |query, value| match value {
@@ -435,16 +437,17 @@ async fn decoded_batch(
                 SqlValue::Text(v) => query.bind(v.clone()),
                 SqlValue::Bytes(v) => query.bind(v.clone()),
             });
-        let key_classes = &plan.classes[..key_len.min(plan.classes.len())];
+        let key_columns = key_len.min(plan.classes.len());
         let keep_row = |row: sqlx::mysql::MySqlRow| {
             Ok(ReadRow {
-                values: decode_mysql(&row, key_classes)?,
+                values: decode_mysql(&row, &plan.classes[..key_columns], &plan.native_reads)?,
                 key_len,
                 held: Held::MySql(row),
             })
         };
         return stream_rows(query.fetch(conn), keep_row, &reading, out).await;
     }
+    let (sql, binds) = batch_query(plan, &plan.select_list, batch);
     let query = binds.iter().fold(sqlx::query(&sql), bind_value);
     let decode_row =
         |row: sqlx::any::AnyRow| decode(&row, &plan.classes).map(|values| ReadRow::decoded(values, key_len));
@@ -468,18 +471,37 @@ async fn stream_rows<R>(
     Ok(out.finish().await)
 }
 
-/// A MySQL row decoded as the `Any` driver and [`decode`] would decode it:
-/// integers (selected as `SIGNED`) as integers, floats as floats, binary
-/// columns as bytes, everything else as text.
+/// A MySQL row decoded as the `Any` driver and [`decode`] would decode the
+/// same row selected through the converting select list: integers (signed
+/// types as stored, others selected as `SIGNED`) as integers, floats as
+/// floats, binary columns as bytes, dates and times read in binary form
+/// spelled as `CAST(… AS CHAR)` would spell them
+/// ([`crate::mysql_native`]), everything else as text. `reads` says how
+/// each column was selected; the first `classes.len()` columns are decoded.
 fn decode_mysql<C: FromIterator<SqlValue>>(
     row: &sqlx::mysql::MySqlRow,
     classes: &[ColumnClass],
+    reads: &[NativeRead],
 ) -> Result<C, sqlx::Error> {
     use sqlx::{Row, ValueRef};
     classes
         .iter()
         .enumerate()
         .map(|(i, class)| {
+            let read = reads.get(i).copied().unwrap_or(NativeRead::Converted);
+            if read.is_temporal() {
+                // Before the NULL check: sqlx calls a zero date NULL, and
+                // `CAST(… AS CHAR)` spells it `0000-00-00`.
+                return match row.try_get_unchecked::<&[u8], _>(i) {
+                    Ok(raw) => Ok(SqlValue::Text(match temporal_text(raw, read) {
+                        Some(spelled) => spelled,
+                        // Sent as text (a statement without parameters).
+                        None => text(raw),
+                    })),
+                    Err(_) if row.try_get_raw(i)?.is_null() => Ok(SqlValue::Null),
+                    Err(error) => Err(error),
+                };
+            }
             if row.try_get_raw(i)?.is_null() {
                 return Ok(SqlValue::Null);
             }

@@ -296,6 +296,37 @@ impl Source {
             .collect())
     }
 
+    /// MySQL's full column types of `table` (`COLUMN_TYPE`: `int(11)
+    /// unsigned`, `datetime(6)`), by column name, for the native reader's
+    /// choices ([`crate::mysql_native::NativeRead`]); empty on other engines.
+    pub async fn mysql_column_types(
+        &mut self,
+        table: &Identifier,
+    ) -> Result<Vec<(String, String)>, ReconcileError> {
+        if self.dialect.engine() != Engine::MySql {
+            return Ok(Vec::new());
+        }
+        let sql =
+            "SELECT CAST(column_name AS CHAR), CAST(column_type AS CHAR) FROM information_schema.columns \
+                   WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position";
+        let name = SqlValue::Text(table.as_str().to_owned());
+        let rows = self
+            .fetch(
+                sql,
+                &[&name],
+                &[ColumnClass::Text, ColumnClass::Text],
+                &format!("reading the column types of table `{table}`"),
+            )
+            .await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| match row.as_slice() {
+                [SqlValue::Text(name), SqlValue::Text(declared)] => Some((name.clone(), declared.clone())),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Closes the connection politely (errors are irrelevant by then).
     pub async fn close(self) {
         let _ = tokio::time::timeout(Duration::from_secs(2), self.conn.close()).await;

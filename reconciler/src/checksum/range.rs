@@ -332,6 +332,8 @@ mod tests {
             table: Identifier::parse("lines").unwrap(),
             dialect,
             select_list: String::new(),
+            native_select_list: String::new(),
+            native_reads: vec![crate::mysql_native::NativeRead::Converted; keys.len()],
             key_select: String::new(),
             key_exprs: names
                 .iter()

@@ -394,9 +394,8 @@ impl Bench {
             rows.iter().all(|row| row.raw().is_some()),
             "rows must come through COPY"
         );
-        let classes = &self.plan.classes;
         rows.into_iter()
-            .map(|row| row.into_values(classes))
+            .map(|row| row.into_values(&self.plan))
             .collect::<Result<_, _>>()
             .map_err(|error| TestCaseError::fail(format!("decoding failed: {error}")))
     }

@@ -11,6 +11,7 @@ mod failures;
 mod helpers;
 mod incremental;
 mod keys_and_names;
+mod mysql_native;
 mod normalization;
 mod null_keys;
 mod performance;
