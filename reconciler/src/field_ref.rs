@@ -13,7 +13,6 @@
 //! raw bytes are not the decoded value (an escaped `COPY` field, a failed
 //! typed read), which sends the row down the decoding path.
 
-use smallvec::SmallVec;
 use toolkit_db::sql_value::SqlValue;
 
 use crate::copy_text::parse_int;
@@ -48,10 +47,6 @@ pub(crate) enum FieldRef<'a> {
     /// Only decoding can tell.
     Unknown,
 }
-
-/// The fields of a row, in select-list order; rows of up to 16 columns
-/// stay on the stack.
-pub(crate) type Fields<'a> = SmallVec<[FieldRef<'a>; 16]>;
 
 impl<'a> FieldRef<'a> {
     /// A decoded value, seen the same way.
@@ -138,29 +133,81 @@ impl<'a> FieldRef<'a> {
     }
 }
 
-/// The fields of a `COPY` text line, one per class.
-pub(crate) fn copy_fields<'a>(line: &'a [u8], classes: &[ColumnClass]) -> Fields<'a> {
-    line.split(|b| *b == b'\t')
-        .zip(classes)
-        .map(|(field, class)| FieldRef::copy_field(field, *class))
-        .collect()
+/// A `COPY` text line split at its tabs.
+type LineFields<'a> = std::slice::Split<'a, u8, fn(&u8) -> bool>;
+
+/// The fields of a row, in select-list order, one at a time: nothing is
+/// collected, so a row of any width costs no allocation and nothing is
+/// copied but the views.
+pub(crate) enum Fields<'a> {
+    /// A decoded row's values.
+    Values(std::slice::Iter<'a, SqlValue>),
+    /// A `COPY` text line's fields, with their classes.
+    Line(std::iter::Zip<LineFields<'a>, std::slice::Iter<'a, ColumnClass>>),
+    /// A native MySQL row's columns.
+    MySql {
+        /// The row.
+        row: &'a sqlx::mysql::MySqlRow,
+        /// Each column's class.
+        classes: &'a [ColumnClass],
+        /// How each column was read.
+        reads: &'a [NativeRead],
+        /// The next column.
+        index: usize,
+    },
 }
 
-/// The columns of a native MySQL row, one per class, each read as `reads`
-/// says.
-pub(crate) fn mysql_fields<'a>(
-    row: &'a sqlx::mysql::MySqlRow,
-    classes: &[ColumnClass],
-    reads: &[NativeRead],
-) -> Fields<'a> {
-    classes
-        .iter()
-        .enumerate()
-        .map(|(index, class)| {
-            let read = reads.get(index).copied().unwrap_or(NativeRead::Converted);
-            FieldRef::mysql_field(row, index, *class, read)
-        })
-        .collect()
+impl<'a> Fields<'a> {
+    /// A decoded row's values.
+    pub(crate) fn values(values: &'a [SqlValue]) -> Self {
+        Self::Values(values.iter())
+    }
+
+    /// The fields of a `COPY` text line, one per class.
+    pub(crate) fn copy_line(line: &'a [u8], classes: &'a [ColumnClass]) -> Self {
+        let tab: fn(&u8) -> bool = |b| *b == b'\t';
+        Self::Line(line.split(tab).zip(classes.iter()))
+    }
+
+    /// The columns of a native MySQL row, one per class, each read as
+    /// `reads` says.
+    pub(crate) fn mysql(
+        row: &'a sqlx::mysql::MySqlRow,
+        classes: &'a [ColumnClass],
+        reads: &'a [NativeRead],
+    ) -> Self {
+        Self::MySql {
+            row,
+            classes,
+            reads,
+            index: 0,
+        }
+    }
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = FieldRef<'a>;
+
+    fn next(&mut self) -> Option<FieldRef<'a>> {
+        match self {
+            Self::Values(values) => values.next().map(FieldRef::of),
+            Self::Line(fields) => fields
+                .next()
+                .map(|(field, class)| FieldRef::copy_field(field, *class)),
+            Self::MySql {
+                row,
+                classes,
+                reads,
+                index,
+            } => {
+                let class = *classes.get(*index)?;
+                let read = reads.get(*index).copied().unwrap_or(NativeRead::Converted);
+                let field = FieldRef::mysql_field(row, *index, class, read);
+                *index += 1;
+                Some(field)
+            }
+        }
+    }
 }
 
 /// The instant a field's text parses to, as
@@ -221,7 +268,7 @@ mod tests {
     #[test]
     fn a_line_splits_into_one_view_per_column() {
         let classes = [ColumnClass::Integer, ColumnClass::Text, ColumnClass::Other];
-        let fields = copy_fields(b"7\tpaid\t\\N", &classes);
+        let fields: Vec<_> = Fields::copy_line(b"7\tpaid\t\\N", &classes).collect();
         assert_eq!(
             fields.as_slice(),
             &[FieldRef::Int(7), FieldRef::Text(b"paid"), FieldRef::Null]

@@ -95,7 +95,11 @@ pub fn bounded_where_from(
 struct Feed<'a> {
     rx: mpsc::Receiver<Vec<ReadRow>>,
     plan: &'a SidePlan,
-    buffer: std::vec::IntoIter<ReadRow>,
+    /// The chunk being walked: rows stay in it, looked at in place, and
+    /// are never moved one by one.
+    chunk: Vec<ReadRow>,
+    /// The current row's position in `chunk`.
+    at: usize,
     previous: Option<Vec<SqlValue>>,
 }
 
@@ -104,7 +108,8 @@ impl<'a> Feed<'a> {
         Self {
             rx,
             plan,
-            buffer: Vec::new().into_iter(),
+            chunk: Vec::new(),
+            at: 0,
             previous: None,
         }
     }
@@ -114,23 +119,36 @@ impl<'a> Feed<'a> {
         named_key_text(&self.plan.key_columns, &json_key(key))
     }
 
-    /// Every column of one of this side's rows, decoded.
-    fn values(&self, row: ReadRow) -> Result<Vec<SqlValue>, ReconcileError> {
-        row.into_values(self.plan)
-            .map_err(|source| ReconcileError::Query {
-                side: self.plan.side,
-                doing: format!("reading table `{}`", self.plan.table),
-                source,
-            })
+    /// The current row, if any ([`Self::fill`] first).
+    fn current(&self) -> Option<&ReadRow> {
+        self.chunk.get(self.at)
     }
 
-    async fn next(&mut self) -> Result<Option<ReadRow>, ReconcileError> {
+    /// Moves on to the next row.
+    fn advance(&mut self) {
+        self.at += 1;
+    }
+
+    /// Every column of the current row, decoded.
+    fn values(&self) -> Result<Vec<SqlValue>, ReconcileError> {
+        let Some(row) = self.current() else {
+            return Ok(Vec::new());
+        };
+        row.values(self.plan).map_err(|source| ReconcileError::Query {
+            side: self.plan.side,
+            doing: format!("reading table `{}`", self.plan.table),
+            source,
+        })
+    }
+
+    /// Makes sure a current row is there, unless the side has no more.
+    async fn fill(&mut self) -> Result<(), ReconcileError> {
         loop {
-            if let Some(row) = self.buffer.next() {
-                return Ok(Some(row));
+            if self.at < self.chunk.len() {
+                return Ok(());
             }
             let Some(chunk) = self.rx.recv().await else {
-                return Ok(None);
+                return Ok(());
             };
             // Checked a chunk at a time, so that only one key per chunk is
             // kept aside for the next chunk's check.
@@ -166,7 +184,8 @@ impl<'a> Feed<'a> {
                 previous = Some(row.key());
             }
             self.previous = chunk.last().map(|row| row.key().to_vec());
-            self.buffer = chunk.into_iter();
+            self.chunk = chunk;
+            self.at = 0;
         }
     }
 }
@@ -369,14 +388,20 @@ fn plainly_equal(column: &ComparedColumn, legacy: FieldRef<'_>, service: FieldRe
 /// Whether every compared column of two rows with one key is
 /// [`plainly_equal`], seen as read.
 fn equal_as_read(plan: &TablePlan, legacy: &ReadRow, service: &ReadRow) -> bool {
-    let l = legacy.fields(&plan.legacy);
-    let s = service.fields(&plan.service);
-    plan.compared
-        .iter()
-        .all(|column| match (l.get(column.index), s.get(column.index)) {
-            (Some(a), Some(b)) => plainly_equal(column, *a, *b),
-            _ => false,
-        })
+    let fields = legacy.fields(&plan.legacy).zip(service.fields(&plan.service));
+    // Both rows' fields are walked once, in step; the compared columns
+    // come in select-list order, and one left over (never the case for a
+    // plan's rows) means "decode and see".
+    let mut compared = plan.compared.iter().peekable();
+    for (index, (l, s)) in fields.enumerate() {
+        let Some(column) = compared.next_if(|column| column.index == index) else {
+            continue;
+        };
+        if !plainly_equal(column, l, s) {
+            return false;
+        }
+    }
+    compared.next().is_none()
 }
 
 /// Merges both sides over `range`, judging every row.
@@ -404,6 +429,18 @@ pub async fn merge_range(
     Ok(())
 }
 
+/// What the merge does with the current rows.
+enum Step {
+    /// The monolith's row has no partner.
+    Legacy,
+    /// The service's row has no partner.
+    Service,
+    /// One key, equal rows.
+    Equal,
+    /// One key, rows to decode and judge.
+    Judge,
+}
+
 /// The merge step proper: both feeds walked side by side in key order.
 async fn walk(
     plan: &TablePlan,
@@ -411,41 +448,45 @@ async fn walk(
     mut right: Feed<'_>,
     judge: &mut Judge<'_>,
 ) -> Result<(), ReconcileError> {
-    let mut l = left.next().await?;
-    let mut r = right.next().await?;
     loop {
-        match (l.take(), r.take()) {
+        left.fill().await?;
+        right.fill().await?;
+        let step = match (left.current(), right.current()) {
             (None, None) => break,
-            (Some(row), None) => {
-                judge.legacy_only(&left.values(row)?);
-                l = left.next().await?;
-            }
-            (None, Some(row)) => {
-                judge.service_only(&right.values(row)?);
-                r = right.next().await?;
-            }
+            (Some(_), None) => Step::Legacy,
+            (None, Some(_)) => Step::Service,
             (Some(a), Some(b)) => match compare_keys(a.key(), b.key()) {
-                Ordering::Less => {
-                    judge.legacy_only(&left.values(a)?);
-                    r = Some(b);
-                    l = left.next().await?;
-                }
-                Ordering::Greater => {
-                    judge.service_only(&right.values(b)?);
-                    l = Some(a);
-                    r = right.next().await?;
-                }
+                Ordering::Less => Step::Legacy,
+                Ordering::Greater => Step::Service,
                 Ordering::Equal => {
                     let same_line = plan.raw_comparable && a.raw().is_some() && a.raw() == b.raw();
-                    if same_line || equal_as_read(plan, &a, &b) {
-                        judge.equal_rows(1);
+                    if same_line || equal_as_read(plan, a, b) {
+                        Step::Equal
                     } else {
-                        judge.both(left.values(a)?, right.values(b)?);
+                        Step::Judge
                     }
-                    l = left.next().await?;
-                    r = right.next().await?;
                 }
             },
+        };
+        match step {
+            Step::Legacy => {
+                judge.legacy_only(&left.values()?);
+                left.advance();
+            }
+            Step::Service => {
+                judge.service_only(&right.values()?);
+                right.advance();
+            }
+            Step::Equal => {
+                judge.equal_rows(1);
+                left.advance();
+                right.advance();
+            }
+            Step::Judge => {
+                judge.both(left.values()?, right.values()?);
+                left.advance();
+                right.advance();
+            }
         }
     }
     Ok(())

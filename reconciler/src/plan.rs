@@ -116,7 +116,7 @@ pub struct TablePlan {
     pub service: SidePlan,
     /// Legacy names of the key columns, in key order.
     pub key_columns: Vec<String>,
-    /// The compared columns.
+    /// The compared columns, in select-list order (their `index` rises).
     pub compared: Vec<ComparedColumn>,
     /// Position of the change-time column in a fetched row, and the window.
     pub settle: Option<(usize, u64)>,

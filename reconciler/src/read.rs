@@ -30,7 +30,7 @@ use tokio::sync::mpsc;
 use toolkit_db::sql_value::{bind_value, SqlValue};
 
 use crate::copy_text::{decode_field, text};
-use crate::field_ref::{copy_fields, mysql_fields, FieldRef, Fields};
+use crate::field_ref::Fields;
 use crate::merge::{bounded_where, KeyRange};
 use crate::mysql_native::{temporal_text, NativeRead};
 use crate::normalize::compare_keys;
@@ -89,8 +89,8 @@ impl BatchSize {
 #[derive(Debug)]
 pub struct ReadRow {
     /// Every selected column, or only the key's when `held` holds the row
-    /// (then, for keys of up to two columns, without a heap allocation).
-    values: SmallVec<[SqlValue; 2]>,
+    /// (then, for a key of one column, without a heap allocation).
+    values: SmallVec<[SqlValue; 1]>,
     key_len: usize,
     held: Held,
 }
@@ -122,24 +122,24 @@ impl ReadRow {
 
     /// Every column `plan` selects, as read, without decoding
     /// ([`FieldRef`]).
-    pub(crate) fn fields(&self, plan: &SidePlan) -> Fields<'_> {
+    pub(crate) fn fields<'a>(&'a self, plan: &'a SidePlan) -> Fields<'a> {
         match &self.held {
-            Held::Nothing => self.values.iter().map(FieldRef::of).collect(),
-            Held::Line(line) => copy_fields(line, &plan.classes),
-            Held::MySql(row) => mysql_fields(row, &plan.classes, &plan.native_reads),
+            Held::Nothing => Fields::values(&self.values),
+            Held::Line(line) => Fields::copy_line(line, &plan.classes),
+            Held::MySql(row) => Fields::mysql(row, &plan.classes, &plan.native_reads),
         }
     }
 
     /// Every column `plan` selects, decoded as its class says.
-    pub fn into_values(self, plan: &SidePlan) -> Result<Vec<SqlValue>, sqlx::Error> {
-        match self.held {
-            Held::Nothing => Ok(self.values.into_vec()),
+    pub fn values(&self, plan: &SidePlan) -> Result<Vec<SqlValue>, sqlx::Error> {
+        match &self.held {
+            Held::Nothing => Ok(self.values.to_vec()),
             Held::Line(line) => Ok(line
                 .split(|b| *b == b'\t')
                 .zip(&plan.classes)
                 .map(|(field, class)| decode_field(field, *class))
                 .collect()),
-            Held::MySql(row) => decode_mysql(&row, &plan.classes, &plan.native_reads),
+            Held::MySql(row) => decode_mysql(row, &plan.classes, &plan.native_reads),
         }
     }
 
@@ -176,8 +176,11 @@ impl<'a> Chunker<'a> {
         }
     }
 
-    /// Adds a row; `false` when the merge is gone.
-    async fn push(&mut self, row: ReadRow) -> bool {
+    /// Adds a row; `false` when the chunk is full and must be sent
+    /// ([`Self::send`]). Not `async`: the row then moves once, into the
+    /// chunk, instead of first into a future's state.
+    #[inline]
+    fn add(&mut self, row: ReadRow) -> bool {
         self.rows += 1;
         if self.rows == 1
             && self
@@ -187,12 +190,10 @@ impl<'a> Chunker<'a> {
             return true;
         }
         self.chunk.push(row);
-        if self.chunk.len() < CHUNK_ROWS {
-            return true;
-        }
-        self.send().await
+        self.chunk.len() < CHUNK_ROWS
     }
 
+    /// Hands the chunk on; `false` when the merge is gone.
     async fn send(&mut self) -> bool {
         if let Some(row) = self.chunk.last() {
             self.last = Some(row.key().to_vec());
@@ -405,7 +406,7 @@ async fn copy_batch(
                 key_len,
                 held: Held::Line(line),
             };
-            if !out.push(row).await {
+            if !out.add(row) && !out.send().await {
                 return Ok(None);
             }
         }
@@ -464,7 +465,7 @@ async fn stream_rows<R>(
 ) -> Result<Option<(usize, Option<Vec<SqlValue>>)>, ReconcileError> {
     while let Some(row) = reading.next(&mut stream).await? {
         let row = read_row(row).map_err(|source| reading.failed(source))?;
-        if !out.push(row).await {
+        if !out.add(row) && !out.send().await {
             return Ok(None);
         }
     }

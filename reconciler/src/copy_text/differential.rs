@@ -395,7 +395,7 @@ impl Bench {
             "rows must come through COPY"
         );
         rows.into_iter()
-            .map(|row| row.into_values(&self.plan))
+            .map(|row| row.values(&self.plan))
             .collect::<Result<_, _>>()
             .map_err(|error| TestCaseError::fail(format!("decoding failed: {error}")))
     }
