@@ -12,10 +12,11 @@
 //! 3. Each side counts its rows, and sums its keys where the key is one
 //!    integer column. Outside the changed keys both sides must hold the
 //!    same rows, so the counts (and sums) less those of the changed keys
-//!    each side holds must be equal. Where they are not, the key space is cut into
-//!    sixteen ranges by the larger side's keys and counted again, down to
-//!    ranges of `leaf_rows`, which are read whole and judged (changed keys
-//!    left out: they were judged in step 2).
+//!    each side holds must be equal. Where they are not, a range where one
+//!    side holds one row more is tried as one row whose key the sums name,
+//!    and any other is cut into sixteen and counted again, down to ranges
+//!    of `leaf_rows`, which are read whole and judged (changed keys left
+//!    out: they were judged in step 2). See [`deletes`].
 //!
 //! What this cannot see: rows deleted on one side and others deleted on the
 //! other, none changed since, whose counts (and key sums) cancel out; a
@@ -28,10 +29,9 @@ use chrono::{DateTime, Utc};
 use toolkit_db::sql_value::SqlValue;
 use toolkit_db::Engine;
 
-use crate::checksum::range::{boundaries, key_span};
 use crate::checksum::Lane;
 use crate::key_text::named_key_text;
-use crate::merge::{range_where, Judge, KeyRange};
+use crate::merge::Judge;
 use crate::normalize::compare_keys;
 use crate::plan::{SidePlan, TablePlan};
 use crate::report::json_key;
@@ -39,11 +39,10 @@ use crate::source::Source;
 use crate::sql::{ColumnClass, Dialect};
 use crate::ReconcileError;
 
-/// Ranges a mismatched count is cut into.
-const SPLIT: u64 = 16;
-/// Keys are summed modulo this prime: SQL's `%` and Rust's both keep the
-/// dividend's sign, and 10 billion reduced keys still fit an `i64`.
-const KEY_SUM_MODULUS: i64 = 1_000_000_007;
+mod deletes;
+
+use deletes::Held;
+
 /// Bound values per by-key query, at most: well inside every engine's limit
 /// on parameters (SQLite's is the lowest, 32,766).
 const BINDS_PER_QUERY: usize = 4096;
@@ -55,6 +54,9 @@ pub struct ChangedSummary {
     pub changed_keys: u64,
     /// Key ranges read whole because their counts disagreed.
     pub ranges_read: u64,
+    /// Rows found on one side only by their key alone: a range where one
+    /// side held one row more, and the key sums named it.
+    pub lone_keys: u64,
     /// Whether row counts were checked.
     pub counted: bool,
 }
@@ -66,11 +68,30 @@ impl ChangedSummary {
             1 => "1 key".to_owned(),
             n => format!("{n} keys"),
         };
-        let ranges = match self.ranges_read {
+        let ranges = match (self.ranges_read, self.lone_keys) {
             _ if !self.counted => "rows deleted on one side only are left to full runs".to_owned(),
-            0 => "row counts agree elsewhere".to_owned(),
-            1 => "1 key range whose row counts differed was read whole".to_owned(),
-            n => format!("{n} key ranges whose row counts differed were read whole"),
+            (0, 0) => "row counts agree elsewhere".to_owned(),
+            (ranges, lone) => {
+                let mut parts = Vec::new();
+                if lone > 0 {
+                    let rows = if lone == 1 {
+                        "1 row".to_owned()
+                    } else {
+                        format!("{lone} rows")
+                    };
+                    parts.push(format!(
+                        "{rows} on one side only found by key from the counts' key sums"
+                    ));
+                }
+                match ranges {
+                    0 => {}
+                    1 => parts.push("1 key range whose row counts differed was read whole".to_owned()),
+                    n => parts.push(format!(
+                        "{n} key ranges whose row counts differed were read whole"
+                    )),
+                }
+                parts.join("; ")
+            }
         };
         format!(
             "{keys} changed since {} on either side; {ranges}",
@@ -146,84 +167,15 @@ pub(crate) async fn compare_changed(
     let mut summary = ChangedSummary {
         changed_keys: changed.len() as u64,
         ranges_read: 0,
+        lone_keys: 0,
         counted: count_deletes,
     };
     if !count_deletes {
         sort_findings(judge);
         return Ok(Some(summary));
     }
-    let sum_keys = key_len == 1
-        && plan.legacy.classes[0] == ColumnClass::Integer
-        && plan.service.classes[0] == ColumnClass::Integer;
-    let everything = KeyRange::default();
-    let (legacy_all, service_all) = tokio::try_join!(
-        count(&mut lane.legacy, &plan.legacy, &everything, sum_keys),
-        count(&mut lane.service, &plan.service, &everything, sum_keys),
-    )?;
-    let mut pending = vec![(everything, legacy_all, service_all)];
-    while let Some((range, legacy_tally, service_tally)) = pending.pop() {
-        // Outside the changed keys both sides should hold the same rows.
-        let legacy_rest = legacy_tally.less(held.legacy.within(&range));
-        let service_rest = service_tally.less(held.service.within(&range));
-        if legacy_rest == service_rest {
-            continue;
-        }
-        let (legacy_count, service_count) = (legacy_tally.rows, service_tally.rows);
-        if legacy_count.max(service_count) <= leaf_rows.max(1) {
-            summary.ranges_read += 1;
-            read_range_whole(plan, lane, &range, &changed, judge).await?;
-            continue;
-        }
-        // Cut by the side with more rows there, so that every piece shrinks.
-        let (source, side) = if legacy_count >= service_count {
-            (&mut lane.legacy, &plan.legacy)
-        } else {
-            (&mut lane.service, &plan.service)
-        };
-        let cuts = if sum_keys {
-            // One integer key: cut its values into equal spans, which costs
-            // two index lookups where finding the keys at every Nth row
-            // costs a pass over the range.
-            value_cuts(source, side, &range).await?
-        } else {
-            let every = legacy_count.max(service_count).div_ceil(SPLIT).max(1);
-            boundaries(source, side, key_len, &range, every, (SPLIT - 1) as usize).await?
-        };
-        let mut pieces = Vec::with_capacity(cuts.len() + 1);
-        let mut lower = range.lower.clone();
-        for cut in cuts
-            .into_iter()
-            .filter(|cut| range.upper.as_ref().is_none_or(|u| compare_keys(cut, u).is_lt()))
-        {
-            pieces.push(KeyRange {
-                lower: lower.replace(cut.clone()),
-                upper: Some(cut),
-            });
-        }
-        pieces.push(KeyRange {
-            lower,
-            upper: range.upper.clone(),
-        });
-        if pieces.len() == 1 {
-            // No key cuts the range (one key repeated throughout): read it,
-            // and the read names the repeat.
-            summary.ranges_read += 1;
-            read_range_whole(plan, lane, &range, &changed, judge).await?;
-            continue;
-        }
-        let mut counted = Vec::with_capacity(pieces.len());
-        for piece in pieces {
-            let (l, s) = tokio::try_join!(
-                count(&mut lane.legacy, &plan.legacy, &piece, sum_keys),
-                count(&mut lane.service, &plan.service, &piece, sum_keys),
-            )?;
-            counted.push((piece, l, s));
-        }
-        // Last pushed, first popped: pushed in reverse, the pieces are
-        // judged in key order.
-        pending.extend(counted.into_iter().rev());
-    }
-    let (rows_legacy, rows_service) = (legacy_all.rows, service_all.rows);
+    let (rows_legacy, rows_service) =
+        deletes::check_counts(plan, lane, &changed, &held, leaf_rows, judge, &mut summary).await?;
     sort_findings(judge);
     judge.report.rows_legacy = rows_legacy;
     judge.report.rows_service = rows_service;
@@ -267,86 +219,6 @@ fn compare_json_keys(a: &[serde_json::Value], b: &[serde_json::Value]) -> Orderi
         }
     }
     a.len().cmp(&b.len())
-}
-
-/// Up to `SPLIT - 1` keys cutting the values of `plan`'s one integer key in
-/// `range` into equal spans, from the range's lowest and highest keys.
-async fn value_cuts(
-    source: &mut Source,
-    plan: &SidePlan,
-    range: &KeyRange,
-) -> Result<Vec<Vec<SqlValue>>, ReconcileError> {
-    let Some((low, high)) = key_span(source, plan, range).await? else {
-        return Ok(Vec::new());
-    };
-    let (low, high) = (i128::from(low), i128::from(high));
-    let span = high - low + 1;
-    let mut cuts: Vec<Vec<SqlValue>> = (1..i128::from(SPLIT as u32))
-        .map(|i| low - 1 + span * i / i128::from(SPLIT as u32))
-        .filter(|cut| *cut >= low && *cut < high)
-        .filter_map(|cut| i64::try_from(cut).ok())
-        .map(|cut| vec![SqlValue::Int(cut)])
-        .collect();
-    cuts.dedup();
-    Ok(cuts)
-}
-
-/// The changed keys one side holds, in key order.
-#[derive(Default)]
-struct Held {
-    legacy: Keys,
-    service: Keys,
-}
-
-/// Keys in key order.
-#[derive(Default)]
-struct Keys(Vec<Vec<SqlValue>>);
-
-impl Keys {
-    fn extend(&mut self, keys: impl Iterator<Item = Vec<SqlValue>>) {
-        self.0.extend(keys);
-    }
-
-    /// The tally of the keys in `range`: how many, and the sum of those
-    /// that are one integer.
-    fn within(&self, range: &KeyRange) -> Tally {
-        let start = match &range.lower {
-            Some(lower) => self.0.partition_point(|k| compare_keys(k, lower).is_le()),
-            None => 0,
-        };
-        let end = match &range.upper {
-            Some(upper) => self.0.partition_point(|k| compare_keys(k, upper).is_le()),
-            None => self.0.len(),
-        };
-        let keys = self.0.get(start..end).unwrap_or_default();
-        let key_sum = keys.iter().try_fold(0i128, |sum, key| match key.as_slice() {
-            [SqlValue::Int(v)] => Some(sum + i128::from(*v % KEY_SUM_MODULUS)),
-            _ => None,
-        });
-        Tally {
-            rows: keys.len() as u64,
-            key_sum,
-        }
-    }
-}
-
-/// What one side says about a key range: its row count and, where the key
-/// is one integer column, the sum of its keys (`None` otherwise). Two sides
-/// holding different rows rarely agree on both.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Tally {
-    rows: u64,
-    key_sum: Option<i128>,
-}
-
-impl Tally {
-    /// This tally less that of `held` keys, which were judged by key.
-    fn less(self, held: Tally) -> Tally {
-        Tally {
-            rows: self.rows.saturating_sub(held.rows),
-            key_sum: self.key_sum.zip(held.key_sum).map(|(all, held)| all - held),
-        }
-    }
 }
 
 /// The SQL condition "changed at or after `since`" on `column`, whose
@@ -511,111 +383,6 @@ fn sorted_unique(
     Ok(rows)
 }
 
-/// The [`Tally`] of `plan`'s rows in `range`; the key sum is asked for when
-/// `sum_keys` (the key is one integer column on both sides).
-async fn count(
-    source: &mut Source,
-    plan: &SidePlan,
-    range: &KeyRange,
-    sum_keys: bool,
-) -> Result<Tally, ReconcileError> {
-    let (clause, binds) = range_where(plan, range.lower.as_deref(), range.upper.as_deref());
-    let sum = if sum_keys {
-        // As text: PostgreSQL sums a bigint as numeric, MySQL as decimal.
-        let key = plan.dialect.column(&plan.checksum_columns[0]);
-        let text = if plan.dialect.engine() == Engine::MySql {
-            "CHAR"
-        } else {
-            "TEXT"
-        };
-        // Each key reduced first, as `Keys::within` does: a sum of large
-        // keys (snowflake ids) would overflow SQLite's integers.
-        format!(", CAST(SUM({key} % {KEY_SUM_MODULUS}) AS {text})")
-    } else {
-        String::new()
-    };
-    let sql = format!(
-        "SELECT COUNT(*){sum} FROM {} t {clause}",
-        plan.dialect.quote(&plan.table)
-    );
-    let binds: Vec<&SqlValue> = binds.iter().collect();
-    let doing = format!("counting the rows of table `{}`", plan.table);
-    let rows = source
-        .fetch(
-            &sql,
-            &binds,
-            &[ColumnClass::Integer, ColumnClass::Text][..1 + usize::from(sum_keys)],
-            &doing,
-        )
-        .await?;
-    let row = rows.into_iter().next().unwrap_or_default();
-    let rows = match row.first() {
-        Some(SqlValue::Int(n)) => (*n).max(0) as u64,
-        _ => 0,
-    };
-    let key_sum = sum_keys.then(|| match row.get(1) {
-        Some(SqlValue::Text(text)) => text.trim().parse::<i128>().ok(),
-        Some(SqlValue::Int(n)) => Some(i128::from(*n)),
-        // No rows: SUM is NULL.
-        _ => Some(0),
-    });
-    Ok(Tally {
-        rows,
-        key_sum: key_sum.flatten(),
-    })
-}
-
-/// Reads every row of `range` on both sides and judges those whose keys
-/// are not among the `changed` ones (sorted), which were judged already.
-async fn read_range_whole(
-    plan: &TablePlan,
-    lane: &mut Lane,
-    range: &KeyRange,
-    changed: &[Vec<SqlValue>],
-    judge: &mut Judge<'_>,
-) -> Result<(), ReconcileError> {
-    let key_len = plan.key_len();
-    let (legacy_rows, service_rows) = tokio::try_join!(
-        rows_in(&mut lane.legacy, &plan.legacy, key_len, range),
-        rows_in(&mut lane.service, &plan.service, key_len, range),
-    )?;
-    judge.report.rows_fetched += (legacy_rows.len() + service_rows.len()) as u64;
-    let unchanged = |rows: Vec<Vec<SqlValue>>| -> Vec<Vec<SqlValue>> {
-        rows.into_iter()
-            .filter(|row| {
-                changed
-                    .binary_search_by(|k| compare_keys(k, &row[..key_len]))
-                    .is_err()
-            })
-            .collect()
-    };
-    walk(key_len, unchanged(legacy_rows), unchanged(service_rows), judge);
-    Ok(())
-}
-
-/// Every row of `plan` in `range`, in key order.
-async fn rows_in(
-    source: &mut Source,
-    plan: &SidePlan,
-    key_len: usize,
-    range: &KeyRange,
-) -> Result<Vec<Vec<SqlValue>>, ReconcileError> {
-    let (clause, binds) = range_where(plan, range.lower.as_deref(), range.upper.as_deref());
-    let sql = format!(
-        "SELECT {} FROM {} t {clause} ORDER BY {}",
-        plan.select_list,
-        plan.dialect.quote(&plan.table),
-        plan.key_exprs.join(", ")
-    );
-    let binds: Vec<&SqlValue> = binds.iter().collect();
-    let doing = format!(
-        "reading a key range of table `{}` whose counts differ",
-        plan.table
-    );
-    let rows = source.fetch(&sql, &binds, &plan.classes, &doing).await?;
-    sorted_unique(plan, key_len, rows)
-}
-
 /// Judges two key-sorted row lists side by side.
 fn walk(key_len: usize, legacy: Vec<Vec<SqlValue>>, service: Vec<Vec<SqlValue>>, judge: &mut Judge<'_>) {
     let mut legacy = legacy.into_iter().peekable();
@@ -663,26 +430,6 @@ mod tests {
             union(keys(&[1, 4, 9]), keys(&[2, 4, 10])),
             keys(&[1, 2, 4, 9, 10])
         );
-    }
-
-    #[test]
-    fn held_keys_are_counted_per_range_with_its_bounds() {
-        let held = Keys(keys(&[1, 3, 5, 7]));
-        let range = |lower: Option<i64>, upper: Option<i64>| KeyRange {
-            lower: lower.map(|v| vec![SqlValue::Int(v)]),
-            upper: upper.map(|v| vec![SqlValue::Int(v)]),
-        };
-        let tally = |rows, sum| Tally {
-            rows,
-            key_sum: Some(sum),
-        };
-        assert_eq!(held.within(&range(None, None)), tally(4, 16));
-        // Strictly after the lower bound, up to and including the upper.
-        assert_eq!(held.within(&range(Some(3), Some(7))), tally(2, 12));
-        assert_eq!(held.within(&range(Some(0), Some(3))), tally(2, 4));
-        assert_eq!(held.within(&range(Some(7), None)), tally(0, 0));
-        let text = Keys(vec![vec![SqlValue::Text("a".into())]]);
-        assert_eq!(text.within(&range(None, None)).key_sum, None);
     }
 
     #[test]
