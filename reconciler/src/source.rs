@@ -275,25 +275,8 @@ impl Source {
             }
             Engine::Sqlite => "SELECT name, type FROM pragma_table_info($1) ORDER BY cid",
         };
-        let name = SqlValue::Text(table.as_str().to_owned());
-        let rows = self
-            .fetch(
-                sql,
-                &[&name],
-                &[ColumnClass::Text, ColumnClass::Text],
-                &format!("reading the columns of table `{table}`"),
-            )
-            .await?;
-        Ok(rows
-            .into_iter()
-            .map(|row| {
-                let text = |v: Option<&SqlValue>| match v {
-                    Some(SqlValue::Text(t)) => t.clone(),
-                    _ => String::new(),
-                };
-                (text(row.first()), text(row.get(1)))
-            })
-            .collect())
+        self.text_pairs(sql, table, &format!("reading the columns of table `{table}`"))
+            .await
     }
 
     /// MySQL's full column types of `table` (`COLUMN_TYPE`: `int(11)
@@ -309,20 +292,34 @@ impl Source {
         let sql =
             "SELECT CAST(column_name AS CHAR), CAST(column_type AS CHAR) FROM information_schema.columns \
                    WHERE table_schema = DATABASE() AND table_name = ? ORDER BY ordinal_position";
+        self.text_pairs(
+            sql,
+            table,
+            &format!("reading the column types of table `{table}`"),
+        )
+        .await
+    }
+
+    /// The rows of `sql`, a catalog query of two text columns taking the
+    /// table's name as its one parameter, as pairs of strings.
+    async fn text_pairs(
+        &mut self,
+        sql: &str,
+        table: &Identifier,
+        doing: &str,
+    ) -> Result<Vec<(String, String)>, ReconcileError> {
         let name = SqlValue::Text(table.as_str().to_owned());
         let rows = self
-            .fetch(
-                sql,
-                &[&name],
-                &[ColumnClass::Text, ColumnClass::Text],
-                &format!("reading the column types of table `{table}`"),
-            )
+            .fetch(sql, &[&name], &[ColumnClass::Text, ColumnClass::Text], doing)
             .await?;
         Ok(rows
             .into_iter()
-            .filter_map(|row| match row.as_slice() {
-                [SqlValue::Text(name), SqlValue::Text(declared)] => Some((name.clone(), declared.clone())),
-                _ => None,
+            .map(|row| {
+                let text = |v: Option<&SqlValue>| match v {
+                    Some(SqlValue::Text(t)) => t.clone(),
+                    _ => String::new(),
+                };
+                (text(row.first()), text(row.get(1)))
             })
             .collect())
     }

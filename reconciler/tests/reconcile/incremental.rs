@@ -240,18 +240,25 @@ async fn an_incremental_run_without_a_store_says_what_it_needs() {
     );
 }
 
-#[tokio::test]
-async fn snowflake_keys_are_summed_without_overflow_and_a_lone_delete_is_found() {
-    const EVENTS: &str = r#"CREATE TABLE "events" ("id" {INT} PRIMARY KEY, "kind" {TEXT} NOT NULL, "updated_at" {TS} NOT NULL)"#;
-    for engine in [Engine::Sqlite, Engine::Postgres, Engine::MySql] {
-        let Some((legacy, service)) = pair_holding(engine, engine, EVENTS).await else {
-            return;
-        };
-        // Ids near 10^18, as snowflake ids are: their plain sum overflows.
+/// An `events` table of one integer key on both sides of a pair, the same
+/// rows on each, its mapping, and a store of runs: what the delete checks
+/// below work on.
+struct Events {
+    legacy: test_harness::TestDatabase,
+    service: test_harness::TestDatabase,
+    mapping: mapping::Mapping,
+    store: RunStore,
+    _dir: tempfile::TempDir,
+}
+
+impl Events {
+    /// Rows with `ids` changed three hours ago on both sides of an `engine`
+    /// pair, or `None` when its server is absent.
+    async fn holding(engine: Engine, ids: impl Iterator<Item = i64>) -> Option<Self> {
+        const EVENTS: &str = r#"CREATE TABLE "events" ("id" {INT} PRIMARY KEY, "kind" {TEXT} NOT NULL, "updated_at" {TS} NOT NULL)"#;
+        let (legacy, service) = pair_holding(engine, engine, EVENTS).await?;
         let old = at(Utc::now() - Duration::hours(3));
-        let rows: Vec<String> = (0..300)
-            .map(|i| format!("({}, 'click', {old})", 1_000_000_000_000_000_000i64 + i * 7_919))
-            .collect();
+        let rows: Vec<String> = ids.map(|id| format!("({id}, 'click', {old})")).collect();
         for db in [&legacy, &service] {
             exec(db, &format!("INSERT INTO \"events\" VALUES {}", rows.join(", "))).await;
         }
@@ -262,22 +269,56 @@ async fn snowflake_keys_are_summed_without_overflow_and_a_lone_delete_is_found()
             &same(&["id", "kind", "updated_at"]),
             "normalize = { updated_at = \"timestamp_ms\" }\nupdated_at_column = \"updated_at\"\n",
         );
-        let mapping = mapping(&text);
-        let capability = mapping.capability("events").unwrap();
         let dir = tempfile::tempdir().unwrap();
         let store = RunStore::open(&DatabaseUrl::sqlite_file(&dir.path().join("toolkit.db")))
             .await
             .unwrap();
+        Some(Self {
+            legacy,
+            service,
+            mapping: mapping(&text),
+            store,
+            _dir: dir,
+        })
+    }
+
+    /// An incremental run (full when no clean run is recorded), ranges read
+    /// whole from 20 rows.
+    async fn run(&self) -> reconciler::Report {
         let options = Options {
             mode: Mode::Incremental,
             bisect_leaf_rows: 20,
             ..Options::default()
         };
-        let run = || reconcile_and_record(Some(&store), capability, legacy.url(), service.url(), &options);
-        assert_eq!(run().await.unwrap().kind, RunKind::Full, "{engine}");
+        let capability = self.mapping.capability("events").unwrap();
+        reconcile_and_record(
+            Some(&self.store),
+            capability,
+            self.legacy.url(),
+            self.service.url(),
+            &options,
+        )
+        .await
+        .unwrap()
+    }
+}
+
+#[tokio::test]
+async fn snowflake_keys_are_summed_without_overflow_and_a_lone_delete_is_found() {
+    for engine in [Engine::Sqlite, Engine::Postgres, Engine::MySql] {
+        // Ids near 10^18, as snowflake ids are: their plain sum overflows.
+        let ids = (0..300).map(|i| 1_000_000_000_000_000_000i64 + i * 7_919);
+        let Some(events) = Events::holding(engine, ids).await else {
+            return;
+        };
+        assert_eq!(events.run().await.kind, RunKind::Full, "{engine}");
         let gone = 1_000_000_000_000_000_000i64 + 123 * 7_919;
-        exec(&service, &format!("DELETE FROM \"events\" WHERE \"id\" = {gone}")).await;
-        let report = run().await.unwrap();
+        exec(
+            &events.service,
+            &format!("DELETE FROM \"events\" WHERE \"id\" = {gone}"),
+        )
+        .await;
+        let report = events.run().await;
         assert_eq!(report.kind, RunKind::Incremental, "{engine}");
         let expected = format!("[{gone}]");
         assert_findings(
@@ -293,42 +334,17 @@ async fn snowflake_keys_are_summed_without_overflow_and_a_lone_delete_is_found()
 /// and the range is narrowed as before.
 #[tokio::test]
 async fn a_key_the_sums_name_wrongly_is_not_taken() {
-    const EVENTS: &str = r#"CREATE TABLE "events" ("id" {INT} PRIMARY KEY, "kind" {TEXT} NOT NULL, "updated_at" {TS} NOT NULL)"#;
     for engine in [Engine::Sqlite, Engine::Postgres] {
-        let Some((legacy, service)) = pair_holding(engine, engine, EVENTS).await else {
+        let Some(events) = Events::holding(engine, 1..=2000).await else {
             return;
         };
-        let old = at(Utc::now() - Duration::hours(3));
-        let rows: Vec<String> = (1..=2000).map(|id| format!("({id}, 'click', {old})")).collect();
-        for db in [&legacy, &service] {
-            exec(db, &format!("INSERT INTO \"events\" VALUES {}", rows.join(", "))).await;
-        }
-        let text = mapping_text(
-            "events",
-            ("events", "events"),
-            &["id"],
-            &same(&["id", "kind", "updated_at"]),
-            "normalize = { updated_at = \"timestamp_ms\" }\nupdated_at_column = \"updated_at\"\n",
-        );
-        let mapping = mapping(&text);
-        let capability = mapping.capability("events").unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let store = RunStore::open(&DatabaseUrl::sqlite_file(&dir.path().join("toolkit.db")))
-            .await
-            .unwrap();
-        let options = Options {
-            mode: Mode::Incremental,
-            bisect_leaf_rows: 20,
-            ..Options::default()
-        };
-        let run = || reconcile_and_record(Some(&store), capability, legacy.url(), service.url(), &options);
-        assert_eq!(run().await.unwrap().kind, RunKind::Full, "{engine}");
+        assert_eq!(events.run().await.kind, RunKind::Full, "{engine}");
         // All in the first of sixteen ranges: the monolith holds one row
         // more there, and the sums' difference, 10 + 20 - 5, is 25, which
         // both sides hold.
-        exec(&service, "DELETE FROM \"events\" WHERE \"id\" IN (10, 20)").await;
-        exec(&legacy, "DELETE FROM \"events\" WHERE \"id\" = 5").await;
-        let report = run().await.unwrap();
+        exec(&events.service, "DELETE FROM \"events\" WHERE \"id\" IN (10, 20)").await;
+        exec(&events.legacy, "DELETE FROM \"events\" WHERE \"id\" = 5").await;
+        let report = events.run().await;
         assert_eq!(report.kind, RunKind::Incremental, "{engine}");
         let table = &report.tables[0];
         assert_findings(table, [&["[10]", "[20]"], &["[5]"], &[]], &engine.to_string());
