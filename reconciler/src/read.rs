@@ -121,7 +121,7 @@ impl ReadRow {
     }
 
     /// Every column `plan` selects, as read, without decoding
-    /// ([`FieldRef`]).
+    /// ([`crate::field_ref::FieldRef`]).
     pub(crate) fn fields<'a>(&'a self, plan: &'a SidePlan) -> Fields<'a> {
         match &self.held {
             Held::Nothing => Fields::values(&self.values),
