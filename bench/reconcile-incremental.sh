@@ -28,6 +28,9 @@
 #   incremental          the default: changed rows, then each side's row
 #                        count and key sum, then the ranges whose counts differ;
 #   incremental-light    `incremental_deletes = "full_runs"`: changed rows only;
+#   incremental-clean    the default against a third copy, made from the
+#                        monolith's after the changes: the 10,010 changed rows
+#                        and nothing diverged, as most runs find it;
 #   full                 every row (`auto`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +48,7 @@ done
 work=$(mktemp -d)
 cleanup() {
     if [ "${KEEP:-0}" != 1 ]; then
-        for db in legacy service; do
+        for db in legacy service twin; do
             psql -q "$PGURL_BASE/postgres" -c "DROP DATABASE IF EXISTS ${DB_PREFIX}_$db" 2>/dev/null || true
         done
     fi
@@ -120,19 +123,23 @@ pg "${DB_PREFIX}_legacy" "INSERT INTO orders SELECT $ROWS + 1000 + g, 1, 'placed
     timestamptz '$clean_from' + interval '1 second' FROM generate_series(1, 10) g"
 pg "$svc" "DELETE FROM orders WHERE id % $step = 5 AND id <= $(( step * 5 ))"
 for db in legacy service; do pg "${DB_PREFIX}_$db" "VACUUM ANALYZE orders"; done
+# The monolith's twin, for the run that finds nothing.
+pg postgres "DROP DATABASE IF EXISTS ${DB_PREFIX}_twin"
+pg postgres "CREATE DATABASE ${DB_PREFIX}_twin TEMPLATE ${DB_PREFIX}_legacy"
 expected="15 0 30"
 
 # run KIND: prints "seconds peak_kib missing extra changed strategies rows_read".
 run() {
-    local t0 t1 status=0 capability=orders since=
+    local t0 t1 status=0 capability=orders since= service=$svc
     case $1 in
         incremental) since=$clean_from ;;
         incremental-light) since=$clean_from capability=orders_light ;;
+        incremental-clean) since=$clean_from service=${DB_PREFIX}_twin ;;
     esac
     t0=$(now)
     if [ -n "$since" ]; then export RECONCILE_SINCE=$since; else unset RECONCILE_SINCE; fi
     /usr/bin/time -v -o "$work/time.txt" "$BIN" "$work/mapping.toml" "$capability" \
-        "$PGURL_BASE/${DB_PREFIX}_legacy" "$PGURL_BASE/$svc" auto >"$work/report.json" 2>"$work/stderr.txt" || status=$?
+        "$PGURL_BASE/${DB_PREFIX}_legacy" "$PGURL_BASE/$service" auto >"$work/report.json" 2>"$work/stderr.txt" || status=$?
     t1=$(now)
     if [ "$status" -gt 1 ]; then
         echo "error: the $1 run failed (exit $status):" >&2
@@ -153,10 +160,11 @@ EOF
 results="$work/results.txt"
 : >"$results"
 for round in $(seq 1 "$ROUNDS"); do
-    for kind in incremental incremental-light full; do
+    for kind in incremental incremental-light incremental-clean full; do
         read -r secs kib m x c method fetched < <(run "$kind")
         want=$expected
         [ "$kind" = incremental-light ] && want="10 0 30"
+        [ "$kind" = incremental-clean ] && want="0 0 0"
         if [ "$m $x $c" != "$want" ]; then
             echo "error: the $kind run found missing/extra/changed $m $x $c, expected $want" >&2
             exit 1
@@ -177,7 +185,7 @@ for line in open(sys.argv[1]):
     runs[kind].append((float(secs), int(kib), method, int(fetched)))
 print("| run | used | seconds | rows read | peak RSS MB |")
 print("|---|---|---|---|---|")
-for kind in ("incremental", "incremental-light", "full"):
+for kind in ("incremental", "incremental-light", "incremental-clean", "full"):
     r = runs[kind]
     print(f"| {kind} | {r[-1][2]} | {statistics.median(x[0] for x in r):.2f} | {r[-1][3]} | {max(x[1] for x in r) / 1024:.0f} |")
 EOF
