@@ -4,23 +4,25 @@
 //! Outside the changed keys (judged by key in step 2) both sides must hold
 //! the same rows, so each side's row count, and key sum where the key is
 //! one integer column, less those of the changed keys it holds, must be
-//! equal. A table keyed by one integer is counted in sixteen ranges of key
-//! values from the start: on this kind of machine sixteen range counts per
-//! side cost about what one whole-table count does, and when a count
-//! differs, the ranges are already there to narrow down, where a
-//! whole-table count would have to be followed by a second pass over the
-//! table. Other keys are counted whole first, then cut at every Nth key.
+//! equal. The whole table is counted first: most runs find nothing, and one
+//! whole-table count, which the database can run in parallel, is the
+//! cheapest way to find nothing. (Counting sixteen ranges from the start
+//! was measured: it spares a run that finds a delete its second pass over
+//! the table, 1.3 s against 2.1 s on 10M rows with five one-sided deletes,
+//! but a run that finds nothing then took 1.2 s instead of 0.83 s.)
 //!
-//! A range whose counts differ is narrowed until it is `leaf_rows` or
-//! fewer, then read whole and judged. Before that, a range where one side
-//! holds exactly one row more is tried as a **lone key**: the difference of
-//! the key sums is then that row's key (reduced modulo
+//! A range whose counts differ is cut into sixteen (by key value for one
+//! integer key, else at every Nth key) and narrowed until it is
+//! `leaf_rows` or fewer, then read whole and judged. Before that, a range
+//! where one side holds exactly one row more is tried as a **lone key**:
+//! the difference of the key sums is then that row's key (reduced modulo
 //! [`KEY_SUM_MODULUS`]), so one lookup by key on each side can confirm it.
-//! If that side holds the key and the other does not, the row is judged and
-//! the range is done: what is left of it has equal counts and key sums,
-//! which is what this check takes for equal everywhere. If not, the range
-//! is narrowed as any other. One-sided deletes spread over a big table are
-//! each found by one range count and one lookup, not by narrowing.
+//! If that side holds the key and the other does not, the row is judged
+//! and the range is done: what is left of it has equal counts and key
+//! sums, which is what this check takes for equal everywhere. If not, the
+//! range is narrowed as any other. A lone delete is found by the one
+//! whole-table count and one lookup; deletes spread over a big table each
+//! by one range count and one lookup, not by narrowing.
 
 use toolkit_db::sql_value::SqlValue;
 use toolkit_db::Engine;
@@ -58,15 +60,7 @@ pub(super) async fn check_counts(
         && plan.legacy.classes[0] == ColumnClass::Integer
         && plan.service.classes[0] == ColumnClass::Integer;
     let everything = KeyRange::default();
-    let first = if sum_keys {
-        pieces(
-            &everything,
-            value_cuts(&mut lane.legacy, &plan.legacy, &everything).await?,
-        )
-    } else {
-        vec![everything]
-    };
-    let mut pending = count_pieces(plan, lane, first, sum_keys).await?;
+    let mut pending = count_pieces(plan, lane, vec![everything], sum_keys).await?;
     let rows_legacy = pending.iter().map(|(_, l, _)| l.rows).sum();
     let rows_service = pending.iter().map(|(_, _, s)| s.rows).sum();
     // Last pushed, first popped: pushed in reverse, the pieces are judged

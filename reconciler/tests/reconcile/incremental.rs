@@ -144,8 +144,9 @@ async fn incremental(legacy_engine: Engine, service_engine: Engine) {
     );
     let note = orders.strategy_note.clone().unwrap_or_default();
     assert!(note.starts_with("5 keys changed since"), "{context}: {note}");
-    // Each delete lies alone in one of the sixteen first ranges, where one
-    // side holds one row more: the key sums name it, and no range is read.
+    // The whole table's counts cancel; cut into sixteen, each delete lies
+    // alone in a range where one side holds one row more: the key sums
+    // name it, and no range is read.
     assert!(
         note.ends_with("; 2 rows on one side only found by key from the counts' key sums"),
         "{context}: {note}"
@@ -339,9 +340,9 @@ async fn a_key_the_sums_name_wrongly_is_not_taken() {
             return;
         };
         assert_eq!(events.run().await.kind, RunKind::Full, "{engine}");
-        // All in the first of sixteen ranges: the monolith holds one row
-        // more there, and the sums' difference, 10 + 20 - 5, is 25, which
-        // both sides hold.
+        // The monolith holds one row more, in the whole table and in the
+        // first of sixteen ranges, and the sums' difference, 10 + 20 - 5,
+        // is 25, which both sides hold.
         exec(&events.service, "DELETE FROM \"events\" WHERE \"id\" IN (10, 20)").await;
         exec(&events.legacy, "DELETE FROM \"events\" WHERE \"id\" = 5").await;
         let report = events.run().await;
