@@ -9,6 +9,8 @@
 #                                   # tracing on (1% sampled) against off
 #   BASELINE=/tmp/old/strangler SETUPS="nginx facade baseline" bash bench/facade.sh
 #                                   # this build side by side with another
+#   SETUPS="facade panels" CONNECTIONS=64 ROUNDS=7 bash bench/facade.sh
+#                                   # ten open control panels against none
 #
 # Needs wrk and nginx (Debian: apt-get install wrk nginx-light) and builds
 # the facade in release mode. Everything listens on 127.0.0.1 only.
@@ -28,6 +30,16 @@
 #           sends no traceparent, so every request is a new trace decided
 #           by the ratio
 #   baseline  the facade setup run by the build at $BASELINE, if given
+#   panels  the facade setup's own facade while PANELS (default 10) control
+#           panels are open on it, each logged in and holding the live
+#           overview stream (what an open browser tab holds), opened just
+#           before each of its runs and closed after, so that the facade
+#           runs carry none. The run also measures the panels' CPU share
+#           with no proxy traffic (the facade's CPU time from /proc over
+#           IDLE_SECONDS, default 20, with no panel and with the panels
+#           open), which the noisy throughput ratio cannot resolve.
+#           (bench/panel.sh does the same with 50 capabilities, and times
+#           the overview.)
 # Runs are interleaved (direct, nginx, facade, …, direct, …) and repeated, at 1
 # and 64 connections, because this machine is shared and noisy: compare the
 # ratios within one run, not absolute numbers across runs.
@@ -48,15 +60,18 @@ BASELINE_PORT=${BASELINE_PORT:-18909}
 TRACED_PORT=${TRACED_PORT:-18911}
 SINK_PORT=${SINK_PORT:-18913}
 TRACE_RATIO=${TRACE_RATIO:-0.01}
+PANELS=${PANELS:-10}
+IDLE_SECONDS=${IDLE_SECONDS:-20}
 
-for tool in wrk nginx; do
-    command -v "$tool" >/dev/null || { echo "error: $tool is not installed (apt-get install wrk nginx-light)" >&2; exit 1; }
+for tool in wrk nginx curl; do
+    command -v "$tool" >/dev/null || { echo "error: $tool is not installed (apt-get install wrk nginx-light curl)" >&2; exit 1; }
 done
 
 work=$(mktemp -d)
 pids=()
+panels=()
 cleanup() {
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${panels[@]}" "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     for name in upstream proxy; do
         [ -f "$work/$name/nginx.pid" ] && kill "$(cat "$work/$name/nginx.pid")" 2>/dev/null || true
     done
@@ -132,6 +147,32 @@ elif [[ " $SETUPS " == *" baseline "* ]]; then
 fi
 curl -sf -o /dev/null "http://127.0.0.1:$NGINX_PORT/products/1"
 
+# The panels: logged in once as a browser is (the jar keeps the session
+# cookie), each then holding the live overview stream as an open tab does.
+panel_admin="http://127.0.0.1:$((FACADE_PORT + 1))"
+panel_rounds=0
+if [[ " $SETUPS " == *" panels "* ]]; then
+    curl -sf -o /dev/null -c "$work/panel-jar" "$panel_admin/?token=bench-token"
+fi
+open_panels() {
+    panel_rounds=$((panel_rounds + 1))
+    for n in $(seq "$PANELS"); do
+        curl -sfN -b "$work/panel-jar" "$panel_admin/panel/api/events" > "$work/panel-$panel_rounds-$n.sse" &
+        panels+=("$!")
+    done
+}
+close_panels() {
+    for pid in "${panels[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${panels[@]}"; do wait "$pid" 2>/dev/null || true; done
+    panels=()
+    # Each panel must have been served: a stream that got no overview was
+    # no open panel, and the run would flatter the facade.
+    for n in $(seq "$PANELS"); do
+        grep -q '^event: overview' "$work/panel-$panel_rounds-$n.sse" ||
+            { echo "error: panel $n got no overview (is the session valid?)" >&2; exit 1; }
+    done
+}
+
 # One wrk run: prints "requests_per_second p50_ms p99_ms".
 measure() {
     local port=$1 connections=$2 threads=1
@@ -157,9 +198,12 @@ for connections in $CONNECTIONS; do
                 canary) port=$CANARY_PORT ;;
                 baseline) port=$BASELINE_PORT ;;
                 traced) port=$TRACED_PORT ;;
-                *) echo "error: unknown setup '$setup' (direct, nginx, facade, shadow, canary, traced, baseline)" >&2; exit 1 ;;
+                panels) port=$FACADE_PORT ;;
+                *) echo "error: unknown setup '$setup' (direct, nginx, facade, shadow, canary, traced, baseline, panels)" >&2; exit 1 ;;
             esac
+            [ "$setup" = panels ] && open_panels
             read -r r a b < <(measure "$port" "$connections")
+            [ "$setup" = panels ] && close_panels
             echo "c=$connections round=$round $setup: $r req/s, p50 ${a} ms, p99 ${b} ms" >&2
             rps[$setup,$connections]+="$r "
             p50[$setup,$connections]+="$a "
@@ -201,6 +245,27 @@ if [ -n "${sink_pid:-}" ]; then
     kill -TERM "$traced_pid" && while kill -0 "$traced_pid" 2>/dev/null; do sleep 0.1; done
     kill -TERM "$sink_pid" && wait "$sink_pid" 2>/dev/null || true
     echo "traced facade (ratio $TRACE_RATIO): $(tail -1 "$work/sink.log")"
+fi
+
+# The panels' own cost, without the noise of a throughput run: the facade's
+# CPU time (user + system ticks, from /proc) over IDLE_SECONDS with no proxy
+# traffic, first with no panel, then with PANELS open.
+if [[ " $SETUPS " == *" panels "* ]]; then
+    cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$facade_pid/stat"; }
+    idle_cpu() {
+        local before after
+        before=$(cpu_ticks)
+        sleep "$IDLE_SECONDS"
+        after=$(cpu_ticks)
+        echo $((after - before))
+    }
+    idle_none=$(idle_cpu)
+    open_panels
+    idle_open=$(idle_cpu)
+    close_panels
+    echo
+    awk -v a="$idle_none" -v b="$idle_open" -v t="$(getconf CLK_TCK)" -v s="$IDLE_SECONDS" -v c="$(nproc)" -v p="$PANELS" \
+        'BEGIN { printf "panels: facade CPU over %ss without proxy traffic: %d ticks with no panel, %d with %s open: %.2f%% of the machine'"'"'s %d cores\n", s, a, b, p, 100 * (b - a) / t / s / c, c }'
 fi
 
 # Memory: resident set of the facade with 1,000 client connections open,

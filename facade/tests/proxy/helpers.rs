@@ -6,7 +6,6 @@
 //! as do the upstreams that fail on purpose (`controlled`) and the
 //! safe-cutover fixture (`cutover`).
 
-mod browser;
 mod controlled;
 mod cutover;
 mod raw_http;
@@ -27,13 +26,13 @@ use test_harness::{DatabaseUrl, Engine, TestDatabase};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-pub use browser::Browser;
 pub use controlled::{Behavior, Controlled};
 pub use cutover::{
     assert_fell_back, metric_value, without_replica_label, Answer, Cutover, Settings, CAPABILITY, USER_HEADER,
 };
 pub use raw_http::{raw_request, read_response, read_response_after, RawResponse};
 pub use store_link::StoreLink;
+pub use test_harness::browser::Browser;
 pub use upstream::{
     closed_address, payload_checksum, payload_chunk, spawn_upgrade_upstream, spawn_upstream, Checksum,
     Upstream, CHUNK,

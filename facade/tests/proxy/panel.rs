@@ -1,15 +1,26 @@
 //! The control panel in a real browser (headless Chromium over WebDriver):
-//! login and nothing visible without it, the live overview, a flip refused
-//! by a gate with its reason and then forced with a recorded override, a
-//! rollback, shadowed answers that stay text, and no secret on any page.
+//! login (by the form and by the token link) and nothing visible without
+//! it, the live overview, keyboard use, labels and WCAG AA contrast on
+//! every view, a flip refused by a gate with its reason and then forced
+//! with a recorded override, a rollback, shadowed answers that stay text,
+//! and no secret on any page. What the overview reads is checked without a
+//! browser too (a shard's reconciliation run is not the capability's).
+//!
+//! The flip by the real `strangler` binary, followed live on the demo's own
+//! capabilities, is the CLI's test (`toolkit/cli/tests/cli/panel_live.rs`):
+//! only that crate can run the binary.
 
 use std::net::SocketAddr;
 
 use axum::routing::get;
+use chrono::{SecondsFormat, Utc};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use test_harness::{DatabaseUrl, Engine, TestDatabase};
+use test_harness::browser::fantoccini::key::Key;
+use test_harness::{on_each_engine, DatabaseUrl, Engine, TestDatabase};
+use toolkit_db::Database;
 
+use crate::gates::record_reconciliation;
 use crate::helpers::{start_facade, Browser, Cutover, Settings, Shop, TestFacade, CAPABILITY};
 
 impl TestFacade {
@@ -25,6 +36,66 @@ impl TestFacade {
             .await;
         browser.wait_for("#overview").await;
     }
+
+    /// A session cookie (`strangler_panel=…`), from the login form's POST
+    /// as a browser sends it, for the data endpoints without a browser.
+    async fn session_cookie(&self) -> String {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        let response = http
+            .post(self.panel("/login"))
+            .form(&[("token", self.token.as_str())])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER);
+        let set = response.headers()["set-cookie"].to_str().unwrap();
+        set.split(';').next().unwrap().to_owned()
+    }
+
+    /// `GET /panel/api{path}` with `cookie`, as JSON.
+    async fn panel_json(&self, cookie: &str, path: &str) -> Value {
+        let response = test_harness::http_client()
+            .get(self.panel(&format!("/panel/api{path}")))
+            .header("cookie", cookie)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        response.json().await.unwrap()
+    }
+}
+
+/// Asserts every text on the page meets WCAG AA contrast (4.5:1, 3:1 for
+/// large text); prints the lowest ratio, the figure docs/panel.md quotes.
+async fn assert_contrast(browser: &Browser, view: &str) {
+    let contrast = browser.contrast().await;
+    assert!(contrast.measured > 0, "{view}: no text measured");
+    assert!(
+        contrast.failures.is_empty(),
+        "{view}: text below WCAG AA contrast: {:#?}",
+        contrast.failures
+    );
+    let lowest: Vec<String> = contrast
+        .lowest
+        .iter()
+        .take(3)
+        .map(|t| {
+            let ratio = t["ratio"].as_f64().unwrap_or_default();
+            format!(
+                "{} on {} {ratio:.2}:1 ({})",
+                t["color"], t["background"], t["element"]
+            )
+        })
+        .collect();
+    eprintln!(
+        "{view}: {} texts, lowest contrast {:.2}:1; lowest: {}",
+        contrast.measured,
+        contrast.min_ratio(),
+        lowest.join("; ")
+    );
 }
 
 #[tokio::test]
@@ -80,6 +151,7 @@ async fn nothing_is_shown_without_a_login_and_the_token_leaves_the_address() {
     browser.goto(&facade.panel("/")).await;
     browser.wait_for("#login-form").await;
     assert_eq!(browser.unlabelled_controls().await, json!([]));
+    assert_contrast(&browser, "login").await;
     browser.screenshot("login").await;
 
     facade.log_in(&browser).await;
@@ -128,6 +200,38 @@ async fn nothing_is_shown_without_a_login_and_the_token_leaves_the_address() {
 }
 
 #[tokio::test]
+async fn the_login_form_logs_in_as_the_token_link_does() {
+    let (_store, _shop, facade) = Shop::start("").await;
+    let Some(browser) = Browser::start().await else {
+        return;
+    };
+    browser.goto(&facade.panel("/")).await;
+    // A wrong token: the form again, with the reason, and no session.
+    let token = browser.wait_for("#token").await;
+    token.send_keys("not-the-token").await.unwrap();
+    browser.wait_for("#login-button").await.click().await.unwrap();
+    browser
+        .wait_for_text("#login-message", "not the admin token")
+        .await;
+    assert_contrast(&browser, "login, refused").await;
+    // The right one, typed and sent with Enter as a person does.
+    let token = browser.wait_for("#token").await;
+    token.clear().await.unwrap();
+    token.send_keys(&facade.token).await.unwrap();
+    browser.press(Key::Enter).await;
+    browser.wait_for(r#"#overview [data-capability="orders"]"#).await;
+    let address = browser.client.current_url().await.unwrap();
+    assert_eq!(address.as_str(), facade.panel("/"), "{address}");
+    let cookies = browser.client.get_all_cookies().await.unwrap();
+    let session = cookies.iter().find(|c| c.name() == "strangler_panel").unwrap();
+    assert_eq!(session.http_only(), Some(true));
+    browser.close().await;
+}
+
+// The shop's capabilities are the demo's (`catalog`, `orders`) and one
+// more; the demo's own configuration is loaded, by `strangler demo`, in the
+// CLI's panel test, which this crate cannot run (it needs the binary).
+#[tokio::test]
 async fn the_overview_shows_every_capability_and_follows_changes_live() {
     let (_store, _shop, facade) = Shop::start("").await;
     let Some(browser) = Browser::start().await else {
@@ -148,19 +252,13 @@ async fn the_overview_shows_every_capability_and_follows_changes_live() {
     assert!(orders.contains("reconciliation"), "{orders}");
     assert!(orders.contains("breaker"), "{orders}");
     assert_eq!(browser.unlabelled_controls().await, json!([]));
-    // Keyboard: Tab reaches the first capability's link, Enter opens it.
-    let focused = browser
-        .run(
-            "const links = [...document.querySelectorAll('#overview a')];
-             links[0].focus();
-             return document.activeElement === links[0] && links[0].tabIndex >= 0;",
-        )
-        .await;
-    assert_eq!(focused, json!(true));
+    assert_contrast(&browser, "overview").await;
     browser.screenshot("overview").await;
 
-    // A change made elsewhere (the CLI, another replica) shows without a
-    // reload.
+    // A change made elsewhere (here the admin API; the CLI's own test flips
+    // with the binary) shows without a reload: the page's own state
+    // survives it.
+    browser.run("window.__noReload = 1; return null;").await;
     facade
         .flip_ok(
             "orders",
@@ -170,6 +268,52 @@ async fn the_overview_shows_every_capability_and_follows_changes_live() {
     browser
         .wait_for_text(r#"[data-capability="orders"] .stage-current"#, "canary 25%")
         .await;
+    assert_eq!(browser.run("return window.__noReload;").await, json!(1));
+
+    // Keyboard: Tab (real key presses) reaches the first capability's link
+    // past the header's links, and Enter opens it. The live updates keep
+    // rebuilding the cards meanwhile; the focus must survive them.
+    let mut reached = Value::Null;
+    for _ in 0..12 {
+        browser.press(Key::Tab).await;
+        reached = browser
+            .run(
+                "const a = document.activeElement;
+                 return a && a.closest('#overview') && a.tagName === 'A' ? a.getAttribute('href') : null;",
+            )
+            .await;
+        if !reached.is_null() {
+            break;
+        }
+    }
+    let href = reached
+        .as_str()
+        .expect("Tab never reached a capability's link")
+        .to_owned();
+    let first = browser
+        .run("return document.querySelector('#overview a').getAttribute('href');")
+        .await;
+    assert_eq!(json!(href), first, "Tab skipped the first capability");
+    let pushed = browser
+        .run("return document.getElementById('live').textContent;")
+        .await;
+    browser
+        .wait_until(
+            "the next live update",
+            &format!("return document.getElementById('live').textContent !== {pushed};"),
+        )
+        .await;
+    let still = browser
+        .run("return document.activeElement.getAttribute('href');")
+        .await;
+    assert_eq!(still, json!(href), "a live update took the focus away");
+    browser.press(Key::Enter).await;
+    browser.wait_for("#actions").await;
+    assert_eq!(browser.run("return window.location.hash;").await, json!(href));
+    let name = href.trim_start_matches("#/capability/");
+    browser
+        .wait_for_text(&format!(r#"[data-capability="{name}"] h2"#), name)
+        .await;
 
     // The backends page lists every instance with its health and breaker.
     browser.goto(&facade.panel("/#/backends")).await;
@@ -177,6 +321,8 @@ async fn the_overview_shows_every_capability_and_follows_changes_live() {
         .wait_for_text(r#"[data-backend="catalog"]"#, "healthy")
         .await;
     assert!(catalog.contains("closed"), "{catalog}");
+    assert_eq!(browser.unlabelled_controls().await, json!([]));
+    assert_contrast(&browser, "backends").await;
     browser.screenshot("backends").await;
     browser.close().await;
 }
@@ -211,7 +357,9 @@ async fn a_gate_refusal_is_shown_and_an_override_takes_a_second_confirmation() {
         "Move is enabled past a refusal"
     );
     assert_eq!(browser.unlabelled_controls().await, json!([]));
-    browser.screenshot("capability-gate-refused").await;
+    assert_contrast(&browser, "capability, gate refused").await;
+    // The top of the page: the capability's card, then the refusal.
+    browser.screenshot_at("capability-gate-refused", "header").await;
 
     // Override: the reason, the box, Move, and only then the confirmation.
     browser
@@ -251,7 +399,11 @@ async fn a_gate_refusal_is_shown_and_an_override_takes_a_second_confirmation() {
     browser
         .wait_for_text("#history tbody tr", "[forced past a gate]")
         .await;
-    browser.screenshot("capability-forced").await;
+    // Every chart is drawn by now, with its name.
+    browser.wait_for("#charts svg[aria-label]").await;
+    assert_eq!(browser.unlabelled_controls().await, json!([]));
+    assert_contrast(&browser, "capability, forced").await;
+    browser.screenshot_at("capability-forced", "#history").await;
 
     // Rollback is an action too, never gated.
     browser
@@ -357,7 +509,8 @@ shadow = {{ ignore = ["$.generated_at", "x-request-id"] }}
     // The explorer names the differing path and the ignore rules.
     let shadow = browser.wait_for_text("#shadow", "$.note").await;
     assert!(shadow.contains("$.generated_at"), "{shadow}");
-    browser.screenshot("shadow-diffs").await;
+    assert_contrast(&browser, "capability, shadow diffs").await;
+    browser.screenshot_at("shadow-diffs", "#shadow").await;
 
     // No secret on any page or in any answer the pages read.
     let mut seen = String::new();
@@ -388,4 +541,59 @@ shadow = {{ ignore = ["$.generated_at", "x-request-id"] }}
         assert!(!seen.contains(secret), "`{secret}` appears in the panel");
     }
     browser.close().await;
+}
+
+on_each_engine!(a_shard_of_a_sharded_run_is_not_the_capability_s_reconciliation);
+
+/// One shard of a sharded run compared part of the keys: the overview's
+/// card and the capability's trend show the latest whole run, as the gate
+/// judges by it, never a newer shard.
+async fn a_shard_of_a_sharded_run_is_not_the_capability_s_reconciliation(engine: Engine) {
+    let Some(store) = TestDatabase::fresh(engine).await else {
+        return;
+    };
+    let settings = Settings {
+        initial: "canary 50%",
+        ..Settings::default()
+    };
+    let (_cutover, facade) = Cutover::start_on(store.url(), settings).await;
+    record_reconciliation(store.url(), CAPABILITY, "diverged", 60).await;
+    let db = Database::open(store.url()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO reconciliation_runs (capability, status, started_at, finished_at, rows_compared, \
+         missing, extra, changed, run_group, shard_index, shard_count, report) \
+         VALUES ($1, 'clean', $2, $2, 25, 0, 0, 0, 'nightly', 1, 4, '{\"status\": \"clean\"}')",
+    )
+    .bind(CAPABILITY)
+    .bind(Utc::now().to_rfc3339_opts(SecondsFormat::Secs, true))
+    .execute(db.pool())
+    .await
+    .unwrap();
+    db.close().await;
+
+    let cookie = facade.session_cookie().await;
+    let overview = facade.panel_json(&cookie, "/overview").await;
+    let card = overview["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|card| card["name"] == CAPABILITY)
+        .unwrap_or_else(|| panic!("no `{CAPABILITY}` card: {overview}"));
+    let shown = &card["reconciliation"];
+    assert_eq!(shown["status"], "diverged", "a shard's run shows: {shown}");
+    assert_eq!(shown["missing"], 2, "{shown}");
+    // The card and the gate agree: the next move (to service) is refused
+    // over the whole run's divergence.
+    assert_eq!(card["next"]["to"], "service", "{card}");
+    let refusals = card["next"]["refusals"].to_string();
+    assert!(refusals.contains("diverged: 2 missing"), "{card}");
+
+    let detail = facade
+        .panel_json(&cookie, &format!("/capabilities/{CAPABILITY}"))
+        .await;
+    let trend: Vec<&Value> = detail["reconciliations"].as_array().unwrap().iter().collect();
+    assert_eq!(trend.len(), 1, "the trend lists a shard: {trend:?}");
+    assert_eq!(trend[0]["status"], "diverged");
+    // The shard's report is not the latest report either.
+    assert!(detail["latest_report"].is_null(), "{detail}");
 }

@@ -20,10 +20,14 @@
 //! - [`otlp`]: a real OTLP/HTTP trace receiver that decodes what it gets,
 //!   for tests of exported spans (and, counting only, a benchmark's sink:
 //!   `cargo run -p test-harness --example otlp_sink`).
+//! - [`browser`] (feature `browser`): a real headless Chromium over
+//!   WebDriver, for the control panel's tests.
 //!
 //! Panicking is how this crate reports a broken test environment.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[cfg(feature = "browser")]
+pub mod browser;
 pub mod otlp;
 pub mod properties;
 

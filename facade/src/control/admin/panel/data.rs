@@ -196,12 +196,16 @@ pub(super) async fn overview(state: &AdminState) -> Overview {
     }
 }
 
-/// A capability's latest finished runs, newest first.
+/// A capability's latest finished runs over all its keys, newest first.
+///
+/// One shard of a sharded run (`run_group` set) saw part of the keys: it is
+/// never the capability's result, on the card or in the trend, just as the
+/// reconciliation gate ignores it (`gate::latest_comparison`).
 async fn runs(state: &AdminState, capability: &str, limit: i64) -> Result<Vec<Run>, sqlx::Error> {
     let mut runs: Vec<Run> = sqlx::query_as(
         "SELECT id, status, started_at, finished_at, rows_compared, missing, extra, changed, error \
          FROM reconciliation_runs WHERE capability = $1 AND finished_at IS NOT NULL \
-         ORDER BY id DESC LIMIT $2",
+         AND run_group IS NULL ORDER BY id DESC LIMIT $2",
     )
     .bind(capability)
     .bind(limit)

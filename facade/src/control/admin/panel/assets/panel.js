@@ -159,10 +159,17 @@ function cardView(card, link) {
 
 function renderOverview() {
   if (!overview) return;
+  // Every live update rebuilds the cards; a keyboard user's focus must stay
+  // on the link it was on, not fall back to the top of the page.
+  const focused = main.contains(document.activeElement) ? document.activeElement.getAttribute("href") : null;
   const cards = overview.capabilities.map((card) => cardView(card, true));
   main.replaceChildren(
     el("h2", { class: "page-title" }, "Capabilities"),
     el("div", { class: "cards", id: "overview" }, cards));
+  if (focused) {
+    const again = [...main.querySelectorAll("a")].find((a) => a.getAttribute("href") === focused);
+    if (again) again.focus();
+  }
 }
 
 function applyOverview(data) {
@@ -185,7 +192,8 @@ function connect() {
 
 function chart(title, points, lines, unit) {
   const width = 560, height = 140, pad = 30;
-  const box = svg("svg", { viewBox: "0 0 " + width + " " + height, class: "chart", role: "img" });
+  // An image takes no name from the text inside it: the chart names itself.
+  const box = svg("svg", { viewBox: "0 0 " + width + " " + height, class: "chart", role: "img", "aria-label": title + " over the last hour" });
   const values = points.flatMap((p) => lines.map((l) => p[l.key]).filter((v) => v !== null && v !== undefined));
   const max = Math.max(1e-9, ...values);
   const t0 = points.length ? points[0].t : 0;
