@@ -178,7 +178,7 @@ pub(crate) fn unforwardable_coding(
 }
 
 /// The access log's line for an answered request (with the trace's ids
-/// when it is kept).
+/// when it is kept, the client's trace id alone when it is not).
 pub(crate) fn log_access(
     ids: LogIds<'_>,
     capability: &'static str,
@@ -191,7 +191,7 @@ pub(crate) fn log_access(
     tracing::info!(
         request_id = ids.request_id,
         trace_id = ids.trace.map(|(trace, _)| display(trace)),
-        span_id = ids.trace.map(|(_, span)| display(span)),
+        span_id = ids.trace.and_then(|(_, span)| span).map(display),
         method = %outgoing.method,
         target = %outgoing.uri,
         capability,

@@ -511,7 +511,7 @@ fn failed(
     tracing::warn!(
         request_id = ids.request_id,
         trace_id = ids.trace.map(|(trace, _)| display(trace)),
-        span_id = ids.trace.map(|(_, span)| display(span)),
+        span_id = ids.trace.and_then(|(_, span)| span).map(display),
         backend = %served_by.name,
         fault = fault.as_str(),
         failure = failure.reason(),

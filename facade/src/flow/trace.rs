@@ -11,6 +11,12 @@
 //!   `traceparent` with the sampled flag clear costs about 3% of a
 //!   request's instructions (callgrind), for services that would otherwise
 //!   decide for themselves;
+//! - tracing on, a client's trace that is not kept: as above, but the
+//!   request's log lines carry the client's `trace_id` (and no `span_id`:
+//!   the facade recorded no span), so that they still join the client's
+//!   trace wherever it was kept. The header was parsed for the sampling
+//!   decision anyway, so this costs nothing more. With tracing off the
+//!   header is not read at all, and log lines carry no trace ids;
 //! - a kept trace: the request gets a span id, each attempt one more, and
 //!   each attempt's upstream gets a `traceparent` naming its attempt's span
 //!   as parent. The spans' data is built once each step has ended and
@@ -44,8 +50,11 @@ pub(crate) const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent"
 
 /// What one request does about tracing, decided as it arrives.
 pub(crate) enum Trace {
-    /// Tracing is off, or the trace is not kept.
+    /// Tracing is off, or a new trace is not kept.
     Off,
+    /// Tracing is on and the client's trace, with this id, is not kept:
+    /// only the log lines name it.
+    NotKept(TraceId),
     /// A kept trace.
     Sampled(Box<Sampled>),
 }
@@ -82,8 +91,9 @@ pub(crate) struct Traced<'a> {
 pub(crate) struct LogIds<'a> {
     /// The correlation id.
     pub request_id: &'a str,
-    /// The trace id and the request's span id.
-    pub trace: Option<(TraceId, SpanId)>,
+    /// The trace id, and the request's span id when the facade kept the
+    /// trace (a client's trace it did not keep has only the trace id).
+    pub trace: Option<(TraceId, Option<SpanId>)>,
 }
 
 /// The request's span, as a shadow copy links to it.
@@ -106,7 +116,7 @@ impl Trace {
     /// How the head carries the trace upstream.
     pub(crate) fn header(&self) -> TraceHeader {
         match self {
-            Trace::Off => TraceHeader::Keep,
+            Trace::Off | Trace::NotKept(_) => TraceHeader::Keep,
             Trace::Sampled(_) => TraceHeader::Replace,
         }
     }
@@ -130,11 +140,13 @@ impl Trace {
         }
     }
 
-    /// The trace and span ids for the request's log lines, when kept.
-    pub(crate) fn log_ids(&self) -> Option<(TraceId, SpanId)> {
+    /// The trace and span ids for the request's log lines: both when the
+    /// trace is kept; the client's trace id alone when it is not.
+    pub(crate) fn log_ids(&self) -> Option<(TraceId, Option<SpanId>)> {
         match self {
-            Trace::Sampled(request) => Some((request.trace_id, request.span_id)),
-            _ => None,
+            Trace::Off => None,
+            Trace::NotKept(trace_id) => Some((*trace_id, None)),
+            Trace::Sampled(request) => Some((request.trace_id, Some(request.span_id))),
         }
     }
 }
@@ -148,8 +160,12 @@ fn decide<B>(sink: &SpanSink, request: &Request<B>) -> Trace {
         .and_then(|value| TraceParent::parse(value.as_bytes()));
     let trace_id = parent.map_or_else(nonzero_u128, |parent| parent.trace_id);
     if !sink.sampling().sample(parent.map(|p| p.sampled), trace_id) {
-        // A client's trace goes on without the facade.
-        return Trace::Off;
+        // A client's trace goes on without the facade; its id, already
+        // parsed, still labels the log lines.
+        return match parent {
+            Some(_) => Trace::NotKept(TraceId::from(trace_id)),
+            None => Trace::Off,
+        };
     }
     Trace::Sampled(Box::new(Sampled {
         trace_id: TraceId::from(trace_id),

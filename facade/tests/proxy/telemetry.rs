@@ -1,7 +1,8 @@
 //! OpenTelemetry traces of proxied requests, checked on a real OTLP/HTTP
 //! receiver that decodes what the facade exports: the client's trace
 //! continued, the upstream told which span is its parent, attempts with
-//! their retry numbers, the fallback, the shadow comparison in a linked
+//! their retry numbers and breaker states (an open breaker's refusal
+//! included), the fallback, the shadow comparison in a linked
 //! trace; and with tracing off (or a trace not kept), nothing exported and
 //! the client's `traceparent` (or none) passed on as before.
 
@@ -173,6 +174,80 @@ async fn a_retry_and_the_fallback_get_attempt_spans_with_their_numbers() {
     assert_eq!(fallback.attribute("strangler.backend"), Some("legacy"));
     assert_eq!(fallback.attribute("strangler.fallback"), Some("true"));
     assert_eq!(fallback.attribute("http.response.status_code"), Some("200"));
+    finish(pipeline).await;
+}
+
+/// With the service's breaker open, the attempt the breaker refuses still
+/// gets a span: nothing was sent, so no status, but the breaker's state
+/// (`open`) and the refusal (`circuit_open`) as its error; then the
+/// fallback's attempt.
+#[tokio::test]
+async fn an_attempt_refused_by_an_open_breaker_says_so() {
+    let receiver = OtlpReceiver::start().await;
+    let pipeline = pipeline(&receiver, Sampling::default());
+    let store = sqlite_store();
+    let cutover = Cutover::spawn().await;
+    let settings = Settings {
+        initial: "service",
+        capability: "[capabilities.orders.rollback]\nenabled = false",
+        service: "retries = 0\nbreaker_failures = 1\nbreaker_open_ms = 60000",
+        ..Settings::default()
+    };
+    let sink = Some(pipeline.span_sink("strangler-facade"));
+    let facade = start_facade_traced(&cutover.config(&settings), store.url(), |_| {}, sink).await;
+    // One failure opens the breaker for a minute.
+    cutover.service.set(Behavior::Status(500));
+    let answer = facade.get("/orders/1").await;
+    assert_eq!(answer.upstream.as_deref(), Some("legacy"), "{answer:?}");
+    assert_eq!(facade.breaker_of("service").await, "open");
+
+    let traceparent = client_traceparent("01");
+    let answer = facade
+        .send(Method::GET, "/orders/1", &[("traceparent", &traceparent)])
+        .await;
+    assert_eq!(answer.upstream.as_deref(), Some("legacy"), "{answer:?}");
+
+    let in_trace = |spans: &[ReceivedSpan], name: &str| {
+        spans
+            .iter()
+            .filter(|s| s.trace_id == CLIENT_TRACE && s.name == name)
+            .count()
+    };
+    let spans = receiver
+        .wait_for(
+            "the refused attempt's, the fallback's and the request's span",
+            |spans| {
+                in_trace(spans, "upstream attempt") == 1
+                    && in_trace(spans, "fallback attempt") == 1
+                    && spans.iter().any(|s| s.trace_id == CLIENT_TRACE && s.kind == 2)
+            },
+        )
+        .await;
+    let server = spans
+        .iter()
+        .find(|s| s.trace_id == CLIENT_TRACE && s.kind == 2)
+        .unwrap();
+    assert_eq!(server.attribute("strangler.fallback"), Some("circuit_open"));
+    let refused = spans
+        .iter()
+        .find(|s| s.trace_id == CLIENT_TRACE && s.name == "upstream attempt")
+        .unwrap();
+    assert_eq!(refused.parent_span_id, server.span_id);
+    assert_eq!(refused.attribute("strangler.backend"), Some("service"));
+    assert_eq!(refused.attribute("strangler.breaker"), Some("open"));
+    assert_eq!(refused.attribute("error.type"), Some("circuit_open"));
+    assert_eq!(
+        refused.attribute("http.response.status_code"),
+        None,
+        "nothing was sent"
+    );
+    assert_eq!(refused.status_code, 2, "a refused attempt is an error");
+    let fallback = spans
+        .iter()
+        .find(|s| s.trace_id == CLIENT_TRACE && s.name == "fallback attempt")
+        .unwrap();
+    assert_eq!(fallback.attribute("strangler.backend"), Some("legacy"));
+    assert_eq!(fallback.attribute("strangler.breaker"), Some("closed"));
     finish(pipeline).await;
 }
 

@@ -2,8 +2,10 @@
 //! beside it.
 //!
 //! Logs: human lines or JSON objects on standard error, filtered by
-//! `RUST_LOG` or the app's default. JSON lines logged inside a traced span
-//! carry `trace_id` and `span_id` ([`json_log`]), so logs and traces join.
+//! `RUST_LOG` or the app's default. Human lines are coloured only when
+//! standard error is a terminal and `NO_COLOR` is unset, so files and log
+//! collectors get plain text. JSON lines logged inside a traced span carry
+//! `trace_id` and `span_id` ([`json_log`]), so logs and traces join.
 //!
 //! Traces: when `OTEL_EXPORTER_OTLP_ENDPOINT` (or its traces variant) is
 //! set, spans at info level and above (each request's, from
@@ -20,6 +22,8 @@
 
 pub mod json_log;
 pub mod propagation;
+
+use std::io::IsTerminal;
 
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::ExporterBuildError;
@@ -109,7 +113,7 @@ pub fn init(
     let (dispatch, json) =
         json_log::with_trace_ids(fmt::format().json().flatten_event(true).with_current_span(true));
     let lines = match format {
-        LogFormat::Human => lines.boxed(),
+        LogFormat::Human => lines.with_ansi(colour()).boxed(),
         LogFormat::Json => lines.json().event_format(json).boxed(),
     };
     // The log filter decides what is printed; spans at info and above are
@@ -126,6 +130,13 @@ pub fn init(
         .with(traces)
         .try_init();
     Ok(Telemetry { provider })
+}
+
+/// Whether human lines are coloured: only on a terminal, and not when
+/// `NO_COLOR` is set to anything (<https://no-color.org>).
+/// tracing-subscriber colours by default, even into a pipe or a file.
+fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
 }
 
 /// The tracer provider, or `None` when no endpoint is set.

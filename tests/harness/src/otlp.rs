@@ -1,7 +1,8 @@
 //! A real OTLP/HTTP trace receiver for tests: an HTTP server on port 0 that
 //! takes `POST /v1/traces`, decodes each `ExportTraceServiceRequest` with
 //! prost and opentelemetry-proto's generated types, and keeps the spans
-//! for the test to check ids, parents, links and attributes.
+//! for the test to check ids, parents, links, attributes and the resource's
+//! attributes.
 //!
 //! [`OtlpReceiver::wait_for`] polls the spans until a condition holds or a
 //! deadline passes, never sleeping a fixed time. [`OtlpReceiver::counting`]
@@ -36,6 +37,9 @@ pub const WAIT_LIMIT: Duration = Duration::from_secs(15);
 pub struct ReceivedSpan {
     /// The resource's `service.name`.
     pub service: String,
+    /// Every attribute of the span's resource (`service.name` included),
+    /// each value as text, so tests can check `OTEL_RESOURCE_ATTRIBUTES`.
+    pub resource: BTreeMap<String, String>,
     /// The instrumentation scope's name.
     pub scope: String,
     /// The span's name.
@@ -61,6 +65,11 @@ impl ReceivedSpan {
     /// The attribute `key` as text.
     pub fn attribute(&self, key: &str) -> Option<&str> {
         self.attributes.get(key).map(String::as_str)
+    }
+
+    /// The resource attribute `key` as text.
+    pub fn resource_attribute(&self, key: &str) -> Option<&str> {
+        self.resource.get(key).map(String::as_str)
     }
 }
 
@@ -166,20 +175,33 @@ async fn export(State(received): State<Arc<Received>>, body: Bytes) -> impl Into
         Err(error) => return (StatusCode::BAD_REQUEST, error.to_string()).into_response(),
     };
     received.requests.fetch_add(1, Ordering::Relaxed);
+    let answer = ExportTraceServiceResponse::default().encode_to_vec();
+    let answer = ([(header::CONTENT_TYPE, "application/x-protobuf")], answer);
+    if !received.keep {
+        // A benchmark's sink: counting is all, and it must stay cheap.
+        let count = request
+            .resource_spans
+            .iter()
+            .flat_map(|resource_spans| &resource_spans.scope_spans)
+            .map(|scope_spans| scope_spans.spans.len())
+            .sum();
+        received.span_count.fetch_add(count, Ordering::Relaxed);
+        return answer.into_response();
+    }
     let mut spans = Vec::new();
     for resource_spans in request.resource_spans {
-        let service = resource_spans
+        let resource = resource_spans
             .resource
-            .iter()
-            .flat_map(|resource| &resource.attributes)
-            .find(|kv| kv.key == "service.name")
-            .map(|kv| text(kv.value.as_ref()))
+            .as_ref()
+            .map(|resource| attributes(&resource.attributes))
             .unwrap_or_default();
+        let service = resource.get("service.name").cloned().unwrap_or_default();
         for scope_spans in resource_spans.scope_spans {
             let scope = scope_spans.scope.map(|scope| scope.name).unwrap_or_default();
             for span in scope_spans.spans {
                 spans.push(ReceivedSpan {
                     service: service.clone(),
+                    resource: resource.clone(),
                     scope: scope.clone(),
                     name: span.name,
                     trace_id: hex(&span.trace_id),
@@ -198,11 +220,8 @@ async fn export(State(received): State<Arc<Received>>, body: Bytes) -> impl Into
         }
     }
     received.span_count.fetch_add(spans.len(), Ordering::Relaxed);
-    if received.keep {
-        received.spans.lock().expect("the span list").extend(spans);
-    }
-    let answer = ExportTraceServiceResponse::default().encode_to_vec();
-    ([(header::CONTENT_TYPE, "application/x-protobuf")], answer).into_response()
+    received.spans.lock().expect("the span list").extend(spans);
+    answer.into_response()
 }
 
 fn attributes(pairs: &[KeyValue]) -> BTreeMap<String, String> {

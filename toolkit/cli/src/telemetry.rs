@@ -26,7 +26,8 @@ use tracing_subscriber::{fmt, EnvFilter, Layer};
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     /// Human-readable lines; coloured only when standard error is a
-    /// terminal, so files and log collectors get plain text.
+    /// terminal and `NO_COLOR` is unset, so files and log collectors get
+    /// plain text.
     #[default]
     Human,
     /// One JSON object a line, for log shippers.
@@ -72,7 +73,7 @@ pub fn init(format: LogFormat, default_filter: &str, traced_as: Option<&str>) ->
     let (dispatch, json) =
         json_log::with_trace_ids(fmt::format().json().flatten_event(true).with_current_span(true));
     let lines = match format {
-        LogFormat::Human => lines.with_ansi(std::io::stderr().is_terminal()).boxed(),
+        LogFormat::Human => lines.with_ansi(colour()).boxed(),
         LogFormat::Json => lines.json().event_format(json).boxed(),
     };
     // Each layer filters for itself: the log filter decides what is
@@ -88,4 +89,11 @@ pub fn init(format: LogFormat, default_filter: &str, traced_as: Option<&str>) ->
         .with(traces)
         .try_init();
     Ok(Telemetry { pipeline })
+}
+
+/// Whether human lines are coloured: only on a terminal, and not when
+/// `NO_COLOR` is set to anything (<https://no-color.org>); `with_ansi(true)`
+/// would override tracing-subscriber's own `NO_COLOR` check.
+fn colour() -> bool {
+    std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|value| value.is_empty())
 }

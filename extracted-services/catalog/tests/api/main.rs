@@ -7,5 +7,6 @@
 mod helpers;
 mod reads;
 mod settings;
+mod telemetry;
 mod updates;
 mod upstream;
