@@ -8,6 +8,7 @@
 
 mod controlled;
 mod cutover;
+mod private_postgres;
 mod raw_http;
 mod store_link;
 pub mod tls;
@@ -30,6 +31,7 @@ pub use controlled::{Behavior, Controlled};
 pub use cutover::{
     assert_fell_back, metric_value, without_replica_label, Answer, Cutover, Settings, CAPABILITY, USER_HEADER,
 };
+pub use private_postgres::PrivatePostgres;
 pub use raw_http::{raw_request, read_response, read_response_after, RawResponse};
 pub use store_link::StoreLink;
 pub use test_harness::browser::Browser;

@@ -3,7 +3,8 @@
 //! flips are serialized (one wins, the other gets a 409, the audit log
 //! holds exactly the winner); a canary key lands on the same side on every
 //! replica; one replica's automatic rollback reaches the others and the
-//! audit log names it; and a store that goes away and comes back leaves
+//! audit log names it; and a store that goes away and comes back (a link
+//! cut, or the store's PostgreSQL crashing and starting again) leaves
 //! every replica serving, `degraded`, then caught up. Each replica names
 //! itself (`replica_id`) in the audit log, `/metrics` and the admin API.
 
@@ -14,8 +15,8 @@ use serde_json::{json, Value};
 use test_harness::{DatabaseUrl, Engine, TestDatabase};
 
 use crate::helpers::{
-    eventually, start_facade, Behavior, Cutover, Settings, Shop, StoreLink, TestFacade, CAPABILITY,
-    USER_HEADER, WAIT_LIMIT,
+    eventually, start_facade, Behavior, Cutover, PrivatePostgres, Settings, Shop, StoreLink, TestFacade,
+    CAPABILITY, USER_HEADER, WAIT_LIMIT,
 };
 
 /// The replicas' names.
@@ -359,6 +360,91 @@ async fn replicas_ride_out_a_store_restart_and_catch_up() {
     eprintln!(
         "replicas: caught up {:?} after the store came back",
         back.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn replicas_ride_out_their_postgresql_crashing_and_starting_again() {
+    let Some(server) = PrivatePostgres::start().await else {
+        return;
+    };
+    let shop = Shop::spawn().await;
+    let replicas = three_replicas(&server.url(), |name| {
+        shop.config(&format!("replica_id = \"{name}\""))
+    })
+    .await;
+    replicas[0]
+        .flip_ok(
+            "orders",
+            json!({"to": "service", "reason": "before the crash", "actor": "ops"}),
+        )
+        .await;
+    all_route_to(&replicas, Fixture::Shop, "/orders/1", "orders", Instant::now()).await;
+
+    server.crash().await;
+    for (replica, name) in replicas.iter().zip(NAMES) {
+        let what = format!("{name} to report degraded");
+        eventually(&what, WAIT_LIMIT, Duration::from_millis(20), async || {
+            let (status, health) = replica.admin_get("/health").await;
+            assert_eq!(status, StatusCode::OK, "{health}");
+            match health["status"].as_str() {
+                Some("degraded") => Ok(()),
+                _ => Err(format!("{health}")),
+            }
+        })
+        .await;
+        // Still serving on its last table, the flip included.
+        assert_eq!(replica.side(Method::GET, "/orders/1").await, "orders");
+        assert_eq!(replica.side(Method::GET, "/products/1").await, "catalog");
+    }
+    // A change cannot be recorded while the store is down, and says so
+    // rather than pretending.
+    let (status, refusal) = replicas[1]
+        .flip(
+            "orders",
+            json!({"to": "legacy", "reason": "during the crash", "actor": "ops"}),
+        )
+        .await;
+    assert!(
+        status.is_server_error(),
+        "a flip with the store down: {status} {refusal}"
+    );
+    assert_eq!(replicas[1].side(Method::GET, "/orders/1").await, "orders");
+
+    server.up().await;
+    let back = Instant::now();
+    for (replica, name) in replicas.iter().zip(NAMES) {
+        let what = format!("{name} to report ok after its store came back");
+        eventually(
+            &what,
+            Duration::from_secs(5),
+            Duration::from_millis(20),
+            async || {
+                let (_, health) = replica.admin_get("/health").await;
+                match health["status"].as_str() {
+                    Some("ok") => Ok(()),
+                    _ => Err(format!("{health}")),
+                }
+            },
+        )
+        .await;
+    }
+    let caught_up = back.elapsed();
+    // Changes flow between the replicas again.
+    let since = Instant::now();
+    replicas[2]
+        .flip_ok(
+            "orders",
+            json!({"to": "legacy", "reason": "after the crash", "actor": "ops"}),
+        )
+        .await;
+    let took = all_route_to(&replicas, Fixture::Shop, "/orders/1", "legacy", since).await;
+    assert!(
+        took < Duration::from_secs(1),
+        "a flip after the restart took {took:?}"
+    );
+    eprintln!(
+        "replicas: ok again {caught_up:?} after their PostgreSQL restarted; the next flip reached all in {took:?}"
     );
 }
 
