@@ -80,13 +80,24 @@ pub enum ConfigError {
     )]
     NoAdminToken,
     /// The admin token file could not be read.
-    #[error("cannot read the admin token file {path}")]
+    #[error("{at}cannot read the admin token file {path}; create it holding the token, or set STRANGLER_ADMIN_TOKEN")]
     TokenFile {
+        /// Where the configuration names the file (`strangler.toml:5: `),
+        /// or nothing when that is not known.
+        at: String,
         /// The file.
         path: PathBuf,
         /// Why.
         #[source]
         source: std::io::Error,
+    },
+    /// The admin token file holds no token.
+    #[error("{at}the admin token file {path} is empty; put the token in it, or set STRANGLER_ADMIN_TOKEN")]
+    EmptyTokenFile {
+        /// Where the configuration names the file, as for [`ConfigError::TokenFile`].
+        at: String,
+        /// The file.
+        path: PathBuf,
     },
 }
 
@@ -197,6 +208,9 @@ pub struct FacadeConfig {
     pub store_url: DatabaseUrl,
     /// Where to read the admin token from, if not the environment.
     pub admin_token_file: Option<PathBuf>,
+    /// Where the file names `admin_token_file` (`strangler.toml:5`), for
+    /// errors reading it.
+    pub admin_token_file_at: Option<String>,
     /// Request size limits.
     pub limits: Limits,
     /// Drain time on shutdown.
@@ -211,6 +225,9 @@ pub struct FacadeConfig {
     /// Requests one HTTP/1.1 client connection may carry; the answer to
     /// the last says `Connection: close`.
     pub max_requests_per_connection: u64,
+    /// How long a client may take to send a request head, from when the
+    /// connection starts waiting for it; a slower one is dropped.
+    pub header_read_timeout: Duration,
     /// Shadow copies that may wait; beyond, a copy is dropped and counted.
     pub shadow_queue: usize,
     /// Shadow copies in flight to services at once.
@@ -428,7 +445,16 @@ impl FacadeConfig {
             tls,
             admin_listen,
             store_url,
-            admin_token_file: raw.facade.admin_token_file.map(|file| resolve(path, &file)),
+            admin_token_file: raw
+                .facade
+                .admin_token_file
+                .as_ref()
+                .map(|file| resolve(path, file.get_ref())),
+            admin_token_file_at: raw
+                .facade
+                .admin_token_file
+                .as_ref()
+                .map(|file| format!("{}:{}", path.display(), line_of(text, file.span().start))),
             limits: Limits {
                 max_body_bytes: raw.facade.max_body_bytes.unwrap_or(1024 * 1024 * 1024),
                 max_header_bytes,
@@ -456,6 +482,15 @@ impl FacadeConfig {
                 "max_requests_per_connection",
             )
             .map_err(|(offset, m)| invalid(offset, m))? as u64,
+            header_read_timeout: Duration::from_millis(
+                bounded(
+                    &raw.facade.header_read_timeout_ms,
+                    crate::wire::http1::HEADER_READ_TIMEOUT.as_millis() as usize,
+                    100..=3_600_000,
+                    "header_read_timeout_ms",
+                )
+                .map_err(|(offset, m)| invalid(offset, m))? as u64,
+            ),
             shadow_queue: bounded(&raw.facade.shadow_queue, 1_000, 1..=1_000_000, "shadow_queue")
                 .map_err(|(offset, m)| invalid(offset, m))?,
             shadow_concurrency: bounded(
@@ -500,11 +535,19 @@ impl FacadeConfig {
         let Some(path) = &self.admin_token_file else {
             return Err(ConfigError::NoAdminToken);
         };
+        let at = self
+            .admin_token_file_at
+            .as_ref()
+            .map_or_else(String::new, |at| format!("{at}: "));
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::TokenFile {
+            at: at.clone(),
             path: path.clone(),
             source,
         })?;
-        AdminToken::new(&text).ok_or(ConfigError::NoAdminToken)
+        AdminToken::new(&text).ok_or(ConfigError::EmptyTokenFile {
+            at,
+            path: path.clone(),
+        })
     }
 }
 

@@ -350,9 +350,10 @@ impl Facade {
             wire::server::Settings {
                 max_header_bytes: self.config.limits.max_header_bytes,
                 max_requests_per_connection: self.config.max_requests_per_connection,
+                header_read_timeout: self.config.header_read_timeout,
                 threads: self.config.proxy_threads,
                 grace: self.config.grace_period,
-                max_connections: self.config.max_connections,
+                max_connections: wire::descriptors::fit_connections(self.config.max_connections),
             },
             stop.clone(),
         )

@@ -86,3 +86,41 @@ fn the_admin_token_never_prints() {
     assert_eq!(token.as_bytes(), b"s3cret");
     assert!(!format!("{token:?}").contains("s3cret"));
 }
+
+#[test]
+fn the_head_timeout_is_thirty_seconds_unless_set_within_its_range() {
+    let config = FacadeConfig::parse(Path::new("strangler.toml"), GOOD).unwrap();
+    assert_eq!(config.header_read_timeout, Duration::from_secs(30));
+    let set = GOOD.replace("[facade]\n", "[facade]\nheader_read_timeout_ms = 2500\n");
+    let config = FacadeConfig::parse(Path::new("strangler.toml"), &set).unwrap();
+    assert_eq!(config.header_read_timeout, Duration::from_millis(2500));
+    let too_short = GOOD.replace("[facade]\n", "[facade]\nheader_read_timeout_ms = 5\n");
+    let error = error_of(&too_short);
+    assert!(
+        error.starts_with("strangler.toml:3: header_read_timeout_ms must be between 100 and 3600000, got 5"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_token_file_that_cannot_be_read_names_the_line_that_names_it() {
+    if std::env::var_os("STRANGLER_ADMIN_TOKEN").is_some() {
+        return; // The environment's token would be taken first.
+    }
+    let folder = tempfile::tempdir().unwrap();
+    let text = GOOD.replace("[facade]\n", "[facade]\nadmin_token_file = \"no-such-token\"\n");
+    let config = FacadeConfig::parse(&folder.path().join("strangler.toml"), &text).unwrap();
+    let error = config.admin_token().unwrap_err().to_string();
+    assert!(
+        error.contains("strangler.toml:3: cannot read the admin token file"),
+        "{error}"
+    );
+    assert!(error.contains("no-such-token"), "{error}");
+    std::fs::write(folder.path().join("no-such-token"), " \n").unwrap();
+    let error = config.admin_token().unwrap_err().to_string();
+    assert!(
+        error.contains("strangler.toml:3: the admin token file"),
+        "{error}"
+    );
+    assert!(error.contains("is empty"), "{error}");
+}

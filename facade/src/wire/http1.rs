@@ -63,10 +63,11 @@ use body::FastBody;
 use request::{Parsed, PlainRequest};
 use stream::{ClientReader, ClientStream, ClientWriter};
 
-/// How long a client may take to send a request head, counted from when
-/// the connection starts waiting for it (so also how long a kept-alive
-/// connection may sit idle). hyper's connections use the same limit.
-pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a client may take to send a request head by default, counted
+/// from when the connection starts waiting for it (so also how long a
+/// kept-alive connection may sit idle). hyper's connections use the same
+/// limit. `header_read_timeout_ms` in `[facade]` changes it.
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long, and how much, a closing connection still reads of a request
 /// body nobody wanted, so that its answer is not lost to a reset.
@@ -82,6 +83,9 @@ pub(crate) struct Shared<H> {
     /// Requests one connection may carry; the answer to the last says
     /// `Connection: close`, and the client opens another.
     pub max_requests: u64,
+    /// How long a request head may take to arrive ([`HEADER_READ_TIMEOUT`]
+    /// unless configured); hyper's builder below has the same.
+    pub head_timeout: Duration,
     /// hyper's connection builder, for connections handed to it.
     pub hyper: auto::Builder<TokioExecutor>,
     /// Cancelled when the facade shuts down.
@@ -107,7 +111,7 @@ pub(crate) async fn serve_connection<H: Handler>(
     let mut reader = Some(read_half);
     let mut buffer = BytesMut::new();
     let mut out = Vec::new();
-    let mut head_timer = HeadTimer::default();
+    let mut head_timer = HeadTimer::new(shared.head_timeout);
     let mut served = 0u64;
     loop {
         let Some(mut read_half) = reader.take() else {
@@ -244,7 +248,7 @@ async fn wait_for_bytes(
     .await
 }
 
-/// The deadline for one request head: [`HEADER_READ_TIMEOUT`] from when
+/// The deadline for one request head: the head timeout from when
 /// the connection starts waiting for it (most heads arrive whole in the
 /// first read and never start it).
 ///
@@ -253,14 +257,23 @@ async fn wait_for_bytes(
 /// and the timer is left where it is: it can only be early (deadlines only
 /// move later), and when it fires early it is moved to the deadline then.
 /// One timer serves the connection's whole life.
-#[derive(Default)]
 struct HeadTimer {
+    limit: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
     /// `None` until the connection starts waiting for the current head.
     deadline: Option<Instant>,
 }
 
 impl HeadTimer {
+    /// A timer giving each head `limit`.
+    fn new(limit: Duration) -> Self {
+        Self {
+            limit,
+            sleep: None,
+            deadline: None,
+        }
+    }
+
     /// A new head: its clock has not started.
     fn disarm(&mut self) {
         self.deadline = None;
@@ -269,9 +282,7 @@ impl HeadTimer {
     /// Starts the clock if it has not started, and says whether the
     /// deadline has passed; if not, the task behind `cx` is woken by then.
     fn poll_expired(&mut self, cx: &mut std::task::Context<'_>) -> bool {
-        let deadline = *self
-            .deadline
-            .get_or_insert_with(|| Instant::now() + HEADER_READ_TIMEOUT);
+        let deadline = *self.deadline.get_or_insert_with(|| Instant::now() + self.limit);
         let sleep = self
             .sleep
             .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
@@ -390,7 +401,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_head_deadline_counts_from_the_wait_for_each_head() {
         let half = HEADER_READ_TIMEOUT / 2;
-        let mut timer = HeadTimer::default();
+        let mut timer = HeadTimer::new(HEADER_READ_TIMEOUT);
         assert!(!expired(&mut timer).await);
         tokio::time::advance(half).await;
 
@@ -407,7 +418,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_head_that_has_not_started_waiting_has_no_deadline() {
-        let mut timer = HeadTimer::default();
+        let mut timer = HeadTimer::new(HEADER_READ_TIMEOUT);
         assert!(!expired(&mut timer).await);
         tokio::time::advance(HEADER_READ_TIMEOUT * 3).await;
         // Armed long ago, but a new head has not waited at all yet.

@@ -11,6 +11,7 @@ pub(crate) mod body;
 pub(crate) mod client_body;
 pub(crate) mod content_length;
 pub(crate) mod correlation;
+pub(crate) mod descriptors;
 pub(crate) mod error_response;
 pub(crate) mod header_names;
 pub(crate) mod headers;

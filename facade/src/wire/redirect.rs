@@ -6,6 +6,7 @@
 //! body, so a POST sent to the plain port is not turned into a GET.
 
 use std::convert::Infallible;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -16,16 +17,15 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpStream;
 
-use crate::wire::http1::HEADER_READ_TIMEOUT;
-
-/// Serves one plain connection with redirects to HTTPS on `https_port`.
-pub(crate) async fn serve(stream: TcpStream, https_port: u16) {
+/// Serves one plain connection with redirects to HTTPS on `https_port`;
+/// a request head must arrive within `head_timeout`.
+pub(crate) async fn serve(stream: TcpStream, https_port: u16, head_timeout: Duration) {
     let service = service_fn(move |request: Request<Incoming>| async move {
         Ok::<_, Infallible>(redirect(&request, https_port))
     });
     let _ = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .header_read_timeout(head_timeout)
         .serve_connection(TokioIo::new(stream), service)
         .await;
 }

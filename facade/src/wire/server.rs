@@ -21,8 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::wire::http1;
 use crate::wire::http1::stream::ClientStream;
-use crate::wire::http1::{self, HEADER_READ_TIMEOUT};
 use crate::wire::proxy_threads::{self, ConnectionKind, Inbox};
 use crate::wire::redirect;
 use crate::wire::service::{Handler, Peer};
@@ -40,6 +40,8 @@ pub(crate) struct Settings {
     pub max_header_bytes: usize,
     /// Requests one client connection may carry.
     pub max_requests_per_connection: u64,
+    /// How long a request head may take to arrive.
+    pub header_read_timeout: Duration,
     /// Proxy threads, each with its own event loop.
     pub threads: usize,
     /// How long in-flight requests may take to finish on shutdown.
@@ -91,11 +93,12 @@ pub(crate) async fn serve<H: Handler>(
         .http1()
         .max_buf_size(settings.max_header_bytes.max(8192))
         .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+        .header_read_timeout(settings.header_read_timeout);
     let shared = Arc::new(http1::Shared {
         handler,
         max_head: settings.max_header_bytes,
         max_requests: settings.max_requests_per_connection,
+        head_timeout: settings.header_read_timeout,
         hyper,
         stop: stop.clone(),
     });
@@ -252,7 +255,7 @@ async fn serve_one<H: Handler>(
         ConnectionKind::Plain => {
             http1::serve_connection(ClientStream::Tcp(stream), peer, shared, watch).await
         }
-        ConnectionKind::Redirect(port) => redirect::serve(stream, port).await,
+        ConnectionKind::Redirect(port) => redirect::serve(stream, port, shared.head_timeout).await,
         ConnectionKind::Tls(accept) => match accept.accept(stream).await {
             Ok(tls) => {
                 peer.secure = true;

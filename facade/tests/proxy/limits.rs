@@ -348,3 +348,50 @@ async fn connections_over_the_limit_get_a_503_and_are_closed() {
     })
     .await;
 }
+
+/// A client trickling its request head a byte at a time (slowloris) is
+/// dropped once `header_read_timeout_ms` has passed since the connection
+/// started waiting for the head, however steadily the bytes come; a client
+/// that sends its head in time on the same settings is served.
+#[tokio::test]
+async fn a_client_trickling_its_head_is_dropped_at_the_head_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (_store, _shop, facade) = Shop::start("header_read_timeout_ms = 400").await;
+    let served = raw_request(facade.proxy, b"GET /products/1 HTTP/1.1\r\nHost: shop\r\n\r\n").await;
+    assert_eq!(served.status, 200, "{served:?}");
+
+    let mut trickle = tokio::net::TcpStream::connect(facade.proxy).await.unwrap();
+    let started = std::time::Instant::now();
+    let head = b"GET /products/1 HTTP/1.1\r\nHost: shop\r\nX-Slow: "
+        .iter()
+        .chain(b"a".repeat(1000).iter())
+        .copied()
+        .collect::<Vec<u8>>();
+    let mut closed_after = None;
+    for byte in head {
+        // One byte every 20 ms: the head would take 20 s to arrive whole.
+        if trickle.write_all(&[byte]).await.is_err() {
+            closed_after = Some(started.elapsed());
+            break;
+        }
+        let mut answer = [0u8; 512];
+        match tokio::time::timeout(Duration::from_millis(20), trickle.read(&mut answer)).await {
+            // Closed by the facade (or reset): the client was dropped.
+            Ok(Ok(0) | Err(_)) => {
+                closed_after = Some(started.elapsed());
+                break;
+            }
+            Ok(Ok(n)) => panic!(
+                "answered a head that never ended: {:?}",
+                String::from_utf8_lossy(&answer[..n])
+            ),
+            Err(_) => {}
+        }
+    }
+    let closed_after = closed_after.expect("the trickling client was never dropped");
+    assert!(
+        closed_after >= Duration::from_millis(350) && closed_after < Duration::from_secs(5),
+        "dropped after {closed_after:?}, expected about 400 ms"
+    );
+}

@@ -14,6 +14,7 @@ use toolkit_db::{Database, DatabaseUrl};
 
 mod demo_switch;
 mod dual_write_repair;
+mod open_files;
 mod panel_live;
 mod telemetry;
 mod walkthrough;
