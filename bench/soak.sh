@@ -13,6 +13,8 @@
 # SOAK_SHOPPER_RATE (20 requests/s), SOAK_FLIP_EVERY (3 s), SOAK_KILL_EVERY
 # (30 s per service), SOAK_TERMINATE_EVERY (20 s), SOAK_DUAL_WRITE_FAULTS (0.1),
 # SOAK_SLOW_MS (400), SOAK_BUILD (1; 0 uses the binaries already built),
+# SOAK_PROFILE (release; `dev` runs the debug build that `cargo test` leaves,
+# as CI does for a short run),
 # PGURL_BASE (postgres://postgres@127.0.0.1:5432), KEEP=1 keeps the databases,
 # the logs and the generated files (the script says where).
 #
@@ -75,8 +77,13 @@ DUAL_WRITE_FAULTS=${SOAK_DUAL_WRITE_FAULTS:-0.1}
 SLOW_MS=${SOAK_SLOW_MS:-400}
 PGURL_BASE=${PGURL_BASE:-postgres://postgres@127.0.0.1:5432}
 TARGET=${CARGO_TARGET_DIR:-target}
-BIN=$TARGET/release
-LOAD=$TARGET/release/examples/soak-load
+case ${SOAK_PROFILE:-release} in
+    release) PROFILE_FLAGS=(--release) PROFILE_DIR=release ;;
+    dev | debug) PROFILE_FLAGS=() PROFILE_DIR=debug ;;
+    *) echo "error: SOAK_PROFILE must be release or dev, got ${SOAK_PROFILE}" >&2; exit 2 ;;
+esac
+BIN=$TARGET/$PROFILE_DIR
+LOAD=$TARGET/$PROFILE_DIR/examples/soak-load
 
 for tool in psql curl python3; do
     command -v "$tool" >/dev/null || { echo "error: $tool is not installed" >&2; exit 1; }
@@ -110,10 +117,10 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 if [ "${SOAK_BUILD:-1}" != 0 ]; then
-    echo "building the stack and the load (release)…" >&2
-    cargo build --release -q -p strangler-cli --no-default-features \
+    echo "building the stack and the load ($PROFILE_DIR)…" >&2
+    cargo build "${PROFILE_FLAGS[@]}" -q -p strangler-cli --no-default-features \
         -p legacy-monolith -p catalog-service -p orders-service
-    cargo build --release -q -p end-to-end --example soak-load
+    cargo build "${PROFILE_FLAGS[@]}" -q -p end-to-end --example soak-load
 fi
 for program in "$BIN/strangler" "$BIN/legacy-monolith" "$BIN/catalog-service" "$BIN/orders-service" "$LOAD"; do
     [ -x "$program" ] || { echo "error: $program is not built" >&2; exit 1; }

@@ -246,6 +246,11 @@ pub(crate) async fn dispatch<'a>(
     // opened, a budget they used up) are consequences.
     let mut first_reason = None;
     let mut untried = false;
+    // Whether any attempt may have reached the primary: what may go to the
+    // fallback depends on that, not on how the last attempt failed (a
+    // retry the breaker refused sent nothing, but the attempt before it
+    // may have placed the order).
+    let mut reached = false;
     let failure = loop {
         // The total bounds all attempts together: a retry gets what is left
         // of it. (The first attempt's clock starts once the client's body is
@@ -279,6 +284,7 @@ pub(crate) async fn dispatch<'a>(
             first_reason = Some(failure.reason());
             untried = matches!(failure, Failure::CircuitOpen { probing: true });
         }
+        reached |= !failure.nothing_sent();
         let again = (plan.may_repeat(primary) || failure.nothing_sent()) && body.can_send_again();
         if !again || retry >= policy.retries || failure.nothing_sent_by_guard() {
             break failure;
@@ -301,7 +307,7 @@ pub(crate) async fn dispatch<'a>(
         PrimaryOutcome::Failed
     };
     if let Some(fallback) = plan.fallback {
-        if (plan.may_send_elsewhere() || failure.nothing_sent()) && body.can_send_again() {
+        if (plan.may_send_elsewhere() || !reached) && body.can_send_again() {
             let reason = FallbackCause {
                 first: first_reason.unwrap_or(failure.reason()),
                 last: failure.reason(),

@@ -118,6 +118,39 @@ async fn a_write_that_may_have_reached_the_service_is_never_replayed_to_legacy()
     assert_eq!(keyed.body["method"], "POST");
 }
 
+/// Found by the chaos soak: a keyed order reached the service, which was
+/// killed before it answered; the retry the key allows was refused by the
+/// breaker the failure had opened, and since that last refusal sent
+/// nothing, the order went to the monolith too and was placed twice. What
+/// decides the fallback is whether any attempt may have reached the
+/// service, not what the last one did.
+#[tokio::test]
+async fn a_keyed_write_whose_retry_the_breaker_refuses_is_not_replayed_to_legacy() {
+    let (_store, cutover, facade) = Cutover::start(Settings {
+        initial: "service",
+        capability: "[capabilities.orders.rollback]\nenabled = false",
+        service: "honours_idempotency_key = true\nbreaker_failures = 1\nbreaker_open_ms = 60000\n\
+                  retries = 1\nretry_backoff_ms = 1\nretry_budget = 1.0",
+        legacy: "honours_idempotency_key = true",
+        ..Settings::default()
+    })
+    .await;
+    cutover.service.set(Behavior::Status(500));
+    let keyed = facade
+        .send(Method::POST, "/orders", &[("idempotency-key", "order-47")])
+        .await;
+    assert!(keyed.status.is_server_error(), "{keyed:?}");
+    assert_eq!(keyed.fallback, None, "{keyed:?}");
+    assert_eq!(
+        (cutover.service.hits(), cutover.legacy.hits()),
+        (1, 0),
+        "the order went to legacy after reaching the service"
+    );
+    assert_eq!(facade.breaker_of("service").await, "open");
+    // A read after the same pair of failures still falls back.
+    assert_fell_back(&facade.get("/orders/7").await, "circuit_open");
+}
+
 #[tokio::test]
 async fn a_keyed_write_is_not_replayed_to_a_backend_that_ignores_the_key() {
     // The monolith's backend does not say it honours `Idempotency-Key`: a
