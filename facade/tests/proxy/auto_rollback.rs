@@ -11,7 +11,7 @@ use serde_json::json;
 use test_harness::TestDatabase;
 
 use crate::helpers::{
-    assert_fell_back, wait_until, Behavior, Cutover, Settings, TestFacade, CAPABILITY, WAIT_LIMIT,
+    assert_fell_back, eventually, wait_until, Behavior, Cutover, Settings, TestFacade, CAPABILITY, WAIT_LIMIT,
 };
 
 const BUDGET: &str =
@@ -194,4 +194,53 @@ async fn refusals_while_the_probe_is_out_do_not_count() {
     let listed = facade.listed("capabilities", CAPABILITY).await;
     assert_eq!(listed["error_budget"], json!([0, 1]), "{listed}");
     assert_eq!(facade.target_of(CAPABILITY).await, "service");
+}
+
+/// The breaker follows the health checks: while they fail, an outage's
+/// breaker stays open; once one passes, the next request is its probe,
+/// long before the open period (a minute here) would have let one through.
+/// The capability stays at `service` throughout, so no flip ends the open
+/// period instead.
+#[tokio::test]
+async fn a_passing_health_check_ends_the_open_period_an_outage_started() {
+    let (_store, cutover, facade) = Cutover::start(Settings {
+        initial: "service",
+        capability: "[capabilities.orders.rollback]\nenabled = false",
+        service: "retries = 0\nbreaker_failures = 2\nbreaker_open_ms = 60000\n\
+                  health_path = \"/health\"\nhealth_interval_ms = 20",
+        ..Settings::default()
+    })
+    .await;
+    cutover.service.set(Behavior::Status(500));
+    for _ in 0..2 {
+        assert_fell_back(&facade.get("/orders/1").await, "status");
+    }
+    assert_eq!(facade.breaker_of("service").await, "open");
+    // Failing health checks leave it open: many intervals pass, every
+    // request is refused without reaching the service.
+    let checked = cutover.service.hits();
+    wait_until("several failing health checks", || {
+        cutover.service.hits() >= checked + 5
+    })
+    .await;
+    for _ in 0..5 {
+        assert_fell_back(&facade.get("/orders/1").await, "circuit_open");
+    }
+    cutover.service.set(Behavior::Answer);
+    let recovered = Instant::now();
+    eventually(
+        "the service to serve again",
+        WAIT_LIMIT,
+        Duration::from_millis(10),
+        async || {
+            let answer = facade.get("/orders/2").await;
+            match answer.upstream.as_deref() {
+                Some("service") => Ok(()),
+                _ => Err(format!("{answer:?}")),
+            }
+        },
+    )
+    .await;
+    assert!(recovered.elapsed() < Duration::from_secs(30));
+    assert_eq!(facade.breaker_of("service").await, "closed");
 }
