@@ -8,8 +8,11 @@
 //! subnormals), booleans, `text`, `varchar` and `char` holding backslashes,
 //! tabs, newlines, carriage returns, every other control character,
 //! multi-byte text, empty strings and the two characters `\N`; dates
-//! (BC and infinite ones too), timestamps with and without a zone, times,
-//! `uuid`, `bytea`, `json`, `jsonb` and `text[]`; and NULL anywhere. The
+//! and timestamps with and without a zone (BC and infinite ones too),
+//! times with and without a zone, intervals, `inet`, `uuid`, `bytea`,
+//! `json`, `jsonb`, `text[]` and `integer[]`; and NULL anywhere. (Types
+//! the reconciler has no class for are read as their text, as these last
+//! ones are.) The
 //! batch is inserted in one statement (`INSERT … SELECT … FROM UNNEST` of
 //! bound arrays), then read three ways, each with the reconciler's own
 //! select list (`Dialect::select_expr`):
@@ -62,11 +65,13 @@ use crate::source::Source;
 const TABLE: &str =
     "CREATE UNLOGGED TABLE cases (id bigint PRIMARY KEY, i2 smallint, i4 integer, i8 bigint, \
      n numeric, f4 real, f8 double precision, b boolean, t text, v varchar(40), c char(5), \
-     d date, ts timestamp, tz timestamptz, tm time, u uuid, by bytea, j json, jb jsonb, ta text[])";
+     d date, ts timestamp, tz timestamptz, tm time, u uuid, by bytea, j json, jb jsonb, ta text[], \
+     iv interval, ttz timetz, ip inet, ia integer[])";
 
 /// The columns after the key, in order.
-const COLUMNS: [&str; 19] = [
+const COLUMNS: [&str; 23] = [
     "i2", "i4", "i8", "n", "f4", "f8", "b", "t", "v", "c", "d", "ts", "tz", "tm", "u", "by", "j", "jb", "ta",
+    "iv", "ttz", "ip", "ia",
 ];
 
 /// One batch per statement: every column an array, cast where PostgreSQL
@@ -74,11 +79,14 @@ const COLUMNS: [&str; 19] = [
 /// beside a NULL and one that needs quoting.
 const INSERT: &str = "INSERT INTO cases SELECT id, i2, i4, i8, CAST(n AS numeric), f4, f8, b, t, v, c, \
      CAST(d AS date), CAST(ts AS timestamp), CAST(tz AS timestamptz), CAST(tm AS time), CAST(u AS uuid), by, \
-     CAST(j AS json), CAST(jb AS jsonb), CASE WHEN ta IS NULL THEN NULL ELSE ARRAY[ta, NULL, 'a \"b\" \\c,{}'] END \
+     CAST(j AS json), CAST(jb AS jsonb), CASE WHEN ta IS NULL THEN NULL ELSE ARRAY[ta, NULL, 'a \"b\" \\c,{}'] END, \
+     CAST(iv AS interval), CAST(ttz AS timetz), CAST(ip AS inet), \
+     CASE WHEN ia IS NULL THEN NULL ELSE ARRAY[ia, NULL, -ia] END \
      FROM UNNEST($1::int8[], $2::int2[], $3::int4[], $4::int8[], $5::text[], $6::float4[], $7::float8[], \
      $8::bool[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], \
-     $16::text[], $17::bytea[], $18::text[], $19::text[], $20::text[]) \
-     AS u(id, i2, i4, i8, n, f4, f8, b, t, v, c, d, ts, tz, tm, u, by, j, jb, ta)";
+     $16::text[], $17::bytea[], $18::text[], $19::text[], $20::text[], $21::text[], $22::text[], $23::text[], \
+     $24::int4[]) \
+     AS u(id, i2, i4, i8, n, f4, f8, b, t, v, c, d, ts, tz, tm, u, by, j, jb, ta, iv, ttz, ip, ia)";
 
 /// Rows per batch, at most.
 const MAX_ROWS: usize = 500;
@@ -111,6 +119,11 @@ struct Generated {
     j: Option<String>,
     jb: Option<String>,
     ta: Option<String>,
+    iv: Option<String>,
+    ttz: Option<String>,
+    ip: Option<String>,
+    // Never `i32::MIN`, whose negation the array also holds.
+    ia: Option<i32>,
 }
 
 /// A value, or NULL one time in ten.
@@ -199,10 +212,56 @@ fn timestamp(zone: bool) -> impl Strategy<Value = String> {
         (any::<bool>(), 0u32..15, prop::sample::select(vec![0u32, 30, 45]))
             .prop_map(|(minus, h, m)| format!("{}{h:02}:{m:02}", if minus { '-' } else { '+' })),
     ];
-    (1u32..=9999, 1u32..=12, 1u32..=28, time(), offset).prop_map(move |(y, mo, d, t, offset)| {
-        let offset = if zone { offset } else { String::new() };
-        format!("{y:04}-{mo:02}-{d:02} {t}{offset}")
-    })
+    let era = prop::sample::select(vec!["", "", "", "", "", "", "", " BC"]);
+    let at = (1u32..=9999, 1u32..=12, 1u32..=28, time(), offset, era).prop_map(
+        move |(y, mo, d, t, offset, era)| {
+            let offset = if zone { offset } else { String::new() };
+            // PostgreSQL's timestamps begin in 4713 BC.
+            let y = if era.is_empty() { y } else { y.min(4713) };
+            format!("{y:04}-{mo:02}-{d:02} {t}{offset}{era}")
+        },
+    );
+    prop_oneof![
+        12 => at,
+        1 => prop::sample::select(vec!["infinity", "-infinity"]).prop_map(str::to_owned),
+    ]
+}
+
+/// An interval: years to microseconds, each part signed, in PostgreSQL's
+/// input syntax.
+fn interval() -> impl Strategy<Value = String> {
+    (-200i32..200, -20i32..20, -400i32..400, -100i64..100, -59i32..60, -59i32..60, 0u32..1_000_000).prop_map(
+        |(years, months, days, hours, minutes, seconds, micros)| {
+            format!(
+                "{years} years {months} mons {days} days {hours} hours {minutes} mins {seconds}.{micros:06} secs"
+            )
+        },
+    )
+}
+
+/// A time with a UTC offset.
+fn time_with_zone() -> impl Strategy<Value = String> {
+    (
+        time(),
+        any::<bool>(),
+        0u32..15,
+        prop::sample::select(vec![0u32, 30, 45]),
+    )
+        .prop_map(|(t, minus, h, m)| format!("{t}{}{h:02}:{m:02}", if minus { '-' } else { '+' }))
+}
+
+/// An IPv4 or IPv6 host or network.
+fn inet() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (any::<[u8; 4]>(), prop::option::of(0u8..=32)).prop_map(|(a, bits)| {
+            let host = std::net::Ipv4Addr::from(a);
+            bits.map_or(host.to_string(), |bits| format!("{host}/{bits}"))
+        }),
+        (any::<u128>(), prop::option::of(0u8..=128)).prop_map(|(a, bits)| {
+            let host = std::net::Ipv6Addr::from(a);
+            bits.map_or(host.to_string(), |bits| format!("{host}/{bits}"))
+        }),
+    ]
 }
 
 /// JSON text: an object holding hostile text as a key and a value.
@@ -238,27 +297,39 @@ fn generated() -> impl Strategy<Value = Generated> {
         maybe(json()),
         maybe(text(20)),
     );
-    (numbers, texts, times, others).prop_map(
-        |((i2, i4, i8, n, f4, f8, b), (t, v, c), (d, ts, tz, tm), (u, by, j, jb, ta))| Generated {
-            i2,
-            i4,
-            i8,
-            n,
-            f4,
-            f8,
-            b,
-            t,
-            v,
-            c,
-            d,
-            ts,
-            tz,
-            tm,
-            u,
-            by,
-            j,
-            jb,
-            ta,
+    let more = (
+        maybe(interval()),
+        maybe(time_with_zone()),
+        maybe(inet()),
+        maybe(i32::MIN + 1..=i32::MAX),
+    );
+    (numbers, texts, times, others, more).prop_map(
+        |((i2, i4, i8, n, f4, f8, b), (t, v, c), (d, ts, tz, tm), (u, by, j, jb, ta), (iv, ttz, ip, ia))| {
+            Generated {
+                i2,
+                i4,
+                i8,
+                n,
+                f4,
+                f8,
+                b,
+                t,
+                v,
+                c,
+                d,
+                ts,
+                tz,
+                tm,
+                u,
+                by,
+                j,
+                jb,
+                ta,
+                iv,
+                ttz,
+                ip,
+                ia,
+            }
         },
     )
 }
@@ -370,6 +441,10 @@ impl Bench {
             .bind(column(|r| r.j.clone()))
             .bind(column(|r| r.jb.clone()))
             .bind(column(|r| r.ta.clone()))
+            .bind(column(|r| r.iv.clone()))
+            .bind(column(|r| r.ttz.clone()))
+            .bind(column(|r| r.ip.clone()))
+            .bind(rows.iter().map(|r| r.ia).collect::<Vec<_>>())
             .execute(&mut self.writer)
             .await
             .expect("inserting the batch");
