@@ -88,3 +88,14 @@ $server
 EOF
     nginx -c "$work/$name/nginx.conf" -p "$work/$name"
 }
+
+# idle_cpu_ticks PID SECONDS: the CPU ticks (user + system, from /proc) the
+# process spends over SECONDS; what open control panels cost a facade that
+# serves no traffic meanwhile.
+idle_cpu_ticks() {
+    local before after
+    before=$(awk '{ print $14 + $15 }' "/proc/$1/stat")
+    sleep "$2"
+    after=$(awk '{ print $14 + $15 }' "/proc/$1/stat")
+    echo $((after - before))
+}

@@ -251,17 +251,9 @@ fi
 # CPU time (user + system ticks, from /proc) over IDLE_SECONDS with no proxy
 # traffic, first with no panel, then with PANELS open.
 if [[ " $SETUPS " == *" panels "* ]]; then
-    cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$facade_pid/stat"; }
-    idle_cpu() {
-        local before after
-        before=$(cpu_ticks)
-        sleep "$IDLE_SECONDS"
-        after=$(cpu_ticks)
-        echo $((after - before))
-    }
-    idle_none=$(idle_cpu)
+    idle_none=$(idle_cpu_ticks "$facade_pid" "$IDLE_SECONDS")
     open_panels
-    idle_open=$(idle_cpu)
+    idle_open=$(idle_cpu_ticks "$facade_pid" "$IDLE_SECONDS")
     close_panels
     echo
     awk -v a="$idle_none" -v b="$idle_open" -v t="$(getconf CLK_TCK)" -v s="$IDLE_SECONDS" -v c="$(nproc)" -v p="$PANELS" \

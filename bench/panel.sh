@@ -107,18 +107,10 @@ measure() {
 # proxy traffic, with no panel and with PANELS panels open.
 IDLE_SECONDS=${IDLE_SECONDS:-20}
 facade_pid=${pids[-1]}
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$facade_pid/stat"; }
-idle_cpu() {
-    local before after
-    before=$(cpu_ticks)
-    sleep "$IDLE_SECONDS"
-    after=$(cpu_ticks)
-    echo $((after - before))
-}
 ticks_per_second=$(getconf CLK_TCK)
-idle_none=$(idle_cpu)
+idle_none=$(idle_cpu_ticks "$facade_pid" "$IDLE_SECONDS")
 open_panels
-idle_open=$(idle_cpu)
+idle_open=$(idle_cpu_ticks "$facade_pid" "$IDLE_SECONDS")
 close_panels
 panel_share=$(awk -v a="$idle_none" -v b="$idle_open" -v t="$ticks_per_second" -v s="$IDLE_SECONDS" -v c="$(nproc)" \
     'BEGIN { printf "%.2f", 100 * (b - a) / t / s / c }')

@@ -84,6 +84,20 @@ async fn all_route_to(
     since.elapsed()
 }
 
+/// Waits until `replica`'s `/health` (always 200) says `status`.
+async fn reports(replica: &TestFacade, name: &str, status: &str, within: Duration) {
+    let what = format!("{name} to report {status}");
+    eventually(&what, within, Duration::from_millis(20), async || {
+        let (code, health) = replica.admin_get("/health").await;
+        assert_eq!(code, StatusCode::OK, "{health}");
+        match health["status"].as_str() {
+            Some(now) if now == status => Ok(()),
+            _ => Err(format!("{health}")),
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_flip_through_any_replica_is_served_by_all_within_a_second() {
     let Some((_store, _shop, replicas)) = shop_replicas().await else {
@@ -314,16 +328,7 @@ async fn replicas_ride_out_a_store_restart_and_catch_up() {
 
     link.cut();
     for (replica, name) in linked.iter().zip(NAMES) {
-        let what = format!("{name} to report degraded");
-        eventually(&what, WAIT_LIMIT, Duration::from_millis(20), async || {
-            let (status, health) = replica.admin_get("/health").await;
-            assert_eq!(status, StatusCode::OK, "{health}");
-            match health["status"].as_str() {
-                Some("degraded") => Ok(()),
-                _ => Err(format!("{health}")),
-            }
-        })
-        .await;
+        reports(replica, name, "degraded", WAIT_LIMIT).await;
         // Still serving on its last table.
         assert_eq!(replica.side(Method::GET, "/orders/1").await, "legacy");
         assert_eq!(replica.side(Method::GET, "/products/1").await, "catalog");
@@ -383,16 +388,7 @@ async fn replicas_ride_out_their_postgresql_crashing_and_starting_again() {
 
     server.crash().await;
     for (replica, name) in replicas.iter().zip(NAMES) {
-        let what = format!("{name} to report degraded");
-        eventually(&what, WAIT_LIMIT, Duration::from_millis(20), async || {
-            let (status, health) = replica.admin_get("/health").await;
-            assert_eq!(status, StatusCode::OK, "{health}");
-            match health["status"].as_str() {
-                Some("degraded") => Ok(()),
-                _ => Err(format!("{health}")),
-            }
-        })
-        .await;
+        reports(replica, name, "degraded", WAIT_LIMIT).await;
         // Still serving on its last table, the flip included.
         assert_eq!(replica.side(Method::GET, "/orders/1").await, "orders");
         assert_eq!(replica.side(Method::GET, "/products/1").await, "catalog");
@@ -414,20 +410,7 @@ async fn replicas_ride_out_their_postgresql_crashing_and_starting_again() {
     server.up().await;
     let back = Instant::now();
     for (replica, name) in replicas.iter().zip(NAMES) {
-        let what = format!("{name} to report ok after its store came back");
-        eventually(
-            &what,
-            Duration::from_secs(5),
-            Duration::from_millis(20),
-            async || {
-                let (_, health) = replica.admin_get("/health").await;
-                match health["status"].as_str() {
-                    Some("ok") => Ok(()),
-                    _ => Err(format!("{health}")),
-                }
-            },
-        )
-        .await;
+        reports(replica, name, "ok", Duration::from_secs(5)).await;
     }
     let caught_up = back.elapsed();
     // Changes flow between the replicas again.

@@ -37,6 +37,46 @@ fn with_databases(args: &[&str], mapping: &std::path::Path, legacy: &str, servic
     command
 }
 
+/// `strangler demo` keeping its files in `data`, every server on a free
+/// port.
+fn demo_on_free_ports(data: &std::path::Path) -> Command {
+    let mut command = strangler();
+    command.args(["demo", "--data-dir"]).arg(data).args([
+        "--monolith-listen",
+        "127.0.0.1:0",
+        "--catalog-listen",
+        "127.0.0.1:0",
+        "--orders-listen",
+        "127.0.0.1:0",
+        "--facade-listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    command
+}
+
+/// Stops `child` as Ctrl-C does and waits, at most 20 s, for it to exit.
+fn stop_with_ctrl_c(child: &mut std::process::Child) -> std::process::ExitStatus {
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not stop within 20 s of Ctrl-C"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn run(command: &mut Command) -> (i32, String, String) {
     let output = command.output().unwrap();
     (
@@ -146,21 +186,7 @@ async fn backfill_refuses_bad_input_with_a_clear_reason() {
 fn demo_starts_every_server_and_stops_them_on_ctrl_c() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("demo");
-    let mut child = strangler()
-        .args(["demo", "--data-dir"])
-        .arg(&data)
-        .args([
-            "--monolith-listen",
-            "127.0.0.1:0",
-            "--catalog-listen",
-            "127.0.0.1:0",
-            "--orders-listen",
-            "127.0.0.1:0",
-            "--facade-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
+    let mut child = demo_on_free_ports(&data)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -202,23 +228,7 @@ fn demo_starts_every_server_and_stops_them_on_ctrl_c() {
         }
     });
     let urls: Vec<String> = urls.into_values().collect();
-    let pid = child.id().to_string();
-    assert!(Command::new("kill")
-        .args(["-INT", &pid])
-        .status()
-        .unwrap()
-        .success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the demo did not stop within 20 s of Ctrl-C"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = stop_with_ctrl_c(&mut child);
     assert!(status.success(), "{status}");
     // Every server is gone with the process: their ports refuse connections.
     for url in &urls {

@@ -9,13 +9,12 @@
 //! the binary (`CARGO_BIN_EXE_strangler`).
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Child, Stdio};
 
 use serde_json::json;
 use test_harness::browser::Browser;
 
-use crate::{run, strangler};
+use crate::{demo_on_free_ports, run, stop_with_ctrl_c, strangler};
 
 /// The demo, killed if the test ends before stopping it.
 struct Demo(Child);
@@ -32,20 +31,7 @@ impl Drop for Demo {
 impl Demo {
     /// Stops it as Ctrl-C does, and waits for it to exit cleanly.
     fn stop(mut self) {
-        let pid = self.0.id().to_string();
-        assert!(Command::new("kill")
-            .args(["-INT", &pid])
-            .status()
-            .unwrap()
-            .success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "the demo did not stop within 20 s");
-            std::thread::sleep(Duration::from_millis(50));
-        };
+        let status = stop_with_ctrl_c(&mut self.0);
         assert!(status.success(), "{status}");
     }
 }
@@ -53,21 +39,7 @@ impl Demo {
 /// Starts the demo in `data` on free ports; returns it with the control
 /// panel's address as its banner prints it (`http://<admin>/?token=…`).
 fn start_demo(data: &std::path::Path) -> (Demo, String) {
-    let mut child = strangler()
-        .args(["demo", "--data-dir"])
-        .arg(data)
-        .args([
-            "--monolith-listen",
-            "127.0.0.1:0",
-            "--catalog-listen",
-            "127.0.0.1:0",
-            "--orders-listen",
-            "127.0.0.1:0",
-            "--facade-listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
+    let mut child = demo_on_free_ports(data)
         .env_remove("STRANGLER_ADMIN_TOKEN")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
