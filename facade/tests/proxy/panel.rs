@@ -506,6 +506,33 @@ shadow = {{ ignore = ["$.generated_at", "x-request-id"] }}
         browser.run("return typeof window.__xss;").await,
         json!("undefined")
     );
+    // The pairs side by side, row beside row: as many rows on each side,
+    // and a removed line beside an added one or a gap, never beside an
+    // unchanged line.
+    let rows = browser
+        .run(
+            "const l = [...document.querySelectorAll('#samples .legacy-side')];
+             const r = [...document.querySelectorAll('#samples .service-side')];
+             const kind = (c) => ['del', 'add', 'pad', 'hunk', 'same'].find((k) => c.classList.contains(k));
+             return { left: l.length, right: r.length,
+                      pairs: l.map((c, i) => kind(c) + '|' + kind(r[i])) };",
+        )
+        .await;
+    let (left, right) = (rows["left"].as_u64().unwrap(), rows["right"].as_u64().unwrap());
+    assert_eq!(left, right, "{rows}");
+    let pairs: Vec<&str> = rows["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert!(pairs.iter().any(|p| p.starts_with("del|")), "{rows}");
+    for pair in &pairs {
+        assert!(
+            ["del|add", "del|pad", "pad|add", "hunk|hunk", "same|same"].contains(pair),
+            "unaligned row {pair}: {rows}"
+        );
+    }
     // The explorer names the differing path and the ignore rules.
     let shadow = browser.wait_for_text("#shadow", "$.note").await;
     assert!(shadow.contains("$.generated_at"), "{shadow}");

@@ -217,26 +217,40 @@ function chart(title, points, lines, unit) {
 
 // ---------------------------------------------------------------- shadow
 
+// The two answers in two columns, row beside row: a run of removed lines
+// is paired with the run of added lines that replaced it, the shorter run
+// padded, so that what changed sits beside what it became even where a
+// long line wraps (each row is one row of the grid).
 function sideBySide(diff) {
-  const left = el("ol", { class: "diff-side legacy-side" });
-  const right = el("ol", { class: "diff-side service-side" });
+  const grid = el("div", { class: "side-by-side" },
+    el("h4", {}, "legacy"), el("h4", {}, "service"));
+  const cell = (side, kind, text) => el("div", { class: `diff-cell ${side}-side ${kind}` }, text);
+  let removed = [];
+  let added = [];
+  const flush = () => {
+    for (let i = 0; i < Math.max(removed.length, added.length); i++) {
+      grid.appendChild(i < removed.length ? cell("legacy", "del", removed[i]) : cell("legacy", "pad", ""));
+      grid.appendChild(i < added.length ? cell("service", "add", added[i]) : cell("service", "pad", ""));
+    }
+    removed = [];
+    added = [];
+  };
   for (const line of String(diff || "").split("\n")) {
     if (line.startsWith("---") || line.startsWith("+++")) continue;
-    if (line.startsWith("@@")) {
-      left.appendChild(el("li", { class: "hunk" }, line));
-      right.appendChild(el("li", { class: "hunk" }, line));
-    } else if (line.startsWith("-")) {
-      left.appendChild(el("li", { class: "del" }, line.slice(1)));
+    if (line.startsWith("-")) {
+      removed.push(line.slice(1));
     } else if (line.startsWith("+")) {
-      right.appendChild(el("li", { class: "add" }, line.slice(1)));
+      added.push(line.slice(1));
     } else {
-      left.appendChild(el("li", {}, line.slice(1)));
-      right.appendChild(el("li", {}, line.slice(1)));
+      flush();
+      const hunk = line.startsWith("@@");
+      const text = hunk ? line : line.slice(1);
+      grid.appendChild(cell("legacy", hunk ? "hunk" : "same", text));
+      grid.appendChild(cell("service", hunk ? "hunk" : "same", text));
     }
   }
-  return el("div", { class: "side-by-side" },
-    el("div", {}, el("h4", {}, "legacy"), left),
-    el("div", {}, el("h4", {}, "service"), right));
+  flush();
+  return grid;
 }
 
 function shadowExplorer(detail) {
