@@ -126,6 +126,16 @@ async fn a_disabled_budget_never_rolls_back() {
         .all(|t| t["actor"] != "auto-rollback"));
 }
 
+/// The service starts failing with 500s; its two failures open its
+/// breaker (`breaker_failures = 2`), the requests falling back meanwhile.
+async fn open_the_breaker_with_an_outage(cutover: &Cutover, facade: &TestFacade) {
+    cutover.service.set(Behavior::Status(500));
+    for _ in 0..2 {
+        assert_fell_back(&facade.get("/orders/1").await, "status");
+    }
+    assert_eq!(facade.breaker_of("service").await, "open");
+}
+
 /// An outage opens the service's breaker for a minute; the capability is
 /// moved back, the service comes back answering as `recovered` says, and the
 /// capability is moved forward again.
@@ -137,11 +147,7 @@ async fn moved_forward_after_an_outage(recovered: Behavior) -> (TestDatabase, Cu
         ..Settings::default()
     })
     .await;
-    cutover.service.set(Behavior::Status(500));
-    for _ in 0..2 {
-        assert_fell_back(&facade.get("/orders/1").await, "status");
-    }
-    assert_eq!(facade.breaker_of("service").await, "open");
+    open_the_breaker_with_an_outage(&cutover, &facade).await;
     let back = json!({"to": "legacy", "reason": "outage", "actor": "ops"});
     facade.flip_ok(CAPABILITY, back).await;
     cutover.service.set(recovered);
@@ -211,11 +217,7 @@ async fn a_passing_health_check_ends_the_open_period_an_outage_started() {
         ..Settings::default()
     })
     .await;
-    cutover.service.set(Behavior::Status(500));
-    for _ in 0..2 {
-        assert_fell_back(&facade.get("/orders/1").await, "status");
-    }
-    assert_eq!(facade.breaker_of("service").await, "open");
+    open_the_breaker_with_an_outage(&cutover, &facade).await;
     // Failing health checks leave it open: many intervals pass, every
     // request is refused without reaching the service.
     let checked = cutover.service.hits();
