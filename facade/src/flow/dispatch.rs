@@ -200,7 +200,7 @@ pub(crate) struct Plan<'a> {
     pub capability: &'static str,
     /// Where the upstream's interim answers go, if the client can take
     /// them.
-    pub interim: Option<&'a InterimSink>,
+    pub interim: Option<&'a Arc<InterimSink>>,
     /// The client's own deadline (a gRPC call's `grpc-timeout`): no attempt
     /// waits past it.
     pub deadline: Option<Duration>,

@@ -190,7 +190,7 @@ pub(crate) async fn handle(
         idempotent: forwarding.idempotent,
         keyed: forwarding.keyed,
         capability: routed.label,
-        interim: peer.interim.as_deref(),
+        interim: peer.interim.as_ref(),
         deadline: forwarding.grpc.and_then(|call| call.deadline),
         trace: x.traced(),
     };

@@ -20,8 +20,8 @@ use crate::wire::correlation;
 use crate::wire::error_response::{error_response, Fault};
 use crate::wire::headers::strip_hop_by_hop;
 use crate::wire::service::Peer;
-use crate::wire::tunnel;
-use crate::wire::upstream::{AnswerWait, UpstreamUpgrade};
+use crate::wire::tunnel::{self, UpstreamSide};
+use crate::wire::upstream::{AnswerWait, UpstreamError, UpstreamUpgrade};
 
 /// Forwards an upgrade request for `protocol` to `backend`.
 #[allow(clippy::too_many_arguments)]
@@ -70,19 +70,20 @@ pub(crate) async fn forward(
             "the backend has no instances",
         );
     };
-    if picked.instance().client.is_hyper() {
-        // The tunnel takes over the upstream's TCP socket, which the
-        // facade's own client has and hyper's (TLS, HTTP/2) does not give.
+    if picked.instance().client.is_http2() {
+        // An HTTP/2 upstream takes WebSocket only as an extended CONNECT
+        // (RFC 8441), which the facade does not translate to.
         return refuse(
             StatusCode::BAD_GATEWAY,
             Fault::Facade,
             None,
             &format!(
-                "backend `{}` is reached over TLS or HTTP/2, where the facade does not forward upgrades (WebSocket) yet; give it an http:// URL for upgrades",
+                "backend `{}` speaks HTTP/2, where the facade does not forward upgrades (WebSocket); route upgrades to a backend without protocol = \"h2\"",
                 backend.name
             ),
         );
     }
+    let via_hyper = picked.instance().client.is_hyper();
     let host = outgoing.host(backend, picked.instance());
     let wait = AnswerWait {
         answer_timeout: backend.request_timeout,
@@ -99,12 +100,20 @@ pub(crate) async fn forward(
     let mut response = match sent {
         Ok(Ok(response)) => response,
         Ok(Err(error)) => {
+            tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), backend = %backend.name, error = %error.error, "upgrade request failed");
+            if let UpstreamError::Tls(reason) = &error.error {
+                return refuse(
+                    StatusCode::BAD_GATEWAY,
+                    Fault::Upstream,
+                    Some(UpstreamErrorKind::Tls),
+                    &format!("TLS with backend `{}` failed: {reason}", backend.name),
+                );
+            }
             let kind = if error.error.is_connect() {
                 UpstreamErrorKind::Connect
             } else {
                 UpstreamErrorKind::Protocol
             };
-            tracing::warn!(request_id = request_id.to_str().unwrap_or("-"), backend = %backend.name, error = %error.error, "upgrade request failed");
             return refuse(
                 StatusCode::BAD_GATEWAY,
                 Fault::Upstream,
@@ -128,10 +137,15 @@ pub(crate) async fn forward(
     drop(picked);
     let status = response.status();
     if status == StatusCode::SWITCHING_PROTOCOLS {
-        let upstream_upgrade = response
-            .extensions_mut()
-            .remove::<UpstreamUpgrade>()
-            .and_then(|upgrade| upgrade.take());
+        let upstream_upgrade = if via_hyper {
+            Some(UpstreamSide::Hyper(hyper::upgrade::on(&mut response)))
+        } else {
+            response
+                .extensions_mut()
+                .remove::<UpstreamUpgrade>()
+                .and_then(|upgrade| upgrade.take())
+                .map(|(socket, early)| UpstreamSide::Socket(socket, early))
+        };
         let request_id_text = request_id.to_str().unwrap_or("-").to_owned();
         tunnel::spawn(client_upgrade, upstream_upgrade, request_id_text);
     } else {

@@ -8,15 +8,20 @@
 //! ([`relay_while`]). Since a proxied request's upstream exchange runs in
 //! its connection's task (ARCHITECTURE.md), a head is always queued while
 //! that task polls the request: the connection looks for heads after each
-//! poll and needs no waker of its own. Only the facade's own HTTP/1.1 connections have a
-//! sink: hyper's server (HTTP/2, and HTTP/1.1 connections handed to it)
-//! offers no way to send a 1xx, so there they are dropped.
+//! poll and needs no waker of its own. hyper's client (`https://` backends)
+//! reads them on its connection's task instead; that exchange registers
+//! the request's waker ([`InterimSink::wake_on_push`]) so a head that
+//! arrives there is written at once, not with the final answer.
+//!
+//! Only the facade's own HTTP/1.1 connections have a sink: hyper's server
+//! (HTTP/2, and HTTP/1.1 connections handed to it) offers no way to send a
+//! 1xx, so there they are dropped.
 
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::Poll;
+use std::task::{Poll, Waker};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use hyper::{HeaderMap, StatusCode};
@@ -32,6 +37,8 @@ use crate::wire::headers::is_hop_by_hop;
 pub struct InterimSink {
     pending: AtomicBool,
     heads: Mutex<Vec<Bytes>>,
+    /// Woken by a push from another task (hyper's client connection).
+    waker: Mutex<Option<Waker>>,
 }
 
 impl InterimSink {
@@ -63,6 +70,19 @@ impl InterimSink {
             .unwrap_or_else(PoisonError::into_inner)
             .push(head.freeze());
         self.pending.store(true, Ordering::Release);
+        let waker = self.waker.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Has the next [`push`](Self::push) wake `waker`: for an exchange whose
+    /// interim answers are read on a task other than the request's.
+    pub fn wake_on_push(&self, waker: &Waker) {
+        let mut slot = self.waker.lock().unwrap_or_else(PoisonError::into_inner);
+        if !slot.as_ref().is_some_and(|kept| kept.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
     }
 
     /// The heads queued so far, if any, without waiting.

@@ -6,37 +6,58 @@
 use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The upstream's end of a switched connection.
+#[derive(Debug)]
+pub(crate) enum UpstreamSide {
+    /// The facade's own client's socket (a plain `http://` instance) and
+    /// the bytes the upstream sent right after its `101`.
+    Socket(TcpStream, Bytes),
+    /// hyper's client connection (an `https://` instance), which hyper
+    /// hands over once it has read the `101`, with whatever it read past it.
+    Hyper(OnUpgrade),
+}
+
 /// Joins the client's connection, once hyper has switched it (`client`),
-/// to the upstream's socket and the bytes the upstream sent right after its
-/// `101` (`upstream`), on a task of its own: the answer goes out while the
-/// tunnel waits for the switch. `upstream` is `None` when the upstream's
-/// socket was already gone; the client's side is then dropped.
-pub(crate) fn spawn(client: OnUpgrade, upstream: Option<(TcpStream, Bytes)>, request_id: String) {
+/// to the upstream's (`upstream`), on a task of its own: the answer goes out
+/// while the tunnel waits for the switch. `upstream` is `None` when the
+/// upstream's socket was already gone; the client's side is then dropped.
+pub(crate) fn spawn(client: OnUpgrade, upstream: Option<UpstreamSide>, request_id: String) {
     tokio::spawn(async move {
-        let Some((mut upstream, early)) = upstream else {
-            tracing::warn!(%request_id, "protocol upgrade failed: the upstream connection is gone");
-            return;
-        };
-        match client.await {
-            Ok(client) => {
-                let mut client = TokioIo::new(client);
-                // Bytes the upstream sent right after its 101 go first.
-                if !early.is_empty() {
-                    if let Err(error) = client.write_all(&early).await {
-                        tracing::debug!(%request_id, %error, "upgraded connection ended");
-                        return;
-                    }
+        match upstream {
+            None => tracing::warn!(%request_id, "protocol upgrade failed: the upstream connection is gone"),
+            Some(UpstreamSide::Socket(upstream, early)) => join(client, upstream, early, &request_id).await,
+            Some(UpstreamSide::Hyper(upstream)) => match upstream.await {
+                Ok(upstream) => join(client, TokioIo::new(upstream), Bytes::new(), &request_id).await,
+                Err(error) => {
+                    tracing::warn!(%request_id, %error, "protocol upgrade failed: the upstream connection did not switch")
                 }
-                if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                    tracing::debug!(%request_id, %error, "upgraded connection ended");
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%request_id, %error, "protocol upgrade failed")
-            }
+            },
         }
     });
+}
+
+/// Copies both ways between the client, once switched, and `upstream`,
+/// `early` (bytes already read from the upstream) first.
+async fn join<U>(client: OnUpgrade, mut upstream: U, early: Bytes, request_id: &str)
+where
+    U: AsyncRead + AsyncWrite + Unpin,
+{
+    match client.await {
+        Ok(client) => {
+            let mut client = TokioIo::new(client);
+            if !early.is_empty() {
+                if let Err(error) = client.write_all(&early).await {
+                    tracing::debug!(%request_id, %error, "upgraded connection ended");
+                    return;
+                }
+            }
+            if let Err(error) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
+                tracing::debug!(%request_id, %error, "upgraded connection ended");
+            }
+        }
+        Err(error) => tracing::warn!(%request_id, %error, "protocol upgrade failed"),
+    }
 }

@@ -149,7 +149,7 @@ pub struct AnswerWait<'a> {
     pub answer_timeout: Duration,
     /// Where interim answers go, when the client's connection can take
     /// them.
-    pub interim: Option<&'a InterimSink>,
+    pub interim: Option<&'a Arc<InterimSink>>,
 }
 
 /// A request that failed, with its body when none of the request was sent.
@@ -382,7 +382,15 @@ impl ConnectionPool {
         let mut answered_early = false;
         let mut write_failure = None;
         if framing != RequestFraming::Empty {
-            match send_body(&mut connection, &mut body, framing, method, wait.interim).await {
+            match send_body(
+                &mut connection,
+                &mut body,
+                framing,
+                method,
+                wait.interim.map(Arc::as_ref),
+            )
+            .await
+            {
                 Ok(()) => {}
                 Err(UpstreamError::AnsweredEarly) => answered_early = true,
                 Err(error @ UpstreamError::Io(_)) => {
@@ -468,7 +476,7 @@ impl ConnectionPool {
             // (not `100 Continue`: the facade answers the client's
             // expectation itself); the final one follows.
             if status.is_informational() && status != StatusCode::SWITCHING_PROTOCOLS {
-                pass_interim(&parsed.response, wait.interim);
+                pass_interim(&parsed.response, wait.interim.map(Arc::as_ref));
                 continue;
             }
             if status == StatusCode::SWITCHING_PROTOCOLS && !head.asks_upgrade() {

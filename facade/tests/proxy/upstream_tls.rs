@@ -1,19 +1,25 @@
 //! Backends over TLS and HTTP/2: `https://` verified against a CA bundle
 //! (and refused, with a named 502, when it does not verify),
 //! `tls_server_name`, mutual TLS, session resumption, `protocol = "h2"`
-//! over TLS and h2c, and gRPC end to end with trailers and deadlines.
+//! over TLS and h2c, gRPC end to end with trailers and deadlines, and
+//! upgrades (WebSocket) tunnelled to an `https://` backend.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use hyper::StatusCode;
 use rustls::HandshakeKind;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::helpers::tls::{
     grpc_call, grpc_messages, https_request, spawn_grpc_upstream, spawn_grpc_upstream_with,
-    spawn_h2c_upstream, spawn_tls_upstream, Pki, TlsUpstream,
+    spawn_h2c_upstream, spawn_hinting_tls_upstream, spawn_tls_upstream, Pki, TlsUpstream,
 };
-use crate::helpers::{eventually, metric_value, sqlite_store, start_facade, TestFacade, WAIT_LIMIT};
+use crate::helpers::{
+    eventually, metric_value, read_response, read_response_after, sqlite_store, start_facade, TestFacade,
+    WAIT_LIMIT,
+};
 
 /// A facade whose default backend `legacy` is `backend` (the keys after
 /// `[backends.legacy]`).
@@ -458,19 +464,129 @@ async fn a_grpc_canary_sends_its_share_to_the_service() {
     assert_eq!(sides.len(), 2, "both sides served some of 40 users: {sides:?}");
 }
 
+/// Sends a WebSocket-style upgrade for `/ws` to `facade` on a new plain
+/// connection; returns the answer's head and the bytes read past it.
+async fn ask_upgrade(facade: &TestFacade) -> (TcpStream, crate::helpers::RawResponse, Vec<u8>) {
+    let mut stream = TcpStream::connect(facade.proxy).await.unwrap();
+    stream
+        .write_all(b"GET /ws HTTP/1.1\r\nhost: shop.test\r\nconnection: upgrade\r\nupgrade: echo\r\n\r\n")
+        .await
+        .unwrap();
+    let (answer, rest) = read_response(&mut stream).await;
+    (stream, answer, rest)
+}
+
+/// Reads from `stream` into `buffer` until it holds `length` bytes.
+async fn read_until(stream: &mut TcpStream, buffer: &mut Vec<u8>, length: usize) {
+    let mut chunk = [0u8; 4096];
+    while buffer.len() < length {
+        let n = tokio::time::timeout(WAIT_LIMIT, stream.read(&mut chunk))
+            .await
+            .expect("no bytes through the tunnel in time")
+            .unwrap();
+        assert!(n > 0, "the tunnel closed early after {buffer:?}");
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+}
+
 #[tokio::test]
-async fn an_upgrade_to_a_tls_backend_is_refused_saying_why() {
+async fn an_upgrade_to_an_https_backend_is_switched_and_tunnelled() {
     let pki = Pki::new();
     let upstream = secure_upstream(&pki, "secure", &["localhost"], &[b"http/1.1"], false).await;
     let backend = https_backend("localhost", &upstream, &pki);
     let (_store, facade) = facade_for(&backend, "").await;
-    let answer = crate::helpers::raw_request(
-        facade.proxy,
-        b"GET /ws HTTP/1.1\r\nhost: shop.test\r\nconnection: upgrade\r\nupgrade: websocket\r\n\r\n",
-    )
-    .await;
+    let (mut stream, answer, mut received) = ask_upgrade(&facade).await;
+    assert_eq!(answer.status, 101, "{answer:?}");
+    assert_eq!(answer.header("upgrade"), Some("echo"));
+    assert!(answer.header("x-request-id").is_some(), "{answer:?}");
+    // The upstream speaks first over its TLS session, then echoes.
+    let greeting = b"hello from upstream\n";
+    read_until(&mut stream, &mut received, greeting.len()).await;
+    assert_eq!(&received[..], greeting);
+    for message in [&b"ping"[..], b"\x00\x01binary\xff", &[b'q'; 100_000][..]] {
+        received.clear();
+        stream.write_all(message).await.unwrap();
+        read_until(&mut stream, &mut received, message.len()).await;
+        assert_eq!(&received[..], message, "the echo differs");
+    }
+    assert_eq!(
+        upstream.handshakes.lock().unwrap().len(),
+        1,
+        "one TLS session with the backend carried the upgrade"
+    );
+    // Closing the client's side ends the tunnel and the facade closes too.
+    stream.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(WAIT_LIMIT, stream.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the tunnel stayed open after the client closed");
+    // Ordinary requests to the same backend still go through hyper's pool.
+    assert_eq!(status_of(&facade, "/orders/1").await, 200);
+}
+
+#[tokio::test]
+async fn early_hints_from_an_https_backend_reach_the_client_before_the_answer() {
+    let pki = Pki::new();
+    let cert = pki.issue("upstream", &["localhost"]);
+    let (addr, release) = spawn_hinting_tls_upstream(pki.server_config(&cert, &[b"http/1.1"], false)).await;
+    let backend = format!(
+        "urls = [\"https://localhost:{}\"]\nca_file = {}\n",
+        addr.port(),
+        path(&pki.ca_file)
+    );
+    let (_store, facade) = facade_for(&backend, "").await;
+    let mut client = TcpStream::connect(facade.proxy).await.unwrap();
+    client
+        .write_all(b"GET /page HTTP/1.1\r\nHost: shop.test\r\n\r\n")
+        .await
+        .unwrap();
+    // The backend holds its final answer until the hint has arrived here.
+    let (hints, rest) = tokio::time::timeout(WAIT_LIMIT, read_response(&mut client))
+        .await
+        .expect("the 103 waited for the final answer");
+    assert_eq!(hints.status, 103, "{hints:?}");
+    assert_eq!(hints.header("link"), Some("</app.css>; rel=preload"));
+    release.notify_one();
+    let (answer, _) = read_response_after(&mut client, rest).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    assert_eq!(answer.body, b"final");
+}
+
+#[tokio::test]
+async fn an_upgrade_to_an_untrusted_https_backend_is_a_named_502() {
+    let pki = Pki::new();
+    let upstream = secure_upstream(&pki, "secure", &["localhost"], &[b"http/1.1"], false).await;
+    let other = Pki::new();
+    let backend = https_backend("localhost", &upstream, &other);
+    let (_store, facade) = facade_for(&backend, "").await;
+    let (_stream, answer, _) = ask_upgrade(&facade).await;
     assert_eq!(answer.status, 502, "{answer:?}");
     let error = answer.json()["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("TLS with backend `legacy` failed"), "{error}");
+    let metrics = facade.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "strangler_facade_upstream_errors_total",
+            &[("backend", "legacy"), ("kind", "tls")]
+        ),
+        1.0,
+        "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn an_upgrade_to_an_http2_backend_is_refused_saying_why() {
+    let pki = Pki::new();
+    let upstream = secure_upstream(&pki, "secure", &["localhost"], &[b"h2"], false).await;
+    let backend = format!(
+        "{}protocol = \"h2\"\n",
+        https_backend("localhost", &upstream, &pki)
+    );
+    let (_store, facade) = facade_for(&backend, "").await;
+    let (_stream, answer, _) = ask_upgrade(&facade).await;
+    assert_eq!(answer.status, 502, "{answer:?}");
+    let error = answer.json()["error"].as_str().unwrap().to_owned();
+    assert!(error.contains("speaks HTTP/2"), "{error}");
     assert!(error.contains("does not forward upgrades"), "{error}");
     assert!(
         upstream.handshakes.lock().unwrap().is_empty(),

@@ -46,7 +46,7 @@ impl InstanceClient {
                 // body can still be retried or fall back. (A body with
                 // bytes in it comes back from the caller's copy, if any.)
                 let empty = body.is_end_stream();
-                match client.send(head, host, body).await {
+                match client.send(head, host, body, wait.interim).await {
                     Ok(response) => Ok(response.map(UpstreamBody::Hyper)),
                     Err(mut failed) => {
                         if empty && failed.error.is_connect() {
@@ -63,6 +63,12 @@ impl InstanceClient {
     /// trailers on.
     pub fn is_hyper(&self) -> bool {
         matches!(self, InstanceClient::Hyper(_))
+    }
+
+    /// Whether the instance speaks HTTP/2 (`protocol = "h2"`), where an
+    /// HTTP/1.1 upgrade cannot be forwarded.
+    pub fn is_http2(&self) -> bool {
+        matches!(self, InstanceClient::Hyper(client) if client.is_http2())
     }
 }
 

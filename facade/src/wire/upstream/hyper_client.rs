@@ -10,8 +10,12 @@
 //! be the client's), handshakes TLS with the backend's configuration
 //! ([`crate::wire::tls::client`]), and reports ALPN `h2`.
 //!
-//! Interim answers (`103`) from these backends are not relayed, and an
-//! upgrade (WebSocket) to one is tunnelled through hyper's upgrade.
+//! Interim answers (`103 Early Hints`) from an HTTP/1.1 one over TLS are
+//! relayed through hyper's informational callback; HTTP/2 ones are not
+//! (hyper's HTTP/2 client does not surface them). An upgrade
+//! (WebSocket) to an HTTP/1.1 one over TLS is switched by hyper's client,
+//! whose upgraded connection the tunnel then joins to the client's; an
+//! HTTP/2 one is never asked for an upgrade.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -33,6 +37,7 @@ use tokio_rustls::TlsConnector;
 
 use super::{RequestHead, SendError, UpstreamError};
 use crate::wire::body::ProxyBody;
+use crate::wire::interim::InterimSink;
 
 /// How long an idle pooled connection is kept.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(90);
@@ -86,6 +91,12 @@ impl HyperUpstream {
         }
     }
 
+    /// Whether the instance speaks HTTP/2, where no upgrade can be asked
+    /// for with `Connection: upgrade`.
+    pub fn is_http2(&self) -> bool {
+        self.http2
+    }
+
     /// Sends `head` with `host` and `body`. The answer's body streams
     /// from hyper, trailers included.
     pub async fn send(
@@ -93,12 +104,33 @@ impl HyperUpstream {
         head: &RequestHead,
         host: &HeaderValue,
         body: ProxyBody,
+        interim: Option<&Arc<InterimSink>>,
     ) -> Result<Response<hyper::body::Incoming>, SendError> {
-        let request = match self.request(head, host, body) {
+        let mut request = match self.request(head, host, body) {
             Ok(request) => request,
             Err(error) => return Err(SendError { error, unsent: None }),
         };
-        match self.client.request(request).await {
+        let interim = interim.filter(|_| !self.http2);
+        if let Some(sink) = interim {
+            let sink = Arc::clone(sink);
+            // `100 Continue` is the facade's own to answer (`Expect` is not
+            // sent upstream), and hyper's client reads `101` itself.
+            hyper::ext::on_informational(&mut request, move |answer| {
+                let status = answer.status();
+                if status != hyper::StatusCode::CONTINUE && status != hyper::StatusCode::SWITCHING_PROTOCOLS {
+                    sink.push(status, answer.headers());
+                }
+            });
+        }
+        let mut answering = std::pin::pin!(self.client.request(request));
+        let answered = std::future::poll_fn(|cx| {
+            if let Some(sink) = interim {
+                sink.wake_on_push(cx.waker());
+            }
+            answering.as_mut().poll(cx)
+        })
+        .await;
+        match answered {
             Ok(response) => {
                 if response.status() == hyper::StatusCode::SWITCHING_PROTOCOLS && !head.asks_upgrade() {
                     return Err(SendError {

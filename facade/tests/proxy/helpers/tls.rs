@@ -270,7 +270,9 @@ pub struct TlsUpstream {
 
 /// Starts an upstream serving `config` (see [`Pki::server_config`]) that
 /// answers every request with JSON naming itself, the version, path and
-/// headers it got; with `?close=1` it closes the connection after.
+/// headers it got; with `?close=1` it closes the connection after. A
+/// request carrying `Upgrade` is switched and echoed, as
+/// [`super::upstream::echo_upgrade`] does.
 pub async fn spawn_tls_upstream(name: &'static str, config: Arc<ServerConfig>) -> TlsUpstream {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -292,15 +294,57 @@ pub async fn spawn_tls_upstream(name: &'static str, config: Arc<ServerConfig>) -
                     recorded.lock().unwrap().push(kind);
                 }
                 let service = service_fn(move |request: Request<Incoming>| async move {
-                    Ok::<_, Infallible>(describe(name, request).await)
+                    if request.headers().contains_key(hyper::header::UPGRADE) {
+                        return Ok::<_, Infallible>(super::upstream::echo_upgrade(request));
+                    }
+                    Ok(describe(name, request).await)
                 });
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(tls), service)
+                    .serve_connection_with_upgrades(TokioIo::new(tls), service)
                     .await;
             });
         }
     });
     TlsUpstream { addr, handshakes }
+}
+
+/// Starts an HTTPS upstream that answers each request with `103 Early
+/// Hints` (a `Link` to `/app.css`) at once, and with its final `200` only
+/// once `release` is notified, so a test can see the hint arrive first.
+pub async fn spawn_hinting_tls_upstream(config: Arc<ServerConfig>) -> (SocketAddr, Arc<tokio::sync::Notify>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let release = Arc::new(tokio::sync::Notify::new());
+    let released = Arc::clone(&release);
+    let acceptor = TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, released) = (acceptor.clone(), Arc::clone(&released));
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8; 1];
+                    if tls.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let hint = b"HTTP/1.1 103 Early Hints\r\nLink: </app.css>; rel=preload\r\n\r\n";
+                if tls.write_all(hint).await.is_err() || tls.flush().await.is_err() {
+                    return;
+                }
+                released.notified().await;
+                let answer = b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\nconnection: close\r\n\r\nfinal";
+                let _ = tls.write_all(answer).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    (addr, release)
 }
 
 /// Starts a plain HTTP/2-only (h2c) upstream answering as [`spawn_tls_upstream`].

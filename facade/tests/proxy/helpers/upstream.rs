@@ -157,9 +157,8 @@ async fn upload(State(state): State<Arc<EchoState>>, request: Request) -> Respon
     Json(json!({ "name": state.name, "bytes": bytes, "checksum": checksum.finish() })).into_response()
 }
 
-/// Starts a hyper upstream that answers a request carrying `Upgrade` with
-/// `101 Switching Protocols`, then writes `hello from upstream\n` and echoes
-/// every byte it receives. Anything else gets a 426.
+/// Starts a hyper upstream that answers a request carrying `Upgrade` as
+/// [`echo_upgrade`] does.
 pub async fn spawn_upgrade_upstream() -> Upstream {
     let hits = Arc::new(AtomicUsize::new(0));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -172,44 +171,9 @@ pub async fn spawn_upgrade_upstream() -> Upstream {
             };
             let counter = Arc::clone(&counter);
             tokio::spawn(async move {
-                let service = service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
                     counter.fetch_add(1, Ordering::SeqCst);
-                    async move {
-                        let Some(protocol) = request.headers().get(hyper::header::UPGRADE).cloned() else {
-                            let mut refused =
-                                hyper::Response::new(Full::new(Bytes::from_static(b"upgrade required")));
-                            *refused.status_mut() = hyper::StatusCode::UPGRADE_REQUIRED;
-                            return Ok::<_, Infallible>(refused);
-                        };
-                        let on_upgrade = hyper::upgrade::on(&mut request);
-                        tokio::spawn(async move {
-                            let Ok(upgraded) = on_upgrade.await else {
-                                return;
-                            };
-                            let mut io = TokioIo::new(upgraded);
-                            if io.write_all(b"hello from upstream\n").await.is_err() {
-                                return;
-                            }
-                            let mut buffer = [0u8; 4096];
-                            loop {
-                                match io.read(&mut buffer).await {
-                                    Ok(0) | Err(_) => return,
-                                    Ok(n) => {
-                                        if io.write_all(&buffer[..n]).await.is_err() {
-                                            return;
-                                        }
-                                    }
-                                }
-                            }
-                        });
-                        let mut switching = hyper::Response::new(Full::new(Bytes::new()));
-                        *switching.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
-                        switching
-                            .headers_mut()
-                            .insert(hyper::header::CONNECTION, HeaderValue::from_static("upgrade"));
-                        switching.headers_mut().insert(hyper::header::UPGRADE, protocol);
-                        Ok(switching)
-                    }
+                    async move { Ok::<_, Infallible>(echo_upgrade(request)) }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -219,6 +183,46 @@ pub async fn spawn_upgrade_upstream() -> Upstream {
         }
     });
     Upstream { addr, hits }
+}
+
+/// Answers a request carrying `Upgrade` with `101 Switching Protocols`,
+/// then, on the switched connection, writes `hello from upstream\n` and
+/// echoes every byte it receives. Anything else gets a 426. The connection
+/// must be served with upgrades on.
+pub fn echo_upgrade(mut request: hyper::Request<hyper::body::Incoming>) -> hyper::Response<Full<Bytes>> {
+    let Some(protocol) = request.headers().get(hyper::header::UPGRADE).cloned() else {
+        let mut refused = hyper::Response::new(Full::new(Bytes::from_static(b"upgrade required")));
+        *refused.status_mut() = hyper::StatusCode::UPGRADE_REQUIRED;
+        return refused;
+    };
+    let on_upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        let Ok(upgraded) = on_upgrade.await else {
+            return;
+        };
+        let mut io = TokioIo::new(upgraded);
+        if io.write_all(b"hello from upstream\n").await.is_err() {
+            return;
+        }
+        let mut buffer = [0u8; 4096];
+        loop {
+            match io.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    if io.write_all(&buffer[..n]).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+    let mut switching = hyper::Response::new(Full::new(Bytes::new()));
+    *switching.status_mut() = hyper::StatusCode::SWITCHING_PROTOCOLS;
+    switching
+        .headers_mut()
+        .insert(hyper::header::CONNECTION, HeaderValue::from_static("upgrade"));
+    switching.headers_mut().insert(hyper::header::UPGRADE, protocol);
+    switching
 }
 
 /// An address nothing listens on (a port just released).
