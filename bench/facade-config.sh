@@ -64,12 +64,13 @@ NGINX
 # starts an nginx of its own (a daemon, in a session of its own) in
 # $work/NAME, tuned as its users tune it (`worker_processes auto`, long
 # keep-alive, a shared TLS session cache), with SERVER (upstream and
-# server blocks) in its `http` block. Needs $work.
+# server blocks) in its `http` block. Needs $work. WORKER_PROCESSES
+# overrides `auto`; PIN_CORES (a taskset list) keeps it on those cores.
 nginx_instance() {
     local name=$1 server=$2
     mkdir -p "$work/$name"
     cat > "$work/$name/nginx.conf" <<EOF
-worker_processes auto;
+worker_processes ${WORKER_PROCESSES:-auto};
 pid $work/$name/nginx.pid;
 error_log $work/$name/error.log warn;
 daemon on;
@@ -86,7 +87,7 @@ http {
 $server
 }
 EOF
-    nginx -c "$work/$name/nginx.conf" -p "$work/$name"
+    ${PIN_CORES:+taskset -c "$PIN_CORES"} nginx -c "$work/$name/nginx.conf" -p "$work/$name"
 }
 
 # idle_cpu_ticks PID SECONDS: the CPU ticks (user + system, from /proc) the

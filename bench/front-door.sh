@@ -7,7 +7,7 @@
 #
 #   bash bench/front-door.sh                   # full run (about 6 minutes)
 #   ROUNDS=1 DURATION=5 bash bench/front-door.sh   # quick look
-#   TESTS="plain tls" bash bench/front-door.sh     # some of: plain tls handshake h2 memory
+#   TESTS="plain tls" bash bench/front-door.sh     # some of: plain tls handshake h2 dedicated memory
 #
 # Needs wrk, nginx, h2load and openssl (Debian: apt-get install wrk
 # nginx-light nghttp2-client openssl) and builds the facade in release mode.
@@ -22,13 +22,24 @@
 # daemon or service manager starts it), and the runs are interleaved in
 # rounds, so that the ratios within one run are what counts on a shared,
 # noisy machine.
+#
+# `dedicated` repeats plain HTTP/1.1 at 64 connections with each proxy
+# alone on the last core and wrk and the upstream on the others (taskset),
+# as a front door runs in production, apart from its clients and its
+# backends: there the proxy's own cost per request decides the
+# throughput, where in `plain` three quarters of the two cores go to wrk,
+# the upstream and their loopback traffic, which both proxies pay alike.
+# nginx is measured there three ways (`worker_processes auto` with and
+# without `reuseport`, and one worker, the usual tuning for one core); the
+# fastest counts. The facade runs with its defaults, which give it one
+# proxy thread on one core.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . bench/facade-config.sh
 
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-10}
-TESTS=${TESTS:-plain tls handshake h2 memory}
+TESTS=${TESTS:-plain tls handshake h2 dedicated memory}
 BASE=${BASE_PORT:-19100}
 UPSTREAM_PORT=$BASE
 NGINX_PORT=$((BASE + 1))      # plain, without reuseport
@@ -37,8 +48,21 @@ NGINX_TLS_PORT=$((BASE + 3))
 NGINX_TLS_RP_PORT=$((BASE + 4))
 FACADE_PORT=$((BASE + 10))    # admin on +1
 FACADE_TLS_PORT=$((BASE + 12))
+# `dedicated`: an upstream on the client cores, proxies on the last core.
+DEDICATED_UPSTREAM_PORT=$((BASE + 20))
+DEDICATED_NGINX_PORT=$((BASE + 21))
+DEDICATED_NGINX_RP_PORT=$((BASE + 22))
+DEDICATED_NGINX_ONE_PORT=$((BASE + 23))
+DEDICATED_FACADE_PORT=$((BASE + 24))  # admin on +1
+CORES=$(nproc)
+PROXY_CORE=$((CORES - 1))
+CLIENT_CORES=0-$((CORES > 1 ? CORES - 2 : 0))
 
-for tool in wrk nginx h2load openssl curl python3; do
+if [[ " $TESTS " == *" dedicated "* ]] && [ "$CORES" -lt 2 ]; then
+    echo "error: the dedicated test needs at least 2 cores (this machine has $CORES); leave it out of TESTS" >&2
+    exit 1
+fi
+for tool in wrk nginx h2load openssl curl python3 taskset; do
     command -v "$tool" >/dev/null || {
         echo "error: $tool is not installed (apt-get install wrk nginx-light nghttp2-client openssl curl)" >&2
         exit 1
@@ -120,12 +144,48 @@ for url in "http://127.0.0.1:$NGINX_PORT" "http://127.0.0.1:$NGINX_RP_PORT" "htt
     curl -sfk -o /dev/null "$url/products/1" || { echo "error: $url does not answer" >&2; cat "$work/facade.log" >&2; exit 1; }
 done
 
-# One wrk run: prints "requests_per_second p50_ms p99_ms".
+# The `dedicated` layout: every server started as above, but pinned.
+if [[ " $TESTS " == *" dedicated "* ]]; then
+    pinned_nginx() {
+        local name=$1 cores=$2 workers=$3 server=$4
+        WORKER_PROCESSES=$workers PIN_CORES=$cores nginx_instance "$name" "$server"
+    }
+    pinned_nginx dedicated-upstream "$CLIENT_CORES" auto "
+    server {
+        listen 127.0.0.1:$DEDICATED_UPSTREAM_PORT;
+        location / {
+            default_type application/json;
+            return 200 '{\"id\":1,\"sku\":\"SKU-00001\",\"name\":\"Vintage Umbrella\",\"price_cents\":3796,\"stock\":140}';
+        }
+    }"
+    dedicated_upstream="upstream shop { server 127.0.0.1:$DEDICATED_UPSTREAM_PORT; keepalive 256; }"
+    pinned_nginx dedicated-nginx "$PROXY_CORE" auto "$dedicated_upstream
+    server { listen 127.0.0.1:$DEDICATED_NGINX_PORT; $(location_block) }"
+    pinned_nginx dedicated-nginx-rp "$PROXY_CORE" auto "$dedicated_upstream
+    server { listen 127.0.0.1:$DEDICATED_NGINX_RP_PORT reuseport; $(location_block) }"
+    pinned_nginx dedicated-nginx-one "$PROXY_CORE" 1 "$dedicated_upstream
+    server { listen 127.0.0.1:$DEDICATED_NGINX_ONE_PORT; $(location_block) }"
+    facade_config "$work/dedicated.toml" "$DEDICATED_FACADE_PORT" legacy "$DEDICATED_UPSTREAM_PORT" "$work/dedicated.db"
+    STRANGLER_ADMIN_TOKEN=bench-token RUST_LOG=warn setsid taskset -c "$PROXY_CORE" ./target/release/strangler facade \
+        --config "$work/dedicated.toml" 2> "$work/dedicated.log" &
+    pids+=("$!")
+    for _ in $(seq 100); do
+        curl -sf -o /dev/null "http://127.0.0.1:$DEDICATED_FACADE_PORT/products/1" && break
+        sleep 0.1
+    done
+    for port in "$DEDICATED_NGINX_PORT" "$DEDICATED_NGINX_RP_PORT" "$DEDICATED_NGINX_ONE_PORT" "$DEDICATED_FACADE_PORT"; do
+        curl -sf -o /dev/null "http://127.0.0.1:$port/products/1" ||
+            { echo "error: port $port does not answer" >&2; cat "$work/dedicated.log" >&2; exit 1; }
+    done
+fi
+
+# One wrk run: prints "requests_per_second p50_ms p99_ms". With WRK_CORES
+# set, wrk runs on those cores only.
 wrk_run() {
     local url=$1 connections=$2 threads=2
     shift 2
     [ "$connections" -eq 1 ] && threads=1
-    wrk -t"$threads" -c"$connections" -d"${DURATION}s" --latency "$@" "$url/products/1" |
+    ${WRK_CORES:+taskset -c "$WRK_CORES"} wrk -t"$threads" -c"$connections" -d"${DURATION}s" --latency "$@" "$url/products/1" |
         awk '
             function ms(v) { if (v ~ /us$/) return v/1000; if (v ~ /ms$/) return v+0; if (v ~ /s$/) return v*1000; return v }
             /Requests\/sec/ { rps = $2 }
@@ -176,8 +236,14 @@ for round in $(seq "$ROUNDS"); do
                 record "h2 nginx" "$(h2_run "https://127.0.0.1:$NGINX_TLS_PORT")"
                 record "h2 nginx-reuseport" "$(h2_run "https://127.0.0.1:$NGINX_TLS_RP_PORT")"
                 record "h2 facade" "$(h2_run "https://127.0.0.1:$FACADE_TLS_PORT")" ;;
+            dedicated)
+                for setup in "nginx $DEDICATED_NGINX_PORT" "nginx-reuseport $DEDICATED_NGINX_RP_PORT" \
+                    "nginx-one-worker $DEDICATED_NGINX_ONE_PORT" "facade $DEDICATED_FACADE_PORT"; do
+                    read -r name port <<< "$setup"
+                    record "dedicated $name" "$(WRK_CORES=$CLIENT_CORES wrk_run "http://127.0.0.1:$port" 64)"
+                done ;;
             memory) ;;
-            *) echo "error: unknown test '$test' (plain tls handshake h2 memory)" >&2; exit 1 ;;
+            *) echo "error: unknown test '$test' (plain tls handshake h2 dedicated memory)" >&2; exit 1 ;;
         esac
     done
 done
@@ -202,6 +268,32 @@ for test in "plain c=1" "plain c=64" tls handshake h2; do
     awk -v t="$test" -v n="$n" -v nr="$nr" -v f="$f" -v bn="$bn" -v np50="$np50" -v fp50="$fp50" -v np99="$np99" -v fp99="$fp99" \
         'BEGIN { printf "| %s | %s | %s | %s | %.2f | %s, %s | %s, %s |\n", t, n, nr, f, (bn > 0 ? f / bn : 0), np50, fp50, np99, fp99 }'
 done
+
+if [ -n "${rps[dedicated facade]:-}" ]; then
+    echo
+    echo "dedicated: plain HTTP/1.1 at 64 connections, each proxy alone on core $PROXY_CORE, wrk and the upstream on $CLIENT_CORES:"
+    echo
+    echo "| setup | requests/s | p50 ms | p99 ms | facade / this, round by round |"
+    echo "|---|---|---|---|---|"
+    for name in nginx nginx-reuseport nginx-one-worker facade; do
+        ratios=$(paste -d' ' <(echo "${rps[dedicated facade]}" | tr ' ' '\n' | grep -v '^$') \
+            <(echo "${rps[dedicated $name]}" | tr ' ' '\n' | grep -v '^$') |
+            awk '{ printf "%s%.2f", (NR > 1 ? ", " : ""), $1 / $2 }')
+        echo "| $name | $(echo "${rps[dedicated $name]}" | median) | $(echo "${p50[dedicated $name]}" | median) | $(echo "${p99[dedicated $name]}" | median) | $ratios |"
+    done
+    # Against the fastest nginx of each round.
+    for round in $(seq "$ROUNDS"); do
+        best=0
+        for name in nginx nginx-reuseport nginx-one-worker; do
+            value=$(echo "${rps[dedicated $name]}" | awk -v r="$round" '{ print $r }')
+            awk -v a="$value" -v b="$best" 'BEGIN { exit !(a > b) }' && best=$value
+        done
+        facade=$(echo "${rps[dedicated facade]}" | awk -v r="$round" '{ print $r }')
+        awk -v f="$facade" -v b="$best" 'BEGIN { printf "%.2f\n", f / b }'
+    done | tr '\n' ' ' | awk '{ printf "\nfacade / fastest nginx of the round: %s\n", $0 }'
+    n=$(for name in nginx nginx-reuseport nginx-one-worker; do echo "${rps[dedicated $name]}" | median; done | sort -g | tail -1)
+    awk -v f="$(echo "${rps[dedicated facade]}" | median)" -v n="$n" 'BEGIN { printf "facade median / best nginx median: %.2f\n", f / n }'
+fi
 
 if [[ " $TESTS " == *" memory "* ]]; then
     echo
