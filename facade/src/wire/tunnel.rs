@@ -3,11 +3,17 @@
 //! answer, the two connections are joined byte for byte until either side
 //! closes.
 
+use std::time::Duration;
+
 use bytes::Bytes;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+/// How long hyper's client may take to hand over a connection whose `101`
+/// it has already read; it needs no more than its own task's next turn.
+const SWITCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The upstream's end of a switched connection.
 #[derive(Debug)]
@@ -29,11 +35,16 @@ pub(crate) fn spawn(client: OnUpgrade, upstream: Option<UpstreamSide>, request_i
         match upstream {
             None => tracing::warn!(%request_id, "protocol upgrade failed: the upstream connection is gone"),
             Some(UpstreamSide::Socket(upstream, early)) => join(client, upstream, early, &request_id).await,
-            Some(UpstreamSide::Hyper(upstream)) => match upstream.await {
-                Ok(upstream) => join(client, TokioIo::new(upstream), Bytes::new(), &request_id).await,
-                Err(error) => {
+            Some(UpstreamSide::Hyper(upstream)) => match tokio::time::timeout(SWITCH_TIMEOUT, upstream).await
+            {
+                Ok(Ok(upstream)) => join(client, TokioIo::new(upstream), Bytes::new(), &request_id).await,
+                Ok(Err(error)) => {
                     tracing::warn!(%request_id, %error, "protocol upgrade failed: the upstream connection did not switch")
                 }
+                Err(_) => tracing::warn!(
+                    %request_id,
+                    "protocol upgrade failed: the upstream connection did not switch within {SWITCH_TIMEOUT:?}"
+                ),
             },
         }
     });
