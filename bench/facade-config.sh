@@ -90,6 +90,15 @@ EOF
     ${PIN_CORES:+taskset -c "$PIN_CORES"} nginx -c "$work/$name/nginx.conf" -p "$work/$name"
 }
 
+# wait_until_answering PORT: waits up to 10 s for a facade just started on
+# PORT to answer `/products/1`; the caller checks that it does.
+wait_until_answering() {
+    for _ in $(seq 100); do
+        curl -sf -o /dev/null "http://127.0.0.1:$1/products/1" && return
+        sleep 0.1
+    done
+}
+
 # idle_cpu_ticks PID SECONDS: the CPU ticks (user + system, from /proc) the
 # process spends over SECONDS; what open control panels cost a facade that
 # serves no traffic meanwhile.

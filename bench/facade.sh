@@ -123,10 +123,7 @@ start_facade() {
     env $(facade_env "$name") STRANGLER_ADMIN_TOKEN=bench-token RUST_LOG=warn setsid "$binary" facade --config "$work/$name.toml" \
         2> "$work/$name.log" &
     pids+=("$!")
-    for _ in $(seq 100); do
-        curl -sf -o /dev/null "http://127.0.0.1:$port/products/1" && return
-        sleep 0.1
-    done
+    wait_until_answering "$port"
 }
 start_facade facade "$FACADE_PORT" legacy
 facade_pid=${pids[-1]}

@@ -56,7 +56,8 @@ DEDICATED_NGINX_ONE_PORT=$((BASE + 23))
 DEDICATED_FACADE_PORT=$((BASE + 24))  # admin on +1
 CORES=$(nproc)
 PROXY_CORE=$((CORES - 1))
-CLIENT_CORES=0-$((CORES > 1 ? CORES - 2 : 0))
+CLIENT_CORES=0
+[ "$CORES" -gt 2 ] && CLIENT_CORES=0-$((CORES - 2))
 
 if [[ " $TESTS " == *" dedicated "* ]] && [ "$CORES" -lt 2 ]; then
     echo "error: the dedicated test needs at least 2 cores (this machine has $CORES); leave it out of TESTS" >&2
@@ -135,10 +136,7 @@ STRANGLER_ADMIN_TOKEN=bench-token RUST_LOG=warn setsid ./target/release/strangle
     2> "$work/facade.log" &
 facade_pid=$!
 pids+=("$facade_pid")
-for _ in $(seq 100); do
-    curl -sf -o /dev/null "http://127.0.0.1:$FACADE_PORT/products/1" && break
-    sleep 0.1
-done
+wait_until_answering "$FACADE_PORT"
 for url in "http://127.0.0.1:$NGINX_PORT" "http://127.0.0.1:$NGINX_RP_PORT" "https://127.0.0.1:$NGINX_TLS_PORT" \
     "https://127.0.0.1:$NGINX_TLS_RP_PORT" "https://127.0.0.1:$FACADE_TLS_PORT"; do
     curl -sfk -o /dev/null "$url/products/1" || { echo "error: $url does not answer" >&2; cat "$work/facade.log" >&2; exit 1; }
@@ -169,10 +167,7 @@ if [[ " $TESTS " == *" dedicated "* ]]; then
     STRANGLER_ADMIN_TOKEN=bench-token RUST_LOG=warn setsid taskset -c "$PROXY_CORE" ./target/release/strangler facade \
         --config "$work/dedicated.toml" 2> "$work/dedicated.log" &
     pids+=("$!")
-    for _ in $(seq 100); do
-        curl -sf -o /dev/null "http://127.0.0.1:$DEDICATED_FACADE_PORT/products/1" && break
-        sleep 0.1
-    done
+    wait_until_answering "$DEDICATED_FACADE_PORT"
     for port in "$DEDICATED_NGINX_PORT" "$DEDICATED_NGINX_RP_PORT" "$DEDICATED_NGINX_ONE_PORT" "$DEDICATED_FACADE_PORT"; do
         curl -sf -o /dev/null "http://127.0.0.1:$port/products/1" ||
             { echo "error: port $port does not answer" >&2; cat "$work/dedicated.log" >&2; exit 1; }

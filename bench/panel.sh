@@ -65,10 +65,7 @@ done
 STRANGLER_ADMIN_TOKEN=bench-token RUST_LOG=warn setsid ./target/release/strangler facade \
     --config "$work/strangler.toml" 2> "$work/facade.log" &
 pids+=("$!")
-for _ in $(seq 100); do
-    curl -sf -o /dev/null "http://127.0.0.1:$FACADE_PORT/products/1" && break
-    sleep 0.1
-done
+wait_until_answering "$FACADE_PORT"
 
 # Log in as a browser does; the jar keeps the session cookie.
 curl -sf -o /dev/null -c "$work/jar" "http://127.0.0.1:$ADMIN_PORT/?token=bench-token"

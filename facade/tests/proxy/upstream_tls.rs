@@ -66,6 +66,20 @@ async fn status_of(facade: &TestFacade, target: &str) -> reqwest::StatusCode {
         .status()
 }
 
+/// Asserts that `facade` counted one TLS failure with backend `legacy`.
+async fn assert_one_tls_error(facade: &TestFacade) {
+    let metrics = facade.metrics().await;
+    assert_eq!(
+        metric_value(
+            &metrics,
+            "strangler_facade_upstream_errors_total",
+            &[("backend", "legacy"), ("kind", "tls")]
+        ),
+        1.0,
+        "{metrics}"
+    );
+}
+
 fn path(p: &std::path::Path) -> String {
     format!("{:?}", p.display().to_string())
 }
@@ -108,16 +122,7 @@ async fn an_untrusted_backend_certificate_is_a_named_502_and_counted() {
     let error = body["error"].as_str().unwrap();
     assert!(error.contains("TLS with backend `legacy` failed"), "{body}");
     assert!(error.contains("invalid peer certificate"), "{body}");
-    let metrics = facade.metrics().await;
-    assert_eq!(
-        metric_value(
-            &metrics,
-            "strangler_facade_upstream_errors_total",
-            &[("backend", "legacy"), ("kind", "tls")]
-        ),
-        1.0,
-        "{metrics}"
-    );
+    assert_one_tls_error(&facade).await;
 }
 
 #[tokio::test]
@@ -562,16 +567,7 @@ async fn an_upgrade_to_an_untrusted_https_backend_is_a_named_502() {
     assert_eq!(answer.status, 502, "{answer:?}");
     let error = answer.json()["error"].as_str().unwrap().to_owned();
     assert!(error.contains("TLS with backend `legacy` failed"), "{error}");
-    let metrics = facade.metrics().await;
-    assert_eq!(
-        metric_value(
-            &metrics,
-            "strangler_facade_upstream_errors_total",
-            &[("backend", "legacy"), ("kind", "tls")]
-        ),
-        1.0,
-        "{metrics}"
-    );
+    assert_one_tls_error(&facade).await;
 }
 
 #[tokio::test]
