@@ -232,8 +232,12 @@ impl Facade {
                 let (set, serials) = certificate_reload::load_set(&tls.certificates)
                     .map_err(|error| StartError::Tls(error.to_string()))?;
                 let resolver = SniResolver::new(set);
-                let accept = TlsAccept::new(Arc::clone(&resolver), tls.handshake_timeout)
-                    .map_err(|error| StartError::Tls(error.to_string()))?;
+                let accept = TlsAccept::new(
+                    Arc::clone(&resolver),
+                    tls.handshake_timeout,
+                    tls.client_roots.clone(),
+                )
+                .map_err(|error| StartError::Tls(error.to_string()))?;
                 let listener = wire::server::bind(tls.listen).await?;
                 tracing::info!(serials = %serials.join(","), "TLS certificates loaded");
                 (

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Uri;
-use rustls::ClientConfig;
+use rustls::{ClientConfig, RootCertStore};
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -29,6 +29,9 @@ pub struct TlsListenerConfig {
     /// Whether the plain listener answers every request with a redirect
     /// to HTTPS instead of serving it.
     pub redirect_http: bool,
+    /// When set, every client must present a certificate issued by one of
+    /// these authorities (mutual TLS), read from `client_ca_file` at load.
+    pub client_roots: Option<Arc<RootCertStore>>,
 }
 
 /// How the facade speaks to a backend.
@@ -65,6 +68,7 @@ pub(super) struct RawListenerTls {
     pub(super) tls_listen: Option<Spanned<String>>,
     pub(super) tls_handshake_timeout_ms: Option<Spanned<u64>>,
     pub(super) redirect_to_https: Option<Spanned<bool>>,
+    pub(super) client_ca_file: Option<Spanned<String>>,
     pub(super) certificates: Vec<Spanned<RawCertificate>>,
 }
 
@@ -99,6 +103,12 @@ pub(super) fn check_listener(
             return Err((
                 redirect.span().start,
                 "`redirect_to_https` needs `tls_listen`".to_owned(),
+            ));
+        }
+        if let Some(ca) = &raw.client_ca_file {
+            return Err((
+                ca.span().start,
+                "`client_ca_file` asks TLS clients for certificates and needs `tls_listen`".to_owned(),
             ));
         }
         return Ok(None);
@@ -150,11 +160,19 @@ pub(super) fn check_listener(
         Some(redirect) => *redirect.get_ref(),
         None => false,
     };
+    let client_roots = match &raw.client_ca_file {
+        None => None,
+        Some(file) => Some(Arc::new(
+            tls_client::client_authorities(&super::resolve(config, file.get_ref()))
+                .map_err(|error| (file.span().start, error.to_string()))?,
+        )),
+    };
     Ok(Some(TlsListenerConfig {
         listen: address,
         certificates: files,
         handshake_timeout,
         redirect_http,
+        client_roots,
     }))
 }
 

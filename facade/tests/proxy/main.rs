@@ -13,6 +13,7 @@
 mod admin_api;
 mod auto_rollback;
 mod canary;
+mod client_certificates;
 mod client_connection;
 mod config;
 mod conformance;

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
@@ -28,6 +29,9 @@ pub enum HandshakeFailure {
     /// The client ended the handshake with an alert (it did not trust the
     /// certificate, say).
     Alert,
+    /// The listener asks for client certificates (`client_ca_file`) and
+    /// the client sent none, or one that does not verify.
+    ClientCertificate,
     /// Anything else (an I/O error).
     Other,
 }
@@ -41,17 +45,19 @@ impl HandshakeFailure {
             HandshakeFailure::Incompatible => "incompatible",
             HandshakeFailure::Malformed => "malformed",
             HandshakeFailure::Alert => "alert",
+            HandshakeFailure::ClientCertificate => "client_certificate",
             HandshakeFailure::Other => "other",
         }
     }
 
     /// Every kind, for metrics that list them all from the start.
-    pub const ALL: [HandshakeFailure; 6] = [
+    pub const ALL: [HandshakeFailure; 7] = [
         HandshakeFailure::Timeout,
         HandshakeFailure::Closed,
         HandshakeFailure::Incompatible,
         HandshakeFailure::Malformed,
         HandshakeFailure::Alert,
+        HandshakeFailure::ClientCertificate,
         HandshakeFailure::Other,
     ];
 
@@ -75,6 +81,9 @@ impl HandshakeFailure {
                 HandshakeFailure::Incompatible
             }
             rustls::Error::AlertReceived(_) => HandshakeFailure::Alert,
+            rustls::Error::NoCertificatesPresented | rustls::Error::InvalidCertificate(_) => {
+                HandshakeFailure::ClientCertificate
+            }
             rustls::Error::InvalidMessage(_)
             | rustls::Error::PeerMisbehaved(_)
             | rustls::Error::InappropriateMessage { .. }
@@ -102,12 +111,26 @@ impl std::fmt::Debug for TlsAccept {
 
 impl TlsAccept {
     /// Handshakes with TLS 1.2 or 1.3 only, the certificate chosen by
-    /// `resolver`, offering `h2` then `http/1.1`.
-    pub fn new(resolver: Arc<SniResolver>, handshake_timeout: Duration) -> Result<Self, rustls::Error> {
-        let mut config = ServerConfig::builder_with_provider(super::provider())
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-            .with_no_client_auth()
-            .with_cert_resolver(resolver);
+    /// `resolver`, offering `h2` then `http/1.1`; with `client_roots`, only
+    /// with clients whose certificate one of those authorities issued.
+    pub fn new(
+        resolver: Arc<SniResolver>,
+        handshake_timeout: Duration,
+        client_roots: Option<Arc<RootCertStore>>,
+    ) -> Result<Self, rustls::Error> {
+        let provider = super::provider();
+        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+        let builder = match client_roots {
+            None => builder.with_no_client_auth(),
+            Some(roots) => {
+                let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
+                    .build()
+                    .map_err(|error| rustls::Error::General(format!("client_ca_file: {error}")))?;
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder.with_cert_resolver(resolver);
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(Self {
             acceptor: TlsAcceptor::from(Arc::new(config)),

@@ -115,6 +115,22 @@ impl Pki {
         Arc::new(config)
     }
 
+    /// As [`Pki::client_config`], presenting `identity` as the client's
+    /// certificate.
+    pub fn client_config_with(&self, identity: &Issued, alpn: &[&[u8]]) -> Arc<ClientConfig> {
+        use rustls::pki_types::pem::PemObject;
+        let chain = vec![CertificateDer::from(identity.der.clone())];
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_file(&identity.key).unwrap();
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(self.roots())
+            .with_client_auth_cert(chain, key)
+            .unwrap();
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+
     /// A server configuration serving `issued`, offering `alpn`, and
     /// requiring a client certificate from this CA when `mutual`.
     pub fn server_config(&self, issued: &Issued, alpn: &[&[u8]], mutual: bool) -> Arc<ServerConfig> {
