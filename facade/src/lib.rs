@@ -358,6 +358,11 @@ impl Facade {
                 threads: self.config.proxy_threads,
                 grace: self.config.grace_period,
                 max_connections: wire::descriptors::fit_connections(self.config.max_connections),
+                asks_client_certificates: self
+                    .config
+                    .tls
+                    .as_ref()
+                    .is_some_and(|tls| tls.client_roots.is_some()),
             },
             stop.clone(),
         )

@@ -9,8 +9,10 @@ use crate::config::HostHeader;
 use crate::flow::backend::{Backend, Instance};
 use crate::flow::trace::{TraceHeader, TRACEPARENT};
 use crate::wire::correlation;
-use crate::wire::headers::{self, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
-use crate::wire::service::Peer;
+use crate::wire::headers::{
+    self, X_FORWARDED_CLIENT_CERT, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
+};
+use crate::wire::service::{ClientCertificate, Peer};
 use crate::wire::upstream::RequestHead;
 
 /// The parts of a request that every attempt sends alike.
@@ -29,7 +31,8 @@ pub(crate) struct Outgoing {
 impl Outgoing {
     /// The request as upstreams get it: hop-by-hop headers removed (an
     /// upgrade's own `Connection: upgrade` and `Upgrade` put back),
-    /// `X-Forwarded-*` added, the correlation id set, `Host` left to each
+    /// `X-Forwarded-*` added (`X-Forwarded-Client-Cert` as the peer's
+    /// [`ClientCertificate`] says), the correlation id set, `Host` left to each
     /// attempt, `traceparent` as `trace` says. The head is encoded here,
     /// once: the client's headers are not copied, and the facade's own go
     /// straight into the encoding.
@@ -59,8 +62,8 @@ impl Outgoing {
         // too: the facade answers `100-continue` to the client itself (its
         // HTTP/1.1 server does when the body is first read) and streams the
         // body at once, so the upstream is never left waiting to be asked.
-        let traceparent = TRACEPARENT;
-        let mut skip = [&host, &xff, &xfp, &rid, &expect, &host, &host];
+        let (traceparent, xfcc) = (TRACEPARENT, X_FORWARDED_CLIENT_CERT);
+        let mut skip = [&host, &xff, &xfp, &rid, &expect, &host, &host, &host];
         let mut skipped = 5;
         let mut also_skip = |name| {
             skip[skipped] = name;
@@ -73,6 +76,9 @@ impl Outgoing {
         // client's goes on as sent.
         if trace == TraceHeader::Replace {
             also_skip(&traceparent);
+        }
+        if !matches!(peer.client_certificate, ClientCertificate::NotAsked) {
+            also_skip(&xfcc);
         }
         let skip = &skip[..skipped];
         let mut extra = [(&xff, &forwarded_for); 7];
@@ -90,6 +96,9 @@ impl Outgoing {
         if let Some(protocol) = &upgrade {
             add((&connection, &upgrade_token));
             add((&upgrade_name, protocol));
+        }
+        if let ClientCertificate::Verified(certificate) = &peer.client_certificate {
+            add((&xfcc, certificate));
         }
         let target = uri.path_and_query().map_or("/", |target| target.as_str());
         let head = RequestHead::new(&parts.method, target, &headers, skip, &extra[..count]);

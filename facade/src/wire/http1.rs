@@ -90,6 +90,9 @@ pub(crate) struct Shared<H> {
     pub hyper: auto::Builder<TokioExecutor>,
     /// Cancelled when the facade shuts down.
     pub stop: CancellationToken,
+    /// Whether the facade asks TLS clients for certificates
+    /// ([`crate::wire::server::Settings::asks_client_certificates`]).
+    pub asks_client_certificates: bool,
 }
 
 /// Serves one client connection until the client closes it, it fails, or

@@ -25,9 +25,9 @@ use crate::wire::http1;
 use crate::wire::http1::stream::ClientStream;
 use crate::wire::proxy_threads::{self, ConnectionKind, Inbox};
 use crate::wire::redirect;
-use crate::wire::service::{Handler, Peer};
+use crate::wire::service::{ClientCertificate, Handler, Peer};
 use crate::wire::shutdown::{Phase, Shutdown, Watch};
-use crate::wire::tls::server::TlsAccept;
+use crate::wire::tls::server::{client_certificate_header, TlsAccept};
 
 /// How long the proxy threads get to end once the grace period is over
 /// and every connection has been told to close at once.
@@ -50,6 +50,10 @@ pub(crate) struct Settings {
     /// closed at once, so a flood runs the facade out of neither memory nor
     /// file descriptors.
     pub max_connections: usize,
+    /// Whether the TLS listener asks clients for certificates
+    /// (`client_ca_file`); then no client's own `X-Forwarded-Client-Cert`
+    /// reaches an upstream, on either listener.
+    pub asks_client_certificates: bool,
 }
 
 /// The answer to a connection over `max_connections`, written without
@@ -101,6 +105,7 @@ pub(crate) async fn serve<H: Handler>(
         head_timeout: settings.header_read_timeout,
         hyper,
         stop: stop.clone(),
+        asks_client_certificates: settings.asks_client_certificates,
     });
     // Closes idle connections when the drain starts, and every connection
     // still open when the grace period is over.
@@ -251,6 +256,9 @@ async fn serve_one<H: Handler>(
     shared: Arc<http1::Shared<H>>,
     watch: &Watch,
 ) {
+    if shared.asks_client_certificates {
+        peer.client_certificate = ClientCertificate::Absent;
+    }
     match kind {
         ConnectionKind::Plain => {
             http1::serve_connection(ClientStream::Tcp(stream), peer, shared, watch).await
@@ -259,6 +267,14 @@ async fn serve_one<H: Handler>(
         ConnectionKind::Tls(accept) => match accept.accept(stream).await {
             Ok(tls) => {
                 peer.secure = true;
+                let leaf = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|chain| chain.first());
+                if let Some(header) = leaf.and_then(|leaf| client_certificate_header(leaf)) {
+                    peer.client_certificate = ClientCertificate::Verified(header);
+                }
                 // HTTP/2 by ALPN goes to hyper at once; HTTP/1.1 takes the
                 // fast path, as on the plain listener.
                 if tls.get_ref().1.alpn_protocol() == Some(b"h2") {

@@ -31,6 +31,27 @@ pub struct Peer {
     /// Whether the client reached the facade over TLS
     /// (`X-Forwarded-Proto: https`).
     pub secure: bool,
+    /// The client's certificate as upstreams learn of it
+    /// (`X-Forwarded-Client-Cert`).
+    pub client_certificate: ClientCertificate,
+}
+
+/// What upstreams are told of the client's certificate, in
+/// `X-Forwarded-Client-Cert`.
+#[derive(Debug, Clone, Default)]
+pub enum ClientCertificate {
+    /// The facade asks for none (no `client_ca_file`): the header is not
+    /// the facade's, and passes as the client sent it.
+    #[default]
+    NotAsked,
+    /// The facade asks for certificates but this connection showed none
+    /// (the plain listener): a header from the client is removed, so no
+    /// client can claim an identity it did not prove.
+    Absent,
+    /// Verified in the handshake: the header is the facade's, replacing
+    /// any from the client (`Hash=<SHA-256 of the certificate>;Subject="…"`,
+    /// as Envoy writes it).
+    Verified(HeaderValue),
 }
 
 impl Peer {
@@ -41,6 +62,7 @@ impl Peer {
             ip: crate::wire::headers::peer_ip_value(addr),
             interim: None,
             secure: false,
+            client_certificate: ClientCertificate::NotAsked,
         }
     }
 }

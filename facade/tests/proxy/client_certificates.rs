@@ -1,7 +1,9 @@
 //! Mutual TLS on the facade's listener (`client_ca_file`): only clients
 //! whose certificate the configured authorities issued are served, over
 //! HTTP/1.1 and HTTP/2 alike; the others are refused in the handshake and
-//! counted, and the file is checked at load.
+//! counted; upstreams learn the verified certificate in
+//! `X-Forwarded-Client-Cert` and never a client's own; and the file is
+//! checked at load.
 
 use std::path::Path;
 use std::time::Duration;
@@ -103,6 +105,85 @@ async fn only_clients_with_a_certificate_from_the_configured_authority_are_serve
         },
     )
     .await;
+}
+
+/// The `x-forwarded-client-cert` values an echoing upstream received.
+fn forwarded_client_cert(echoed: &serde_json::Value) -> Vec<String> {
+    echoed["headers"]["x-forwarded-client-cert"]
+        .as_array()
+        .map(|values| values.iter().map(|v| v.as_str().unwrap().to_owned()).collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn upstreams_learn_the_verified_client_certificate_and_never_a_forged_one() {
+    use sha2::Digest;
+    let pki = Pki::new();
+    let shop = pki.issue("shop", &["shop.test"]);
+    let member = pki.issue("member", &["client.shop.test"]);
+    let upstream = spawn_upstream("legacy").await;
+    let store = sqlite_store();
+    let facade = start_facade(&mutual_config(upstream.addr, &shop, &pki.ca_file), store.url()).await;
+    let hash: String = sha2::Sha256::digest(&member.der)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect();
+
+    for alpn in [&[&b"http/1.1"[..]][..], &[b"h2"]] {
+        let mut forged = get("/orders", "shop.test");
+        forged.headers_mut().insert(
+            "x-forwarded-client-cert",
+            "Hash=forged;Subject=\"CN=admin\"".parse().unwrap(),
+        );
+        let seen = https_request(
+            facade.tls.unwrap(),
+            "shop.test",
+            pki.client_config_with(&member, alpn),
+            forged,
+        )
+        .await
+        .unwrap();
+        assert_eq!(seen.status, StatusCode::OK);
+        let values = forwarded_client_cert(&seen.json());
+        assert_eq!(values.len(), 1, "{values:?}");
+        assert!(
+            values[0].starts_with(&format!("Hash={hash};Subject=\"")),
+            "{values:?}"
+        );
+        assert!(values[0].contains("CN="), "{values:?}");
+    }
+
+    // The plain listener beside it proves nothing: a claimed identity is
+    // removed, not passed on.
+    let plain = facade
+        .client
+        .get(facade.url("/orders"))
+        .header("x-forwarded-client-cert", "Hash=forged")
+        .send()
+        .await
+        .unwrap();
+    let echoed: serde_json::Value = plain.json().await.unwrap();
+    assert!(forwarded_client_cert(&echoed).is_empty(), "{echoed}");
+}
+
+#[tokio::test]
+async fn without_client_ca_file_the_header_is_not_the_facades_and_passes_as_sent() {
+    let upstream = spawn_upstream("legacy").await;
+    let store = sqlite_store();
+    let facade = start_facade(
+        &format!("[facade]\ndefault_backend = \"legacy\"\naccess_log = false\n\n[backends.legacy]\nurls = [\"http://{}\"]\n", upstream.addr),
+        store.url(),
+    )
+    .await;
+    let response = facade
+        .client
+        .get(facade.url("/orders"))
+        .header("x-forwarded-client-cert", "Hash=from-a-proxy-in-front")
+        .send()
+        .await
+        .unwrap();
+    let echoed: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(forwarded_client_cert(&echoed), ["Hash=from-a-proxy-in-front"]);
 }
 
 #[test]

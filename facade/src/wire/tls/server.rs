@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::header::HeaderValue;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 use tokio::net::TcpStream;
@@ -92,6 +93,33 @@ impl HandshakeFailure {
             _ => HandshakeFailure::Other,
         }
     }
+}
+
+/// `X-Forwarded-Client-Cert` for a client that presented `leaf` (verified
+/// in the handshake), as Envoy writes it: `Hash=` the certificate's SHA-256
+/// in hex, then `;Subject="…"` when the subject is printable ASCII. `None`
+/// only if even the hash cannot be a header value, which cannot happen.
+pub fn client_certificate_header(leaf: &[u8]) -> Option<HeaderValue> {
+    use sha2::Digest;
+    use std::fmt::Write;
+    let digest = sha2::Sha256::digest(leaf);
+    let mut text = String::with_capacity(128);
+    text.push_str("Hash=");
+    for byte in digest {
+        let _ = write!(text, "{byte:02x}");
+    }
+    let hash_only = text.len();
+    if let Ok((_, parsed)) = x509_parser::parse_x509_certificate(leaf) {
+        let subject = parsed.subject().to_string();
+        if subject.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+            text.push_str(";Subject=\"");
+            text.push_str(&subject.replace('\\', "\\\\").replace('"', "\\\""));
+            text.push('"');
+        }
+    }
+    HeaderValue::from_str(&text)
+        .or_else(|_| HeaderValue::from_str(&text[..hash_only]))
+        .ok()
 }
 
 /// The server side of the facade's TLS listener.
