@@ -175,3 +175,42 @@ impl TlsAccept {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::client_certificate_header;
+    use sha2::Digest;
+
+    /// A self-signed certificate whose subject's common name is `name`.
+    fn certificate(name: &str) -> Vec<u8> {
+        let mut params = rcgen::CertificateParams::new(vec!["client.test".to_owned()]).unwrap();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params.distinguished_name.push(rcgen::DnType::CommonName, name);
+        let key = rcgen::KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    fn hash(der: &[u8]) -> String {
+        sha2::Sha256::digest(der)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+
+    #[test]
+    fn the_header_carries_the_hash_and_the_subject_with_quotes_escaped() {
+        let der = certificate(r#"svc "billing" \ eu"#);
+        let header = client_certificate_header(&der).unwrap();
+        assert_eq!(
+            header.to_str().unwrap(),
+            format!(r#"Hash={};Subject="CN=svc \"billing\" \\ eu""#, hash(&der))
+        );
+    }
+
+    #[test]
+    fn a_subject_that_is_not_printable_ascii_is_left_out() {
+        let der = certificate("Zürich billing");
+        let header = client_certificate_header(&der).unwrap();
+        assert_eq!(header.to_str().unwrap(), format!("Hash={}", hash(&der)));
+    }
+}
