@@ -93,7 +93,7 @@ use crate::flow::rollback::RollbackRequest;
 use crate::flow::shadow::recorder::Recorder;
 use crate::flow::shadow::{self, ShadowJob, Shadower};
 use crate::flow::state::ProxyState;
-use crate::wire::tls::certificates::{CertificateFiles, SniResolver};
+use crate::wire::tls::certificates::SniResolver;
 use crate::wire::tls::server::TlsAccept;
 
 /// Why the facade could not start.
@@ -123,8 +123,8 @@ pub enum StartError {
 /// A facade with its listeners bound and its table loaded.
 pub struct Facade {
     listeners: wire::server::Listeners,
-    /// The TLS listener's certificate chooser and the files it reloads.
-    certificates: Option<(Arc<SniResolver>, Vec<CertificateFiles>)>,
+    /// What the TLS listener reloads: its certificates and client authorities.
+    certificates: Option<certificate_reload::Watched>,
     admin_listener: TcpListener,
     state: Arc<ProxyState>,
     updater: Arc<TableUpdater>,
@@ -240,10 +240,12 @@ impl Facade {
                 .map_err(|error| StartError::Tls(error.to_string()))?;
                 let listener = wire::server::bind(tls.listen).await?;
                 tracing::info!(serials = %serials.join(","), "TLS certificates loaded");
-                (
-                    Some((listener, accept)),
-                    Some((resolver, tls.certificates.clone())),
-                )
+                let watched = certificate_reload::Watched {
+                    resolver,
+                    files: tls.certificates.clone(),
+                    client_authorities: tls.client_ca_file.clone().map(|path| (accept.clone(), path)),
+                };
+                (Some((listener, accept)), Some(watched))
             }
         };
         let plain = match config.listen {
@@ -335,10 +337,9 @@ impl Facade {
             stop.clone().cancelled_owned(),
             self.config.grace_period,
         ));
-        if let Some((resolver, files)) = self.certificates {
+        if let Some(watched) = self.certificates {
             tokio::spawn(certificate_reload::run(
-                resolver,
-                files,
+                watched,
                 Arc::clone(&self.state.metrics),
                 stop.clone(),
             ));

@@ -5,7 +5,7 @@
 //! with the file and the line.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +32,9 @@ pub struct TlsListenerConfig {
     /// When set, every client must present a certificate issued by one of
     /// these authorities (mutual TLS), read from `client_ca_file` at load.
     pub client_roots: Option<Arc<RootCertStore>>,
+    /// `client_ca_file`, resolved against the configuration's folder: read
+    /// again on SIGHUP and when it changes.
+    pub client_ca_file: Option<PathBuf>,
 }
 
 /// How the facade speaks to a backend.
@@ -160,12 +163,15 @@ pub(super) fn check_listener(
         Some(redirect) => *redirect.get_ref(),
         None => false,
     };
-    let client_roots = match &raw.client_ca_file {
-        None => None,
-        Some(file) => Some(Arc::new(
-            tls_client::client_authorities(&super::resolve(config, file.get_ref()))
-                .map_err(|error| (file.span().start, error.to_string()))?,
+    let client_ca_file = raw
+        .client_ca_file
+        .as_ref()
+        .map(|file| super::resolve(config, file.get_ref()));
+    let client_roots = match (&raw.client_ca_file, &client_ca_file) {
+        (Some(file), Some(path)) => Some(Arc::new(
+            tls_client::client_authorities(path).map_err(|error| (file.span().start, error.to_string()))?,
         )),
+        _ => None,
     };
     Ok(Some(TlsListenerConfig {
         listen: address,
@@ -173,6 +179,7 @@ pub(super) fn check_listener(
         handshake_timeout,
         redirect_http,
         client_roots,
+        client_ca_file,
     }))
 }
 

@@ -1,14 +1,17 @@
-//! Reloading the TLS listener's certificates while it serves: on SIGHUP,
-//! and when a certificate or key file changes (checked every second, so a
-//! renewal by certbot or a Kubernetes secret update needs no signal).
+//! Reloading the TLS listener's certificates, and the authorities it
+//! accepts client certificates from (`client_ca_file`), while it serves:
+//! on SIGHUP, and when one of their files changes (checked every second,
+//! so a renewal by certbot or a Kubernetes secret update needs no signal).
 //!
-//! A reload loads and checks every certificate again and swaps the whole
-//! set in at once ([`SniResolver::replace`]); connections already open keep
-//! theirs, so nothing is dropped. A reload that fails (a key written before
-//! its certificate, an expired renewal) changes nothing: the set in use
-//! stays, the failure is logged with the file at fault and counted, and the
-//! next change of the files tries again.
+//! A reload loads and checks every file again and swaps the whole set in at
+//! once ([`SniResolver::replace`], [`TlsAccept::install`]); connections
+//! already open keep theirs, so nothing is dropped. A reload that fails (a
+//! key written before its certificate, an expired renewal, an empty CA
+//! bundle) changes nothing: what is in use stays, the failure is logged
+//! with the file at fault and counted, and the next change of the files
+//! tries again.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -16,12 +19,38 @@ use tokio_util::sync::CancellationToken;
 
 use crate::flow::metrics::Metrics;
 use crate::wire::tls::certificates::{self, CertificateError, CertificateFiles, CertificateSet, SniResolver};
+use crate::wire::tls::client::{client_authorities, UpstreamTlsError};
+use crate::wire::tls::server::{NextClientAuthorities, TlsAccept};
 
 /// How often the files are looked at.
 const POLL_EVERY: Duration = Duration::from_secs(1);
 
 /// What a file looked like when last read: changed when either differs.
 type Stamp = Option<(SystemTime, u64)>;
+
+/// What the TLS listener reloads.
+pub(crate) struct Watched {
+    /// Chooses each handshake's certificate.
+    pub resolver: Arc<SniResolver>,
+    /// The certificates' files.
+    pub files: Vec<CertificateFiles>,
+    /// With `client_ca_file`: the listener that asks for client
+    /// certificates, and the file of the authorities it accepts.
+    pub client_authorities: Option<(TlsAccept, PathBuf)>,
+}
+
+/// Why a reload changed nothing.
+#[derive(Debug, thiserror::Error)]
+enum ReloadError {
+    #[error(transparent)]
+    Certificates(#[from] CertificateError),
+    #[error("client_ca_file: {0}")]
+    ClientAuthorities(#[from] UpstreamTlsError),
+    #[error("client_ca_file {}: {error}", path.display())]
+    Listener { path: PathBuf, error: rustls::Error },
+    #[error("the reload stopped unexpectedly: {0}")]
+    Stopped(String),
+}
 
 /// Loads every certificate in `files` into a new set.
 pub(crate) fn load_set(
@@ -43,24 +72,13 @@ pub(crate) fn load_set(
 }
 
 /// Watches for SIGHUP and file changes until `stop`, reloading into
-/// `resolver`.
-pub(crate) async fn run(
-    resolver: Arc<SniResolver>,
-    files: Vec<CertificateFiles>,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    watch(resolver, files, metrics, stop, POLL_EVERY).await;
+/// `watched`.
+pub(crate) async fn run(watched: Watched, metrics: Arc<Metrics>, stop: CancellationToken) {
+    watch(watched, metrics, stop, POLL_EVERY).await;
 }
 
 /// [`run`], looking at the files every `poll_every`.
-async fn watch(
-    resolver: Arc<SniResolver>,
-    files: Vec<CertificateFiles>,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-    poll_every: Duration,
-) {
+async fn watch(watched: Watched, metrics: Arc<Metrics>, stop: CancellationToken, poll_every: Duration) {
     let mut hangup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
         Ok(signal) => Some(signal),
         Err(error) => {
@@ -68,7 +86,14 @@ async fn watch(
             None
         }
     };
-    let mut stamps = stamps(&files);
+    let paths = watched_paths(&watched);
+    let mut stamps = stamps(&paths);
+    // The bundle in use, as read: an unchanged one is not installed again,
+    // so that a certificate renewal keeps the listener's session cache.
+    let mut installed_bundle = match &watched.client_authorities {
+        Some((_, path)) => read_off_thread(path.clone()).await,
+        None => None,
+    };
     let mut poll = tokio::time::interval(poll_every);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -81,7 +106,7 @@ async fn watch(
                 }
             } => "SIGHUP",
             _ = poll.tick() => {
-                let now = stamps_off_thread(&files).await;
+                let now = stamps_off_thread(&paths).await;
                 if now == stamps {
                     continue;
                 }
@@ -89,34 +114,94 @@ async fn watch(
                 "a certificate file changed"
             }
         };
-        reload(&resolver, &files, &metrics, why).await;
-    }
-}
-
-async fn reload(resolver: &SniResolver, files: &[CertificateFiles], metrics: &Metrics, why: &str) {
-    let owned = files.to_vec();
-    let loaded = tokio::task::spawn_blocking(move || load_set(&owned)).await;
-    match loaded {
-        Ok(Ok((set, serials))) => {
-            resolver.replace(set);
-            metrics.tls_reload("ok");
-            tracing::info!(reason = why, serials = %serials.join(","), "TLS certificates reloaded");
-        }
-        Ok(Err(error)) => {
-            metrics.tls_reload("failed");
-            tracing::error!(reason = why, %error, "TLS certificates not reloaded; the ones in use stay");
-        }
-        Err(error) => {
-            metrics.tls_reload("failed");
-            tracing::error!(reason = why, %error, "TLS certificate reload stopped unexpectedly; the ones in use stay");
+        match reload(&watched, installed_bundle.as_deref()).await {
+            Ok((serials, bundle)) => {
+                metrics.tls_reload("ok");
+                match bundle {
+                    Some(bundle) => {
+                        installed_bundle = Some(bundle);
+                        tracing::info!(reason = why, serials = %serials.join(","), "TLS certificates and client authorities reloaded");
+                    }
+                    None => {
+                        tracing::info!(reason = why, serials = %serials.join(","), "TLS certificates reloaded")
+                    }
+                }
+            }
+            Err(error) => {
+                metrics.tls_reload("failed");
+                tracing::error!(reason = why, %error, "TLS certificates not reloaded; the ones in use stay");
+            }
         }
     }
 }
 
-fn stamps(files: &[CertificateFiles]) -> Vec<Stamp> {
-    files
+/// Loads everything, then swaps it in; returns the serials served and,
+/// when the client authorities changed, the bundle now in use.
+async fn reload(
+    watched: &Watched,
+    installed_bundle: Option<&[u8]>,
+) -> Result<(Vec<String>, Option<Vec<u8>>), ReloadError> {
+    let files = watched.files.clone();
+    let bundle_path = watched.client_authorities.as_ref().map(|(_, path)| path.clone());
+    let installed = installed_bundle.map(<[u8]>::to_vec);
+    let loaded = tokio::task::spawn_blocking(move || -> Result<_, ReloadError> {
+        let (set, serials) = load_set(&files)?;
+        let roots = match bundle_path {
+            Some(path) => {
+                let bytes = std::fs::read(&path).map_err(|source| {
+                    UpstreamTlsError::Certificate(CertificateError::Read {
+                        path: path.clone(),
+                        source,
+                    })
+                })?;
+                if installed.as_deref() == Some(&bytes[..]) {
+                    None
+                } else {
+                    Some((client_authorities(&path)?, bytes, path))
+                }
+            }
+            None => None,
+        };
+        Ok((set, serials, roots))
+    })
+    .await;
+    let (set, serials, roots) = match loaded {
+        Ok(loaded) => loaded?,
+        // The load panicked or was cancelled: nothing was swapped.
+        Err(error) => return Err(ReloadError::Stopped(error.to_string())),
+    };
+    let next: Option<(NextClientAuthorities, Vec<u8>)> = match (roots, &watched.client_authorities) {
+        (Some((roots, bytes, path)), Some((accept, _))) => Some((
+            accept
+                .prepare_client_roots(Arc::new(roots))
+                .map_err(|error| ReloadError::Listener { path, error })?,
+            bytes,
+        )),
+        _ => None,
+    };
+    watched.resolver.replace(set);
+    let bundle = next.map(|(next, bytes)| {
+        if let Some((accept, _)) = &watched.client_authorities {
+            accept.install(next);
+        }
+        bytes
+    });
+    Ok((serials, bundle))
+}
+
+/// Every file a reload reads.
+fn watched_paths(watched: &Watched) -> Vec<PathBuf> {
+    watched
+        .files
         .iter()
-        .flat_map(|f| [&f.cert, &f.key])
+        .flat_map(|f| [f.cert.clone(), f.key.clone()])
+        .chain(watched.client_authorities.iter().map(|(_, path)| path.clone()))
+        .collect()
+}
+
+fn stamps(paths: &[PathBuf]) -> Vec<Stamp> {
+    paths
+        .iter()
         .map(|path| {
             let meta = std::fs::metadata(path).ok()?;
             Some((meta.modified().ok()?, meta.len()))
@@ -124,11 +209,18 @@ fn stamps(files: &[CertificateFiles]) -> Vec<Stamp> {
         .collect()
 }
 
-async fn stamps_off_thread(files: &[CertificateFiles]) -> Vec<Stamp> {
-    let owned = files.to_vec();
+async fn stamps_off_thread(paths: &[PathBuf]) -> Vec<Stamp> {
+    let owned = paths.to_vec();
     tokio::task::spawn_blocking(move || stamps(&owned))
         .await
         .unwrap_or_default()
+}
+
+async fn read_off_thread(path: PathBuf) -> Option<Vec<u8>> {
+    tokio::task::spawn_blocking(move || std::fs::read(path).ok())
+        .await
+        .ok()
+        .flatten()
 }
 
 #[cfg(test)]
@@ -166,8 +258,11 @@ mod tests {
         // The files are looked at only once an hour: a reload here is the
         // signal's doing.
         tokio::spawn(watch(
-            Arc::clone(&resolver),
-            vec![live.clone()],
+            Watched {
+                resolver: Arc::clone(&resolver),
+                files: vec![live.clone()],
+                client_authorities: None,
+            },
             Arc::clone(&metrics),
             stop.clone(),
             Duration::from_secs(3600),

@@ -3,14 +3,16 @@
 //! HTTP/1.1 and HTTP/2 alike; the others are refused in the handshake and
 //! counted; upstreams learn the verified certificate in
 //! `X-Forwarded-Client-Cert` and never a client's own; and the file is
-//! checked at load.
+//! checked at load and reloaded when it changes.
 
 use std::path::Path;
 use std::time::Duration;
 
 use hyper::{StatusCode, Version};
 
-use crate::helpers::tls::{get, https_request, Issued, Pki};
+use hyper_util::rt::TokioIo;
+
+use crate::helpers::tls::{connect_tls, get, https_request, Issued, Pki};
 use crate::helpers::{
     eventually, metric_value, spawn_upstream, sqlite_store, start_facade, TestFacade, WAIT_LIMIT,
 };
@@ -164,6 +166,85 @@ async fn upstreams_learn_the_verified_client_certificate_and_never_a_forged_one(
         .unwrap();
     let echoed: serde_json::Value = plain.json().await.unwrap();
     assert!(forwarded_client_cert(&echoed).is_empty(), "{echoed}");
+}
+
+/// One request on a new TLS connection presenting `identity`, trusting
+/// `pki` for the facade's certificate.
+async fn served_to(tls: std::net::SocketAddr, pki: &Pki, identity: &Issued) -> Result<StatusCode, String> {
+    let config = pki.client_config_with(identity, &[b"http/1.1"]);
+    https_request(tls, "shop.test", config, get("/", "shop.test"))
+        .await
+        .map(|seen| seen.status)
+}
+
+#[tokio::test]
+async fn the_client_authorities_reload_when_their_file_changes_and_a_broken_bundle_keeps_them() {
+    let before = Pki::new();
+    let shop = before.issue("shop", &["shop.test"]);
+    let member = before.issue("member", &["client.shop.test"]);
+    let after = Pki::new();
+    let newcomer = after.issue("newcomer", &["client.shop.test"]);
+    let bundle = before.dir.path().join("clients.pem");
+    std::fs::copy(&before.ca_file, &bundle).unwrap();
+    let upstream = spawn_upstream("legacy").await;
+    let store = sqlite_store();
+    let facade = start_facade(&mutual_config(upstream.addr, &shop, &bundle), store.url()).await;
+    let tls = facade.tls.unwrap();
+    assert_eq!(served_to(tls, &before, &member).await, Ok(StatusCode::OK));
+    assert!(served_to(tls, &before, &newcomer).await.is_err());
+    // The member's kept-alive connection, verified before the rotation.
+    let kept = connect_tls(
+        tls,
+        "shop.test",
+        before.client_config_with(&member, &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(kept))
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+
+    // The authorities rotate: the newcomer's CA replaces the member's.
+    std::fs::copy(&after.ca_file, &bundle).unwrap();
+    eventually(
+        "a client of the new authority to be served",
+        WAIT_LIMIT,
+        Duration::from_millis(50),
+        async || served_to(tls, &before, &newcomer).await.map(|_| ()),
+    )
+    .await;
+    let refused = served_to(tls, &before, &member).await;
+    assert!(
+        refused.is_err(),
+        "a client of the removed authority was served on a new connection: {refused:?}"
+    );
+    // The connection the old authority verified is not cut.
+    let answer = sender.send_request(get("/kept", "shop.test")).await.unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+
+    // A bundle that is not one changes nothing, and the failure is counted.
+    let failed = || async {
+        metric_value(
+            &facade.metrics().await,
+            "strangler_facade_tls_certificate_reloads_total",
+            &[("outcome", "failed")],
+        )
+    };
+    assert_eq!(failed().await, 0.0);
+    std::fs::write(&bundle, "not a certificate\n").unwrap();
+    eventually(
+        "the broken bundle's reload to fail",
+        WAIT_LIMIT,
+        Duration::from_millis(50),
+        async || match failed().await {
+            0.0 => Err("not yet tried".to_owned()),
+            _ => Ok(()),
+        },
+    )
+    .await;
+    assert_eq!(served_to(tls, &before, &newcomer).await, Ok(StatusCode::OK));
+    assert!(served_to(tls, &before, &member).await.is_err());
 }
 
 #[tokio::test]

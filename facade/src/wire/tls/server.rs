@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use arc_swap::ArcSwap;
 use hyper::header::HeaderValue;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
@@ -123,11 +124,20 @@ pub fn client_certificate_header(leaf: &[u8]) -> Option<HeaderValue> {
 }
 
 /// The server side of the facade's TLS listener.
+///
+/// Clones share the configuration, so a reload of the client authorities
+/// ([`TlsAccept::install`]) reaches every proxy thread's listener at once.
 #[derive(Clone)]
 pub struct TlsAccept {
-    acceptor: TlsAcceptor,
+    config: Arc<ArcSwap<ServerConfig>>,
+    resolver: Arc<SniResolver>,
     handshake_timeout: Duration,
 }
+
+/// A listener configuration built for new client authorities and not yet
+/// in use: building it can fail, installing it cannot, so a reload checks
+/// everything before it changes anything.
+pub struct NextClientAuthorities(Arc<ServerConfig>);
 
 impl std::fmt::Debug for TlsAccept {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -146,34 +156,65 @@ impl TlsAccept {
         handshake_timeout: Duration,
         client_roots: Option<Arc<RootCertStore>>,
     ) -> Result<Self, rustls::Error> {
-        let provider = super::provider();
-        let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-        let builder = match client_roots {
-            None => builder.with_no_client_auth(),
-            Some(roots) => {
-                let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
-                    .build()
-                    .map_err(|error| rustls::Error::General(format!("client_ca_file: {error}")))?;
-                builder.with_client_cert_verifier(verifier)
-            }
-        };
-        let mut config = builder.with_cert_resolver(resolver);
-        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let config = server_config(Arc::clone(&resolver), client_roots)?;
         Ok(Self {
-            acceptor: TlsAcceptor::from(Arc::new(config)),
+            config: Arc::new(ArcSwap::from_pointee(config)),
+            resolver,
             handshake_timeout,
         })
     }
 
+    /// Builds the configuration that accepts client certificates from
+    /// `roots` instead, for [`TlsAccept::install`].
+    pub fn prepare_client_roots(
+        &self,
+        roots: Arc<RootCertStore>,
+    ) -> Result<NextClientAuthorities, rustls::Error> {
+        server_config(Arc::clone(&self.resolver), Some(roots))
+            .map(|config| NextClientAuthorities(Arc::new(config)))
+    }
+
+    /// Uses `next` from the next handshake on. Connections already open
+    /// keep the client they verified. The new configuration starts with an
+    /// empty session cache on purpose: a client verified under the old
+    /// authorities cannot resume its session and skip the new ones' check.
+    pub fn install(&self, next: NextClientAuthorities) {
+        self.config.store(next.0);
+    }
+
     /// Completes the handshake on `stream` within the handshake timeout.
     pub async fn accept(&self, stream: TcpStream) -> Result<TlsStream<TcpStream>, HandshakeFailure> {
-        match tokio::time::timeout(self.handshake_timeout, self.acceptor.accept(stream)).await {
+        let acceptor = TlsAcceptor::from(self.config.load_full());
+        match tokio::time::timeout(self.handshake_timeout, acceptor.accept(stream)).await {
             Ok(Ok(stream)) => Ok(stream),
             Ok(Err(error)) => Err(HandshakeFailure::of(&error)),
             Err(_) => Err(HandshakeFailure::Timeout),
         }
     }
+}
+
+/// TLS 1.2 or 1.3 only, the certificate chosen by `resolver`, `h2` then
+/// `http/1.1`; with `client_roots`, a certificate from one of them required
+/// of every client.
+fn server_config(
+    resolver: Arc<SniResolver>,
+    client_roots: Option<Arc<RootCertStore>>,
+) -> Result<ServerConfig, rustls::Error> {
+    let provider = super::provider();
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match client_roots {
+        None => builder.with_no_client_auth(),
+        Some(roots) => {
+            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
+                .build()
+                .map_err(|error| rustls::Error::General(format!("client_ca_file: {error}")))?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder.with_cert_resolver(resolver);
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 #[cfg(test)]
