@@ -295,6 +295,7 @@ impl FacadeConfig {
                 tls_handshake_timeout_ms: raw.facade.tls_handshake_timeout_ms.clone(),
                 redirect_to_https: raw.facade.redirect_to_https.clone(),
                 client_ca_file: raw.facade.client_ca_file.clone(),
+                client_crl_file: raw.facade.client_crl_file.clone(),
                 certificates: std::mem::take(&mut raw.facade.certificates),
             },
             listen.is_some(),

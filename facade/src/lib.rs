@@ -235,15 +235,21 @@ impl Facade {
                 let accept = TlsAccept::new(
                     Arc::clone(&resolver),
                     tls.handshake_timeout,
-                    tls.client_roots.clone(),
+                    tls.client_authorities.as_ref(),
                 )
                 .map_err(|error| StartError::Tls(error.to_string()))?;
                 let listener = wire::server::bind(tls.listen).await?;
                 tracing::info!(serials = %serials.join(","), "TLS certificates loaded");
+                if let Some(authorities) = &tls.client_authorities {
+                    authorities.warn_unchecked();
+                }
                 let watched = certificate_reload::Watched {
                     resolver,
                     files: tls.certificates.clone(),
-                    client_authorities: tls.client_ca_file.clone().map(|path| (accept.clone(), path)),
+                    client_authorities: tls
+                        .client_authorities
+                        .as_ref()
+                        .map(|authorities| (accept.clone(), authorities.files.clone())),
                 };
                 (Some((listener, accept)), Some(watched))
             }
@@ -363,7 +369,7 @@ impl Facade {
                     .config
                     .tls
                     .as_ref()
-                    .is_some_and(|tls| tls.client_roots.is_some()),
+                    .is_some_and(|tls| tls.client_authorities.is_some()),
             },
             stop.clone(),
         )

@@ -48,6 +48,7 @@ pub(super) struct RawFacade {
     pub(super) tls_handshake_timeout_ms: Option<Spanned<u64>>,
     pub(super) redirect_to_https: Option<Spanned<bool>>,
     pub(super) client_ca_file: Option<Spanned<String>>,
+    pub(super) client_crl_file: Option<Spanned<String>>,
     pub(super) replica_id: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) certificates: Vec<Spanned<RawCertificate>>,

@@ -5,17 +5,18 @@
 //! with the file and the line.
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::Uri;
-use rustls::{ClientConfig, RootCertStore};
+use rustls::ClientConfig;
 use serde::Deserialize;
 use toml::Spanned;
 
 use crate::wire::tls::certificates::{self, CertificateFiles};
 use crate::wire::tls::client::{self as tls_client, UpstreamTlsSettings};
+use crate::wire::tls::client_authorities::{self, ClientAuthorities, ClientAuthorityFiles};
 
 /// The facade's TLS listener.
 #[derive(Debug, Clone)]
@@ -30,11 +31,10 @@ pub struct TlsListenerConfig {
     /// to HTTPS instead of serving it.
     pub redirect_http: bool,
     /// When set, every client must present a certificate issued by one of
-    /// these authorities (mutual TLS), read from `client_ca_file` at load.
-    pub client_roots: Option<Arc<RootCertStore>>,
-    /// `client_ca_file`, resolved against the configuration's folder: read
-    /// again on SIGHUP and when it changes.
-    pub client_ca_file: Option<PathBuf>,
+    /// these authorities and not revoked (mutual TLS), read from
+    /// `client_ca_file` and `client_crl_file` at load, and again on SIGHUP
+    /// and when they change.
+    pub client_authorities: Option<ClientAuthorities>,
 }
 
 /// How the facade speaks to a backend.
@@ -72,6 +72,7 @@ pub(super) struct RawListenerTls {
     pub(super) tls_handshake_timeout_ms: Option<Spanned<u64>>,
     pub(super) redirect_to_https: Option<Spanned<bool>>,
     pub(super) client_ca_file: Option<Spanned<String>>,
+    pub(super) client_crl_file: Option<Spanned<String>>,
     pub(super) certificates: Vec<Spanned<RawCertificate>>,
 }
 
@@ -112,6 +113,13 @@ pub(super) fn check_listener(
             return Err((
                 ca.span().start,
                 "`client_ca_file` asks TLS clients for certificates and needs `tls_listen`".to_owned(),
+            ));
+        }
+        if let Some(crl) = &raw.client_crl_file {
+            return Err((
+                crl.span().start,
+                "`client_crl_file` revokes client certificates and needs `tls_listen` and `client_ca_file`"
+                    .to_owned(),
             ));
         }
         return Ok(None);
@@ -163,24 +171,48 @@ pub(super) fn check_listener(
         Some(redirect) => *redirect.get_ref(),
         None => false,
     };
-    let client_ca_file = raw
-        .client_ca_file
-        .as_ref()
-        .map(|file| super::resolve(config, file.get_ref()));
-    let client_roots = match (&raw.client_ca_file, &client_ca_file) {
-        (Some(file), Some(path)) => Some(Arc::new(
-            tls_client::client_authorities(path).map_err(|error| (file.span().start, error.to_string()))?,
-        )),
-        _ => None,
-    };
+    let client_authorities = check_client_authorities(config, raw)?;
     Ok(Some(TlsListenerConfig {
         listen: address,
         certificates: files,
         handshake_timeout,
         redirect_http,
-        client_roots,
-        client_ca_file,
+        client_authorities,
     }))
+}
+
+/// `client_ca_file` and `client_crl_file`, each read and checked with its
+/// own line for errors.
+fn check_client_authorities(
+    config: &Path,
+    raw: &RawListenerTls,
+) -> Result<Option<ClientAuthorities>, (usize, String)> {
+    let Some(ca) = &raw.client_ca_file else {
+        return match &raw.client_crl_file {
+            Some(crl) => Err((
+                crl.span().start,
+                "`client_crl_file` revokes client certificates and needs `client_ca_file`, the authorities that issue them"
+                    .to_owned(),
+            )),
+            None => Ok(None),
+        };
+    };
+    let files = ClientAuthorityFiles {
+        ca_file: super::resolve(config, ca.get_ref()),
+        crl_file: raw
+            .client_crl_file
+            .as_ref()
+            .map(|crl| super::resolve(config, crl.get_ref())),
+    };
+    let authorities = client_authorities::read_authorities(&files.ca_file)
+        .map_err(|error| (ca.span().start, error.to_string()))?;
+    let lists = match (&raw.client_crl_file, &files.crl_file) {
+        (Some(crl), Some(path)) => {
+            client_authorities::read_lists(path).map_err(|error| (crl.span().start, error.to_string()))?
+        }
+        _ => Vec::new(),
+    };
+    Ok(Some(ClientAuthorities::new(files, authorities, lists)))
 }
 
 /// Checks a backend's URLs' scheme against its TLS keys and builds its

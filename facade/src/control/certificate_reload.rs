@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::flow::metrics::Metrics;
 use crate::wire::tls::certificates::{self, CertificateError, CertificateFiles, CertificateSet, SniResolver};
-use crate::wire::tls::client::{client_authorities, UpstreamTlsError};
+use crate::wire::tls::client_authorities::{ClientAuthorities, ClientAuthorityError, ClientAuthorityFiles};
 use crate::wire::tls::server::{NextClientAuthorities, TlsAccept};
 
 /// How often the files are looked at.
@@ -35,8 +35,8 @@ pub(crate) struct Watched {
     /// The certificates' files.
     pub files: Vec<CertificateFiles>,
     /// With `client_ca_file`: the listener that asks for client
-    /// certificates, and the file of the authorities it accepts.
-    pub client_authorities: Option<(TlsAccept, PathBuf)>,
+    /// certificates, and the files of the authorities it accepts.
+    pub client_authorities: Option<(TlsAccept, ClientAuthorityFiles)>,
 }
 
 /// Why a reload changed nothing.
@@ -44,8 +44,8 @@ pub(crate) struct Watched {
 enum ReloadError {
     #[error(transparent)]
     Certificates(#[from] CertificateError),
-    #[error("client_ca_file: {0}")]
-    ClientAuthorities(#[from] UpstreamTlsError),
+    #[error(transparent)]
+    ClientAuthorities(#[from] ClientAuthorityError),
     #[error("client_ca_file {}: {error}", path.display())]
     Listener { path: PathBuf, error: rustls::Error },
     #[error("the reload stopped unexpectedly: {0}")]
@@ -91,7 +91,7 @@ async fn watch(watched: Watched, metrics: Arc<Metrics>, stop: CancellationToken,
     // The bundle in use, as read: an unchanged one is not installed again,
     // so that a certificate renewal keeps the listener's session cache.
     let mut installed_bundle = match &watched.client_authorities {
-        Some((_, path)) => read_off_thread(path.clone()).await,
+        Some((_, files)) => read_off_thread(files.clone()).await,
         None => None,
     };
     let mut poll = tokio::time::interval(poll_every);
@@ -136,57 +136,80 @@ async fn watch(watched: Watched, metrics: Arc<Metrics>, stop: CancellationToken,
 }
 
 /// Loads everything, then swaps it in; returns the serials served and,
-/// when the client authorities changed, the bundle now in use.
+/// when the client authorities changed, their files' bytes now in use.
 async fn reload(
     watched: &Watched,
     installed_bundle: Option<&[u8]>,
 ) -> Result<(Vec<String>, Option<Vec<u8>>), ReloadError> {
     let files = watched.files.clone();
-    let bundle_path = watched.client_authorities.as_ref().map(|(_, path)| path.clone());
+    let authority_files = watched
+        .client_authorities
+        .as_ref()
+        .map(|(_, files)| files.clone());
     let installed = installed_bundle.map(<[u8]>::to_vec);
     let loaded = tokio::task::spawn_blocking(move || -> Result<_, ReloadError> {
         let (set, serials) = load_set(&files)?;
-        let roots = match bundle_path {
-            Some(path) => {
-                let bytes = std::fs::read(&path).map_err(|source| {
-                    UpstreamTlsError::Certificate(CertificateError::Read {
-                        path: path.clone(),
-                        source,
-                    })
-                })?;
+        let authorities = match authority_files {
+            Some(files) => {
+                let bytes = read_authority_files(&files).map_err(ClientAuthorityError::File)?;
                 if installed.as_deref() == Some(&bytes[..]) {
                     None
                 } else {
-                    Some((client_authorities(&path)?, bytes, path))
+                    Some((ClientAuthorities::load(&files)?, bytes))
                 }
             }
             None => None,
         };
-        Ok((set, serials, roots))
+        Ok((set, serials, authorities))
     })
     .await;
-    let (set, serials, roots) = match loaded {
+    let (set, serials, authorities) = match loaded {
         Ok(loaded) => loaded?,
         // The load panicked or was cancelled: nothing was swapped.
         Err(error) => return Err(ReloadError::Stopped(error.to_string())),
     };
-    let next: Option<(NextClientAuthorities, Vec<u8>)> = match (roots, &watched.client_authorities) {
-        (Some((roots, bytes, path)), Some((accept, _))) => Some((
-            accept
-                .prepare_client_roots(Arc::new(roots))
-                .map_err(|error| ReloadError::Listener { path, error })?,
-            bytes,
-        )),
-        _ => None,
-    };
+    let next: Option<(NextClientAuthorities, ClientAuthorities, Vec<u8>)> =
+        match (authorities, &watched.client_authorities) {
+            (Some((authorities, bytes)), Some((accept, files))) => Some((
+                accept
+                    .prepare(&authorities)
+                    .map_err(|error| ReloadError::Listener {
+                        path: files.ca_file.clone(),
+                        error,
+                    })?,
+                authorities,
+                bytes,
+            )),
+            _ => None,
+        };
     watched.resolver.replace(set);
-    let bundle = next.map(|(next, bytes)| {
+    let bundle = next.map(|(next, authorities, bytes)| {
         if let Some((accept, _)) = &watched.client_authorities {
             accept.install(next);
         }
+        authorities.warn_unchecked();
         bytes
     });
     Ok((serials, bundle))
+}
+
+/// `client_ca_file` and `client_crl_file` as they are now, one after the
+/// other: what a reload compares with what it installed last.
+fn read_authority_files(files: &ClientAuthorityFiles) -> Result<Vec<u8>, CertificateError> {
+    let read = |path: &PathBuf| {
+        std::fs::read(path).map_err(|source| CertificateError::Read {
+            path: path.clone(),
+            source,
+        })
+    };
+    let mut bytes = read(&files.ca_file)?;
+    if let Some(crl) = &files.crl_file {
+        // A separator that no PEM file holds, so that moving a block from
+        // one file to the other still counts as a change.
+        bytes.push(0);
+        bytes.extend(read(crl)?);
+    }
+    Ok(bytes)
 }
 
 /// Every file a reload reads.
@@ -195,7 +218,12 @@ fn watched_paths(watched: &Watched) -> Vec<PathBuf> {
         .files
         .iter()
         .flat_map(|f| [f.cert.clone(), f.key.clone()])
-        .chain(watched.client_authorities.iter().map(|(_, path)| path.clone()))
+        .chain(
+            watched
+                .client_authorities
+                .iter()
+                .flat_map(|(_, files)| std::iter::once(files.ca_file.clone()).chain(files.crl_file.clone())),
+        )
         .collect()
 }
 
@@ -216,8 +244,8 @@ async fn stamps_off_thread(paths: &[PathBuf]) -> Vec<Stamp> {
         .unwrap_or_default()
 }
 
-async fn read_off_thread(path: PathBuf) -> Option<Vec<u8>> {
-    tokio::task::spawn_blocking(move || std::fs::read(path).ok())
+async fn read_off_thread(files: ClientAuthorityFiles) -> Option<Vec<u8>> {
+    tokio::task::spawn_blocking(move || read_authority_files(&files).ok())
         .await
         .ok()
         .flatten()

@@ -5,6 +5,9 @@
 //!   reload.
 //! - [`server`]: the client side: TLS 1.2 and 1.3 only, ALPN `h2` and
 //!   `http/1.1`, a handshake bounded in time whose failures are named.
+//! - [`client_authorities`]: with `client_ca_file`, the authorities whose
+//!   client certificates the listener accepts, and the revocation lists
+//!   of `client_crl_file`.
 //! - [`client`]: the upstream side: `https://` backends verified against
 //!   the system's roots or a CA bundle, with an optional client
 //!   certificate; one configuration per backend, so its session cache is
@@ -12,6 +15,7 @@
 
 pub mod certificates;
 pub mod client;
+pub mod client_authorities;
 pub mod server;
 
 use std::sync::Arc;

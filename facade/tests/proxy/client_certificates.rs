@@ -19,7 +19,7 @@ use crate::helpers::{
 
 /// `[facade]` with a TLS listener serving `served` that asks clients for a
 /// certificate issued by the CA in `client_ca`, in front of `upstream`.
-fn mutual_config(upstream: std::net::SocketAddr, served: &Issued, client_ca: &Path) -> String {
+pub(crate) fn mutual_config(upstream: std::net::SocketAddr, served: &Issued, client_ca: &Path) -> String {
     format!(
         "[facade]\ndefault_backend = \"legacy\"\naccess_log = false\ntls_listen = \"127.0.0.1:0\"\nclient_ca_file = {:?}\n\n\
          [[facade.certificates]]\ncert = {:?}\nkey = {:?}\n\n[backends.legacy]\nurls = [\"http://{upstream}\"]\n",
@@ -30,7 +30,7 @@ fn mutual_config(upstream: std::net::SocketAddr, served: &Issued, client_ca: &Pa
 }
 
 /// Client handshakes the facade refused for their certificate.
-async fn refused(facade: &TestFacade) -> f64 {
+pub(crate) async fn refused(facade: &TestFacade) -> f64 {
     metric_value(
         &facade.metrics().await,
         "strangler_facade_tls_handshake_failures_total",
@@ -170,7 +170,11 @@ async fn upstreams_learn_the_verified_client_certificate_and_never_a_forged_one(
 
 /// One request on a new TLS connection presenting `identity`, trusting
 /// `pki` for the facade's certificate.
-async fn served_to(tls: std::net::SocketAddr, pki: &Pki, identity: &Issued) -> Result<StatusCode, String> {
+pub(crate) async fn served_to(
+    tls: std::net::SocketAddr,
+    pki: &Pki,
+    identity: &Issued,
+) -> Result<StatusCode, String> {
     let config = pki.client_config_with(identity, &[b"http/1.1"]);
     https_request(tls, "shop.test", config, get("/", "shop.test"))
         .await

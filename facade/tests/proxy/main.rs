@@ -15,6 +15,7 @@ mod auto_rollback;
 mod canary;
 mod client_certificates;
 mod client_connection;
+mod client_revocation;
 mod config;
 mod conformance;
 mod fallback;

@@ -44,12 +44,6 @@ pub enum UpstreamTlsError {
         /// The bundle.
         path: PathBuf,
     },
-    /// `client_ca_file` has no certificate rustls accepts.
-    #[error("{} holds no usable CA certificate; give a PEM bundle of the CAs that issue your clients' certificates", path.display())]
-    EmptyClientBundle {
-        /// The bundle.
-        path: PathBuf,
-    },
     /// The system's root store could not be read.
     #[error("no CA certificates found on this system ({detail}); set `ca_file` on the backend")]
     NoSystemRoots {
@@ -95,15 +89,6 @@ pub fn client_config(
     };
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
-}
-
-/// The authorities whose client certificates the facade's TLS listener
-/// accepts (`client_ca_file`): a PEM bundle with at least one certificate.
-pub fn client_authorities(path: &Path) -> Result<RootCertStore, UpstreamTlsError> {
-    roots(Some(path)).map_err(|error| match error {
-        UpstreamTlsError::EmptyBundle { path } => UpstreamTlsError::EmptyClientBundle { path },
-        other => other,
-    })
 }
 
 /// Checks that `name` can be verified and sent as SNI.

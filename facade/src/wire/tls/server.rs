@@ -8,12 +8,13 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hyper::header::HeaderValue;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::ServerConfig;
 use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 
 use super::certificates::SniResolver;
+use super::client_authorities::ClientAuthorities;
 
 /// Why a client's handshake did not complete; a label of
 /// `strangler_facade_tls_handshake_failures_total`.
@@ -149,14 +150,15 @@ impl std::fmt::Debug for TlsAccept {
 
 impl TlsAccept {
     /// Handshakes with TLS 1.2 or 1.3 only, the certificate chosen by
-    /// `resolver`, offering `h2` then `http/1.1`; with `client_roots`, only
-    /// with clients whose certificate one of those authorities issued.
+    /// `resolver`, offering `h2` then `http/1.1`; with `authorities`, only
+    /// with clients whose certificate one of them issued and did not
+    /// revoke.
     pub fn new(
         resolver: Arc<SniResolver>,
         handshake_timeout: Duration,
-        client_roots: Option<Arc<RootCertStore>>,
+        authorities: Option<&ClientAuthorities>,
     ) -> Result<Self, rustls::Error> {
-        let config = server_config(Arc::clone(&resolver), client_roots)?;
+        let config = server_config(Arc::clone(&resolver), authorities)?;
         Ok(Self {
             config: Arc::new(ArcSwap::from_pointee(config)),
             resolver,
@@ -165,12 +167,9 @@ impl TlsAccept {
     }
 
     /// Builds the configuration that accepts client certificates from
-    /// `roots` instead, for [`TlsAccept::install`].
-    pub fn prepare_client_roots(
-        &self,
-        roots: Arc<RootCertStore>,
-    ) -> Result<NextClientAuthorities, rustls::Error> {
-        server_config(Arc::clone(&self.resolver), Some(roots))
+    /// `authorities` instead, for [`TlsAccept::install`].
+    pub fn prepare(&self, authorities: &ClientAuthorities) -> Result<NextClientAuthorities, rustls::Error> {
+        server_config(Arc::clone(&self.resolver), Some(authorities))
             .map(|config| NextClientAuthorities(Arc::new(config)))
     }
 
@@ -194,21 +193,26 @@ impl TlsAccept {
 }
 
 /// TLS 1.2 or 1.3 only, the certificate chosen by `resolver`, `h2` then
-/// `http/1.1`; with `client_roots`, a certificate from one of them required
-/// of every client.
+/// `http/1.1`; with `authorities`, a certificate one of them issued and
+/// did not revoke required of every client.
 fn server_config(
     resolver: Arc<SniResolver>,
-    client_roots: Option<Arc<RootCertStore>>,
+    authorities: Option<&ClientAuthorities>,
 ) -> Result<ServerConfig, rustls::Error> {
     let provider = super::provider();
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
-    let builder = match client_roots {
+    let builder = match authorities {
         None => builder.with_no_client_auth(),
-        Some(roots) => {
-            let verifier = WebPkiClientVerifier::builder_with_provider(roots, provider)
-                .build()
-                .map_err(|error| rustls::Error::General(format!("client_ca_file: {error}")))?;
+        Some(authorities) => {
+            // A certificate whose issuer published no list here is judged
+            // by the authorities alone (see `client_authorities`).
+            let verifier =
+                WebPkiClientVerifier::builder_with_provider(Arc::clone(&authorities.roots), provider)
+                    .with_crls(authorities.crls.iter().cloned())
+                    .allow_unknown_revocation_status()
+                    .build()
+                    .map_err(|error| rustls::Error::General(format!("client_ca_file: {error}")))?;
             builder.with_client_cert_verifier(verifier)
         }
     };

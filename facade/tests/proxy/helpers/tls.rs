@@ -55,13 +55,15 @@ pub struct Pki {
 }
 
 impl Pki {
-    /// A new CA.
+    /// A new CA, with a name of its own.
     pub fn new() -> Self {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+        let number = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         params
             .distinguished_name
-            .push(DnType::CommonName, "strangler test CA");
+            .push(DnType::CommonName, format!("strangler test CA {number}"));
         let ca_key = KeyPair::generate().unwrap();
         let ca = params.self_signed(&ca_key).unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -95,6 +97,41 @@ impl Pki {
         std::fs::write(&issued.cert, cert.pem()).unwrap();
         std::fs::write(&issued.key, key.serialize_pem()).unwrap();
         issued
+    }
+
+    /// A revocation list from the CA revoking `revoked`, valid from
+    /// `this_update` to `next_update` (years), written as `stem.crl.pem`.
+    pub fn revocation_list(
+        &self,
+        stem: &str,
+        number: u64,
+        revoked: &[&Issued],
+        valid: (i32, i32),
+    ) -> PathBuf {
+        let serial = |issued: &Issued| {
+            let (_, cert) = x509_parser::parse_x509_certificate(&issued.der).unwrap();
+            rcgen::SerialNumber::from_slice(cert.tbs_certificate.raw_serial())
+        };
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: rcgen::date_time_ymd(valid.0, 1, 1),
+            next_update: rcgen::date_time_ymd(valid.1, 1, 1),
+            crl_number: rcgen::SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs: revoked
+                .iter()
+                .map(|issued| rcgen::RevokedCertParams {
+                    serial_number: serial(issued),
+                    revocation_time: rcgen::date_time_ymd(valid.0, 1, 2),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        let list = params.signed_by(&self.ca, &self.ca_key).unwrap();
+        let path = self.dir.path().join(format!("{stem}.crl.pem"));
+        std::fs::write(&path, list.pem().unwrap()).unwrap();
+        path
     }
 
     /// The CA as a root store.
