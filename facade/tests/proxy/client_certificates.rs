@@ -11,11 +11,13 @@ use std::time::Duration;
 use hyper::{StatusCode, Version};
 
 use hyper_util::rt::TokioIo;
+use rustls::HandshakeKind;
 
 use crate::helpers::tls::{connect_tls, get, https_request, Issued, Pki};
 use crate::helpers::{
     eventually, metric_value, spawn_upstream, sqlite_store, start_facade, TestFacade, WAIT_LIMIT,
 };
+use crate::tls_sessions::handshake;
 
 /// `[facade]` with a TLS listener serving `served` that asks clients for a
 /// certificate issued by the CA in `client_ca`, in front of `upstream`.
@@ -208,6 +210,10 @@ async fn the_client_authorities_reload_when_their_file_changes_and_a_broken_bund
         .await
         .unwrap();
     tokio::spawn(connection);
+    // A member holding a session ticket from before the rotation.
+    let resuming = before.client_config_with(&member, &[b"http/1.1"]);
+    assert_eq!(handshake(tls, &resuming).await, Ok(HandshakeKind::Full));
+    assert_eq!(handshake(tls, &resuming).await, Ok(HandshakeKind::Resumed));
 
     // The authorities rotate: the newcomer's CA replaces the member's.
     std::fs::copy(&after.ca_file, &bundle).unwrap();
@@ -222,6 +228,12 @@ async fn the_client_authorities_reload_when_their_file_changes_and_a_broken_bund
     assert!(
         refused.is_err(),
         "a client of the removed authority was served on a new connection: {refused:?}"
+    );
+    // Nor can it resume its session to skip the new authorities' check.
+    let resumed = handshake(tls, &resuming).await;
+    assert!(
+        resumed.is_err(),
+        "a session from before the rotation resumed: {resumed:?}"
     );
     // The connection the old authority verified is not cut.
     let answer = sender.send_request(get("/kept", "shop.test")).await.unwrap();

@@ -37,5 +37,6 @@ mod shutdown;
 mod streaming;
 mod telemetry;
 mod tls;
+mod tls_sessions;
 mod upstream_framing;
 mod upstream_tls;

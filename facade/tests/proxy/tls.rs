@@ -18,7 +18,7 @@ use crate::helpers::{
 
 /// `[facade]` with a TLS listener serving `certificates`, in front of one
 /// legacy backend at `upstream`.
-fn tls_config(upstream: std::net::SocketAddr, certificates: &[&Issued], extra: &str) -> String {
+pub(crate) fn tls_config(upstream: std::net::SocketAddr, certificates: &[&Issued], extra: &str) -> String {
     let mut text = format!(
         r#"
 [facade]

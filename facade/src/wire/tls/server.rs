@@ -218,7 +218,22 @@ fn server_config(
     };
     let mut config = builder.with_cert_resolver(resolver);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Stateless session tickets, so that any number of returning clients
+    // resume with an abbreviated handshake; rustls's session cache alone
+    // holds 256 sessions, fewer than a front door has clients. The ticket
+    // keys are random, kept in memory only and rotated every 6 hours; a
+    // new configuration (a reload of the client authorities) has new ones,
+    // so no ticket issued under the old configuration resumes under it.
+    config.ticketer = ticketer()?;
     Ok(config)
+}
+
+#[allow(
+    deprecated,
+    reason = "the facade's crypto provider is ring (see `tls::provider`)"
+)]
+fn ticketer() -> Result<Arc<dyn rustls::server::ProducesTickets>, rustls::Error> {
+    rustls::crypto::ring::Ticketer::new()
 }
 
 #[cfg(test)]
