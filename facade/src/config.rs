@@ -296,6 +296,7 @@ impl FacadeConfig {
                 redirect_to_https: raw.facade.redirect_to_https.clone(),
                 client_ca_file: raw.facade.client_ca_file.clone(),
                 client_crl_file: raw.facade.client_crl_file.clone(),
+                strict_transport_security: raw.facade.strict_transport_security.clone(),
                 certificates: std::mem::take(&mut raw.facade.certificates),
             },
             listen.is_some(),

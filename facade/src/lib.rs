@@ -370,6 +370,11 @@ impl Facade {
                     .tls
                     .as_ref()
                     .is_some_and(|tls| tls.client_authorities.is_some()),
+                strict_transport_security: self
+                    .config
+                    .tls
+                    .as_ref()
+                    .and_then(|tls| tls.strict_transport_security.clone()),
             },
             stop.clone(),
         )

@@ -49,6 +49,7 @@ pub(super) struct RawFacade {
     pub(super) redirect_to_https: Option<Spanned<bool>>,
     pub(super) client_ca_file: Option<Spanned<String>>,
     pub(super) client_crl_file: Option<Spanned<String>>,
+    pub(super) strict_transport_security: Option<Spanned<String>>,
     pub(super) replica_id: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) certificates: Vec<Spanned<RawCertificate>>,

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hyper::header::HeaderValue;
 use hyper::Uri;
 use rustls::ClientConfig;
 use serde::Deserialize;
@@ -35,6 +36,9 @@ pub struct TlsListenerConfig {
     /// `client_ca_file` and `client_crl_file` at load, and again on SIGHUP
     /// and when they change.
     pub client_authorities: Option<ClientAuthorities>,
+    /// `Strict-Transport-Security` for every answer over TLS that has none
+    /// from its backend (`strict_transport_security`).
+    pub strict_transport_security: Option<HeaderValue>,
 }
 
 /// How the facade speaks to a backend.
@@ -73,6 +77,7 @@ pub(super) struct RawListenerTls {
     pub(super) redirect_to_https: Option<Spanned<bool>>,
     pub(super) client_ca_file: Option<Spanned<String>>,
     pub(super) client_crl_file: Option<Spanned<String>>,
+    pub(super) strict_transport_security: Option<Spanned<String>>,
     pub(super) certificates: Vec<Spanned<RawCertificate>>,
 }
 
@@ -120,6 +125,12 @@ pub(super) fn check_listener(
                 crl.span().start,
                 "`client_crl_file` revokes client certificates and needs `tls_listen` and `client_ca_file`"
                     .to_owned(),
+            ));
+        }
+        if let Some(hsts) = &raw.strict_transport_security {
+            return Err((
+                hsts.span().start,
+                "`strict_transport_security` is sent over TLS only and needs `tls_listen`".to_owned(),
             ));
         }
         return Ok(None);
@@ -172,13 +183,60 @@ pub(super) fn check_listener(
         None => false,
     };
     let client_authorities = check_client_authorities(config, raw)?;
+    let strict_transport_security = match &raw.strict_transport_security {
+        Some(value) => Some(
+            strict_transport_security(value.get_ref()).map_err(|problem| (value.span().start, problem))?,
+        ),
+        None => None,
+    };
     Ok(Some(TlsListenerConfig {
         listen: address,
         certificates: files,
         handshake_timeout,
         redirect_http,
         client_authorities,
+        strict_transport_security,
     }))
+}
+
+/// Checks a `Strict-Transport-Security` value (RFC 6797 §6.1): a
+/// `max-age` in seconds, and optionally `includeSubDomains` and `preload`.
+/// Anything else is refused, since browsers ignore what they do not know
+/// and a misspelt directive would silently not apply.
+fn strict_transport_security(text: &str) -> Result<HeaderValue, String> {
+    let usage = "write it as \"max-age=31536000\", optionally with \"; includeSubDomains\" and \"; preload\"";
+    let mut max_age = None;
+    for directive in text.split(';').map(str::trim).filter(|d| !d.is_empty()) {
+        let (name, value) = match directive.split_once('=') {
+            Some((name, value)) => (name.trim(), Some(value.trim().trim_matches('"'))),
+            None => (directive, None),
+        };
+        match (name.to_ascii_lowercase().as_str(), value) {
+            ("max-age", Some(seconds)) if max_age.is_none() => {
+                max_age = Some(seconds.parse::<u64>().map_err(|_| {
+                    format!(
+                        "strict_transport_security: max-age `{seconds}` is not a number of seconds; {usage}"
+                    )
+                })?);
+            }
+            ("max-age", _) => {
+                return Err(format!(
+                    "strict_transport_security: `{directive}` repeats max-age or gives it no value; {usage}"
+                ))
+            }
+            ("includesubdomains" | "preload", None) => {}
+            _ => {
+                return Err(format!(
+                    "strict_transport_security: unknown directive `{directive}`; {usage}"
+                ))
+            }
+        }
+    }
+    if max_age.is_none() {
+        return Err(format!("strict_transport_security: max-age is missing; {usage}"));
+    }
+    HeaderValue::from_str(text.trim())
+        .map_err(|_| format!("strict_transport_security: `{text}` is not a valid header value; {usage}"))
 }
 
 /// `client_ca_file` and `client_crl_file`, each read and checked with its

@@ -45,6 +45,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use hyper::body::Incoming;
+use hyper::header::HeaderValue;
 use hyper::service::service_fn;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
@@ -93,6 +94,20 @@ pub(crate) struct Shared<H> {
     /// Whether the facade asks TLS clients for certificates
     /// ([`crate::wire::server::Settings::asks_client_certificates`]).
     pub asks_client_certificates: bool,
+    /// Added to every answer over TLS that has none.
+    pub strict_transport_security: Option<HeaderValue>,
+}
+
+impl<H> Shared<H> {
+    /// Gives an answer over TLS the configured `Strict-Transport-Security`,
+    /// unless its backend sent one (the application's own policy stands).
+    fn add_strict_transport_security(&self, headers: &mut hyper::HeaderMap) {
+        if let Some(value) = &self.strict_transport_security {
+            headers
+                .entry(hyper::header::STRICT_TRANSPORT_SECURITY)
+                .or_insert_with(|| value.clone());
+        }
+    }
 }
 
 /// Serves one client connection until the client closes it, it fails, or
@@ -164,7 +179,10 @@ pub(crate) async fn serve_connection<H: Handler>(
         };
         let request = request.map(|()| ClientIncoming::Fast(body));
         let answering = pin!(shared.handler.handle(&peer, request));
-        let response = relay_while(answering, &interim, &mut writer).await;
+        let mut response = relay_while(answering, &interim, &mut writer).await;
+        if peer.secure {
+            shared.add_strict_transport_security(response.headers_mut());
+        }
         // The handler has dropped the body by now, which handed the read
         // side back; whether the body was read to its end decides whether
         // the connection can go on.
@@ -338,11 +356,19 @@ where
     // are bounded by hyper's concurrency limit instead.)
     let served = Arc::new(std::sync::atomic::AtomicU64::new(served));
     let max_requests = shared.max_requests;
+    let strict_transport_security = shared.strict_transport_security.clone().filter(|_| peer.secure);
     let service = service_fn(move |request: Request<Incoming>| {
         let (handler, peer, served) = (Arc::clone(&handler), peer.clone(), Arc::clone(&served));
+        let strict_transport_security = strict_transport_security.clone();
         async move {
             let http1 = request.version() <= hyper::Version::HTTP_11;
             let mut response = handler.handle(&peer, request.map(ClientIncoming::Hyper)).await;
+            if let Some(value) = strict_transport_security {
+                response
+                    .headers_mut()
+                    .entry(hyper::header::STRICT_TRANSPORT_SECURITY)
+                    .or_insert(value);
+            }
             let count = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             if http1 && count >= max_requests {
                 response.headers_mut().insert(

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
+use hyper::header::HeaderValue;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
@@ -34,7 +35,7 @@ use crate::wire::tls::server::{client_certificate_header, TlsAccept};
 const HALT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// How the proxy listener serves.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Settings {
     /// The request-head size limit.
     pub max_header_bytes: usize,
@@ -54,6 +55,9 @@ pub(crate) struct Settings {
     /// (`client_ca_file`); then no client's own `X-Forwarded-Client-Cert`
     /// reaches an upstream, on either listener.
     pub asks_client_certificates: bool,
+    /// Added to every answer over TLS that has none
+    /// (`strict_transport_security`).
+    pub strict_transport_security: Option<HeaderValue>,
 }
 
 /// The answer to a connection over `max_connections`, written without
@@ -106,6 +110,7 @@ pub(crate) async fn serve<H: Handler>(
         hyper,
         stop: stop.clone(),
         asks_client_certificates: settings.asks_client_certificates,
+        strict_transport_security: settings.strict_transport_security.clone(),
     });
     // Closes idle connections when the drain starts, and every connection
     // still open when the grace period is over.

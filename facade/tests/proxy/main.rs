@@ -35,6 +35,7 @@ mod shadow;
 mod shared_store;
 mod shutdown;
 mod streaming;
+mod strict_transport_security;
 mod telemetry;
 mod tls;
 mod tls_sessions;

@@ -108,6 +108,12 @@ async fn echo(State(state): State<Arc<EchoState>>, request: Request) -> Response
         "body_bytes": body_bytes,
     }))
     .into_response();
+    if query_value(query, "hsts").is_some() {
+        response.headers_mut().insert(
+            HeaderName::from_static("strict-transport-security"),
+            HeaderValue::from_static("max-age=60"),
+        );
+    }
     if query_value(query, "hop_headers").is_some() {
         let answer = response.headers_mut();
         for (name, value) in [
