@@ -212,6 +212,7 @@ impl Facade {
             shadower,
             rollbacks,
             tracing,
+            idempotency_keys: flow::idempotency_keys::KeyAffinity::default(),
         });
         let updater = Arc::new(TableUpdater::new(store, Arc::clone(&state)));
         for backend in &config.backends {

@@ -29,7 +29,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use hyper::body::Body;
-use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode, Uri, Version};
 
 use crate::decision::path;
@@ -42,6 +42,7 @@ use crate::flow::dispatch::{
 };
 use crate::flow::exchange::{Exchange, Refusal};
 use crate::flow::grpc::{self, GrpcCall};
+use crate::flow::idempotency_keys::{self, IDEMPOTENCY_KEY};
 use crate::flow::outgoing::Outgoing;
 use crate::flow::rollback;
 use crate::flow::shadow::capture::{self, CapturingBody, PendingShadow};
@@ -65,9 +66,6 @@ const CLIENT_BODY_IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_
 /// Largest request body kept to be sent again (a retry or a fallback);
 /// larger bodies are sent once.
 const REPLAY_LIMIT: usize = 1024 * 1024;
-
-/// The header that marks a non-idempotent request as safe to repeat.
-const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
 impl Handler for ProxyState {
     #[inline]
@@ -162,10 +160,26 @@ pub(crate) async fn handle(
     // A request sees one table from start to end, even if it is swapped
     // meanwhile.
     let table = state.table.load();
-    let (routed, upstream) = match route(&x, &table, &request, &normalized, dot_segments_removed) {
+    let (mut routed, upstream) = match route(&x, &table, &request, &normalized, dot_segments_removed) {
         Ok(routed) => routed,
         Err(refusal) => return x.refused(refusal),
     };
+    // A repeated keyed write goes where its key went first, with no
+    // fallback: the other side would act on it again.
+    let keyed = idempotency_keys::keyed_write(
+        request.method(),
+        request.headers(),
+        routed.decision.capability_index,
+    );
+    if let Some((backend, side)) = keyed
+        .as_ref()
+        .and_then(|(capability, key)| (state.idempotency_keys).first_place(&state.backends, *capability, key))
+    {
+        routed.backend = backend;
+        routed.fallback = None;
+        routed.decision.target = Some(side);
+        routed.decision.fallback = None;
+    }
     if let Some(protocol) = wants_upgrade(request.headers()) {
         return upgrade::forward(
             state,
@@ -196,6 +210,10 @@ pub(crate) async fn handle(
     };
     let dispatched = dispatch(&plan, &forwarding.outgoing, &mut forwarding.body, &state.metrics).await;
     drop(forwarding.body);
+    if let Some((capability, key)) = keyed {
+        let first = idempotency_keys::Pinned::of(&dispatched, routed.decision.target);
+        (state.idempotency_keys).remember(capability, key.as_bytes(), first, std::time::Instant::now());
+    }
     let forwarded = Forwarded {
         dispatched,
         outgoing: forwarding.outgoing,

@@ -22,6 +22,7 @@ pub(crate) mod error_chain;
 pub(crate) mod exchange;
 pub(crate) mod grpc;
 pub(crate) mod handle;
+pub(crate) mod idempotency_keys;
 pub(crate) mod metrics;
 pub(crate) mod outgoing;
 pub(crate) mod rollback;

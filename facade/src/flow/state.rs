@@ -12,6 +12,7 @@ use crate::config::Limits;
 use crate::decision::routing::RouteTable;
 use crate::flow::backend::Backend;
 use crate::flow::capability_state::CapabilityState;
+use crate::flow::idempotency_keys::KeyAffinity;
 use crate::flow::metrics::Metrics;
 use crate::flow::rollback::RollbackRequest;
 use crate::flow::shadow::Shadower;
@@ -38,4 +39,6 @@ pub struct ProxyState {
     pub rollbacks: mpsc::Sender<RollbackRequest>,
     /// Where sampled requests' spans go; `None` when tracing is off.
     pub tracing: Option<SpanSink>,
+    /// Where recent `Idempotency-Key`s went, so that repeats go there too.
+    pub(crate) idempotency_keys: KeyAffinity,
 }

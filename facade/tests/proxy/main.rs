@@ -23,6 +23,7 @@ mod flips;
 mod gates;
 mod headers;
 mod helpers;
+mod idempotency_keys;
 mod limits;
 mod operations_metrics;
 mod panel;
