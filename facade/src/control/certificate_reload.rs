@@ -196,18 +196,12 @@ async fn reload(
 /// `client_ca_file` and `client_crl_file` as they are now, one after the
 /// other: what a reload compares with what it installed last.
 fn read_authority_files(files: &ClientAuthorityFiles) -> Result<Vec<u8>, CertificateError> {
-    let read = |path: &PathBuf| {
-        std::fs::read(path).map_err(|source| CertificateError::Read {
-            path: path.clone(),
-            source,
-        })
-    };
-    let mut bytes = read(&files.ca_file)?;
+    let mut bytes = certificates::read(&files.ca_file)?;
     if let Some(crl) = &files.crl_file {
         // A separator that no PEM file holds, so that moving a block from
         // one file to the other still counts as a change.
         bytes.push(0);
-        bytes.extend(read(crl)?);
+        bytes.extend(certificates::read(crl)?);
     }
     Ok(bytes)
 }

@@ -106,11 +106,8 @@ pub fn load(
     files: &CertificateFiles,
     provider: &CryptoProvider,
 ) -> Result<LoadedCertificate, CertificateError> {
-    let cert_pem = read(&files.cert)?;
+    let chain = read_certificates(&files.cert)?;
     let key_pem = read(&files.key)?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&cert_pem)
-        .collect::<Result<_, _>>()
-        .map_err(|error| no_pem(&files.cert, "certificate", error))?;
     let Some(leaf) = chain.first() else {
         return Err(no_pem(&files.cert, "certificate", "the file is empty"));
     };
@@ -137,7 +134,16 @@ pub fn load(
     })
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, CertificateError> {
+/// Every certificate of the PEM file at `path`, in order (none if it holds
+/// no `CERTIFICATE` block).
+pub(crate) fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, CertificateError> {
+    CertificateDer::pem_slice_iter(&read(path)?)
+        .collect::<Result<_, _>>()
+        .map_err(|error| no_pem(path, "certificate", error))
+}
+
+/// The bytes of `path`; an error names the file.
+pub(crate) fn read(path: &Path) -> Result<Vec<u8>, CertificateError> {
     std::fs::read(path).map_err(|source| CertificateError::Read {
         path: path.to_owned(),
         source,

@@ -100,17 +100,7 @@ fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, UpstreamTlsError> {
     let mut store = RootCertStore::empty();
     match ca_file {
         Some(path) => {
-            let text = std::fs::read(path).map_err(|source| CertificateError::Read {
-                path: path.to_owned(),
-                source,
-            })?;
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&text)
-                .collect::<Result<_, _>>()
-                .map_err(|error| CertificateError::NoPem {
-                    path: path.to_owned(),
-                    what: "certificate",
-                    detail: error.to_string(),
-                })?;
+            let certs = certificates::read_certificates(path)?;
             let (added, _) = store.add_parsable_certificates(certs);
             if added == 0 {
                 return Err(UpstreamTlsError::EmptyBundle {

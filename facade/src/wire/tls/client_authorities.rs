@@ -20,9 +20,9 @@ use std::time::SystemTime;
 
 use rustls::RootCertStore;
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
+use rustls_pki_types::CertificateRevocationListDer;
 
-use super::certificates::CertificateError;
+use super::certificates::{self, CertificateError};
 
 /// The files a listener's client authorities come from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,14 +150,7 @@ pub struct RevocationList {
 
 /// Reads `client_ca_file`: a PEM bundle with at least one certificate.
 pub fn read_authorities(path: &Path) -> Result<Authorities, ClientAuthorityError> {
-    let text = read(path)?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(&text)
-        .collect::<Result<_, _>>()
-        .map_err(|error| CertificateError::NoPem {
-            path: path.to_owned(),
-            what: "certificate",
-            detail: error.to_string(),
-        })?;
+    let certs = certificates::read_certificates(path)?;
     let subjects = certs
         .iter()
         .filter_map(|der| x509_parser::parse_x509_certificate(der).ok())
@@ -176,7 +169,7 @@ pub fn read_authorities(path: &Path) -> Result<Authorities, ClientAuthorityError
 /// Reads `client_crl_file`: PEM revocation lists, each well formed and in
 /// date.
 pub fn read_lists(path: &Path) -> Result<Vec<RevocationList>, ClientAuthorityError> {
-    let text = read(path)?;
+    let text = certificates::read(path)?;
     let ders: Vec<CertificateRevocationListDer<'static>> =
         CertificateRevocationListDer::pem_slice_iter(&text)
             .collect::<Result<_, _>>()
@@ -218,11 +211,4 @@ pub fn read_lists(path: &Path) -> Result<Vec<RevocationList>, ClientAuthorityErr
         lists.push(RevocationList { der, issuer });
     }
     Ok(lists)
-}
-
-fn read(path: &Path) -> Result<Vec<u8>, CertificateError> {
-    std::fs::read(path).map_err(|source| CertificateError::Read {
-        path: path.to_owned(),
-        source,
-    })
 }
