@@ -12,7 +12,8 @@
 //! and past a flip of the stage between the two attempts.
 //!
 //! Kept in memory, per facade process, for [`REMEMBER_FOR`] and at most
-//! [`CAPACITY`] keys (the oldest go first): bounded whatever clients send.
+//! [`CAPACITY`] keys (the oldest go first), each as its SHA-256: bounded
+//! (a few MB) whatever clients send, however long their keys.
 //! A repeat that reaches another replica, or this one after a restart, is
 //! routed as a fresh request.
 
@@ -34,8 +35,8 @@ pub(crate) const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempote
 /// request, as long as common APIs keep keys (a day).
 pub const REMEMBER_FOR: Duration = Duration::from_secs(24 * 60 * 60);
 
-/// Keys remembered at most, over all capabilities (about 100 bytes each).
-pub const CAPACITY: usize = 100_000;
+/// Keys remembered at most, over all capabilities (about 150 bytes each).
+pub const CAPACITY: usize = 50_000;
 
 /// Where a key went.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,8 +92,13 @@ impl KeyAffinity {
     }
 }
 
-/// A capability's index and a key.
-type Key = (usize, Box<[u8]>);
+/// A capability's index and the SHA-256 of a key.
+type Key = (usize, [u8; 32]);
+
+fn key_of(capability: usize, key: &[u8]) -> Key {
+    use sha2::Digest;
+    (capability, sha2::Sha256::digest(key).into())
+}
 
 /// Recent keys and where each went.
 #[derive(Debug, Default)]
@@ -117,7 +123,7 @@ impl KeyAffinity {
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (pinned, at) = inner.by_key.get(&(capability, Box::from(key)))?;
+        let (pinned, at) = inner.by_key.get(&key_of(capability, key))?;
         (now.saturating_duration_since(*at) < REMEMBER_FOR).then(|| pinned.clone())
     }
 
@@ -128,15 +134,15 @@ impl KeyAffinity {
             .inner
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key: Key = (capability, Box::from(key));
-        inner.order.push_back((key.clone(), now));
+        let key = key_of(capability, key);
+        inner.order.push_back((key, now));
         inner.by_key.insert(key, (pinned, now));
         while let Some((oldest, at)) = inner.order.front() {
             let stale = now.saturating_duration_since(*at) >= REMEMBER_FOR || inner.order.len() > CAPACITY;
             if !stale {
                 break;
             }
-            let (oldest, at) = (oldest.clone(), *at);
+            let (oldest, at) = (*oldest, *at);
             inner.order.pop_front();
             if inner
                 .by_key
@@ -181,6 +187,11 @@ mod tests {
         keys.remember(0, b"order-1", to("legacy", Target::Legacy), now);
         assert_eq!(keys.get(0, b"order-1", now), Some(to("legacy", Target::Legacy)));
         assert_eq!(keys.len(), 1);
+        // Kept as a digest: a key as long as a header may be is found too.
+        let long = vec![b'k'; 64 * 1024];
+        keys.remember(0, &long, to("orders", Target::Service), now);
+        assert_eq!(keys.get(0, &long, now), Some(to("orders", Target::Service)));
+        assert_eq!(keys.get(0, &long[1..], now), None);
     }
 
     #[test]
