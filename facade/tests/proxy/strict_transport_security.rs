@@ -24,42 +24,31 @@ async fn answers_over_tls_carry_the_policy_and_a_backends_own_stands() {
     let tls = facade.tls.unwrap();
 
     for alpn in [&[&b"http/1.1"[..]][..], &[b"h2"]] {
-        let seen = https_request(
-            tls,
-            "shop.test",
-            pki.client_config(alpn),
-            get("/orders", "shop.test"),
-        )
-        .await
-        .unwrap();
-        assert_eq!(seen.status, StatusCode::OK);
-        assert_eq!(
-            seen.headers
+        // The status, and every `Strict-Transport-Security` of the answer
+        // to a GET of `target` over a new connection offering `alpn`.
+        let policies = async |target: &str| {
+            let seen = https_request(
+                tls,
+                "shop.test",
+                pki.client_config(alpn),
+                get(target, "shop.test"),
+            )
+            .await
+            .unwrap();
+            let values = seen
+                .headers
                 .get_all("strict-transport-security")
                 .iter()
-                .collect::<Vec<_>>(),
-            [POLICY],
-            "{:?}",
-            seen.version
-        );
+                .map(|value| value.to_str().unwrap().to_owned())
+                .collect::<Vec<_>>();
+            (seen.status, values, seen.version)
+        };
+        let (status, values, version) = policies("/orders").await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(values, [POLICY], "{version:?}");
         // The backend's own policy is the application's: it stands alone.
-        let seen = https_request(
-            tls,
-            "shop.test",
-            pki.client_config(alpn),
-            get("/orders?hsts=1", "shop.test"),
-        )
-        .await
-        .unwrap();
-        assert_eq!(
-            seen.headers
-                .get_all("strict-transport-security")
-                .iter()
-                .collect::<Vec<_>>(),
-            ["max-age=60"],
-            "{:?}",
-            seen.version
-        );
+        let (_, values, version) = policies("/orders?hsts=1").await;
+        assert_eq!(values, ["max-age=60"], "{version:?}");
     }
     let plain = facade.client.get(facade.url("/orders")).send().await.unwrap();
     assert_eq!(plain.status(), StatusCode::OK);
