@@ -297,6 +297,7 @@ impl FacadeConfig {
                 client_ca_file: raw.facade.client_ca_file.clone(),
                 client_crl_file: raw.facade.client_crl_file.clone(),
                 strict_transport_security: raw.facade.strict_transport_security.clone(),
+                session_ticket_key_files: raw.facade.session_ticket_key_files.clone(),
                 certificates: std::mem::take(&mut raw.facade.certificates),
             },
             listen.is_some(),

@@ -237,6 +237,7 @@ impl Facade {
                     Arc::clone(&resolver),
                     tls.handshake_timeout,
                     tls.client_authorities.as_ref(),
+                    tls.session_ticket_keys.clone(),
                 )
                 .map_err(|error| StartError::Tls(error.to_string()))?;
                 let listener = wire::server::bind(tls.listen).await?;
@@ -251,6 +252,7 @@ impl Facade {
                         .client_authorities
                         .as_ref()
                         .map(|authorities| (accept.clone(), authorities.files.clone())),
+                    ticket_keys: tls.session_ticket_keys.clone(),
                 };
                 (Some((listener, accept)), Some(watched))
             }

@@ -50,6 +50,7 @@ pub(super) struct RawFacade {
     pub(super) client_ca_file: Option<Spanned<String>>,
     pub(super) client_crl_file: Option<Spanned<String>>,
     pub(super) strict_transport_security: Option<Spanned<String>>,
+    pub(super) session_ticket_key_files: Option<Spanned<Vec<String>>>,
     pub(super) replica_id: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) certificates: Vec<Spanned<RawCertificate>>,

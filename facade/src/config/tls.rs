@@ -18,6 +18,7 @@ use toml::Spanned;
 use crate::wire::tls::certificates::{self, CertificateFiles};
 use crate::wire::tls::client::{self as tls_client, UpstreamTlsSettings};
 use crate::wire::tls::client_authorities::{self, ClientAuthorities, ClientAuthorityFiles};
+use crate::wire::tls::session_tickets::{SharedTicketKeys, TicketKeys};
 
 /// The facade's TLS listener.
 #[derive(Debug, Clone)]
@@ -39,6 +40,9 @@ pub struct TlsListenerConfig {
     /// `Strict-Transport-Security` for every answer over TLS that has none
     /// from its backend (`strict_transport_security`).
     pub strict_transport_security: Option<HeaderValue>,
+    /// Keys that seal session tickets (`session_ticket_key_files`), shared
+    /// with the other replicas; without them each replica makes its own.
+    pub session_ticket_keys: Option<SharedTicketKeys>,
 }
 
 /// How the facade speaks to a backend.
@@ -78,6 +82,7 @@ pub(super) struct RawListenerTls {
     pub(super) client_ca_file: Option<Spanned<String>>,
     pub(super) client_crl_file: Option<Spanned<String>>,
     pub(super) strict_transport_security: Option<Spanned<String>>,
+    pub(super) session_ticket_key_files: Option<Spanned<Vec<String>>>,
     pub(super) certificates: Vec<Spanned<RawCertificate>>,
 }
 
@@ -131,6 +136,12 @@ pub(super) fn check_listener(
             return Err((
                 hsts.span().start,
                 "`strict_transport_security` is sent over TLS only and needs `tls_listen`".to_owned(),
+            ));
+        }
+        if let Some(keys) = &raw.session_ticket_key_files {
+            return Err((
+                keys.span().start,
+                "`session_ticket_key_files` seal TLS session tickets and need `tls_listen`".to_owned(),
             ));
         }
         return Ok(None);
@@ -189,6 +200,12 @@ pub(super) fn check_listener(
         ),
         None => None,
     };
+    let session_ticket_keys = match &raw.session_ticket_key_files {
+        Some(spanned) => {
+            Some(ticket_keys(config, spanned.get_ref()).map_err(|problem| (spanned.span().start, problem))?)
+        }
+        None => None,
+    };
     Ok(Some(TlsListenerConfig {
         listen: address,
         certificates: files,
@@ -196,7 +213,25 @@ pub(super) fn check_listener(
         redirect_http,
         client_authorities,
         strict_transport_security,
+        session_ticket_keys,
     }))
+}
+
+/// Reads `session_ticket_key_files`: at least one, each a key of its own.
+fn ticket_keys(config: &Path, files: &[String]) -> Result<SharedTicketKeys, String> {
+    if files.is_empty() {
+        return Err(
+            "`session_ticket_key_files` is empty: list at least one key file (make one with `openssl rand 80 > ticket.key`), or leave the key out for keys of the replica's own"
+                .to_owned(),
+        );
+    }
+    let paths = files
+        .iter()
+        .map(|file| super::resolve(config, file))
+        .collect::<Vec<_>>();
+    TicketKeys::read(&paths)
+        .map(SharedTicketKeys::new)
+        .map_err(|error| error.to_string())
 }
 
 /// Checks a `Strict-Transport-Security` value (RFC 6797 §6.1): a

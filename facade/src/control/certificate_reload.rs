@@ -1,5 +1,7 @@
-//! Reloading the TLS listener's certificates, and the authorities it
-//! accepts client certificates from (`client_ca_file`), while it serves:
+//! Reloading the TLS listener's certificates, the authorities it accepts
+//! client certificates from (`client_ca_file`, `client_crl_file`) and the
+//! keys that seal its session tickets (`session_ticket_key_files`), while
+//! it serves:
 //! on SIGHUP, and when one of their files changes (checked every second,
 //! so a renewal by certbot or a Kubernetes secret update needs no signal).
 //!
@@ -21,6 +23,7 @@ use crate::flow::metrics::Metrics;
 use crate::wire::tls::certificates::{self, CertificateError, CertificateFiles, CertificateSet, SniResolver};
 use crate::wire::tls::client_authorities::{ClientAuthorities, ClientAuthorityError, ClientAuthorityFiles};
 use crate::wire::tls::server::{NextClientAuthorities, TlsAccept};
+use crate::wire::tls::session_tickets::{SharedTicketKeys, TicketKeyError, TicketKeys};
 
 /// How often the files are looked at.
 const POLL_EVERY: Duration = Duration::from_secs(1);
@@ -37,6 +40,8 @@ pub(crate) struct Watched {
     /// With `client_ca_file`: the listener that asks for client
     /// certificates, and the files of the authorities it accepts.
     pub client_authorities: Option<(TlsAccept, ClientAuthorityFiles)>,
+    /// With `session_ticket_key_files`: the keys in use, and their files.
+    pub ticket_keys: Option<SharedTicketKeys>,
 }
 
 /// Why a reload changed nothing.
@@ -46,6 +51,8 @@ enum ReloadError {
     Certificates(#[from] CertificateError),
     #[error(transparent)]
     ClientAuthorities(#[from] ClientAuthorityError),
+    #[error(transparent)]
+    TicketKeys(#[from] TicketKeyError),
     #[error("client_ca_file {}: {error}", path.display())]
     Listener { path: PathBuf, error: rustls::Error },
     #[error("the reload stopped unexpectedly: {0}")]
@@ -147,8 +154,10 @@ async fn reload(
         .as_ref()
         .map(|(_, files)| files.clone());
     let installed = installed_bundle.map(<[u8]>::to_vec);
+    let key_files = watched.ticket_keys.as_ref().map(SharedTicketKeys::files);
     let loaded = tokio::task::spawn_blocking(move || -> Result<_, ReloadError> {
         let (set, serials) = load_set(&files)?;
+        let keys = key_files.map(|files| TicketKeys::read(&files)).transpose()?;
         let authorities = match authority_files {
             Some(files) => {
                 let bytes = read_authority_files(&files).map_err(ClientAuthorityError::File)?;
@@ -160,10 +169,10 @@ async fn reload(
             }
             None => None,
         };
-        Ok((set, serials, authorities))
+        Ok((set, serials, authorities, keys))
     })
     .await;
-    let (set, serials, authorities) = match loaded {
+    let (set, serials, authorities, keys) = match loaded {
         Ok(loaded) => loaded?,
         // The load panicked or was cancelled: nothing was swapped.
         Err(error) => return Err(ReloadError::Stopped(error.to_string())),
@@ -183,6 +192,9 @@ async fn reload(
             _ => None,
         };
     watched.resolver.replace(set);
+    if let (Some(shared), Some(keys)) = (&watched.ticket_keys, keys) {
+        shared.install(keys);
+    }
     let bundle = next.map(|(next, authorities, bytes)| {
         if let Some((accept, _)) = &watched.client_authorities {
             accept.install(next);
@@ -218,6 +230,7 @@ fn watched_paths(watched: &Watched) -> Vec<PathBuf> {
                 .iter()
                 .flat_map(|(_, files)| std::iter::once(files.ca_file.clone()).chain(files.crl_file.clone())),
         )
+        .chain(watched.ticket_keys.iter().flat_map(SharedTicketKeys::files))
         .collect()
 }
 
@@ -284,6 +297,7 @@ mod tests {
                 resolver: Arc::clone(&resolver),
                 files: vec![live.clone()],
                 client_authorities: None,
+                ticket_keys: None,
             },
             Arc::clone(&metrics),
             stop.clone(),

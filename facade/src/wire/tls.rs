@@ -8,6 +8,9 @@
 //! - [`client_authorities`]: with `client_ca_file`, the authorities whose
 //!   client certificates the listener accepts, and the revocation lists
 //!   of `client_crl_file`.
+//! - [`session_tickets`]: with `session_ticket_key_files`, session
+//!   tickets sealed with keys shared between replicas, so a client resumes
+//!   on any of them.
 //! - [`client`]: the upstream side: `https://` backends verified against
 //!   the system's roots or a CA bundle, with an optional client
 //!   certificate; one configuration per backend, so its session cache is
@@ -17,6 +20,7 @@ pub mod certificates;
 pub mod client;
 pub mod client_authorities;
 pub mod server;
+pub mod session_tickets;
 
 use std::sync::Arc;
 

@@ -33,6 +33,7 @@ mod replicas;
 mod resilience;
 mod routing;
 mod shadow;
+mod shared_session_tickets;
 mod shared_store;
 mod shutdown;
 mod streaming;

@@ -15,6 +15,7 @@ use tokio_rustls::TlsAcceptor;
 
 use super::certificates::SniResolver;
 use super::client_authorities::ClientAuthorities;
+use super::session_tickets::SharedTicketKeys;
 
 /// Why a client's handshake did not complete; a label of
 /// `strangler_facade_tls_handshake_failures_total`.
@@ -133,6 +134,7 @@ pub struct TlsAccept {
     config: Arc<ArcSwap<ServerConfig>>,
     resolver: Arc<SniResolver>,
     handshake_timeout: Duration,
+    tickets: Option<SharedTicketKeys>,
 }
 
 /// A listener configuration built for new client authorities and not yet
@@ -152,31 +154,40 @@ impl TlsAccept {
     /// Handshakes with TLS 1.2 or 1.3 only, the certificate chosen by
     /// `resolver`, offering `h2` then `http/1.1`; with `authorities`, only
     /// with clients whose certificate one of them issued and did not
-    /// revoke.
+    /// revoke; with `tickets`, sealing session tickets with those keys
+    /// rather than with random ones of its own.
     pub fn new(
         resolver: Arc<SniResolver>,
         handshake_timeout: Duration,
         authorities: Option<&ClientAuthorities>,
+        tickets: Option<SharedTicketKeys>,
     ) -> Result<Self, rustls::Error> {
-        let config = server_config(Arc::clone(&resolver), authorities)?;
+        let config = server_config(Arc::clone(&resolver), authorities, tickets.as_ref())?;
         Ok(Self {
             config: Arc::new(ArcSwap::from_pointee(config)),
             resolver,
             handshake_timeout,
+            tickets,
         })
     }
 
     /// Builds the configuration that accepts client certificates from
     /// `authorities` instead, for [`TlsAccept::install`].
     pub fn prepare(&self, authorities: &ClientAuthorities) -> Result<NextClientAuthorities, rustls::Error> {
-        server_config(Arc::clone(&self.resolver), Some(authorities))
-            .map(|config| NextClientAuthorities(Arc::new(config)))
+        server_config(
+            Arc::clone(&self.resolver),
+            Some(authorities),
+            self.tickets.as_ref(),
+        )
+        .map(|config| NextClientAuthorities(Arc::new(config)))
     }
 
     /// Uses `next` from the next handshake on. Connections already open
     /// keep the client they verified. The new configuration starts with an
-    /// empty session cache on purpose: a client verified under the old
-    /// authorities cannot resume its session and skip the new ones' check.
+    /// empty session cache and new ticket keys (or, with shared keys,
+    /// tickets bound to the new authorities) on purpose: a client verified
+    /// under the old authorities cannot resume its session and skip the new
+    /// ones' check.
     pub fn install(&self, next: NextClientAuthorities) {
         self.config.store(next.0);
     }
@@ -194,10 +205,12 @@ impl TlsAccept {
 
 /// TLS 1.2 or 1.3 only, the certificate chosen by `resolver`, `h2` then
 /// `http/1.1`; with `authorities`, a certificate one of them issued and
-/// did not revoke required of every client.
+/// did not revoke required of every client; session tickets sealed with
+/// `tickets` when given.
 fn server_config(
     resolver: Arc<SniResolver>,
     authorities: Option<&ClientAuthorities>,
+    tickets: Option<&SharedTicketKeys>,
 ) -> Result<ServerConfig, rustls::Error> {
     let provider = super::provider();
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
@@ -224,7 +237,12 @@ fn server_config(
     // keys are random, kept in memory only and rotated every 6 hours; a
     // new configuration (a reload of the client authorities) has new ones,
     // so no ticket issued under the old configuration resumes under it.
-    config.ticketer = ticketer()?;
+    // Keys shared between replicas (`session_ticket_key_files`) bind each
+    // ticket to the authorities instead, to the same end.
+    config.ticketer = match tickets {
+        Some(keys) => keys.ticketer(authorities),
+        None => ticketer()?,
+    };
     Ok(config)
 }
 
