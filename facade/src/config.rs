@@ -228,6 +228,9 @@ pub struct FacadeConfig {
     /// How long a client may take to send a request head, from when the
     /// connection starts waiting for it; a slower one is dropped.
     pub header_read_timeout: Duration,
+    /// Whether every connection on the proxy listeners starts with a PROXY
+    /// protocol header (v1 or v2) naming the client, from a TCP balancer.
+    pub proxy_protocol: bool,
     /// Shadow copies that may wait; beyond, a copy is dropped and counted.
     pub shadow_queue: usize,
     /// Shadow copies in flight to services at once.
@@ -465,6 +468,7 @@ impl FacadeConfig {
             },
             grace_period: Duration::from_secs(raw.facade.grace_seconds.unwrap_or(10)),
             access_log: raw.facade.access_log.unwrap_or(true),
+            proxy_protocol: raw.facade.proxy_protocol.unwrap_or(false),
             proxy_threads: bounded(
                 &raw.facade.proxy_threads,
                 crate::wire::proxy_threads::default_count(),

@@ -365,6 +365,7 @@ impl Facade {
                 max_header_bytes: self.config.limits.max_header_bytes,
                 max_requests_per_connection: self.config.max_requests_per_connection,
                 header_read_timeout: self.config.header_read_timeout,
+                proxy_protocol: self.config.proxy_protocol,
                 threads: self.config.proxy_threads,
                 grace: self.config.grace_period,
                 max_connections: wire::descriptors::fit_connections(self.config.max_connections),

@@ -56,6 +56,7 @@ use crate::wire::correlation;
 use crate::wire::error_response::error_response;
 use crate::wire::headers::{request_length, strip_hop_by_hop, wants_upgrade};
 use crate::wire::http1;
+use crate::wire::proxy_protocol::ProxyHeaderFailure;
 use crate::wire::service::{Handler, Peer};
 use crate::wire::tls::server::HandshakeFailure;
 use crate::wire::upstream::UpstreamBody;
@@ -79,6 +80,10 @@ impl Handler for ProxyState {
 
     fn tls_handshake_failed(&self, failure: HandshakeFailure) {
         self.metrics.tls_handshake_failed(failure);
+    }
+
+    fn proxy_header_refused(&self, failure: ProxyHeaderFailure) {
+        self.metrics.proxy_header_refused(failure);
     }
 }
 

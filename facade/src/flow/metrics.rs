@@ -21,7 +21,11 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use crate::decision::stage::Stage;
+use crate::wire::proxy_protocol::ProxyHeaderFailure;
 use crate::wire::tls::server::HandshakeFailure;
+use listener::ListenerMetrics;
+
+mod listener;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
@@ -68,11 +72,6 @@ struct CapabilityReasonLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ReasonLabels {
-    reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -141,8 +140,7 @@ pub struct Metrics {
     shadow: Family<CapabilityReasonLabels, Counter>,
     auto_rollbacks: Family<CapabilityLabels, Counter>,
     admin_auth: Family<OutcomeLabels, Counter>,
-    tls_handshake_failures: Family<ReasonLabels, Counter>,
-    tls_reloads: Family<OutcomeLabels, Counter>,
+    listener: ListenerMetrics,
     stages: Family<StageLabels, Gauge>,
     canary_permille: Family<CapabilityLabels, Gauge>,
     stage_changes: Family<CapabilityLabels, Counter>,
@@ -312,23 +310,7 @@ impl Metrics {
             "Admin requests refused for their token: wrong (a wrong or missing token) or braked (too many wrong ones from the address)",
             admin_auth.clone(),
         );
-        let tls_handshake_failures = Family::<ReasonLabels, Counter>::default();
-        registry.register(
-            "tls_handshake_failures",
-            "Client TLS handshakes that did not complete, by reason: timeout, closed, incompatible, malformed, alert, other",
-            tls_handshake_failures.clone(),
-        );
-        for failure in HandshakeFailure::ALL {
-            let _ = tls_handshake_failures.get_or_create(&ReasonLabels {
-                reason: failure.as_str(),
-            });
-        }
-        let tls_reloads = Family::<OutcomeLabels, Counter>::default();
-        registry.register(
-            "tls_certificate_reloads",
-            "Reloads of the listener's certificates: ok, or failed (the certificates in use stay)",
-            tls_reloads.clone(),
-        );
+        let listener = ListenerMetrics::register(&mut registry);
         let stages = Family::<StageLabels, Gauge>::default();
         registry.register(
             "capability_stage",
@@ -376,8 +358,7 @@ impl Metrics {
             shadow,
             auto_rollbacks,
             admin_auth,
-            tls_handshake_failures,
-            tls_reloads,
+            listener,
             stages,
             canary_permille,
             stage_changes,
@@ -444,16 +425,17 @@ impl Metrics {
 
     /// Counts a client's TLS handshake that did not complete.
     pub fn tls_handshake_failed(&self, failure: HandshakeFailure) {
-        self.tls_handshake_failures
-            .get_or_create(&ReasonLabels {
-                reason: failure.as_str(),
-            })
-            .inc();
+        self.listener.tls_handshake_failed(failure);
     }
 
-    /// Counts a certificate reload: `ok` or `failed`.
+    /// Counts a reload of the TLS files: `ok` or `failed`.
     pub fn tls_reload(&self, outcome: &'static str) {
-        self.tls_reloads.get_or_create(&OutcomeLabels { outcome }).inc();
+        self.listener.tls_reload(outcome);
+    }
+
+    /// Counts a connection closed for its PROXY protocol header.
+    pub fn proxy_header_refused(&self, failure: ProxyHeaderFailure) {
+        self.listener.proxy_header_refused(failure);
     }
 
     /// Records the stage `capability` is at in this facade's table; the
@@ -506,7 +488,7 @@ impl Metrics {
     /// Certificate reloads with `outcome` so far.
     #[cfg(test)]
     pub fn tls_reload_count(&self, outcome: &'static str) -> u64 {
-        self.tls_reloads.get_or_create(&OutcomeLabels { outcome }).get()
+        self.listener.tls_reload_count(outcome)
     }
 
     /// Interns a capability or backend name for labels.

@@ -87,6 +87,9 @@ pub(crate) struct Shared<H> {
     /// How long a request head may take to arrive ([`HEADER_READ_TIMEOUT`]
     /// unless configured); hyper's builder below has the same.
     pub head_timeout: Duration,
+    /// Whether every connection starts with a PROXY protocol header
+    /// ([`crate::wire::proxy_protocol`]), read before anything else.
+    pub proxy_protocol: bool,
     /// hyper's connection builder, for connections handed to it.
     pub hyper: auto::Builder<TokioExecutor>,
     /// Cancelled when the facade shuts down.

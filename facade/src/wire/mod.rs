@@ -17,6 +17,7 @@ pub(crate) mod header_names;
 pub(crate) mod headers;
 pub(crate) mod http1;
 pub(crate) mod interim;
+pub(crate) mod proxy_protocol;
 pub(crate) mod proxy_threads;
 pub(crate) mod redirect;
 pub(crate) mod server;

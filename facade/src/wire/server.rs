@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::wire::http1;
 use crate::wire::http1::stream::ClientStream;
+use crate::wire::proxy_protocol;
 use crate::wire::proxy_threads::{self, ConnectionKind, Inbox};
 use crate::wire::redirect;
 use crate::wire::service::{ClientCertificate, Handler, Peer};
@@ -43,6 +44,8 @@ pub(crate) struct Settings {
     pub max_requests_per_connection: u64,
     /// How long a request head may take to arrive.
     pub header_read_timeout: Duration,
+    /// Whether every connection starts with a PROXY protocol header.
+    pub proxy_protocol: bool,
     /// Proxy threads, each with its own event loop.
     pub threads: usize,
     /// How long in-flight requests may take to finish on shutdown.
@@ -107,6 +110,7 @@ pub(crate) async fn serve<H: Handler>(
         max_head: settings.max_header_bytes,
         max_requests: settings.max_requests_per_connection,
         head_timeout: settings.header_read_timeout,
+        proxy_protocol: settings.proxy_protocol,
         hyper,
         stop: stop.clone(),
         asks_client_certificates: settings.asks_client_certificates,
@@ -255,12 +259,23 @@ async fn serve_until_halted<H: Handler>(
 
 /// Serves one connection as the listener that took it says.
 async fn serve_one<H: Handler>(
-    stream: TcpStream,
+    mut stream: TcpStream,
     mut peer: Peer,
     kind: ConnectionKind,
     shared: Arc<http1::Shared<H>>,
     watch: &Watch,
 ) {
+    if shared.proxy_protocol {
+        match proxy_protocol::read_header(&mut stream, shared.head_timeout).await {
+            Ok(Some(client)) => peer = Peer::new(client),
+            Ok(None) => {}
+            Err(failure) => {
+                tracing::debug!(peer = %peer.addr, reason = failure.as_str(), "PROXY protocol header refused; connection closed");
+                shared.handler.proxy_header_refused(failure);
+                return;
+            }
+        }
+    }
     if shared.asks_client_certificates {
         peer.client_certificate = ClientCertificate::Absent;
     }

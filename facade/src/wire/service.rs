@@ -15,6 +15,7 @@ use hyper::{Request, Response};
 use crate::wire::body::ProxyBody;
 use crate::wire::client_body::ClientIncoming;
 use crate::wire::interim::InterimSink;
+use crate::wire::proxy_protocol::ProxyHeaderFailure;
 use crate::wire::tls::server::HandshakeFailure;
 
 /// The client connection a request arrived on.
@@ -81,4 +82,7 @@ pub(crate) trait Handler: Send + Sync + 'static {
 
     /// Counts a client's TLS handshake that did not complete.
     fn tls_handshake_failed(&self, failure: HandshakeFailure);
+
+    /// Counts a connection closed for its PROXY protocol header.
+    fn proxy_header_refused(&self, failure: ProxyHeaderFailure);
 }

@@ -29,6 +29,7 @@ mod operations_metrics;
 mod panel;
 mod paths;
 mod pool;
+mod proxy_protocol;
 mod replicas;
 mod resilience;
 mod routing;
