@@ -231,6 +231,9 @@ pub struct FacadeConfig {
     /// Whether every connection on the proxy listeners starts with a PROXY
     /// protocol header (v1 or v2) naming the client, from a TCP balancer.
     pub proxy_protocol: bool,
+    /// How long an HTTP/2 client connection may sit with no stream open
+    /// before the facade closes it (GOAWAY).
+    pub http2_idle_timeout: Duration,
     /// Shadow copies that may wait; beyond, a copy is dropped and counted.
     pub shadow_queue: usize,
     /// Shadow copies in flight to services at once.
@@ -469,6 +472,15 @@ impl FacadeConfig {
             grace_period: Duration::from_secs(raw.facade.grace_seconds.unwrap_or(10)),
             access_log: raw.facade.access_log.unwrap_or(true),
             proxy_protocol: raw.facade.proxy_protocol.unwrap_or(false),
+            http2_idle_timeout: Duration::from_secs(
+                bounded(
+                    &raw.facade.http2_idle_timeout_seconds,
+                    300,
+                    1..=86_400,
+                    "http2_idle_timeout_seconds",
+                )
+                .map_err(|(offset, m)| invalid(offset, m))? as u64,
+            ),
             proxy_threads: bounded(
                 &raw.facade.proxy_threads,
                 crate::wire::proxy_threads::default_count(),

@@ -366,6 +366,7 @@ impl Facade {
                 max_requests_per_connection: self.config.max_requests_per_connection,
                 header_read_timeout: self.config.header_read_timeout,
                 proxy_protocol: self.config.proxy_protocol,
+                http2_idle_timeout: self.config.http2_idle_timeout,
                 threads: self.config.proxy_threads,
                 grace: self.config.grace_period,
                 max_connections: wire::descriptors::fit_connections(self.config.max_connections),

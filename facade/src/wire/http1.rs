@@ -57,6 +57,7 @@ use tokio_util::sync::CancellationToken;
 use crate::wire::client_body::ClientIncoming;
 use crate::wire::correlation;
 use crate::wire::error_response::{error_response, Fault};
+use crate::wire::idle::{Activity, TrackedBody};
 use crate::wire::interim::{relay_while, InterimSink};
 use crate::wire::service::{Handler, Peer};
 use crate::wire::shutdown::{Phase, Watch};
@@ -90,6 +91,9 @@ pub(crate) struct Shared<H> {
     /// Whether every connection starts with a PROXY protocol header
     /// ([`crate::wire::proxy_protocol`]), read before anything else.
     pub proxy_protocol: bool,
+    /// How long an HTTP/2 connection may sit with no stream open before
+    /// it is closed (`http2_idle_timeout_seconds`).
+    pub http2_idle_timeout: Duration,
     /// hyper's connection builder, for connections handed to it.
     pub hyper: auto::Builder<TokioExecutor>,
     /// Cancelled when the facade shuts down.
@@ -102,6 +106,17 @@ pub(crate) struct Shared<H> {
 }
 
 impl<H> Shared<H> {
+    /// How long a connection hyper serves may sit with nothing in flight:
+    /// an HTTP/2 one as configured, an HTTP/1.1 one as long as the facade's
+    /// own connections wait between requests.
+    pub(crate) fn idle_limit(&self, http2: bool) -> Duration {
+        if http2 {
+            self.http2_idle_timeout
+        } else {
+            self.head_timeout
+        }
+    }
+
     /// Gives an answer over TLS the configured `Strict-Transport-Security`,
     /// unless its backend sent one (the application's own policy stands).
     fn add_strict_transport_security(&self, headers: &mut hyper::HeaderMap) {
@@ -332,12 +347,14 @@ async fn handoff<H: Handler>(
     // hyper's server cannot send interim answers: they are dropped.
     peer.interim = None;
     let prefix = buffer.freeze();
+    // HTTP/2's preface is the only head that starts so.
+    let idle = shared.idle_limit(prefix.starts_with(b"PRI "));
     match ClientStream::reunite(reader, writer) {
         Some(ClientStream::Tcp(tcp)) => {
-            serve_with_hyper(handoff::Rewind::new(tcp, prefix), peer, shared, served).await;
+            serve_with_hyper(handoff::Rewind::new(tcp, prefix), peer, shared, served, idle).await;
         }
         Some(ClientStream::Tls(tls)) => {
-            serve_with_hyper(handoff::Rewind::new(tls, prefix), peer, shared, served).await;
+            serve_with_hyper(handoff::Rewind::new(tls, prefix), peer, shared, served, idle).await;
         }
         None => {}
     }
@@ -345,9 +362,15 @@ async fn handoff<H: Handler>(
 
 /// Serves a connection with hyper to its end: HTTP/1.1 (with upgrades) or
 /// HTTP/2, whichever the client speaks. `served` requests were already
-/// served on it.
-pub(crate) async fn serve_with_hyper<H, IO>(io: IO, peer: Peer, shared: &Shared<H>, served: u64)
-where
+/// served on it. Once nothing has been in flight on it for `idle`, it is
+/// closed gracefully (HTTP/2's GOAWAY).
+pub(crate) async fn serve_with_hyper<H, IO>(
+    io: IO,
+    peer: Peer,
+    shared: &Shared<H>,
+    served: u64,
+    idle: Duration,
+) where
     H: Handler,
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -360,7 +383,10 @@ where
     let served = Arc::new(std::sync::atomic::AtomicU64::new(served));
     let max_requests = shared.max_requests;
     let strict_transport_security = shared.strict_transport_security.clone().filter(|_| peer.secure);
+    let activity = Activity::new();
+    let tracked = activity.clone();
     let service = service_fn(move |request: Request<Incoming>| {
+        let in_flight = tracked.start();
         let (handler, peer, served) = (Arc::clone(&handler), peer.clone(), Arc::clone(&served));
         let strict_transport_security = strict_transport_security.clone();
         async move {
@@ -379,7 +405,7 @@ where
                     hyper::header::HeaderValue::from_static("close"),
                 );
             }
-            Ok::<_, std::convert::Infallible>(response)
+            Ok::<_, std::convert::Infallible>(response.map(|body| TrackedBody::new(body, in_flight)))
         }
     });
     let mut connection = pin!(shared.hyper.serve_connection_with_upgrades(io, service));
@@ -387,6 +413,13 @@ where
         result = connection.as_mut() => result,
         () = shared.stop.cancelled() => {
             connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+        () = activity.idle_for(idle) => {
+            tracing::debug!(peer = %addr, idle_seconds = idle.as_secs_f64(), "closing an idle client connection");
+            connection.as_mut().graceful_shutdown();
+            // A drain that starts meanwhile finds the connection closing
+            // already; its grace period bounds the wait.
             connection.await
         }
     };

@@ -16,6 +16,7 @@ pub(crate) mod error_response;
 pub(crate) mod header_names;
 pub(crate) mod headers;
 pub(crate) mod http1;
+pub(crate) mod idle;
 pub(crate) mod interim;
 pub(crate) mod proxy_protocol;
 pub(crate) mod proxy_threads;

@@ -31,6 +31,11 @@ use crate::wire::service::{ClientCertificate, Handler, Peer};
 use crate::wire::shutdown::{Phase, Shutdown, Watch};
 use crate::wire::tls::server::{client_certificate_header, TlsAccept};
 
+/// How long an HTTP/2 client may send nothing before it is pinged, and
+/// then how long it has to answer.
+const HTTP2_PING_AFTER: Duration = Duration::from_secs(60);
+const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
+
 /// How long the proxy threads get to end once the grace period is over
 /// and every connection has been told to close at once.
 const HALT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,6 +51,8 @@ pub(crate) struct Settings {
     pub header_read_timeout: Duration,
     /// Whether every connection starts with a PROXY protocol header.
     pub proxy_protocol: bool,
+    /// How long an HTTP/2 connection may sit with no stream open.
+    pub http2_idle_timeout: Duration,
     /// Proxy threads, each with its own event loop.
     pub threads: usize,
     /// How long in-flight requests may take to finish on shutdown.
@@ -105,12 +112,21 @@ pub(crate) async fn serve<H: Handler>(
         .max_buf_size(settings.max_header_bytes.max(8192))
         .timer(TokioTimer::new())
         .header_read_timeout(settings.header_read_timeout);
+    // A ping after a minute without a frame from the client, and the
+    // connection closed if it is not answered: a client gone without a
+    // word no longer holds its streams (a gRPC stream, say) open forever.
+    hyper
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(HTTP2_PING_AFTER)
+        .keep_alive_timeout(HTTP2_PING_TIMEOUT);
     let shared = Arc::new(http1::Shared {
         handler,
         max_head: settings.max_header_bytes,
         max_requests: settings.max_requests_per_connection,
         head_timeout: settings.header_read_timeout,
         proxy_protocol: settings.proxy_protocol,
+        http2_idle_timeout: settings.http2_idle_timeout,
         hyper,
         stop: stop.clone(),
         asks_client_certificates: settings.asks_client_certificates,
@@ -298,7 +314,8 @@ async fn serve_one<H: Handler>(
                 // HTTP/2 by ALPN goes to hyper at once; HTTP/1.1 takes the
                 // fast path, as on the plain listener.
                 if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
-                    http1::serve_with_hyper(tls, peer, &shared, 0).await;
+                    let idle = shared.idle_limit(true);
+                    http1::serve_with_hyper(tls, peer, &shared, 0, idle).await;
                 } else {
                     http1::serve_connection(ClientStream::Tls(Box::new(tls)), peer, shared, watch).await;
                 }

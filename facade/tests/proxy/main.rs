@@ -23,6 +23,7 @@ mod flips;
 mod gates;
 mod headers;
 mod helpers;
+mod http2_connections;
 mod idempotency_keys;
 mod limits;
 mod operations_metrics;
