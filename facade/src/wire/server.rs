@@ -36,6 +36,16 @@ use crate::wire::tls::server::{client_certificate_header, TlsAccept};
 const HTTP2_PING_AFTER: Duration = Duration::from_secs(60);
 const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The header list HTTP/2 clients may send, for a head limit of
+/// `max_header_bytes` on HTTP/1.1: HTTP/2 counts 32 bytes per field
+/// besides its name and value where HTTP/1.1 spends 4 (`: ` and CRLF), so
+/// a head of the most fields HTTP/1.1 takes (100, hyper's limit) that
+/// passes there passes here too. Over it, h2 answers 431 itself.
+fn http2_header_list_limit(max_header_bytes: usize) -> u32 {
+    const FIELDS: usize = 100;
+    u32::try_from(max_header_bytes.saturating_add(32 * FIELDS)).unwrap_or(u32::MAX)
+}
+
 /// How long the proxy threads get to end once the grace period is over
 /// and every connection has been told to close at once.
 const HALT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -117,6 +127,7 @@ pub(crate) async fn serve<H: Handler>(
     // word no longer holds its streams (a gRPC stream, say) open forever.
     hyper
         .http2()
+        .max_header_list_size(http2_header_list_limit(settings.max_header_bytes))
         .timer(TokioTimer::new())
         .keep_alive_interval(HTTP2_PING_AFTER)
         .keep_alive_timeout(HTTP2_PING_TIMEOUT);

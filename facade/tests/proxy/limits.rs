@@ -395,3 +395,39 @@ async fn a_client_trickling_its_head_is_dropped_at_the_head_timeout() {
         "dropped after {closed_after:?}, expected about 400 ms"
     );
 }
+
+#[tokio::test]
+async fn the_head_limit_is_the_same_over_http2() {
+    let (_store, shop, facade) = Shop::start("max_header_bytes = 65536").await;
+    let stream = tokio::net::TcpStream::connect(facade.proxy).await.unwrap();
+    let (mut sender, connection) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), hyper_util::rt::TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(connection);
+    let with_header_of = |bytes: usize| {
+        hyper::Request::get("http://shop.example/orders/1")
+            .header("x-big", "a".repeat(bytes))
+            .body(http_body_util::Empty::<Bytes>::new())
+            .unwrap()
+    };
+    // Over HTTP/1.1 a 40 KiB header is within the limit; so over HTTP/2,
+    // beyond HTTP/2's own default of 16 KiB.
+    let response = raw_request(
+        facade.proxy,
+        format!(
+            "GET /orders/1 HTTP/1.1\r\nHost: shop.example\r\nX-Big: {}\r\nConnection: close\r\n\r\n",
+            "a".repeat(40 * 1024)
+        )
+        .as_bytes(),
+    )
+    .await;
+    assert_eq!(response.status, 200, "{response:?}");
+    let response = sender.send_request(with_header_of(40 * 1024)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let before = shop.hits();
+    let response = sender.send_request(with_header_of(70 * 1024)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    assert_eq!(shop.hits(), before);
+}
