@@ -299,6 +299,7 @@ impl FacadeConfig {
             &tls::RawListenerTls {
                 tls_listen: raw.facade.tls_listen.clone(),
                 tls_handshake_timeout_ms: raw.facade.tls_handshake_timeout_ms.clone(),
+                tls_min_version: raw.facade.tls_min_version.clone(),
                 redirect_to_https: raw.facade.redirect_to_https.clone(),
                 client_ca_file: raw.facade.client_ca_file.clone(),
                 client_crl_file: raw.facade.client_crl_file.clone(),

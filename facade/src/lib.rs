@@ -238,6 +238,7 @@ impl Facade {
                     tls.handshake_timeout,
                     tls.client_authorities.as_ref(),
                     tls.session_ticket_keys.clone(),
+                    tls.min_version,
                 )
                 .map_err(|error| StartError::Tls(error.to_string()))?;
                 let listener = wire::server::bind(tls.listen).await?;

@@ -48,6 +48,7 @@ pub(super) struct RawFacade {
     pub(super) shadow_max_per_second: Option<Spanned<usize>>,
     pub(super) tls_listen: Option<Spanned<String>>,
     pub(super) tls_handshake_timeout_ms: Option<Spanned<u64>>,
+    pub(super) tls_min_version: Option<Spanned<String>>,
     pub(super) redirect_to_https: Option<Spanned<bool>>,
     pub(super) client_ca_file: Option<Spanned<String>>,
     pub(super) client_crl_file: Option<Spanned<String>>,

@@ -18,6 +18,7 @@ use toml::Spanned;
 use crate::wire::tls::certificates::{self, CertificateFiles};
 use crate::wire::tls::client::{self as tls_client, UpstreamTlsSettings};
 use crate::wire::tls::client_authorities::{self, ClientAuthorities, ClientAuthorityFiles};
+use crate::wire::tls::server::MinimumVersion;
 use crate::wire::tls::session_tickets::{SharedTicketKeys, TicketKeys};
 
 /// The facade's TLS listener.
@@ -29,6 +30,8 @@ pub struct TlsListenerConfig {
     pub certificates: Vec<CertificateFiles>,
     /// How long a client has to complete its handshake.
     pub handshake_timeout: Duration,
+    /// The oldest TLS version accepted (`tls_min_version`).
+    pub min_version: MinimumVersion,
     /// Whether the plain listener answers every request with a redirect
     /// to HTTPS instead of serving it.
     pub redirect_http: bool,
@@ -78,6 +81,7 @@ pub(super) struct RawCertificate {
 pub(super) struct RawListenerTls {
     pub(super) tls_listen: Option<Spanned<String>>,
     pub(super) tls_handshake_timeout_ms: Option<Spanned<u64>>,
+    pub(super) tls_min_version: Option<Spanned<String>>,
     pub(super) redirect_to_https: Option<Spanned<bool>>,
     pub(super) client_ca_file: Option<Spanned<String>>,
     pub(super) client_crl_file: Option<Spanned<String>>,
@@ -138,6 +142,12 @@ pub(super) fn check_listener(
                 "`strict_transport_security` is sent over TLS only and needs `tls_listen`".to_owned(),
             ));
         }
+        if let Some(version) = &raw.tls_min_version {
+            return Err((
+                version.span().start,
+                "`tls_min_version` applies to the TLS listener and needs `tls_listen`".to_owned(),
+            ));
+        }
         if let Some(keys) = &raw.session_ticket_key_files {
             return Err((
                 keys.span().start,
@@ -183,6 +193,18 @@ pub(super) fn check_listener(
             ))
         }
     };
+    let min_version = match &raw.tls_min_version {
+        None => MinimumVersion::default(),
+        Some(version) => MinimumVersion::parse(version.get_ref()).ok_or_else(|| {
+            (
+                version.span().start,
+                format!(
+                    "tls_min_version `{}` is not one the facade offers: write \"1.2\" (TLS 1.2 and 1.3, the default) or \"1.3\" (TLS 1.3 only)",
+                    version.get_ref()
+                ),
+            )
+        })?,
+    };
     let redirect_http = match &raw.redirect_to_https {
         Some(redirect) if *redirect.get_ref() && !plain => {
             return Err((
@@ -210,6 +232,7 @@ pub(super) fn check_listener(
         listen: address,
         certificates: files,
         handshake_timeout,
+        min_version,
         redirect_http,
         client_authorities,
         strict_transport_security,

@@ -43,5 +43,6 @@ mod strict_transport_security;
 mod telemetry;
 mod tls;
 mod tls_sessions;
+mod tls_versions;
 mod upstream_framing;
 mod upstream_tls;

@@ -125,6 +125,38 @@ pub fn client_certificate_header(leaf: &[u8]) -> Option<HeaderValue> {
         .ok()
 }
 
+/// The oldest TLS version the listener accepts (`tls_min_version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MinimumVersion {
+    /// TLS 1.2 and 1.3: every client of the last ten years.
+    #[default]
+    Tls12,
+    /// TLS 1.3 only, where a policy asks for it; clients older than about
+    /// 2018 cannot connect.
+    Tls13,
+}
+
+impl MinimumVersion {
+    /// Reads `"1.2"` or `"1.3"`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "1.2" => Some(MinimumVersion::Tls12),
+            "1.3" => Some(MinimumVersion::Tls13),
+            _ => None,
+        }
+    }
+
+    fn versions(self) -> &'static [&'static rustls::SupportedProtocolVersion] {
+        static BOTH: [&rustls::SupportedProtocolVersion; 2] =
+            [&rustls::version::TLS13, &rustls::version::TLS12];
+        static LATEST: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+        match self {
+            MinimumVersion::Tls12 => &BOTH,
+            MinimumVersion::Tls13 => &LATEST,
+        }
+    }
+}
+
 /// The server side of the facade's TLS listener.
 ///
 /// Clones share the configuration, so a reload of the client authorities
@@ -135,6 +167,7 @@ pub struct TlsAccept {
     resolver: Arc<SniResolver>,
     handshake_timeout: Duration,
     tickets: Option<SharedTicketKeys>,
+    minimum: MinimumVersion,
 }
 
 /// A listener configuration built for new client authorities and not yet
@@ -161,13 +194,15 @@ impl TlsAccept {
         handshake_timeout: Duration,
         authorities: Option<&ClientAuthorities>,
         tickets: Option<SharedTicketKeys>,
+        minimum: MinimumVersion,
     ) -> Result<Self, rustls::Error> {
-        let config = server_config(Arc::clone(&resolver), authorities, tickets.as_ref())?;
+        let config = server_config(Arc::clone(&resolver), authorities, tickets.as_ref(), minimum)?;
         Ok(Self {
             config: Arc::new(ArcSwap::from_pointee(config)),
             resolver,
             handshake_timeout,
             tickets,
+            minimum,
         })
     }
 
@@ -178,6 +213,7 @@ impl TlsAccept {
             Arc::clone(&self.resolver),
             Some(authorities),
             self.tickets.as_ref(),
+            self.minimum,
         )
         .map(|config| NextClientAuthorities(Arc::new(config)))
     }
@@ -211,10 +247,11 @@ fn server_config(
     resolver: Arc<SniResolver>,
     authorities: Option<&ClientAuthorities>,
     tickets: Option<&SharedTicketKeys>,
+    minimum: MinimumVersion,
 ) -> Result<ServerConfig, rustls::Error> {
     let provider = super::provider();
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+        .with_protocol_versions(minimum.versions())?;
     let builder = match authorities {
         None => builder.with_no_client_auth(),
         Some(authorities) => {
