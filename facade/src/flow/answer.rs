@@ -192,6 +192,8 @@ pub(crate) fn log_access(
         request_id = ids.request_id,
         trace_id = ids.trace.map(|(trace, _)| display(trace)),
         span_id = ids.trace.and_then(|(_, span)| span).map(display),
+        client = %ids.client,
+        tls = ids.tls,
         method = %outgoing.method,
         target = %outgoing.uri,
         capability,

@@ -36,6 +36,8 @@ impl Exchange<'_> {
         LogIds {
             request_id: self.request_id(),
             trace: self.trace.log_ids(),
+            client: self.peer.addr.ip(),
+            tls: self.peer.secure,
         }
     }
 

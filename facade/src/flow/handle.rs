@@ -535,6 +535,7 @@ fn failed(
         request_id = ids.request_id,
         trace_id = ids.trace.map(|(trace, _)| display(trace)),
         span_id = ids.trace.and_then(|(_, span)| span).map(display),
+        client = %ids.client,
         backend = %served_by.name,
         fault = fault.as_str(),
         failure = failure.reason(),

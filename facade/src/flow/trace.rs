@@ -94,6 +94,11 @@ pub(crate) struct LogIds<'a> {
     /// The trace id, and the request's span id when the facade kept the
     /// trace (a client's trace it did not keep has only the trace id).
     pub trace: Option<(TraceId, Option<SpanId>)>,
+    /// The client's address (the one a PROXY protocol header named, if
+    /// any).
+    pub client: std::net::IpAddr,
+    /// Whether the client came over TLS.
+    pub tls: bool,
 }
 
 /// The request's span, as a shadow copy links to it.

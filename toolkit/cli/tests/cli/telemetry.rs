@@ -333,6 +333,10 @@ async fn the_facade_reads_the_standard_variables_and_its_access_log_joins_its_tr
 
     let line = facade.access_line(&kept_id).await;
     assert_eq!(line["trace_id"], KEPT_TRACE, "{line}");
+    // Who asked, and how, as an operator reading the log wants to know.
+    assert_eq!(line["client"], "127.0.0.1", "{line}");
+    assert_eq!(line["tls"], false, "{line}");
+    assert_eq!(line["status"], 200, "{line}");
     assert_eq!(line["span_id"], server.span_id.as_str(), "{line}");
     let line = facade.access_line(&unkept_id).await;
     assert_eq!(line["trace_id"], UNKEPT_TRACE, "{line}");
