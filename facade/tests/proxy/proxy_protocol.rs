@@ -14,14 +14,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use test_harness::TestDatabase;
-
-use crate::helpers::tls::{get, send_on, Pki};
-use crate::helpers::{
-    metric_value, read_response, read_response_after, spawn_upstream, sqlite_store, start_facade, TestFacade,
-    Upstream,
-};
-use crate::tls::tls_config;
+use crate::helpers::tls::{get, send_on};
+use crate::helpers::{metric_value, read_response, read_response_after, TestFacade};
+use crate::tls::TlsFront;
 
 /// A v2 header: `command` 1 (PROXY) or 0 (LOCAL), from `source` to port 443.
 fn v2(command: u8, source: SocketAddr) -> Vec<u8> {
@@ -47,24 +42,13 @@ fn v2(command: u8, source: SocketAddr) -> Vec<u8> {
     header
 }
 
-/// What a test behind a balancer keeps alive: the store and the upstream.
-type Kept = (TestDatabase, Upstream);
-
 /// A facade with plain and TLS listeners that expect the header (and
-/// `extra` in `[facade]`), what it needs kept, and the PKI its
-/// certificate comes from.
-async fn behind_a_balancer(extra: &str) -> (Kept, TestFacade, Pki) {
-    let pki = Pki::new();
-    let shop = pki.issue("shop", &["shop.test"]);
-    let upstream = spawn_upstream("legacy").await;
-    let store = sqlite_store();
-    let config = tls_config(
-        upstream.addr,
-        &[&shop],
-        &format!("listen = \"127.0.0.1:0\"\nproxy_protocol = true\n{extra}"),
-    );
-    let facade = start_facade(&config, store.url()).await;
-    ((store, upstream), facade, pki)
+/// `extra` in `[facade]`).
+async fn behind_a_balancer(extra: &str) -> TlsFront {
+    TlsFront::start(&format!(
+        "listen = \"127.0.0.1:0\"\nproxy_protocol = true\n{extra}"
+    ))
+    .await
 }
 
 /// The `X-Forwarded-For` the upstream received, from its echo.
@@ -117,15 +101,16 @@ async fn closed_unanswered(facade: &TestFacade, bytes: &[u8]) -> bool {
 
 #[tokio::test]
 async fn the_client_the_header_names_is_the_one_the_upstream_hears_of_for_every_request() {
-    let (_kept, facade, _pki) = behind_a_balancer("").await;
+    let front = behind_a_balancer("").await;
+    let facade = &front.facade;
 
     let v1 = b"PROXY TCP4 203.0.113.7 10.0.0.1 51234 80\r\n";
-    assert_eq!(plain_pair(&facade, v1).await, ["203.0.113.7", "203.0.113.7"]);
+    assert_eq!(plain_pair(facade, v1).await, ["203.0.113.7", "203.0.113.7"]);
     let six = v2(1, "[2001:db8::7]:40000".parse().unwrap());
-    assert_eq!(plain_pair(&facade, &six).await, ["2001:db8::7", "2001:db8::7"]);
+    assert_eq!(plain_pair(facade, &six).await, ["2001:db8::7", "2001:db8::7"]);
     // The balancer's own health check: the connection's address stands.
     let local = v2(0, "198.51.100.9:1".parse().unwrap());
-    assert_eq!(plain_pair(&facade, &local).await, ["127.0.0.1", "127.0.0.1"]);
+    assert_eq!(plain_pair(facade, &local).await, ["127.0.0.1", "127.0.0.1"]);
     // An earlier hop the client sent stays in front of the one named.
     let mut stream = TcpStream::connect(facade.proxy).await.unwrap();
     stream.write_all(v1).await.unwrap();
@@ -136,13 +121,14 @@ async fn the_client_the_header_names_is_the_one_the_upstream_hears_of_for_every_
     let (answer, _) = read_response(&mut stream).await;
     assert_eq!(forwarded_for(&answer.json()), "192.0.2.1, 203.0.113.7");
     for reason in ["missing", "malformed", "too_long", "timeout", "closed"] {
-        assert_eq!(refused(&facade, reason).await, 0.0, "{reason}");
+        assert_eq!(refused(facade, reason).await, 0.0, "{reason}");
     }
 }
 
 #[tokio::test]
 async fn over_tls_the_header_comes_before_the_handshake() {
-    let (_kept, facade, pki) = behind_a_balancer("").await;
+    let front = behind_a_balancer("").await;
+    let (facade, pki) = (&front.facade, &front.pki);
     for alpn in [&b"http/1.1"[..], b"h2"] {
         let mut tcp = TcpStream::connect(facade.tls.unwrap()).await.unwrap();
         tcp.write_all(&v2(1, "198.51.100.9:40000".parse().unwrap()))
@@ -167,7 +153,8 @@ async fn over_tls_the_header_comes_before_the_handshake() {
 
 #[tokio::test]
 async fn a_header_that_arrives_in_parts_is_waited_for() {
-    let (_kept, facade, _pki) = behind_a_balancer("").await;
+    let front = behind_a_balancer("").await;
+    let facade = &front.facade;
     let mut stream = TcpStream::connect(facade.proxy).await.unwrap();
     stream.set_nodelay(true).unwrap();
     stream.write_all(b"PROXY TCP4 203.0.").await.unwrap();
@@ -185,21 +172,22 @@ async fn a_header_that_arrives_in_parts_is_waited_for() {
 
 #[tokio::test]
 async fn a_connection_without_a_valid_header_is_closed_unanswered_and_counted() {
-    let (_kept, facade, _pki) = behind_a_balancer("header_read_timeout_ms = 300").await;
+    let front = behind_a_balancer("header_read_timeout_ms = 300").await;
+    let facade = &front.facade;
 
     // A client that reached the port past the balancer.
-    assert!(closed_unanswered(&facade, b"GET /orders HTTP/1.1\r\nHost: shop.test\r\n\r\n").await);
-    assert_eq!(refused(&facade, "missing").await, 1.0);
-    assert!(closed_unanswered(&facade, b"PROXY TCP4 not-an-address 10.0.0.1 1 2\r\n").await);
-    assert_eq!(refused(&facade, "malformed").await, 1.0);
+    assert!(closed_unanswered(facade, b"GET /orders HTTP/1.1\r\nHost: shop.test\r\n\r\n").await);
+    assert_eq!(refused(facade, "missing").await, 1.0);
+    assert!(closed_unanswered(facade, b"PROXY TCP4 not-an-address 10.0.0.1 1 2\r\n").await);
+    assert_eq!(refused(facade, "malformed").await, 1.0);
     // A header that never ends: closed after the header read timeout.
-    assert!(closed_unanswered(&facade, b"PROXY TCP4 203.0.113.7").await);
-    assert_eq!(refused(&facade, "timeout").await, 1.0);
+    assert!(closed_unanswered(facade, b"PROXY TCP4 203.0.113.7").await);
+    assert_eq!(refused(facade, "timeout").await, 1.0);
     // A TLS client without a header is refused the same way.
     let mut tcp = TcpStream::connect(facade.tls.unwrap()).await.unwrap();
     tcp.write_all(b"\x16\x03\x01\x00\x05hello").await.unwrap();
     let mut answer = Vec::new();
     let read = tokio::time::timeout(Duration::from_secs(10), tcp.read_to_end(&mut answer)).await;
     assert!(matches!(read, Ok(Ok(0)) | Ok(Err(_))), "{read:?} {answer:?}");
-    assert_eq!(refused(&facade, "missing").await, 2.0);
+    assert_eq!(refused(facade, "missing").await, 2.0);
 }

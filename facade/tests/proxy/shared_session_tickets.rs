@@ -16,7 +16,7 @@ use crate::helpers::tls::{Issued, Pki};
 use crate::helpers::{
     eventually, metric_value, spawn_upstream, sqlite_store, start_facade, TestFacade, WAIT_LIMIT,
 };
-use crate::tls::tls_config;
+use crate::tls::{load_error, tls_config};
 use crate::tls_sessions::handshake;
 
 /// Writes an 80-byte key, its name and secret made of `byte`.
@@ -228,10 +228,7 @@ async fn a_session_begun_under_old_client_authorities_does_not_resume_on_any_rep
 /// `strangler.toml:line` and every one of `words`.
 fn refused_at_load(shop: &Issued, extra: &str, line: usize, words: &[&str]) {
     let text = tls_config("127.0.0.1:1".parse().unwrap(), &[shop], extra);
-    let error = facade::config::FacadeConfig::parse(Path::new("/etc/strangler/strangler.toml"), &text)
-        .map(|_| ())
-        .unwrap_err()
-        .to_string();
+    let error = load_error(&text);
     assert!(error.contains(&format!("strangler.toml:{line}")), "{error}");
     for word in words {
         assert!(error.contains(word), "`{word}` missing from: {error}");
@@ -284,10 +281,7 @@ fn unusable_key_files_stop_the_load_naming_the_file_and_the_line() {
         "[facade]\ndefault_backend = \"legacy\"\n{}\n\n[backends.legacy]\nurls = [\"http://127.0.0.1:1\"]\n",
         key_files(&[&good])
     );
-    let error = facade::config::FacadeConfig::parse(Path::new("/etc/strangler/strangler.toml"), &text)
-        .map(|_| ())
-        .unwrap_err()
-        .to_string();
+    let error = load_error(&text);
     assert!(
         error.contains("strangler.toml:3") && error.contains("need `tls_listen`"),
         "{error}"

@@ -8,20 +8,15 @@ use std::path::Path;
 use hyper::StatusCode;
 
 use crate::helpers::tls::{get, https_request, Pki};
-use crate::helpers::{spawn_upstream, sqlite_store, start_facade};
-use crate::tls::tls_config;
+use crate::tls::TlsFront;
 
 const POLICY: &str = "max-age=31536000; includeSubDomains";
 
 #[tokio::test]
 async fn answers_over_tls_carry_the_policy_and_a_backends_own_stands() {
-    let pki = Pki::new();
-    let shop = pki.issue("shop", &["shop.test"]);
-    let upstream = spawn_upstream("legacy").await;
-    let store = sqlite_store();
     let extra = format!("listen = \"127.0.0.1:0\"\nstrict_transport_security = \"{POLICY}\"");
-    let facade = start_facade(&tls_config(upstream.addr, &[&shop], &extra), store.url()).await;
-    let tls = facade.tls.unwrap();
+    let front = TlsFront::start(&extra).await;
+    let (pki, facade, tls) = (&front.pki, &front.facade, front.tls());
 
     for alpn in [&[&b"http/1.1"[..]][..], &[b"h2"]] {
         // The status, and every `Strict-Transport-Security` of the answer

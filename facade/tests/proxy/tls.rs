@@ -13,8 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use crate::helpers::tls::{connect_tls, get, https_request, send_on, Issued, Pki};
 use crate::helpers::{
     eventually, metric_value, raw_request, spawn_upgrade_upstream, spawn_upstream, sqlite_store,
-    start_facade, wait_until, TestFacade, WAIT_LIMIT,
+    start_facade, wait_until, TestFacade, Upstream, WAIT_LIMIT,
 };
+use test_harness::TestDatabase;
 
 /// `[facade]` with a TLS listener serving `certificates`, in front of one
 /// legacy backend at `upstream`.
@@ -39,18 +40,55 @@ tls_listen = "127.0.0.1:0"
     text
 }
 
+/// What most TLS tests start with: a PKI, the facade's certificate for
+/// `shop.test` from it, an echoing `legacy` upstream, and a facade with a
+/// TLS listener in front of it (`extra` added to `[facade]`) on a fresh
+/// store.
+pub(crate) struct TlsFront {
+    /// Where the certificates come from; clients trust it.
+    pub pki: Pki,
+    /// The upstream every request goes to.
+    pub upstream: Upstream,
+    /// The facade.
+    pub facade: TestFacade,
+    _store: TestDatabase,
+}
+
+impl TlsFront {
+    /// Starts it all.
+    pub(crate) async fn start(extra: &str) -> Self {
+        let pki = Pki::new();
+        let shop = pki.issue("shop", &["shop.test"]);
+        let upstream = spawn_upstream("legacy").await;
+        let store = sqlite_store();
+        let facade = start_facade(&tls_config(upstream.addr, &[&shop], extra), store.url()).await;
+        Self {
+            pki,
+            upstream,
+            facade,
+            _store: store,
+        }
+    }
+
+    /// The TLS listener's address.
+    pub(crate) fn tls(&self) -> std::net::SocketAddr {
+        self.facade.tls.expect("the facade has a TLS listener")
+    }
+}
+
+/// The error loading `text` as `/etc/strangler/strangler.toml` gives.
+pub(crate) fn load_error(text: &str) -> String {
+    parse(text).map(|_| ()).unwrap_err()
+}
+
 async fn metrics(facade: &TestFacade) -> String {
     facade.metrics().await
 }
 
 #[tokio::test]
 async fn serves_http1_and_http2_over_tls_with_forwarded_proto_https() {
-    let pki = Pki::new();
-    let shop = pki.issue("shop", &["shop.test"]);
-    let upstream = spawn_upstream("legacy").await;
-    let store = sqlite_store();
-    let facade = start_facade(&tls_config(upstream.addr, &[&shop], ""), store.url()).await;
-    let tls = facade.tls.unwrap();
+    let front = TlsFront::start("").await;
+    let (pki, facade, tls) = (&front.pki, &front.facade, front.tls());
 
     let http1 = https_request(
         tls,

@@ -8,9 +8,8 @@ use hyper::StatusCode;
 use hyper_util::rt::TokioIo;
 use rustls::{ClientConfig, HandshakeKind};
 
-use crate::helpers::tls::{connect_tls, get, send_on, Pki};
-use crate::helpers::{spawn_upstream, sqlite_store, start_facade};
-use crate::tls::tls_config;
+use crate::helpers::tls::{connect_tls, get, send_on};
+use crate::tls::TlsFront;
 
 /// Opens a TLS connection with `config`, makes one request on it (which
 /// also takes in the session tickets the facade sends after the
@@ -34,12 +33,8 @@ pub(crate) async fn handshake(
 
 #[tokio::test]
 async fn a_returning_client_resumes_after_more_new_clients_than_a_session_cache_holds() {
-    let pki = Pki::new();
-    let shop = pki.issue("shop", &["shop.test"]);
-    let upstream = spawn_upstream("legacy").await;
-    let store = sqlite_store();
-    let facade = start_facade(&tls_config(upstream.addr, &[&shop], ""), store.url()).await;
-    let tls = facade.tls.unwrap();
+    let front = TlsFront::start("").await;
+    let (pki, tls) = (&front.pki, front.tls());
     let returning = pki.client_config(&[b"http/1.1"]);
     assert_eq!(handshake(tls, &returning).await, Ok(HandshakeKind::Full));
     assert_eq!(handshake(tls, &returning).await, Ok(HandshakeKind::Resumed));

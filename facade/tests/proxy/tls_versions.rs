@@ -3,15 +3,14 @@
 //! the handshake and counted as `incompatible`, while TLS 1.3 clients are
 //! served; a value the facade does not offer stops the load with its line.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use hyper::StatusCode;
 use rustls::{ClientConfig, ProtocolVersion};
 
+use crate::helpers::metric_value;
 use crate::helpers::tls::{get, https_request, Issued, Pki};
-use crate::helpers::{metric_value, spawn_upstream, sqlite_store, start_facade};
-use crate::tls::tls_config;
+use crate::tls::{load_error, tls_config, TlsFront};
 
 /// A client trusting `pki` that speaks TLS 1.2 and nothing newer.
 fn tls12_only(pki: &Pki) -> Arc<ClientConfig> {
@@ -43,15 +42,11 @@ async fn version(tls: std::net::SocketAddr, config: Arc<ClientConfig>) -> Option
 
 #[tokio::test]
 async fn by_default_tls_1_2_and_1_3_clients_are_served() {
-    let pki = Pki::new();
-    let shop = pki.issue("shop", &["shop.test"]);
-    let upstream = spawn_upstream("legacy").await;
-    let store = sqlite_store();
-    let facade = start_facade(&tls_config(upstream.addr, &[&shop], ""), store.url()).await;
-    let tls = facade.tls.unwrap();
-    assert_eq!(served(tls, tls12_only(&pki)).await, Ok(StatusCode::OK));
+    let front = TlsFront::start("").await;
+    let (pki, tls) = (&front.pki, front.tls());
+    assert_eq!(served(tls, tls12_only(pki)).await, Ok(StatusCode::OK));
     assert_eq!(
-        version(tls, tls12_only(&pki)).await,
+        version(tls, tls12_only(pki)).await,
         Some(ProtocolVersion::TLSv1_2)
     );
     assert_eq!(
@@ -62,15 +57,10 @@ async fn by_default_tls_1_2_and_1_3_clients_are_served() {
 
 #[tokio::test]
 async fn with_a_minimum_of_1_3_older_clients_are_refused_and_counted() {
-    let pki = Pki::new();
-    let shop = pki.issue("shop", &["shop.test"]);
-    let upstream = spawn_upstream("legacy").await;
-    let store = sqlite_store();
-    let config = tls_config(upstream.addr, &[&shop], "tls_min_version = \"1.3\"");
-    let facade = start_facade(&config, store.url()).await;
-    let tls = facade.tls.unwrap();
+    let front = TlsFront::start("tls_min_version = \"1.3\"").await;
+    let (pki, facade, tls) = (&front.pki, &front.facade, front.tls());
 
-    let refused = served(tls, tls12_only(&pki)).await;
+    let refused = served(tls, tls12_only(pki)).await;
     assert!(refused.is_err(), "a TLS 1.2 client was served: {refused:?}");
     let incompatible = metric_value(
         &facade.metrics().await,
@@ -79,15 +69,11 @@ async fn with_a_minimum_of_1_3_older_clients_are_refused_and_counted() {
     );
     assert_eq!(incompatible, 1.0);
     assert_eq!(served(tls, pki.client_config(&[b"h2"])).await, Ok(StatusCode::OK));
-    assert_eq!(upstream.hits(), 1);
+    assert_eq!(front.upstream.hits(), 1);
 }
 
-fn load_error(shop: &Issued, extra: &str) -> String {
-    let text = tls_config("127.0.0.1:1".parse().unwrap(), &[shop], extra);
-    facade::config::FacadeConfig::parse(Path::new("/etc/strangler/strangler.toml"), &text)
-        .map(|_| ())
-        .unwrap_err()
-        .to_string()
+fn load_error_with(shop: &Issued, extra: &str) -> String {
+    load_error(&tls_config("127.0.0.1:1".parse().unwrap(), &[shop], extra))
 }
 
 #[test]
@@ -96,17 +82,14 @@ fn a_version_the_facade_does_not_offer_stops_the_load_with_its_line() {
     let shop = pki.issue("shop", &["shop.test"]);
     // `tls_config`'s `[facade]` starts on line 2; the extra key is on 6.
     for version in ["1.1", "TLSv1.3", "1.4"] {
-        let error = load_error(&shop, &format!("tls_min_version = \"{version}\""));
+        let error = load_error_with(&shop, &format!("tls_min_version = \"{version}\""));
         assert!(
             error.contains("strangler.toml:6") && error.contains(version) && error.contains("\"1.3\""),
             "{error}"
         );
     }
     let text = "[facade]\ndefault_backend = \"legacy\"\ntls_min_version = \"1.3\"\n\n[backends.legacy]\nurls = [\"http://127.0.0.1:1\"]\n";
-    let error = facade::config::FacadeConfig::parse(Path::new("/etc/strangler/strangler.toml"), text)
-        .map(|_| ())
-        .unwrap_err()
-        .to_string();
+    let error = load_error(text);
     assert!(
         error.contains("strangler.toml:3") && error.contains("needs `tls_listen`"),
         "{error}"
