@@ -303,6 +303,7 @@ impl FacadeConfig {
                 redirect_to_https: raw.facade.redirect_to_https.clone(),
                 client_ca_file: raw.facade.client_ca_file.clone(),
                 client_crl_file: raw.facade.client_crl_file.clone(),
+                require_client_certificate: raw.facade.require_client_certificate.clone(),
                 strict_transport_security: raw.facade.strict_transport_security.clone(),
                 session_ticket_key_files: raw.facade.session_ticket_key_files.clone(),
                 certificates: std::mem::take(&mut raw.facade.certificates),

@@ -233,14 +233,14 @@ impl Facade {
                 let (set, serials) = certificate_reload::load_set(&tls.certificates)
                     .map_err(|error| StartError::Tls(error.to_string()))?;
                 let resolver = SniResolver::new(set);
-                let accept = TlsAccept::new(
-                    Arc::clone(&resolver),
-                    tls.handshake_timeout,
-                    tls.client_authorities.as_ref(),
-                    tls.session_ticket_keys.clone(),
-                    tls.min_version,
-                )
-                .map_err(|error| StartError::Tls(error.to_string()))?;
+                let shape = wire::tls::server::Shape {
+                    resolver: Arc::clone(&resolver),
+                    tickets: tls.session_ticket_keys.clone(),
+                    minimum: tls.min_version,
+                    client_certificate_required: tls.require_client_certificate,
+                };
+                let accept = TlsAccept::new(shape, tls.handshake_timeout, tls.client_authorities.as_ref())
+                    .map_err(|error| StartError::Tls(error.to_string()))?;
                 let listener = wire::server::bind(tls.listen).await?;
                 tracing::info!(serials = %serials.join(","), "TLS certificates loaded");
                 if let Some(authorities) = &tls.client_authorities {

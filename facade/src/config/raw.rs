@@ -52,6 +52,7 @@ pub(super) struct RawFacade {
     pub(super) redirect_to_https: Option<Spanned<bool>>,
     pub(super) client_ca_file: Option<Spanned<String>>,
     pub(super) client_crl_file: Option<Spanned<String>>,
+    pub(super) require_client_certificate: Option<Spanned<bool>>,
     pub(super) strict_transport_security: Option<Spanned<String>>,
     pub(super) session_ticket_key_files: Option<Spanned<Vec<String>>>,
     pub(super) replica_id: Option<Spanned<String>>,

@@ -40,6 +40,10 @@ pub struct TlsListenerConfig {
     /// `client_ca_file` and `client_crl_file` at load, and again on SIGHUP
     /// and when they change.
     pub client_authorities: Option<ClientAuthorities>,
+    /// With client authorities: whether a client without a certificate is
+    /// refused (the default) or served, anonymous, with no
+    /// `X-Forwarded-Client-Cert` (`require_client_certificate = false`).
+    pub require_client_certificate: bool,
     /// `Strict-Transport-Security` for every answer over TLS that has none
     /// from its backend (`strict_transport_security`).
     pub strict_transport_security: Option<HeaderValue>,
@@ -85,6 +89,7 @@ pub(super) struct RawListenerTls {
     pub(super) redirect_to_https: Option<Spanned<bool>>,
     pub(super) client_ca_file: Option<Spanned<String>>,
     pub(super) client_crl_file: Option<Spanned<String>>,
+    pub(super) require_client_certificate: Option<Spanned<bool>>,
     pub(super) strict_transport_security: Option<Spanned<String>>,
     pub(super) session_ticket_key_files: Option<Spanned<Vec<String>>>,
     pub(super) certificates: Vec<Spanned<RawCertificate>>,
@@ -216,6 +221,16 @@ pub(super) fn check_listener(
         None => false,
     };
     let client_authorities = check_client_authorities(config, raw)?;
+    let require_client_certificate = match (&raw.require_client_certificate, &client_authorities) {
+        (Some(required), None) => {
+            return Err((
+                required.span().start,
+                "`require_client_certificate` says whether TLS clients must present a certificate and needs `client_ca_file`, the authorities that issue them".to_owned(),
+            ))
+        }
+        (Some(required), Some(_)) => *required.get_ref(),
+        (None, _) => true,
+    };
     let strict_transport_security = match &raw.strict_transport_security {
         Some(value) => Some(
             strict_transport_security(value.get_ref()).map_err(|problem| (value.span().start, problem))?,
@@ -235,6 +250,7 @@ pub(super) fn check_listener(
         min_version,
         redirect_http,
         client_authorities,
+        require_client_certificate,
         strict_transport_security,
         session_ticket_keys,
     }))

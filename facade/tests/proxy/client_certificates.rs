@@ -321,3 +321,71 @@ fn an_unusable_client_ca_file_stops_the_load_naming_the_file_and_the_line() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn with_certificates_optional_an_anonymous_client_is_served_with_no_identity() {
+    let pki = Pki::new();
+    let shop = pki.issue("shop", &["shop.test"]);
+    let member = pki.issue("member", &["client.shop.test"]);
+    let outsiders = Pki::new();
+    let outsider = outsiders.issue("outsider", &["client.shop.test"]);
+    let upstream = spawn_upstream("legacy").await;
+    let store = sqlite_store();
+    let config = mutual_config(upstream.addr, &shop, &pki.ca_file).replacen(
+        "[facade]\n",
+        "[facade]\nrequire_client_certificate = false\n",
+        1,
+    );
+    let facade = start_facade(&config, store.url()).await;
+    let tls = facade.tls.unwrap();
+
+    for alpn in [&[&b"http/1.1"[..]][..], &[b"h2"]] {
+        // Anonymous, claiming an identity: served, and the claim removed.
+        let mut forged = get("/orders", "shop.test");
+        forged.headers_mut().insert(
+            "x-forwarded-client-cert",
+            "Hash=forged;Subject=\"CN=admin\"".parse().unwrap(),
+        );
+        let seen = https_request(tls, "shop.test", pki.client_config(alpn), forged)
+            .await
+            .unwrap();
+        assert_eq!(seen.status, StatusCode::OK);
+        assert!(
+            forwarded_client_cert(&seen.json()).is_empty(),
+            "{:?}",
+            seen.json()
+        );
+        // A member is still named.
+        let seen = https_request(
+            tls,
+            "shop.test",
+            pki.client_config_with(&member, alpn),
+            get("/orders", "shop.test"),
+        )
+        .await
+        .unwrap();
+        assert_eq!(forwarded_client_cert(&seen.json()).len(), 1);
+    }
+    // A certificate that does not verify is refused, not taken as none.
+    let before = upstream.hits();
+    assert!(served_to(tls, &pki, &outsider).await.is_err());
+    assert_eq!(refused(&facade).await, 1.0);
+    assert_eq!(upstream.hits(), before);
+}
+
+#[test]
+fn require_client_certificate_without_client_ca_file_stops_the_load() {
+    let pki = Pki::new();
+    let shop = pki.issue("shop", &["shop.test"]);
+    let text = crate::tls::tls_config(
+        "127.0.0.1:1".parse().unwrap(),
+        &[&shop],
+        "require_client_certificate = false",
+    );
+    let error = crate::tls::load_error(&text);
+    // `tls_config`'s `[facade]` starts on line 2; the extra key is on 6.
+    assert!(
+        error.contains("strangler.toml:6") && error.contains("needs `client_ca_file`"),
+        "{error}"
+    );
+}

@@ -164,10 +164,24 @@ impl MinimumVersion {
 #[derive(Clone)]
 pub struct TlsAccept {
     config: Arc<ArcSwap<ServerConfig>>,
-    resolver: Arc<SniResolver>,
+    shape: Shape,
     handshake_timeout: Duration,
-    tickets: Option<SharedTicketKeys>,
-    minimum: MinimumVersion,
+}
+
+/// How the listener is configured, whatever the client authorities.
+#[derive(Clone)]
+pub struct Shape {
+    /// Chooses each handshake's certificate.
+    pub resolver: Arc<SniResolver>,
+    /// Keys shared with other replicas for session tickets; random ones of
+    /// the listener's own without.
+    pub tickets: Option<SharedTicketKeys>,
+    /// The oldest TLS version accepted.
+    pub minimum: MinimumVersion,
+    /// With client authorities: whether a client without a certificate is
+    /// refused (`require_client_certificate`, the default) or served as
+    /// anonymous.
+    pub client_certificate_required: bool,
 }
 
 /// A listener configuration built for new client authorities and not yet
@@ -184,38 +198,27 @@ impl std::fmt::Debug for TlsAccept {
 }
 
 impl TlsAccept {
-    /// Handshakes with TLS 1.2 or 1.3 only, the certificate chosen by
-    /// `resolver`, offering `h2` then `http/1.1`; with `authorities`, only
-    /// with clients whose certificate one of them issued and did not
-    /// revoke; with `tickets`, sealing session tickets with those keys
-    /// rather than with random ones of its own.
+    /// Handshakes as `shape` says, TLS 1.2 or 1.3, offering `h2` then
+    /// `http/1.1`; with `authorities`, only with clients whose certificate
+    /// one of them issued and did not revoke (and, unless a certificate is
+    /// required, with clients that present none).
     pub fn new(
-        resolver: Arc<SniResolver>,
+        shape: Shape,
         handshake_timeout: Duration,
         authorities: Option<&ClientAuthorities>,
-        tickets: Option<SharedTicketKeys>,
-        minimum: MinimumVersion,
     ) -> Result<Self, rustls::Error> {
-        let config = server_config(Arc::clone(&resolver), authorities, tickets.as_ref(), minimum)?;
+        let config = server_config(&shape, authorities)?;
         Ok(Self {
             config: Arc::new(ArcSwap::from_pointee(config)),
-            resolver,
+            shape,
             handshake_timeout,
-            tickets,
-            minimum,
         })
     }
 
     /// Builds the configuration that accepts client certificates from
     /// `authorities` instead, for [`TlsAccept::install`].
     pub fn prepare(&self, authorities: &ClientAuthorities) -> Result<NextClientAuthorities, rustls::Error> {
-        server_config(
-            Arc::clone(&self.resolver),
-            Some(authorities),
-            self.tickets.as_ref(),
-            self.minimum,
-        )
-        .map(|config| NextClientAuthorities(Arc::new(config)))
+        server_config(&self.shape, Some(authorities)).map(|config| NextClientAuthorities(Arc::new(config)))
     }
 
     /// Uses `next` from the next handshake on. Connections already open
@@ -239,19 +242,16 @@ impl TlsAccept {
     }
 }
 
-/// TLS 1.2 or 1.3 only, the certificate chosen by `resolver`, `h2` then
-/// `http/1.1`; with `authorities`, a certificate one of them issued and
-/// did not revoke required of every client; session tickets sealed with
-/// `tickets` when given.
+/// The listener's rustls configuration as `shape` says; with
+/// `authorities`, client certificates verified against them and their
+/// revocation lists.
 fn server_config(
-    resolver: Arc<SniResolver>,
+    shape: &Shape,
     authorities: Option<&ClientAuthorities>,
-    tickets: Option<&SharedTicketKeys>,
-    minimum: MinimumVersion,
 ) -> Result<ServerConfig, rustls::Error> {
     let provider = super::provider();
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
-        .with_protocol_versions(minimum.versions())?;
+        .with_protocol_versions(shape.minimum.versions())?;
     let builder = match authorities {
         None => builder.with_no_client_auth(),
         Some(authorities) => {
@@ -260,13 +260,21 @@ fn server_config(
             let verifier =
                 WebPkiClientVerifier::builder_with_provider(Arc::clone(&authorities.roots), provider)
                     .with_crls(authorities.crls.iter().cloned())
-                    .allow_unknown_revocation_status()
-                    .build()
-                    .map_err(|error| rustls::Error::General(format!("client_ca_file: {error}")))?;
+                    .allow_unknown_revocation_status();
+            // Without a requirement, a client may present no certificate;
+            // one it presents is still verified, and refused if it fails.
+            let verifier = if shape.client_certificate_required {
+                verifier
+            } else {
+                verifier.allow_unauthenticated()
+            };
+            let verifier = verifier
+                .build()
+                .map_err(|error| rustls::Error::General(format!("client_ca_file: {error}")))?;
             builder.with_client_cert_verifier(verifier)
         }
     };
-    let mut config = builder.with_cert_resolver(resolver);
+    let mut config = builder.with_cert_resolver(shape.resolver.clone());
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // Stateless session tickets, so that any number of returning clients
     // resume with an abbreviated handshake; rustls's session cache alone
@@ -276,7 +284,7 @@ fn server_config(
     // so no ticket issued under the old configuration resumes under it.
     // Keys shared between replicas (`session_ticket_key_files`) bind each
     // ticket to the authorities instead, to the same end.
-    config.ticketer = match tickets {
+    config.ticketer = match &shape.tickets {
         Some(keys) => keys.ticketer(authorities),
         None => ticketer()?,
     };
