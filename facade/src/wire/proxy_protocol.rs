@@ -184,6 +184,51 @@ async fn read_header_unbounded(stream: &mut TcpStream) -> Result<Option<SocketAd
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// The start of a well-formed header, of either version, to mutate.
+    fn header_start() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            Just(b"PROXY TCP4 203.0.113.7 10.0.0.1 51234 443\r\n".to_vec()),
+            Just(b"PROXY TCP6 2001:db8::7 2001:db8::1 51234 443\r\n".to_vec()),
+            Just(v2(1, 0x11, &tcp4([198, 51, 100, 9], 40000), &[0xEA, 0, 1, 7])),
+            Just(v2(0, 0x00, &[], &[])),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(test_harness::properties::config())]
+
+        /// Whatever a client sends first, the parser neither panics nor
+        /// claims a header longer than what it was given: the read that
+        /// follows takes exactly the header, never a byte of the request.
+        #[test]
+        fn any_bytes_parse_to_a_bounded_answer(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            if let Peeked::Header { length, .. } = parse(&bytes) {
+                prop_assert!(length > 0 && length <= bytes.len());
+            }
+        }
+
+        /// Headers with bytes changed, cut short or followed by anything.
+        #[test]
+        fn mutated_headers_parse_to_a_bounded_answer(
+            start in header_start(),
+            flips in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..4),
+            cut in any::<prop::sample::Index>(),
+            tail in proptest::collection::vec(any::<u8>(), 0..64),
+        ) {
+            let mut bytes = start;
+            for (at, byte) in flips {
+                let at = at.index(bytes.len());
+                bytes[at] = byte;
+            }
+            bytes.truncate(cut.index(bytes.len() + 1));
+            bytes.extend_from_slice(&tail);
+            if let Peeked::Header { length, .. } = parse(&bytes) {
+                prop_assert!(length > 0 && length <= bytes.len());
+            }
+        }
+    }
 
     fn v2(command: u8, family: u8, addresses: &[u8], tlvs: &[u8]) -> Vec<u8> {
         let mut header = V2_SIGNATURE.to_vec();

@@ -294,6 +294,36 @@ impl ProducesTickets for FileTicketer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(test_harness::properties::config())]
+
+        /// A ticket is a client's bytes: whatever it sends, opening it
+        /// neither panics nor succeeds unless the facade sealed it.
+        #[test]
+        fn tickets_not_sealed_here_never_open(ticket in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let dir = tempfile::tempdir().unwrap();
+            let shared = keys(&[key_file(dir.path(), "key", 1)]);
+            prop_assert_eq!(shared.ticketer(None).decrypt(&ticket), None);
+        }
+
+        /// A sealed ticket with any one byte changed does not open.
+        #[test]
+        fn a_changed_ticket_does_not_open(
+            session in proptest::collection::vec(any::<u8>(), 0..200),
+            at in any::<prop::sample::Index>(),
+            flip in 1u8..,
+        ) {
+            let dir = tempfile::tempdir().unwrap();
+            let ticketer = keys(&[key_file(dir.path(), "key", 1)]).ticketer(None);
+            let mut ticket = ticketer.encrypt(&session).unwrap();
+            prop_assert_eq!(ticketer.decrypt(&ticket), Some(session));
+            let at = at.index(ticket.len());
+            ticket[at] ^= flip;
+            prop_assert_eq!(ticketer.decrypt(&ticket), None);
+        }
+    }
 
     fn key_file(dir: &Path, stem: &str, byte: u8) -> PathBuf {
         let path = dir.join(format!("{stem}.key"));
