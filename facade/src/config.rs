@@ -43,6 +43,7 @@ use crate::decision::canary::StickyKey;
 use crate::decision::policy::{CapabilityPolicy, RawPolicy, ResiliencePolicy};
 use crate::decision::routing::{CapabilityDef, PathPattern, Route};
 use crate::decision::stage::Stage;
+use crate::wire::client_address::TrustedProxies;
 use raw::RawFile;
 
 mod backend;
@@ -231,6 +232,8 @@ pub struct FacadeConfig {
     /// Whether every connection on the proxy listeners starts with a PROXY
     /// protocol header (v1 or v2) naming the client, from a TCP balancer.
     pub proxy_protocol: bool,
+    /// HTTP proxies in front whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: TrustedProxies,
     /// How long an HTTP/2 client connection may sit with no stream open
     /// before the facade closes it (GOAWAY).
     pub http2_idle_timeout: Duration,
@@ -474,6 +477,11 @@ impl FacadeConfig {
             grace_period: Duration::from_secs(raw.facade.grace_seconds.unwrap_or(10)),
             access_log: raw.facade.access_log.unwrap_or(true),
             proxy_protocol: raw.facade.proxy_protocol.unwrap_or(false),
+            trusted_proxies: match &raw.facade.trusted_proxies {
+                Some(entries) => TrustedProxies::parse(entries.get_ref())
+                    .map_err(|message| invalid(entries.span().start, message))?,
+                None => TrustedProxies::default(),
+            },
             http2_idle_timeout: Duration::from_secs(
                 bounded(
                     &raw.facade.http2_idle_timeout_seconds,

@@ -209,6 +209,7 @@ impl Facade {
             limits: config.limits,
             metrics,
             access_log: config.access_log,
+            trusted_proxies: config.trusted_proxies.clone(),
             shadower,
             rollbacks,
             tracing,

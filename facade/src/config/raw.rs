@@ -44,6 +44,7 @@ pub(super) struct RawFacade {
     pub(super) max_requests_per_connection: Option<Spanned<usize>>,
     pub(super) header_read_timeout_ms: Option<Spanned<usize>>,
     pub(super) proxy_protocol: Option<bool>,
+    pub(super) trusted_proxies: Option<Spanned<Vec<String>>>,
     pub(super) http2_idle_timeout_seconds: Option<Spanned<usize>>,
     pub(super) shadow_max_per_second: Option<Spanned<usize>>,
     pub(super) tls_listen: Option<Spanned<String>>,

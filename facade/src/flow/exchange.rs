@@ -17,6 +17,9 @@ use crate::wire::service::Peer;
 pub(crate) struct Exchange<'s> {
     pub state: &'s ProxyState,
     pub peer: &'s Peer,
+    /// The client: the peer, or behind trusted proxies the address they
+    /// vouch for (`wire/client_address.rs`).
+    pub client: std::net::IpAddr,
     /// When the request arrived: its latency counts from here.
     pub started: Instant,
     /// Its correlation id, sent upstream and back to the client.
@@ -36,7 +39,7 @@ impl Exchange<'_> {
         LogIds {
             request_id: self.request_id(),
             trace: self.trace.log_ids(),
-            client: self.peer.addr.ip(),
+            client: self.client,
             tls: self.peer.secure,
         }
     }

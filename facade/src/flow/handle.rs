@@ -151,6 +151,11 @@ pub(crate) async fn handle(
     let x = Exchange {
         state,
         peer,
+        client: if state.trusted_proxies.is_empty() {
+            peer.addr.ip()
+        } else {
+            state.trusted_proxies.client(peer.addr.ip(), request.headers())
+        },
         started: Instant::now(),
         request_id: correlation::request_id(request.headers()),
         trace: Trace::begin(state.tracing.as_ref(), &request),
@@ -291,7 +296,7 @@ fn route<'s, 't>(
         host.as_deref(),
         normalized,
         request.headers(),
-        x.peer.addr.ip(),
+        x.client,
     );
     let capability = decision.capability_index.and_then(|i| state.capabilities.get(i));
     let label = capability.map_or("-", |c| c.name);

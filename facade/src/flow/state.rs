@@ -16,6 +16,7 @@ use crate::flow::idempotency_keys::KeyAffinity;
 use crate::flow::metrics::Metrics;
 use crate::flow::rollback::RollbackRequest;
 use crate::flow::shadow::Shadower;
+use crate::wire::client_address::TrustedProxies;
 
 /// The state every proxied request reads.
 #[derive(Debug)]
@@ -33,6 +34,9 @@ pub struct ProxyState {
     pub metrics: Arc<Metrics>,
     /// Whether to log one line per request.
     pub access_log: bool,
+    /// Proxies whose `X-Forwarded-For` names the client
+    /// (`trusted_proxies`); empty when the peer is the client.
+    pub trusted_proxies: TrustedProxies,
     /// The shadow queue.
     pub shadower: Arc<Shadower>,
     /// Where breached error budgets ask for a rollback.

@@ -8,6 +8,7 @@
 //! directly, without a virtual call.
 
 pub(crate) mod body;
+pub(crate) mod client_address;
 pub(crate) mod client_body;
 pub(crate) mod content_length;
 pub(crate) mod correlation;

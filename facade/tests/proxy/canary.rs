@@ -109,3 +109,44 @@ async fn without_its_header_a_request_is_keyed_by_the_client_address() {
         "{explained}"
     );
 }
+
+/// The side each of 40 clients behind the facade's own address lands on,
+/// every client asking twice: `X-Forwarded-For` names the client.
+async fn sides_of_forwarded_clients(facade: &TestFacade) -> Vec<String> {
+    let mut sides = Vec::new();
+    for client in 1..=40 {
+        let forwarded = format!("203.0.113.{client}");
+        let first = facade
+            .send(Method::GET, "/orders/1", &[("x-forwarded-for", &forwarded)])
+            .await;
+        let again = facade
+            .send(Method::GET, "/orders/1", &[("x-forwarded-for", &forwarded)])
+            .await;
+        assert_eq!(first.status, StatusCode::OK, "{forwarded}: {first:?}");
+        assert_eq!(first.served_by, again.served_by, "{forwarded} changed sides");
+        sides.push(first.served_by.unwrap_or_default());
+    }
+    sides
+}
+
+#[tokio::test]
+async fn behind_trusted_proxies_a_canary_by_client_splits_the_forwarded_clients() {
+    let settings = |facade| Settings {
+        initial: "canary 50%",
+        capability: "sticky = \"client\"",
+        facade,
+        ..Settings::default()
+    };
+    // The facade's clients all connect from 127.0.0.1, its one proxy.
+    let (_store, _cutover, facade) = Cutover::start(settings("trusted_proxies = [\"127.0.0.0/8\"]")).await;
+    let sides = sides_of_forwarded_clients(&facade).await;
+    // Half of 40 clients each way, give or take: both sides seen (all 40 on
+    // one side happens one time in 2^39).
+    assert!(sides.iter().any(|side| side == "service"), "{sides:?}");
+    assert!(sides.iter().any(|side| side == "legacy"), "{sides:?}");
+
+    // Without it, the peer is the client: every request is one client's.
+    let (_store, _cutover, facade) = Cutover::start(settings("")).await;
+    let sides = sides_of_forwarded_clients(&facade).await;
+    assert!(sides.iter().all(|side| *side == sides[0]), "{sides:?}");
+}
