@@ -292,8 +292,15 @@ async fn serve_one<H: Handler>(
     shared: Arc<http1::Shared<H>>,
     watch: &Watch,
 ) {
+    // Until its PROXY header and its TLS handshake are done, a connection
+    // has asked for nothing: the drain closes it at once, as it closes an
+    // idle one, rather than wait for it up to the grace period.
     if shared.proxy_protocol {
-        match proxy_protocol::read_header(&mut stream, shared.head_timeout).await {
+        let header = tokio::select! {
+            header = proxy_protocol::read_header(&mut stream, shared.head_timeout) => header,
+            () = watch.draining() => return,
+        };
+        match header {
             Ok(Some(client)) => peer = Peer::new(client),
             Ok(None) => {}
             Err(failure) => {
@@ -311,7 +318,10 @@ async fn serve_one<H: Handler>(
             http1::serve_connection(ClientStream::Tcp(stream), peer, shared, watch).await
         }
         ConnectionKind::Redirect(port) => redirect::serve(stream, port, shared.head_timeout).await,
-        ConnectionKind::Tls(accept) => match accept.accept(stream).await {
+        ConnectionKind::Tls(accept) => match tokio::select! {
+            accepted = accept.accept(stream) => accepted,
+            () = watch.draining() => return,
+        } {
             Ok(tls) => {
                 peer.secure = true;
                 let leaf = tls

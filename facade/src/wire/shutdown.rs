@@ -105,6 +105,15 @@ impl Watch {
     pub fn phase(&self) -> Phase {
         self.shutdown.phase()
     }
+
+    /// Returns once the drain has started (or the facade has halted).
+    pub async fn draining(&self) {
+        std::future::poll_fn(|cx| match self.poll_phase(cx) {
+            Phase::Running => std::task::Poll::Pending,
+            Phase::Stopping | Phase::Halted => std::task::Poll::Ready(()),
+        })
+        .await;
+    }
 }
 
 impl Drop for Watch {

@@ -143,3 +143,35 @@ async fn an_in_flight_request_completes_after_shutdown_begins() {
     assert!(TcpStream::connect(proxy).await.is_err());
     assert_eq!(shop.legacy.hits(), 1);
 }
+
+#[tokio::test]
+async fn connections_still_before_their_first_request_close_as_soon_as_the_drain_starts() {
+    let mut front = crate::tls::TlsFront::start(&format!(
+        "listen = \"127.0.0.1:0\"\nproxy_protocol = true\ngrace_seconds = {}",
+        GRACE.as_secs()
+    ))
+    .await;
+    // One that has not sent its PROXY header, one that sent it and has not
+    // begun its TLS handshake.
+    let mut before_header = TcpStream::connect(front.facade.proxy).await.unwrap();
+    let mut before_handshake = TcpStream::connect(front.tls()).await.unwrap();
+    before_handshake
+        .write_all(b"PROXY TCP4 203.0.113.7 10.0.0.1 51234 443\r\n")
+        .await
+        .unwrap();
+
+    let started = Instant::now();
+    let running = front.facade.stop();
+    expect_closed(&mut before_header, "the connection waiting for its PROXY header").await;
+    expect_closed(
+        &mut before_handshake,
+        "the connection waiting for its TLS handshake",
+    )
+    .await;
+    assert_stops(running, "with only connections that asked for nothing").await;
+    assert!(
+        started.elapsed() < GRACE - Duration::from_secs(1),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+}
