@@ -43,14 +43,15 @@ use crate::decision::canary::StickyKey;
 use crate::decision::policy::{CapabilityPolicy, RawPolicy, ResiliencePolicy};
 use crate::decision::routing::{CapabilityDef, PathPattern, Route};
 use crate::decision::stage::Stage;
-use crate::wire::client_address::TrustedProxies;
 use raw::RawFile;
 
 mod backend;
+mod connections;
 mod raw;
 mod replica;
 mod tls;
 
+pub use connections::ClientConnections;
 pub use tls::{TlsListenerConfig, UpstreamProtocol, UpstreamTls};
 
 /// A configuration that cannot be used.
@@ -218,25 +219,8 @@ pub struct FacadeConfig {
     pub grace_period: Duration,
     /// Log one line per request.
     pub access_log: bool,
-    /// Threads serving client connections, each with its own event loop.
-    pub proxy_threads: usize,
-    /// Client connections open at most; beyond, a new one gets a 503 and
-    /// is closed.
-    pub max_connections: usize,
-    /// Requests one HTTP/1.1 client connection may carry; the answer to
-    /// the last says `Connection: close`.
-    pub max_requests_per_connection: u64,
-    /// How long a client may take to send a request head, from when the
-    /// connection starts waiting for it; a slower one is dropped.
-    pub header_read_timeout: Duration,
-    /// Whether every connection on the proxy listeners starts with a PROXY
-    /// protocol header (v1 or v2) naming the client, from a TCP balancer.
-    pub proxy_protocol: bool,
-    /// HTTP proxies in front whose `X-Forwarded-For` names the client.
-    pub trusted_proxies: TrustedProxies,
-    /// How long an HTTP/2 client connection may sit with no stream open
-    /// before the facade closes it (GOAWAY).
-    pub http2_idle_timeout: Duration,
+    /// Client connections: threads, limits, idle times, who the client is.
+    pub connections: ClientConnections,
     /// Shadow copies that may wait; beyond, a copy is dropped and counted.
     pub shadow_queue: usize,
     /// Shadow copies in flight to services at once.
@@ -476,51 +460,7 @@ impl FacadeConfig {
             },
             grace_period: Duration::from_secs(raw.facade.grace_seconds.unwrap_or(10)),
             access_log: raw.facade.access_log.unwrap_or(true),
-            proxy_protocol: raw.facade.proxy_protocol.unwrap_or(false),
-            trusted_proxies: match &raw.facade.trusted_proxies {
-                Some(entries) => TrustedProxies::parse(entries.get_ref())
-                    .map_err(|message| invalid(entries.span().start, message))?,
-                None => TrustedProxies::default(),
-            },
-            http2_idle_timeout: Duration::from_secs(
-                bounded(
-                    &raw.facade.http2_idle_timeout_seconds,
-                    300,
-                    1..=86_400,
-                    "http2_idle_timeout_seconds",
-                )
-                .map_err(|(offset, m)| invalid(offset, m))? as u64,
-            ),
-            proxy_threads: bounded(
-                &raw.facade.proxy_threads,
-                crate::wire::proxy_threads::default_count(),
-                1..=1024,
-                "proxy_threads",
-            )
-            .map_err(|(offset, m)| invalid(offset, m))?,
-            max_connections: bounded(
-                &raw.facade.max_connections,
-                16_384,
-                1..=1_000_000,
-                "max_connections",
-            )
-            .map_err(|(offset, m)| invalid(offset, m))?,
-            max_requests_per_connection: bounded(
-                &raw.facade.max_requests_per_connection,
-                10_000,
-                1..=100_000_000,
-                "max_requests_per_connection",
-            )
-            .map_err(|(offset, m)| invalid(offset, m))? as u64,
-            header_read_timeout: Duration::from_millis(
-                bounded(
-                    &raw.facade.header_read_timeout_ms,
-                    crate::wire::http1::HEADER_READ_TIMEOUT.as_millis() as usize,
-                    100..=3_600_000,
-                    "header_read_timeout_ms",
-                )
-                .map_err(|(offset, m)| invalid(offset, m))? as u64,
-            ),
+            connections: connections::check(&raw.facade).map_err(|(offset, m)| invalid(offset, m))?,
             shadow_queue: bounded(&raw.facade.shadow_queue, 1_000, 1..=1_000_000, "shadow_queue")
                 .map_err(|(offset, m)| invalid(offset, m))?,
             shadow_concurrency: bounded(

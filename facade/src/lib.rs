@@ -175,7 +175,13 @@ impl Facade {
         let backends: Vec<Arc<Backend>> = config
             .backends
             .iter()
-            .map(|b| Arc::new(Backend::new(b, metrics.name(&b.name), config.proxy_threads)))
+            .map(|b| {
+                Arc::new(Backend::new(
+                    b,
+                    metrics.name(&b.name),
+                    config.connections.proxy_threads,
+                ))
+            })
             .collect();
         metrics.reloaded(snapshot.revision);
         metrics.store_reachable(true);
@@ -209,7 +215,7 @@ impl Facade {
             limits: config.limits,
             metrics,
             access_log: config.access_log,
-            trusted_proxies: config.trusted_proxies.clone(),
+            trusted_proxies: config.connections.trusted_proxies.clone(),
             shadower,
             rollbacks,
             tracing,
@@ -365,13 +371,13 @@ impl Facade {
             self.state,
             wire::server::Settings {
                 max_header_bytes: self.config.limits.max_header_bytes,
-                max_requests_per_connection: self.config.max_requests_per_connection,
-                header_read_timeout: self.config.header_read_timeout,
-                proxy_protocol: self.config.proxy_protocol,
-                http2_idle_timeout: self.config.http2_idle_timeout,
-                threads: self.config.proxy_threads,
+                max_requests_per_connection: self.config.connections.max_requests_per_connection,
+                header_read_timeout: self.config.connections.header_read_timeout,
+                proxy_protocol: self.config.connections.proxy_protocol,
+                http2_idle_timeout: self.config.connections.http2_idle_timeout,
+                threads: self.config.connections.proxy_threads,
                 grace: self.config.grace_period,
-                max_connections: wire::descriptors::fit_connections(self.config.max_connections),
+                max_connections: wire::descriptors::fit_connections(self.config.connections.max_connections),
                 asks_client_certificates: self
                     .config
                     .tls

@@ -90,10 +90,13 @@ fn the_admin_token_never_prints() {
 #[test]
 fn the_head_timeout_is_thirty_seconds_unless_set_within_its_range() {
     let config = FacadeConfig::parse(Path::new("strangler.toml"), GOOD).unwrap();
-    assert_eq!(config.header_read_timeout, Duration::from_secs(30));
+    assert_eq!(config.connections.header_read_timeout, Duration::from_secs(30));
     let set = GOOD.replace("[facade]\n", "[facade]\nheader_read_timeout_ms = 2500\n");
     let config = FacadeConfig::parse(Path::new("strangler.toml"), &set).unwrap();
-    assert_eq!(config.header_read_timeout, Duration::from_millis(2500));
+    assert_eq!(
+        config.connections.header_read_timeout,
+        Duration::from_millis(2500)
+    );
     let too_short = GOOD.replace("[facade]\n", "[facade]\nheader_read_timeout_ms = 5\n");
     let error = error_of(&too_short);
     assert!(
