@@ -7,6 +7,9 @@ use std::time::Instant;
 use hyper::header::HeaderValue;
 use hyper::{Response, StatusCode};
 
+use crate::decision::routing::Decision;
+use crate::flow::backend::Backend;
+use crate::flow::dispatch::FallbackCause;
 use crate::flow::state::ProxyState;
 use crate::flow::trace::{Ended, LogIds, Trace, Traced};
 use crate::wire::body::ProxyBody;
@@ -48,6 +51,33 @@ impl Exchange<'_> {
     #[inline]
     pub fn traced(&self) -> Option<Traced<'_>> {
         self.trace.traced(self.state.tracing.as_ref())
+    }
+
+    /// Ends the request's span, when its trace is kept, with what the route
+    /// decided and who answered.
+    pub fn span_ended(
+        &self,
+        decision: &Decision<'_>,
+        status: StatusCode,
+        served_by: &Backend,
+        fallback_from: Option<FallbackCause>,
+        shadow: bool,
+        error: Option<&'static str>,
+    ) {
+        let Some(traced) = self.traced() else {
+            return;
+        };
+        traced.request_ended(Ended {
+            status: status.as_u16(),
+            route: decision.route.map(|(_, pattern)| pattern),
+            decision: decision
+                .capability
+                .map(|capability| (capability, decision.stage, decision.target)),
+            served_by: Some(&served_by.name),
+            fallback: fallback_from.map(|cause| cause.first),
+            shadow,
+            error,
+        });
     }
 
     /// The facade's own answer to a request it does not forward, counted.

@@ -48,7 +48,7 @@ use crate::flow::rollback;
 use crate::flow::shadow::capture::{self, CapturingBody, PendingShadow};
 use crate::flow::shadow::SkipReason;
 use crate::flow::state::ProxyState;
-use crate::flow::trace::{Ended, Trace};
+use crate::flow::trace::Trace;
 use crate::flow::upgrade;
 use crate::wire::body::{self, ProxyBody};
 use crate::wire::client_body::{BodyCopy, BodySent, ClientBody, ClientIncoming};
@@ -465,9 +465,8 @@ fn finish(
         &x.request_id,
         &response,
     ) {
-        span_ended(
-            x,
-            routed,
+        x.span_ended(
+            &routed.decision,
             refused.status(),
             served_by,
             dispatched.fallback_from,
@@ -490,9 +489,8 @@ fn finish(
     state
         .metrics
         .request(routed.label, backend_label, status.as_u16(), x.started.elapsed());
-    span_ended(
-        x,
-        routed,
+    x.span_ended(
+        &routed.decision,
         status,
         served_by,
         dispatched.fallback_from,
@@ -564,9 +562,8 @@ fn failed(
         side,
         fallback_from,
     );
-    span_ended(
-        x,
-        routed,
+    x.span_ended(
+        &routed.decision,
         status,
         served_by,
         fallback_from,
@@ -574,34 +571,6 @@ fn failed(
         Some(failure.reason()),
     );
     response
-}
-
-/// Ends the request's span, when its trace is kept, with what the route
-/// decided and who answered.
-fn span_ended(
-    x: &Exchange<'_>,
-    routed: &Routed<'_, '_>,
-    status: StatusCode,
-    served_by: &Backend,
-    fallback_from: Option<FallbackCause>,
-    shadow: bool,
-    error: Option<&'static str>,
-) {
-    let Some(traced) = x.traced() else {
-        return;
-    };
-    let decision = &routed.decision;
-    traced.request_ended(Ended {
-        status: status.as_u16(),
-        route: decision.route.map(|(_, pattern)| pattern),
-        decision: decision
-            .capability
-            .map(|capability| (capability, decision.stage, decision.target)),
-        served_by: Some(&served_by.name),
-        fallback: fallback_from.map(|cause| cause.first),
-        shadow,
-        error,
-    });
 }
 
 /// The monolith's answer with a copy kept as it streams for the shadow
