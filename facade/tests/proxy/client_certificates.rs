@@ -40,6 +40,26 @@ pub(crate) async fn refused(facade: &TestFacade) -> f64 {
     )
 }
 
+/// Waits until the facade has counted `expected` client handshakes that
+/// failed for `reason`: a client learns of its refusal before the facade
+/// has counted it.
+pub(crate) async fn handshake_failures_reach(facade: &TestFacade, reason: &str, expected: f64) {
+    eventually(
+        &format!("{expected} handshake failures counted as {reason}"),
+        WAIT_LIMIT,
+        Duration::from_millis(20),
+        async || match metric_value(
+            &facade.metrics().await,
+            "strangler_facade_tls_handshake_failures_total",
+            &[("reason", reason)],
+        ) {
+            counted if counted == expected => Ok(()),
+            counted => Err(format!("{counted} counted")),
+        },
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn only_clients_with_a_certificate_from_the_configured_authority_are_served() {
     let pki = Pki::new();
@@ -99,16 +119,7 @@ async fn only_clients_with_a_certificate_from_the_configured_authority_are_serve
         "a certificate from another CA was accepted: {foreign:?}"
     );
     assert_eq!(upstream.hits(), hits, "a refused client reached the backend");
-    eventually(
-        "both refusals to be counted",
-        WAIT_LIMIT,
-        Duration::from_millis(20),
-        async || match refused(&facade).await {
-            2.0 => Ok(()),
-            counted => Err(format!("{counted} counted")),
-        },
-    )
-    .await;
+    handshake_failures_reach(&facade, "client_certificate", 2.0).await;
 }
 
 /// The `x-forwarded-client-cert` values an echoing upstream received.
@@ -369,17 +380,7 @@ async fn with_certificates_optional_an_anonymous_client_is_served_with_no_identi
     // A certificate that does not verify is refused, not taken as none.
     let before = upstream.hits();
     assert!(served_to(tls, &pki, &outsider).await.is_err());
-    // The client learns of the refusal before the facade has counted it.
-    eventually(
-        "the refusal to be counted",
-        WAIT_LIMIT,
-        Duration::from_millis(20),
-        async || match refused(&facade).await {
-            1.0 => Ok(()),
-            other => Err(format!("{other} counted")),
-        },
-    )
-    .await;
+    handshake_failures_reach(&facade, "client_certificate", 1.0).await;
     assert_eq!(upstream.hits(), before);
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hyper::StatusCode;
 
-use crate::client_certificates::{mutual_config, refused, served_to};
+use crate::client_certificates::{handshake_failures_reach, mutual_config, served_to};
 use crate::helpers::tls::{Issued, Pki};
 use crate::helpers::{eventually, metric_value, spawn_upstream, sqlite_store, start_facade, WAIT_LIMIT};
 
@@ -45,16 +45,7 @@ async fn a_revoked_client_certificate_is_refused_until_a_new_list_reinstates_it(
     let revoked = served_to(tls, &pki, &lost).await;
     assert!(revoked.is_err(), "a revoked certificate was served: {revoked:?}");
     assert_eq!(upstream.hits(), hits, "a revoked client reached the backend");
-    eventually(
-        "the refusal to be counted",
-        WAIT_LIMIT,
-        Duration::from_millis(20),
-        async || match refused(&facade).await {
-            1.0 => Ok(()),
-            counted => Err(format!("{counted} counted")),
-        },
-    )
-    .await;
+    handshake_failures_reach(&facade, "client_certificate", 1.0).await;
 
     // The CA publishes a list without it (a revocation made in error):
     // the facade picks it up on its own.

@@ -4,13 +4,12 @@
 //! served; a value the facade does not offer stops the load with its line.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use hyper::StatusCode;
 use rustls::{ClientConfig, ProtocolVersion};
 
+use crate::client_certificates::handshake_failures_reach;
 use crate::helpers::tls::{get, https_request, Issued, Pki};
-use crate::helpers::{eventually, metric_value, WAIT_LIMIT};
 use crate::tls::{load_error, tls_config, TlsFront};
 
 /// A client trusting `pki` that speaks TLS 1.2 and nothing newer.
@@ -63,21 +62,7 @@ async fn with_a_minimum_of_1_3_older_clients_are_refused_and_counted() {
 
     let refused = served(tls, tls12_only(pki)).await;
     assert!(refused.is_err(), "a TLS 1.2 client was served: {refused:?}");
-    // The client learns of the refusal before the facade has counted it.
-    eventually(
-        "the refusal to be counted as incompatible",
-        WAIT_LIMIT,
-        Duration::from_millis(20),
-        async || match metric_value(
-            &facade.metrics().await,
-            "strangler_facade_tls_handshake_failures_total",
-            &[("reason", "incompatible")],
-        ) {
-            1.0 => Ok(()),
-            other => Err(format!("{other} counted")),
-        },
-    )
-    .await;
+    handshake_failures_reach(facade, "incompatible", 1.0).await;
     assert_eq!(served(tls, pki.client_config(&[b"h2"])).await, Ok(StatusCode::OK));
     assert_eq!(front.upstream.hits(), 1);
 }
